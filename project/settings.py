@@ -1,0 +1,221 @@
+"""Intake settings: one module, everything from environment variables (see .env.example).
+
+With DATABASE_URL unset the app uses SQLite under var/; with REDIS_URL unset it talks to the
+embedded valkey-server that `python3 intake.py start` launches on a Unix socket under var/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from project.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("INTAKE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env_str("SECRET_KEY")
+    if key:
+        return key
+    # Embedded default: a random key kept under var/ so sessions survive restarts. Never a
+    # fixed key in the code.
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "django_rq",
+    "django_eventstream",
+    "project",
+    "runs",
+    "ingestion",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+ASGI_APPLICATION = "project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    _db = dj_database_url.parse(DATABASE_URL)
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        # Under ASGI, CONN_MAX_AGE > 0 leaks connections (Django #33497); psycopg's pool
+        # reuses them instead, and an idle SSE stream returns its connection to the pool.
+        _db["CONN_MAX_AGE"] = 0
+        _db.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("INTAKE_DB_POOL_MIN", 1, minimum=0),
+            "max_size": env_int("INTAKE_DB_POOL_MAX", 20, minimum=1),
+            "timeout": 30,
+        }
+else:
+    _db = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": VAR_DIR / "intake.sqlite3",
+        "OPTIONS": {
+            # A web process and several workers write at once: WAL lets readers go on while
+            # one writes, IMMEDIATE takes the write lock up front (no deadlocking upgrades),
+            # and the timeout makes a writer wait for the lock instead of failing.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        },
+        # Tests run real workers in other processes: the test database must be a file.
+        "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+    }
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, RQ, event stream ----------------------------------------------------------------
+INTAKE_EMBEDDED_REDIS = not env_str("REDIS_URL")
+
+
+def _embedded_redis_socket() -> Path:
+    path = VAR_DIR / "valkey.sock"
+    # Unix socket paths are limited to ~107 bytes; a deep checkout falls back to /tmp.
+    if len(str(path)) > 100:
+        digest = hashlib.sha1(str(VAR_DIR).encode()).hexdigest()[:12]
+        path = Path(tempfile.gettempdir()) / f"intake-{digest}.sock"
+    return path
+
+
+INTAKE_EMBEDDED_REDIS_SOCKET = _embedded_redis_socket()
+REDIS_URL = env_str("REDIS_URL") or f"unix://{INTAKE_EMBEDDED_REDIS_SOCKET}"
+
+
+def redis_kwargs(url: str) -> dict:
+    """redis.Redis(**kwargs) for a redis://, rediss:// or unix:// URL (django-eventstream
+    takes keyword arguments, not a URL)."""
+    parts = urlsplit(url)
+    kwargs: dict = {"health_check_interval": 10, "socket_connect_timeout": 5}
+    if parts.scheme == "unix":
+        kwargs["unix_socket_path"] = unquote(parts.path)
+    elif parts.scheme in {"redis", "rediss"}:
+        kwargs["host"] = parts.hostname or "localhost"
+        kwargs["port"] = parts.port or 6379
+        if parts.scheme == "rediss":
+            kwargs["ssl"] = True
+        db = parts.path.lstrip("/")
+        if db:
+            kwargs["db"] = int(db)
+    else:
+        raise ImproperlyConfigured(f"REDIS_URL has an unsupported scheme: {parts.scheme!r}")
+    if parts.username:
+        kwargs["username"] = unquote(parts.username)
+    if parts.password:
+        kwargs["password"] = unquote(parts.password)
+    return kwargs
+
+
+RQ_QUEUES = {
+    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("INTAKE_JOB_TIMEOUT", 6 * 3600)},
+}
+RQ = {
+    "WORKER_CLASS": "runs.worker.IntakeWorker",
+    # Enqueue when the surrounding transaction commits, never for a rolled-back run.
+    "COMMIT_MODE": "on_db_commit",
+}
+
+EVENTSTREAM_REDIS = redis_kwargs(REDIS_URL)
+EVENTSTREAM_STORAGE_CLASS = "runs.feed.RunEventStorage"
+EVENTSTREAM_CHANNELMANAGER_CLASS = "runs.feed.RunChannelManager"
+
+# --- Runs -----------------------------------------------------------------------------------
+# An active run whose heartbeat is older than this is ended as `error` by the reaper.
+INTAKE_RUN_STALE_AFTER = env_float("INTAKE_RUN_STALE_AFTER", 120.0, minimum=1)
+# A pending run no worker has picked up after this long is ended as `error`.
+INTAKE_RUN_PENDING_TIMEOUT = env_float("INTAKE_RUN_PENDING_TIMEOUT", 1800.0, minimum=1)
+# How often a busy worker writes its heartbeat (it is also written at every checkpoint
+# that is at least this far from the last one).
+INTAKE_HEARTBEAT_INTERVAL = env_float("INTAKE_HEARTBEAT_INTERVAL", 5.0, minimum=0.1)
+# Progress events are published at most this often per run, however fast the run goes.
+INTAKE_PROGRESS_INTERVAL = env_float("INTAKE_PROGRESS_INTERVAL", 0.5, minimum=0.05)
+# How often the reaper runs (seconds) under `manage.py rqcron runs.cron`.
+INTAKE_REAPER_INTERVAL = env_int("INTAKE_REAPER_INTERVAL", 60, minimum=1)
+
+# --- Auth, static, i18n ---------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "runs:list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+# Serve from the finders without a collectstatic step: a newcomer needs only Python.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django_eventstream": {"level": "WARNING"}},
+}

@@ -1,0 +1,93 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from runs import services
+from runs.models import IngestionRun, RunEvent
+
+
+class RunEventInline(admin.TabularInline):
+    model = RunEvent
+    fields = ("seq", "type", "message", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-seq",)
+    max_num = 0
+    show_change_link = True
+
+
+@admin.register(IngestionRun)
+class IngestionRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "owner",
+        "kind",
+        "status",
+        "items_done",
+        "total_jobs",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("status", "kind")
+    search_fields = ("id", "owner__username", "idempotency_key")
+    list_select_related = ("owner",)
+    raw_id_fields = ("owner", "preview")
+    date_hierarchy = "created_at"
+    actions = ["abort_runs"]
+    inlines = [RunEventInline]
+    # The lifecycle moves only through runs.services; the admin shows it, never edits it.
+    readonly_fields = (
+        "kind",
+        "status",
+        "owner",
+        "preview",
+        "config",
+        "total_jobs",
+        "items_done",
+        "jobs_new",
+        "jobs_updated",
+        "jobs_ready",
+        "jobs_skipped",
+        "jobs_expired",
+        "jobs_failed",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "abort_requested_at",
+        "progress_published_at",
+        "error_message",
+        "queue_job_ids",
+        "idempotency_key",
+        "last_event_seq",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # runs start through the app, the API or `manage.py`, never a bare row
+
+    @admin.action(description="Abort selected runs")
+    def abort_runs(self, request: HttpRequest, queryset: QuerySet[IngestionRun]) -> None:
+        for run in queryset:
+            try:
+                services.run_request_abort(run)
+            except services.RunNotActive as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(request, f"Abort requested for run #{run.pk} ({run.status}).")
+
+
+@admin.register(RunEvent)
+class RunEventAdmin(admin.ModelAdmin):
+    list_display = ("id", "run", "seq", "type", "message", "created_at")
+    list_filter = ("type",)
+    list_select_related = ("run",)
+    raw_id_fields = ("run",)
+    search_fields = ("run__id", "type", "message")
+    readonly_fields = ("run", "seq", "type", "message", "payload", "snapshot", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # events are append-only, written by runs.services.publish_event
+
+    def has_change_permission(self, request: HttpRequest, obj: RunEvent | None = None) -> bool:
+        return False

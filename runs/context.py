@@ -1,0 +1,70 @@
+"""What an executor gets: the run, and the checkpoints every worker calls between items."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+
+from runs import services
+from runs.models import IngestionRun, RunStatus
+
+
+class RunAborted(Exception):
+    """Raised at a checkpoint when an abort was requested: the executor unwinds, what it
+    committed stays, and the task ends the run as aborted."""
+
+
+class RunContext:
+    def __init__(self, run: IngestionRun) -> None:
+        self.run = run
+        self._last_check = 0.0
+
+    # Abort must be noticed within a second or two, so the flag is read at least this often.
+    CHECK_INTERVAL = 0.5
+
+    def checkpoint(self, *, force: bool = False) -> None:
+        """Call between items and batches: beats the heartbeat and raises RunAborted when an
+        abort was requested (RunGone when the run was ended elsewhere). Cheap to call often:
+        it touches the database at most every CHECK_INTERVAL seconds."""
+        now = time.monotonic()
+        interval = min(self.CHECK_INTERVAL, settings.INTAKE_HEARTBEAT_INTERVAL)
+        if not force and now - self._last_check < interval:
+            return
+        self._last_check = now
+        if services.run_heartbeat(self.run):
+            raise RunAborted(f"Run #{self.run.pk}: abort requested")
+
+    def set_stage(self, status: str, *, message: str = "") -> None:
+        """Move from initializing to ingesting (the only stage change an executor makes)."""
+        try:
+            services.run_transition(
+                self.run, to=status, expected=[RunStatus.INITIALIZING], message=message
+            )
+        except services.IllegalTransition as exc:
+            raise services.RunGone(str(exc)) from exc
+
+    def progress(
+        self,
+        *,
+        done: int | None = None,
+        total: int | None = None,
+        increments: Mapping[str, int] | None = None,
+        counts: Mapping[str, int] | None = None,
+        force_event: bool = False,
+    ) -> None:
+        services.run_update_progress(
+            self.run,
+            done=done,
+            total=total,
+            increments=increments,
+            counts=counts,
+            force_event=force_event,
+        )
+
+    def event(self, type: str, message: str = "", payload: Mapping[str, Any] | None = None) -> None:
+        services.publish_event(
+            self.run, type=type, message=message, payload=payload, require_active=True
+        )

@@ -1,0 +1,38 @@
+"""Which code executes a run of each kind. Apps register theirs at start-up (the runs app the
+diagnostic workload; ingestion its preview and ingest pipelines), so the generic lifecycle
+never imports what it executes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runs.context import RunContext
+
+Executor = Callable[["RunContext"], None]
+
+_EXECUTORS: dict[str, Executor] = {}
+
+
+def register(kind: str) -> Callable[[Executor], Executor]:
+    def decorator(func: Executor) -> Executor:
+        _EXECUTORS[kind] = func
+        return func
+
+    return decorator
+
+
+def get_executor(kind: str) -> Executor:
+    from runs.services import RunError
+
+    try:
+        return _EXECUTORS[kind]
+    except KeyError:
+        raise RunError(
+            f"Runs of kind {kind!r} cannot be executed by this version of Intake."
+        ) from None
+
+
+def registered_kinds() -> list[str]:
+    return sorted(_EXECUTORS)

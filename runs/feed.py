@@ -1,0 +1,238 @@
+"""The live feed: RunEvent rows delivered over SSE by django-eventstream.
+
+- Workers publish through Redis pub/sub (EVENTSTREAM_REDIS); the ASGI web process's listener
+  hands each event to the streams of that run's channel, `run-<id>`.
+- Replay on reconnect (Last-Event-ID, `?after=`) reads RunEvent rows: `RunEventStorage` is the
+  storage django-eventstream asks, so no event is kept twice.
+- django-eventstream's Redis listener dies silently when its connection drops and never
+  resubscribes; `ResilientRedisListener` replaces it, reconnects with backoff, and meanwhile
+  makes every open stream re-read its run's events from the database every few seconds.
+- Idle streams hold no database connection: each database touch here closes its connection
+  afterwards (with psycopg's pool, that returns it to the pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
+from django_eventstream.channelmanager import ChannelManagerBase
+from django_eventstream.event import Event
+from django_eventstream.storage import StorageBase
+
+logger = logging.getLogger(__name__)
+
+# The pub/sub channel django-eventstream's send_event publishes on (fixed by the library).
+PUBSUB_CHANNEL = "events_channel"
+# Every RunEvent goes out as the SSE default event type, so a plain EventSource `onmessage`
+# sees it; the envelope's `type` says what happened.
+SSE_EVENT_NAME = "message"
+# While Redis is unreachable, open streams re-read their run's events this often.
+DEGRADED_POLL_SECONDS = 2.0
+
+
+def channel_for(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+def run_id_for(channel: str) -> int | None:
+    prefix, _, number = channel.partition("-")
+    if prefix != "run" or not number.isdigit():
+        return None
+    return int(number)
+
+
+@contextmanager
+def short_lived_connection() -> Iterator[None]:
+    """Close this thread's database connection when done, unless a transaction is open."""
+    try:
+        yield
+    finally:
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+def encode(envelope: dict[str, Any]) -> str:
+    return json.dumps(envelope, cls=DjangoJSONEncoder, separators=(",", ":"))
+
+
+def broadcast(envelope: dict[str, Any]) -> None:
+    """Publish a committed event to every web process. Called from transaction.on_commit.
+
+    A failure is logged, not raised: the event is already stored, and subscribers catch up
+    from the database (replay on reconnect, and the degraded-mode re-reads)."""
+    from django_eventstream import send_event
+
+    try:
+        send_event(
+            channel_for(envelope["runId"]), SSE_EVENT_NAME, encode(envelope), json_encode=False
+        )
+    except Exception as exc:
+        logger.warning(
+            "Could not broadcast event %s of run %s: %s", envelope["id"], envelope["runId"], exc
+        )
+
+
+class RunEventStorage(StorageBase):
+    """django-eventstream storage over RunEvent rows."""
+
+    def append_event(self, channel: str, event_type: str, data: str) -> Event:
+        # runs.services.publish_event has already written the row in its transaction (this
+        # runs after commit); adopt its id rather than store the event a second time.
+        return Event(channel, event_type, data, id=int(json.loads(data)["id"]))
+
+    def get_events(self, channel: str, last_id: int, limit: int = 100) -> list[Event]:
+        from runs.models import RunEvent
+
+        run_id = run_id_for(channel)
+        if run_id is None:
+            return []
+        with short_lived_connection():
+            rows = list(
+                RunEvent.objects.filter(run_id=run_id, id__gt=int(last_id)).order_by("id")[:limit]
+            )
+        return [Event(channel, SSE_EVENT_NAME, encode(row.envelope()), id=row.pk) for row in rows]
+
+    def get_current_id(self, channel: str) -> int:
+        from runs.models import RunEvent
+
+        run_id = run_id_for(channel)
+        if run_id is None:
+            return 0
+        with short_lived_connection():
+            last = (
+                RunEvent.objects.filter(run_id=run_id).order_by("-id").values_list("id", flat=True)
+            )
+            return last.first() or 0
+
+
+class RunChannelManager(ChannelManagerBase):
+    """One channel per run; only the run's owner may read it."""
+
+    def get_channels_for_request(self, request: Any, view_kwargs: dict[str, Any]) -> set[str]:
+        return {view_kwargs["channel"]}
+
+    def can_read_channel(self, user: Any, channel: str) -> bool:
+        from runs.models import IngestionRun
+
+        run_id = run_id_for(channel)
+        if user is None or run_id is None:
+            return False
+        with short_lived_connection():
+            return IngestionRun.objects.filter(pk=run_id, owner_id=user.pk).exists()
+
+    def is_channel_reliable(self, channel: str) -> bool:
+        return True
+
+
+class ResilientRedisListener:
+    """Subscribes the web process to the events pub/sub channel and keeps it subscribed.
+
+    Stands in for django_eventstream.views.RedisListener (same `start()` coroutine), which
+    ends for good on the first connection error: after a Redis restart, live delivery would
+    stop until the web process restarts. While disconnected it wakes every stream to re-read
+    its events from the database, and once resubscribed it does so once more to fill the gap.
+    """
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.reconnects = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from redis.asyncio import Redis
+
+        self._task = asyncio.current_task()  # keep a strong reference to ourselves
+        delay = 0.5
+        was_down = False
+        while True:
+            client = Redis(**settings.EVENTSTREAM_REDIS)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(PUBSUB_CHANNEL)
+                self.connected = True
+                delay = 0.5
+                if was_down:
+                    self.reconnects += 1
+                    logger.warning("Event listener resubscribed to Redis")
+                    wake_all_streams()  # fill the gap from the database
+                    was_down = False
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is None:
+                        await pubsub.ping()  # a dead connection raises here
+                        continue
+                    if message.get("type") == "message":
+                        self._dispatch(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not was_down:
+                    logger.warning("Event listener lost Redis (%s); reconnecting", exc)
+                was_down = True
+            finally:
+                self.connected = False
+                try:
+                    await pubsub.aclose()
+                    await client.aclose()
+                except Exception:
+                    pass
+            wake_all_streams()  # degraded mode: streams re-read from the database
+            await asyncio.sleep(min(delay, DEGRADED_POLL_SECONDS))
+            delay = min(delay * 2, 5.0)
+
+    @staticmethod
+    def _dispatch(raw: bytes | str) -> None:
+        from django_eventstream.views import get_listener_manager
+
+        try:
+            data = json.loads(raw)
+            event = Event(data["channel"], data["event_type"], data["data"], id=data["pub_id"])
+        except (ValueError, KeyError, TypeError):
+            logger.warning("Ignoring a malformed event on %s", PUBSUB_CHANNEL)
+            return
+        get_listener_manager().add_to_queues(event.channel, event)
+
+
+def wake_all_streams() -> None:
+    """Make every open stream re-read its channel from storage (django-eventstream treats an
+    overflowed listener that way), so nothing published meanwhile is missed."""
+    from django_eventstream.views import get_listener_manager
+
+    manager = get_listener_manager()
+    with manager.lock:
+        listeners = {
+            listener for group in manager.listeners_by_channel.values() for listener in group
+        }
+        for listener in listeners:
+            listener.overflow = True
+    for listener in listeners:
+        if listener.loop is not None:
+            listener.wake_threadsafe()
+
+
+def install_resilient_listener() -> None:
+    from django_eventstream import views
+
+    manager = views.get_listener_manager()
+    if manager.redis_listener is not None and not isinstance(
+        manager.redis_listener, ResilientRedisListener
+    ):
+        manager.redis_listener = ResilientRedisListener()
+
+
+def listener_state() -> dict[str, Any]:
+    from django_eventstream import views
+
+    listener = views.get_listener_manager().redis_listener
+    return {
+        "connected": bool(getattr(listener, "connected", False)),
+        "reconnects": getattr(listener, "reconnects", 0),
+    }

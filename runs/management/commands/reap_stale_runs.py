@@ -1,0 +1,27 @@
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from runs import services
+
+
+class Command(BaseCommand):
+    help = (
+        "End active runs whose worker stopped responding (no heartbeat for "
+        "INTAKE_RUN_STALE_AFTER seconds, or pending longer than INTAKE_RUN_PENDING_TIMEOUT) "
+        "as `error`. The same job runs every minute under `manage.py rqcron runs.cron`."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        pass
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        reaped = services.run_reap_stale()
+        for run in reaped:
+            self.stdout.write(f"Run #{run.pk} ({run.owner}): {run.error_message}")
+        if options["verbosity"] >= 1:
+            self.stdout.write(
+                f"Reaped {len(reaped)} stale run(s) "
+                f"(limit {settings.INTAKE_RUN_STALE_AFTER:g} s without a heartbeat)."
+            )

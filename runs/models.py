@@ -1,0 +1,201 @@
+"""The run lifecycle's data: runs and their append-only events. Generic: nothing here knows
+what a job posting is; the `jobs_*` counters are the snapshot the design asks every run to keep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class RunKind(models.TextChoices):
+    PREVIEW = "preview", "Preview"
+    INGEST = "ingest", "Ingest"
+    # A synthetic workload that exercises workers, heartbeats, abort and the live feed
+    # end to end: how an operator checks a deployment before pointing it at real boards.
+    DIAGNOSTIC = "diagnostic", "Diagnostic"
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    INITIALIZING = "initializing", "Initializing"
+    INGESTING = "ingesting", "Ingesting"
+    FINISHED = "finished", "Finished"
+    ERROR = "error", "Error"
+    ABORTED = "aborted", "Aborted"
+
+
+ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.INITIALIZING, RunStatus.INGESTING)
+RUNNING_STATUSES = (RunStatus.INITIALIZING, RunStatus.INGESTING)
+TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.ERROR, RunStatus.ABORTED)
+
+# Snapshot counters, in the order they are shown. Keys are the field names; values the
+# camelCase names the JSON contracts (SSE, API) use.
+COUNT_FIELDS = {
+    "jobs_new": "new",
+    "jobs_updated": "updated",
+    "jobs_ready": "ready",
+    "jobs_skipped": "skipped",
+    "jobs_expired": "expired",
+    "jobs_failed": "failed",
+}
+
+
+class IngestionRun(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs"
+    )
+    kind = models.CharField(max_length=16, choices=RunKind.choices)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
+    config = models.JSONField(
+        default=dict, blank=True, help_text="Sources and filters as they were."
+    )
+    preview = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="ingests"
+    )
+
+    total_jobs = models.PositiveIntegerField(default=0)
+    items_done = models.PositiveIntegerField(default=0)
+    jobs_new = models.PositiveIntegerField(default=0)
+    jobs_updated = models.PositiveIntegerField(default=0)
+    jobs_ready = models.PositiveIntegerField(default=0)
+    jobs_skipped = models.PositiveIntegerField(default=0)
+    jobs_expired = models.PositiveIntegerField(default=0)
+    jobs_failed = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    abort_requested_at = models.DateTimeField(null=True, blank=True)
+    # Set when a progress event is published: the throttle is shared by every worker of a run.
+    progress_published_at = models.DateTimeField(null=True, blank=True)
+
+    error_message = models.TextField(blank=True)
+    queue_job_ids = models.JSONField(default=list, blank=True)
+    # NULL, not "", when absent: the unique constraint below must ignore runs without a key.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    last_event_seq = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # The invariant "one active run per owner" lives here, so two concurrent starts
+            # cannot both win whatever the code above does (runs.services.run_start relies on
+            # the IntegrityError to report the winner).
+            models.UniqueConstraint(
+                fields=["owner"],
+                condition=Q(status__in=[s.value for s in ACTIVE_STATUSES]),
+                name="runs_ingestionrun_one_active_per_owner",
+            ),
+            # A repeated Idempotency-Key returns the same run (runs.services.run_start).
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="runs_ingestionrun_idempotency_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=RunStatus.values), name="runs_ingestionrun_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=RunKind.values), name="runs_ingestionrun_kind_valid"
+            ),
+        ]
+        indexes = [
+            # The history page: a user's runs, newest first.
+            models.Index(fields=["owner", "-created_at"], name="runs_ingestionrun_owner_recent"),
+            # The reaper scans active runs only.
+            models.Index(
+                fields=["status", "heartbeat_at"],
+                condition=Q(status__in=[s.value for s in ACTIVE_STATUSES]),
+                name="runs_ingestionrun_active",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run #{self.pk} ({self.kind}, {self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def channel(self) -> str:
+        return f"run-{self.pk}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        from django.utils import timezone
+
+        end = self.finished_at or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, field) for field, name in COUNT_FIELDS.items()}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The run's state as every event and API response carries it (camelCase)."""
+
+        def iso(value: Any) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "id": self.pk,
+            "kind": self.kind,
+            "status": self.status,
+            "terminal": self.is_terminal,
+            "totalJobs": self.total_jobs,
+            "itemsDone": self.items_done,
+            "counts": self.counts(),
+            "abortRequested": self.abort_requested_at is not None,
+            "errorMessage": self.error_message,
+            "createdAt": iso(self.created_at),
+            "startedAt": iso(self.started_at),
+            "finishedAt": iso(self.finished_at),
+            "heartbeatAt": iso(self.heartbeat_at),
+        }
+
+
+class RunEvent(models.Model):
+    """Append-only; written only by runs.services.publish_event. The page's feed, the SSE
+    stream (runs.feed.RunEventStorage) and replay on reconnect all read these rows."""
+
+    run = models.ForeignKey(IngestionRun, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=64)
+    message = models.TextField(blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    # The run's status and counts when the event was written: a late subscriber is correct
+    # after one event.
+    snapshot = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "seq"], name="runs_runevent_seq_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.seq} of run {self.run_id}"
+
+    def envelope(self) -> dict[str, Any]:
+        """The JSON the SSE stream and the events endpoint send for this event."""
+        return {
+            "id": self.pk,
+            "seq": self.seq,
+            "runId": self.run_id,
+            "type": self.type,
+            "message": self.message,
+            "payload": self.payload,
+            "createdAt": self.created_at.isoformat() if self.created_at else None,
+            "run": self.snapshot,
+        }

@@ -1,0 +1,23 @@
+"""Reads of runs for views, commands and the API."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+
+from runs.models import ACTIVE_STATUSES, IngestionRun
+
+
+def runs_for_owner(
+    owner: AbstractBaseUser, *, status: str | None = None, kind: str | None = None
+) -> QuerySet[IngestionRun]:
+    runs = IngestionRun.objects.filter(owner=owner).order_by("-created_at", "-id")
+    if status:
+        runs = runs.filter(status=status)
+    if kind:
+        runs = runs.filter(kind=kind)
+    return runs
+
+
+def active_run_for_owner(owner: AbstractBaseUser) -> IngestionRun | None:
+    return IngestionRun.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).first()

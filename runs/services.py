@@ -1,0 +1,486 @@
+"""Writes to the run lifecycle. Views, tasks, commands, admin actions and API handlers all call
+these: one code path per action, whichever door it comes through.
+
+Every status change is a conditional UPDATE whose row count says whether it won
+(`run_transition`); every event is appended by `publish_event` in the caller's transaction and
+broadcast only after that transaction commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from runs import executors, feed
+from runs.models import (
+    ACTIVE_STATUSES,
+    COUNT_FIELDS,
+    RUNNING_STATUSES,
+    TERMINAL_STATUSES,
+    IngestionRun,
+    RunEvent,
+    RunKind,
+    RunStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+# The lifecycle: pending → initializing → ingesting → finished | error | aborted.
+# Terminal states have no way out.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    RunStatus.PENDING: frozenset({RunStatus.INITIALIZING, RunStatus.ABORTED, RunStatus.ERROR}),
+    RunStatus.INITIALIZING: frozenset(
+        {RunStatus.INGESTING, RunStatus.FINISHED, RunStatus.ERROR, RunStatus.ABORTED}
+    ),
+    RunStatus.INGESTING: frozenset({RunStatus.FINISHED, RunStatus.ERROR, RunStatus.ABORTED}),
+    RunStatus.FINISHED: frozenset(),
+    RunStatus.ERROR: frozenset(),
+    RunStatus.ABORTED: frozenset(),
+}
+
+
+class RunError(Exception):
+    """Base for refusals the user should read: the message says what happened and why."""
+
+
+class RunInProgress(RunError):
+    def __init__(self, active_run: IngestionRun) -> None:
+        self.active_run = active_run
+        super().__init__(
+            f"Run #{active_run.pk} ({active_run.get_kind_display().lower()}, "
+            f"{active_run.status}) is already in progress. Wait for it to finish or abort it "
+            "before starting another."
+        )
+
+
+class IllegalTransition(RunError):
+    def __init__(self, run_id: int, current: str | None, target: str) -> None:
+        self.run_id = run_id
+        self.current = current
+        self.target = target
+        if current is None:
+            text = f"Run #{run_id} does not exist."
+        elif current in TERMINAL_STATUSES:
+            text = f"Run #{run_id} is already {current}; a {current} run cannot become {target}."
+        else:
+            text = f"Run #{run_id} cannot go from {current} to {target}."
+        super().__init__(text)
+
+
+class RunNotActive(RunError):
+    """An action that needs an active run was asked of a terminal one."""
+
+
+class RunGone(RunError):
+    """A worker's write was refused because the run is no longer active (aborted, reaped or
+    finished elsewhere). The worker must stop without changing anything."""
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+def publish_event(
+    run: IngestionRun | int,
+    *,
+    type: str,
+    message: str = "",
+    payload: Mapping[str, Any] | None = None,
+    require_active: bool = False,
+) -> RunEvent:
+    """Append an event to the run and broadcast it once the transaction commits.
+
+    The run row is locked while the sequence number is taken, so one run's events are
+    numbered in commit order even when several workers write at once, and the snapshot the
+    event carries is the run's state as of this transaction. With `require_active`, a run
+    that is no longer active refuses the event (RunGone): late writes change nothing.
+    """
+    run_id = run if isinstance(run, int) else run.pk
+    with transaction.atomic():
+        updated = IngestionRun.objects.filter(pk=run_id)
+        if require_active:
+            updated = updated.filter(status__in=ACTIVE_STATUSES)
+        if updated.update(last_event_seq=F("last_event_seq") + 1) != 1:
+            raise RunGone(f"Run #{run_id} is no longer active; event {type!r} dropped.")
+        fresh = IngestionRun.objects.get(pk=run_id)
+        event = RunEvent.objects.create(
+            run_id=run_id,
+            seq=fresh.last_event_seq,
+            type=type,
+            message=message,
+            payload=dict(payload or {}),
+            snapshot=fresh.snapshot(),
+        )
+        envelope = event.envelope()
+        transaction.on_commit(lambda: feed.broadcast(envelope), robust=True)
+    if isinstance(run, IngestionRun):
+        _copy_state(fresh, into=run)
+    return event
+
+
+def _copy_state(source: IngestionRun, *, into: IngestionRun) -> None:
+    for field in source._meta.concrete_fields:
+        setattr(into, field.attname, getattr(source, field.attname))
+
+
+# --- transitions ----------------------------------------------------------------------------
+
+_TRANSITION_MESSAGES = {
+    RunStatus.INITIALIZING: "A worker picked the run up.",
+    RunStatus.INGESTING: "Processing items.",
+    RunStatus.FINISHED: "Run finished.",
+    RunStatus.ERROR: "Run failed.",
+    RunStatus.ABORTED: "Run aborted.",
+}
+
+
+def run_transition(
+    run: IngestionRun,
+    *,
+    to: str,
+    expected: Iterable[str] | None = None,
+    where: Q | None = None,
+    message: str = "",
+    error_message: str = "",
+    payload: Mapping[str, Any] | None = None,
+) -> IngestionRun:
+    """Move the run to `to` if, and only if, the lifecycle allows it from the state the row
+    is in now. This is the only place a status changes.
+
+    `expected` narrows the states the caller is willing to move from (a worker's "finish"
+    only from a running state); `where` adds conditions the row must still meet (the reaper
+    checks the heartbeat it judged). Raises IllegalTransition when the row did not move.
+    """
+    if to not in TRANSITIONS:
+        raise ValueError(f"Unknown run status {to!r}")
+    sources = {state for state, targets in TRANSITIONS.items() if to in targets}
+    if expected is not None:
+        sources &= set(expected)
+    now = timezone.now()
+    fields: dict[str, Any] = {"status": to}
+    if to == RunStatus.INITIALIZING:
+        fields["started_at"] = now
+        fields["heartbeat_at"] = now
+    if to in TERMINAL_STATUSES:
+        fields["finished_at"] = now
+    if error_message:
+        fields["error_message"] = error_message
+
+    with transaction.atomic():
+        rows = IngestionRun.objects.filter(pk=run.pk, status__in=sources)
+        if where is not None:
+            rows = rows.filter(where)
+        if rows.update(**fields) != 1:
+            current = IngestionRun.objects.filter(pk=run.pk).values_list("status", flat=True)
+            raise IllegalTransition(run.pk, current.first(), to)
+        publish_event(
+            run,
+            type=f"run.{to}",
+            message=message or error_message or _TRANSITION_MESSAGES[to],
+            payload=payload,
+        )
+    return run
+
+
+# --- starting -------------------------------------------------------------------------------
+
+
+def run_start(
+    *,
+    owner: AbstractBaseUser,
+    kind: str,
+    config: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    preview: IngestionRun | None = None,
+) -> IngestionRun:
+    """Create a pending run and queue its work for after the transaction commits.
+
+    The same `idempotency_key` returns the same run, whatever its state. A second active run
+    for the owner is refused with RunInProgress naming the active one; the database's
+    conditional unique constraint decides races between concurrent starts.
+    """
+    if kind not in RunKind.values:
+        raise RunError(f"Unknown run kind {kind!r}; expected one of {', '.join(RunKind.values)}.")
+    executors.get_executor(kind)  # refuse early and clearly when nothing can execute it
+    if idempotency_key is not None:
+        idempotency_key = idempotency_key.strip()
+        if not idempotency_key or len(idempotency_key) > 255:
+            raise RunError("An idempotency key must be 1 to 255 characters.")
+        existing = IngestionRun.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if existing:
+            return existing
+    active = IngestionRun.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).first()
+    if active:
+        raise RunInProgress(active)
+
+    try:
+        with transaction.atomic():
+            run = IngestionRun.objects.create(
+                owner=owner,
+                kind=kind,
+                config=dict(config or {}),
+                idempotency_key=idempotency_key,
+                preview=preview,
+            )
+            job_id = f"intake-run-{run.pk}"
+            run.queue_job_ids = [job_id]
+            run.save(update_fields=["queue_job_ids"])
+            publish_event(run, type="run.created", message="Run queued; waiting for a worker.")
+            run_id = run.pk
+            transaction.on_commit(lambda: _enqueue_run(run_id, job_id))
+    except IntegrityError:
+        # Lost a race to a concurrent start: report the winner, as the constraint intends.
+        if idempotency_key is not None:
+            existing = IngestionRun.objects.filter(
+                owner=owner, idempotency_key=idempotency_key
+            ).first()
+            if existing:
+                return existing
+        active = IngestionRun.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).first()
+        if active:
+            raise RunInProgress(active) from None
+        raise
+    return run
+
+
+def _enqueue_run(run_id: int, job_id: str) -> None:
+    from runs import tasks
+
+    try:
+        tasks.get_queue().enqueue(
+            tasks.execute_run, run_id, job_id=job_id, result_ttl=3600, failure_ttl=7 * 86400
+        )
+    except Exception as exc:  # Redis down: the run must not sit pending forever
+        logger.exception("Could not queue run %s", run_id)
+        run = IngestionRun.objects.get(pk=run_id)
+        with contextlib.suppress(IllegalTransition):
+            run_transition(
+                run,
+                to=RunStatus.ERROR,
+                expected=[RunStatus.PENDING],
+                error_message=f"Could not queue the run: the queue (Redis) is unreachable ({exc}).",
+            )
+
+
+# --- worker-side writes (all guarded by the run still being active) -------------------------
+
+
+def run_heartbeat(run: IngestionRun) -> bool:
+    """Beat the heartbeat. Returns whether an abort was requested; raises RunGone when the run
+    is no longer active (reaped or finished elsewhere), so the worker stops."""
+    now = timezone.now()
+    beat = IngestionRun.objects.filter(
+        pk=run.pk, status__in=RUNNING_STATUSES, abort_requested_at__isnull=True
+    ).update(heartbeat_at=now)
+    if beat == 1:
+        run.heartbeat_at = now
+        return False
+    state = IngestionRun.objects.filter(pk=run.pk).values("status", "abort_requested_at").first()
+    if state is None or state["status"] not in RUNNING_STATUSES:
+        raise RunGone(f"Run #{run.pk} is no longer running.")
+    IngestionRun.objects.filter(pk=run.pk, status__in=RUNNING_STATUSES).update(heartbeat_at=now)
+    run.abort_requested_at = state["abort_requested_at"]
+    return True
+
+
+def run_update_progress(
+    run: IngestionRun,
+    *,
+    done: int | None = None,
+    total: int | None = None,
+    increments: Mapping[str, int] | None = None,
+    counts: Mapping[str, int] | None = None,
+    force_event: bool = False,
+) -> bool:
+    """Record progress and counts, and publish a throttled `run.progress` event.
+
+    `increments` adds to counters (safe when several workers share a run); `counts` sets
+    them. Keys are field names (`jobs_ready`) or their short names (`ready`). Progress events
+    go out at most every INTAKE_PROGRESS_INTERVAL seconds per run, across all its workers,
+    unless `force_event`. Returns whether an event was published. Raises RunGone when the
+    run is no longer active.
+    """
+    fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    if done is not None:
+        fields["items_done"] = done
+    if total is not None:
+        fields["total_jobs"] = total
+    for key, value in (counts or {}).items():
+        fields[_count_field(key)] = value
+    for key, value in (increments or {}).items():
+        field = _count_field(key) if key not in {"items_done", "total_jobs"} else key
+        fields[field] = F(field) + value
+    with transaction.atomic():
+        if IngestionRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(**fields) != 1:
+            raise RunGone(f"Run #{run.pk} is no longer active; progress dropped.")
+        now = timezone.now()
+        throttle = IngestionRun.objects.filter(pk=run.pk)
+        if not force_event:
+            cutoff = now - timedelta(seconds=settings.INTAKE_PROGRESS_INTERVAL)
+            throttle = throttle.filter(
+                Q(progress_published_at__isnull=True) | Q(progress_published_at__lte=cutoff)
+            )
+        won = throttle.update(progress_published_at=now) == 1
+        run.refresh_from_db()
+        if not won:
+            return False
+        done_text = (
+            f"{run.items_done} of {run.total_jobs}" if run.total_jobs else f"{run.items_done}"
+        )
+        publish_event(run, type="run.progress", message=f"{done_text} done", require_active=True)
+    return True
+
+
+def _count_field(key: str) -> str:
+    if key in COUNT_FIELDS:
+        return key
+    for field, short in COUNT_FIELDS.items():
+        if short == key:
+            return field
+    raise ValueError(f"Unknown run counter {key!r}")
+
+
+def run_finish(
+    run: IngestionRun, *, status: str = RunStatus.FINISHED, message: str = ""
+) -> IngestionRun:
+    """End a running run as finished or aborted (a worker's last write)."""
+    if status not in (RunStatus.FINISHED, RunStatus.ABORTED):
+        raise ValueError("run_finish ends a run as finished or aborted; use run_fail for errors")
+    try:
+        return run_transition(run, to=status, expected=RUNNING_STATUSES, message=message)
+    except IllegalTransition as exc:
+        raise RunGone(str(exc)) from exc
+
+
+def run_fail(run: IngestionRun, *, message: str) -> IngestionRun:
+    """End an active run as error with a message saying why."""
+    try:
+        return run_transition(
+            run, to=RunStatus.ERROR, expected=ACTIVE_STATUSES, error_message=message
+        )
+    except IllegalTransition as exc:
+        raise RunGone(str(exc)) from exc
+
+
+# --- abort ----------------------------------------------------------------------------------
+
+
+def run_request_abort(run: IngestionRun) -> IngestionRun:
+    """Ask the run to stop.
+
+    A pending run (still queued) is aborted at once and its queued job cancelled. A running
+    one gets `abort_requested_at` and stops at its worker's next checkpoint, keeping what it
+    finished. Asking again, or asking an already aborted run, changes nothing (idempotent);
+    asking a finished or failed run is refused with RunNotActive.
+    """
+    try:
+        run_transition(
+            run,
+            to=RunStatus.ABORTED,
+            expected=[RunStatus.PENDING],
+            message="Aborted before a worker picked it up.",
+        )
+    except IllegalTransition:
+        pass
+    else:
+        job_ids = list(run.queue_job_ids)
+        transaction.on_commit(lambda: _cancel_queued_jobs(job_ids), robust=True)
+        return run
+
+    now = timezone.now()
+    with transaction.atomic():
+        requested = IngestionRun.objects.filter(
+            pk=run.pk, status__in=RUNNING_STATUSES, abort_requested_at__isnull=True
+        ).update(abort_requested_at=now)
+        if requested == 1:
+            publish_event(
+                run,
+                type="run.abort_requested",
+                message="Abort requested; stopping at the next checkpoint. Finished work is kept.",
+            )
+            return run
+    run.refresh_from_db()
+    if run.status in RUNNING_STATUSES or run.status == RunStatus.ABORTED:
+        return run
+    raise RunNotActive(
+        f"Run #{run.pk} is already {run.status}; only a pending or running run can be aborted."
+    )
+
+
+def _cancel_queued_jobs(job_ids: list[str]) -> None:
+    from runs import tasks
+
+    tasks.cancel_jobs(job_ids)
+
+
+# --- the reaper -----------------------------------------------------------------------------
+
+
+def run_reap_stale(*, now: datetime | None = None) -> list[IngestionRun]:
+    """End active runs whose worker stopped responding, as `error` with a message saying so.
+
+    A running run is stale when its heartbeat (or its start, when it never beat) is older
+    than INTAKE_RUN_STALE_AFTER; a pending run when no worker picked it up within
+    INTAKE_RUN_PENDING_TIMEOUT. Each is ended by a conditional UPDATE on the heartbeat it was
+    judged by, so a worker that beats at that moment wins and its run is left alone.
+    """
+    now = now or timezone.now()
+    stale_after = settings.INTAKE_RUN_STALE_AFTER
+    running_cutoff = now - timedelta(seconds=stale_after)
+    pending_cutoff = now - timedelta(seconds=settings.INTAKE_RUN_PENDING_TIMEOUT)
+    candidates = IngestionRun.objects.filter(
+        Q(status__in=RUNNING_STATUSES)
+        & (
+            Q(heartbeat_at__lt=running_cutoff)
+            | Q(heartbeat_at__isnull=True, started_at__lt=running_cutoff)
+        )
+        | Q(status=RunStatus.PENDING, created_at__lt=pending_cutoff)
+    )
+    reaped = []
+    for run in candidates:
+        if run.status == RunStatus.PENDING:
+            age = (now - run.created_at).total_seconds()
+            text = (
+                f"No worker picked the run up within {_seconds(age)}; "
+                "is an RQ worker running? The run was ended."
+            )
+            where = Q(status=RunStatus.PENDING)
+        else:
+            last = run.heartbeat_at or run.started_at
+            age = (now - last).total_seconds()
+            text = (
+                f"The worker stopped responding: no heartbeat for {_seconds(age)} "
+                f"(limit {_seconds(stale_after)}). The run was ended; work it finished is kept."
+            )
+            where = Q(heartbeat_at=run.heartbeat_at) if run.heartbeat_at else Q(heartbeat_at=None)
+        try:
+            run_transition(
+                run,
+                to=RunStatus.ERROR,
+                expected=[run.status],
+                where=where,
+                error_message=text,
+                payload={"reason": "stale", "secondsSilent": round(age, 1)},
+            )
+        except IllegalTransition:
+            continue  # it moved (beat, finished, aborted) since we looked: leave it be
+        job_ids = list(run.queue_job_ids)
+        transaction.on_commit(lambda ids=job_ids: _cancel_queued_jobs(ids), robust=True)
+        reaped.append(run)
+        logger.warning("Reaped run %s: %s", run.pk, text)
+    return reaped
+
+
+def _seconds(value: float) -> str:
+    value = int(round(value))
+    if value < 120:
+        return f"{value} s"
+    return f"{value // 60} min {value % 60} s"

@@ -1,0 +1,97 @@
+"""RQ tasks: thin, take ids, call services."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import django_rq
+from django.db import close_old_connections
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
+
+from runs import executors, services
+from runs.context import RunAborted, RunContext
+from runs.models import IngestionRun, RunStatus
+
+logger = logging.getLogger(__name__)
+
+QUEUE_NAME = "default"
+
+
+def get_queue():  # type: ignore[no-untyped-def]
+    return django_rq.get_queue(QUEUE_NAME)
+
+
+def execute_run(run_id: int) -> str:
+    """Execute one run from pending to a terminal state."""
+    close_old_connections()
+    run = IngestionRun.objects.filter(pk=run_id).first()
+    if run is None:
+        logger.warning("Run %s vanished before a worker picked it up", run_id)
+        return "missing"
+    try:
+        services.run_transition(run, to=RunStatus.INITIALIZING, expected=[RunStatus.PENDING])
+    except services.IllegalTransition as exc:
+        # Aborted or reaped while queued: nothing to do, and nothing may be written.
+        logger.info("Not executing run %s: %s", run_id, exc)
+        return "skipped"
+
+    ctx = RunContext(run)
+    try:
+        executor = executors.get_executor(run.kind)
+        executor(ctx)
+        ctx.checkpoint(force=True)
+    except RunAborted:
+        with contextlib.suppress(services.RunGone):
+            services.run_finish(
+                run,
+                status=RunStatus.ABORTED,
+                message=f"Aborted at your request after {run.items_done} items; "
+                "finished work is kept.",
+            )
+        return "aborted"
+    except services.RunGone as exc:
+        logger.info("Run %s was ended elsewhere; worker stops: %s", run_id, exc)
+        return "gone"
+    except Exception as exc:
+        logger.exception("Run %s failed", run_id)
+        with contextlib.suppress(services.RunGone):
+            services.run_fail(run, message=f"Internal error: {type(exc).__name__}: {exc}")
+        return "error"
+    try:
+        services.run_finish(run)
+    except services.RunGone:
+        return "gone"
+    return "finished"
+
+
+def reap_stale_runs() -> int:
+    """Scheduled every INTAKE_REAPER_INTERVAL seconds by `manage.py rqcron runs.cron`."""
+    close_old_connections()
+    return len(services.run_reap_stale())
+
+
+def cancel_jobs(job_ids: list[str]) -> None:
+    """Best effort: drop queued jobs and stop started ones (a stuck worker's last resort).
+    Our run state lives in the database; this only saves a worker from useless work."""
+    queue = get_queue()
+    for job_id in job_ids:
+        try:
+            job = Job.fetch(job_id, connection=queue.connection)
+        except NoSuchJobError:
+            continue
+        except Exception:
+            logger.warning("Could not look up queued job %s", job_id, exc_info=True)
+            continue
+        try:
+            status = job.get_status()
+            if status == JobStatus.STARTED:
+                send_stop_job_command(queue.connection, job_id)
+            elif status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+                job.cancel()
+        except (InvalidJobOperation, NoSuchJobError):
+            pass
+        except Exception:
+            logger.warning("Could not cancel job %s", job_id, exc_info=True)

@@ -1,0 +1,181 @@
+"""Run pages, the status fragment, abort, and the live feed (SSE and its polling fallback)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseForbidden,
+    JsonResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from runs import feed, selectors, services
+from runs.models import IngestionRun, RunKind, RunStatus
+
+FEED_PAGE_EVENTS = 200
+EVENTS_JSON_LIMIT = 500
+
+
+def _get_run_for_user(request: HttpRequest, run_id: int) -> IngestionRun:
+    # Another user's run is a 404, not a 403: its existence is not theirs to know.
+    return get_object_or_404(IngestionRun, pk=run_id, owner=request.user)
+
+
+@login_required
+@require_GET
+def run_list(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "")
+    kind = request.GET.get("kind", "")
+    runs = selectors.runs_for_owner(request.user, status=status or None, kind=kind or None)
+    page = Paginator(runs, 25).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "status": status,
+        "kind": kind,
+        "statuses": RunStatus.choices,
+        "kinds": RunKind.choices,
+        "active_run": selectors.active_run_for_owner(request.user),
+    }
+    template = "runs/list.html#run-table" if request.htmx else "runs/list.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def run_start_diagnostic(request: HttpRequest) -> HttpResponse:
+    try:
+        items = int(request.POST.get("items", 20))
+        delay = float(request.POST.get("delay", 0.2))
+    except ValueError:
+        messages.error(request, "Items must be a whole number and the delay a number of seconds.")
+        return redirect("runs:list")
+    if not (1 <= items <= 100_000 and 0 <= delay <= 10):
+        messages.error(request, "Items must be 1–100,000 and the delay 0–10 seconds.")
+        return redirect("runs:list")
+    try:
+        run = services.run_start(
+            owner=request.user, kind=RunKind.DIAGNOSTIC, config={"items": items, "delay": delay}
+        )
+    except services.RunInProgress as exc:
+        # Show the run that is in progress rather than an error page.
+        messages.info(request, str(exc))
+        return redirect("runs:detail", run_id=exc.active_run.pk)
+    except services.RunError as exc:
+        messages.error(request, str(exc))
+        return redirect("runs:list")
+    return redirect("runs:detail", run_id=run.pk)
+
+
+@login_required
+@require_GET
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    events = list(reversed(run.events.order_by("-id")[:FEED_PAGE_EVENTS]))
+    last_event_id = events[-1].pk if events else 0
+    context = {
+        "run": run,
+        "events": events,
+        "last_event_id": last_event_id,
+        "stream_url": reverse("runs:stream", args=[run.pk]),
+        "events_url": reverse("runs:events", args=[run.pk]),
+    }
+    return render(request, "runs/detail.html", context)
+
+
+@login_required
+@require_GET
+def run_status(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    return render(request, "runs/detail.html#run-status", {"run": run})
+
+
+@login_required
+@require_POST
+def run_abort(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    error = ""
+    try:
+        services.run_request_abort(run)
+    except services.RunNotActive as exc:
+        error = str(exc)
+    if request.htmx:
+        run.refresh_from_db()
+        return render(request, "runs/detail.html#run-status", {"run": run, "abort_error": error})
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"Abort requested for run #{run.pk}.")
+    return redirect("runs:detail", run_id=run.pk)
+
+
+@login_required
+@require_GET
+def run_events(request: HttpRequest, run_id: int) -> JsonResponse:
+    """Events after `?after=<id>` with the run's current state: the page's fallback while
+    its SSE connection is down, and a simple way for scripts to follow a run."""
+    run = _get_run_for_user(request, run_id)
+    try:
+        after = int(request.GET.get("after", 0))
+    except ValueError:
+        return JsonResponse({"detail": "after must be an event id (a whole number)"}, status=400)
+    rows = list(run.events.filter(id__gt=after).order_by("id")[: EVENTS_JSON_LIMIT + 1])
+    return JsonResponse(
+        {
+            "run": run.snapshot(),
+            "events": [row.envelope() for row in rows[:EVENTS_JSON_LIMIT]],
+            "more": len(rows) > EVENTS_JSON_LIMIT,
+        }
+    )
+
+
+@require_GET
+def run_stream(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The run's live feed over SSE (django-eventstream), readable only by its owner.
+
+    Resume: the `Last-Event-ID` header (EventSource sends it on its own reconnects), or
+    `?after=<event id>` (htmx's SSE extension reconnects without the header), or
+    django-eventstream's `?lastEventId=`. With none of them, the stream starts with the run's
+    latest event, so a new subscriber is correct at once.
+    """
+    from django_eventstream.views import events as eventstream_events
+
+    with feed.short_lived_connection():
+        if not request.user.is_authenticated:
+            return HttpResponseForbidden("Sign in to follow a run.\n", content_type="text/plain")
+        run = IngestionRun.objects.filter(pk=run_id, owner=request.user).first()
+        if run is None:
+            raise Http404("No such run.")
+        channel = feed.channel_for(run.pk)
+        resume = _resume_id(request, channel)
+        if resume is None:
+            return HttpResponseBadRequest("after must be an event id.\n", content_type="text/plain")
+        if resume == "":
+            previous = run.events.order_by("-id").values_list("id", flat=True)[1:2].first()
+            latest_exists = run.events.exists()
+            resume = f"{channel}:{previous or 0}" if latest_exists else ""
+        if resume:
+            request.META["HTTP_LAST_EVENT_ID"] = resume
+        return eventstream_events(request, channel=channel)
+
+
+def _resume_id(request: HttpRequest, channel: str) -> str | None:
+    """The Last-Event-ID to resume from in django-eventstream's `channel:id` form; "" for a
+    fresh subscriber; None when what the client sent is junk."""
+    raw = request.META.get("HTTP_LAST_EVENT_ID") or request.GET.get("after") or ""
+    raw = raw.strip()
+    if not raw:
+        return "" if not request.GET.get("lastEventId") else request.GET["lastEventId"]
+    if raw.isdigit():
+        return f"{channel}:{raw}"
+    name, _, number = raw.rpartition(":")
+    if name == channel and number.isdigit():
+        return raw
+    return None

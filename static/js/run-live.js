@@ -1,0 +1,139 @@
+// Keeps a run page live: applies events from the SSE stream (htmx's SSE extension owns the
+// connection), falls back to polling the events endpoint while the stream is down, and
+// re-fetches what it missed whenever the stream (re)opens. Every update is idempotent: an
+// event at or below the last applied id is ignored, and the status is replaced whole.
+(function () {
+  "use strict";
+  var root = document.querySelector("[data-run-live]");
+  if (!root) return;
+
+  var lastId = parseInt(root.dataset.lastEventId || "0", 10);
+  var streamUrl = root.dataset.streamUrl;
+  var eventsUrl = root.dataset.eventsUrl;
+  var terminal = root.dataset.terminal === "true";
+  var source = null;
+  var pollTimer = null;
+  var POLL_MS = 3000;
+
+  function q(role) { return document.querySelector('[data-role="' + role + '"]'); }
+
+  function setLiveState(text) {
+    var el = q("live-state");
+    if (el) el.textContent = text;
+  }
+
+  function updateStatus(run) {
+    var badge = q("badge");
+    if (badge) {
+      badge.className = "badge badge-" + run.status;
+      badge.textContent = run.status.charAt(0).toUpperCase() + run.status.slice(1);
+    }
+    Object.keys(run.counts).forEach(function (name) {
+      var el = document.querySelector('[data-count="' + name + '"]');
+      if (el) el.textContent = run.counts[name];
+    });
+    var bar = q("progress-bar"), progress = q("progress"), text = q("progress-text");
+    var pct = run.totalJobs ? Math.min(100, Math.round((100 * run.itemsDone) / run.totalJobs)) : 0;
+    if (bar) bar.style.width = pct + "%";
+    if (progress) {
+      progress.setAttribute("aria-valuenow", run.itemsDone);
+      progress.setAttribute("aria-valuemax", run.totalJobs);
+    }
+    if (text) text.textContent = run.itemsDone + (run.totalJobs ? " of " + run.totalJobs : "") + " done";
+    var error = q("error");
+    if (error) {
+      error.textContent = run.errorMessage || "";
+      error.hidden = !run.errorMessage;
+    }
+    var abort = q("abort");
+    if (abort) {
+      abort.hidden = run.terminal;
+      var button = abort.querySelector("button");
+      if (button && run.abortRequested && !run.terminal) {
+        button.disabled = true;
+        button.textContent = "Aborting…";
+      }
+    }
+    if (run.terminal) finish();
+  }
+
+  function appendFeed(envelope) {
+    var feed = document.getElementById("run-feed");
+    if (!feed || feed.querySelector('[data-event-id="' + envelope.id + '"]')) return;
+    var li = document.createElement("li");
+    li.dataset.eventId = envelope.id;
+    li.className = "feed-item type-" + envelope.type.replace(/[^a-z0-9]+/gi, "-");
+    var time = document.createElement("time");
+    time.dateTime = envelope.createdAt;
+    time.textContent = new Date(envelope.createdAt).toTimeString().slice(0, 8);
+    var code = document.createElement("code");
+    code.textContent = envelope.type;
+    li.appendChild(time);
+    li.appendChild(document.createTextNode(" "));
+    li.appendChild(code);
+    li.appendChild(document.createTextNode(" " + envelope.message));
+    feed.appendChild(li);
+  }
+
+  function apply(envelope) {
+    if (envelope.id <= lastId) return;
+    lastId = envelope.id;
+    root.dataset.lastEventId = String(lastId);
+    // htmx's SSE extension reconnects to this attribute's URL, without Last-Event-ID.
+    if (!terminal) root.setAttribute("sse-connect", streamUrl + "?after=" + lastId);
+    appendFeed(envelope);
+    updateStatus(envelope.run);
+  }
+
+  function catchUp() {
+    return fetch(eventsUrl + "?after=" + lastId, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (body) {
+        body.events.forEach(apply);
+        updateStatus(body.run);
+        if (body.more) return catchUp();
+      })
+      .catch(function () { /* the next poll or stream event will try again */ });
+  }
+
+  function startPolling() {
+    if (pollTimer || terminal) return;
+    setLiveState("Live updates interrupted; refreshing every few seconds…");
+    pollTimer = window.setInterval(catchUp, POLL_MS);
+    catchUp();
+  }
+
+  function stopPolling() {
+    if (pollTimer) window.clearInterval(pollTimer);
+    pollTimer = null;
+  }
+
+  function finish() {
+    if (terminal) return;
+    terminal = true;
+    stopPolling();
+    root.removeAttribute("sse-connect");
+    if (source) source.close();
+    setLiveState("");
+  }
+
+  root.addEventListener("htmx:sseOpen", function (evt) {
+    source = evt.detail.source;
+    source.onmessage = function (message) {
+      try { apply(JSON.parse(message.data)); } catch (err) { /* ignore a malformed event */ }
+    };
+    stopPolling();
+    setLiveState("Live");
+    catchUp();
+  });
+  root.addEventListener("htmx:sseError", function () { startPolling(); });
+
+  // After an htmx swap of the status fragment (abort), re-apply nothing: the fragment is
+  // server-rendered current state. A browser without EventSource polls.
+  if (!terminal && typeof window.EventSource === "undefined") startPolling();
+  // If the stream has not opened within a few seconds, poll until it does.
+  window.setTimeout(function () { if (!source && !terminal) startPolling(); }, 5000);
+})();
