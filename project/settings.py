@@ -89,6 +89,14 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
+# A web process and several workers write at once: WAL lets readers go on while one writes,
+# IMMEDIATE takes the write lock up front (no deadlocking lock upgrades), and the timeout
+# makes a writer wait for the lock instead of failing at once.
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+}
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     _db = dj_database_url.parse(DATABASE_URL)
@@ -98,21 +106,17 @@ if DATABASE_URL:
         _db["CONN_MAX_AGE"] = 0
         _db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("INTAKE_DB_POOL_MIN", 1, minimum=0),
-            "max_size": env_int("INTAKE_DB_POOL_MAX", 20, minimum=1),
+            "max_size": env_int("INTAKE_DB_POOL_MAX", 8, minimum=1),
+            "max_idle": 60,
             "timeout": 30,
         }
+    elif _db["ENGINE"] == "django.db.backends.sqlite3":
+        _db["OPTIONS"] = {**SQLITE_OPTIONS, **_db.get("OPTIONS", {})}
 else:
     _db = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": VAR_DIR / "intake.sqlite3",
-        "OPTIONS": {
-            # A web process and several workers write at once: WAL lets readers go on while
-            # one writes, IMMEDIATE takes the write lock up front (no deadlocking upgrades),
-            # and the timeout makes a writer wait for the lock instead of failing.
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            "transaction_mode": "IMMEDIATE",
-            "timeout": 30,
-        },
+        "OPTIONS": dict(SQLITE_OPTIONS),
         # Tests run real workers in other processes: the test database must be a file.
         "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
     }

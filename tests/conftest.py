@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+
+from tests.support import Proc, ValkeyServer, start_asgi, start_worker
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Redis the suite talks to: REDIS_URL's when set, else a private embedded valkey
+    on the socket the settings already point at (under var/test)."""
+    server = None
+    if settings.INTAKE_EMBEDDED_REDIS:
+        server = ValkeyServer(Path(settings.INTAKE_EMBEDDED_REDIS_SOCKET).parent)
+        server.socket = Path(settings.INTAKE_EMBEDDED_REDIS_SOCKET)
+        server.start()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.ping()
+    client.flushdb()
+    yield settings.REDIS_URL
+    if server:
+        server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: str) -> redis.Redis:
+    client = redis.Redis.from_url(redis_server)
+    client.flushdb()
+    return client
+
+
+@pytest.fixture
+def procs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[list[Proc]]:
+    """Child processes a test starts; stopped afterwards, their logs shown on failure."""
+    started: list[Proc] = []
+    yield started
+    failed = getattr(request.node, "rep_call", None)
+    for proc in started:
+        proc.stop()
+        if failed is not None and failed.failed:
+            print(f"----- {proc.name} log -----\n{proc.output()[-4000:]}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def worker(
+    procs: list[Proc], tmp_path: Path, redis_client: redis.Redis, transactional_db: None
+) -> Proc:
+    proc = start_worker(tmp_path)
+    procs.append(proc)
+    return proc
+
+
+@pytest.fixture
+def asgi(
+    procs: list[Proc], tmp_path: Path, redis_client: redis.Redis, transactional_db: None
+) -> str:
+    proc, base = start_asgi(tmp_path)
+    procs.append(proc)
+    return base
+
+
+@pytest.fixture
+def user(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user(username="alice", password="alice-pass-123")
+
+
+@pytest.fixture
+def other_user(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user(username="bob", password="bob-pass-123")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Fast hashing in tests (login sessions are created for every live test).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,302 @@
+"""The lifecycle's rules, through the services (no worker needed)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from rq.job import Job, JobStatus
+
+from runs import services
+from runs.models import IngestionRun, RunEvent, RunKind, RunStatus
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def start(user, **kwargs) -> IngestionRun:  # type: ignore[no-untyped-def]
+    return services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 3}, **kwargs)
+
+
+def test_start_creates_a_pending_run_with_a_created_event_and_a_queued_job(user, redis_client):
+    run = start(user)
+    assert run.status == RunStatus.PENDING
+    assert [e.type for e in run.events.all()] == ["run.created"]
+    job = Job.fetch(run.queue_job_ids[0], connection=redis_client)
+    assert job.get_status() == JobStatus.QUEUED
+    assert job.args == (run.pk,)
+
+
+def test_start_refuses_a_second_active_run_and_names_the_active_one(user, redis_client):
+    first = start(user)
+    with pytest.raises(services.RunInProgress, match=f"Run #{first.pk}") as info:
+        start(user)
+    assert info.value.active_run == first
+    assert IngestionRun.objects.filter(owner=user).count() == 1
+
+
+def test_the_database_itself_refuses_a_second_active_run(user, redis_client):
+    start(user)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        IngestionRun.objects.create(owner=user, kind=RunKind.DIAGNOSTIC)
+
+
+def test_another_owner_may_run_at_the_same_time(user, other_user, redis_client):
+    start(user)
+    assert start(other_user).status == RunStatus.PENDING
+
+
+def test_a_new_run_may_start_once_the_active_one_is_terminal(user, redis_client):
+    first = start(user)
+    services.run_request_abort(first)
+    assert start(user).pk != first.pk
+
+
+def test_an_idempotency_key_returns_the_same_run(user, redis_client):
+    first = start(user, idempotency_key="abc-1")
+    again = start(user, idempotency_key="abc-1")
+    assert again.pk == first.pk
+    services.run_request_abort(first)
+    # Even after it ended, the same key names the same run rather than starting another.
+    assert start(user, idempotency_key="abc-1").pk == first.pk
+    assert IngestionRun.objects.count() == 1
+
+
+def test_a_blank_idempotency_key_is_refused(user, redis_client):
+    with pytest.raises(services.RunError, match="idempotency key"):
+        start(user, idempotency_key="  ")
+
+
+def test_an_unknown_kind_is_refused_clearly(user):
+    with pytest.raises(services.RunError, match="Unknown run kind"):
+        services.run_start(owner=user, kind="bogus")
+
+
+def test_transitions_follow_the_lifecycle(user, redis_client):
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    services.run_transition(run, to=RunStatus.INGESTING)
+    services.run_transition(run, to=RunStatus.FINISHED)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FINISHED
+    assert run.started_at and run.finished_at and run.started_at <= run.finished_at
+    assert [e.type for e in run.events.order_by("seq")] == [
+        "run.created",
+        "run.initializing",
+        "run.ingesting",
+        "run.finished",
+    ]
+    assert list(run.events.order_by("seq").values_list("seq", flat=True)) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    "path, illegal",
+    [
+        ([], RunStatus.INGESTING),  # pending cannot skip initializing
+        ([], RunStatus.FINISHED),
+        ([RunStatus.INITIALIZING], RunStatus.PENDING),  # no way back
+        ([RunStatus.INITIALIZING, RunStatus.INGESTING], RunStatus.INITIALIZING),
+    ],
+)
+def test_illegal_transitions_are_refused(user, redis_client, path, illegal):
+    run = start(user)
+    for status in path:
+        services.run_transition(run, to=status)
+    before = IngestionRun.objects.get(pk=run.pk).status
+    with pytest.raises(services.IllegalTransition):
+        services.run_transition(run, to=illegal)
+    assert IngestionRun.objects.get(pk=run.pk).status == before
+
+
+@pytest.mark.parametrize("terminal", [RunStatus.FINISHED, RunStatus.ERROR, RunStatus.ABORTED])
+def test_terminal_states_are_final(user, redis_client, terminal):
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    services.run_transition(run, to=terminal)
+    for target in RunStatus.values:
+        with pytest.raises(services.IllegalTransition, match="already"):
+            services.run_transition(run, to=target)
+    assert IngestionRun.objects.get(pk=run.pk).status == terminal
+
+
+def test_abort_of_a_pending_run_ends_it_at_once_and_cancels_its_queued_job(user, redis_client):
+    run = start(user)
+    services.run_request_abort(run)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ABORTED
+    assert run.finished_at is not None
+    job = Job.fetch(run.queue_job_ids[0], connection=redis_client)
+    assert job.get_status() == JobStatus.CANCELED
+
+
+def test_abort_of_a_running_run_sets_the_flag_and_is_idempotent(user, redis_client):
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    services.run_request_abort(run)
+    first_request = IngestionRun.objects.get(pk=run.pk).abort_requested_at
+    assert first_request is not None
+    services.run_request_abort(run)
+    run.refresh_from_db()
+    assert run.abort_requested_at == first_request
+    assert run.status == RunStatus.INITIALIZING  # the worker ends it at its next checkpoint
+    assert run.events.filter(type="run.abort_requested").count() == 1
+
+
+def test_abort_of_an_aborted_run_changes_nothing(user, redis_client):
+    run = start(user)
+    services.run_request_abort(run)
+    services.run_request_abort(run)
+    assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.ABORTED
+
+
+@pytest.mark.parametrize("terminal", [RunStatus.FINISHED, RunStatus.ERROR])
+def test_abort_of_a_finished_or_failed_run_is_refused_with_a_clear_message(
+    user, redis_client, terminal
+):
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    services.run_transition(run, to=terminal)
+    with pytest.raises(services.RunNotActive, match=f"already {terminal}"):
+        services.run_request_abort(run)
+
+
+def test_a_worker_checkpoint_reports_an_abort_request(user, redis_client):
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    assert services.run_heartbeat(run) is False
+    services.run_request_abort(IngestionRun.objects.get(pk=run.pk))
+    assert services.run_heartbeat(run) is True
+
+
+def test_late_writes_to_an_ended_run_change_nothing(user, redis_client):
+    run = start(user)
+    worker_view = IngestionRun.objects.get(pk=run.pk)
+    services.run_transition(worker_view, to=RunStatus.INITIALIZING)
+    services.run_fail(IngestionRun.objects.get(pk=run.pk), message="reaped")
+    events_before = RunEvent.objects.filter(run=run).count()
+
+    with pytest.raises(services.RunGone):
+        services.run_heartbeat(worker_view)
+    with pytest.raises(services.RunGone):
+        services.run_update_progress(worker_view, done=5, increments={"ready": 5})
+    with pytest.raises(services.RunGone):
+        services.publish_event(worker_view, type="item.done", require_active=True)
+    with pytest.raises(services.RunGone):
+        services.run_finish(worker_view)
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR
+    assert (run.items_done, run.jobs_ready) == (0, 0)
+    assert RunEvent.objects.filter(run=run).count() == events_before
+
+
+def test_progress_events_are_throttled_however_fast_the_run_goes(user, redis_client, settings):
+    settings.INTAKE_PROGRESS_INTERVAL = 60
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    published = [
+        services.run_update_progress(run, done=i, total=1000, increments={"ready": 1})
+        for i in range(1, 201)
+    ]
+    assert published.count(True) == 1
+    run.refresh_from_db()
+    assert (run.items_done, run.jobs_ready) == (200, 200)
+    assert services.run_update_progress(run, done=200, force_event=True) is True
+
+
+def test_each_event_carries_the_run_status_and_counts(user, redis_client):
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    services.run_update_progress(run, done=2, total=3, increments={"ready": 2}, force_event=True)
+    event = run.events.order_by("-seq").first()
+    envelope = event.envelope()
+    assert envelope["type"] == "run.progress"
+    assert envelope["run"]["status"] == "initializing"
+    assert envelope["run"]["counts"]["ready"] == 2
+    assert envelope["run"]["itemsDone"] == 2 and envelope["run"]["totalJobs"] == 3
+
+
+def test_events_are_broadcast_only_after_their_transaction_commits(user, redis_client):
+    run = start(user)
+    with mock.patch("runs.feed.broadcast") as broadcast:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            services.publish_event(run, type="test.rolled_back", message="never")
+            raise RuntimeError("roll back")
+        broadcast.assert_not_called()
+        assert not run.events.filter(type="test.rolled_back").exists()
+
+        with transaction.atomic():
+            services.publish_event(run, type="test.committed")
+            broadcast.assert_not_called()
+        broadcast.assert_called_once()
+        assert broadcast.call_args.args[0]["type"] == "test.committed"
+
+
+def test_the_reaper_ends_a_run_whose_heartbeat_is_stale(user, redis_client, settings):
+    settings.INTAKE_RUN_STALE_AFTER = 30
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    IngestionRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=31)
+    )
+    reaped = services.run_reap_stale()
+    assert [r.pk for r in reaped] == [run.pk]
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR
+    assert "worker stopped responding" in run.error_message
+    assert start(user).status == RunStatus.PENDING  # the owner can start again
+
+
+def test_the_reaper_leaves_a_run_with_a_fresh_heartbeat_alone(user, redis_client, settings):
+    settings.INTAKE_RUN_STALE_AFTER = 30
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    IngestionRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=10)
+    )
+    assert services.run_reap_stale() == []
+    assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.INITIALIZING
+
+
+def test_the_reaper_does_not_end_a_run_that_beat_after_it_looked(user, redis_client, settings):
+    settings.INTAKE_RUN_STALE_AFTER = 30
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    old = timezone.now() - timedelta(seconds=31)
+    IngestionRun.objects.filter(pk=run.pk).update(heartbeat_at=old)
+    judged = IngestionRun.objects.get(pk=run.pk)
+    services.run_heartbeat(judged)  # the worker beats between the reaper's read and write
+    with pytest.raises(services.IllegalTransition):
+        services.run_transition(
+            judged,
+            to=RunStatus.ERROR,
+            expected=[RunStatus.INITIALIZING],
+            where=Q(heartbeat_at=old),
+        )
+
+
+def test_the_reaper_ends_a_pending_run_no_worker_picked_up(user, redis_client, settings):
+    settings.INTAKE_RUN_PENDING_TIMEOUT = 60
+    run = start(user)
+    IngestionRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(seconds=61))
+    services.run_reap_stale()
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR
+    assert "No worker picked the run up" in run.error_message
+
+
+def test_reap_stale_runs_command_reports_what_it_did(user, redis_client, settings, capsys):
+    from django.core.management import call_command
+
+    settings.INTAKE_RUN_STALE_AFTER = 5
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    IngestionRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(minutes=5)
+    )
+    call_command("reap_stale_runs")
+    out = capsys.readouterr().out
+    assert f"Run #{run.pk}" in out and "Reaped 1 stale run" in out

