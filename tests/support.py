@@ -3,6 +3,7 @@ an SSE client that reads a stream in a background thread."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -74,15 +75,23 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def kill_hard(self) -> None:
-        """SIGKILL the whole group (worker and its work horse): a machine that died."""
+    def _tree(self) -> list[psutil.Process]:
         try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            leader = psutil.Process(self.popen.pid)
+            return [leader, *leader.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill_hard(self) -> None:
+        """SIGKILL the worker and its work horse at once: a machine that died. (RQ puts the
+        horse in a session of its own, so the process group alone would miss it.)"""
+        for proc in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
         self.popen.wait(10)
 
     def stop(self, timeout: float = 10) -> None:
+        tree = self._tree()
         if self.alive():
             try:
                 os.killpg(self.popen.pid, signal.SIGTERM)
@@ -91,17 +100,14 @@ class Proc:
                 self.kill_hard()
             except ProcessLookupError:
                 pass
-        # Whatever the group left behind (a work horse) goes too.
-        for proc in psutil.process_iter(["pid"]):
-            try:
-                if os.getpgid(proc.pid) == self.popen.pid:
-                    proc.kill()
-            except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
-                pass
+        for proc in tree:  # whatever it left behind (a work horse) goes too
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
         self._log.close()
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
 
@@ -162,7 +168,7 @@ class ValkeyServer:
         self.process = None
 
 
-def test_database_url() -> str:
+def children_database_url() -> str:
     """A DATABASE_URL for child processes pointing at the test database."""
     params = connection.settings_dict
     if connection.vendor == "sqlite":
@@ -177,7 +183,7 @@ def test_database_url() -> str:
 
 def child_env(**overrides: Any) -> dict[str, str]:
     env = dict(os.environ)
-    env["DATABASE_URL"] = test_database_url()
+    env["DATABASE_URL"] = children_database_url()
     env["REDIS_URL"] = settings.REDIS_URL
     env["INTAKE_VAR_DIR"] = str(settings.VAR_DIR)
     env["PYTHONUNBUFFERED"] = "1"
@@ -205,6 +211,9 @@ def start_asgi(log_dir: Path, *, name: str = "web", **env: Any) -> tuple[Proc, s
         "--log-level",
         "warning",
         "--no-access-log",
+        # Open SSE streams would hold a graceful shutdown for its whole timeout.
+        "--timeout-graceful-shutdown",
+        "2",
     ]
     proc = Proc(name, argv, env=child_env(**env), log_dir=log_dir)
     base = f"http://127.0.0.1:{port}"
@@ -242,6 +251,7 @@ class SSEClient:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.status_code: int | None = None
         self.body = ""
+        self.error: Exception | None = None
         self.opened = threading.Event()
         self.closed = threading.Event()
         self._client = httpx.Client(
@@ -262,8 +272,8 @@ class SSEClient:
                 return
             for event in _parse_sse(self._response.iter_lines()):
                 self.events.put(event)
-        except (httpx.HTTPError, RuntimeError):
-            pass
+        except (httpx.HTTPError, RuntimeError) as exc:
+            self.error = exc
         finally:
             self.opened.set()
             self.closed.set()
@@ -308,7 +318,8 @@ class SSEClient:
         if self._response is not None:
             self._response.close()
         self._client.close()
-        self._thread.join(5)
+        # A read blocked in the reader thread is not woken by close(); that daemon thread
+        # ends when the server ends the stream or the test process exits.
 
 
 def _parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:

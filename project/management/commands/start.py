@@ -46,6 +46,7 @@ WEB_READY_TIMEOUT = 90.0
 POLL_SECONDS = 0.2
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+PR_SET_CHILD_SUBREAPER = 36
 
 # Stop order (see the module docstring); valkey is stopped in a phase of its own.
 APP_STOP_ORDER = ("web", "cron", "worker")
@@ -107,17 +108,29 @@ class StopSignals:
             raise StopRequested
 
 
+def _prctl(option: int, value: int) -> None:
+    """Linux-only process controls; elsewhere they are skipped (the safety nets they add
+    are not needed for an orderly stop)."""
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(option, value)
+
+
+def become_subreaper() -> None:
+    # A worker that dies leaves its work horse or scheduler process behind, re-parented to
+    # init where nobody would stop it. As a subreaper the supervisor adopts such orphans, so
+    # the final sweep in stop_all() finds them among its own descendants.
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
 def _die_with_parent() -> None:
     """Runs in each child between fork and exec (Linux only).
 
     Children sit in process groups of their own, so if the supervisor itself is SIGKILLed,
     nobody would tell them to stop: ask the kernel to send them SIGTERM when it dies.
     """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() == 1:  # the supervisor died before prctl took effect
         os._exit(1)
 
@@ -130,6 +143,8 @@ class Supervisor:
         self.signals = signals
         self.calm_signals = 0
         self.say = say
+        # Whatever already ran under this process (call_command from a test) is not ours.
+        self.foreign = set(psutil.Process().children(recursive=True))
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # logs appear as they happen
 
     def spawn(self, name: str, role: str, argv: list[str]) -> Child:
@@ -144,7 +159,7 @@ class Supervisor:
             # of connection-refused tracebacks. Only the supervisor gets Ctrl-C; it stops the
             # children in order. The group also lets us kill a worker with its work horse.
             process_group=0,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_die_with_parent,
         )
         child = Child(name=name, role=role, popen=popen)
         self.children.append(child)
@@ -171,15 +186,14 @@ class Supervisor:
         apps = [c for role in APP_STOP_ORDER for c in self.children if c.role == role]
         self._stop_phase(apps)
         self._stop_phase([c for c in self.children if c.role == "valkey"])
+        leftovers = set(psutil.Process().children(recursive=True)) - self.foreign
+        _kill_leftovers(list(leftovers))
 
     def _hurry(self) -> bool:
         return self.signals.count > self.calm_signals
 
     def _stop_phase(self, children: list[Child]) -> None:
         """SIGTERM, wait up to STOP_TIMEOUT, SIGKILL the process group of stragglers."""
-        # Remember grandchildren (RQ work horses and scheduler processes) now, while their
-        # parents are alive to name them; if a parent dies they are re-parented to init.
-        descendants = _descendants(children)
         for child in children:
             if child.alive():
                 with contextlib.suppress(ProcessLookupError):
@@ -201,24 +215,14 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(child.pid, signal.SIGKILL)
             child.popen.wait()
-        _kill_leftovers(descendants)
-
-
-def _descendants(children: list[Child]) -> list[psutil.Process]:
-    found: list[psutil.Process] = []
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            found.extend(psutil.Process(child.pid).children(recursive=True))
-    return found
 
 
 def _kill_leftovers(processes: list[psutil.Process]) -> None:
-    # psutil.Process compares creation times, so a recycled pid is never killed by mistake.
-    alive = [p for p in processes if p.is_running()]
-    for process in alive:
+    """SIGKILL and reap whatever outlived its parent's orderly stop (orphaned work horses)."""
+    for process in processes:
         with contextlib.suppress(psutil.Error):
             process.kill()
-    psutil.wait_procs(alive, timeout=5)
+    psutil.wait_procs(processes, timeout=5)
 
 
 # --- Embedded valkey ----------------------------------------------------------------------
@@ -434,6 +438,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, host: str, port: int, workers: int, **options: Any) -> None:
         signals = StopSignals()
         signals.install()
+        become_subreaper()
         supervisor = Supervisor(signals, self.say)
         url = browser_url(host, port)
         login_line: str | None = None

@@ -1,0 +1,189 @@
+"""A run executed by a real RQ worker, followed over SSE from a real ASGI server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from runs import services
+from runs.models import IngestionRun, RunEvent, RunKind, RunStatus
+from tests.support import SSEClient, session_cookies, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def start(user, **config) -> IngestionRun:  # type: ignore[no-untyped-def]
+    return services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config=config)
+
+
+def finished(envelope: dict) -> bool:
+    return envelope["run"]["terminal"]
+
+
+def wait_terminal(run: IngestionRun, timeout: float = 60) -> IngestionRun:
+    def done() -> bool:
+        run.refresh_from_db()
+        return run.is_terminal
+
+    wait_for(done, timeout=timeout, interval=0.1, what=f"run {run.pk} to end")
+    return run
+
+
+def test_a_run_on_a_real_worker_reaches_an_sse_client_in_order(user, worker, asgi):
+    run = start(user, items=12, delay=0.15)
+    client = SSEClient(
+        asgi, f"/runs/{run.pk}/stream/", cookies=session_cookies(user), params={"after": "0"}
+    )
+    try:
+        received = client.messages_until(finished, timeout=60)
+    finally:
+        client.close()
+
+    stored = list(RunEvent.objects.filter(run=run).order_by("id"))
+    assert [e["id"] for e in received] == [e.pk for e in stored]
+    assert [e["seq"] for e in received] == list(range(1, len(stored) + 1))
+    assert [e["_sse_id"] for e in received] == [f"run-{run.pk}:{e.pk}" for e in stored]
+    statuses = [e["run"]["status"] for e in received]
+    assert statuses[0] == "pending" and statuses[-1] == "finished"
+    order = ["pending", "initializing", "ingesting", "finished"]
+    assert [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]] == order
+    assert received[-1]["run"]["counts"]["ready"] == 12
+    assert received[-1]["run"]["itemsDone"] == 12
+    assert any(e["type"] == "run.progress" for e in received)
+    # Delivered live, not only replayed: the run was still going when the stream opened.
+    assert sum(1 for e in received if e["type"] == "run.progress") >= 2
+
+
+def test_a_fresh_subscriber_gets_the_latest_state_at_once(user, worker, asgi):
+    run = wait_terminal(start(user, items=3, delay=0))
+    client = SSEClient(asgi, f"/runs/{run.pk}/stream/", cookies=session_cookies(user))
+    try:
+        first = client.next_message(timeout=10)
+        assert client.drain(wait=0.5) == []
+    finally:
+        client.close()
+    assert first["type"] == "run.finished"
+    assert first["run"]["status"] == "finished" and first["run"]["itemsDone"] == 3
+
+
+@pytest.mark.parametrize("how", ["last-event-id", "last-event-id-bare", "after"])
+def test_reconnecting_replays_exactly_the_missed_events(user, worker, asgi, how):
+    run = wait_terminal(start(user, items=6, delay=0.05))
+    stored = list(RunEvent.objects.filter(run=run).order_by("id"))
+    assert len(stored) >= 5
+    seen = stored[2]
+    headers, params = {}, {}
+    if how == "last-event-id":
+        headers["Last-Event-ID"] = f"run-{run.pk}:{seen.pk}"
+    elif how == "last-event-id-bare":
+        headers["Last-Event-ID"] = str(seen.pk)
+    else:
+        params["after"] = str(seen.pk)
+    client = SSEClient(
+        asgi,
+        f"/runs/{run.pk}/stream/",
+        cookies=session_cookies(user),
+        headers=headers,
+        params=params,
+    )
+    try:
+        replayed = client.drain(wait=1.0)
+    finally:
+        client.close()
+    assert [e["id"] for e in replayed] == [e.pk for e in stored[3:]]
+
+
+def test_a_client_that_reconnects_mid_run_misses_nothing_and_sees_nothing_twice(user, worker, asgi):
+    run = start(user, items=20, delay=0.1)
+    cookies = session_cookies(user)
+    first = SSEClient(asgi, f"/runs/{run.pk}/stream/", cookies=cookies, params={"after": "0"})
+    try:
+        before = [first.next_message(timeout=20) for _ in range(4)]
+    finally:
+        first.close()
+    time.sleep(0.8)  # events go by while disconnected
+    second = SSEClient(
+        asgi,
+        f"/runs/{run.pk}/stream/",
+        cookies=cookies,
+        headers={"Last-Event-ID": before[-1]["_sse_id"]},
+    )
+    try:
+        after = second.messages_until(finished, timeout=60)
+    finally:
+        second.close()
+    ids = [e["id"] for e in before + after]
+    assert ids == list(RunEvent.objects.filter(run=run).order_by("id").values_list("id", flat=True))
+
+
+def test_another_user_cannot_read_the_channel(user, other_user, asgi, redis_client):
+    run = start(user, items=1)
+    client = SSEClient(
+        asgi, f"/runs/{run.pk}/stream/", cookies=session_cookies(other_user), params={"after": "0"}
+    )
+    try:
+        client.closed.wait(10)
+    finally:
+        client.close()
+    assert client.status_code == 404
+    assert "data:" not in client.body and "run.created" not in client.body
+
+
+def test_an_anonymous_client_cannot_read_the_channel(user, asgi, redis_client):
+    run = start(user, items=1)
+    client = SSEClient(asgi, f"/runs/{run.pk}/stream/", params={"after": "0"})
+    try:
+        client.closed.wait(10)
+    finally:
+        client.close()
+    assert client.status_code == 403
+    assert "data:" not in client.body
+
+
+def test_junk_resume_ids_are_refused(user, asgi, redis_client):
+    run = start(user, items=1)
+    client = SSEClient(
+        asgi, f"/runs/{run.pk}/stream/", cookies=session_cookies(user), params={"after": "x1"}
+    )
+    try:
+        client.closed.wait(10)
+    finally:
+        client.close()
+    assert client.status_code == 400
+
+
+def test_abort_stops_a_running_run_within_two_seconds_and_keeps_its_work(user, worker, asgi):
+    run = start(user, items=400, delay=0.05)
+    wait_for(
+        lambda: IngestionRun.objects.filter(pk=run.pk, items_done__gte=5).exists(),
+        timeout=30,
+        what="some items done",
+    )
+    services.run_request_abort(IngestionRun.objects.get(pk=run.pk))
+    requested = time.monotonic()
+    wait_terminal(run, timeout=10)
+    assert time.monotonic() - requested < 2.5
+    assert run.status == RunStatus.ABORTED
+    assert 5 <= run.items_done < 400
+    assert run.jobs_ready == run.items_done  # every finished item was kept, none half-done
+    assert run.events.filter(type="run.aborted").exists()
+
+
+def test_abort_of_a_pending_run_means_the_worker_never_runs_it(user, procs, tmp_path, redis_client):
+    from tests.support import start_worker
+
+    run = start(user, items=50, delay=0.05)
+    services.run_request_abort(run)
+    procs.append(start_worker(tmp_path))
+    time.sleep(3)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ABORTED
+    assert run.started_at is None and run.items_done == 0
+
+
+def test_an_internal_error_ends_the_run_as_error_with_the_reason(user, worker):
+    run = wait_terminal(start(user, items=5, delay=0, crash_at=3))
+    assert run.status == RunStatus.ERROR
+    assert "diagnostic crash at item 3" in run.error_message
+    assert run.items_done == 2
