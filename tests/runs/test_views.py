@@ -1,0 +1,170 @@
+"""The run pages and endpoints, through Django's test client."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from runs import services
+from runs.models import IngestionRun, RunKind, RunStatus
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def signed_in(client, user):  # type: ignore[no-untyped-def]
+    client.force_login(user)
+    return client
+
+
+def start(user, **config) -> IngestionRun:  # type: ignore[no-untyped-def]
+    return services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config=config or {"items": 3})
+
+
+@pytest.mark.parametrize("name", ["runs:list"])
+def test_pages_need_a_login(client, name):
+    response = client.get(reverse(name))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_run_pages_of_another_user_are_not_found(client, user, other_user, redis_client):
+    run = start(user)
+    client.force_login(other_user)
+    for name in ("runs:detail", "runs:status", "runs:events"):
+        assert client.get(reverse(name, args=[run.pk])).status_code == 404
+    assert client.post(reverse("runs:abort", args=[run.pk])).status_code == 404
+    assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.PENDING
+    assert f"#{run.pk}" not in client.get(reverse("runs:list")).content.decode()
+
+
+def test_the_history_lists_the_users_runs_with_status_and_filters(signed_in, user, redis_client):
+    first = start(user)
+    services.run_request_abort(first)
+    second = start(user)
+    page = signed_in.get(reverse("runs:list")).content.decode()
+    assert f"#{first.pk}" in page and f"#{second.pk}" in page
+    assert "Aborted" in page and "Pending" in page
+    filtered = signed_in.get(reverse("runs:list"), {"status": "aborted"}, HTTP_HX_REQUEST="true")
+    body = filtered.content.decode()
+    assert body.lstrip().startswith('<div id="run-table">')
+    assert f"#{first.pk}" in body and f"#{second.pk}<" not in body
+
+
+def test_starting_a_diagnostic_run_from_the_page_redirects_to_it(signed_in, user, redis_client):
+    response = signed_in.post(reverse("runs:start_diagnostic"), {"items": "5", "delay": "0"})
+    run = IngestionRun.objects.get(owner=user)
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "runs:detail", args=[run.pk]
+    )
+    assert run.config == {"items": 5, "delay": 0.0}
+
+
+def test_starting_while_a_run_is_active_shows_the_active_run(signed_in, user, redis_client):
+    active = start(user)
+    response = signed_in.post(reverse("runs:start_diagnostic"), {"items": "5"}, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("runs:detail", args=[active.pk])
+    assert f"Run #{active.pk}" in response.content.decode()
+    assert IngestionRun.objects.filter(owner=user).count() == 1
+
+
+@pytest.mark.parametrize("items, delay", [("x", "0"), ("0", "0"), ("5", "99"), ("200000", "0")])
+def test_bad_diagnostic_input_gets_a_clear_message_and_starts_nothing(
+    signed_in, user, items, delay
+):
+    response = signed_in.post(
+        reverse("runs:start_diagnostic"), {"items": items, "delay": delay}, follow=True
+    )
+    assert "Items must" in response.content.decode()
+    assert not IngestionRun.objects.filter(owner=user).exists()
+
+
+def test_the_run_page_shows_status_counts_feed_and_the_stream_to_resume(
+    signed_in, user, redis_client
+):
+    run = start(user)
+    last = run.events.order_by("-id").first()
+    page = signed_in.get(reverse("runs:detail", args=[run.pk])).content.decode()
+    assert f"Run #{run.pk}" in page
+    assert 'data-role="badge">Pending<' in page
+    assert f'sse-connect="{reverse("runs:stream", args=[run.pk])}?after={last.pk}"' in page
+    assert "run.created" in page
+    assert 'aria-live="polite"' in page
+
+
+def test_a_terminal_run_page_does_not_open_a_stream(signed_in, user, redis_client):
+    run = start(user)
+    services.run_request_abort(run)
+    page = signed_in.get(reverse("runs:detail", args=[run.pk])).content.decode()
+    assert "sse-connect" not in page
+    assert 'data-role="badge">Aborted<' in page
+
+
+def test_abort_from_htmx_returns_the_status_fragment(signed_in, user, redis_client):
+    run = start(user)
+    response = signed_in.post(reverse("runs:abort", args=[run.pk]), HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert body.lstrip().startswith('<section id="run-status"')
+    assert "Aborted" in body
+    assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.ABORTED
+
+
+def test_abort_from_a_plain_form_redirects_back_with_a_message(signed_in, user, redis_client):
+    run = start(user)
+    response = signed_in.post(reverse("runs:abort", args=[run.pk]), follow=True)
+    assert response.redirect_chain[-1][0] == reverse("runs:detail", args=[run.pk])
+    assert "Abort requested" in response.content.decode()
+
+
+def test_abort_of_a_finished_run_says_why_it_cannot(signed_in, user, redis_client):
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    services.run_transition(run, to=RunStatus.FINISHED)
+    response = signed_in.post(reverse("runs:abort", args=[run.pk]), HTTP_HX_REQUEST="true")
+    assert "already finished" in response.content.decode()
+
+
+def test_abort_needs_a_post(signed_in, user, redis_client):
+    run = start(user)
+    assert signed_in.get(reverse("runs:abort", args=[run.pk])).status_code == 405
+
+
+def test_events_endpoint_returns_events_after_an_id_with_the_run_state(
+    signed_in, user, redis_client
+):
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    ids = list(run.events.order_by("id").values_list("id", flat=True))
+    body = signed_in.get(reverse("runs:events", args=[run.pk]), {"after": ids[0]}).json()
+    assert [e["id"] for e in body["events"]] == ids[1:]
+    assert body["run"]["status"] == "initializing"
+    assert body["more"] is False
+    assert signed_in.get(reverse("runs:events", args=[run.pk]), {"after": "x"}).status_code == 400
+
+
+def test_admin_lists_runs_and_aborts_through_the_service(
+    client, django_user_model, user, redis_client
+):
+    admin = django_user_model.objects.create_superuser("root", "root@example.com", "root-pass-123")
+    client.force_login(admin)
+    run = start(user)
+    assert client.get(reverse("admin:runs_ingestionrun_changelist")).status_code == 200
+    assert client.get(reverse("admin:runs_ingestionrun_change", args=[run.pk])).status_code == 200
+    assert client.get(reverse("admin:runs_runevent_changelist")).status_code == 200
+    response = client.post(
+        reverse("admin:runs_ingestionrun_changelist"),
+        {"action": "abort_runs", "_selected_action": [run.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    run.refresh_from_db()
+    assert run.status == RunStatus.ABORTED
+    assert run.events.filter(type="run.aborted").exists()
+
+
+def test_admin_cannot_edit_lifecycle_fields(client, django_user_model, user, redis_client):
+    admin = django_user_model.objects.create_superuser("root", "root@example.com", "root-pass-123")
+    client.force_login(admin)
+    run = start(user)
+    client.post(reverse("admin:runs_ingestionrun_change", args=[run.pk]), {"status": "finished"})
+    assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.PENDING

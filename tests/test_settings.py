@@ -1,0 +1,51 @@
+"""Settings come from the environment through strict readers."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from project.env import env_bool, env_float, env_int, env_list
+from project.settings import redis_kwargs
+
+
+@pytest.mark.parametrize("raw, expected", [("1", True), ("yes", True), ("off", False), ("", False)])
+def test_env_bool_reads_the_usual_spellings(monkeypatch, raw, expected):
+    monkeypatch.setenv("X_FLAG", raw)
+    assert env_bool("X_FLAG") is expected
+
+
+def test_env_bool_refuses_junk(monkeypatch):
+    monkeypatch.setenv("X_FLAG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="X_FLAG='maybe' is not a boolean"):
+        env_bool("X_FLAG")
+
+
+def test_env_int_and_float_refuse_junk_and_out_of_range(monkeypatch):
+    monkeypatch.setenv("X_N", "ten")
+    with pytest.raises(ImproperlyConfigured, match="not a whole number"):
+        env_int("X_N", 1)
+    monkeypatch.setenv("X_N", "0")
+    with pytest.raises(ImproperlyConfigured, match="at least 1"):
+        env_float("X_N", 1.0, minimum=1)
+
+
+def test_env_defaults_apply_when_unset(monkeypatch):
+    monkeypatch.delenv("X_UNSET", raising=False)
+    assert env_int("X_UNSET", 7) == 7
+    assert env_list("X_UNSET", ["a"]) == ["a"]
+
+
+def test_env_list_splits_on_commas(monkeypatch):
+    monkeypatch.setenv("X_LIST", " a.example, b.example ,,")
+    assert env_list("X_LIST", []) == ["a.example", "b.example"]
+
+
+def test_redis_urls_become_client_keyword_arguments():
+    assert redis_kwargs("redis://:pw@cache:6380/2")["host"] == "cache"
+    assert redis_kwargs("redis://:pw@cache:6380/2")["port"] == 6380
+    assert redis_kwargs("redis://:pw@cache:6380/2")["db"] == 2
+    assert redis_kwargs("redis://:pw@cache:6380/2")["password"] == "pw"
+    assert redis_kwargs("unix:///tmp/x.sock")["unix_socket_path"] == "/tmp/x.sock"
+    with pytest.raises(ImproperlyConfigured, match="unsupported scheme"):
+        redis_kwargs("http://nope")
