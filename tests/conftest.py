@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from tests.support import Proc, ValkeyServer, start_asgi, start_worker
 @pytest.fixture(scope="session", autouse=True)
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The Redis the suite talks to: REDIS_URL's when set, else a private embedded valkey
-    on the socket the settings already point at (under var/test)."""
+    on the socket the settings already point at (in this session's temporary folder)."""
     server = None
     if settings.INTAKE_EMBEDDED_REDIS:
         server = ValkeyServer(Path(settings.INTAKE_EMBEDDED_REDIS_SOCKET).parent)
@@ -25,6 +27,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield settings.REDIS_URL
     if server:
         server.stop()
+    if os.environ.get("INTAKE_TEST_VAR_DIR_IS_TEMPORARY"):
+        shutil.rmtree(settings.VAR_DIR, ignore_errors=True)
 
 
 @pytest.fixture
