@@ -291,6 +291,16 @@ def run_heartbeat(run: IngestionRun) -> bool:
     return True
 
 
+def run_abort_requested(run: IngestionRun) -> bool:
+    """Read-only twin of run_heartbeat for the checks between beats: whether an abort was
+    requested; RunGone when the run is no longer running."""
+    state = IngestionRun.objects.filter(pk=run.pk).values("status", "abort_requested_at").first()
+    if state is None or state["status"] not in RUNNING_STATUSES:
+        raise RunGone(f"Run #{run.pk} is no longer running.")
+    run.abort_requested_at = state["abort_requested_at"]
+    return run.abort_requested_at is not None
+
+
 def run_update_progress(
     run: IngestionRun,
     *,

@@ -300,3 +300,28 @@ def test_reap_stale_runs_command_reports_what_it_did(user, redis_client, setting
     call_command("reap_stale_runs")
     out = capsys.readouterr().out
     assert f"Run #{run.pk}" in out and "Reaped 1 stale run" in out
+
+
+def test_a_checkpoint_reads_the_abort_flag_between_heartbeats(user, redis_client, settings):
+    from runs.context import RunAborted, RunContext
+
+    settings.INTAKE_HEARTBEAT_INTERVAL = 3600
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    ctx = RunContext(IngestionRun.objects.get(pk=run.pk))
+    ctx.checkpoint()  # nothing requested: returns
+    services.run_request_abort(IngestionRun.objects.get(pk=run.pk))
+    ctx._last_check = 0.0  # as if half a second went by
+    with pytest.raises(RunAborted):
+        ctx.checkpoint()
+
+
+def test_a_checkpoint_of_a_reaped_run_stops_the_worker(user, redis_client):
+    from runs.context import RunContext
+
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    ctx = RunContext(IngestionRun.objects.get(pk=run.pk))
+    services.run_fail(IngestionRun.objects.get(pk=run.pk), message="reaped")
+    with pytest.raises(services.RunGone):
+        ctx.checkpoint(force=True)
