@@ -141,7 +141,6 @@ class Supervisor:
     def __init__(self, signals: StopSignals, say: Callable[[str], None]) -> None:
         self.children: list[Child] = []
         self.signals = signals
-        self.calm_signals = 0
         self.say = say
         # Whatever already ran under this process (call_command from a test) is not ours.
         self.foreign = set(psutil.Process().children(recursive=True))
@@ -181,33 +180,33 @@ class Supervisor:
             time.sleep(POLL_SECONDS)
 
     def stop_all(self) -> None:
-        # Signals seen so far asked for this stop; any further one means "hurry up".
-        self.calm_signals = self.signals.count
         apps = [c for role in APP_STOP_ORDER for c in self.children if c.role == role]
         self._stop_phase(apps)
         self._stop_phase([c for c in self.children if c.role == "valkey"])
         leftovers = set(psutil.Process().children(recursive=True)) - self.foreign
         _kill_leftovers(list(leftovers))
 
-    def _hurry(self) -> bool:
-        return self.signals.count > self.calm_signals
-
     def _stop_phase(self, children: list[Child]) -> None:
-        """SIGTERM, wait up to STOP_TIMEOUT, SIGKILL the process group of stragglers."""
+        """SIGTERM, wait up to STOP_TIMEOUT, SIGKILL the process group of stragglers.
+
+        A stop signal arriving during the phase means "hurry up": stop waiting. It counts per
+        phase, so an impatient second Ctrl-C still lets valkey save its data in the next one.
+        """
+        signals_before = self.signals.count
         for child in children:
             if child.alive():
                 with contextlib.suppress(ProcessLookupError):
                     child.popen.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
         while any(c.alive() for c in children) and time.monotonic() < deadline:
-            if self._hurry():
+            if self.signals.count > signals_before:
                 break
             time.sleep(POLL_SECONDS / 2)
         for child in children:
             if child.alive():
                 reason = (
                     "you asked again"
-                    if self._hurry()
+                    if self.signals.count > signals_before
                     else f"not stopped after {STOP_TIMEOUT:.0f} s"
                 )
                 self.say(f"Killing {child.name} (pid {child.pid}): {reason}.")
