@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -194,11 +194,118 @@ class ResilientRedisListener:
 
         try:
             data = json.loads(raw)
-            event = Event(data["channel"], data["event_type"], data["data"], id=data["pub_id"])
+            event = Event(data["channel"], data["event_type"], data["data"], id=int(data["pub_id"]))
+            # Parsed once here rather than in every stream: streams order by it.
+            event.seq = int(json.loads(data["data"])["seq"])  # type: ignore[attr-defined]
         except (ValueError, KeyError, TypeError):
             logger.warning("Ignoring a malformed event on %s", PUBSUB_CHANNEL)
             return
         get_listener_manager().add_to_queues(event.channel, event)
+
+
+# --- the stream -----------------------------------------------------------------------------
+
+KEEPALIVE_SECONDS = 15.0
+REPLAY_BATCH = 200
+
+
+def _replay(run_id: int, after_id: int) -> tuple[list[tuple[int, int, str]], int]:
+    """Events of the run after `after_id`, in order, as (id, seq, data); and the seq of the
+    event `after_id` itself (0 when there is none), which the stream continues from."""
+    from runs.models import RunEvent
+
+    with short_lived_connection():
+        rows = list(
+            RunEvent.objects.filter(run_id=run_id, id__gt=after_id).order_by("id")[:REPLAY_BATCH]
+        )
+        base = (
+            RunEvent.objects.filter(run_id=run_id, id__lte=after_id)
+            .order_by("-id")
+            .values_list("seq", flat=True)
+            .first()
+        )
+    return [(row.pk, row.seq, encode(row.envelope())) for row in rows], base or 0
+
+
+def _sse(event_id: str, data: str) -> str:
+    return f"event: {SSE_EVENT_NAME}\nid: {event_id}\ndata: {data}\n\n"
+
+
+async def stream_run_events(run_id: int, *, after_id: int, user_id: int) -> AsyncIterator[str]:
+    """The SSE body for one run's channel: replay from the database after `after_id`, then
+    live events from the web process's listener, strictly in the run's `seq` order.
+
+    Why not django-eventstream's own stream: it writes live events in pub/sub arrival order,
+    and two processes publishing for one run (the web process's abort, a worker's progress)
+    can arrive out of commit order; it also re-sends a live event its database replay already
+    sent. Here an event whose seq is not the next one is never written: a duplicate is
+    dropped, and a gap is filled by re-reading the database, where every event before a
+    published one is already committed (publish_event numbers a run's events under its row
+    lock, in commit order).
+    """
+    from asgiref.sync import sync_to_async
+    from django_eventstream.views import Listener, get_listener_manager
+
+    channel = channel_for(run_id)
+    replay = sync_to_async(_replay)
+    listener = Listener()
+    listener.user_id = user_id
+    listener.channels = {channel}
+    listener.assign_loop()
+    manager = get_listener_manager()
+    manager.add_listener(listener)  # also starts this process's Redis listener if needed
+
+    last_id = after_id
+    last_seq = 0
+
+    async def catch_up() -> str:
+        nonlocal last_id, last_seq
+        chunks = []
+        while True:
+            rows, base_seq = await replay(run_id, last_id)
+            if last_seq == 0:
+                last_seq = base_seq
+            for event_id, seq, data in rows:
+                chunks.append(_sse(f"{channel}:{event_id}", data))
+                last_id, last_seq = event_id, seq
+            if len(rows) < REPLAY_BATCH:
+                return "".join(chunks)
+
+    try:
+        # Padding first: some proxies and browsers hold back the first bytes of a stream.
+        yield ":" + " " * 2048 + "\n\nevent: stream-open\ndata:\n\n"
+        body = await catch_up()
+        if body:
+            yield body
+        while True:
+            try:
+                await asyncio.wait_for(listener.aevent.wait(), timeout=KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield "event: keep-alive\ndata:\n\n"
+                continue
+            with manager.lock:
+                items = listener.channel_items.pop(channel, [])
+                reread = listener.overflow
+                listener.channel_items = {}
+                listener.overflow = False
+                listener.aevent.clear()
+            chunks = []
+            for item in items:
+                seq = getattr(item, "seq", None)
+                if seq is not None and seq <= last_seq:
+                    continue  # already sent (replayed, or delivered twice)
+                if seq != last_seq + 1:
+                    reread = True  # a gap (or no seq): the database has it in order
+                    break
+                chunks.append(_sse(f"{channel}:{item.id}", item.data))
+                last_id, last_seq = item.id, seq
+            if reread:
+                chunks.append(await catch_up())
+            body = "".join(chunks)
+            if body:
+                yield body
+    finally:
+        manager.remove_listener(listener)
 
 
 def wake_all_streams() -> None:

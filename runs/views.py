@@ -12,6 +12,7 @@ from django.http import (
     HttpResponseBadRequest,
     HttpResponseForbidden,
     JsonResponse,
+    StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -79,11 +80,11 @@ def run_start_diagnostic(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
     events = list(reversed(run.events.order_by("-id")[:FEED_PAGE_EVENTS]))
-    last_event_id = events[-1].pk if events else 0
     context = {
         "run": run,
         "events": events,
-        "last_event_id": last_event_id,
+        "last_event_id": events[-1].pk if events else 0,
+        "last_event_seq": events[-1].seq if events else 0,
         "stream_url": reverse("runs:stream", args=[run.pk]),
         "events_url": reverse("runs:events", args=[run.pk]),
     }
@@ -138,44 +139,50 @@ def run_events(request: HttpRequest, run_id: int) -> JsonResponse:
 
 @require_GET
 def run_stream(request: HttpRequest, run_id: int) -> HttpResponse:
-    """The run's live feed over SSE (django-eventstream), readable only by its owner.
+    """The run's live feed over SSE, readable only by its owner.
 
-    Resume: the `Last-Event-ID` header (EventSource sends it on its own reconnects), or
-    `?after=<event id>` (htmx's SSE extension reconnects without the header), or
-    django-eventstream's `?lastEventId=`. With none of them, the stream starts with the run's
-    latest event, so a new subscriber is correct at once.
+    Resume: the `Last-Event-ID` header (EventSource sends it on its own reconnects, as
+    `run-<id>:<event id>` or a bare event id), or `?after=<event id>` (htmx's SSE extension
+    reconnects without the header), or `?lastEventId=`. With none of them, the stream starts
+    with the run's latest event, so a new subscriber is correct at once.
     """
-    from django_eventstream.views import events as eventstream_events
-
     with feed.short_lived_connection():
         if not request.user.is_authenticated:
             return HttpResponseForbidden("Sign in to follow a run.\n", content_type="text/plain")
         run = IngestionRun.objects.filter(pk=run_id, owner=request.user).first()
         if run is None:
             raise Http404("No such run.")
-        channel = feed.channel_for(run.pk)
-        resume = _resume_id(request, channel)
-        if resume is None:
-            return HttpResponseBadRequest("after must be an event id.\n", content_type="text/plain")
-        if resume == "":
-            previous = run.events.order_by("-id").values_list("id", flat=True)[1:2].first()
-            latest_exists = run.events.exists()
-            resume = f"{channel}:{previous or 0}" if latest_exists else ""
-        if resume:
-            request.META["HTTP_LAST_EVENT_ID"] = resume
-        return eventstream_events(request, channel=channel)
+        after = _resume_after(request, feed.channel_for(run.pk))
+        if after is None:
+            return HttpResponseBadRequest(
+                "Last-Event-ID / after must be an event id.\n", content_type="text/plain"
+            )
+        if after == -1:
+            previous = run.events.order_by("-id").values_list("id", flat=True)[1:2]
+            after = previous.first() or 0
+        user_id = request.user.pk
+    response = StreamingHttpResponse(
+        feed.stream_run_events(run.pk, after_id=after, user_id=user_id),
+        content_type="text/event-stream",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
 
 
-def _resume_id(request: HttpRequest, channel: str) -> str | None:
-    """The Last-Event-ID to resume from in django-eventstream's `channel:id` form; "" for a
-    fresh subscriber; None when what the client sent is junk."""
-    raw = request.META.get("HTTP_LAST_EVENT_ID") or request.GET.get("after") or ""
-    raw = raw.strip()
+def _resume_after(request: HttpRequest, channel: str) -> int | None:
+    """The event id to resume after; -1 for a fresh subscriber; None for junk."""
+    raw = (
+        request.META.get("HTTP_LAST_EVENT_ID")
+        or request.GET.get("after")
+        or request.GET.get("lastEventId")
+        or ""
+    ).strip()
     if not raw:
-        return "" if not request.GET.get("lastEventId") else request.GET["lastEventId"]
+        return -1
     if raw.isdigit():
-        return f"{channel}:{raw}"
+        return int(raw)
     name, _, number = raw.rpartition(":")
     if name == channel and number.isdigit():
-        return raw
+        return int(number)
     return None

@@ -1,13 +1,15 @@
 // Keeps a run page live: applies events from the SSE stream (htmx's SSE extension owns the
 // connection), falls back to polling the events endpoint while the stream is down, and
-// re-fetches what it missed whenever the stream (re)opens. Every update is idempotent: an
-// event at or below the last applied id is ignored, and the status is replaced whole.
+// re-fetches what it missed whenever the stream (re)opens. Every update is idempotent: events
+// apply strictly in the run's seq order (a repeat is ignored, a gap is fetched), and the
+// status is replaced whole.
 (function () {
   "use strict";
   var root = document.querySelector("[data-run-live]");
   if (!root) return;
 
   var lastId = parseInt(root.dataset.lastEventId || "0", 10);
+  var lastSeq = parseInt(root.dataset.lastEventSeq || "0", 10);
   var streamUrl = root.dataset.streamUrl;
   var eventsUrl = root.dataset.eventsUrl;
   var terminal = root.dataset.terminal === "true";
@@ -76,7 +78,12 @@
   }
 
   function apply(envelope) {
-    if (envelope.id <= lastId) return;
+    if (envelope.seq <= lastSeq) return;  // seen already
+    if (envelope.seq !== lastSeq + 1) {   // one is missing: fetch them in order instead
+      catchUp();
+      return;
+    }
+    lastSeq = envelope.seq;
     lastId = envelope.id;
     root.dataset.lastEventId = String(lastId);
     // htmx's SSE extension reconnects to this attribute's URL, without Last-Event-ID.
@@ -131,8 +138,13 @@
   });
   root.addEventListener("htmx:sseError", function () { startPolling(); });
 
-  // After an htmx swap of the status fragment (abort), re-apply nothing: the fragment is
-  // server-rendered current state. A browser without EventSource polls.
+  // The abort response's status fragment was rendered when the server handled the request;
+  // events applied while it travelled may be newer (even the terminal one, after which no
+  // more arrive), so re-read the current state once it is swapped in.
+  root.addEventListener("htmx:afterSwap", function (evt) {
+    if (evt.target && evt.target.id === "run-status") catchUp();
+  });
+  // A browser without EventSource polls.
   if (!terminal && typeof window.EventSource === "undefined") startPolling();
   // If the stream has not opened within a few seconds, poll until it does.
   window.setTimeout(function () { if (!source && !terminal) startPolling(); }, 5000);

@@ -187,3 +187,39 @@ def test_an_internal_error_ends_the_run_as_error_with_the_reason(user, worker):
     assert run.status == RunStatus.ERROR
     assert "diagnostic crash at item 3" in run.error_message
     assert run.items_done == 2
+
+
+def test_events_published_out_of_order_or_twice_reach_a_stream_once_in_order(
+    user, asgi, redis_client
+):
+    """Two processes publishing for one run can land on pub/sub out of commit order, and a
+    publish can repeat: the stream still writes each event once, in the run's order."""
+    from unittest import mock
+
+    from runs import feed
+
+    run = start(user, items=1)
+    created = run.events.get()
+    client = SSEClient(
+        asgi,
+        f"/runs/{run.pk}/stream/",
+        cookies=session_cookies(user),
+        params={"after": str(created.pk)},
+    )
+    try:
+        client.opened.wait(10)
+        time.sleep(0.5)  # the stream is subscribed
+        with mock.patch("runs.feed.broadcast") as held:
+            services.publish_event(run, type="test.first")
+            services.publish_event(run, type="test.second")
+        first, second = (call.args[0] for call in held.call_args_list)
+        feed.broadcast(second)  # overtakes the first
+        feed.broadcast(first)  # arrives late
+        feed.broadcast(second)  # and once more
+        services.publish_event(run, type="test.third")
+        received = client.messages_until(lambda e: e["type"] == "test.third", timeout=15)
+        received += client.drain(wait=1.0)
+    finally:
+        client.close()
+    assert [e["type"] for e in received] == ["test.first", "test.second", "test.third"]
+    assert [e["seq"] for e in received] == [2, 3, 4]
