@@ -40,4 +40,4 @@ def diagnostic(ctx: RunContext) -> None:
         ctx.progress(done=number, increments={"failed": 1} if failed else {"ready": 1})
         if failed:
             ctx.event("item.failed", f"Item {number} failed (diagnostic)", {"item": number})
-    ctx.progress(done=items, force_event=True)
+    # No closing progress event: run.finished carries the final counts.

@@ -16,6 +16,7 @@
   var source = null;
   var pollTimer = null;
   var POLL_MS = 3000;
+  var INTERRUPTED = "Live updates interrupted; refreshing every few seconds…";
 
   function q(role) { return document.querySelector('[data-role="' + role + '"]'); }
 
@@ -56,7 +57,20 @@
         button.textContent = "Aborting…";
       }
     }
+    setTime("started", run.startedAt);
+    setTime("finished", run.finishedAt);
     if (run.terminal) finish();
+  }
+
+  function setTime(role, iso) {
+    var span = q(role);
+    if (!span || !iso) return;
+    var time = span.querySelector("time");
+    if (time && time.dateTime !== iso) {
+      time.dateTime = iso;
+      time.textContent = new Date(iso).toTimeString().slice(0, 8);
+    }
+    span.hidden = false;
   }
 
   function appendFeed(envelope) {
@@ -74,7 +88,10 @@
     li.appendChild(document.createTextNode(" "));
     li.appendChild(code);
     li.appendChild(document.createTextNode(" " + envelope.message));
+    // Follow new items, unless the reader scrolled up to read older ones.
+    var atBottom = feed.scrollHeight - feed.scrollTop - feed.clientHeight < 40;
     feed.appendChild(li);
+    if (atBottom) feed.scrollTop = feed.scrollHeight;
   }
 
   function apply(envelope) {
@@ -108,7 +125,7 @@
 
   function startPolling() {
     if (pollTimer || terminal) return;
-    setLiveState("Live updates interrupted; refreshing every few seconds…");
+    setLiveState(INTERRUPTED);
     pollTimer = window.setInterval(catchUp, POLL_MS);
     catchUp();
   }
@@ -142,7 +159,12 @@
   // events applied while it travelled may be newer (even the terminal one, after which no
   // more arrive), so re-read the current state once it is swapped in.
   root.addEventListener("htmx:afterSwap", function (evt) {
-    if (evt.target && evt.target.id === "run-status") catchUp();
+    if (evt.target && evt.target.id === "run-status") {
+      // The swapped-in fragment has an empty live-state label: say again what holds.
+      if (pollTimer) setLiveState(INTERRUPTED);
+      else setLiveState(source && !terminal ? "Live" : "");
+      catchUp();
+    }
   });
   // A browser without EventSource polls.
   if (!terminal && typeof window.EventSource === "undefined") startPolling();
