@@ -58,19 +58,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
 
 
 @pytest.fixture
+def child_env_overrides() -> dict[str, str]:
+    """Environment the `worker` and `asgi` processes get on top of the test's own; a test
+    package overrides this fixture to change it for all its tests."""
+    return {}
+
+
+@pytest.fixture
 def worker(
-    procs: list[Proc], tmp_path: Path, redis_client: redis.Redis, transactional_db: None
+    procs: list[Proc],
+    tmp_path: Path,
+    redis_client: redis.Redis,
+    transactional_db: None,
+    child_env_overrides: dict[str, str],
 ) -> Proc:
-    proc = start_worker(tmp_path)
+    proc = start_worker(tmp_path, **child_env_overrides)
     procs.append(proc)
     return proc
 
 
 @pytest.fixture
 def asgi(
-    procs: list[Proc], tmp_path: Path, redis_client: redis.Redis, transactional_db: None
+    procs: list[Proc],
+    tmp_path: Path,
+    redis_client: redis.Redis,
+    transactional_db: None,
+    child_env_overrides: dict[str, str],
 ) -> str:
-    proc, base = start_asgi(tmp_path)
+    proc, base = start_asgi(tmp_path, **child_env_overrides)
     procs.append(proc)
     return base
 

@@ -9,11 +9,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from tests.support import ROOT, Proc, start_asgi, start_worker
+from tests.support import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -62,21 +61,8 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def worker(
-    procs: list[Proc], tmp_path: Path, redis_client: redis.Redis, transactional_db: None
-) -> Proc:
-    proc = start_worker(tmp_path, **CHILD_ENV)
-    procs.append(proc)
-    return proc
-
-
-@pytest.fixture
-def asgi(
-    procs: list[Proc], tmp_path: Path, redis_client: redis.Redis, transactional_db: None
-) -> str:
-    proc, base = start_asgi(tmp_path, **CHILD_ENV)
-    procs.append(proc)
-    return base
+def child_env_overrides() -> dict[str, str]:
+    return dict(CHILD_ENV)
 
 
 def _set_server_password(user, password: str):  # type: ignore[no-untyped-def]

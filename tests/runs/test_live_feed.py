@@ -117,39 +117,33 @@ def test_a_client_that_reconnects_mid_run_misses_nothing_and_sees_nothing_twice(
     assert ids == list(RunEvent.objects.filter(run=run).order_by("id").values_list("id", flat=True))
 
 
-def test_another_user_cannot_read_the_channel(user, other_user, asgi, redis_client):
-    run = start(user, items=1)
-    client = SSEClient(
-        asgi, f"/runs/{run.pk}/stream/", cookies=session_cookies(other_user), params={"after": "0"}
-    )
+def refused(base: str, run: IngestionRun, **kwargs) -> SSEClient:  # type: ignore[no-untyped-def]
+    """Open the run's stream expecting a refusal; returns the closed client."""
+    client = SSEClient(base, f"/runs/{run.pk}/stream/", **kwargs)
     try:
         client.closed.wait(10)
     finally:
         client.close()
+    return client
+
+
+def test_another_user_cannot_read_the_channel(user, other_user, asgi, redis_client):
+    run = start(user, items=1)
+    client = refused(asgi, run, cookies=session_cookies(other_user), params={"after": "0"})
     assert client.status_code == 404
     assert "data:" not in client.body and "run.created" not in client.body
 
 
 def test_an_anonymous_client_cannot_read_the_channel(user, asgi, redis_client):
     run = start(user, items=1)
-    client = SSEClient(asgi, f"/runs/{run.pk}/stream/", params={"after": "0"})
-    try:
-        client.closed.wait(10)
-    finally:
-        client.close()
+    client = refused(asgi, run, params={"after": "0"})
     assert client.status_code == 403
     assert "data:" not in client.body
 
 
 def test_junk_resume_ids_are_refused(user, asgi, redis_client):
     run = start(user, items=1)
-    client = SSEClient(
-        asgi, f"/runs/{run.pk}/stream/", cookies=session_cookies(user), params={"after": "x1"}
-    )
-    try:
-        client.closed.wait(10)
-    finally:
-        client.close()
+    client = refused(asgi, run, cookies=session_cookies(user), params={"after": "x1"})
     assert client.status_code == 400
 
 
