@@ -115,7 +115,7 @@ if DATABASE_URL:
 else:
     _db = {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": VAR_DIR / "intake.sqlite3",
+        "NAME": str(VAR_DIR / "intake.sqlite3"),
         "OPTIONS": dict(SQLITE_OPTIONS),
         # Tests run real workers in other processes: the test database must be a file.
         "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from runs.models import ACTIVE_STATUSES, IngestionRun
 
 
 def runs_for_owner(
-    owner: AbstractBaseUser, *, status: str | None = None, kind: str | None = None
+    owner: User, *, status: str | None = None, kind: str | None = None
 ) -> QuerySet[IngestionRun]:
     runs = IngestionRun.objects.filter(owner=owner).order_by("-created_at", "-id")
     if status:
@@ -19,5 +19,5 @@ def runs_for_owner(
     return runs
 
 
-def active_run_for_owner(owner: AbstractBaseUser) -> IngestionRun | None:
+def active_run_for_owner(owner: User) -> IngestionRun | None:
     return IngestionRun.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).first()

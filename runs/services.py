@@ -12,10 +12,11 @@ import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -133,7 +134,7 @@ def _copy_state(source: IngestionRun, *, into: IngestionRun) -> None:
 
 # --- transitions ----------------------------------------------------------------------------
 
-_TRANSITION_MESSAGES = {
+_TRANSITION_MESSAGES: dict[str, str] = {
     RunStatus.INITIALIZING: "A worker picked the run up.",
     RunStatus.INGESTING: "Processing items.",
     RunStatus.FINISHED: "Run finished.",
@@ -195,7 +196,7 @@ def run_transition(
 
 def run_start(
     *,
-    owner: AbstractBaseUser,
+    owner: User,
     kind: str,
     config: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
@@ -464,7 +465,7 @@ def run_reap_stale(*, now: datetime | None = None) -> list[IngestionRun]:
             )
             where = Q(status=RunStatus.PENDING)
         else:
-            last = run.heartbeat_at or run.started_at
+            last = run.heartbeat_at or run.started_at or run.created_at
             age = (now - last).total_seconds()
             text = (
                 f"The worker stopped responding: no heartbeat for {_seconds(age)} "
@@ -483,7 +484,7 @@ def run_reap_stale(*, now: datetime | None = None) -> list[IngestionRun]:
         except IllegalTransition:
             continue  # it moved (beat, finished, aborted) since we looked: leave it be
         job_ids = list(run.queue_job_ids)
-        transaction.on_commit(lambda ids=job_ids: _cancel_queued_jobs(ids), robust=True)
+        transaction.on_commit(partial(_cancel_queued_jobs, job_ids), robust=True)
         reaped.append(run)
         logger.warning("Reaped run %s: %s", run.pk, text)
     return reaped

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.http import (
     Http404,
@@ -14,15 +17,27 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from runs import feed, selectors, services
 from runs.models import IngestionRun, RunKind, RunStatus
 
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
 FEED_PAGE_EVENTS = 200
 EVENTS_JSON_LIMIT = 500
+
+
+def _owner(request: HttpRequest) -> User:
+    # Every view that calls this is behind @login_required.
+    return cast(User, request.user)
 
 
 def _get_run_for_user(request: HttpRequest, run_id: int) -> IngestionRun:
@@ -32,10 +47,10 @@ def _get_run_for_user(request: HttpRequest, run_id: int) -> IngestionRun:
 
 @login_required
 @require_GET
-def run_list(request: HttpRequest) -> HttpResponse:
+def run_list(request: HtmxHttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     kind = request.GET.get("kind", "")
-    runs = selectors.runs_for_owner(request.user, status=status or None, kind=kind or None)
+    runs = selectors.runs_for_owner(_owner(request), status=status or None, kind=kind or None)
     page = Paginator(runs, 25).get_page(request.GET.get("page"))
     context = {
         "page": page,
@@ -43,7 +58,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "kind": kind,
         "statuses": RunStatus.choices,
         "kinds": RunKind.choices,
-        "active_run": selectors.active_run_for_owner(request.user),
+        "active_run": selectors.active_run_for_owner(_owner(request)),
     }
     template = "runs/list.html#run-table" if request.htmx else "runs/list.html"
     return render(request, template, context)
@@ -63,7 +78,7 @@ def run_start_diagnostic(request: HttpRequest) -> HttpResponse:
         return redirect("runs:list")
     try:
         run = services.run_start(
-            owner=request.user, kind=RunKind.DIAGNOSTIC, config={"items": items, "delay": delay}
+            owner=_owner(request), kind=RunKind.DIAGNOSTIC, config={"items": items, "delay": delay}
         )
     except services.RunInProgress as exc:
         # Show the run that is in progress rather than an error page.
@@ -100,7 +115,7 @@ def run_status(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def run_abort(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_abort(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
     error = ""
     try:
@@ -138,7 +153,7 @@ def run_events(request: HttpRequest, run_id: int) -> JsonResponse:
 
 
 @require_GET
-def run_stream(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_stream(request: HttpRequest, run_id: int) -> HttpResponseBase:
     """The run's live feed over SSE, readable only by its owner.
 
     Resume: the `Last-Event-ID` header (EventSource sends it on its own reconnects, as
