@@ -195,8 +195,11 @@ class ResilientRedisListener:
         try:
             data = json.loads(raw)
             event = Event(data["channel"], data["event_type"], data["data"], id=int(data["pub_id"]))
-            # Parsed once here rather than in every stream: streams order by it.
-            event.seq = int(json.loads(data["data"])["seq"])  # type: ignore[attr-defined]
+            # Parsed once here rather than in every stream: streams order by seq and end
+            # after a terminal event.
+            envelope = json.loads(data["data"])
+            event.seq = int(envelope["seq"])  # type: ignore[attr-defined]
+            event.terminal = bool(envelope["run"]["terminal"])  # type: ignore[attr-defined]
         except (ValueError, KeyError, TypeError):
             logger.warning("Ignoring a malformed event on %s", PUBSUB_CHANNEL)
             return
@@ -209,9 +212,9 @@ KEEPALIVE_SECONDS = 15.0
 REPLAY_BATCH = 200
 
 
-def _replay(run_id: int, after_id: int) -> tuple[list[tuple[int, int, str]], int]:
-    """Events of the run after `after_id`, in order, as (id, seq, data); and the seq of the
-    event `after_id` itself (0 when there is none), which the stream continues from."""
+def _replay(run_id: int, after_id: int) -> tuple[list[tuple[int, int, str, bool]], int]:
+    """Events of the run after `after_id`, in order, as (id, seq, data, terminal); and the seq
+    of the event `after_id` itself (0 when there is none), which the stream continues from."""
     from runs.models import RunEvent
 
     with short_lived_connection():
@@ -224,7 +227,10 @@ def _replay(run_id: int, after_id: int) -> tuple[list[tuple[int, int, str]], int
             .values_list("seq", flat=True)
             .first()
         )
-    return [(row.pk, row.seq, encode(row.envelope())) for row in rows], base or 0
+    return [
+        (row.pk, row.seq, encode(row.envelope()), bool(row.snapshot.get("terminal")))
+        for row in rows
+    ], base or 0
 
 
 def _sse(event_id: str, data: str) -> str:
@@ -242,6 +248,9 @@ async def stream_run_events(run_id: int, *, after_id: int, user_id: int) -> Asyn
     dropped, and a gap is filled by re-reading the database, where every event before a
     published one is already committed (publish_event numbers a run's events under its row
     lock, in commit order).
+
+    The stream ends after the event that reports the run terminal (a run's last event); a
+    client that reconnects after it is answered 204 by the view, which stops EventSource.
     """
     from asgiref.sync import sync_to_async
     from django_eventstream.views import Listener, get_listener_manager
@@ -257,17 +266,18 @@ async def stream_run_events(run_id: int, *, after_id: int, user_id: int) -> Asyn
 
     last_id = after_id
     last_seq = 0
+    ended = False
 
     async def catch_up() -> str:
-        nonlocal last_id, last_seq
+        nonlocal last_id, last_seq, ended
         chunks = []
         while True:
             rows, base_seq = await replay(run_id, last_id)
             if last_seq == 0:
                 last_seq = base_seq
-            for event_id, seq, data in rows:
+            for event_id, seq, data, terminal in rows:
                 chunks.append(_sse(f"{channel}:{event_id}", data))
-                last_id, last_seq = event_id, seq
+                last_id, last_seq, ended = event_id, seq, terminal
             if len(rows) < REPLAY_BATCH:
                 return "".join(chunks)
 
@@ -277,7 +287,7 @@ async def stream_run_events(run_id: int, *, after_id: int, user_id: int) -> Asyn
         body = await catch_up()
         if body:
             yield body
-        while True:
+        while not ended:
             try:
                 await asyncio.wait_for(listener.aevent.wait(), timeout=KEEPALIVE_SECONDS)
             except TimeoutError:
@@ -299,6 +309,7 @@ async def stream_run_events(run_id: int, *, after_id: int, user_id: int) -> Asyn
                     break
                 chunks.append(_sse(f"{channel}:{item.id}", item.data))
                 last_id, last_seq = item.id, seq
+                ended = getattr(item, "terminal", False)
             if reread:
                 chunks.append(await catch_up())
             body = "".join(chunks)

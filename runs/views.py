@@ -159,7 +159,8 @@ def run_stream(request: HttpRequest, run_id: int) -> HttpResponseBase:
     Resume: the `Last-Event-ID` header (EventSource sends it on its own reconnects, as
     `run-<id>:<event id>` or a bare event id), or `?after=<event id>` (htmx's SSE extension
     reconnects without the header), or `?lastEventId=`. With none of them, the stream starts
-    with the run's latest event, so a new subscriber is correct at once.
+    with the run's latest event, so a new subscriber is correct at once. The stream ends
+    after the run's terminal event; resuming after it gets 204 No Content.
     """
     with feed.short_lived_connection():
         if not request.user.is_authenticated:
@@ -175,6 +176,9 @@ def run_stream(request: HttpRequest, run_id: int) -> HttpResponseBase:
         if after == -1:
             previous = run.events.order_by("-id").values_list("id", flat=True)[1:2]
             after = previous.first() or 0
+        elif run.is_terminal and not run.events.filter(id__gt=after).exists():
+            # Nothing more will ever come: 204 tells EventSource to stop reconnecting.
+            return HttpResponse(status=204)
         user_id = request.user.pk
     response = StreamingHttpResponse(
         feed.stream_run_events(run.pk, after_id=after, user_id=user_id),

@@ -217,3 +217,24 @@ def test_events_published_out_of_order_or_twice_reach_a_stream_once_in_order(
         client.close()
     assert [e["type"] for e in received] == ["test.first", "test.second", "test.third"]
     assert [e["seq"] for e in received] == [2, 3, 4]
+
+
+def test_the_stream_ends_after_the_terminal_event_and_a_resume_after_it_gets_204(
+    user, worker, asgi
+):
+    run = start(user, items=5, delay=0.1)
+    cookies = session_cookies(user)
+    client = SSEClient(asgi, f"/runs/{run.pk}/stream/", cookies=cookies, params={"after": "0"})
+    try:
+        last = client.messages_until(finished, timeout=30)[-1]
+        assert client.closed.wait(5), "the stream should end after the terminal event"
+    finally:
+        client.close()
+    again = SSEClient(
+        asgi, f"/runs/{run.pk}/stream/", cookies=cookies, headers={"Last-Event-ID": last["_sse_id"]}
+    )
+    try:
+        again.closed.wait(10)
+    finally:
+        again.close()
+    assert again.status_code == 204
