@@ -490,6 +490,27 @@ def run_reap_stale(*, now: datetime | None = None) -> list[IngestionRun]:
     return reaped
 
 
+def run_end_orphaned(*, message: str) -> list[IngestionRun]:
+    """End every running run as `error` with `message`: for start-up when it is certain that
+    no worker from before is still alive (the embedded default, whose workers are all
+    children of the previous `start`). Pending runs stay: their queued jobs survive in Redis
+    and run on the new workers."""
+    ended = []
+    for run in IngestionRun.objects.filter(status__in=RUNNING_STATUSES):
+        try:
+            run_transition(
+                run,
+                to=RunStatus.ERROR,
+                expected=[run.status],
+                error_message=message,
+                payload={"reason": "restart"},
+            )
+        except IllegalTransition:
+            continue
+        ended.append(run)
+    return ended
+
+
 def _seconds(value: float) -> str:
     value = int(round(value))
     if value < 120:

@@ -76,13 +76,35 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _start(clone: Path, port: int) -> tuple[subprocess.Popen[str], Output]:
+def _clone_env() -> dict[str, str]:
     env = dict(os.environ)
     # The embedded default, in the clone's own var/ (the suite's bootstrap points
-    # INTAKE_VAR_DIR at var/test of this checkout).
+    # INTAKE_VAR_DIR at a temporary folder of this session).
     for name in ("DATABASE_URL", "REDIS_URL", "INTAKE_VAR_DIR"):
         env.pop(name, None)
     env["INTAKE_VENV"] = sys.prefix  # reuse this venv instead of installing a new one
+    return env
+
+
+def _leave_a_run_cut_off(clone: Path) -> None:
+    """What a machine that lost power leaves behind: a run still marked running."""
+    code = (
+        "from django.contrib.auth.models import User; from runs.models import IngestionRun; "
+        "IngestionRun.objects.create(owner=User.objects.get(username='admin'), "
+        "kind='diagnostic', status='ingesting')"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=clone,
+        env=_clone_env(),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def _start(clone: Path, port: int) -> tuple[subprocess.Popen[str], Output]:
+    env = _clone_env()
     python3 = shutil.which("python3") or sys.executable
     proc = subprocess.Popen(
         [python3, "intake.py", "start", "--port", str(port), "--workers", "1"],
@@ -196,9 +218,11 @@ def test_start_runs_from_a_clean_clone_stops_on_sigint_and_keeps_its_data(
         # valkey saved its data where the next start will find it.
         assert (clone / "var" / "valkey" / "dump.rdb").exists()
 
+        _leave_a_run_cut_off(clone)
         port = _free_port()
         proc, output = _start(clone, port)
         _wait_for_login_page(proc, output, port)
+        _wait_for_line(output, r"Run #1 was cut off when Intake last stopped; marked as error")
         _wait_for_line(output, r"Sign in with your existing account")
         _wait_for_line(output, rf"Intake is running at http://127\.0\.0\.1:{port}/")
         assert "as admin /" not in output.text()

@@ -325,3 +325,15 @@ def test_a_checkpoint_of_a_reaped_run_stops_the_worker(user, redis_client):
     services.run_fail(IngestionRun.objects.get(pk=run.pk), message="reaped")
     with pytest.raises(services.RunGone):
         ctx.checkpoint(force=True)
+
+
+def test_runs_cut_off_by_a_restart_are_ended_and_pending_ones_kept(user, other_user, redis_client):
+    running = start(user)
+    services.run_transition(running, to=RunStatus.INITIALIZING)
+    pending = start(other_user)
+    ended = services.run_end_orphaned(message="Intake was stopped while this run was in progress")
+    assert [r.pk for r in ended] == [running.pk]
+    running.refresh_from_db()
+    assert running.status == RunStatus.ERROR
+    assert "Intake was stopped" in running.error_message
+    assert IngestionRun.objects.get(pk=pending.pk).status == RunStatus.PENDING

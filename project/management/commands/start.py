@@ -449,6 +449,8 @@ class Command(BaseCommand):
                     stack.enter_context(embedded_lock(settings.VAR_DIR / "valkey"))
                     clear_stale_socket(Path(settings.INTAKE_EMBEDDED_REDIS_SOCKET))
                 call_command("migrate", interactive=False, verbosity=options["verbosity"])
+                if settings.INTAKE_EMBEDDED_REDIS:
+                    self._end_orphaned_runs()
                 login_line = ensure_login(url)
                 try:
                     self._start_children(supervisor, host, port, workers)
@@ -472,6 +474,19 @@ class Command(BaseCommand):
                 self.say(login_line, self.style.WARNING)
         if died is not None:
             raise CommandError(f"{died}; stopped everything.")
+
+    def _end_orphaned_runs(self) -> None:
+        # With the embedded Redis no worker can live outside this process tree (it cannot
+        # reach the socket), and the lock says no other `start` runs: a run still running in
+        # the database was cut off when Intake last stopped. End it now, with a message,
+        # rather than leave it for the reaper.
+        from runs.services import run_end_orphaned
+
+        for run in run_end_orphaned(
+            message="Intake was stopped while this run was in progress; start it again. "
+            "Work it finished is kept."
+        ):
+            self.say(f"Run #{run.pk} was cut off when Intake last stopped; marked as error.")
 
     def _start_children(self, supervisor: Supervisor, host: str, port: int, workers: int) -> None:
         python = sys.executable
