@@ -472,16 +472,8 @@ def run_reap_stale(*, now: datetime | None = None) -> list[IngestionRun]:
                 f"(limit {_seconds(stale_after)}). The run was ended; work it finished is kept."
             )
             where = Q(heartbeat_at=run.heartbeat_at) if run.heartbeat_at else Q(heartbeat_at=None)
-        try:
-            run_transition(
-                run,
-                to=RunStatus.ERROR,
-                expected=[run.status],
-                where=where,
-                error_message=text,
-                payload={"reason": "stale", "secondsSilent": round(age, 1)},
-            )
-        except IllegalTransition:
+        payload = {"reason": "stale", "secondsSilent": round(age, 1)}
+        if not _fail_as_read(run, message=text, payload=payload, where=where):
             continue  # it moved (beat, finished, aborted) since we looked: leave it be
         job_ids = list(run.queue_job_ids)
         transaction.on_commit(partial(_cancel_queued_jobs, job_ids), robust=True)
@@ -495,20 +487,28 @@ def run_end_orphaned(*, message: str) -> list[IngestionRun]:
     no worker from before is still alive (the embedded default, whose workers are all
     children of the previous `start`). Pending runs stay: their queued jobs survive in Redis
     and run on the new workers."""
-    ended = []
-    for run in IngestionRun.objects.filter(status__in=RUNNING_STATUSES):
-        try:
-            run_transition(
-                run,
-                to=RunStatus.ERROR,
-                expected=[run.status],
-                error_message=message,
-                payload={"reason": "restart"},
-            )
-        except IllegalTransition:
-            continue
-        ended.append(run)
-    return ended
+    running = IngestionRun.objects.filter(status__in=RUNNING_STATUSES)
+    return [
+        run for run in running if _fail_as_read(run, message=message, payload={"reason": "restart"})
+    ]
+
+
+def _fail_as_read(
+    run: IngestionRun, *, message: str, payload: Mapping[str, Any], where: Q | None = None
+) -> bool:
+    """End the run as `error` from the state it was read in; False when it moved since."""
+    try:
+        run_transition(
+            run,
+            to=RunStatus.ERROR,
+            expected=[run.status],
+            where=where,
+            error_message=message,
+            payload=payload,
+        )
+    except IllegalTransition:
+        return False
+    return True
 
 
 def _seconds(value: float) -> str:
