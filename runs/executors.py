@@ -32,7 +32,3 @@ def get_executor(kind: str) -> Executor:
         raise RunError(
             f"Runs of kind {kind!r} cannot be executed by this version of Intake."
         ) from None
-
-
-def registered_kinds() -> list[str]:
-    return sorted(_EXECUTORS)

@@ -344,13 +344,3 @@ def install_resilient_listener() -> None:
         manager.redis_listener, ResilientRedisListener
     ):
         manager.redis_listener = ResilientRedisListener()
-
-
-def listener_state() -> dict[str, Any]:
-    from django_eventstream import views
-
-    listener = views.get_listener_manager().redis_listener
-    return {
-        "connected": bool(getattr(listener, "connected", False)),
-        "reconnects": getattr(listener, "reconnects", 0),
-    }

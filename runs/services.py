@@ -284,12 +284,11 @@ def run_heartbeat(run: IngestionRun) -> bool:
     if beat == 1:
         run.heartbeat_at = now
         return False
-    state = IngestionRun.objects.filter(pk=run.pk).values("status", "abort_requested_at").first()
-    if state is None or state["status"] not in RUNNING_STATUSES:
-        raise RunGone(f"Run #{run.pk} is no longer running.")
+    # Not beaten: the run ended elsewhere (run_abort_requested raises RunGone) or an abort
+    # was requested, in which case it still beats while it winds down.
+    aborted = run_abort_requested(run)
     IngestionRun.objects.filter(pk=run.pk, status__in=RUNNING_STATUSES).update(heartbeat_at=now)
-    run.abort_requested_at = state["abort_requested_at"]
-    return True
+    return aborted
 
 
 def run_abort_requested(run: IngestionRun) -> bool:
