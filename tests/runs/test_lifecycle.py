@@ -21,6 +21,16 @@ def start(user, **kwargs) -> IngestionRun:  # type: ignore[no-untyped-def]
     return services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 3}, **kwargs)
 
 
+def running_run_silent_for(user, seconds: float) -> IngestionRun:  # type: ignore[no-untyped-def]
+    """A running run whose last heartbeat was `seconds` ago."""
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    IngestionRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=seconds)
+    )
+    return IngestionRun.objects.get(pk=run.pk)
+
+
 def test_start_creates_a_pending_run_with_a_created_event_and_a_queued_job(user, redis_client):
     run = start(user)
     assert run.status == RunStatus.PENDING
@@ -237,11 +247,7 @@ def test_events_are_broadcast_only_after_their_transaction_commits(user, redis_c
 
 def test_the_reaper_ends_a_run_whose_heartbeat_is_stale(user, redis_client, settings):
     settings.INTAKE_RUN_STALE_AFTER = 30
-    run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
-    IngestionRun.objects.filter(pk=run.pk).update(
-        heartbeat_at=timezone.now() - timedelta(seconds=31)
-    )
+    run = running_run_silent_for(user, 31)
     reaped = services.run_reap_stale()
     assert [r.pk for r in reaped] == [run.pk]
     run.refresh_from_db()
@@ -252,11 +258,7 @@ def test_the_reaper_ends_a_run_whose_heartbeat_is_stale(user, redis_client, sett
 
 def test_the_reaper_leaves_a_run_with_a_fresh_heartbeat_alone(user, redis_client, settings):
     settings.INTAKE_RUN_STALE_AFTER = 30
-    run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
-    IngestionRun.objects.filter(pk=run.pk).update(
-        heartbeat_at=timezone.now() - timedelta(seconds=10)
-    )
+    run = running_run_silent_for(user, 10)
     assert services.run_reap_stale() == []
     assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.INITIALIZING
 
@@ -292,11 +294,7 @@ def test_reap_stale_runs_command_reports_what_it_did(user, redis_client, setting
     from django.core.management import call_command
 
     settings.INTAKE_RUN_STALE_AFTER = 5
-    run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
-    IngestionRun.objects.filter(pk=run.pk).update(
-        heartbeat_at=timezone.now() - timedelta(minutes=5)
-    )
+    run = running_run_silent_for(user, 300)
     call_command("reap_stale_runs")
     out = capsys.readouterr().out
     assert f"Run #{run.pk}" in out and "Reaped 1 stale run" in out
