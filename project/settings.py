@@ -190,6 +190,45 @@ INTAKE_PROGRESS_INTERVAL = env_float("INTAKE_PROGRESS_INTERVAL", 0.5, minimum=0.
 # How often the reaper runs (seconds) under `manage.py rqcron runs.cron`.
 INTAKE_REAPER_INTERVAL = env_int("INTAKE_REAPER_INTERVAL", 60, minimum=1)
 
+# --- Ingestion ------------------------------------------------------------------------------
+# Each adapter's base URL, so a local server can stand in for the real board API.
+INTAKE_GREENHOUSE_URL = env_str("INTAKE_GREENHOUSE_URL", "https://boards-api.greenhouse.io")
+INTAKE_LEVER_URL = env_str("INTAKE_LEVER_URL", "https://api.lever.co")
+INTAKE_LEVER_EU_URL = env_str("INTAKE_LEVER_EU_URL", "https://api.eu.lever.co")
+INTAKE_ASHBY_URL = env_str("INTAKE_ASHBY_URL", "https://api.ashbyhq.com")
+# Fetching: timeouts (seconds), a total deadline per request, tries, the response size cap
+# (decompressed bytes) and concurrent requests per host.
+INTAKE_FETCH_CONNECT_TIMEOUT = env_float("INTAKE_FETCH_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+INTAKE_FETCH_READ_TIMEOUT = env_float("INTAKE_FETCH_READ_TIMEOUT", 20.0, minimum=0.1)
+INTAKE_FETCH_DEADLINE = env_float("INTAKE_FETCH_DEADLINE", 120.0, minimum=0.1)
+INTAKE_FETCH_TRIES = env_int("INTAKE_FETCH_TRIES", 3, minimum=1)
+INTAKE_FETCH_BACKOFF = env_float("INTAKE_FETCH_BACKOFF", 0.5, minimum=0)
+INTAKE_FETCH_MAX_RETRY_AFTER = env_float("INTAKE_FETCH_MAX_RETRY_AFTER", 60.0, minimum=0)
+INTAKE_FETCH_MAX_BYTES = env_int("INTAKE_FETCH_MAX_BYTES", 256 * 1024 * 1024, minimum=1024)
+INTAKE_FETCH_PER_HOST = env_int("INTAKE_FETCH_PER_HOST", 4, minimum=1)
+INTAKE_FETCH_USER_AGENT = env_str(
+    "INTAKE_FETCH_USER_AGENT", "Intake/0.1 (+self-hosted job ingestion)"
+)
+# Off by default: fetches to loopback, private, link-local, CGNAT, multicast, reserved and
+# cloud-metadata addresses are refused (SSRF). The tests' fixture server on 127.0.0.1 turns
+# it on explicitly.
+INTAKE_ALLOW_PRIVATE_NETWORK = env_bool("INTAKE_ALLOW_PRIVATE_NETWORK", False)
+# Raw payloads: the first this many bytes of each fetch are kept, for this many days.
+INTAKE_PAYLOAD_MAX_BYTES = env_int("INTAKE_PAYLOAD_MAX_BYTES", 512 * 1024, minimum=0)
+INTAKE_PAYLOAD_TTL_DAYS = env_float("INTAKE_PAYLOAD_TTL_DAYS", 30.0, minimum=0)
+# Uploads: the largest file accepted, and the most URLs in a URL list.
+INTAKE_UPLOAD_MAX_BYTES = env_int("INTAKE_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
+INTAKE_URL_LIST_MAX = env_int("INTAKE_URL_LIST_MAX", 1000, minimum=1)
+# Ingest: pending jobs per chunk (each chunk one RQ job) and per committed batch.
+INTAKE_CHUNK_SIZE = env_int("INTAKE_CHUNK_SIZE", 500, minimum=1)
+INTAKE_BATCH_SIZE = env_int("INTAKE_BATCH_SIZE", 100, minimum=1)
+# Expiry safety: when a source suddenly lists fewer than this fraction of the postings it
+# listed last time, its vanished jobs are not expired (reported in the feed instead).
+INTAKE_EXPIRY_MIN_RATIO = env_float("INTAKE_EXPIRY_MIN_RATIO", 0.5, minimum=0)
+# Near-duplicates: Hamming distance (of 64 simhash bits) at or under which two postings are
+# the same posting under different keys.
+INTAKE_SIMHASH_DISTANCE = env_int("INTAKE_SIMHASH_DISTANCE", 3, minimum=0)
+
 # --- Auth, static, i18n ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

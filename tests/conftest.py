@@ -9,6 +9,7 @@ import pytest
 import redis
 from django.conf import settings
 
+from tests.fixture_server import FixtureServer
 from tests.support import Proc, ValkeyServer, start_asgi, start_worker
 
 
@@ -103,3 +104,11 @@ def other_user(django_user_model):  # type: ignore[no-untyped-def]
 def pytest_configure(config: pytest.Config) -> None:
     # Fast hashing in tests (login sessions are created for every live test).
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def fixture_server() -> Iterator[FixtureServer]:
+    """A real HTTP server on 127.0.0.1 serving source fixtures (see tests/fixture_server.py)."""
+    server = FixtureServer()
+    yield server
+    server.close()

@@ -1,0 +1,298 @@
+"""Sources, jobs, the per-posting items of a run, raw payloads and uploaded files.
+
+Invariants live in the database: one job per (owner, company, external_id), one source per
+(owner, kind, identifier), one item per (run, source, key)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class SourceKind(models.TextChoices):
+    GREENHOUSE = "greenhouse", "Greenhouse board"
+    LEVER = "lever", "Lever postings"
+    ASHBY = "ashby", "Ashby job board"
+    JSONLD = "jsonld", "Careers page (JSON-LD)"
+    FILE = "file", "Uploaded file"
+    URLS = "urls", "List of posting URLs"
+
+
+class Source(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sources"
+    )
+    company = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=SourceKind.choices)
+    # Board token (greenhouse), site (lever), organization slug (ashby), careers page URL
+    # (jsonld), or the uploaded file's name (file, urls).
+    identifier = models.CharField(max_length=500)
+    # Adapter options, e.g. {"region": "eu"} for Lever's EU host.
+    options = models.JSONField(default=dict, blank=True)
+
+    # Filters, applied in preview and ingest.
+    include_keywords = models.JSONField(default=list, blank=True)
+    exclude_keywords = models.JSONField(default=list, blank=True)
+    locations = models.JSONField(default=list, blank=True)
+    remote_only = models.BooleanField(default=False)
+    enabled = models.BooleanField(default=True)
+
+    # Uploaded file (kinds file and urls): stored in the database in chunks (UploadChunk) so
+    # workers on other machines can read it and a large file is streamed, never loaded whole.
+    upload_name = models.CharField(max_length=255, blank=True)
+    upload_format = models.CharField(max_length=8, blank=True)  # csv | json | jsonl
+    upload_size = models.PositiveBigIntegerField(default=0)
+
+    # Health: the last listing's outcome (shown on the Configure page; the expiry safety
+    # threshold compares against last_listed_count).
+    last_fetched_at = models.DateTimeField(null=True, blank=True)
+    last_fetch_ok = models.BooleanField(null=True, blank=True)
+    last_fetch_error = models.TextField(blank=True)
+    last_listed_count = models.PositiveIntegerField(null=True, blank=True)
+    # Fingerprints of paragraphs this company repeats across its postings (about us,
+    # benefits): left out of the simhash so two roles are not near-duplicates because of it.
+    boilerplate = models.JSONField(default=list, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["company", "kind", "id"]
+        constraints = [
+            # services.source_create reports a clash with a clear message; this decides races.
+            models.UniqueConstraint(
+                fields=["owner", "kind", "identifier"], name="ingestion_source_unique_identifier"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=SourceKind.values), name="ingestion_source_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company} ({self.get_kind_display()}: {self.identifier})"
+
+    def filters(self) -> dict:
+        return {
+            "include_keywords": list(self.include_keywords),
+            "exclude_keywords": list(self.exclude_keywords),
+            "locations": list(self.locations),
+            "remote_only": self.remote_only,
+        }
+
+
+class UploadChunk(models.Model):
+    """One piece (at most 1 MiB) of a source's uploaded file, read back in seq order."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="upload_chunks")
+    seq = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        ordering = ["source", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "seq"], name="ingestion_uploadchunk_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.seq} of source {self.source_id}"
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    READY = "ready", "Ready"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Expired"
+    ERROR = "error", "Error"
+
+
+class Job(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    source = models.ForeignKey(
+        Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    company = models.CharField(max_length=200)
+    external_id = models.CharField(max_length=255)
+    url = models.URLField(max_length=2000, blank=True)
+    title = models.CharField(max_length=500)
+    location = models.CharField(max_length=500, blank=True)
+    remote = models.BooleanField(null=True, blank=True)
+    workplace_type = models.CharField(max_length=16, blank=True)  # remote | hybrid | onsite
+    employment_type = models.CharField(max_length=32, blank=True)
+    department = models.CharField(max_length=200, blank=True)
+    # The listing's description as it came (unsanitized), kept only until the ingesting
+    # stage has sanitized it into `description`; never shown.
+    raw_description = models.TextField(blank=True)
+    needs_detail = models.BooleanField(default=False)
+    description = models.TextField(blank=True)  # sanitized HTML: safe to show
+    description_text = models.TextField(blank=True)
+    requirements = models.TextField(blank=True)
+    posted_at = models.DateTimeField(null=True, blank=True)
+    valid_through = models.DateTimeField(null=True, blank=True)
+    salary_min = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    salary_max = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    salary_currency = models.CharField(max_length=3, blank=True)
+    salary_period = models.CharField(max_length=8, blank=True)  # hour | day | week | month | year
+    salary_text = models.CharField(max_length=200, blank=True)
+
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    # 64-bit simhash stored signed (bigint), and its four 16-bit bands, each indexed: two
+    # simhashes within Hamming distance 3 agree on at least one band (pigeonhole), so the
+    # near-duplicate lookup is four indexed equality probes, never a scan.
+    simhash = models.BigIntegerField(null=True, blank=True)
+    simhash_b0 = models.IntegerField(null=True, blank=True)
+    simhash_b1 = models.IntegerField(null=True, blank=True)
+    simhash_b2 = models.IntegerField(null=True, blank=True)
+    simhash_b3 = models.IntegerField(null=True, blank=True)
+    content_hash = models.CharField(max_length=32, blank=True)
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates"
+    )
+
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    expired_at = models.DateTimeField(null=True, blank=True)
+    last_run = models.ForeignKey(
+        "runs.IngestionRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-posted_at", "-id"]
+        constraints = [
+            # The upsert (ingestion.pipeline.upsert) conflicts on exactly these columns.
+            models.UniqueConstraint(
+                fields=["owner", "company", "external_id"], name="ingestion_job_key"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=JobStatus.values), name="ingestion_job_status_valid"
+            ),
+        ]
+        indexes = [
+            # A run's jobs by status (chunking, the run's items, retry failed).
+            models.Index(fields=["last_run", "status"], name="ingestion_job_run_status"),
+            # The pending work of a source, and expiry of a source's vanished jobs.
+            models.Index(fields=["source", "status"], name="ingestion_job_source_status"),
+            # Near-duplicate lookup (ingestion.dedupe): one probe per band.
+            models.Index(fields=["owner", "simhash_b0"], name="ingestion_job_band0"),
+            models.Index(fields=["owner", "simhash_b1"], name="ingestion_job_band1"),
+            models.Index(fields=["owner", "simhash_b2"], name="ingestion_job_band2"),
+            models.Index(fields=["owner", "simhash_b3"], name="ingestion_job_band3"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} at {self.company}"
+
+
+class ItemOutcome(models.TextChoices):
+    NEW = "new", "New"
+    UPDATED = "updated", "Updated"
+    UNCHANGED = "unchanged", "Unchanged"
+    EXPIRED = "expired", "Expired"
+    DUPLICATE = "duplicate", "Duplicate"
+    FILTERED = "filtered", "Filtered"
+    INVALID = "invalid", "Invalid"
+    ERROR = "error", "Error"
+
+
+class RunItem(models.Model):
+    """One posting in one run: what the diff said of it (outcome) and, in an ingest, the job
+    status it reached. The preview's diff table and a URL import's per-row status."""
+
+    run = models.ForeignKey("runs.IngestionRun", on_delete=models.CASCADE, related_name="items")
+    source = models.ForeignKey(
+        Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    external_id = models.CharField(max_length=255, blank=True)
+    title = models.CharField(max_length=500, blank=True)
+    url = models.CharField(max_length=2000, blank=True)
+    # Row number in an uploaded file or URL list (1-based, header excluded), when it has one.
+    row = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=ItemOutcome.choices)
+    job_status = models.CharField(max_length=16, choices=JobStatus.choices, blank=True)
+    # Why: the duplicate's canonical job, the filter that dropped it, the invalid fields, the
+    # error.
+    reason = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(outcome__in=ItemOutcome.values), name="ingestion_runitem_outcome_valid"
+            ),
+        ]
+        indexes = [
+            # The diff table filtered by outcome (and paginated by id) on 50,000 items.
+            models.Index(fields=["run", "outcome", "id"], name="ingestion_runitem_outcome"),
+            models.Index(fields=["run", "source", "id"], name="ingestion_runitem_source"),
+            # The ingesting stage writes each job's status back to its item.
+            models.Index(fields=["run", "job"], name="ingestion_runitem_job"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.outcome}: {self.external_id or self.url} (run {self.run_id})"
+
+
+class RawPayload(models.Model):
+    """The raw body of one fetch, capped (INTAKE_PAYLOAD_MAX_BYTES) with a truncated flag;
+    deleted after INTAKE_PAYLOAD_TTL_DAYS by `manage.py cleanup_payloads`."""
+
+    run = models.ForeignKey(
+        "runs.IngestionRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.ForeignKey(
+        Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    url = models.CharField(max_length=2000)
+    method = models.CharField(max_length=8, default="GET")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    content_type = models.CharField(max_length=200, blank=True)
+    size = models.PositiveBigIntegerField(default=0)  # decompressed bytes received
+    body = models.BinaryField(blank=True)
+    truncated = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.status_code or 'ERR'} {self.url}"
+
+
+class ChunkStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    CLAIMED = "claimed", "Claimed"
+    DONE = "done", "Done"
+
+
+class WorkChunk(models.Model):
+    """A slice of an ingest's pending jobs, processed by one RQ job. Claimed by a conditional
+    UPDATE so two workers never process the same chunk; the worker that completes the last one
+    finishes the run."""
+
+    run = models.ForeignKey("runs.IngestionRun", on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField()
+    job_ids = models.JSONField(default=list)
+    status = models.CharField(
+        max_length=8, choices=ChunkStatus.choices, default=ChunkStatus.PENDING
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="ingestion_workchunk_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.number} of run {self.run_id} ({self.status})"
