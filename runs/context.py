@@ -17,6 +17,11 @@ class RunAborted(Exception):
     committed stays, and the task ends the run as aborted."""
 
 
+class RunFailed(Exception):
+    """Raised by an executor when the run as a whole failed for a reason the user should
+    read (every source failed): the run ends as error with this message, no stack trace."""
+
+
 class RunContext:
     def __init__(self, run: IngestionRun) -> None:
         self.run = run
@@ -69,6 +74,13 @@ class RunContext:
             counts=counts,
             force_event=force_event,
         )
+
+    def enqueue_parts(self, func_path: str, parts: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """Queue `func_path(ctx, *args)` for each (part_id, args) as a job of its own
+        (runs.tasks.execute_part), after the current transaction commits, so several workers
+        share the run. The job ids are recorded on the run so abort and the reaper can cancel
+        them; the part that completes the run's work returns True and the run finishes."""
+        services.run_enqueue_parts(self.run, func_path, parts)
 
     def event(self, type: str, message: str = "", payload: Mapping[str, Any] | None = None) -> None:
         services.publish_event(

@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from runs.context import RunContext
 
-Executor = Callable[["RunContext"], None]
+Executor = Callable[["RunContext"], object]
+
+
+class _Deferred:
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+
+# An executor returns DEFERRED when it handed the rest of the work to part jobs
+# (RunContext.enqueue_part): the task must not finish the run, the last part does.
+DEFERRED = _Deferred()
 
 _EXECUTORS: dict[str, Executor] = {}
 

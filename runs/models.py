@@ -74,6 +74,9 @@ class IngestionRun(models.Model):
     progress_published_at = models.DateTimeField(null=True, blank=True)
 
     error_message = models.TextField(blank=True)
+    # What the executor reports at the end beyond the counters (per-source outcome counts of
+    # an ingestion run); shown on the run page and in its report.
+    summary = models.JSONField(default=dict, blank=True)
     queue_job_ids = models.JSONField(default=list, blank=True)
     # NULL, not "", when absent: the unique constraint below must ignore runs without a key.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001

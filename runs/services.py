@@ -271,6 +271,70 @@ def _enqueue_run(run_id: int, job_id: str) -> None:
             )
 
 
+def run_enqueue_parts(
+    run: IngestionRun, func_path: str, parts: list[tuple[str, tuple[Any, ...]]]
+) -> list[str]:
+    """Queue parts of a running run's work (see runs.tasks.execute_part) after commit."""
+    job_ids = [f"intake-run-{run.pk}-{part_id}" for part_id, _ in parts]
+    with transaction.atomic():
+        current = (
+            IngestionRun.objects.select_for_update()
+            .filter(pk=run.pk, status__in=RUNNING_STATUSES)
+            .values_list("queue_job_ids", flat=True)
+            .first()
+        )
+        if current is None:
+            raise RunGone(f"Run #{run.pk} is no longer running; its parts were not queued.")
+        run.queue_job_ids = [*current, *job_ids]
+        IngestionRun.objects.filter(pk=run.pk).update(queue_job_ids=run.queue_job_ids)
+        calls = [(job_id, args) for job_id, (_, args) in zip(job_ids, parts, strict=True)]
+        transaction.on_commit(partial(_enqueue_parts, run.pk, func_path, calls))
+    return job_ids
+
+
+def _enqueue_parts(
+    run_id: int, func_path: str, calls: list[tuple[str, tuple[Any, ...]]]
+) -> None:
+    from rq import Queue
+
+    from runs import tasks
+
+    try:
+        queue = tasks.get_queue()
+        queue.enqueue_many(
+            [
+                Queue.prepare_data(
+                    tasks.execute_part,
+                    args=(run_id, func_path, *args),
+                    job_id=job_id,
+                    result_ttl=3600,
+                    failure_ttl=7 * 86400,
+                )
+                for job_id, args in calls
+            ]
+        )
+    except Exception as exc:  # Redis down: end the run rather than wait for parts never run
+        logger.exception("Could not queue the parts of run %s", run_id)
+        with contextlib.suppress(RunGone):
+            run_fail(
+                IngestionRun.objects.get(pk=run_id),
+                message=f"Could not queue work: the queue (Redis) is unreachable ({exc}).",
+            )
+
+
+def run_set_summary(run: IngestionRun, summary: Mapping[str, Any]) -> None:
+    """Record what the executor reports beyond the counters (guarded like every worker
+    write: RunGone when the run is no longer active)."""
+    if (
+        IngestionRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(
+            summary=dict(summary)
+        )
+        != 1
+    ):
+        raise RunGone(f"Run #{run.pk} is no longer active; summary dropped.")
+    run.summary = dict(summary)
+
+
 # --- worker-side writes (all guarded by the run still being active) -------------------------
 
 
@@ -343,10 +407,26 @@ def run_update_progress(
         if not won:
             return False
         done_text = (
-            f"{run.items_done} of {run.total_jobs}" if run.total_jobs else f"{run.items_done}"
+            f"{run.items_done:,} of {run.total_jobs:,}" if run.total_jobs else f"{run.items_done:,}"
         )
-        publish_event(run, type="run.progress", message=f"{done_text} done", require_active=True)
+        rate = _rate(run, now)
+        rate_text = f" ({rate:,.0f}/s)" if rate else ""
+        publish_event(
+            run,
+            type="run.progress",
+            message=f"{done_text} done{rate_text}",
+            payload={"done": run.items_done, "total": run.total_jobs, "ratePerSecond": rate},
+            require_active=True,
+        )
     return True
+
+
+def _rate(run: IngestionRun, now: datetime) -> float | None:
+    """Items per second since the run started (None until there is something to say)."""
+    if not run.started_at or not run.items_done:
+        return None
+    elapsed = (now - run.started_at).total_seconds()
+    return round(run.items_done / elapsed, 1) if elapsed > 0 else None
 
 
 def _count_field(key: str) -> str:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 import django_rq
 from django.db import close_old_connections
+from django.utils.module_loading import import_string
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from runs import executors, services
-from runs.context import RunAborted, RunContext
-from runs.models import IngestionRun, RunStatus
+from runs.context import RunAborted, RunContext, RunFailed
+from runs.models import RUNNING_STATUSES, IngestionRun, RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,8 @@ def execute_run(run_id: int) -> str:
     ctx = RunContext(run)
     try:
         executor = executors.get_executor(run.kind)
-        executor(ctx)
+        if executor(ctx) is executors.DEFERRED:
+            return "deferred"  # its part jobs carry on and the last one finishes the run
         ctx.checkpoint(force=True)
     except RunAborted:
         with contextlib.suppress(services.RunGone):
@@ -52,11 +55,59 @@ def execute_run(run_id: int) -> str:
                 "finished work is kept.",
             )
         return "aborted"
+    except RunFailed as exc:
+        with contextlib.suppress(services.RunGone):
+            services.run_fail(run, message=str(exc))
+        return "error"
     except services.RunGone as exc:
         logger.info("Run %s was ended elsewhere; worker stops: %s", run_id, exc)
         return "gone"
     except Exception as exc:
         logger.exception("Run %s failed", run_id)
+        with contextlib.suppress(services.RunGone):
+            services.run_fail(run, message=f"Internal error: {type(exc).__name__}: {exc}")
+        return "error"
+    try:
+        services.run_finish(run)
+    except services.RunGone:
+        return "gone"
+    return "finished"
+
+
+def execute_part(run_id: int, func_path: str, *args: Any) -> str:
+    """One part of a run's work (a chunk of an ingest), queued by RunContext.enqueue_part so
+    several workers share one run. `func(ctx, *args)` returns True when it completed the
+    run's last part: the run is then finished here. Abort, a vanished run and errors end the
+    run the same way execute_run does."""
+    close_old_connections()
+    run = IngestionRun.objects.filter(pk=run_id).first()
+    if run is None or run.status not in RUNNING_STATUSES:
+        return "skipped"  # aborted, reaped or finished while this part was queued
+    ctx = RunContext(run)
+    try:
+        func = import_string(func_path)
+        last = func(ctx, *args)
+        if not last:
+            return "done"
+        ctx.checkpoint(force=True)
+    except RunAborted:
+        with contextlib.suppress(services.RunGone):
+            services.run_finish(
+                run,
+                status=RunStatus.ABORTED,
+                message=f"Aborted at your request after {run.items_done} items; "
+                "finished work is kept.",
+            )
+        return "aborted"
+    except RunFailed as exc:
+        with contextlib.suppress(services.RunGone):
+            services.run_fail(run, message=str(exc))
+        return "error"
+    except services.RunGone as exc:
+        logger.info("Run %s was ended elsewhere; part stops: %s", run_id, exc)
+        return "gone"
+    except Exception as exc:
+        logger.exception("A part of run %s failed", run_id)
         with contextlib.suppress(services.RunGone):
             services.run_fail(run, message=f"Internal error: {type(exc).__name__}: {exc}")
         return "error"
