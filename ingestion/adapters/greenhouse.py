@@ -1,0 +1,183 @@
+"""Greenhouse job board API: GET {base}/v1/boards/{token}/jobs?content=true.
+
+The whole board comes in one response (no pagination) — 100+ MB for a 50,000-job board — so
+it is parsed as it arrives (ijson over "jobs.item") and never held whole.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import quote
+
+import ijson
+from django.conf import settings
+
+from ingestion.adapters.base import Adapter, Posting, SourceFailed
+from ingestion.adapters.recognize import clean_board_identifier
+from ingestion.fetching import FetchError
+from ingestion.normalize import parse_datetime
+
+# Custom fields ("metadata") a board may use for the employment type; names vary by company.
+_EMPLOYMENT_TYPE_FIELD = re.compile(r"employment|job type|commitment|contract type", re.I)
+# A pay range's title ("Annual base salary", "Hourly pay") is the only hint of its period.
+_PERIOD_WORDS = (("hour", "hour"), ("annual", "year"), ("year", "year"), ("month", "month"))
+
+
+class GreenhouseAdapter(Adapter):
+    kind = "greenhouse"
+
+    @property
+    def token(self) -> str:
+        return self.source.identifier
+
+    def _board_url(self) -> str:
+        base = settings.INTAKE_GREENHOUSE_URL.rstrip("/")
+        return f"{base}/v1/boards/{quote(self.token, safe='')}"
+
+    def list_postings(self) -> Iterator[Posting]:
+        url = f"{self._board_url()}/jobs"
+        try:
+            with self.fetcher.stream(url, params={"content": "true"}) as response:
+                for item in ijson.items(response.reader(), "jobs.item"):
+                    yield job_posting(item)
+        except FetchError as exc:
+            raise self._failed(exc) from exc
+        except ijson.JSONError as exc:
+            raise SourceFailed(
+                f"Greenhouse board '{self.token}' answered with something that is not the "
+                f"job board API's JSON ({exc})."
+            ) from exc
+
+    def fetch_detail(self, posting: Posting) -> Posting:
+        """The job with its content (and pay ranges). A FetchError propagates: it is this
+        posting's failure (404: removed since the listing), not the board's."""
+        url = f"{self._board_url()}/jobs/{quote(posting.external_id, safe='')}"
+        data = self.fetcher.get_json(url, params={"pay_transparency": "true"})
+        if not isinstance(data, dict):
+            raise FetchError(f"{url} did not answer with a Greenhouse job.", url=url)
+        detailed = job_posting(data)
+        detailed.row = posting.row
+        # Whatever the detail answered, asking again would not help.
+        detailed.needs_detail = False
+        return detailed
+
+    def _failed(self, exc: FetchError) -> SourceFailed:
+        if exc.status == 404:
+            return SourceFailed(
+                f"Greenhouse board '{self.token}' does not exist (404). Check the board token: "
+                f"it is the part after boards.greenhouse.io/ in the company's job board URL."
+            )
+        return SourceFailed(f"Greenhouse board '{self.token}' could not be read: {exc}")
+
+    @classmethod
+    def clean_identifier(cls, identifier: str) -> str:
+        return clean_board_identifier(cls.kind, "Greenhouse board token", identifier)
+
+
+def job_posting(job: dict[str, Any]) -> Posting:
+    """Map one job of the job board API (listing or detail) to a Posting."""
+    reasons: list[str] = []
+    raw_id = job.get("id")
+    external_id = "" if raw_id is None or isinstance(raw_id, bool) else str(raw_id).strip()
+    if not external_id:
+        reasons.append("id: missing")
+    title = _text(job.get("title"))
+    if not title:
+        reasons.append("title: missing")
+
+    location = _text(_get(job, "location", "name"))
+    if not location:
+        location = ", ".join(_names(job.get("offices")))
+    remote: bool | None = None
+    workplace_type = ""
+    # Greenhouse has no remote flag; boards say it in the location ("Remote - US").
+    if re.search(r"\bremote\b", location, re.I):
+        remote, workplace_type = True, "remote"
+
+    # first_published is when the job went up; updated_at moves with every edit.
+    posted_at = parse_datetime(job.get("first_published")) or parse_datetime(job.get("updated_at"))
+    content = job.get("content")
+    posting = Posting(
+        external_id=external_id,
+        title=title,
+        url=_text(job.get("absolute_url")),
+        location=location,
+        remote=remote,
+        workplace_type=workplace_type,
+        employment_type=_employment_type(job.get("metadata")),
+        department=", ".join(_names(job.get("departments"))),
+        # The API entity-escapes the HTML ("&lt;p&gt;"): undo that once. A second unescape
+        # would turn text the company wrote as "&lt;" into markup.
+        description_html=html.unescape(content) if isinstance(content, str) else "",
+        posted_at=posted_at,
+        needs_detail=content is None,
+        invalid_reasons=reasons,
+    )
+    _set_pay(posting, job.get("pay_input_ranges"))
+    return posting
+
+
+def _set_pay(posting: Posting, ranges: Any) -> None:
+    """pay_input_ranges (detail with ?pay_transparency=true): one range per zone; the first
+    is the board's primary one. Greenhouse gives no interval: the title may say it."""
+    if not isinstance(ranges, list) or not ranges or not isinstance(ranges[0], dict):
+        return
+    pay = ranges[0]
+    posting.salary_min = _cents(pay.get("min_cents"))
+    posting.salary_max = _cents(pay.get("max_cents"))
+    if posting.salary_min is None and posting.salary_max is None:
+        return
+    posting.salary_currency = _text(pay.get("currency_type")).upper()[:3]
+    title = _text(pay.get("title")).lower()
+    for word, period in _PERIOD_WORDS:
+        if word in title:
+            posting.salary_period = period
+            break
+
+
+def _employment_type(metadata: Any) -> str:
+    if not isinstance(metadata, list):
+        return ""
+    for field in metadata:
+        if not isinstance(field, dict) or not _EMPLOYMENT_TYPE_FIELD.search(
+            _text(field.get("name"))
+        ):
+            continue
+        value = field.get("value")
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value if v)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
+def _names(items: Any) -> list[str]:
+    if not isinstance(items, list):
+        return []
+    return [name for item in items if isinstance(item, dict) and (name := _text(item.get("name")))]
+
+
+def _get(data: dict[str, Any], *keys: str) -> Any:
+    value: Any = data
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _cents(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return Decimal(str(value)) / 100
+    except InvalidOperation:
+        return None
