@@ -119,7 +119,7 @@ def execute_part(run_id: int, func_path: str, *args: Any) -> str:
 
 
 def reap_stale_runs() -> int:
-    """Scheduled every INTAKE_REAPER_INTERVAL seconds by `manage.py rqcron runs.cron`."""
+    """Scheduled every INTAKE_REAPER_INTERVAL seconds by `manage.py rqcron project.cron`."""
     close_old_connections()
     return len(services.run_reap_stale())
 

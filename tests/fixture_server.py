@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json as jsonlib
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -63,11 +64,20 @@ class FixtureServer:
             def do_HEAD(self) -> None:
                 server._serve(self, "HEAD")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        class _Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A client that gives up (a timeout, a size cap) resets its connection: quiet.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+
+        self.httpd = _Server(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll interval: close() waits up to one interval for the loop to notice.
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     # --- routes ------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def test_a_run_whose_worker_was_killed_is_ended_by_the_scheduled_reaper(
 
     # What keeps running elsewhere: another worker and the cron scheduler.
     procs.append(start_worker(tmp_path, name="survivor", **FAST))
-    cron = [sys.executable, "manage.py", "rqcron", "runs.cron"]
+    cron = [sys.executable, "manage.py", "rqcron", "project.cron"]
     procs.append(Proc("cron", cron, env=child_env(**FAST), log_dir=tmp_path))
 
     def ended() -> bool:

@@ -513,7 +513,9 @@ class Command(BaseCommand):
                 "worker",
                 [python, manage, "rqworker", "default", "--with-scheduler"],
             )
-        supervisor.spawn("cron scheduler (rqcron)", "cron", [python, manage, "rqcron", "runs.cron"])
+        supervisor.spawn(
+            "cron scheduler (rqcron)", "cron", [python, manage, "rqcron", "project.cron"]
+        )
 
     def _stop(self, supervisor: Supervisor) -> None:
         if not supervisor.children:
