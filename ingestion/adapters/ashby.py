@@ -16,6 +16,7 @@ import ijson
 from django.conf import settings
 
 from ingestion.adapters.base import Adapter, Posting, SourceFailed
+from ingestion.adapters.greenhouse import iter_jobs
 from ingestion.adapters.recognize import clean_board_identifier
 from ingestion.fetching import FetchError
 from ingestion.normalize import parse_datetime
@@ -37,7 +38,7 @@ class AshbyAdapter(Adapter):
         url = f"{base}/posting-api/job-board/{quote(self.org, safe='')}"
         try:
             with self.fetcher.stream(url, params={"includeCompensation": "true"}) as response:
-                for item in ijson.items(response.reader(), "jobs.item"):
+                for item in iter_jobs(response.reader(), f"Ashby job board '{self.org}'"):
                     if not isinstance(item, dict):
                         yield Posting(external_id="", invalid_reasons=["job: not a JSON object"])
                     elif item.get("isListed") is not False:

@@ -7,6 +7,7 @@ it is parsed as it arrives (ijson over "jobs.item") and never held whole.
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
@@ -42,8 +43,8 @@ class GreenhouseAdapter(Adapter):
         url = f"{self._board_url()}/jobs"
         try:
             with self.fetcher.stream(url, params={"content": "true"}) as response:
-                for item in ijson.items(response.reader(), "jobs.item"):
-                    yield job_posting(item)
+                for item in iter_jobs(response.reader(), f"Greenhouse board '{self.token}'"):
+                    yield job_posting(item) if isinstance(item, dict) else _not_an_object()
         except FetchError as exc:
             raise self._failed(exc) from exc
         except ijson.JSONError as exc:
@@ -76,6 +77,49 @@ class GreenhouseAdapter(Adapter):
     @classmethod
     def clean_identifier(cls, identifier: str) -> str:
         return clean_board_identifier(cls.kind, "Greenhouse board token", identifier)
+
+
+def iter_jobs(reader: Any, what: str) -> Iterator[Any]:
+    """Each element of the top-level "jobs" array, parsed as it arrives (Greenhouse's and
+    Ashby's boards share this shape).
+
+    No element at all is either an empty board or an answer of another shape ({} from a
+    proxy, an error object): the first bytes, kept as they pass, tell which, so a broken
+    answer is not taken for a board whose jobs all closed."""
+    head = _Head(reader)
+    empty = True
+    for item in ijson.items(head, "jobs.item"):
+        empty = False
+        yield item
+    if empty and not head.has_jobs_list():
+        raise SourceFailed(f"{what} answered without a list of jobs.")
+
+
+class _Head:
+    """A binary reader that keeps the first `limit` bytes read through it."""
+
+    def __init__(self, reader: Any, limit: int = 64 * 1024) -> None:
+        self._reader = reader
+        self._limit = limit
+        self.head = b""
+        self.complete = True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._reader.read(size)
+        if len(self.head) + len(data) <= self._limit:
+            self.head += data
+        else:
+            self.complete = False
+        return data
+
+    def has_jobs_list(self) -> bool:
+        if not self.complete:
+            return False  # a large answer without a single job is not an empty board
+        try:
+            data = json.loads(self.head)
+        except ValueError:
+            return False
+        return isinstance(data, dict) and isinstance(data.get("jobs"), list)
 
 
 def job_posting(job: dict[str, Any]) -> Posting:
@@ -137,6 +181,10 @@ def _set_pay(posting: Posting, ranges: Any) -> None:
         if word in title:
             posting.salary_period = period
             break
+
+
+def _not_an_object() -> Posting:
+    return Posting(external_id="", invalid_reasons=["job: not a JSON object"])
 
 
 def _employment_type(metadata: Any) -> str:

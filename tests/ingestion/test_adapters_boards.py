@@ -142,6 +142,21 @@ def test_greenhouse_answer_that_is_not_json_fails_the_source(boards, fetcher, us
         _postings(GreenhouseAdapter(_source(user, "greenhouse"), fetcher))
 
 
+def test_greenhouse_empty_board_lists_nothing_without_failing(boards, fetcher, user):
+    mount_greenhouse(boards, "acme", [])
+
+    assert _postings(GreenhouseAdapter(_source(user, "greenhouse"), fetcher)) == []
+
+
+def test_greenhouse_answer_without_a_jobs_list_fails_rather_than_reads_as_empty(
+    boards, fetcher, user
+):
+    boards.route("/v1/boards/acme/jobs", json={"status": "ok"})
+
+    with pytest.raises(SourceFailed, match="answered without a list of jobs"):
+        _postings(GreenhouseAdapter(_source(user, "greenhouse"), fetcher))
+
+
 def test_greenhouse_listing_without_content_needs_detail_and_fetches_it(boards, fetcher, user):
     job = greenhouse_job(
         7, "Data Scientist", content="<p>Models &amp; data</p>", pay=(120000, 150000, "USD")
@@ -171,12 +186,19 @@ def test_greenhouse_job_lacking_a_title_is_yielded_invalid(boards, fetcher, user
 
 
 def test_greenhouse_streams_a_large_board_without_holding_it(boards, fetcher, user):
-    mount_greenhouse(boards, "acme", lambda: greenhouse_jobs(3000, size=2000))
+    written: list[int] = []
+
+    def board() -> Iterator[dict[str, Any]]:
+        for job in greenhouse_jobs(3000, size=2000):
+            written.append(job["id"])
+            yield job
+
+    mount_greenhouse(boards, "acme", board)
     postings = GreenhouseAdapter(_source(user, "greenhouse"), fetcher).list_postings()
 
-    # The first posting arrives before the server has written the rest of the board.
+    # The first posting arrives while most of the board is still to be written.
     first = next(postings)
-    assert first.external_id == "1"
+    assert first.external_id == "1" and len(written) < 3000
     assert sum(1 for _ in postings) == 2999
 
 
@@ -279,6 +301,13 @@ def test_lever_stops_after_the_page_cap(boards, fetcher, user, monkeypatch):
         _postings(LeverAdapter(_source(user, "lever"), fetcher))
 
 
+def test_lever_answer_that_is_not_a_list_fails_the_source(boards, fetcher, user):
+    boards.route("/v0/postings/acme", json={"ok": False, "error": "Rate limited"})
+
+    with pytest.raises(SourceFailed, match="something other than a list of postings"):
+        _postings(LeverAdapter(_source(user, "lever"), fetcher))
+
+
 def test_lever_posting_lacking_a_title_is_yielded_invalid(boards, fetcher, user):
     mount_lever(boards, "acme", [lever_posting(seed=1, omit=["text"]), lever_posting(seed=2)])
 
@@ -372,6 +401,13 @@ def test_ashby_keeps_the_tier_summary_when_compensation_has_no_salary(boards, fe
 def test_ashby_missing_board_fails_the_source_naming_it(boards, fetcher, user):
     with pytest.raises(SourceFailed, match=r"Ashby job board 'ghost' does not exist \(404\)"):
         _postings(AshbyAdapter(_source(user, "ashby", "ghost"), fetcher))
+
+
+def test_ashby_answer_without_a_jobs_list_fails_the_source(boards, fetcher, user):
+    boards.route("/posting-api/job-board/acme", json={"success": False, "errors": ["nope"]})
+
+    with pytest.raises(SourceFailed, match="Ashby job board 'acme' answered without a list"):
+        _postings(AshbyAdapter(_source(user, "ashby"), fetcher))
 
 
 def test_ashby_job_lacking_a_title_is_yielded_invalid(boards, fetcher, user):
