@@ -1,0 +1,357 @@
+"""Uploaded files of postings (kind "file"): CSV with a header row, JSON (an array of objects
+or {"jobs": [...]}, streamed with ijson) or JSONL (one object per line). No network.
+
+Fields (CSV headers and JSON keys alike; case, spaces and hyphens do not matter):
+external_id (or id, job_id), title, url, location, description (HTML or plain text),
+requirements, remote, workplace_type, employment_type, department, posted_at, valid_through,
+salary, salary_min, salary_max, salary_currency, salary_period. Others are ignored — so is
+`company`: a job's company is its source's (Posting has no company field).
+
+A row with problems is still yielded, with `invalid_reasons` naming the row and the field
+("row 7: title is required", "line 4: not valid JSON: ...") and `row` set; good rows go in.
+Rows are numbered from 1 without the header (CSV, JSON arrays); JSONL counts lines. A file the
+adapter cannot read at all (no `title` column, broken JSON, not UTF-8) raises SourceFailed.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import ijson
+
+from ingestion.adapters.base import Adapter, Posting, SourceFailed
+from ingestion.adapters.jsonld import (
+    looks_like_html,
+    parse_amount,
+    parse_when,
+    text_to_html,
+)
+from ingestion.uploads import RowError, UploadError, json_start, jsonl_values, upload_open
+
+REQUIRED = ("external_id", "title")
+# Alternative names of fields, after normalization (lowercase, "_" for spaces and hyphens).
+ALIASES = {
+    "id": "external_id",
+    "job_id": "external_id",
+    "externalid": "external_id",
+    "jobid": "external_id",
+    "job_title": "title",
+    "link": "url",
+    "job_url": "url",
+    "apply_url": "url",
+    "description_html": "description",
+    "body": "description",
+    "date_posted": "posted_at",
+    "valid_until": "valid_through",
+    "expires_at": "valid_through",
+    "currency": "salary_currency",
+    "salary_unit": "salary_period",
+}
+_PERIODS = {
+    "hour": "hour", "hourly": "hour", "per_hour": "hour",
+    "day": "day", "daily": "day", "per_day": "day",
+    "week": "week", "weekly": "week", "per_week": "week",
+    "month": "month", "monthly": "month", "per_month": "month",
+    "year": "year", "yearly": "year", "annual": "year", "annually": "year", "per_year": "year",
+}  # fmt: skip
+_WORKPLACES = {
+    "remote": "remote", "telecommute": "remote", "fully_remote": "remote",
+    "hybrid": "hybrid",
+    "onsite": "onsite", "on_site": "onsite", "office": "onsite", "in_office": "onsite",
+    "in_person": "onsite",
+}  # fmt: skip
+_TRUE = {"true", "yes", "y", "1", "t", "remote"}
+_FALSE = {"false", "no", "n", "0", "f", "onsite", "on-site"}
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CURRENCY_SIGNS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR"}
+_RANGE = re.compile(r"(\d[\d.,]*\s*[kK]?)\s*(?:-|–|—|to)\s*[^\d]*(\d[\d.,]*\s*[kK]?)")
+_PERIOD_WORDS = (
+    ("hour", "hour"), ("/hr", "hour"), ("year", "year"), ("annual", "year"), ("/yr", "year"),
+    ("month", "month"), ("week", "week"), ("day", "day"),
+)  # fmt: skip
+_SINGLE = re.compile(r"\d[\d.,]*\s*[kK]?")
+# Job's column sizes: longer values are refused (ids, titles, URLs) or cut (the rest).
+_MAX = {"external_id": 255, "title": 500, "url": 2000, "location": 500, "department": 200}
+_HTML_FIELDS = (("description", "description_html"), ("requirements", "requirements_html"))
+_CSV_FIELD_LIMIT = 64 * 1024 * 1024  # descriptions can be long; the csv default is 128 KB
+
+
+@functools.lru_cache(maxsize=1024)
+def field_name(key: str) -> str:
+    name = re.sub(r"[\s\-]+", "_", key.strip().lower())
+    return ALIASES.get(name, name)
+
+
+def _value(record: dict[str, Any], name: str) -> Any:
+    value = record.get(name)
+    if isinstance(value, str):
+        value = value.strip()
+    return None if value == "" else value
+
+
+def _string(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "; ".join(s for s in (_string(v) for v in value) if s)
+    if isinstance(value, dict):
+        return _string(value.get("name") or value.get("value"))
+    if isinstance(value, float | Decimal) and value == int(value):
+        return str(int(value))
+    return str(value).strip()
+
+
+def posting_from_record(
+    record: dict[str, Any], row: int, *, label: str = "row"
+) -> tuple[Posting, list[RowError]]:
+    """One record (keys already normalized with field_name) as a Posting, and its errors."""
+    errors: list[RowError] = []
+
+    def error(name: str, message: str) -> None:
+        errors.append(RowError(row, name, message, label))
+
+    def text(name: str) -> str:
+        value = _string(_value(record, name))
+        limit = _MAX.get(name)
+        if limit and len(value) > limit:
+            if name in ("external_id", "title", "url"):
+                error(name, f"{name} is longer than {limit} characters")
+            value = value[:limit]
+        return value
+
+    posting = Posting(external_id=text("external_id"), row=row)
+    for name in REQUIRED:
+        if _value(record, name) is None:
+            error(name, f"{name} is required")
+    posting.title = " ".join(text("title").split())
+
+    url = text("url")
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            error("url", f"url {url!r} is not an http(s) URL")
+        else:
+            posting.url = url
+
+    posting.location = text("location")
+    posting.department = text("department")
+    posting.employment_type = text("employment_type")
+    for name, attribute in _HTML_FIELDS:
+        value = text(name)
+        setattr(posting, attribute, value if looks_like_html(value) else text_to_html(value))
+
+    remote = _value(record, "remote")
+    if isinstance(remote, bool):
+        posting.remote = remote
+    elif remote is not None:
+        word = _string(remote).lower()
+        if word in _TRUE:
+            posting.remote = True
+        elif word in _FALSE:
+            posting.remote = False
+        else:
+            error("remote", f"remote {remote!r} is not yes or no")
+    workplace = _value(record, "workplace_type")
+    if workplace is not None:
+        key = re.sub(r"[\s\-]+", "_", _string(workplace).lower())
+        if key in _WORKPLACES:
+            posting.workplace_type = _WORKPLACES[key]
+            if posting.remote is None and posting.workplace_type != "hybrid":
+                posting.remote = posting.workplace_type == "remote"
+        else:
+            error("workplace_type", f"workplace_type {workplace!r} is not remote, hybrid or onsite")
+
+    for name in ("posted_at", "valid_through"):
+        raw = _value(record, name)
+        try:
+            setattr(posting, name, parse_when(raw))
+        except ValueError:
+            error(name, f"{name} {_string(raw)!r} is not a date")
+
+    for name in ("salary_min", "salary_max"):
+        raw = _value(record, name)
+        try:
+            setattr(posting, name, parse_amount(raw))
+        except ValueError:
+            error(name, f"{name} {_string(raw)!r} is not an amount")
+    salary = _string(_value(record, "salary"))
+    if salary:
+        posting.salary_text = salary[:200]
+        if posting.salary_min is None and posting.salary_max is None:
+            _salary_from_text(posting, salary)
+    if (
+        posting.salary_min is not None
+        and posting.salary_max is not None
+        and posting.salary_min > posting.salary_max
+    ):
+        error("salary_min", "salary_min is greater than salary_max")
+    currency = _string(_value(record, "salary_currency")).upper()
+    if currency:
+        currency = _CURRENCY_SIGNS.get(currency, currency)
+        if _CURRENCY.match(currency):
+            posting.salary_currency = currency
+        else:
+            error("salary_currency", f"salary_currency {currency!r} is not a 3-letter code")
+    period = _value(record, "salary_period")
+    if period is not None:
+        key = re.sub(r"[\s\-]+", "_", _string(period).lower())
+        if key in _PERIODS:
+            posting.salary_period = _PERIODS[key]
+        else:
+            error(
+                "salary_period", f"salary_period {period!r} is not hour, day, week, month or year"
+            )
+
+    posting.invalid_reasons = [str(e) for e in errors]
+    return posting, errors
+
+
+def _salary_from_text(posting: Posting, text: str) -> None:
+    """Best effort: "$120,000 - $150,000 per year" → 120000, 150000, USD, year."""
+    match = _RANGE.search(text)
+    amounts = match.groups() if match else (_SINGLE.findall(text)[:1] * 2)
+    try:
+        if amounts:
+            posting.salary_min, posting.salary_max = (parse_amount(a) for a in amounts)
+    except ValueError:
+        posting.salary_min = posting.salary_max = None
+    if not posting.salary_currency:
+        sign = next((code for s, code in _CURRENCY_SIGNS.items() if s in text), "")
+        code = re.search(r"\b[A-Z]{3}\b", text)
+        posting.salary_currency = sign or (code.group(0) if code else "")
+    if not posting.salary_period:
+        lowered = text.lower()
+        for word, period in _PERIOD_WORDS:
+            if word in lowered:
+                posting.salary_period = period
+                break
+
+
+# --- readers --------------------------------------------------------------------------------
+
+
+def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
+    csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
+    # utf-8-sig drops a BOM; newline="" lets the csv module handle CRLF and quoted newlines.
+    text = io.TextIOWrapper(fileobj, encoding="utf-8-sig", newline="")
+    reader = csv.reader(text)
+    try:
+        header = next(reader, None)
+        while header is not None and not any(cell.strip() for cell in header):
+            header = next(reader, None)
+        if header is None:
+            raise SourceFailed("The file is empty: expected a header row and postings.")
+        names = [field_name(cell) for cell in header]
+        for required in REQUIRED:
+            if required not in names:
+                also = " (or id, job_id)" if required == "external_id" else ""
+                found = ", ".join(repr(cell.strip()) for cell in header if cell.strip())
+                raise SourceFailed(
+                    f"The file has no {required!r} column{also}; found: {found or 'nothing'}."
+                )
+        for row, cells in enumerate(reader, 1):
+            if not any(cell.strip() for cell in cells):
+                continue
+            record: dict[str, Any] = {}
+            for name, cell in zip(names, cells, strict=False):
+                # The first non-empty column wins when two map to one field (id, job_id).
+                if cell.strip() and not record.get(name):
+                    record[name] = cell
+            yield row, record
+    except UnicodeDecodeError as exc:
+        raise SourceFailed(
+            f"The file is not UTF-8 text ({exc.reason} at byte {exc.start} of a block): "
+            "save it as 'CSV UTF-8'."
+        ) from exc
+    except csv.Error as exc:
+        raise SourceFailed(f"The CSV file cannot be read: {exc}.") from exc
+    finally:
+        text.detach()  # leave the caller's file open
+
+
+def _normalized(obj: dict[str, Any]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = field_name(str(key))
+        if value not in (None, "") and record.get(name) in (None, ""):
+            record[name] = value
+    return record
+
+
+def _json_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    first, stream = json_start(fileobj)
+    if first not in (b"[", b"{"):
+        raise SourceFailed(
+            'The JSON file must be an array of postings or an object {"jobs": [...]}.'
+        )
+    prefix = "item" if first == b"[" else "jobs.item"
+    row = 0
+    try:
+        for row, item in enumerate(ijson.items(stream, prefix), 1):  # noqa: B007
+            yield row, item
+    except ijson.JSONError as exc:
+        raise SourceFailed(f"The JSON file is not valid after row {row}: {exc}") from exc
+    if prefix == "jobs.item" and row == 0:
+        raise SourceFailed(
+            'The JSON file is an object without postings: expected {"jobs": [...]} or an '
+            "array of postings."
+        )
+
+
+def _jsonl_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    for number, value, problem in jsonl_values(fileobj):
+        yield number, _Broken(problem) if problem else value
+
+
+class _Broken:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list[RowError]]]:
+    """Each row of a postings file as a Posting and its RowErrors (empty: a good row)."""
+    label = "line" if fmt == "jsonl" else "row"
+    records: Iterator[tuple[int, Any]]
+    if fmt == "csv":
+        records = _csv_records(fileobj)
+    elif fmt == "json":
+        records = _json_records(fileobj)
+    elif fmt == "jsonl":
+        records = _jsonl_records(fileobj)
+    else:
+        raise SourceFailed(f"Unknown file format {fmt!r}.")
+    for row, record in records:
+        if isinstance(record, _Broken):
+            problem = RowError(row, "", record.message, label)
+        elif not isinstance(record, dict):
+            found = type(record).__name__
+            problem = RowError(row, "", f"expected an object, found {found}", label)
+        else:
+            # CSV records come keyed by the header's normalized names already.
+            record = record if fmt == "csv" else _normalized(record)
+            yield posting_from_record(record, row, label=label)
+            continue
+        yield Posting(external_id="", row=row, invalid_reasons=[str(problem)]), [problem]
+
+
+class FileAdapter(Adapter):
+    kind = "file"
+
+    def list_postings(self) -> Iterator[Posting]:
+        try:
+            fileobj = upload_open(self.source)
+        except UploadError as exc:
+            raise SourceFailed(str(exc)) from exc
+        with fileobj:
+            try:
+                for posting, _errors in parse_postings(fileobj, self.source.upload_format):
+                    yield posting
+            except UploadError as exc:
+                raise SourceFailed(str(exc)) from exc

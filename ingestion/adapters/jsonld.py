@@ -1,0 +1,567 @@
+"""Careers sites that describe their postings with schema.org JSON-LD (kind "jsonld").
+
+The identifier is a careers page URL. The page may carry `JobPosting`s itself; its links (same
+site, at most `max_links`) are followed in a small thread pool and every linked page that
+carries a JobPosting contributes its postings; other pages are dropped. Linked pages that
+answer 404/410 are simply not postings; when more than a tenth of them fail otherwise
+(network, 5xx), the listing is refused (SourceFailed) rather than returned partial, because a
+partial listing would expire the jobs on the pages that failed.
+
+`postings_from_html` is the reusable part (the URL list adapter reads each page with it): it
+parses every `<script type="application/ld+json">` block of a page — several blocks, `@graph`,
+top-level arrays, postings nested in other nodes, `@type` lists, HTML-escaped JSON, and common
+breakage (HTML comments, CDATA, trailing commas, raw newlines in strings); a block that stays
+unreadable is skipped and the others still count — and maps each JobPosting to a Posting,
+marking it invalid when a field Google requires is missing.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import html as htmllib
+import json
+import logging
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from hashlib import sha1
+from typing import Any, TypeVar
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from django.db import connections
+from selectolax.lexbor import LexborHTMLParser
+
+from ingestion.adapters.base import Adapter, Posting, SourceFailed
+from ingestion.fetching import FetchError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Threads fetching pages of one source; the Fetcher's per-host limit still applies.
+FETCH_THREADS = 8
+EXTERNAL_ID_MAX = 255  # Job.external_id
+
+_SALARY_PERIODS = {"HOUR": "hour", "DAY": "day", "WEEK": "week", "MONTH": "month", "YEAR": "year"}
+_SKIPPED_EXTENSIONS = (
+    ".pdf", ".jpg", ".jpeg", ".png", ".gif", ".svg", ".webp", ".ico", ".css", ".js", ".zip",
+    ".doc", ".docx", ".xml", ".rss", ".mp4", ".mp3", ".woff", ".woff2",
+)  # fmt: skip
+# Second-level labels under which a registrable domain has three labels (acme.co.uk).
+_SECOND_LEVEL = {"co", "com", "org", "net", "ac", "gov", "edu", "ltd", "plc", "ne", "or"}
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def parse_when(value: Any) -> datetime | None:
+    """A date or datetime from ISO 8601 ("2024-05-01", "2024-05-01T09:00:00Z"), RFC 2822, or
+    epoch seconds (milliseconds when large); None for empty; ValueError for anything else.
+    Naive values are taken as UTC."""
+    if value is None or isinstance(value, bool):
+        if value is None:
+            return None
+        raise ValueError(value)
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, int | float | Decimal):
+        seconds = float(value)
+        parsed = datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, tz=UTC)
+    else:
+        text = str(value).strip()
+        if not text:
+            return None
+        if text.isdigit() and len(text) >= 9:
+            return parse_when(int(text))
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            try:
+                parsed = email.utils.parsedate_to_datetime(text)
+            except (TypeError, ValueError, IndexError):
+                raise ValueError(text) from None
+    if not 1900 <= parsed.year <= 2200:
+        raise ValueError(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+_AMOUNT_JUNK = re.compile(r"[^\d.,\-kK]")
+
+
+def parse_amount(value: Any) -> Decimal | None:
+    """A money amount: a number, or text like "120,000", "$85k", "50.000,00"; None for empty;
+    ValueError for anything else (or an amount Job's salary columns cannot hold)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int | float | Decimal):
+        amount = Decimal(str(value))
+    else:
+        text = _AMOUNT_JUNK.sub("", str(value))
+        thousands = text[-1:] in ("k", "K")
+        text = text.rstrip("kK")
+        if "," in text and "." in text:
+            # The later separator is the decimal point.
+            decimal_sep = "," if text.rfind(",") > text.rfind(".") else "."
+            other = "." if decimal_sep == "," else ","
+            text = text.replace(other, "").replace(decimal_sep, ".")
+        elif "," in text:
+            head, _, tail = text.rpartition(",")
+            text = text.replace(",", "") if len(tail) == 3 else f"{head.replace(',', '')}.{tail}"
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            raise ValueError(value) from None
+        if thousands:
+            amount *= 1000
+    if not amount.is_finite() or amount < 0 or amount >= Decimal("1e10"):
+        raise ValueError(value)
+    return amount.quantize(Decimal("0.01"))
+
+
+_TAG = re.compile(r"<(?:[a-zA-Z][a-zA-Z0-9]*\b[^<>]*|/[a-zA-Z][a-zA-Z0-9]*\s*)>")
+
+
+def looks_like_html(text: str) -> bool:
+    return bool(_TAG.search(text))
+
+
+def text_to_html(text: str, *, escape: bool = True) -> str:
+    """Plain text as HTML paragraphs (blank lines) and line breaks."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if p.strip()]
+    if escape:
+        paragraphs = [htmllib.escape(p, quote=False) for p in paragraphs]
+    return "".join(f"<p>{p.replace(chr(10), '<br>')}</p>" for p in paragraphs)
+
+
+def fit_external_id(value: str) -> str:
+    """`value`, or when longer than Job.external_id holds, its start and a hash of it."""
+    if len(value) <= EXTERNAL_ID_MAX:
+        return value
+    return f"{value[:200]}#{sha1(value.encode()).hexdigest()}"
+
+
+def normalize_url(url: str) -> str:
+    """Lowercase scheme and host, no fragment, no default port, "/" for an empty path."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
+        host = f"{host}:{port}"
+    return urlunsplit((scheme, host, parts.path or "/", parts.query, ""))
+
+
+def _site(host: str) -> str:
+    labels = host.lower().rstrip(".").split(".")
+    if len(labels) <= 2 or all(label.isdigit() for label in labels):
+        return ".".join(labels)
+    if len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL:
+        return ".".join(labels[-3:])
+    return ".".join(labels[-2:])
+
+
+def same_site(url: str, other: str) -> bool:
+    """Both URLs are on one site: careers.acme.com and jobs.acme.com are; acme.co.uk and
+    other.co.uk are not (a small heuristic, not the public suffix list)."""
+    return _site(urlsplit(url).hostname or "") == _site(urlsplit(other).hostname or "")
+
+
+# --- JSON-LD blocks ---------------------------------------------------------------------------
+
+_COMMENT_WRAPPERS = re.compile(r"^\s*(?:<!--|/\*\s*<!\[CDATA\[\s*\*/|//\s*<!\[CDATA\[)|"
+                               r"(?:-->|/\*\s*\]\]>\s*\*/|//\s*\]\]>)\s*$")  # fmt: skip
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+
+
+def _loads_lenient(raw: str) -> Any:
+    """json.loads, then the usual fix-ups for hand-made blocks; ValueError if none works."""
+    text = raw.strip().lstrip("\ufeff")
+    attempts: list[Callable[[str], str]] = [
+        lambda t: t,
+        lambda t: _COMMENT_WRAPPERS.sub("", t).strip(),
+        lambda t: _TRAILING_COMMA.sub(r"\1", t),
+        # The whole block HTML-escaped (&quot; for quotes).
+        lambda t: htmllib.unescape(t) if "&quot;" in t or "&#34;" in t else t,
+    ]
+    error: ValueError | None = None
+    for fix in attempts:
+        text = fix(text)
+        try:
+            # strict=False: raw newlines and tabs inside strings are common.
+            return json.loads(text, strict=False)
+        except ValueError as exc:
+            error = exc
+    assert error is not None
+    raise error
+
+
+def jsonld_blocks(html: str) -> list[Any]:
+    """The parsed JSON of every `application/ld+json` script of a page, in page order; a
+    block that cannot be parsed is left out (logged)."""
+    blocks: list[Any] = []
+    for node in LexborHTMLParser(html).css("script[type]"):
+        kind = (node.attributes.get("type") or "").split(";")[0].strip().lower()
+        if kind != "application/ld+json":
+            continue
+        raw = node.text(deep=True) or ""
+        if not raw.strip():
+            continue
+        try:
+            blocks.append(_loads_lenient(raw))
+        except ValueError as exc:
+            log.info("Skipping a malformed JSON-LD block: %s", exc)
+    return blocks
+
+
+def _types(node: dict[str, Any]) -> set[str]:
+    value = node.get("@type", ())
+    values = value if isinstance(value, list) else [value]
+    # "JobPosting", "schema:JobPosting", "https://schema.org/JobPosting"
+    return {str(v).rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].lower() for v in values}
+
+
+def find_job_postings(data: Any, _depth: int = 0) -> Iterator[dict[str, Any]]:
+    """Every JobPosting node in parsed JSON-LD: at the top, in arrays, in `@graph`, or nested
+    in another node (a WebPage's mainEntity, an ItemList's items)."""
+    if _depth > 16:
+        return
+    if isinstance(data, list):
+        for item in data:
+            yield from find_job_postings(item, _depth + 1)
+    elif isinstance(data, dict):
+        if "jobposting" in _types(data):
+            yield data
+            return
+        for key, value in data.items():
+            if key != "@context" and isinstance(value, dict | list):
+                yield from find_job_postings(value, _depth + 1)
+
+
+# --- mapping ------------------------------------------------------------------------------------
+
+
+def _clean(text: str) -> str:
+    return " ".join(htmllib.unescape(text).split())
+
+
+def _text(value: Any) -> str:
+    """A plain-text value: a string, a number, a node's name or @value, a list's first."""
+    if value is None or isinstance(value, bool):
+        return ""
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        for key in ("name", "@value", "value"):
+            if value.get(key) not in (None, ""):
+                return _text(value[key])
+        return ""
+    if isinstance(value, list):
+        for item in value:
+            text = _text(item)
+            if text:
+                return text
+    return ""
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _texts(value: Any) -> list[str]:
+    """The distinct non-empty texts of a value or list of values."""
+    return list(dict.fromkeys(t for t in (_text(v) for v in _as_list(value)) if t))
+
+
+def _place_text(place: Any) -> str:
+    if isinstance(place, str):
+        return _clean(place)
+    if not isinstance(place, dict):
+        return ""
+    address = place.get("address")
+    if isinstance(address, list):
+        address = address[0] if address else None
+    if isinstance(address, str):
+        return _clean(address)
+    parts: list[str] = []
+    if isinstance(address, dict):
+        for key in ("addressLocality", "addressRegion", "addressCountry"):
+            part = _text(address.get(key))
+            if part and part not in parts:
+                parts.append(part)
+    return ", ".join(parts) or _text(place.get("name"))
+
+
+def _description_html(value: Any) -> str:
+    """JSON-LD's description is HTML; some sites escape it (&lt;p&gt;): undo that once."""
+    if isinstance(value, list):
+        value = next((v for v in value if isinstance(v, str) and v.strip()), "")
+    if not isinstance(value, str):
+        return ""
+    text = value.strip()
+    if not looks_like_html(text) and "&lt;" in text:
+        unescaped = htmllib.unescape(text)
+        if looks_like_html(unescaped):
+            return unescaped
+    if text and not looks_like_html(text):
+        return text_to_html(text, escape=False)
+    return text
+
+
+def _identifier(value: Any) -> str:
+    if isinstance(value, list):
+        value = next((v for v in value if _identifier(v)), None)
+    if isinstance(value, dict):
+        for key in ("value", "@value", "identifier", "name"):
+            if value.get(key) not in (None, ""):
+                return _identifier(value[key])
+        return ""
+    if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
+        return str(value).strip()
+    return ""
+
+
+def _salary(posting: Posting, value: Any) -> None:
+    amount = next((v for v in _as_list(value) if isinstance(v, dict | int | float | Decimal)), None)
+    if amount is None:
+        return
+    quantity: Any = amount.get("value") if isinstance(amount, dict) else amount
+    unit = amount.get("unitText", "") if isinstance(amount, dict) else ""
+    if isinstance(quantity, dict):
+        unit = quantity.get("unitText") or unit
+        low = quantity.get("minValue", quantity.get("value"))
+        high = quantity.get("maxValue", quantity.get("value"))
+    else:
+        low = high = quantity
+    try:
+        posting.salary_min = parse_amount(low)
+        posting.salary_max = parse_amount(high)
+    except ValueError:
+        posting.salary_min = posting.salary_max = None  # optional: a bad amount is dropped
+        return
+    if isinstance(amount, dict):
+        posting.salary_currency = _text(amount.get("currency")).upper()[:3]
+    posting.salary_period = _SALARY_PERIODS.get(_text(unit).upper(), "")
+
+
+def posting_from_jsonld(node: dict[str, Any], page_url: str, *, fallback_id: str = "") -> Posting:
+    """One JobPosting node as a Posting; `invalid_reasons` names each field Google requires
+    that is missing. external_id: the `identifier`, else `fallback_id`, else the page URL."""
+    url = _text(node.get("url"))
+    url = normalize_url(urljoin(page_url, url)) if url else page_url
+    if not urlsplit(url).scheme.startswith("http"):
+        url = page_url
+    posting = Posting(
+        external_id=fit_external_id(_identifier(node.get("identifier")) or fallback_id or page_url),
+        title=_text(node.get("title")) or _text(node.get("name")),
+        url=url,
+        description_html=_description_html(node.get("description")),
+        employment_type=", ".join(_texts(node.get("employmentType"))),
+    )
+    reasons: list[str] = []
+
+    raw_posted = node.get("datePosted")
+    try:
+        posting.posted_at = parse_when(
+            _text(raw_posted) if isinstance(raw_posted, dict | list) else raw_posted
+        )
+    except ValueError:
+        reasons.append(f"datePosted {_text(raw_posted)!r} is not a date")
+    try:
+        posting.valid_through = parse_when(_text(node.get("validThrough")))
+    except ValueError:
+        posting.valid_through = None  # optional: an unreadable one is dropped
+
+    places = [t for t in (_place_text(p) for p in _as_list(node.get("jobLocation"))) if t]
+    places = list(dict.fromkeys(places))
+    location_types = {t.upper() for t in _texts(node.get("jobLocationType"))}
+    applicant = _texts(node.get("applicantLocationRequirements"))
+    telecommute = "TELECOMMUTE" in location_types
+    if telecommute:
+        posting.remote = True
+        posting.workplace_type = "remote"
+    if places:
+        posting.location = "; ".join(places)
+    elif telecommute:
+        posting.location = f"Remote ({', '.join(applicant)})" if applicant else "Remote"
+    _salary(posting, node.get("baseSalary"))
+    qualifications = node.get("qualifications")
+    if isinstance(qualifications, str) and qualifications.strip():
+        posting.requirements_html = _description_html(qualifications)
+    department = node.get("occupationalCategory") or node.get("industry")
+    posting.department = _text(department)[:200]
+
+    if not posting.title:
+        reasons.append("title is missing")
+    if not htmllib.unescape(re.sub(r"<[^>]*>", "", posting.description_html)).strip():
+        reasons.append("description is missing")
+    if raw_posted in (None, "", [], {}):
+        reasons.append("datePosted is missing")
+    if not _text(node.get("hiringOrganization")):
+        reasons.append("hiringOrganization is missing")
+    if not places and not (telecommute and applicant):
+        reasons.append(
+            "jobLocation is missing (required unless jobLocationType is TELECOMMUTE with "
+            "applicantLocationRequirements)"
+        )
+    posting.invalid_reasons = reasons
+    return posting
+
+
+def postings_from_html(html: str, page_url: str, *, fallback_id: str = "") -> list[Posting]:
+    """Every JobPosting in the JSON-LD of a page, as Postings. Without an `identifier`, a
+    posting's external_id is `fallback_id` or `page_url` (with "#2", "#3"… for further
+    postings on the same page, so they do not collide)."""
+    nodes = [node for block in jsonld_blocks(html) for node in find_job_postings(block)]
+    base_id = fallback_id or page_url
+    postings = []
+    for index, node in enumerate(nodes, 1):
+        fallback = base_id if index == 1 else f"{base_id}#{index}"
+        postings.append(posting_from_jsonld(node, page_url, fallback_id=fallback))
+    return postings
+
+
+# --- links and fetching -------------------------------------------------------------------------
+
+
+def page_links(html: str, page_url: str) -> list[str]:
+    """The distinct same-site http(s) links of a page, normalized, in page order; mailto:,
+    javascript:, fragments of the page itself and links to files (PDF, images) left out."""
+    page = normalize_url(page_url)
+    seen: dict[str, None] = {}
+    for anchor in LexborHTMLParser(html).css("a[href]"):
+        href = (anchor.attributes.get("href") or "").strip()
+        if not href or href.startswith("#"):
+            continue
+        try:
+            url = normalize_url(urljoin(page_url, href))
+        except ValueError:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+            continue
+        if url == page or not same_site(url, page_url):
+            continue
+        if parts.path.lower().endswith(_SKIPPED_EXTENSIONS):
+            continue
+        seen.setdefault(url)
+    return list(seen)
+
+
+def ordered_parallel(
+    func: Callable[[T], R], items: Iterable[T], *, threads: int = FETCH_THREADS
+) -> Iterator[R]:
+    """func(item) for each item, run in a small thread pool, yielded in the items' order. At
+    most a few results wait ahead of the consumer; stopping the iteration cancels the rest."""
+
+    def call(item: T) -> R:
+        try:
+            return func(item)
+        finally:
+            # A pool thread that touched the database (the Fetcher stores payloads) must not
+            # keep a connection open after the pool is gone.
+            connections.close_all()
+
+    pending: deque[Future[R]] = deque()
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="intake-fetch")
+    try:
+        iterator = iter(items)
+        for item in iterator:
+            pending.append(executor.submit(call, item))
+            if len(pending) >= threads * 4:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def clean_page_url(identifier: str) -> str:
+    """A user-typed page URL: https:// added when no scheme; ValueError unless http(s) with a
+    host and no user name or password."""
+    identifier = identifier.strip()
+    if not identifier:
+        raise ValueError("A careers page URL is required.")
+    if "://" not in identifier:
+        identifier = f"https://{identifier}"
+    parts = urlsplit(identifier)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"{identifier!r} is not an http(s) URL.")
+    if not parts.hostname:
+        raise ValueError(f"{identifier!r} has no host.")
+    if parts.username or parts.password:
+        raise ValueError(f"{identifier!r} must not contain a user name or password.")
+    return normalize_url(identifier)
+
+
+class JsonLdAdapter(Adapter):
+    kind = "jsonld"
+    # Links of the careers page followed at most (a careers page with more is cut there).
+    max_links = 1000
+    # Linked pages that may fail (network, 5xx) before the listing is refused as partial.
+    max_failed_ratio = 0.1
+
+    @classmethod
+    def clean_identifier(cls, identifier: str) -> str:
+        return clean_page_url(identifier)
+
+    def list_postings(self) -> Iterator[Posting]:
+        url = clean_page_url(self.source.identifier)
+        try:
+            page = self.fetcher.get(url)
+        except FetchError as exc:
+            raise SourceFailed(f"Could not read the careers page {url}: {exc}") from exc
+        page_url = normalize_url(page.url)
+        html = page.text
+        found = postings_from_html(html, page_url)
+        listed = {p.url for p in found} | {url, page_url}
+        links = [link for link in page_links(html, page_url) if link not in listed]
+        if not found and not links:
+            raise SourceFailed(
+                f"The careers page {url} has no JSON-LD JobPosting and no links to posting pages."
+            )
+        links = links[: self.max_links]
+
+        failures: list[str] = []
+        for link, result in zip(links, ordered_parallel(self._read_page, links), strict=True):
+            if isinstance(result, FetchError):
+                failures.append(f"{link}: {result}")
+            else:
+                found.extend(result)
+        if failures and len(failures) > self.max_failed_ratio * len(links):
+            raise SourceFailed(
+                f"{len(failures)} of the {len(links)} pages linked from {url} could not be "
+                f"fetched (first: {failures[0]}); a partial listing would expire their jobs."
+            )
+        seen: set[str] = set()
+        for posting in found:
+            # One posting reachable through two links (or inline and linked) counts once.
+            if posting.external_id in seen:
+                continue
+            seen.add(posting.external_id)
+            yield posting
+
+    def _read_page(self, url: str) -> list[Posting] | FetchError:
+        try:
+            page = self.fetcher.get(url)
+        except FetchError as exc:
+            if exc.status in (401, 403, 404, 410):
+                return []  # not a posting page (or not one we may read)
+            return exc
+        if "html" not in page.content_type and page.content_type:
+            return []
+        return postings_from_html(page.text, url)

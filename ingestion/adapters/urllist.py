@@ -1,0 +1,230 @@
+"""Lists of posting URLs (kind "urls"): each URL is a page carrying a schema.org JSON-LD
+JobPosting, read with ingestion.adapters.jsonld.postings_from_html.
+
+The upload is CSV (one URL per row, in the `url` column when there is a header, else the
+first), JSON (an array of strings or of {"url": ...}, or {"urls": [...]}) or JSONL (one string
+or object per line), of at most INTAKE_URL_LIST_MAX URLs (more: the whole list is refused).
+Each URL must be http(s), have a host and carry no user name or password; URLs are compared
+normalized (lowercase scheme and host, no fragment, no default port) and a repeated one is
+invalid ("row 5: duplicate of row 2").
+
+The URLs are fetched in a small thread pool (the Fetcher enforces its per-host limit) and the
+postings yielded in row order, each with `row` set; a page's postings take their external_id
+from the JSON-LD `identifier`, else the normalized URL.
+
+Reasons: a problem with the row or the page starts with its row ("row 3: url 'ftp://x' is not
+an http(s) URL", "row 4: datePosted is missing"). A URL that could not be fetched gives a
+posting whose single reason starts with "fetch failed: " — the pipeline maps those to the
+outcome `error` (a transient failure, worth a retry), every other reason to `invalid`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import ijson
+from django.conf import settings
+
+from ingestion.adapters.base import Adapter, Posting, SourceFailed
+from ingestion.adapters.jsonld import fit_external_id, normalize_url, ordered_parallel
+from ingestion.adapters.jsonld import postings_from_html as postings_from_html
+from ingestion.fetching import FetchError
+from ingestion.uploads import RowError, UploadError, json_start, jsonl_values, upload_open
+
+URL_MAX = 2000  # Job.url
+
+FETCH_FAILED = "fetch failed: "
+
+
+@dataclass(slots=True)
+class UrlEntry:
+    row: int
+    url: str  # as given
+    key: str = ""  # normalized; "" when the URL is not valid
+    errors: list[RowError] = field(default_factory=list)
+
+
+def check_url(url: str) -> str:
+    """Why `url` cannot be fetched as a posting page, or "" when it can."""
+    if len(url) > URL_MAX:
+        return f"url is longer than {URL_MAX} characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return f"url {url!r} is not a valid URL"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"url {url!r} is not an http(s) URL"
+    if not parts.hostname:
+        return f"url {url!r} has no host"
+    if parts.username is not None or parts.password is not None:
+        return f"url {url!r} must not contain a user name or password"
+    return ""
+
+
+def _too_many(limit: int) -> SourceFailed:
+    return SourceFailed(
+        f"The list has more than {limit:,} URLs (INTAKE_URL_LIST_MAX); split it into lists of "
+        f"at most {limit:,}."
+    )
+
+
+def _csv_rows(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    text = io.TextIOWrapper(fileobj, encoding="utf-8-sig", newline="")
+    try:
+        column = 0
+        header_row = 0  # rows are numbered after the header, when there is one
+        seen_content = False
+        for row, cells in enumerate(csv.reader(text), 1):
+            if not seen_content and any(cell.strip() for cell in cells):
+                seen_content = True
+                names = [cell.strip().lower() for cell in cells]
+                if "url" in names:
+                    column, header_row = names.index("url"), row
+                    continue
+            yield row - header_row, cells[column] if column < len(cells) else ""
+    except UnicodeDecodeError as exc:
+        raise SourceFailed(f"The file is not UTF-8 text ({exc.reason}).") from exc
+    except csv.Error as exc:
+        raise SourceFailed(f"The CSV file cannot be read: {exc}.") from exc
+    finally:
+        text.detach()
+
+
+def _json_rows(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    first, stream = json_start(fileobj)
+    if first not in (b"[", b"{"):
+        raise SourceFailed('The JSON file must be an array of URLs or an object {"urls": [...]}.')
+    row = 0
+    try:
+        prefix = "item" if first == b"[" else "urls.item"
+        for row, item in enumerate(ijson.items(stream, prefix), 1):  # noqa: B007
+            yield row, item
+    except ijson.JSONError as exc:
+        raise SourceFailed(f"The JSON file is not valid after row {row}: {exc}") from exc
+
+
+class _Broken:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _jsonl_rows(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    for number, value, problem in jsonl_values(fileobj):
+        yield number, _Broken(problem) if problem else value
+
+
+def url_list_rows(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[int, Any]]:
+    """(row, value) for each non-blank row of a URL list; SourceFailed once more than
+    INTAKE_URL_LIST_MAX rows were read (so a huge file is not read to its end)."""
+    limit = settings.INTAKE_URL_LIST_MAX
+    readers = {"csv": _csv_rows, "json": _json_rows, "jsonl": _jsonl_rows}
+    if fmt not in readers:
+        raise SourceFailed(f"Unknown file format {fmt!r}.")
+    count = 0
+    for row, value in readers[fmt](fileobj):
+        if isinstance(value, str) and not value.strip():
+            continue
+        count += 1
+        if count > limit:
+            raise _too_many(limit)
+        yield row, value
+
+
+def url_list_entries(fileobj: IO[bytes], fmt: str) -> list[UrlEntry]:
+    """Every row of a URL list, validated and deduplicated (no network)."""
+    label = "line" if fmt == "jsonl" else "row"
+    entries: list[UrlEntry] = []
+    first_row: dict[str, int] = {}
+    for row, value in url_list_rows(fileobj, fmt):
+        raw = value.get("url") if isinstance(value, dict) else value
+        entry = UrlEntry(row=row, url=raw.strip()[:URL_MAX] if isinstance(raw, str) else "")
+        entries.append(entry)
+        if isinstance(value, _Broken):
+            problem = RowError(row, "", value.message, label)
+        elif not isinstance(raw, str):
+            message = (
+                "url is required"
+                if isinstance(value, dict)
+                else "expected a URL or an object with 'url'"
+            )
+            problem = RowError(row, "url", message, label)
+        elif message := check_url(entry.url):
+            problem = RowError(row, "url", message, label)
+        else:
+            entry.key = normalize_url(entry.url)
+            if entry.key in first_row:
+                problem = RowError(
+                    row, "url", f"duplicate of {label} {first_row[entry.key]}", label
+                )
+            else:
+                first_row[entry.key] = row
+                continue
+        entry.errors.append(problem)
+    return entries
+
+
+def url_list_check(fileobj: IO[bytes], fmt: str) -> Iterator[list[RowError]]:
+    """The errors of each row (empty: a good row), for uploads.upload_check."""
+    for entry in url_list_entries(fileobj, fmt):
+        yield entry.errors
+
+
+class UrlListAdapter(Adapter):
+    kind = "urls"
+
+    def list_postings(self) -> Iterator[Posting]:
+        try:
+            with upload_open(self.source) as fileobj:
+                entries = url_list_entries(fileobj, self.source.upload_format)
+        except UploadError as exc:
+            raise SourceFailed(str(exc)) from exc
+        label = "line" if self.source.upload_format == "jsonl" else "row"
+        pages = ordered_parallel(self._read, [entry for entry in entries if not entry.errors])
+        for entry in entries:
+            if entry.errors:
+                yield Posting(
+                    external_id=fit_external_id(entry.key),
+                    url=entry.url,
+                    row=entry.row,
+                    invalid_reasons=[str(error) for error in entry.errors],
+                )
+                continue
+            postings = next(pages)
+            for posting in postings:
+                posting.row = entry.row
+                if not posting.invalid_reasons[:1] or not posting.invalid_reasons[0].startswith(
+                    FETCH_FAILED
+                ):
+                    posting.invalid_reasons = [
+                        f"{label} {entry.row}: {reason}" for reason in posting.invalid_reasons
+                    ]
+                yield posting
+
+    def _read(self, entry: UrlEntry) -> list[Posting]:
+        external_id = fit_external_id(entry.key)
+        try:
+            page = self.fetcher.get(entry.url)
+        except FetchError as exc:
+            return [
+                Posting(
+                    external_id=external_id,
+                    url=entry.url,
+                    invalid_reasons=[f"{FETCH_FAILED}{exc}"],
+                )
+            ]
+        postings = postings_from_html(page.text, normalize_url(page.url), fallback_id=entry.key)
+        if not postings:
+            return [
+                Posting(
+                    external_id=external_id,
+                    url=entry.url,
+                    invalid_reasons=["no JobPosting (schema.org JSON-LD) found on the page"],
+                )
+            ]
+        return postings

@@ -1,0 +1,316 @@
+"""Uploaded files of sources of kind `file` (postings) and `urls` (posting URLs).
+
+A file lives in the database as UploadChunk rows of at most 1 MiB, so a worker on another
+machine reads the same bytes, and a 100 MB file is streamed both ways, never held whole:
+`upload_store` writes it chunk by chunk, `upload_open` reads it back one chunk at a time.
+`upload_check` validates a file before it is saved (the Configure page shows its per-row
+errors); it runs the same row parsing as the adapters, so what it reports is what a run sees.
+
+Formats: csv | json | jsonl. The format comes from the file name (.csv, .json, .jsonl,
+.ndjson) or, for .txt and names without an extension, from the contents.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ingestion.models import Source, SourceKind, UploadChunk
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+CHUNK_BYTES = 1024 * 1024
+FORMATS = ("csv", "json", "jsonl")
+# How many row errors a report keeps (the counts cover every row).
+REPORT_MAX_ERRORS = 100
+
+_EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# Extensions whose contents decide the format.
+_SNIFFED_EXTENSIONS = {"", ".txt"}
+_BOM = b"\xef\xbb\xbf"
+
+
+class UploadError(ValueError):
+    """The file cannot be stored or read; the message says why, for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One problem with one row: `row` is the 1-based data row (header excluded) of a CSV or
+    JSON array, the line number of a JSONL file; `field` is "" when the row as a whole is
+    unreadable (not valid JSON, not an object)."""
+
+    row: int
+    field: str
+    message: str
+    label: str = "row"  # "line" for JSONL
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.row}: {self.message}"
+
+
+@dataclass(slots=True)
+class UploadReport:
+    """What a run would make of a file: counts of good and bad rows, the first
+    REPORT_MAX_ERRORS row errors, and `error` when the file as a whole is unusable (a missing
+    required column, too many URLs, broken JSON) — then the counts cover the rows read
+    before it."""
+
+    fmt: str
+    good: int = 0
+    bad: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def total(self) -> int:
+        return self.good + self.bad
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    def add(self, errors: Iterable[RowError]) -> None:
+        errors = list(errors)
+        if errors:
+            self.bad += 1
+            room = REPORT_MAX_ERRORS - len(self.errors)
+            if room > 0:
+                self.errors.extend(errors[:room])
+        else:
+            self.good += 1
+
+
+def upload_format(name: str, head: bytes = b"", fmt: str | None = None) -> str:
+    """The format of a file called `name` starting with `head` (its first bytes): csv, json or
+    jsonl. UploadError for anything else (a spreadsheet, a PDF, binary data)."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise UploadError(f"Unknown file format {fmt!r}: use csv, json or jsonl.")
+        detected = fmt
+    else:
+        dot = name.rfind(".")
+        extension = name[dot:].lower() if dot > 0 else ""
+        if extension in _EXTENSIONS:
+            detected = _EXTENSIONS[extension]
+        elif extension in _SNIFFED_EXTENSIONS:
+            detected = _sniff(head)
+        else:
+            raise UploadError(
+                f"{name!r} is not a CSV, JSON or JSONL file. Save a spreadsheet as "
+                "'CSV UTF-8' and upload that."
+            )
+    if b"\x00" in head:
+        raise UploadError(f"{name!r} is not a text file (it contains binary data).")
+    return detected
+
+
+def _sniff(head: bytes) -> str:
+    text = head.removeprefix(_BOM).lstrip()
+    if text.startswith(b"["):
+        return "json"
+    if text.startswith(b"{"):
+        first_line, _, rest = text.partition(b"\n")
+        try:
+            first = json.loads(first_line)
+        except ValueError:
+            return "json"  # an object spread over several lines
+        if isinstance(first, dict) and "jobs" in first:
+            return "json"
+        return "jsonl" if rest.strip() else "json"
+    return "csv"
+
+
+def _read_full(fileobj: IO[bytes], size: int) -> bytes:
+    """Up to `size` bytes: raw streams may return less than asked before the end."""
+    parts: list[bytes] = []
+    wanted = size
+    while wanted > 0:
+        data = fileobj.read(wanted)
+        if not data:
+            break
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise UploadError("The file must be opened in binary mode.")
+        parts.append(bytes(data))
+        wanted -= len(data)
+    return b"".join(parts)
+
+
+def _too_big(name: str) -> UploadError:
+    limit = settings.INTAKE_UPLOAD_MAX_BYTES
+    return UploadError(
+        f"{name!r} is larger than the {limit / (1024 * 1024):,.0f} MB limit "
+        "(INTAKE_UPLOAD_MAX_BYTES)."
+    )
+
+
+def upload_store(*, source: Source, name: str, fileobj: IO[bytes], fmt: str | None = None) -> None:
+    """Store `fileobj` as the upload of `source`, replacing any previous one atomically (a
+    reader sees the old file or the new one, never a mix), and set source.upload_name,
+    upload_format and upload_size. Refuses, with UploadError and nothing changed: a format
+    other than csv/json/jsonl, an empty file, a file over INTAKE_UPLOAD_MAX_BYTES and, for a
+    URL list, more than INTAKE_URL_LIST_MAX URLs."""
+    # Browsers on Windows may send a path ("C:\\fakepath\\jobs.csv").
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].strip() or "upload"
+    limit = settings.INTAKE_UPLOAD_MAX_BYTES
+    declared = getattr(fileobj, "size", None)  # Django's UploadedFile knows it up front
+    if isinstance(declared, int) and declared > limit:
+        raise _too_big(name)
+    data = _read_full(fileobj, CHUNK_BYTES)
+    if not data:
+        raise UploadError(f"{name!r} is empty.")
+    detected = upload_format(name, data, fmt)
+
+    with transaction.atomic():
+        UploadChunk.objects.filter(source=source).delete()
+        size = seq = 0
+        while data:
+            size += len(data)
+            if size > limit:
+                raise _too_big(name)  # rolls the chunks written so far back
+            UploadChunk.objects.create(source=source, seq=seq, data=data)
+            seq += 1
+            data = _read_full(fileobj, CHUNK_BYTES)
+        if source.kind == SourceKind.URLS:
+            from ingestion.adapters.base import SourceFailed
+            from ingestion.adapters.urllist import url_list_rows
+
+            try:
+                # Counts the URLs (reads at most INTAKE_URL_LIST_MAX + 1 rows).
+                for _ in url_list_rows(_open_chunks(source.pk), detected):
+                    pass
+            except SourceFailed as exc:
+                raise UploadError(str(exc)) from exc
+        Source.objects.filter(pk=source.pk).update(
+            upload_name=name[:255], upload_format=detected, upload_size=size,
+            updated_at=timezone.now(),
+        )  # fmt: skip
+    source.upload_name, source.upload_format, source.upload_size = name[:255], detected, size
+
+
+class _ChunkReader(io.RawIOBase):
+    """The chunks of one upload, fetched one at a time in seq order. The chunk ids are read
+    when the file is opened, so a replacement upload (new rows, new ids) stored meanwhile is
+    noticed instead of mixed in."""
+
+    def __init__(self, chunk_ids: list[int]) -> None:
+        super().__init__()
+        self._chunk_ids = chunk_ids
+        self._next = 0
+        self._data = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        while not self._data:
+            if self._next >= len(self._chunk_ids):
+                return 0
+            chunk_id = self._chunk_ids[self._next]
+            self._next += 1
+            rows = list(UploadChunk.objects.filter(pk=chunk_id).values_list("data", flat=True))
+            if not rows:
+                raise UploadError("The uploaded file was replaced while it was being read.")
+            self._data = memoryview(bytes(rows[0]))
+        count = min(len(buffer), len(self._data))
+        buffer[:count] = self._data[:count]
+        self._data = self._data[count:]
+        return count
+
+
+def _open_chunks(source_id: int) -> BinaryIO:
+    chunk_ids = list(
+        UploadChunk.objects.filter(source_id=source_id).order_by("seq").values_list("pk", flat=True)
+    )
+    return io.BufferedReader(_ChunkReader(chunk_ids), buffer_size=64 * 1024)
+
+
+def upload_open(source: Source) -> BinaryIO:
+    """The source's uploaded file as a binary file-like object (read(n), readline, iteration
+    by lines), fetching its chunks lazily. UploadError when the source has none."""
+    if not source.upload_format or not UploadChunk.objects.filter(source=source).exists():
+        raise UploadError(f"{source} has no uploaded file.")
+    return _open_chunks(source.pk)
+
+
+def upload_check(fileobj: IO[bytes], *, kind: str, fmt: str) -> UploadReport:
+    """Validate a file before it is stored: parse every row as a run would (no network) and
+    report the counts and the first row errors. `kind` is "file" (postings) or "urls". The
+    caller rewinds `fileobj` before storing it."""
+    from ingestion.adapters.base import SourceFailed
+    from ingestion.adapters.files import parse_postings
+    from ingestion.adapters.urllist import url_list_check
+
+    if fmt not in FORMATS:
+        raise UploadError(f"Unknown file format {fmt!r}: use csv, json or jsonl.")
+    if kind not in (SourceKind.FILE, SourceKind.URLS):
+        raise UploadError(f"Sources of kind {kind!r} take no uploaded file.")
+    report = UploadReport(fmt=fmt)
+    try:
+        if kind == SourceKind.FILE:
+            for _posting, errors in parse_postings(fileobj, fmt):
+                report.add(errors)
+        else:
+            for errors in url_list_check(fileobj, fmt):
+                report.add(errors)
+    except (SourceFailed, UploadError) as exc:
+        report.error = str(exc)
+    return report
+
+
+# --- reading helpers shared by the file and URL list adapters ----------------------------------
+
+
+class _Rejoined(io.RawIOBase):
+    """A binary stream with bytes already read from it put back in front."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        super().__init__()
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._head or self._rest.read(len(buffer))
+        self._head = b""
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def json_start(fileobj: IO[bytes]) -> tuple[bytes, BinaryIO]:
+    """The first significant byte of a JSON file (b"[", b"{", …; b"" when empty), and a stream
+    of the whole document without its BOM, for ijson."""
+    first = fileobj.read(1)
+    if first == _BOM[:1]:
+        fileobj.read(2)
+        first = fileobj.read(1)
+    while first and first.isspace():
+        first = fileobj.read(1)
+    return first, io.BufferedReader(_Rejoined(first, fileobj), buffer_size=64 * 1024)
+
+
+def jsonl_values(fileobj: IO[bytes]) -> Iterator[tuple[int, Any, str]]:
+    """(line number, value, "") for each non-blank line of a JSONL file, or
+    (line number, None, why) for a line that is not valid JSON. Decimals stay exact."""
+    for number, line in enumerate(fileobj, 1):
+        if number == 1:
+            line = line.removeprefix(_BOM)
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line.decode("utf-8"), parse_float=Decimal), ""
+        except UnicodeDecodeError:
+            yield number, None, "not valid UTF-8 text"
+        except ValueError as exc:
+            yield number, None, f"not valid JSON: {exc}"
