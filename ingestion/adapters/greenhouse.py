@@ -156,13 +156,38 @@ def job_posting(job: dict[str, Any]) -> Posting:
         department=", ".join(_names(job.get("departments"))),
         # The API entity-escapes the HTML ("&lt;p&gt;"): undo that once. A second unescape
         # would turn text the company wrote as "&lt;" into markup.
-        description_html=html.unescape(content) if isinstance(content, str) else "",
+        description_html=unescape_once(content) if isinstance(content, str) else "",
         posted_at=posted_at,
         needs_detail=content is None,
         invalid_reasons=reasons,
     )
     _set_pay(posting, job.get("pay_input_ranges"))
     return posting
+
+
+# The references Greenhouse's transport escaping produces, "&amp;" last so that "&amp;lt;"
+# becomes the text "&lt;" and not "<".
+_TRANSPORT_ENTITIES = (
+    ("&lt;", "<"),
+    ("&gt;", ">"),
+    ("&quot;", '"'),
+    ("&#39;", "'"),
+    ("&#x27;", "'"),
+)
+
+
+def unescape_once(text: str) -> str:
+    """html.unescape(text), faster for the usual content (html.unescape calls back into
+    Python for every reference: two thirds of the time of listing a large board).
+
+    When every "&" starts one of the references the transport escaping makes, plain
+    replacements give the same result; anything else goes through html.unescape."""
+    known = text.count("&amp;") + sum(text.count(entity) for entity, _ in _TRANSPORT_ENTITIES)
+    if known != text.count("&"):
+        return html.unescape(text)
+    for entity, char in _TRANSPORT_ENTITIES:
+        text = text.replace(entity, char)
+    return text.replace("&amp;", "&")
 
 
 def _set_pay(posting: Posting, ranges: Any) -> None:

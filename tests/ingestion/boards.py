@@ -338,9 +338,13 @@ def lever_posting(
     return _finish(posting, extra, omit)
 
 
-def lever_postings(count: int, *, site: str = "acme", start: int = 1) -> Iterator[dict[str, Any]]:
+def lever_postings(
+    count: int, *, site: str = "acme", start: int = 1, size: int = 0
+) -> Iterator[dict[str, Any]]:
+    """`count` generated postings (seeds start…); openings padded to `size` characters."""
     for seed in range(start, start + count):
-        yield lever_posting(seed=seed, site=site)
+        body = description_html(seed, title=job_title(seed), size=size) if size else None
+        yield lever_posting(seed=seed, site=site, description=body)
 
 
 def mount_lever(server: FixtureServer, site: str, postings: Jobs, *, prefix: str = "") -> None:
@@ -475,6 +479,7 @@ def ashby_job(
 def ashby_jobs(
     count: int, *, org: str = "acme", start: int = 1, size: int = 0
 ) -> Iterator[dict[str, Any]]:
+    """`count` generated jobs (seeds start…); descriptions padded to `size` characters."""
     for seed in range(start, start + count):
         body = description_html(seed, title=job_title(seed), size=size) if size else None
         yield ashby_job(seed=seed, org=org, description=body)

@@ -3,6 +3,7 @@ public API's shape, and the recognition of pasted board URLs."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,7 +13,7 @@ import pytest
 
 from ingestion.adapters.ashby import AshbyAdapter
 from ingestion.adapters.base import Posting, SourceFailed
-from ingestion.adapters.greenhouse import GreenhouseAdapter
+from ingestion.adapters.greenhouse import GreenhouseAdapter, unescape_once
 from ingestion.adapters.lever import LeverAdapter
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.fetching import Fetcher
@@ -97,6 +98,20 @@ def test_greenhouse_unescapes_content_exactly_once(boards, fetcher, user):
     (posting,) = _postings(GreenhouseAdapter(_source(user, "greenhouse"), fetcher))
 
     assert posting.description_html == content
+
+
+@pytest.mark.parametrize(
+    "escaped",
+    [
+        "&lt;p class=&quot;intro&quot;&gt;Rock &amp;amp; roll, it&#39;s &amp;lt;b&amp;gt;&lt;/p&gt;"
+        "&lt;ul&gt;&lt;li&gt;one&lt;/li&gt;&lt;/ul&gt;",
+        "&lt;p&gt;caf&eacute;&amp;nbsp;&#x27;quoted&#x27; &copy 2025 &amp;#169;&lt;/p&gt;",
+        "no references at all",
+        "&amp;&amp;amp;&amp;lt;&lt;&",
+    ],
+)
+def test_greenhouse_fast_unescape_matches_html_unescape(escaped):
+    assert unescape_once(escaped) == html.unescape(escaped)
 
 
 def test_greenhouse_prefers_first_published_over_updated_at(boards, fetcher, user):
