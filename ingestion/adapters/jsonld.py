@@ -426,13 +426,37 @@ def postings_from_html(html: str, page_url: str, *, fallback_id: str = "") -> li
     """Every JobPosting in the JSON-LD of a page, as Postings. Without an `identifier`, a
     posting's external_id is `fallback_id` or `page_url` (with "#2", "#3"… for further
     postings on the same page, so they do not collide)."""
-    nodes = [node for block in jsonld_blocks(html) for node in find_job_postings(block)]
+    return _postings_from_blocks(jsonld_blocks(html), page_url, fallback_id=fallback_id)
+
+
+def _postings_from_blocks(
+    blocks: list[Any], page_url: str, *, fallback_id: str = ""
+) -> list[Posting]:
+    nodes = [node for block in blocks for node in find_job_postings(block)]
     base_id = fallback_id or page_url
     postings = []
     for index, node in enumerate(nodes, 1):
         fallback = base_id if index == 1 else f"{base_id}#{index}"
         postings.append(posting_from_jsonld(node, page_url, fallback_id=fallback))
     return postings
+
+
+def _item_list_urls(data: Any, _depth: int = 0) -> Iterator[str]:
+    """The URLs of an ItemList's entries (some careers pages list their postings only so)."""
+    if _depth > 16:
+        return
+    if isinstance(data, list):
+        for item in data:
+            yield from _item_list_urls(item, _depth + 1)
+    elif isinstance(data, dict) and "jobposting" not in _types(data):
+        if "listitem" in _types(data):
+            item = data.get("item")
+            url = data.get("url") or (item.get("url") if isinstance(item, dict) else item)
+            if isinstance(url, str) and url.strip():
+                yield url.strip()
+        for key, value in data.items():
+            if key != "@context" and isinstance(value, dict | list):
+                yield from _item_list_urls(value, _depth + 1)
 
 
 # --- links and fetching -------------------------------------------------------------------------
@@ -527,9 +551,18 @@ class JsonLdAdapter(Adapter):
             raise SourceFailed(f"Could not read the careers page {url}: {exc}") from exc
         page_url = normalize_url(page.url)
         html = page.text
-        found = postings_from_html(html, page_url)
+        blocks = jsonld_blocks(html)
+        found = _postings_from_blocks(blocks, page_url)
         listed = {p.url for p in found} | {url, page_url}
-        links = [link for link in page_links(html, page_url) if link not in listed]
+        candidates = page_links(html, page_url)
+        for link in _item_list_urls(blocks):
+            try:
+                resolved = normalize_url(urljoin(page_url, link))
+            except ValueError:
+                continue
+            if resolved.startswith(("http://", "https://")) and same_site(resolved, page_url):
+                candidates.append(resolved)
+        links = [link for link in dict.fromkeys(candidates) if link not in listed]
         if not found and not links:
             raise SourceFailed(
                 f"The careers page {url} has no JSON-LD JobPosting and no links to posting pages."

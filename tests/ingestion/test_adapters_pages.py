@@ -107,8 +107,10 @@ def test_a_posting_nested_in_another_node_is_found() -> None:
 
 
 def test_a_type_given_as_a_list_or_a_full_iri_is_recognized() -> None:
-    listed = jsonld_posting(1, **{"@type": ["JobPosting", "Thing"]})
-    iri = jsonld_posting(2, **{"@type": "http://schema.org/JobPosting"})
+    listed = jsonld_posting(1)
+    listed["@type"] = ["JobPosting", "Thing"]
+    iri = jsonld_posting(2)
+    iri["@type"] = "http://schema.org/JobPosting"
     iri["@context"] = {"@vocab": "http://schema.org/"}
     other = {"@context": ["https://schema.org", {"x": "y"}], "@type": "Organization"}
 
@@ -268,6 +270,22 @@ def test_a_posting_linked_twice_is_listed_once(
     postings = _jsonld_list(user, fetcher, server.url("/careers"))
 
     assert [p.external_id for p in postings] == ["AR-00001"]
+
+
+def test_postings_listed_only_in_a_json_ld_item_list_are_followed(
+    server: FixtureServer, fetcher: Fetcher, user: Any
+) -> None:
+    mount_posting_pages(server, [jsonld_posting(1), jsonld_posting(2)])
+    items = [
+        {"@type": "ListItem", "position": 1, "url": "/jobs/1"},
+        {"@type": "ListItem", "position": 2, "item": {"@type": "Thing", "url": "/jobs/2"}},
+    ]
+    item_list = {"@context": "https://schema.org", "@type": "ItemList", "itemListElement": items}
+    server.route("/careers", body=jsonld_posting_page(item_list, title="Careers"))
+
+    postings = _jsonld_list(user, fetcher, server.url("/careers"))
+
+    assert [p.external_id for p in postings] == ["AR-00001", "AR-00002"]
 
 
 def test_a_careers_page_without_postings_or_links_fails_the_source(
