@@ -286,6 +286,8 @@ class WorkChunk(models.Model):
         max_length=8, choices=ChunkStatus.choices, default=ChunkStatus.PENDING
     )
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # host:RQ worker name of the worker that claimed it (operators: which machine did what).
+    claimed_by = models.CharField(max_length=200, blank=True)
     done_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -58,6 +58,7 @@ class IngestionRunAdmin(admin.ModelAdmin):
         "abort_requested_at",
         "progress_published_at",
         "error_message",
+        "summary",
         "queue_job_ids",
         "idempotency_key",
         "last_event_seq",

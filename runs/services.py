@@ -292,9 +292,7 @@ def run_enqueue_parts(
     return job_ids
 
 
-def _enqueue_parts(
-    run_id: int, func_path: str, calls: list[tuple[str, tuple[Any, ...]]]
-) -> None:
+def _enqueue_parts(run_id: int, func_path: str, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
     from rq import Queue
 
     from runs import tasks

@@ -1,0 +1,362 @@
+"""List one source and compare each posting with the stored jobs: the stage preview and ingest
+share. A preview only records RunItems; an ingest also upserts the new and updated postings as
+`pending` jobs, in bulk, in the same transaction as their items (a batch commits whole).
+
+Postings are streamed through in batches, so a 50,000-posting board never sits in memory:
+what is kept per source is the set of keys and content hashes seen (to spot postings listed
+twice) and a small sample of descriptions (to learn the company's boilerplate).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ingestion import normalize
+from ingestion.adapters import Posting, SourceFailed, get_adapter
+from ingestion.fetching import Fetcher, FetchError
+from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
+from ingestion.pipeline.batching import batched
+from ingestion.pipeline.filters import PostingFilter
+from runs.context import RunAborted, RunContext
+from runs.services import RunGone
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000
+# Descriptions kept per source to find the paragraphs its company repeats in every posting.
+BOILERPLATE_SAMPLE = 200
+# Invalid reasons that mean "we could not read it" rather than "it is malformed".
+FETCH_FAILED_PREFIX = "fetch failed"
+
+# Which run counter each outcome feeds, per run kind. An ingest counts ready/skipped/failed
+# jobs as the ingesting stage decides them; what the diff already knows goes in here.
+PREVIEW_COUNTERS = {
+    ItemOutcome.NEW: "new",
+    ItemOutcome.UPDATED: "updated",
+    ItemOutcome.EXPIRED: "expired",
+    ItemOutcome.DUPLICATE: "skipped",
+    ItemOutcome.FILTERED: "skipped",
+    ItemOutcome.INVALID: "failed",
+    ItemOutcome.ERROR: "failed",
+}
+INGEST_COUNTERS = {
+    ItemOutcome.NEW: "new",
+    ItemOutcome.UPDATED: "updated",
+    ItemOutcome.EXPIRED: "expired",
+    ItemOutcome.INVALID: "failed",
+    ItemOutcome.ERROR: "failed",
+}
+
+
+@dataclass
+class SourceOutcome:
+    """What listing one source gave: shown in the feed, kept in the run's summary."""
+
+    source_id: int
+    company: str
+    kind: str
+    label: str
+    listed: int = 0
+    complete: bool = False
+    error: str = ""
+    seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ItemOutcome.values, 0))
+    expiry_note: str = ""
+    sample: list[str] = field(default_factory=list)
+
+    @property
+    def valid_listed(self) -> int:
+        return self.listed - self.counts[ItemOutcome.INVALID] - self.counts[ItemOutcome.ERROR]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sourceId": self.source_id,
+            "company": self.company,
+            "kind": self.kind,
+            "label": self.label,
+            "listed": self.listed,
+            "complete": self.complete,
+            "error": self.error,
+            "seconds": round(self.seconds, 2),
+            "counts": dict(self.counts),
+            "expiryNote": self.expiry_note,
+        }
+
+
+def source_label(source: Source) -> str:
+    return f"{source.company} ({source.get_kind_display()})"
+
+
+class SourceDiff:
+    def __init__(
+        self,
+        ctx: RunContext,
+        source: Source,
+        fetcher: Fetcher,
+        *,
+        filters: dict[str, Any],
+        write: bool,
+    ) -> None:
+        self.ctx = ctx
+        self.run = ctx.run
+        self.source = source
+        self.fetcher = fetcher.for_source(source.pk)
+        self.filter = PostingFilter(filters)
+        self.write = write
+        self.counters = INGEST_COUNTERS if write else PREVIEW_COUNTERS
+        self.now = timezone.now()
+        self.outcome = SourceOutcome(
+            source_id=source.pk,
+            company=source.company,
+            kind=source.kind,
+            label=source_label(source),
+        )
+        # key -> how the first posting with it is named; content hash -> that posting's key
+        self._keys: dict[str, str] = {}
+        self._contents: dict[str, str] = {}
+
+    def run_diff(self) -> SourceOutcome:
+        """List the source and record every posting; returns what happened. A failure of
+        the source is recorded on the outcome (the run goes on); abort propagates."""
+        started = time.monotonic()
+        out = self.outcome
+        try:
+            postings = get_adapter(self.source, self.fetcher).list_postings()
+            for batch in batched(postings, BATCH_SIZE):
+                self._apply(batch)
+            out.complete = True
+        except (RunAborted, RunGone):
+            raise
+        except (SourceFailed, FetchError) as exc:
+            out.error = str(exc)
+        except Exception as exc:
+            logger.exception("Listing source %s failed", self.source.pk)
+            out.error = f"Unexpected error reading the source: {type(exc).__name__}: {exc}"
+        out.seconds = time.monotonic() - started
+        return out
+
+    # --- one batch -------------------------------------------------------------------------
+
+    def _apply(self, batch: list[Posting]) -> None:
+        self.ctx.checkpoint()
+        keys = {p.external_id.strip() for p in batch if p.external_id.strip()}
+        stored = {
+            ext: (pk, chash, status)
+            for ext, pk, chash, status in Job.objects.filter(
+                owner_id=self.run.owner_id, company=self.source.company, external_id__in=keys
+            ).values_list("external_id", "id", "content_hash", "status")
+        }
+        items: list[RunItem] = []
+        upserts: list[tuple[Posting, str]] = []
+        unchanged_ids: list[int] = []
+        for posting in batch:
+            outcome, reason, chash = self._classify(posting, stored)
+            key = posting.external_id.strip()
+            item = RunItem(
+                run=self.run,
+                source=self.source,
+                external_id=key[:255],
+                title=posting.title[:500],
+                url=posting.url[:2000],
+                row=posting.row,
+                outcome=outcome,
+                reason=reason,
+            )
+            if key in stored:
+                item.job_id = stored[key][0]
+            items.append(item)
+            self.outcome.counts[outcome] += 1
+            if outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED):
+                upserts.append((posting, chash))
+                if len(self.outcome.sample) < BOILERPLATE_SAMPLE and posting.description_html:
+                    self.outcome.sample.append(posting.description_html)
+            elif outcome == ItemOutcome.UNCHANGED:
+                unchanged_ids.append(stored[key][0])
+        self.outcome.listed += len(batch)
+
+        increments: dict[str, int] = {"items_done": len(batch)}
+        for item in items:
+            counter = self.counters.get(item.outcome)  # type: ignore[call-overload]
+            if counter:
+                increments[counter] = increments.get(counter, 0) + 1
+        with transaction.atomic():
+            if self.write:
+                if upserts:
+                    upsert_jobs(self.run, self.source, upserts, now=self.now)
+                    ids = dict(
+                        Job.objects.filter(
+                            owner_id=self.run.owner_id,
+                            company=self.source.company,
+                            external_id__in=[p.external_id.strip() for p, _ in upserts],
+                        ).values_list("external_id", "id")
+                    )
+                    for item in items:
+                        if item.job_id is None and item.outcome == ItemOutcome.NEW:
+                            item.job_id = ids.get(item.external_id)
+                if unchanged_ids:
+                    Job.objects.filter(id__in=unchanged_ids).update(last_seen_at=self.now)
+                for item in items:
+                    if item.outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED):
+                        item.job_status = JobStatus.PENDING
+            RunItem.objects.bulk_create(items)
+            self.ctx.progress(increments=increments)
+
+    def _classify(
+        self, posting: Posting, stored: dict[str, tuple[int, str, str]]
+    ) -> tuple[str, str, str]:
+        """(outcome, reason, content hash) of one posting."""
+        key = posting.external_id.strip()
+        label = _posting_label(posting)
+        if posting.invalid_reasons:
+            reasons = "; ".join(posting.invalid_reasons)
+            fetch_failed = any(
+                r.lower().startswith(FETCH_FAILED_PREFIX) for r in posting.invalid_reasons
+            )
+            return (ItemOutcome.ERROR if fetch_failed else ItemOutcome.INVALID), reasons, ""
+        if not key:
+            return ItemOutcome.INVALID, "the posting has no id", ""
+        if key in self._keys:
+            return ItemOutcome.DUPLICATE, f"listed twice: same id as {self._keys[key]}", ""
+        self._keys[key] = label
+        chash = normalize.content_hash(posting)
+        if chash in self._contents:
+            return (
+                ItemOutcome.DUPLICATE,
+                f"same content as posting '{self._contents[chash]}' under another id",
+                chash,
+            )
+        self._contents[chash] = key
+        reason = self.filter.reason(posting)
+        if reason:
+            return ItemOutcome.FILTERED, reason, chash
+        if key not in stored:
+            return ItemOutcome.NEW, "", chash
+        _, stored_hash, status = stored[key]
+        if status == JobStatus.EXPIRED:
+            return ItemOutcome.UPDATED, "listed again after it expired", chash
+        if stored_hash == chash:
+            return ItemOutcome.UNCHANGED, "", chash
+        return ItemOutcome.UPDATED, "content changed", chash
+
+
+def _posting_label(posting: Posting) -> str:
+    if posting.row is not None:
+        return f"row {posting.row}"
+    return f"'{posting.external_id}'"
+
+
+# --- the upsert -------------------------------------------------------------------------------
+
+_JOB_COLUMNS = (
+    "owner_id",
+    "source_id",
+    "company",
+    "external_id",
+    "url",
+    "title",
+    "location",
+    "remote",
+    "workplace_type",
+    "employment_type",
+    "department",
+    "raw_description",
+    "needs_detail",
+    "description",
+    "description_text",
+    "requirements",
+    "posted_at",
+    "valid_through",
+    "salary_min",
+    "salary_max",
+    "salary_currency",
+    "salary_period",
+    "salary_text",
+    "status",
+    "content_hash",
+    "first_seen_at",
+    "last_seen_at",
+    "expired_at",
+    "last_run_id",
+    "error_message",
+    "created_at",
+    "updated_at",
+)
+# On conflict everything the listing says is taken, the job goes back to pending (the
+# ingesting stage redoes sanitizing, simhash and the duplicate check), and first_seen_at /
+# created_at stay. The WHERE skips rows whose content did not change: an unchanged re-run
+# writes nothing (and an expired job listed again comes back).
+_KEEP_ON_CONFLICT = {"owner_id", "company", "external_id", "first_seen_at", "created_at"}
+_UPSERT_SQL = (
+    f"INSERT INTO ingestion_job ({', '.join(_JOB_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_JOB_COLUMNS))}) "
+    "ON CONFLICT (owner_id, company, external_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _JOB_COLUMNS if c not in _KEEP_ON_CONFLICT)
+    + ", duplicate_of_id = NULL, simhash = NULL, simhash_b0 = NULL, simhash_b1 = NULL, "
+    "simhash_b2 = NULL, simhash_b3 = NULL "
+    "WHERE ingestion_job.content_hash <> EXCLUDED.content_hash "
+    "OR ingestion_job.status = 'expired'"
+)
+
+
+def upsert_jobs(
+    run: Any, source: Source, postings: list[tuple[Posting, str]], *, now: datetime
+) -> None:
+    """Insert or update these postings as `pending` jobs in one executemany against the
+    unique key (owner, company, external_id). Idempotent: the same postings twice give the
+    same rows."""
+    ops = connection.ops
+    stamp = ops.adapt_datetimefield_value(now)
+
+    def when(value: datetime | None) -> Any:
+        return ops.adapt_datetimefield_value(value) if value else None
+
+    def money(value: Any) -> Any:
+        return ops.adapt_decimalfield_value(value, 12, 2) if value is not None else None
+
+    rows = []
+    for p, chash in postings:
+        rows.append(
+            (
+                run.owner_id,
+                source.pk,
+                source.company,
+                p.external_id.strip()[:255],
+                p.url[:2000],
+                p.title.strip()[:500],
+                p.location[:500],
+                p.remote,
+                p.workplace_type[:16],
+                p.employment_type[:32],
+                p.department[:200],
+                p.description_html,
+                p.needs_detail,
+                "",
+                "",
+                normalize.sanitize_html(p.requirements_html) if p.requirements_html else "",
+                when(p.posted_at),
+                when(p.valid_through),
+                money(p.salary_min),
+                money(p.salary_max),
+                p.salary_currency[:3],
+                p.salary_period[:8],
+                p.salary_text[:200],
+                JobStatus.PENDING.value,
+                chash,
+                stamp,
+                stamp,
+                None,
+                run.pk,
+                "",
+                stamp,
+                stamp,
+            )
+        )
+    with connection.cursor() as cursor:
+        cursor.executemany(_UPSERT_SQL, rows)

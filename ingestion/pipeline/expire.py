@@ -1,0 +1,94 @@
+"""Jobs a source no longer lists: recorded as `expired` items, and in an ingest marked
+`expired`. Only for a source whose listing was read completely and successfully, and not when
+the source suddenly lists far fewer postings than it had (a board that broke, not a hiring
+freeze): that decision is reported in the feed instead."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
+from ingestion.pipeline.diff import SourceOutcome
+from runs.context import RunContext
+
+BATCH_SIZE = 1000
+
+
+def expiry_min_ratio(source: Source) -> float:
+    """The safety threshold: a source's own option, else INTAKE_EXPIRY_MIN_RATIO."""
+    value = source.options.get("expiry_min_ratio")
+    try:
+        return float(value) if value is not None else settings.INTAKE_EXPIRY_MIN_RATIO
+    except (TypeError, ValueError):
+        return settings.INTAKE_EXPIRY_MIN_RATIO
+
+
+def expire_vanished(ctx: RunContext, source: Source, outcome: SourceOutcome, *, write: bool) -> int:
+    """Record (and with `write`, apply) the expiry of the source's jobs this run's listing did
+    not name. Returns how many expired; sets `outcome.expiry_note` when it held back."""
+    run = ctx.run
+    if not outcome.complete:
+        outcome.expiry_note = "not checked: the listing was not read completely"
+        return 0
+    listed = RunItem.objects.filter(run=run, source=source).exclude(external_id="")
+    vanished = (
+        Job.objects.filter(owner_id=run.owner_id, source=source)
+        .exclude(status=JobStatus.EXPIRED)
+        .exclude(external_id__in=listed.values("external_id"))
+    )
+    ids = list(vanished.order_by("id").values_list("id", flat=True))
+    if not ids:
+        return 0
+    active = Job.objects.filter(source=source).exclude(status=JobStatus.EXPIRED).count()
+    ratio = expiry_min_ratio(source)
+    if outcome.valid_listed < active * ratio:
+        outcome.expiry_note = (
+            f"held back: {len(ids):,} jobs are no longer listed, but the source listed only "
+            f"{outcome.valid_listed:,} postings against {active:,} active jobs (below the "
+            f"{ratio:.0%} safety threshold). Nothing was expired; if the board really shrank, "
+            "lower the threshold for this source."
+        )
+        ctx.event(
+            "source.expiry_skipped",
+            f"{outcome.label}: expiry {outcome.expiry_note}",
+            {"sourceId": source.pk, "vanished": len(ids), "listed": outcome.valid_listed},
+        )
+        return 0
+
+    now = timezone.now()
+    for start in range(0, len(ids), BATCH_SIZE):
+        ctx.checkpoint()
+        batch = ids[start : start + BATCH_SIZE]
+        with transaction.atomic():
+            items = [
+                RunItem(
+                    run=run,
+                    source=source,
+                    job_id=pk,
+                    external_id=external_id,
+                    title=title,
+                    url=url,
+                    outcome=ItemOutcome.EXPIRED,
+                    job_status=JobStatus.EXPIRED if write else "",
+                    reason="no longer listed by the source",
+                )
+                for pk, external_id, title, url in Job.objects.filter(id__in=batch).values_list(
+                    "id", "external_id", "title", "url"
+                )
+            ]
+            RunItem.objects.bulk_create(items)
+            if write:
+                Job.objects.filter(id__in=batch).exclude(status=JobStatus.EXPIRED).update(
+                    status=JobStatus.EXPIRED, expired_at=now, last_run=run, updated_at=now
+                )
+            ctx.progress(increments={"expired": len(items)})
+    outcome.counts[ItemOutcome.EXPIRED] += len(ids)
+    verb = "expired" if write else "would expire"
+    ctx.event(
+        "source.expired",
+        f"{outcome.label}: {len(ids):,} jobs no longer listed {verb}",
+        {"sourceId": source.pk, "expired": len(ids), "applied": write},
+    )
+    return len(ids)

@@ -1,0 +1,164 @@
+"""The preview and ingest executors: the pipeline's order, readable in one place.
+
+preview   run.started → per source: list + diff (RunItems only) → expiry check → summary
+ingest    run.started → per source: list + diff + upsert → expire → chunks of pending jobs,
+          each its own RQ job (ingestion.pipeline.process) → the last chunk: summary → finished
+
+One failing source does not fail the run; the run fails only when every source failed (or on
+an internal error), and says why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from ingestion import simhash
+from ingestion.fetching import Fetcher
+from ingestion.models import Job, JobStatus, Source
+from ingestion.pipeline import process
+from ingestion.pipeline.diff import SourceDiff, SourceOutcome
+from ingestion.pipeline.expire import expire_vanished
+from runs import executors, services
+from runs.context import RunContext, RunFailed
+from runs.models import RunKind, RunStatus
+
+
+@executors.register(RunKind.PREVIEW)
+def execute_preview(ctx: RunContext) -> None:
+    """A dry run: what an ingest would do now. Writes RunItems, never a Job."""
+    _list_sources(ctx, write=False)
+    publish_summary(ctx)
+
+
+@executors.register(RunKind.INGEST)
+def execute_ingest(ctx: RunContext) -> object:
+    run = ctx.run
+    outcomes = _list_sources(ctx, write=True)
+    source_ids = [o.source_id for o in outcomes]
+    # Every pending job of these sources: this run's new and updated postings, and any left
+    # pending by an earlier run that was aborted or died.
+    pending = list(
+        Job.objects.filter(source_id__in=source_ids, status=JobStatus.PENDING)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    ctx.checkpoint()
+    if not pending:
+        ctx.set_stage(RunStatus.INGESTING, message="Nothing new to process.")
+        publish_summary(ctx)
+        return None
+    with transaction.atomic():
+        chunks = process.create_chunks(run, pending)
+        ctx.progress(done=0, total=len(pending), force_event=True)
+        ctx.set_stage(
+            RunStatus.INGESTING,
+            message=f"Processing {len(pending):,} jobs in {len(chunks):,} chunks.",
+        )
+        ctx.enqueue_parts(process.CHUNK_TASK, [(f"chunk-{c.number}", (c.number,)) for c in chunks])
+    return executors.DEFERRED
+
+
+def _list_sources(ctx: RunContext, *, write: bool) -> list[SourceOutcome]:
+    run = ctx.run
+    entries = list(run.config.get("sources") or [])
+    if not entries:
+        raise RunFailed("The run has no sources to read; select at least one source.")
+    sources = {
+        s.pk: s
+        for s in Source.objects.filter(owner_id=run.owner_id, pk__in=[e.get("id") for e in entries])
+    }
+    names = ", ".join(f"{e.get('company')} ({e.get('kind')})" for e in entries)
+    verb = "Ingesting" if write else "Previewing"
+    ctx.event(
+        "run.started",
+        f"{verb} {len(entries)} source{'s' if len(entries) != 1 else ''}: {names}",
+        {"sources": [e.get("id") for e in entries], "dryRun": not write},
+    )
+    outcomes: list[SourceOutcome] = []
+    with Fetcher(run_id=run.pk) as fetcher:
+        for entry in entries:
+            ctx.checkpoint()
+            source = sources.get(entry.get("id"))
+            if source is None:
+                outcome = SourceOutcome(
+                    source_id=entry.get("id") or 0,
+                    company=entry.get("company", ""),
+                    kind=entry.get("kind", ""),
+                    label=f"{entry.get('company')} ({entry.get('kind')})",
+                    error="the source was deleted after the run was started",
+                )
+            else:
+                outcome = SourceDiff(
+                    ctx, source, fetcher, filters=entry.get("filters") or {}, write=write
+                ).run_diff()
+            _announce(ctx, outcome)
+            if source is not None:
+                if outcome.complete:
+                    expire_vanished(ctx, source, outcome, write=write)
+                _record_health(source, outcome, learn_boilerplate=write)
+            outcomes.append(outcome)
+            services.run_set_summary(run, {"sources": [o.as_dict() for o in outcomes]})
+    failed = [o for o in outcomes if o.error]
+    if len(failed) == len(outcomes):
+        reasons = "; ".join(f"{o.label}: {o.error}" for o in failed)
+        raise RunFailed(f"Every source failed, so nothing was read. {reasons}")
+    return outcomes
+
+
+def _announce(ctx: RunContext, outcome: SourceOutcome) -> None:
+    payload: dict[str, Any] = outcome.as_dict()
+    if outcome.error:
+        kept = f" ({outcome.listed:,} postings read before it failed)" if outcome.listed else ""
+        ctx.event(
+            "source.failed",
+            f"{outcome.label} failed: {outcome.error}{kept}. Its jobs are not expired.",
+            payload,
+        )
+    else:
+        ctx.event(
+            "source.fetched",
+            f"{outcome.label}: {outcome.listed:,} postings listed in {outcome.seconds:.1f} s",
+            payload,
+        )
+
+
+def _record_health(source: Source, outcome: SourceOutcome, *, learn_boilerplate: bool) -> None:
+    fields: dict[str, Any] = {
+        "last_fetched_at": timezone.now(),
+        "last_fetch_ok": not outcome.error,
+        "last_fetch_error": outcome.error,
+    }
+    if outcome.complete:
+        fields["last_listed_count"] = outcome.valid_listed
+    if learn_boilerplate and outcome.complete and len(outcome.sample) >= 3:
+        from ingestion import normalize
+
+        texts = [normalize.html_to_text(html) for html in outcome.sample]
+        fields["boilerplate"] = simhash.company_boilerplate(texts)
+    # update(), not save(): the source's own settings may be edited while the run goes on.
+    Source.objects.filter(pk=source.pk).update(**fields)
+    for key, value in fields.items():
+        setattr(source, key, value)
+
+
+def publish_summary(ctx: RunContext) -> None:
+    """The final summary event (the run's counts), just before the run finishes."""
+    run = ctx.run
+    run.refresh_from_db()
+    counts = run.counts()
+    if run.kind == RunKind.PREVIEW:
+        text = (
+            f"Preview: {counts['new']:,} new, {counts['updated']:,} updated, "
+            f"{counts['expired']:,} would expire, {counts['skipped']:,} duplicate or filtered, "
+            f"{counts['failed']:,} invalid or failed. Nothing was written to your jobs."
+        )
+    else:
+        text = (
+            f"{counts['new']:,} new, {counts['updated']:,} updated, {counts['ready']:,} ready, "
+            f"{counts['skipped']:,} skipped, {counts['expired']:,} expired, "
+            f"{counts['failed']:,} failed."
+        )
+    ctx.event("run.summary", text, {"counts": counts, "sources": run.summary.get("sources", [])})

@@ -1,0 +1,280 @@
+"""The ingesting stage: pending jobs in chunks, each chunk its own RQ job so several workers
+share one run. Per job: fetch the detail when the listing lacked it, normalize, sanitize,
+simhash, near-duplicate check → ready, skipped or error (with the reason).
+
+Work is written in batches, each one transaction (jobs, their run items and the run's
+counters together): an abort or a dead worker leaves whole batches or nothing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from rq import get_current_job
+
+from ingestion import dedupe, normalize, simhash
+from ingestion.adapters import Adapter, Posting, SourceFailed, get_adapter
+from ingestion.fetching import Fetcher, FetchError
+from ingestion.models import ChunkStatus, Job, JobStatus, Source, WorkChunk
+from ingestion.pipeline.batching import batched
+from runs.context import RunContext
+from runs.models import IngestionRun
+
+logger = logging.getLogger(__name__)
+
+CHUNK_TASK = "ingestion.pipeline.process.process_chunk"
+# Each failure gets its own feed event up to this many per run; past that the counts and the
+# run's items say the rest (a board of 50,000 broken postings must not flood the page).
+FAILURE_EVENTS_MAX = 25
+
+
+def create_chunks(run: IngestionRun, job_ids: list[int]) -> list[WorkChunk]:
+    size = settings.INTAKE_CHUNK_SIZE
+    chunks = [
+        WorkChunk(run=run, number=number, job_ids=list(ids))
+        for number, ids in enumerate(batched(job_ids, size), start=1)
+    ]
+    return WorkChunk.objects.bulk_create(chunks)
+
+
+def process_chunk(ctx: RunContext, number: int) -> bool:
+    """RQ part task (runs.tasks.execute_part): process chunk `number` of the run. Returns
+    True when it completed the run's last chunk (the run is then finished)."""
+    run = ctx.run
+    claimed = WorkChunk.objects.filter(run=run, number=number, status=ChunkStatus.PENDING).update(
+        status=ChunkStatus.CLAIMED,
+        claimed_at=timezone.now(),
+        claimed_by=_worker_name(),
+    )
+    if claimed != 1:
+        return False  # another worker has it, or it is done
+    chunk = WorkChunk.objects.get(run=run, number=number)
+    with Fetcher(run_id=run.pk) as fetcher:
+        processor = BatchProcessor(ctx, fetcher)
+        for ids in batched(chunk.job_ids, settings.INTAKE_BATCH_SIZE):
+            processor.process(ids)
+    with transaction.atomic():
+        # Lock the run row so two workers finishing the last two chunks at once are
+        # serialized: exactly one of them sees no chunk left and finishes the run.
+        IngestionRun.objects.select_for_update().filter(pk=run.pk).values_list("pk").first()
+        WorkChunk.objects.filter(pk=chunk.pk).update(
+            status=ChunkStatus.DONE, done_at=timezone.now()
+        )
+        last = not WorkChunk.objects.filter(run=run).exclude(status=ChunkStatus.DONE).exists()
+    if last:
+        from ingestion.pipeline.orchestrator import publish_summary
+
+        publish_summary(ctx)
+    return last
+
+
+def _worker_name() -> str:
+    """The RQ worker running this chunk (its name is unique per worker process), with the
+    host, so an operator can tell which machine did what."""
+    job = get_current_job()
+    name = job.worker_name if job is not None and job.worker_name else str(os.getpid())
+    return f"{socket.gethostname()}:{name}"[:200]
+
+
+@dataclass(slots=True)
+class _Result:
+    job: Job
+    status: str = JobStatus.READY
+    error: str = ""
+    text: str = ""
+    simhash: int | None = None
+    duplicate_of: int | None = None
+    reason: str = ""
+
+
+class BatchProcessor:
+    def __init__(self, ctx: RunContext, fetcher: Fetcher) -> None:
+        self.ctx = ctx
+        self.run = ctx.run
+        self.fetcher = fetcher
+        self._sources: dict[int, Source | None] = {}
+        self._adapters: dict[int, Adapter] = {}
+
+    def process(self, ids: list[int]) -> None:
+        jobs = list(Job.objects.filter(id__in=ids, status=JobStatus.PENDING).order_by("id"))
+        results = []
+        for job in jobs:
+            self.ctx.checkpoint()
+            results.append(self._prepare(job))
+        self._fingerprint([r for r in results if r.status == JobStatus.READY])
+        with transaction.atomic():
+            self._write(results)
+            counts = {"items_done": len(ids), "ready": 0, "skipped": 0, "failed": 0}
+            for r in results:
+                counts[{"ready": "ready", "skipped": "skipped"}.get(r.status, "failed")] += 1
+            failed_before = self.run.jobs_failed
+            self.ctx.progress(increments=counts)
+            for r in results:
+                if r.status == JobStatus.ERROR and failed_before < FAILURE_EVENTS_MAX:
+                    failed_before += 1
+                    self.ctx.event(
+                        "job.failed",
+                        f"{r.job.company}: '{r.job.title or r.job.external_id}' failed: {r.error}",
+                        {"jobId": r.job.pk, "externalId": r.job.external_id, "error": r.error},
+                    )
+
+    # --- per job -------------------------------------------------------------------------
+
+    def _source(self, source_id: int | None) -> Source | None:
+        if source_id is None:
+            return None
+        if source_id not in self._sources:
+            self._sources[source_id] = Source.objects.filter(pk=source_id).first()
+        return self._sources[source_id]
+
+    def _prepare(self, job: Job) -> _Result:
+        result = _Result(job)
+        try:
+            if job.needs_detail:
+                self._fetch_detail(job)
+            if not job.title.strip():
+                raise ValueError("the posting has no title")
+            job.description = normalize.sanitize_html(job.raw_description)
+            result.text = normalize.html_to_text(job.description)
+            job.location = normalize.normalize_location(job.location)
+            job.remote, job.workplace_type = normalize.normalize_workplace(
+                job.location, job.workplace_type, job.remote, result.text
+            )
+            job.employment_type = normalize.normalize_employment_type(job.employment_type)
+            if job.salary_min is None and job.salary_max is None and job.salary_text:
+                low, high, currency, period = normalize.parse_salary(job.salary_text)
+                job.salary_min, job.salary_max = low, high
+                job.salary_currency = job.salary_currency or currency
+                job.salary_period = job.salary_period or period
+        except (FetchError, SourceFailed, ValueError) as exc:
+            result.status, result.error = JobStatus.ERROR, str(exc)
+        except Exception as exc:  # one broken posting must not fail its batch
+            logger.exception("Processing job %s failed", job.pk)
+            result.status = JobStatus.ERROR
+            result.error = f"unexpected error: {type(exc).__name__}: {exc}"
+        return result
+
+    def _fetch_detail(self, job: Job) -> None:
+        source = self._source(job.source_id)
+        if source is None:
+            raise ValueError("its source was deleted before its details could be fetched")
+        adapter = self._adapters.get(source.pk)
+        if adapter is None:
+            adapter = self._adapters[source.pk] = get_adapter(
+                source, self.fetcher.for_source(source.pk)
+            )
+        posting = adapter.fetch_detail(_posting_of(job))
+        job.title = posting.title or job.title
+        job.url = posting.url or job.url
+        job.location = posting.location or job.location
+        job.raw_description = posting.description_html or job.raw_description
+        if posting.posted_at:
+            job.posted_at = posting.posted_at
+        if not job.raw_description:
+            raise ValueError("its detail page has no description")
+        job.needs_detail = False
+
+    def _fingerprint(self, results: list[_Result]) -> None:
+        """Simhash every prepared job (vectorized, per source for its boilerplate), then mark
+        near-duplicates of an earlier job as skipped."""
+        by_source: dict[int | None, list[_Result]] = {}
+        for r in results:
+            by_source.setdefault(r.job.source_id, []).append(r)
+        for source_id, group in by_source.items():
+            source = self._source(source_id)
+            boilerplate = frozenset(source.boilerplate) if source else frozenset()
+            hashes = simhash.simhash_many([r.text for r in group], boilerplate=boilerplate)
+            for r, value in zip(group, hashes, strict=True):
+                r.simhash = value
+        canonical = dedupe.find_near_duplicates(
+            owner_id=self.run.owner_id,
+            candidates=[(r.job.pk, r.simhash) for r in results if r.simhash is not None],
+        )
+        for r in results:
+            original = canonical.get(r.job.pk)
+            if original is not None:
+                r.status = JobStatus.SKIPPED
+                r.duplicate_of = original
+                r.reason = f"near-duplicate of job #{original}"
+
+    # --- writing -------------------------------------------------------------------------
+
+    def _write(self, results: list[_Result]) -> None:
+        ops = connection.ops
+        now = ops.adapt_datetimefield_value(timezone.now())
+        rows = []
+        for r in results:
+            job = r.job
+            bands: tuple[Any, ...] = (
+                simhash.bands(r.simhash) if r.simhash is not None else (None,) * 4
+            )
+            rows.append(
+                (
+                    r.status,
+                    job.title[:500],
+                    job.url[:2000],
+                    job.location[:500],
+                    job.remote,
+                    job.workplace_type[:16],
+                    job.employment_type[:32],
+                    job.description if r.status != JobStatus.ERROR else "",
+                    r.text,
+                    ops.adapt_datetimefield_value(job.posted_at) if job.posted_at else None,
+                    ops.adapt_decimalfield_value(job.salary_min, 12, 2)
+                    if job.salary_min is not None
+                    else None,
+                    ops.adapt_decimalfield_value(job.salary_max, 12, 2)
+                    if job.salary_max is not None
+                    else None,
+                    job.salary_currency[:3],
+                    job.salary_period[:8],
+                    r.simhash,
+                    *bands,
+                    r.duplicate_of,
+                    r.error,
+                    self.run.pk,
+                    now,
+                    job.pk,
+                )
+            )
+        with connection.cursor() as cursor:
+            # Only still-pending rows: a job another worker (or a newer run) already moved
+            # is left alone. raw_description is dropped once sanitized.
+            cursor.executemany(
+                "UPDATE ingestion_job SET status = %s, title = %s, url = %s, location = %s, "
+                "remote = %s, workplace_type = %s, employment_type = %s, description = %s, "
+                "description_text = %s, posted_at = %s, salary_min = %s, salary_max = %s, "
+                "salary_currency = %s, salary_period = %s, simhash = %s, simhash_b0 = %s, "
+                "simhash_b1 = %s, simhash_b2 = %s, simhash_b3 = %s, duplicate_of_id = %s, "
+                "error_message = %s, last_run_id = %s, updated_at = %s, "
+                "raw_description = '', needs_detail = FALSE "
+                "WHERE id = %s AND status = 'pending'",
+                rows,
+            )
+            cursor.executemany(
+                "UPDATE ingestion_runitem SET job_status = %s, "
+                "reason = CASE WHEN %s <> '' THEN %s ELSE reason END, "
+                "attempts = attempts + 1, updated_at = %s WHERE run_id = %s AND job_id = %s",
+                [
+                    (r.status, why, why, now, self.run.pk, r.job.pk)
+                    for r in results
+                    for why in [r.error or r.reason]
+                ],
+            )
+
+
+def _posting_of(job: Job) -> Posting:
+    return Posting(
+        external_id=job.external_id,
+        title=job.title,
+        url=job.url,
+        location=job.location,
+        description_html=job.raw_description,
+        needs_detail=job.needs_detail,
+    )

@@ -1,0 +1,247 @@
+"""Writes for sources, and starting preview and ingest runs. Views, commands, admin and the
+API call these: one code path per action."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
+
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+
+from ingestion.adapters import adapter_class
+from ingestion.adapters.recognize import recognize_careers_url
+from ingestion.models import Source, SourceKind
+from runs import services as run_services
+from runs.models import IngestionRun, RunKind, RunStatus
+
+UPLOAD_KINDS = (SourceKind.FILE, SourceKind.URLS)
+
+
+class SourceError(ValueError):
+    """A source could not be created, changed or used; the message says why, for the user."""
+
+
+def source_create(
+    *,
+    owner: User,
+    kind: str | None = None,
+    company: str = "",
+    identifier: str = "",
+    url: str | None = None,
+    options: dict[str, Any] | None = None,
+    include_keywords: Iterable[str] = (),
+    exclude_keywords: Iterable[str] = (),
+    locations: Iterable[str] = (),
+    remote_only: bool = False,
+    enabled: bool = True,
+    upload: IO[bytes] | None = None,
+    upload_name: str = "",
+) -> Source:
+    """Create a source. `url` may be a pasted careers URL: Greenhouse, Lever and Ashby board
+    URLs fill in kind and identifier; any other http(s) URL becomes a JSON-LD careers page.
+    File and URL-list sources take `upload` (checked and stored with the source, in one
+    transaction: a bad file leaves nothing behind)."""
+    options = dict(options or {})
+    if url:
+        recognized = recognize_careers_url(url)
+        if recognized:
+            kind, identifier, extra = recognized
+            options = {**extra, **options}
+        elif kind in (None, "", SourceKind.JSONLD):
+            kind, identifier = SourceKind.JSONLD, url.strip()
+        else:
+            raise SourceError(
+                f"{url!r} is not a Greenhouse, Lever or Ashby board URL; choose the source's "
+                "kind and give its identifier instead."
+            )
+    if kind not in SourceKind.values:
+        raise SourceError(
+            f"Unknown source kind {kind!r}; choose one of {', '.join(SourceKind.values)}."
+        )
+    if kind in UPLOAD_KINDS:
+        if upload is None:
+            raise SourceError(f"A {SourceKind(kind).label.lower()} source needs an uploaded file.")
+        identifier = (identifier or upload_name).strip()
+        if not identifier:
+            raise SourceError("Give the uploaded file a name.")
+    else:
+        try:
+            identifier = adapter_class(kind).clean_identifier(identifier)
+        except ValueError as exc:
+            raise SourceError(str(exc)) from None
+    company = company.strip() or _company_from(identifier)
+    if not company:
+        raise SourceError("A company name is required.")
+
+    try:
+        with transaction.atomic():
+            source = Source.objects.create(
+                owner=owner,
+                company=company[:200],
+                kind=kind,
+                identifier=identifier[:500],
+                options=options,
+                include_keywords=_clean_words(include_keywords),
+                exclude_keywords=_clean_words(exclude_keywords),
+                locations=_clean_words(locations),
+                remote_only=remote_only,
+                enabled=enabled,
+            )
+            if upload is not None:
+                _store_upload(source, upload, upload_name or identifier)
+    except IntegrityError:
+        existing = Source.objects.filter(owner=owner, kind=kind, identifier=identifier).first()
+        name = f" (#{existing.pk}, {existing.company})" if existing else ""
+        raise SourceError(
+            f"You already have a {SourceKind(kind).label} source for {identifier!r}{name}."
+        ) from None
+    return source
+
+
+def source_update(source: Source, **fields: Any) -> Source:
+    """Change a source's company, filters, options or enabled flag; a new `upload` replaces
+    its file. Kind and identifier stay (a different board is a different source)."""
+    allowed = {
+        "company",
+        "options",
+        "include_keywords",
+        "exclude_keywords",
+        "locations",
+        "remote_only",
+        "enabled",
+    }
+    upload = fields.pop("upload", None)
+    upload_name = fields.pop("upload_name", "")
+    unknown = set(fields) - allowed
+    if unknown:
+        raise SourceError(f"These fields cannot be changed: {', '.join(sorted(unknown))}.")
+    for key in ("include_keywords", "exclude_keywords", "locations"):
+        if key in fields:
+            fields[key] = _clean_words(fields[key])
+    if "company" in fields:
+        fields["company"] = str(fields["company"]).strip()[:200]
+        if not fields["company"]:
+            raise SourceError("A company name is required.")
+    with transaction.atomic():
+        for key, value in fields.items():
+            setattr(source, key, value)
+        source.save()
+        if upload is not None:
+            if source.kind not in UPLOAD_KINDS:
+                raise SourceError("Only file and URL-list sources take an uploaded file.")
+            _store_upload(source, upload, upload_name or source.upload_name)
+    return source
+
+
+def source_delete(source: Source) -> None:
+    """Delete a source. Its jobs stay (their source becomes empty); a run reading it now
+    reports it as deleted."""
+    source.delete()
+
+
+def _store_upload(source: Source, upload: IO[bytes], name: str) -> None:
+    from ingestion import uploads
+
+    try:
+        uploads.upload_store(source=source, name=name, fileobj=upload)
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+
+
+def _clean_words(values: Iterable[str] | str) -> list[str]:
+    if isinstance(values, str):
+        values = values.split(",")
+    seen: list[str] = []
+    for value in values:
+        word = str(value).strip()
+        if word and word.lower() not in (s.lower() for s in seen):
+            seen.append(word[:100])
+    return seen
+
+
+def _company_from(identifier: str) -> str:
+    if "/" in identifier or "." in identifier:
+        return ""
+    return re.sub(r"[-_]+", " ", identifier).strip().title()
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+def sources_config(sources: Sequence[Source]) -> dict[str, Any]:
+    """The run's config: its sources and their filters as they are now (the run reads them
+    from here, so editing a source mid-run changes nothing for it)."""
+    return {
+        "sources": [
+            {
+                "id": s.pk,
+                "company": s.company,
+                "kind": s.kind,
+                "identifier": s.identifier,
+                "filters": s.filters(),
+            }
+            for s in sources
+        ]
+    }
+
+
+def select_sources(owner: User, source_ids: Iterable[int] | None = None) -> list[Source]:
+    """The owner's sources with these ids (all of them must exist), or every enabled one."""
+    if source_ids is None:
+        sources = list(Source.objects.filter(owner=owner, enabled=True).order_by("id"))
+        if not sources:
+            raise SourceError("You have no enabled sources. Add a source first.")
+        return sources
+    ids = list(dict.fromkeys(int(i) for i in source_ids))
+    found = {s.pk: s for s in Source.objects.filter(owner=owner, pk__in=ids)}
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise SourceError(f"No such source: #{', #'.join(missing)}.")
+    if not ids:
+        raise SourceError("Select at least one source.")
+    return [found[i] for i in ids]
+
+
+def preview_start(
+    *,
+    owner: User,
+    source_ids: Iterable[int] | None = None,
+    idempotency_key: str | None = None,
+) -> IngestionRun:
+    """Start a dry run over these sources (default: every enabled one)."""
+    config = sources_config(select_sources(owner, source_ids))
+    return run_services.run_start(
+        owner=owner, kind=RunKind.PREVIEW, config=config, idempotency_key=idempotency_key
+    )
+
+
+def ingest_start(
+    *,
+    owner: User,
+    source_ids: Iterable[int] | None = None,
+    preview: IngestionRun | None = None,
+    idempotency_key: str | None = None,
+) -> IngestionRun:
+    """Start an ingest: over a finished preview's sources and filters (as the preview saw
+    them), or over these sources (default: every enabled one). The listing is read again,
+    so the ingest applies the boards as they are now; its own items say what it did."""
+    if preview is not None:
+        if preview.owner_id != owner.pk or preview.kind != RunKind.PREVIEW:
+            raise SourceError(f"Run #{preview.pk} is not one of your previews.")
+        if preview.status != RunStatus.FINISHED:
+            raise SourceError(
+                f"Preview #{preview.pk} is {preview.status}; only a finished preview can be "
+                "ingested."
+            )
+        config = dict(preview.config)
+    else:
+        config = sources_config(select_sources(owner, source_ids))
+    return run_services.run_start(
+        owner=owner,
+        kind=RunKind.INGEST,
+        config=config,
+        preview=preview,
+        idempotency_key=idempotency_key,
+    )

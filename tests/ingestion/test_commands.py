@@ -1,0 +1,120 @@
+"""manage.py add_source and ingest, through the same services as every other door."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from ingestion.models import Job, JobStatus, Source
+from runs.models import IngestionRun, RunKind, RunStatus
+from tests.ingestion.boards import greenhouse_job, mount_greenhouse
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def call(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_add_source_recognises_a_pasted_greenhouse_board_url(user):
+    out = call("add_source", "--owner", "alice", "https://boards.greenhouse.io/acme-corp")
+    source = Source.objects.get()
+    assert (source.kind, source.identifier, source.company) == (
+        "greenhouse",
+        "acme-corp",
+        "Acme Corp",
+    )
+    assert f"#{source.pk}" in out
+
+
+def test_add_source_takes_a_kind_an_identifier_and_filters(user):
+    call(
+        "add_source",
+        "--owner",
+        "alice",
+        "--kind",
+        "lever",
+        "globex",
+        "--company",
+        "Globex",
+        "--region",
+        "eu",
+        "--include",
+        "python",
+        "--exclude",
+        "intern",
+        "--location",
+        "Berlin",
+        "--remote-only",
+    )
+    source = Source.objects.get()
+    assert source.options == {"region": "eu"}
+    assert source.filters() == {
+        "include_keywords": ["python"],
+        "exclude_keywords": ["intern"],
+        "locations": ["Berlin"],
+        "remote_only": True,
+    }
+
+
+def test_add_source_treats_another_careers_url_as_a_json_ld_page(user):
+    call("add_source", "--owner", "alice", "https://careers.example.com/jobs", "--company", "Ex")
+    assert Source.objects.get().kind == "jsonld"
+
+
+def test_add_source_refuses_a_duplicate_with_a_clear_message(user):
+    call("add_source", "--owner", "alice", "https://jobs.lever.co/globex")
+    with pytest.raises(CommandError, match="already have a Lever postings source for 'globex'"):
+        call("add_source", "--owner", "alice", "https://jobs.lever.co/globex")
+
+
+def test_add_source_reads_an_uploaded_csv(user, tmp_path):
+    path = tmp_path / "jobs.csv"
+    path.write_text("external_id,title,url\n1,Engineer,https://example.com/1\n")
+    call("add_source", "--owner", "alice", "--file", str(path), "--company", "Initech")
+    source = Source.objects.get()
+    assert (source.kind, source.upload_name, source.upload_format) == ("file", "jobs.csv", "csv")
+
+
+def test_ingest_refuses_an_unknown_owner_or_source(user):
+    with pytest.raises(CommandError, match="No user named 'nobody'"):
+        call("ingest", "--owner", "nobody")
+    with pytest.raises(CommandError, match="no enabled sources"):
+        call("ingest", "--owner", "alice")
+    with pytest.raises(CommandError, match="company 'Nope'"):
+        call("ingest", "--owner", "alice", "Nope")
+
+
+@pytest.fixture
+def child_env_overrides(fixture_server) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {
+        "INTAKE_ALLOW_PRIVATE_NETWORK": "1",
+        "INTAKE_GREENHOUSE_URL": fixture_server.base_url,
+    }
+
+
+def test_ingest_dry_run_json_prints_the_preview_summary_and_writes_no_job(
+    boards, worker, user, greenhouse_source
+):
+    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 4)])
+    out = call("ingest", "--owner", "alice", "Acme", "--dry-run", "--json", "--timeout", "60")
+    summary = json.loads(out)
+    assert summary["run"]["kind"] == RunKind.PREVIEW and summary["run"]["status"] == "finished"
+    assert summary["outcomes"]["new"] == 3
+    assert summary["sources"][0]["listed"] == 3
+    assert not Job.objects.exists()
+
+
+def test_ingest_wait_follows_the_run_to_the_end(boards, worker, user, greenhouse_source):
+    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 4)])
+    out = call("ingest", "--owner", "alice", str(greenhouse_source.pk), "--wait", "--timeout", "60")
+    run = IngestionRun.objects.get()
+    assert run.status == RunStatus.FINISHED
+    assert f"Run #{run.pk} finished." in out and "3 ready" in out
+    assert Job.objects.filter(status=JobStatus.READY).count() == 3

@@ -1,0 +1,99 @@
+"""An ingest on real forked RQ workers (separate processes) against a board on the fixture
+server: abort in the middle keeps whole batches, several workers share one run."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ingestion import services
+from ingestion.models import ChunkStatus, Job, JobStatus, RunItem, Source, WorkChunk
+from runs import services as run_services
+from runs.models import IngestionRun, RunStatus
+from tests.fixture_server import FixtureServer, Reply
+from tests.ingestion.boards import greenhouse_job, mount_greenhouse
+from tests.support import start_worker, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+BATCH = 5
+
+
+@pytest.fixture
+def child_env_overrides(fixture_server: FixtureServer) -> dict[str, str]:
+    return {
+        "INTAKE_ALLOW_PRIVATE_NETWORK": "1",
+        "INTAKE_GREENHOUSE_URL": fixture_server.base_url,
+        "INTAKE_BATCH_SIZE": str(BATCH),
+        "INTAKE_CHUNK_SIZE": "20",
+        "INTAKE_PROGRESS_INTERVAL": "0.1",
+    }
+
+
+def slow_board(server: FixtureServer, count: int, delay: float) -> None:
+    """A board whose listing lacks content, so every job's detail is fetched, slowly."""
+    jobs = [greenhouse_job(i, f"Role {i}") for i in range(1, count + 1)]
+    mount_greenhouse(server, "acme", jobs, listing_content=False)
+    for job in jobs:
+
+        def detail(request, job=job):  # type: ignore[no-untyped-def]
+            time.sleep(delay)
+            return Reply(
+                200, __import__("json").dumps(job).encode(), {"Content-Type": "application/json"}
+            )
+
+        server.route(f"/v1/boards/acme/jobs/{job['id']}", handler=detail)
+
+
+def test_abort_mid_ingest_keeps_whole_batches_and_the_next_run_finishes_the_rest(
+    fixture_server, worker, user
+):
+    Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+    slow_board(fixture_server, 60, delay=0.05)
+    run = services.ingest_start(owner=user)
+    wait_for(
+        lambda: Job.objects.filter(status=JobStatus.READY).count() >= BATCH,
+        timeout=30,
+        what="a first batch",
+    )
+    run_services.run_request_abort(run)
+    wait_for(
+        lambda: IngestionRun.objects.get(pk=run.pk).status == RunStatus.ABORTED,
+        timeout=10,
+        what="the run to end aborted",
+    )
+    time.sleep(0.5)  # any straggling part job has had its chance to (not) write
+    run.refresh_from_db()
+    ready = Job.objects.filter(status=JobStatus.READY).count()
+    pending = Job.objects.filter(status=JobStatus.PENDING).count()
+    assert ready + pending == 60 and 0 < ready < 60
+    assert ready % BATCH == 0, "a batch was half written"
+    assert run.jobs_ready == ready == run.items_done
+    assert RunItem.objects.filter(run=run, job_status=JobStatus.READY).count() == ready
+
+    again = services.ingest_start(owner=user)
+    wait_for(
+        lambda: IngestionRun.objects.get(pk=again.pk).is_terminal, timeout=60, what="the rerun"
+    )
+    again.refresh_from_db()
+    assert again.status == RunStatus.FINISHED, again.error_message
+    assert Job.objects.filter(status=JobStatus.READY).count() == 60
+    assert again.total_jobs == pending  # it picked up exactly what was left
+
+
+def test_several_workers_share_the_chunks_of_one_run(
+    fixture_server, worker, procs, tmp_path, user, child_env_overrides
+):
+    procs.append(start_worker(tmp_path, name="worker2", **child_env_overrides))
+    Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+    slow_board(fixture_server, 80, delay=0.05)
+    run = services.ingest_start(owner=user)
+    wait_for(lambda: IngestionRun.objects.get(pk=run.pk).is_terminal, timeout=60, what="the run")
+    run.refresh_from_db()
+    assert run.status == RunStatus.FINISHED, run.error_message
+    chunks = WorkChunk.objects.filter(run=run)
+    assert chunks.count() == 4 and {c.status for c in chunks} == {ChunkStatus.DONE}
+    assert len({c.claimed_by for c in chunks}) == 2, "one worker did all the chunks"
+    assert run.jobs_ready == 80
+    assert list(run.events.values_list("type", flat=True)).count("run.finished") == 1

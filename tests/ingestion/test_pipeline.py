@@ -1,0 +1,279 @@
+"""Preview and ingest end to end: real board fixtures over HTTP, real Redis, a real RQ worker
+(burst mode, in process) on the real database."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ingestion import services
+from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source, WorkChunk
+from ingestion.selectors import outcome_counts
+from runs.models import RunStatus
+from tests.fixture_server import Reply
+from tests.ingestion.boards import description_html, greenhouse_job, mount_greenhouse
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def job_rows() -> list[tuple]:
+    return list(
+        Job.objects.order_by("company", "external_id").values_list(
+            "company",
+            "external_id",
+            "title",
+            "status",
+            "content_hash",
+            "description",
+            "simhash",
+            "duplicate_of__external_id",
+            "expired_at",
+            "last_seen_at",
+        )
+    )
+
+
+def event_types(run) -> list[str]:  # type: ignore[no-untyped-def]
+    return list(run.events.order_by("seq").values_list("type", flat=True))
+
+
+def board_v1() -> list[dict]:
+    return [greenhouse_job(i, f"Role {i} Engineer") for i in range(1, 6)] + [
+        greenhouse_job(6, omit=["title"])
+    ]
+
+
+def test_an_ingest_writes_ready_jobs_and_a_snapshot_of_its_counts(
+    boards, work, user, greenhouse_source
+):
+    mount_greenhouse(boards, "acme", board_v1())
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    jobs = Job.objects.order_by("external_id")
+    assert [j.external_id for j in jobs] == ["1", "2", "3", "4", "5"]
+    assert {j.status for j in jobs} == {JobStatus.READY}
+    job = jobs[0]
+    assert job.company == "Acme" and job.title == "Role 1 Engineer"
+    assert "<script" not in job.description and job.description.startswith("<")
+    assert job.description_text and job.simhash is not None and job.raw_description == ""
+    assert (run.jobs_new, run.jobs_ready, run.jobs_failed, run.total_jobs) == (5, 5, 1, 5)
+    invalid = RunItem.objects.get(run=run, outcome=ItemOutcome.INVALID)
+    assert invalid.external_id == "6" and "title" in invalid.reason
+    types = event_types(run)
+    for expected in ("run.started", "source.fetched", "run.ingesting", "run.summary"):
+        assert expected in types
+    assert types[-1] == "run.finished"
+
+
+def test_a_preview_reports_every_outcome_and_writes_no_job(boards, work, user, greenhouse_source):
+    mount_greenhouse(boards, "acme", board_v1())
+    work(services.ingest_start(owner=user))
+    greenhouse_source.exclude_keywords = ["Sales"]
+    greenhouse_source.save()
+    before = job_rows()
+
+    board_v2 = [
+        # 1 removed → expired
+        greenhouse_job(2, "Role 2 Engineer (edited)"),  # → updated
+        greenhouse_job(3, "Role 3 Engineer"),  # unchanged
+        greenhouse_job(4, "Role 4 Engineer"),
+        greenhouse_job(5, "Role 5 Engineer"),
+        greenhouse_job(6, omit=["title"]),  # invalid
+        greenhouse_job(7, "Role 7 Engineer"),  # new
+        greenhouse_job(7, "Role 7 Engineer"),  # duplicate (listed twice)
+        greenhouse_job(9, "Sales Director"),  # filtered
+    ]
+    mount_greenhouse(boards, "acme", board_v2)
+    preview = work(services.preview_start(owner=user))
+
+    assert preview.status == RunStatus.FINISHED, preview.error_message
+    assert job_rows() == before  # nothing written to jobs
+    counts = outcome_counts(preview)
+    assert counts == {
+        "new": 1,
+        "updated": 1,
+        "unchanged": 3,
+        "expired": 1,
+        "duplicate": 1,
+        "filtered": 1,
+        "invalid": 1,
+        "error": 0,
+    }
+    assert RunItem.objects.get(run=preview, outcome="filtered").reason.startswith(
+        "matches the exclude keyword 'Sales'"
+    )
+    assert "listed twice" in RunItem.objects.get(run=preview, outcome="duplicate").reason
+    assert RunItem.objects.get(run=preview, outcome="expired").external_id == "1"
+    (per_source,) = preview.summary["sources"]
+    assert per_source["counts"]["new"] == 1 and per_source["listed"] == 8
+    assert (preview.jobs_new, preview.jobs_updated, preview.jobs_expired) == (1, 1, 1)
+
+
+def test_a_second_ingest_after_the_board_changed_expires_updates_adds_and_revives(
+    boards, work, user, greenhouse_source
+):
+    mount_greenhouse(boards, "acme", board_v1())
+    work(services.ingest_start(owner=user))
+    mount_greenhouse(
+        boards,
+        "acme",
+        [
+            greenhouse_job(2, "Role 2 Engineer (edited)"),
+            *[greenhouse_job(i, f"Role {i} Engineer") for i in (3, 4, 5)],
+            greenhouse_job(7, "Role 7 Engineer"),
+        ],
+    )
+    second = work(services.ingest_start(owner=user))
+    assert second.status == RunStatus.FINISHED, second.error_message
+    jobs = {j.external_id: j for j in Job.objects.all()}
+    assert jobs["1"].status == JobStatus.EXPIRED and jobs["1"].expired_at is not None
+    assert jobs["2"].status == JobStatus.READY and jobs["2"].title == "Role 2 Engineer (edited)"
+    assert jobs["7"].status == JobStatus.READY
+    assert (second.jobs_new, second.jobs_updated, second.jobs_expired) == (1, 1, 1)
+    assert second.total_jobs == 2  # only the new and the edited one were processed again
+
+    # Job 1 is listed again: it comes back to life.
+    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i} Engineer") for i in (1, 3)])
+    Source.objects.filter(pk=greenhouse_source.pk).update(options={"expiry_min_ratio": 0})
+    third = work(services.ingest_start(owner=user))
+    revived = Job.objects.get(external_id="1")
+    assert revived.status == JobStatus.READY and revived.expired_at is None
+    item = RunItem.objects.get(run=third, job=revived)
+    assert item.outcome == ItemOutcome.UPDATED and "again" in item.reason
+
+
+def test_the_same_ingest_twice_gives_the_same_rows(boards, work, user, greenhouse_source):
+    mount_greenhouse(boards, "acme", board_v1())
+    work(services.ingest_start(owner=user))
+    first = [row[:-1] for row in job_rows()]  # all but last_seen_at
+    again = work(services.ingest_start(owner=user))
+    assert [row[:-1] for row in job_rows()] == first
+    assert again.jobs_new == again.jobs_updated == again.total_jobs == 0
+    assert outcome_counts(again)["unchanged"] == 5
+
+
+def test_a_failed_source_does_not_expire_its_jobs_and_the_run_goes_on(boards, work, user):
+    acme = Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+    Source.objects.create(owner=user, company="Globex", kind="greenhouse", identifier="globex")
+    mount_greenhouse(boards, "acme", board_v1())
+    mount_greenhouse(boards, "globex", [greenhouse_job(50, "Globex Role")])
+    work(services.ingest_start(owner=user))
+    boards.route("/v1/boards/acme/jobs", status=500, body="down for maintenance")
+    mount_greenhouse(boards, "globex", [greenhouse_job(51, "Another Globex Role")])
+
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED
+    assert Job.objects.filter(source=acme, status=JobStatus.READY).count() == 5
+    assert Job.objects.get(external_id="50").status == JobStatus.EXPIRED  # globex was read
+    failed = run.events.get(type="source.failed")
+    assert "Acme" in failed.message and "500" in failed.message
+    acme.refresh_from_db()
+    assert acme.last_fetch_ok is False and "500" in acme.last_fetch_error
+
+
+def test_a_run_whose_every_source_failed_ends_in_error_saying_why(
+    boards, work, user, greenhouse_source
+):
+    run = work(services.ingest_start(owner=user))  # nothing mounted: the board is a 404
+    assert run.status == RunStatus.ERROR
+    assert "Every source failed" in run.error_message and "Acme" in run.error_message
+
+
+def test_expiry_is_held_back_when_a_source_suddenly_lists_far_fewer_postings(
+    boards, work, user, greenhouse_source
+):
+    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 11)])
+    work(services.ingest_start(owner=user))
+    mount_greenhouse(boards, "acme", [greenhouse_job(1, "Role 1")])
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED
+    assert not Job.objects.filter(status=JobStatus.EXPIRED).exists()
+    held = run.events.get(type="source.expiry_skipped")
+    assert "9 jobs" in held.message and "threshold" in held.message
+
+
+def test_a_hanging_board_times_out_and_the_run_goes_on(boards, work, user, settings):
+    settings.INTAKE_FETCH_READ_TIMEOUT = 0.5
+    settings.INTAKE_FETCH_DEADLINE = 1.0
+    settings.INTAKE_FETCH_TRIES = 1
+    Source.objects.create(owner=user, company="Slow", kind="greenhouse", identifier="slow")
+    Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+
+    def hang(request):  # type: ignore[no-untyped-def]
+        time.sleep(5)
+        return Reply(200, b'{"jobs": []}')
+
+    boards.route("/v1/boards/slow/jobs", handler=hang)
+    mount_greenhouse(boards, "acme", board_v1())
+    started = time.monotonic()
+    run = work(services.ingest_start(owner=user))
+    assert time.monotonic() - started < 4.5
+    assert run.status == RunStatus.FINISHED
+    assert "Slow" in run.events.get(type="source.failed").message
+    assert Job.objects.filter(company="Acme", status=JobStatus.READY).count() == 5
+
+
+def test_near_duplicates_are_skipped_and_point_at_the_earliest_but_boilerplate_is_not(
+    boards, work, user, greenhouse_source
+):
+    # Twelve different roles sharing the company's boilerplate, and one role posted twice
+    # under different ids with a one-word edit.
+    roles = [greenhouse_job(i, content=description_html(i, size=2000)) for i in range(1, 13)]
+    original = description_html(100, title="Data Engineer", size=2000)
+    repost = original.replace("is hiring", "now hiring", 1)
+    roles.append(greenhouse_job(100, "Data Engineer", content=original))
+    mount_greenhouse(boards, "acme", roles)
+    work(services.ingest_start(owner=user))
+    mount_greenhouse(
+        boards, "acme", [*roles, greenhouse_job(101, "Data Engineer II", content=repost)]
+    )
+    run = work(services.ingest_start(owner=user))
+
+    skipped = Job.objects.filter(status=JobStatus.SKIPPED)
+    assert [j.external_id for j in skipped] == ["101"]
+    assert skipped[0].duplicate_of.external_id == "100"
+    assert Job.objects.filter(status=JobStatus.READY).count() == 13
+    item = RunItem.objects.get(run=run, job=skipped[0])
+    assert item.job_status == JobStatus.SKIPPED and "near-duplicate" in item.reason
+    assert run.jobs_skipped == 1
+
+
+def test_postings_without_content_get_their_detail_fetched(boards, work, user, greenhouse_source):
+    mount_greenhouse(boards, "acme", board_v1()[:3], listing_content=False)
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED
+    assert Job.objects.filter(status=JobStatus.READY).exclude(description="").count() == 3
+    assert boards.hits["/v1/boards/acme/jobs/1"] == 1
+
+
+def test_ingest_from_a_finished_preview_uses_its_sources_and_filters(
+    boards, work, user, greenhouse_source
+):
+    Source.objects.create(owner=user, company="Globex", kind="greenhouse", identifier="globex")
+    mount_greenhouse(boards, "acme", board_v1())
+    preview = work(services.preview_start(owner=user, source_ids=[greenhouse_source.pk]))
+    run = work(services.ingest_start(owner=user, preview=preview))
+    assert run.preview == preview and run.status == RunStatus.FINISHED
+    assert set(Job.objects.values_list("company", flat=True)) == {"Acme"}
+
+
+def test_a_preview_that_is_not_finished_cannot_be_ingested(boards, user, greenhouse_source):
+    preview = services.preview_start(owner=user)
+    with pytest.raises(services.SourceError, match="only a finished preview"):
+        services.ingest_start(owner=user, preview=preview)
+
+
+def test_chunks_are_separate_jobs_and_the_last_one_finishes_the_run(
+    boards, work, user, greenhouse_source, settings
+):
+    settings.INTAKE_CHUNK_SIZE = 4
+    settings.INTAKE_BATCH_SIZE = 2
+    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 11)])
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED
+    chunks = WorkChunk.objects.filter(run=run)
+    assert [len(c.job_ids) for c in chunks] == [4, 4, 2]
+    assert {c.status for c in chunks} == {"done"}
+    assert len(run.queue_job_ids) == 4  # the run and its three chunks
+    assert (run.items_done, run.jobs_ready) == (10, 10)
