@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 1000
 # Descriptions kept per source to find the paragraphs its company repeats in every posting.
 BOILERPLATE_SAMPLE = 200
+# Each invalid or unreadable posting of a source gets a feed event up to this many; the rest
+# are counted in one closing event (and every one is in the run's items and report).
+ITEM_EVENTS_MAX = 10
 # Invalid reasons that mean "we could not read it" rather than "it is malformed".
 FETCH_FAILED_PREFIX = "fetch failed"
 
@@ -121,6 +124,7 @@ class SourceDiff:
         # key -> how the first posting with it is named; content hash -> that posting's key
         self._keys: dict[str, str] = {}
         self._contents: dict[str, str] = {}
+        self._item_events = 0
 
     def run_diff(self) -> SourceOutcome:
         """List the source and record every posting; returns what happened. A failure of
@@ -140,6 +144,15 @@ class SourceDiff:
             logger.exception("Listing source %s failed", self.source.pk)
             out.error = f"Unexpected error reading the source: {type(exc).__name__}: {exc}"
         out.seconds = time.monotonic() - started
+        unreported = out.counts[ItemOutcome.INVALID] + out.counts[ItemOutcome.ERROR]
+        unreported -= self._item_events
+        if unreported > 0:
+            self.ctx.event(
+                "source.items_failed",
+                f"{out.label}: {unreported:,} more postings were invalid or could not be "
+                "read; the run's items and report list each with its reason.",
+                {"sourceId": self.source.pk, "count": unreported},
+            )
         return out
 
     # --- one batch -------------------------------------------------------------------------
@@ -207,6 +220,21 @@ class SourceDiff:
                         item.job_status = JobStatus.PENDING
             RunItem.objects.bulk_create(items)
             self.ctx.progress(increments=increments)
+            for item in items:
+                if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
+                    self._report_item(item)
+
+    def _report_item(self, item: RunItem) -> None:
+        if self._item_events >= ITEM_EVENTS_MAX:
+            return
+        self._item_events += 1
+        where = f"row {item.row}" if item.row is not None else f"'{item.external_id or item.url}'"
+        verb = "could not be read" if item.outcome == ItemOutcome.ERROR else "is invalid"
+        self.ctx.event(
+            f"item.{item.outcome}",
+            f"{self.outcome.label}: posting {where} {verb}: {item.reason}",
+            {"sourceId": self.source.pk, "externalId": item.external_id, "row": item.row},
+        )
 
     def _classify(
         self, posting: Posting, stored: dict[str, tuple[int, str, str]]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import pytest
@@ -13,6 +14,14 @@ from ingestion.selectors import outcome_counts
 from runs.models import RunStatus
 from tests.fixture_server import Reply
 from tests.ingestion.boards import description_html, greenhouse_job, mount_greenhouse
+from tests.ingestion.pages import (
+    jsonld_posting,
+    mount_careers_site,
+    mount_posting_pages,
+    posting_row,
+    postings_csv,
+    url_list_csv,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,6 +69,7 @@ def test_an_ingest_writes_ready_jobs_and_a_snapshot_of_its_counts(
     assert (run.jobs_new, run.jobs_ready, run.jobs_failed, run.total_jobs) == (5, 5, 1, 5)
     invalid = RunItem.objects.get(run=run, outcome=ItemOutcome.INVALID)
     assert invalid.external_id == "6" and "title" in invalid.reason
+    assert "title" in run.events.get(type="item.invalid").message
     types = event_types(run)
     for expected in ("run.started", "source.fetched", "run.ingesting", "run.summary"):
         assert expected in types
@@ -277,3 +287,59 @@ def test_chunks_are_separate_jobs_and_the_last_one_finishes_the_run(
     assert {c.status for c in chunks} == {"done"}
     assert len(run.queue_job_ids) == 4  # the run and its three chunks
     assert (run.items_done, run.jobs_ready) == (10, 10)
+
+
+# --- the other source kinds through the same pipeline ------------------------------------------
+
+
+def test_an_uploaded_file_ingests_its_good_rows_and_names_each_bad_row(work, user):
+    rows = [posting_row(n) for n in range(1, 21)]
+    for n in range(5, 20):  # fifteen rows without a title
+        rows[n - 1]["title"] = ""
+    source = services.source_create(
+        owner=user,
+        kind="file",
+        company="Initech",
+        upload=io.BytesIO(postings_csv(rows)),
+        upload_name="jobs.csv",
+    )
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert Job.objects.filter(source=source, status=JobStatus.READY).count() == 5
+    invalid = RunItem.objects.filter(run=run, outcome=ItemOutcome.INVALID).order_by("row")
+    assert [i.row for i in invalid] == list(range(5, 20))
+    assert "row 5" in invalid[0].reason and "title" in invalid[0].reason
+    # Each bad row is announced in the feed up to a cap; the rest in one closing event.
+    assert run.events.filter(type="item.invalid").count() == 10
+    assert "5 more postings" in run.events.get(type="source.items_failed").message
+
+
+def test_a_url_list_reads_each_page_and_a_failed_url_is_an_error_item(boards, work, user):
+    urls = mount_posting_pages(boards, [jsonld_posting(n) for n in range(1, 4)])
+    urls.append(boards.url("/jobs/missing"))  # a 404
+    urls.append("ftp://example.com/job")  # refused
+    services.source_create(
+        owner=user,
+        kind="urls",
+        company="Acme",
+        upload=io.BytesIO(url_list_csv(urls)),
+        upload_name="urls.csv",
+    )
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert Job.objects.filter(status=JobStatus.READY).count() == 3
+    counts = outcome_counts(run)
+    assert (counts["new"], counts["error"], counts["invalid"]) == (3, 1, 1)
+    assert "fetch failed" in RunItem.objects.get(run=run, outcome="error").reason
+
+
+def test_a_json_ld_careers_site_is_followed_to_its_posting_pages(boards, work, user):
+    page = mount_careers_site(
+        boards, [jsonld_posting(1), jsonld_posting(2), jsonld_posting(3, omit=["datePosted"])]
+    )
+    services.source_create(owner=user, url=page, company="Acme")
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert Job.objects.filter(status=JobStatus.READY).count() == 2
+    invalid = RunItem.objects.get(run=run, outcome=ItemOutcome.INVALID)
+    assert "datePosted" in invalid.reason
