@@ -4,11 +4,11 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="runs:list", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="ingestion:home", permanent=False)),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("runs/", include("runs.urls")),
-    path("ingestion/", include("ingestion.urls")),
+    path("", include("ingestion.urls")),
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
 ]

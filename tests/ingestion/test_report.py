@@ -41,7 +41,7 @@ def test_a_cell_that_a_spreadsheet_would_run_as_a_formula_is_defused():
 def test_the_csv_report_lists_every_item_with_its_outcome_and_is_formula_safe(finished_run, user):
     client = Client()
     client.force_login(user)
-    response = client.get(f"/ingestion/runs/{finished_run.pk}/report.csv")
+    response = client.get(f"/runs/{finished_run.pk}/report.csv")
     assert response.status_code == 200
     assert "attachment" in response["Content-Disposition"]
     body = b"".join(response.streaming_content).decode()
@@ -56,7 +56,7 @@ def test_the_csv_report_lists_every_item_with_its_outcome_and_is_formula_safe(fi
 def test_the_json_report_carries_the_snapshot_counts_and_per_source_outcomes(finished_run, user):
     client = Client()
     client.force_login(user)
-    data = client.get(f"/ingestion/runs/{finished_run.pk}/report.json").json()
+    data = client.get(f"/runs/{finished_run.pk}/report.json").json()
     assert data["run"]["status"] == "finished"
     assert data["run"]["counts"]["ready"] == 2 and data["run"]["counts"]["failed"] == 1
     assert data["outcomes"]["new"] == 2 and data["outcomes"]["invalid"] == 1
@@ -66,5 +66,5 @@ def test_the_json_report_carries_the_snapshot_counts_and_per_source_outcomes(fin
 def test_another_user_cannot_read_the_report(finished_run, other_user):
     client = Client()
     client.force_login(other_user)
-    assert client.get(f"/ingestion/runs/{finished_run.pk}/report.csv").status_code == 404
-    assert client.get(f"/ingestion/runs/{finished_run.pk}/report.json").status_code == 404
+    assert client.get(f"/runs/{finished_run.pk}/report.csv").status_code == 404
+    assert client.get(f"/runs/{finished_run.pk}/report.json").status_code == 404

@@ -1,24 +1,19 @@
-"""Downloads of a run's report (the stepper's pages arrive with the browser issue)."""
+"""Downloads of a run's report: the JSON summary and the CSV of its items."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
 from ingestion import report
-from runs.models import IngestionRun
-
-
-def _get_run_for_user(request: HttpRequest, run_id: int) -> IngestionRun:
-    return get_object_or_404(IngestionRun, pk=run_id, owner=request.user)
+from ingestion.views.common import get_run_for_user
 
 
 @login_required
 @require_GET
 def run_report_json(request: HttpRequest, run_id: int) -> JsonResponse:
-    run = _get_run_for_user(request, run_id)
+    run = get_run_for_user(request, run_id)
     response = JsonResponse(report.report_summary(run))
     if request.GET.get("download"):
         response["Content-Disposition"] = f'attachment; filename="intake-run-{run.pk}.json"'
@@ -28,7 +23,7 @@ def run_report_json(request: HttpRequest, run_id: int) -> JsonResponse:
 @login_required
 @require_GET
 def run_report_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
-    run = _get_run_for_user(request, run_id)
+    run = get_run_for_user(request, run_id)
     response = StreamingHttpResponse(
         report.report_csv_lines(run), content_type="text/csv; charset=utf-8"
     )
