@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 
 from ingestion.adapters import adapter_class
 from ingestion.adapters.recognize import recognize_careers_url
-from ingestion.models import Source, SourceKind
+from ingestion.models import Job, JobStatus, Source, SourceKind
 from runs import services as run_services
 from runs.models import IngestionRun, RunKind, RunStatus
 
@@ -245,3 +245,16 @@ def ingest_start(
         preview=preview,
         idempotency_key=idempotency_key,
     )
+
+
+def ingest_retry_failed(*, owner: User, run: IngestionRun) -> IngestionRun:
+    """A new ingest over the jobs that failed in `run` only (the boards are not read again)."""
+    if run.owner_id != owner.pk or run.kind != RunKind.INGEST:
+        raise SourceError(f"Run #{run.pk} is not one of your ingests.")
+    if not run.is_terminal:
+        raise SourceError(f"Run #{run.pk} is still {run.status}; retry once it has ended.")
+    failed = Job.objects.filter(owner=owner, last_run=run, status=JobStatus.ERROR).count()
+    if not failed:
+        raise SourceError(f"Run #{run.pk} has no failed jobs to retry.")
+    config = {**run.config, "retry_of": run.pk}
+    return run_services.run_start(owner=owner, kind=RunKind.INGEST, config=config)

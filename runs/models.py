@@ -141,6 +141,14 @@ class IngestionRun(models.Model):
         end = self.finished_at or timezone.now()
         return max(0.0, (end - self.started_at).total_seconds())
 
+    @property
+    def rate_per_second(self) -> float | None:
+        """Items done per second since the run started (None before there is any)."""
+        seconds = self.duration_seconds
+        if not seconds or not self.items_done:
+            return None
+        return round(self.items_done / seconds, 1)
+
     def counts(self) -> dict[str, int]:
         return {name: getattr(self, field) for field, name in COUNT_FIELDS.items()}
 
@@ -157,6 +165,7 @@ class IngestionRun(models.Model):
             "terminal": self.is_terminal,
             "totalJobs": self.total_jobs,
             "itemsDone": self.items_done,
+            "ratePerSecond": self.rate_per_second,
             "counts": self.counts(),
             "abortRequested": self.abort_requested_at is not None,
             "errorMessage": self.error_message,

@@ -407,7 +407,7 @@ def run_update_progress(
         done_text = (
             f"{run.items_done:,} of {run.total_jobs:,}" if run.total_jobs else f"{run.items_done:,}"
         )
-        rate = _rate(run, now)
+        rate = run.rate_per_second
         rate_text = f" ({rate:,.0f}/s)" if rate else ""
         publish_event(
             run,
@@ -417,14 +417,6 @@ def run_update_progress(
             require_active=True,
         )
     return True
-
-
-def _rate(run: IngestionRun, now: datetime) -> float | None:
-    """Items per second since the run started (None until there is something to say)."""
-    if not run.started_at or not run.items_done:
-        return None
-    elapsed = (now - run.started_at).total_seconds()
-    return round(run.items_done / elapsed, 1) if elapsed > 0 else None
 
 
 def _count_field(key: str) -> str:

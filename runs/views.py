@@ -110,7 +110,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 @require_GET
 def run_status(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
-    return render(request, "runs/detail.html#run-status", {"run": run})
+    return render(request, "runs/_live.html#run-status", {"run": run})
 
 
 @login_required
@@ -124,7 +124,7 @@ def run_abort(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
         error = str(exc)
     if request.htmx:
         run.refresh_from_db()
-        return render(request, "runs/detail.html#run-status", {"run": run, "abort_error": error})
+        return render(request, "runs/_live.html#run-status", {"run": run, "abort_error": error})
     if error:
         messages.error(request, error)
     else:

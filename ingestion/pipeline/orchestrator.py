@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from ingestion import simhash
 from ingestion.fetching import Fetcher
-from ingestion.models import Job, JobStatus, Source
+from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline import process
 from ingestion.pipeline.diff import SourceDiff, SourceOutcome
 from ingestion.pipeline.expire import expire_vanished
@@ -36,15 +36,18 @@ def execute_preview(ctx: RunContext) -> None:
 @executors.register(RunKind.INGEST)
 def execute_ingest(ctx: RunContext) -> object:
     run = ctx.run
-    outcomes = _list_sources(ctx, write=True)
-    source_ids = [o.source_id for o in outcomes]
-    # Every pending job of these sources: this run's new and updated postings, and any left
-    # pending by an earlier run that was aborted or died.
-    pending = list(
-        Job.objects.filter(source_id__in=source_ids, status=JobStatus.PENDING)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
+    if run.config.get("retry_of"):
+        pending = _retry_failed_jobs(ctx, run.config["retry_of"])
+    else:
+        outcomes = _list_sources(ctx, write=True)
+        source_ids = [o.source_id for o in outcomes]
+        # Every pending job of these sources: this run's new and updated postings, and any
+        # left pending by an earlier run that was aborted or died.
+        pending = list(
+            Job.objects.filter(source_id__in=source_ids, status=JobStatus.PENDING)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
     ctx.checkpoint()
     if not pending:
         ctx.set_stage(RunStatus.INGESTING, message="Nothing new to process.")
@@ -59,6 +62,42 @@ def execute_ingest(ctx: RunContext) -> object:
         )
         ctx.enqueue_parts(process.CHUNK_TASK, [(f"chunk-{c.number}", (c.number,)) for c in chunks])
     return executors.DEFERRED
+
+
+def _retry_failed_jobs(ctx: RunContext, retry_of: int) -> list[int]:
+    """ "Retry failed": the jobs that ended in error in run `retry_of` go back to pending
+    (their listing content was kept), without reading the boards again."""
+    run = ctx.run
+    failed = Job.objects.filter(
+        owner_id=run.owner_id, last_run_id=retry_of, status=JobStatus.ERROR
+    ).order_by("id")
+    rows = list(
+        failed.values_list("id", "source_id", "external_id", "title", "url", "error_message")
+    )
+    ctx.event(
+        "run.started",
+        f"Retrying {len(rows):,} failed job{'s' if len(rows) != 1 else ''} of run #{retry_of}",
+        {"retryOf": retry_of, "jobs": len(rows)},
+    )
+    with transaction.atomic():
+        Job.objects.filter(id__in=[r[0] for r in rows], status=JobStatus.ERROR).update(
+            status=JobStatus.PENDING, error_message="", last_run=run, updated_at=timezone.now()
+        )
+        RunItem.objects.bulk_create(
+            RunItem(
+                run=run,
+                source_id=source_id,
+                job_id=pk,
+                external_id=external_id,
+                title=title,
+                url=url,
+                outcome=ItemOutcome.UNCHANGED,
+                job_status=JobStatus.PENDING,
+                reason=f"retry after: {error}"[:2000],
+            )
+            for pk, source_id, external_id, title, url, error in rows
+        )
+    return [r[0] for r in rows]
 
 
 def _list_sources(ctx: RunContext, *, write: bool) -> list[SourceOutcome]:

@@ -240,12 +240,15 @@ class BatchProcessor:
                     r.error,
                     self.run.pk,
                     now,
+                    r.status == JobStatus.ERROR,
+                    r.status == JobStatus.ERROR,
                     job.pk,
                 )
             )
         with connection.cursor() as cursor:
             # Only still-pending rows: a job another worker (or a newer run) already moved
-            # is left alone. raw_description is dropped once sanitized.
+            # is left alone. raw_description is dropped once sanitized, but a failed job
+            # keeps it (and its need of a detail fetch) for "retry failed".
             cursor.executemany(
                 "UPDATE ingestion_job SET status = %s, title = %s, url = %s, location = %s, "
                 "remote = %s, workplace_type = %s, employment_type = %s, description = %s, "
@@ -253,7 +256,8 @@ class BatchProcessor:
                 "salary_currency = %s, salary_period = %s, simhash = %s, simhash_b0 = %s, "
                 "simhash_b1 = %s, simhash_b2 = %s, simhash_b3 = %s, duplicate_of_id = %s, "
                 "error_message = %s, last_run_id = %s, updated_at = %s, "
-                "raw_description = '', needs_detail = FALSE "
+                "raw_description = CASE WHEN %s THEN raw_description ELSE '' END, "
+                "needs_detail = CASE WHEN %s THEN needs_detail ELSE FALSE END "
                 "WHERE id = %s AND status = 'pending'",
                 rows,
             )

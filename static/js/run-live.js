@@ -16,6 +16,7 @@
   var source = null;
   var pollTimer = null;
   var POLL_MS = 3000;
+  var FEED_MAX = 2000;
   var INTERRUPTED = "Live updates interrupted; refreshing every few seconds…";
 
   function q(role) { return document.querySelector('[data-role="' + role + '"]'); }
@@ -42,7 +43,10 @@
       progress.setAttribute("aria-valuenow", run.itemsDone);
       progress.setAttribute("aria-valuemax", run.totalJobs);
     }
-    if (text) text.textContent = run.itemsDone + (run.totalJobs ? " of " + run.totalJobs : "") + " done";
+    if (text) {
+      var rate = !run.terminal && run.ratePerSecond ? " · " + Math.round(run.ratePerSecond) + "/s" : "";
+      text.textContent = run.itemsDone + (run.totalJobs ? " of " + run.totalJobs : "") + " done" + rate;
+    }
     var error = q("error");
     if (error) {
       error.textContent = run.errorMessage || "";
@@ -91,6 +95,8 @@
     // Follow new items, unless the reader scrolled up to read older ones.
     var atBottom = feed.scrollHeight - feed.scrollTop - feed.clientHeight < 40;
     feed.appendChild(li);
+    // A very long run must not grow the page without bound: keep the newest items.
+    while (feed.children.length > FEED_MAX) feed.removeChild(feed.firstElementChild);
     if (atBottom) feed.scrollTop = feed.scrollHeight;
   }
 
@@ -142,6 +148,8 @@
     root.removeAttribute("sse-connect");
     if (source) source.close();
     setLiveState("");
+    // Pages that show a run's results (the stepper's Preview and Ingest) load them now.
+    document.body.dispatchEvent(new CustomEvent("run-terminal", { detail: { runId: root.dataset.runId } }));
   }
 
   root.addEventListener("htmx:sseOpen", function (evt) {

@@ -343,3 +343,26 @@ def test_a_json_ld_careers_site_is_followed_to_its_posting_pages(boards, work, u
     assert Job.objects.filter(status=JobStatus.READY).count() == 2
     invalid = RunItem.objects.get(run=run, outcome=ItemOutcome.INVALID)
     assert "datePosted" in invalid.reason
+
+
+def test_retry_failed_reprocesses_only_the_failed_jobs_without_reading_the_board(
+    boards, work, user, greenhouse_source
+):
+    jobs = [greenhouse_job(i, f"Role {i}") for i in range(1, 5)]
+    mount_greenhouse(boards, "acme", jobs, listing_content=False)
+    boards.route("/v1/boards/acme/jobs/2", status=404, json={"error": "gone"})
+    first = work(services.ingest_start(owner=user))
+    failed = Job.objects.get(external_id="2")
+    assert failed.status == JobStatus.ERROR and "404" in failed.error_message
+    assert first.jobs_failed == 1 and first.jobs_ready == 3
+
+    boards.route("/v1/boards/acme/jobs/2", json=jobs[1])  # the detail is back
+    listing_hits = boards.hits["/v1/boards/acme/jobs"]
+    retry = work(services.ingest_retry_failed(owner=user, run=first))
+    assert retry.status == RunStatus.FINISHED, retry.error_message
+    assert boards.hits["/v1/boards/acme/jobs"] == listing_hits  # the board was not re-read
+    assert Job.objects.get(external_id="2").status == JobStatus.READY
+    assert (retry.total_jobs, retry.jobs_ready, retry.jobs_failed) == (1, 1, 0)
+    assert RunItem.objects.get(run=retry).reason.startswith("retry after:")
+    with pytest.raises(services.SourceError, match="no failed jobs"):
+        services.ingest_retry_failed(owner=user, run=retry)
