@@ -228,6 +228,19 @@ INTAKE_EXPIRY_MIN_RATIO = env_float("INTAKE_EXPIRY_MIN_RATIO", 0.5, minimum=0)
 # Near-duplicates: Hamming distance (of 64 simhash bits) at or under which two postings are
 # the same posting under different keys.
 INTAKE_SIMHASH_DISTANCE = env_int("INTAKE_SIMHASH_DISTANCE", 3, minimum=0)
+# A preview older than this (seconds) is flagged on its page before it is ingested.
+INTAKE_PREVIEW_MAX_AGE = env_int("INTAKE_PREVIEW_MAX_AGE", 3600, minimum=0)
+# Quotas (ingestion/quota.py), per user and calendar day in TIME_ZONE (they reset at the next
+# midnight there): preview and ingest runs started, and outbound requests their runs send to
+# the boards (each try and redirect hop counts). 0 = unlimited. At INTAKE_QUOTA_WARN_AT of a
+# limit (a fraction) the summary bar warns.
+INTAKE_QUOTA_RUNS_PER_DAY = env_int("INTAKE_QUOTA_RUNS_PER_DAY", 100, minimum=0)
+INTAKE_QUOTA_REQUESTS_PER_DAY = env_int("INTAKE_QUOTA_REQUESTS_PER_DAY", 20_000, minimum=0)
+INTAKE_QUOTA_WARN_AT = env_float("INTAKE_QUOTA_WARN_AT", 0.8, minimum=0)
+if INTAKE_QUOTA_WARN_AT > 1:
+    raise ImproperlyConfigured(
+        f"INTAKE_QUOTA_WARN_AT={INTAKE_QUOTA_WARN_AT} must be a fraction between 0 and 1"
+    )
 
 # --- Auth, static, i18n ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

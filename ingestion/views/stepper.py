@@ -3,33 +3,260 @@ then its summary), the items table, retry failed, and home (resume the active ru
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from ingestion import selectors, services
+from ingestion.models import ItemOutcome, JobStatus, RunItem, Source
+from ingestion.views.common import HtmxHttpRequest, get_run_for_user, owner_of
+from runs import selectors as run_selectors
+from runs import services as run_services
+from runs.models import IngestionRun, RunKind
+
+ITEMS_PER_PAGE = 50
+FEED_PAGE_EVENTS = 500
 
 
+def step_url(run: IngestionRun) -> str:
+    """Where a run is shown: its stepper step, or the generic run page for other kinds."""
+    if run.kind == RunKind.PREVIEW:
+        return reverse("ingestion:preview", args=[run.pk])
+    if run.kind == RunKind.INGEST:
+        return reverse("ingestion:ingest", args=[run.pk])
+    return reverse("runs:detail", args=[run.pk])
+
+
+@login_required
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return redirect("runs:list")
+    """The stepper's entry: the active run's step if one is in progress, else Configure."""
+    active = run_selectors.active_run_for_owner(owner_of(request))
+    if active is not None:
+        return redirect(step_url(active))
+    return redirect("ingestion:configure")
 
 
+def _refuse(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """A run that could not start: show the active run instead of an error page, or say why
+    on the page the user came from."""
+    if isinstance(exc, run_services.RunInProgress):
+        messages.info(request, str(exc))
+        return redirect(step_url(exc.active_run))
+    messages.error(request, str(exc))
+    back = request.POST.get("back") or reverse("ingestion:configure")
+    if not back.startswith("/") or back.startswith("//"):
+        back = reverse("ingestion:configure")
+    return redirect(back)
+
+
+@login_required
+@require_POST
 def preview_start(request: HttpRequest) -> HttpResponse:
-    raise NotImplementedError
+    ids = request.POST.getlist("source")
+    try:
+        run = services.preview_start(
+            owner=owner_of(request),
+            source_ids=[int(i) for i in ids] if ids else [],
+            idempotency_key=request.POST.get("idempotency_key") or None,
+        )
+    except ValueError as exc:  # SourceError, or a junk id
+        return _refuse(request, exc)
+    except run_services.RunError as exc:
+        return _refuse(request, exc)
+    return redirect("ingestion:preview", run_id=run.pk)
 
 
-def preview_page(request: HttpRequest, run_id: int) -> HttpResponse:
-    raise NotImplementedError
-
-
+@login_required
+@require_POST
 def ingest_start(request: HttpRequest) -> HttpResponse:
-    raise NotImplementedError
+    owner = owner_of(request)
+    preview_id = request.POST.get("preview")
+    try:
+        if preview_id:
+            preview = get_run_for_user(request, int(preview_id))
+            run = services.ingest_start(
+                owner=owner,
+                preview=preview,
+                idempotency_key=request.POST.get("idempotency_key") or None,
+            )
+        else:
+            ids = request.POST.getlist("source")
+            run = services.ingest_start(
+                owner=owner, source_ids=[int(i) for i in ids] if ids else None
+            )
+    except ValueError as exc:
+        return _refuse(request, exc)
+    except run_services.RunError as exc:
+        return _refuse(request, exc)
+    return redirect("ingestion:ingest", run_id=run.pk)
 
 
-def ingest_page(request: HttpRequest, run_id: int) -> HttpResponse:
-    raise NotImplementedError
-
-
-def run_items(request: HttpRequest, run_id: int) -> HttpResponse:
-    raise NotImplementedError
-
-
+@login_required
+@require_POST
 def retry_failed(request: HttpRequest, run_id: int) -> HttpResponse:
-    raise NotImplementedError
+    run = get_run_for_user(request, run_id)
+    try:
+        retry = services.ingest_retry_failed(owner=owner_of(request), run=run)
+    except (services.SourceError, run_services.RunError) as exc:
+        return _refuse(request, exc)
+    return redirect("ingestion:ingest", run_id=retry.pk)
+
+
+@login_required
+@require_GET
+def preview_page(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    run = get_run_for_user(request, run_id)
+    if run.kind != RunKind.PREVIEW:
+        return redirect(step_url(run))
+    return _run_step(request, run, step="preview")
+
+
+@login_required
+@require_GET
+def ingest_page(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    run = get_run_for_user(request, run_id)
+    if run.kind != RunKind.INGEST:
+        return redirect(step_url(run))
+    return _run_step(request, run, step="ingest")
+
+
+def _run_step(request: HtmxHttpRequest, run: IngestionRun, *, step: str) -> HttpResponse:
+    context = {
+        "run": run,
+        "step": step,
+        "run_title": "Preview" if step == "preview" else "Ingest",
+        "preview_run": run if step == "preview" else run.preview,
+        "ingest_run": run if step == "ingest" else None,
+        **_results_context(request, run),
+    }
+    if request.htmx and request.htmx.target == "run-results":
+        return render(request, "ingestion/run_step.html#results", context)
+    events = list(reversed(run.events.order_by("-id")[:FEED_PAGE_EVENTS]))
+    context.update(
+        {
+            "events": events,
+            "last_event_id": events[-1].pk if events else 0,
+            "last_event_seq": events[-1].seq if events else 0,
+            "stream_url": reverse("runs:stream", args=[run.pk]),
+            "events_url": reverse("runs:events", args=[run.pk]),
+        }
+    )
+    return render(request, "ingestion/run_step.html", context)
+
+
+def _results_context(request: HttpRequest, run: IngestionRun) -> dict:
+    """What the results region shows once the run ended: per-source outcome counts, the
+    staleness of a preview, the items table's first page."""
+    context: dict = {"outcomes": ItemOutcome.choices}
+    if not run.is_terminal:
+        return context
+    per_source = selectors.outcome_counts_by_source(run)
+    sources = []
+    for entry in run.summary.get("sources", []):
+        counts = per_source.get(entry.get("sourceId"), {})
+        sources.append({**entry, "cells": [counts.get(v, 0) for v in ItemOutcome.values]})
+    context["sources"] = sources
+    totals = selectors.outcome_counts(run)
+    context["totals"] = [totals[v] for v in ItemOutcome.values]
+    context.update(_items_context(request, run))
+    if run.kind == RunKind.PREVIEW:
+        context["staleness"] = preview_staleness(run)
+        context["ingests"] = list(run.ingests.order_by("-id")[:5])
+    if run.kind == RunKind.INGEST:
+        context["failed_jobs"] = run.jobs_failed and selectors.failed_job_count(run)
+    return context
+
+
+def preview_staleness(preview: IngestionRun) -> list[str]:
+    """Reasons to look again before ingesting what a preview showed: it is older than
+    INTAKE_PREVIEW_MAX_AGE, or its sources changed (edited or deleted) since it ran."""
+    reasons = []
+    if preview.finished_at:
+        age = timezone.now() - preview.finished_at
+        limit = timedelta(seconds=settings.INTAKE_PREVIEW_MAX_AGE)
+        if age > limit:
+            minutes = int(age.total_seconds() // 60)
+            reasons.append(
+                f"This preview is {_age_text(minutes)} old; the boards may have changed since."
+            )
+    ids = [entry.get("id") for entry in preview.config.get("sources", [])]
+    current = {s.pk: s for s in Source.objects.filter(owner_id=preview.owner_id, pk__in=ids)}
+    for entry in preview.config.get("sources", []):
+        source = current.get(entry.get("id"))
+        name = f"{entry.get('company')} ({entry.get('kind')})"
+        if source is None:
+            reasons.append(f"{name} was deleted since this preview.")
+        elif source.filters() != entry.get("filters") or (
+            preview.created_at and source.updated_at > preview.created_at
+        ):
+            reasons.append(f"{name} was changed since this preview.")
+    return reasons
+
+
+def _age_text(minutes: int) -> str:
+    if minutes < 120:
+        return f"{minutes} minutes"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} hours"
+    return f"{minutes // (24 * 60)} days"
+
+
+def _items_context(request: HttpRequest, run: IngestionRun) -> dict:
+    outcome = request.GET.get("outcome", "")
+    job_status = request.GET.get("status", "")
+    source = request.GET.get("source", "")
+    items = RunItem.objects.filter(run=run).order_by("id")
+    if outcome in ItemOutcome.values:
+        items = items.filter(outcome=outcome)
+    else:
+        outcome = ""
+    if job_status in JobStatus.values:
+        items = items.filter(job_status=job_status)
+    else:
+        job_status = ""
+    if source.isdigit():
+        items = items.filter(source_id=int(source))
+    else:
+        source = ""
+    items = items.select_related("source").only(
+        "id",
+        "row",
+        "external_id",
+        "title",
+        "url",
+        "outcome",
+        "job_status",
+        "reason",
+        "job_id",
+        "source__company",
+        "source__kind",
+    )
+    page = Paginator(items, ITEMS_PER_PAGE).get_page(request.GET.get("page"))
+    return {
+        "items_page": page,
+        "item_filters": {"outcome": outcome, "status": job_status, "source": source},
+        "job_statuses": JobStatus.choices,
+    }
+
+
+@login_required
+@require_GET
+def run_items(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The items table alone (htmx: filters and pages swap it in place)."""
+    run = get_run_for_user(request, run_id)
+    context = {
+        "run": run,
+        "outcomes": ItemOutcome.choices,
+        "sources": run.summary.get("sources", []),
+        **_items_context(request, run),
+    }
+    return render(request, "ingestion/run_step.html#items", context)
