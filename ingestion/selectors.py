@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.db.models import Count, QuerySet
 
-from ingestion.models import ItemOutcome, RunItem, Source
+from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from runs.models import IngestionRun
 
 
@@ -28,3 +28,8 @@ def outcome_counts_by_source(run: IngestionRun) -> dict[int | None, dict[str, in
         per = result.setdefault(row["source_id"], dict.fromkeys(ItemOutcome.values, 0))
         per[row["outcome"]] = row["n"]
     return result
+
+
+def failed_job_count(run: IngestionRun) -> int:
+    """Jobs that ended in error in this run (what "Retry failed" would retry)."""
+    return Job.objects.filter(owner_id=run.owner_id, last_run=run, status=JobStatus.ERROR).count()
