@@ -180,6 +180,22 @@ class Job(models.Model):
             models.Index(fields=["owner", "simhash_b1"], name="ingestion_job_band1"),
             models.Index(fields=["owner", "simhash_b2"], name="ingestion_job_band2"),
             models.Index(fields=["owner", "simhash_b3"], name="ingestion_job_band3"),
+            # The jobs list (ingestion.selectors.jobs_page) in its order, newest posting first:
+            # page 1, posted-date ranges, and the search/location/remote filters that walk it
+            # until a page is full. The list reads dated and undated jobs in two passes
+            # (PostgreSQL puts NULLs first in a DESC index, SQLite last), so one definition
+            # serves both databases.
+            models.Index(fields=["owner", "-posted_at", "-id"], name="ingestion_job_owner_posted"),
+            # The list filtered by status ("ready" is the usual view), in the same order.
+            models.Index(
+                fields=["owner", "status", "-posted_at", "-id"], name="ingestion_job_status_posted"
+            ),
+            # The list filtered by company (one board can hold 50,000 jobs) in the same order;
+            # also the distinct companies of the filter's select, read from the index alone.
+            models.Index(
+                fields=["owner", "company", "-posted_at", "-id"],
+                name="ingestion_job_company_posted",
+            ),
         ]
 
     def __str__(self) -> str:
