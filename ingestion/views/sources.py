@@ -3,28 +3,378 @@ row by row before saving, edit, delete, enable) and the selection a preview star
 
 from __future__ import annotations
 
+from typing import IO, Any, cast
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.utils.html import escape
+from django.views.decorators.http import require_http_methods, require_POST
+
+from ingestion import selectors, services, uploads
+from ingestion.adapters.recognize import recognize_careers_url
+from ingestion.forms import QuickAddForm, SourceForm
+from ingestion.models import Source, SourceKind
+from ingestion.services import UPLOAD_KINDS, SourceError
+from ingestion.views.common import HtmxHttpRequest, get_source_for_user, owner_of
+from runs.models import IngestionRun, RunKind
+
+# How far back "last run" looks: enough for any source used lately, one small query.
+LAST_RUNS_LOOKED_AT = 50
+# Bytes read to tell a file's format when its name does not.
+FORMAT_HEAD_BYTES = 4096
 
 
-def configure(request: HttpRequest) -> HttpResponse:
-    raise NotImplementedError
+# --- reading helpers ---------------------------------------------------------------------------
 
 
-def source_new(request: HttpRequest) -> HttpResponse:
-    raise NotImplementedError
+def _last_runs(owner: User) -> dict[int, IngestionRun]:
+    """The newest preview or ingest of each source among the owner's last runs. One query: a
+    run's sources are in its config snapshot (JSON), which no index reaches, so the recent
+    runs are read and matched here rather than per source."""
+    runs = (
+        IngestionRun.objects.filter(owner=owner, kind__in=(RunKind.PREVIEW, RunKind.INGEST))
+        .order_by("-created_at", "-id")
+        .only("id", "kind", "status", "created_at", "config")[:LAST_RUNS_LOOKED_AT]
+    )
+    found: dict[int, IngestionRun] = {}
+    for run in runs:
+        entries = run.config.get("sources", []) if isinstance(run.config, dict) else []
+        for entry in entries:
+            source_id = entry.get("id") if isinstance(entry, dict) else None
+            if isinstance(source_id, int) and source_id not in found:
+                found[source_id] = run
+    return found
 
 
-def source_check_upload(request: HttpRequest) -> HttpResponse:
-    raise NotImplementedError
+def _decorate(sources: list[Source], owner: User, selected: set[int] | None) -> list[Source]:
+    """Attach what a row shows beyond the model: its last run and whether it is selected
+    (by default: the enabled ones)."""
+    last_runs = _last_runs(owner)
+    for source in sources:
+        source.last_run = last_runs.get(source.pk)  # type: ignore[attr-defined]
+        source.selected = (  # type: ignore[attr-defined]
+            source.enabled if selected is None else source.pk in selected
+        )
+    return sources
 
 
-def source_edit(request: HttpRequest, source_id: int) -> HttpResponse:
-    raise NotImplementedError
+def _table_context(owner: User, selected: set[int] | None = None) -> dict[str, Any]:
+    sources = list(selectors.sources_for_owner(owner))
+    return {"sources": _decorate(sources, owner, selected)}
 
 
-def source_delete(request: HttpRequest, source_id: int) -> HttpResponse:
-    raise NotImplementedError
+def _row_context(source: Source, owner: User) -> dict[str, Any]:
+    source = selectors.sources_for_owner(owner).get(pk=source.pk)
+    _decorate([source], owner, None)
+    return {"source": source}
 
 
-def source_toggle(request: HttpRequest, source_id: int) -> HttpResponse:
-    raise NotImplementedError
+def _posted_selection(request: HttpRequest) -> set[int] | None:
+    """The ids ticked in the selection form when a request carried it (`selection` marks
+    it: no ticked box at all is a selection too), else None (the default)."""
+    if "selection" not in request.POST:
+        return None
+    return {int(value) for value in request.POST.getlist("source") if value.isdigit()}
+
+
+def recognition(url: str) -> dict[str, str]:
+    """What a pasted URL will become, for the live hint next to the URL field."""
+    url = url.strip()
+    if not url:
+        return {}
+    found = recognize_careers_url(url)
+    if found:
+        kind, identifier, options = found
+        text = f"Recognised: {SourceKind(kind).label} '{identifier}'"
+        if options.get("region") == "eu":
+            text += " (EU)"
+        return {"state": "ok", "text": text}
+    if url.lower().startswith(("http://", "https://")):
+        return {
+            "state": "info",
+            "text": "Not a Greenhouse, Lever or Ashby board: read as a careers page (JSON-LD).",
+        }
+    return {"state": "bad", "text": "Paste a full http(s) URL."}
+
+
+def _status_oob(text: str) -> str:
+    # The page's live region keeps its node (innerHTML), so a screen reader announces the change.
+    return f'<p id="configure-status" hx-swap-oob="innerHTML">{escape(text)}</p>'
+
+
+# --- uploads -----------------------------------------------------------------------------------
+
+
+def _check_upload(upload: UploadedFile, kind: str) -> uploads.UploadReport:
+    """Parse the uploaded file as a run would; the file is rewound for storing."""
+    upload.seek(0)
+    head = upload.read(FORMAT_HEAD_BYTES)
+    upload.seek(0)
+    try:
+        fmt = uploads.upload_format(upload.name or "upload", head)
+    except uploads.UploadError as exc:
+        return uploads.UploadReport(fmt="", error=str(exc))
+    if not head:
+        return uploads.UploadReport(fmt=fmt, error=f"{upload.name!r} is empty.")
+    try:
+        # The underlying file (BytesIO or a temporary file): what the parsers read from.
+        report = uploads.upload_check(cast(IO[bytes], upload.file), kind=kind, fmt=fmt)
+    except uploads.UploadError as exc:
+        report = uploads.UploadReport(fmt=fmt, error=str(exc))
+    upload.seek(0)
+    return report
+
+
+def _upload_allowed(form: SourceForm, kind: str) -> tuple[bool, uploads.UploadReport | None]:
+    """Check the form's upload (if any) for a source of `kind`; False (with the errors on the
+    form) when it must not be saved yet."""
+    upload = form.cleaned_data.get("upload")
+    if not upload or kind not in UPLOAD_KINDS:
+        return True, None
+    report = _check_upload(upload, kind)
+    if report.error:
+        form.add_error("upload", f"This file cannot be used: {report.error}")
+        return False, report
+    if report.bad and not form.cleaned_data.get("save_anyway"):
+        form.add_error(
+            "upload",
+            f"{report.bad} of {report.total} rows have errors (listed below). Fix the file, or "
+            "tick “Save anyway” to ingest the good rows and report the bad ones"
+            + ("" if _is_htmx(form) else " — choose the file again too")
+            + ".",
+        )
+        return False, report
+    return True, report
+
+
+def _is_htmx(form: SourceForm) -> bool:
+    # Only a plain browser loses the chosen file when the page is rendered again.
+    return bool(getattr(form, "htmx", False))
+
+
+_FIELD_HINTS = (
+    ("company", "company"),
+    ("uploaded file", "upload"),
+    ("file", "upload"),
+    ("kind", "kind"),
+    ("already have", "identifier"),
+)
+
+
+def _error_field(message: str, form: SourceForm | QuickAddForm) -> str | None:
+    """The form field a SourceError is about (its message names it), None for the form."""
+    lowered = message.lower()
+    if isinstance(form, QuickAddForm):
+        return "company" if "company" in lowered else "url"
+    if form.cleaned_data.get("url") and "company" not in lowered:
+        return "url"
+    for hint, field in _FIELD_HINTS:
+        if hint in lowered and field in form.fields:
+            return field
+    return "identifier" if "identifier" in form.fields else None
+
+
+# --- views -------------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "HEAD"])
+def configure(request: HtmxHttpRequest) -> HttpResponse:
+    context = {"quick_form": QuickAddForm(), **_table_context(owner_of(request))}
+    return render(request, "ingestion/configure.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def source_new(request: HtmxHttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        if request.htmx and "recognize" in request.GET:
+            return render(
+                request,
+                "ingestion/source_form.html#url-recognized",
+                {"recognized": recognition(request.GET.get("url", ""))},
+            )
+        initial = {"url": request.GET.get("url", "")} if request.GET.get("url") else None
+        form = SourceForm(initial=initial)
+        context = {"form": form, "recognized": recognition(request.GET.get("url", ""))}
+        return render(request, "ingestion/source_form.html", context)
+    if request.POST.get("form") == "quick":
+        return _quick_add(request)
+
+    form = SourceForm(request.POST, request.FILES)
+    form.htmx = bool(request.htmx)  # type: ignore[attr-defined]
+    report = None
+    if form.is_valid():
+        data = form.cleaned_data
+        kind = data["kind"] or None
+        allowed, report = _upload_allowed(form, kind or "")
+        if allowed:
+            upload = data.get("upload")
+            recognized = recognize_careers_url(data["url"]) if data["url"] else None
+            lever = (recognized[0] if recognized else kind) == SourceKind.LEVER
+            options = {"region": "eu"} if lever and data["lever_region"] == "eu" else {}
+            try:
+                source = services.source_create(
+                    owner=owner_of(request),
+                    kind=kind,
+                    url=data["url"] or None,
+                    company=data["company"],
+                    identifier=data["identifier"],
+                    options=options,
+                    enabled=data["enabled"],
+                    upload=upload,
+                    upload_name=upload.name if upload else "",
+                    **form.filters(),
+                )
+            except SourceError as exc:
+                form.add_error(_error_field(str(exc), form), str(exc))
+            else:
+                messages.success(request, _added_message(source, report))
+                return redirect("ingestion:configure")
+    context = {
+        "form": form,
+        "report": report,
+        "recognized": recognition(request.POST.get("url", "")),
+    }
+    return render(request, "ingestion/source_form.html", context)
+
+
+def _added_message(source: Source, report: uploads.UploadReport | None) -> str:
+    text = f"Added source {source.company} ({source.get_kind_display()})."
+    if report and report.bad:
+        text += f" {report.good} good rows will be ingested; {report.bad} bad rows reported."
+    return text
+
+
+def _quick_add(request: HtmxHttpRequest) -> HttpResponse:
+    owner = owner_of(request)
+    form = QuickAddForm(request.POST)
+    if form.is_valid():
+        try:
+            source = services.source_create(
+                owner=owner, url=form.cleaned_data["url"], company=form.cleaned_data["company"]
+            )
+        except SourceError as exc:
+            form.add_error(_error_field(str(exc), form), str(exc))
+        else:
+            text = f"Added source {source.company} ({source.get_kind_display()})."
+            if not request.htmx:
+                messages.success(request, text)
+                return redirect("ingestion:configure")
+            selected = _posted_selection(request)
+            if selected is not None:
+                selected.add(source.pk)
+            quick = render_to_string(
+                "ingestion/configure.html#quick-add",
+                {"quick_form": QuickAddForm(), "added": text},
+                request,
+            )
+            table = render_to_string(
+                "ingestion/configure.html#source-table",
+                {**_table_context(owner, selected), "oob": True},
+                request,
+            )
+            return HttpResponse(quick + table + _status_oob(text))
+    if request.htmx:
+        return render(request, "ingestion/configure.html#quick-add", {"quick_form": form})
+    context = {"quick_form": form, **_table_context(owner)}
+    return render(request, "ingestion/configure.html", context, status=400)
+
+
+@login_required
+@require_POST
+def source_check_upload(request: HtmxHttpRequest) -> HttpResponse:
+    """The check report of the chosen file, before anything is saved (htmx, on file change)."""
+    kind = request.POST.get("kind", "")
+    upload = request.FILES.get("upload")
+    context: dict[str, Any] = {"kind": kind}
+    if upload is None:
+        context["empty"] = True
+    elif kind not in UPLOAD_KINDS:
+        context["wrong_kind"] = True
+    else:
+        context["report"] = _check_upload(upload, kind)
+    return render(request, "ingestion/_upload_check.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def source_edit(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
+    source = get_source_for_user(request, source_id)
+    if request.method != "POST":
+        form = SourceForm(source=source)
+        return render(request, "ingestion/source_form.html", {"form": form, "source": source})
+
+    form = SourceForm(request.POST, request.FILES, source=source)
+    form.htmx = bool(request.htmx)  # type: ignore[attr-defined]
+    report = None
+    if form.is_valid():
+        data = form.cleaned_data
+        allowed, report = _upload_allowed(form, source.kind)
+        if allowed:
+            fields: dict[str, Any] = {
+                "company": data["company"],
+                "enabled": data["enabled"],
+                **form.filters(),
+            }
+            if "lever_region" in form.fields:
+                options = {k: v for k, v in source.options.items() if k != "region"}
+                if data["lever_region"]:
+                    options["region"] = data["lever_region"]
+                fields["options"] = options
+            upload = data.get("upload")
+            if upload:
+                fields["upload"], fields["upload_name"] = upload, upload.name
+            try:
+                services.source_update(source, **fields)
+            except SourceError as exc:
+                form.add_error(_error_field(str(exc), form), str(exc))
+            else:
+                messages.success(request, f"Saved source {source.company}.")
+                return redirect("ingestion:configure")
+        # A refused save must not leave the object half-changed for the page below.
+        source.refresh_from_db()
+    context = {"form": form, "source": source, "report": report}
+    return render(request, "ingestion/source_form.html", context)
+
+
+@login_required
+@require_POST
+def source_delete(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
+    source = get_source_for_user(request, source_id)
+    text = f"Deleted source {source.company}; its jobs are kept."
+    services.source_delete(source)
+    if not request.htmx:
+        messages.success(request, text)
+        return redirect("ingestion:configure")
+    owner = owner_of(request)
+    body = _status_oob(text)
+    if not Source.objects.filter(owner=owner).exists():
+        # The last row went: the table gives way to the empty state.
+        body += render_to_string(
+            "ingestion/configure.html#source-table",
+            {**_table_context(owner), "oob": True},
+            request,
+        )
+    # Swapped over the row (hx-target="closest tr"): an empty body removes it.
+    return HttpResponse(body)
+
+
+@login_required
+@require_POST
+def source_toggle(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
+    source = get_source_for_user(request, source_id)
+    services.source_update(source, enabled=not source.enabled)
+    text = f"{'Enabled' if source.enabled else 'Disabled'} source {source.company}."
+    if not request.htmx:
+        messages.success(request, text)
+        return redirect("ingestion:configure")
+    row = render_to_string(
+        "ingestion/_source_row.html", _row_context(source, owner_of(request)), request
+    )
+    return HttpResponse(row + _status_oob(text))

@@ -1,0 +1,142 @@
+"""Forms of the Configure step: the quick "paste a careers URL" form and the full source form.
+
+Forms only collect and shape input; ingestion.services decides (kind recognition, identifier
+cleaning, duplicates) and its SourceError is put back on the field it is about."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from ingestion.models import Source, SourceKind
+from ingestion.services import UPLOAD_KINDS
+
+REGION_CHOICES = [("", "Global (jobs.lever.co)"), ("eu", "EU (jobs.eu.lever.co)")]
+
+
+def words_text(values: list[str]) -> str:
+    return ", ".join(values)
+
+
+class QuickAddForm(forms.Form):
+    """The Configure page's main path: one pasted URL, the company optional."""
+
+    url = forms.CharField(
+        label="Careers URL",
+        max_length=2000,
+        widget=forms.TextInput(
+            attrs={"placeholder": "https://boards.greenhouse.io/acme", "autocomplete": "url"}
+        ),
+        error_messages={"required": "Paste a careers page or job board URL."},
+    )
+    company = forms.CharField(
+        label="Company (optional)",
+        max_length=200,
+        required=False,
+        help_text="Taken from the board name when left empty.",
+    )
+
+
+class SourceForm(forms.Form):
+    """The full form. With `source` (editing) kind, identifier and URL are not fields: a
+    different board is a different source."""
+
+    url = forms.CharField(
+        label="Careers URL",
+        max_length=2000,
+        required=False,
+        help_text="A Greenhouse, Lever or Ashby board URL fills in kind and identifier; "
+        "any other page is read for its JSON-LD postings.",
+        widget=forms.TextInput(attrs={"placeholder": "https://jobs.lever.co/acme"}),
+    )
+    kind = forms.ChoiceField(
+        label="Kind",
+        required=False,
+        choices=[("", "Recognise from the URL")] + list(SourceKind.choices),
+    )
+    company = forms.CharField(
+        label="Company",
+        max_length=200,
+        required=False,
+        help_text="Taken from the board name when left empty.",
+    )
+    identifier = forms.CharField(
+        label="Identifier",
+        max_length=500,
+        required=False,
+        help_text="Board token (Greenhouse), site name (Lever), organization (Ashby) or the "
+        "careers page URL (JSON-LD). Uploads default to the file name.",
+    )
+    lever_region = forms.ChoiceField(label="Lever region", required=False, choices=REGION_CHOICES)
+    upload = forms.FileField(
+        label="File",
+        required=False,
+        help_text="CSV, JSON or JSONL: postings for an uploaded-file source, up to 1,000 "
+        "posting URLs for a URL-list source.",
+    )
+    save_anyway = forms.BooleanField(required=False)
+    include_keywords = forms.CharField(
+        label="Include keywords",
+        required=False,
+        help_text="Comma-separated; a posting must mention one of them.",
+    )
+    exclude_keywords = forms.CharField(
+        label="Exclude keywords",
+        required=False,
+        help_text="Comma-separated; a posting mentioning any of them is left out.",
+    )
+    locations = forms.CharField(
+        label="Locations", required=False, help_text="Comma-separated, e.g. Berlin, Remote EU."
+    )
+    remote_only = forms.BooleanField(label="Remote only", required=False)
+    enabled = forms.BooleanField(
+        label="Enabled (selected for runs by default)", required=False, initial=True
+    )
+
+    def __init__(self, *args: Any, source: Source | None = None, **kwargs: Any) -> None:
+        self.source = source
+        if source is not None and "initial" not in kwargs:
+            kwargs["initial"] = {
+                "company": source.company,
+                "lever_region": source.options.get("region", ""),
+                "include_keywords": words_text(source.include_keywords),
+                "exclude_keywords": words_text(source.exclude_keywords),
+                "locations": words_text(source.locations),
+                "remote_only": source.remote_only,
+                "enabled": source.enabled,
+            }
+        super().__init__(*args, **kwargs)
+        if source is not None:
+            for name in ("url", "kind", "identifier"):
+                del self.fields[name]
+            self.fields["company"].required = True
+            self.fields["company"].help_text = ""
+            if source.kind != SourceKind.LEVER:
+                del self.fields["lever_region"]
+            if source.kind not in UPLOAD_KINDS:
+                del self.fields["upload"]
+                del self.fields["save_anyway"]
+            else:
+                self.fields["upload"].label = "Replace the file"
+
+    @property
+    def takes_upload(self) -> bool:
+        return "upload" in self.fields
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.source is None and not data.get("url") and not data.get("kind"):
+            self.add_error("kind", "Choose a kind, or paste a careers URL above.")
+        return data
+
+    def filters(self) -> dict[str, Any]:
+        """The filter fields as services.source_create/source_update take them (comma-separated
+        text is split there)."""
+        data = self.cleaned_data
+        return {
+            "include_keywords": data["include_keywords"],
+            "exclude_keywords": data["exclude_keywords"],
+            "locations": data["locations"],
+            "remote_only": data["remote_only"],
+        }
