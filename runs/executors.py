@@ -42,3 +42,16 @@ def get_executor(kind: str) -> Executor:
         raise RunError(
             f"Runs of kind {kind!r} cannot be executed by this version of Intake."
         ) from None
+
+
+# The page that shows a run of each kind, when an app has a better one than the generic run
+# page (ingestion's stepper steps for previews and ingests): kind -> URL name taking run_id.
+_PAGES: dict[str, str] = {}
+
+
+def register_page(kind: str, url_name: str) -> None:
+    _PAGES[kind] = url_name
+
+
+def page_url_name(kind: str) -> str | None:
+    return _PAGES.get(kind)

@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from runs import feed, selectors, services
+from runs import executors, feed, selectors, services
 from runs.models import IngestionRun, RunKind, RunStatus
 
 
@@ -52,6 +52,8 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
     kind = request.GET.get("kind", "")
     runs = selectors.runs_for_owner(_owner(request), status=status or None, kind=kind or None)
     page = Paginator(runs, 25).get_page(request.GET.get("page"))
+    for run in page.object_list:
+        run.page_url = _page_url(run)
     context = {
         "page": page,
         "status": status,
@@ -90,10 +92,19 @@ def run_start_diagnostic(request: HttpRequest) -> HttpResponse:
     return redirect("runs:detail", run_id=run.pk)
 
 
+def _page_url(run: IngestionRun) -> str:
+    """The page that shows this run: its app's own page when one is registered for its kind
+    (runs.executors.register_page), else the generic run page."""
+    name = executors.page_url_name(run.kind)
+    return reverse(name or "runs:detail", kwargs={"run_id": run.pk})
+
+
 @login_required
 @require_GET
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
+    if executors.page_url_name(run.kind):
+        return redirect(_page_url(run))
     events = list(reversed(run.events.order_by("-id")[:FEED_PAGE_EVENTS]))
     context = {
         "run": run,

@@ -23,7 +23,7 @@ from runs import services as run_services
 from runs.models import IngestionRun, RunKind
 
 ITEMS_PER_PAGE = 50
-FEED_PAGE_EVENTS = 500
+FEED_PAGE_EVENTS = 2000  # the live view keeps as many (run-live.js FEED_MAX)
 
 
 def step_url(run: IngestionRun) -> str:

@@ -151,3 +151,14 @@ def test_retry_failed_starts_a_run_over_the_failed_jobs(
     work(retry)
     assert retry.status == RunStatus.FINISHED or retry.refresh_from_db() is None
     assert Job.objects.filter(status=JobStatus.READY).count() == 2
+
+
+def test_the_generic_run_page_and_the_runs_list_lead_to_the_step_pages(
+    client, user, greenhouse_source
+):
+    preview = services.preview_start(owner=user)
+    assert client.get(f"/runs/{preview.pk}/")["Location"] == f"/preview/{preview.pk}/"
+    assert f'href="/preview/{preview.pk}/"' in client.get("/runs/").content.decode()
+    run_services.run_request_abort(preview)
+    diagnostic = run_services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 1})
+    assert client.get(f"/runs/{diagnostic.pk}/").status_code == 200  # keeps the generic page
