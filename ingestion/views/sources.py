@@ -185,7 +185,10 @@ def _error_field(message: str, form: SourceForm | QuickAddForm) -> str | None:
 @login_required
 @require_http_methods(["GET", "HEAD"])
 def configure(request: HtmxHttpRequest) -> HttpResponse:
-    context = {"quick_form": QuickAddForm(), **_table_context(owner_of(request))}
+    context = {
+        "quick_form": QuickAddForm(),
+        **_table_context(owner_of(request)),
+    }
     return render(request, "ingestion/configure.html", context)
 
 
@@ -282,7 +285,10 @@ def _quick_add(request: HtmxHttpRequest) -> HttpResponse:
             return HttpResponse(quick + table + _status_oob(text))
     if request.htmx:
         return render(request, "ingestion/configure.html#quick-add", {"quick_form": form})
-    context = {"quick_form": form, **_table_context(owner)}
+    context = {
+        "quick_form": form,
+        **_table_context(owner),
+    }
     return render(request, "ingestion/configure.html", context, status=400)
 
 

@@ -246,6 +246,8 @@ def test_the_full_form_has_a_label_for_every_field(client: Client) -> None:
         assert f'id="id_{name}"' in html, name
     assert 'hx-post="' + CHECK + '"' in html
     assert 'hx-encoding="multipart/form-data"' in html
+    # Choosing another kind checks the chosen file again.
+    assert html.count(f'hx-post="{CHECK}"') == 2
 
 
 def test_the_full_form_creates_a_lever_source_with_filters(client: Client, user: Any) -> None:
