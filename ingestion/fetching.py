@@ -622,6 +622,21 @@ class _Call:
             self._slot.release()
             self._slot = None
 
+    # --- Quota (ingestion/quota.py) ---
+    def _take_quota(self) -> None:
+        """Count this request attempt against the run owner's daily request quota; a used-up
+        quota fails the call (the source then fails with the quota's message)."""
+        if self.fetcher.owner_id is None:
+            return
+        from ingestion.quota import QuotaExceeded, quota_take_request
+
+        try:
+            quota_take_request(self.fetcher.owner_id)
+        except QuotaExceeded as exc:
+            raise self.error(f"{exc} Not fetched: {self.record.url}") from None
+
+    # --- end quota ---
+
     def _send_following_redirects(self) -> httpx.Response:
         """One try: GET, following redirects ourselves so that each hop is vetted. Returns
         the final response with its body unread and its host slot held."""
@@ -643,6 +658,7 @@ class _Call:
                 raise _Refused(f"Refused to fetch {target}: not a valid URL ({exc})") from None
             self.record.url = str(request.url)
             _check_url(request.url)
+            self._take_quota()
             slot = _host_slot(request.url.host)
             if not slot.acquire(timeout=max(0.0, self.deadline - time.monotonic())):
                 raise _DeadlinePassed
@@ -809,17 +825,25 @@ class _Call:
 
 class Fetcher:
     """One per run (or per command): shares connections, records RawPayloads against
-    `run_id`/`source_id`. Safe to use from several threads at once.
+    `run_id`/`source_id`, counts requests against `owner_id`'s daily quota when given. Safe
+    to use from several threads at once.
 
     Beware holding a stream() open while fetching from the same host on the same thread: with
     INTAKE_FETCH_PER_HOST=1 the second request waits for the first until the deadline."""
 
     def __init__(
-        self, *, run_id: int | None = None, source_id: int | None = None, store: bool = True
+        self,
+        *,
+        run_id: int | None = None,
+        source_id: int | None = None,
+        store: bool = True,
+        owner_id: int | None = None,
     ) -> None:
         self.run_id = run_id
         self.source_id = source_id
         self.store = store
+        # With an owner, each request attempt counts against their daily request quota.
+        self.owner_id = owner_id
         self._client = httpx.Client(
             transport=_GuardedTransport(),
             timeout=httpx.Timeout(

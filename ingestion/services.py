@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from ingestion.adapters import adapter_class
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.models import Job, JobStatus, Source, SourceKind
+from ingestion.quota import quota_check_run_start
 from runs import services as run_services
 from runs.models import IngestionRun, RunKind, RunStatus
 
@@ -211,6 +212,7 @@ def preview_start(
     idempotency_key: str | None = None,
 ) -> IngestionRun:
     """Start a dry run over these sources (default: every enabled one)."""
+    quota_check_run_start(owner, idempotency_key=idempotency_key)  # QuotaExceeded: a RunError
     config = sources_config(select_sources(owner, source_ids))
     return run_services.run_start(
         owner=owner, kind=RunKind.PREVIEW, config=config, idempotency_key=idempotency_key
@@ -227,6 +229,7 @@ def ingest_start(
     """Start an ingest: over a finished preview's sources and filters (as the preview saw
     them), or over these sources (default: every enabled one). The listing is read again,
     so the ingest applies the boards as they are now; its own items say what it did."""
+    quota_check_run_start(owner, idempotency_key=idempotency_key)  # QuotaExceeded: a RunError
     if preview is not None:
         if preview.owner_id != owner.pk or preview.kind != RunKind.PREVIEW:
             raise SourceError(f"Run #{preview.pk} is not one of your previews.")
@@ -249,6 +252,7 @@ def ingest_start(
 
 def ingest_retry_failed(*, owner: User, run: IngestionRun) -> IngestionRun:
     """A new ingest over the jobs that failed in `run` only (the boards are not read again)."""
+    quota_check_run_start(owner)  # QuotaExceeded: a RunError
     if run.owner_id != owner.pk or run.kind != RunKind.INGEST:
         raise SourceError(f"Run #{run.pk} is not one of your ingests.")
     if not run.is_terminal:

@@ -117,7 +117,7 @@ def _list_sources(ctx: RunContext, *, write: bool) -> list[SourceOutcome]:
         {"sources": [e.get("id") for e in entries], "dryRun": not write},
     )
     outcomes: list[SourceOutcome] = []
-    with Fetcher(run_id=run.pk) as fetcher:
+    with Fetcher(run_id=run.pk, owner_id=run.owner_id) as fetcher:
         for entry in entries:
             ctx.checkpoint()
             source = sources.get(entry.get("id"))

@@ -55,7 +55,7 @@ def process_chunk(ctx: RunContext, number: int) -> bool:
     if claimed != 1:
         return False  # another worker has it, or it is done
     chunk = WorkChunk.objects.get(run=run, number=number)
-    with Fetcher(run_id=run.pk) as fetcher:
+    with Fetcher(run_id=run.pk, owner_id=run.owner_id) as fetcher:
         processor = BatchProcessor(ctx, fetcher)
         for ids in batched(chunk.job_ids, settings.INTAKE_BATCH_SIZE):
             processor.process(ids)
