@@ -58,7 +58,8 @@ def execute_ingest(ctx: RunContext) -> object:
         ctx.progress(done=0, total=len(pending), force_event=True)
         ctx.set_stage(
             RunStatus.INGESTING,
-            message=f"Processing {len(pending):,} jobs in {len(chunks):,} chunks.",
+            message=f"Processing {_plural(len(pending), 'job')} in "
+            f"{_plural(len(chunks), 'chunk')}.",
         )
         ctx.enqueue_parts(process.CHUNK_TASK, [(f"chunk-{c.number}", (c.number,)) for c in chunks])
     return executors.DEFERRED
@@ -201,3 +202,7 @@ def publish_summary(ctx: RunContext) -> None:
             f"{counts['failed']:,} failed."
         )
     ctx.event("run.summary", text, {"counts": counts, "sources": run.summary.get("sources", [])})
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -133,7 +133,6 @@ def _run_step(request: HtmxHttpRequest, run: IngestionRun, *, step: str) -> Http
     context = {
         "run": run,
         "step": step,
-        "run_title": "Preview" if step == "preview" else "Ingest",
         "preview_run": run if step == "preview" else run.preview,
         "ingest_run": run if step == "ingest" else None,
         **_results_context(request, run),
