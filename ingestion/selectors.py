@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.contrib.auth.models import User
-from django.db.models import Count, QuerySet
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
 
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from runs.models import IngestionRun
@@ -33,3 +37,182 @@ def outcome_counts_by_source(run: IngestionRun) -> dict[int | None, dict[str, in
 def failed_job_count(run: IngestionRun) -> int:
     """Jobs that ended in error in this run (what "Retry failed" would retry)."""
     return Job.objects.filter(owner_id=run.owner_id, last_run=run, status=JobStatus.ERROR).count()
+
+
+# --- Jobs -----------------------------------------------------------------------------------
+
+# What the jobs list shows: never the descriptions, which are most of a row's bytes.
+JOB_LIST_FIELDS = (
+    "id",
+    "title",
+    "company",
+    "location",
+    "remote",
+    "workplace_type",
+    "status",
+    "posted_at",
+    "last_seen_at",
+)
+# Search words beyond this many are ignored: each is one more OR of three LIKEs per row.
+MAX_SEARCH_WORDS = 6
+
+
+def jobs_for_owner(
+    owner: User,
+    *,
+    q: str = "",
+    company: str = "",
+    status: str = "",
+    remote: str = "",
+    location: str = "",
+    posted_after: datetime | None = None,
+    posted_before: datetime | None = None,
+    source: int | None = None,
+    run: IngestionRun | None = None,
+) -> QuerySet[Job]:
+    """The owner's jobs narrowed by the list's filters (unordered: `jobs_page` orders them).
+
+    `q`: every word in the title, company or location (case-insensitive). `remote`: "remote",
+    "hybrid" or "onsite", by the normalized workplace type, else the board's remote flag.
+    `posted_after` inclusive, `posted_before` exclusive. `run`: the jobs it touched last."""
+    jobs = Job.objects.filter(owner=owner)
+    for word in q.split()[:MAX_SEARCH_WORDS]:
+        jobs = jobs.filter(
+            Q(title__icontains=word) | Q(company__icontains=word) | Q(location__icontains=word)
+        )
+    if company:
+        jobs = jobs.filter(company=company)
+    if status:
+        jobs = jobs.filter(status=status)
+    if remote == "remote":
+        jobs = jobs.filter(Q(workplace_type="remote") | Q(remote=True))
+    elif remote == "hybrid":
+        jobs = jobs.filter(workplace_type="hybrid")
+    elif remote == "onsite":
+        jobs = jobs.filter(Q(workplace_type="onsite") | Q(workplace_type="", remote=False))
+    if location:
+        jobs = jobs.filter(location__icontains=location)
+    if posted_after is not None:
+        jobs = jobs.filter(posted_at__gte=posted_after)
+    if posted_before is not None:
+        jobs = jobs.filter(posted_at__lt=posted_before)
+    if source is not None:
+        jobs = jobs.filter(source_id=source)
+    if run is not None:
+        jobs = jobs.filter(last_run=run)
+    return jobs.only(*JOB_LIST_FIELDS).order_by()
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    number: int
+    per_page: int
+    has_next: bool
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def next_number(self) -> int:
+        return self.number + 1
+
+    @property
+    def previous_number(self) -> int:
+        return self.number - 1
+
+    @property
+    def start_index(self) -> int:
+        return (self.number - 1) * self.per_page + 1 if self.jobs else 0
+
+    @property
+    def end_index(self) -> int:
+        return (self.number - 1) * self.per_page + len(self.jobs)
+
+
+def jobs_page(jobs: QuerySet[Job], *, number: int, per_page: int) -> JobPage:
+    """One page of `jobs`, newest posting first (then newest id), undated postings last.
+
+    No COUNT(*): a page reads per_page + 1 rows, the extra one only saying whether there is a
+    next page, so page 1 of 100,000 jobs reads 51 index entries, not 100,000.
+
+    Dated and undated jobs are read in two passes. One `ORDER BY posted_at DESC NULLS LAST`
+    would need an index declared NULLS LAST on PostgreSQL (its DESC puts NULLs first) that
+    SQLite cannot declare; each pass here is an index-ordered read on both. The second pass
+    runs only on the page where the dated jobs end, and the count of dated jobs only on a
+    page entirely past them (it is known otherwise)."""
+    offset = (number - 1) * per_page
+    wanted = per_page + 1
+    dated = jobs.filter(posted_at__isnull=False)
+    rows = list(dated.order_by("-posted_at", "-id")[offset : offset + wanted])
+    if len(rows) < wanted:
+        # Where the dated jobs end: known unless this page starts past them.
+        dated_total = offset + len(rows) if rows or offset == 0 else dated.count()
+        start = offset + len(rows) - dated_total
+        undated = jobs.filter(posted_at__isnull=True).order_by("-id")
+        rows += undated[start : start + wanted - len(rows)]
+    return JobPage(
+        jobs=rows[:per_page], number=number, per_page=per_page, has_next=len(rows) > per_page
+    )
+
+
+def job_companies(owner: User) -> list[str]:
+    """The owner's distinct job companies, in order, for the list's filter.
+
+    A loose index scan: one probe of ingestion_job_company_posted per company ("the least
+    company after the last one"), so 250 companies cost 250 index lookups, not a read of all
+    100,000 rows that a plain DISTINCT makes on PostgreSQL (a sequential scan there, ~90 ms
+    on 100,000 jobs; this ~1 ms). The same SQL runs on SQLite."""
+    table = connection.ops.quote_name(Job._meta.db_table)
+    sql = f"""
+        WITH RECURSIVE companies(name) AS (
+            SELECT MIN(company) FROM {table} WHERE owner_id = %s
+            UNION ALL
+            SELECT (SELECT MIN(company) FROM {table} WHERE owner_id = %s AND company > name)
+            FROM companies WHERE name IS NOT NULL
+        )
+        SELECT name FROM companies WHERE name IS NOT NULL
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [owner.pk, owner.pk])
+        return [row[0] for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    canonical: Job | None
+    # The canonical's near-duplicates (skipped, duplicate_of = canonical), earliest seen first.
+    duplicates: list[Job]
+    # More duplicates than shown.
+    truncated: bool
+
+    @property
+    def size(self) -> int:
+        return len(self.duplicates) + (1 if self.canonical else 0)
+
+
+DUPLICATE_GROUP_LIMIT = 50
+_GROUP_FIELDS = ("id", "title", "company", "location", "status", "posted_at", "first_seen_at")
+
+
+def duplicate_group(job: Job, *, limit: int = DUPLICATE_GROUP_LIMIT) -> DuplicateGroup:
+    """The near-duplicate group `job` belongs to: its canonical job (itself, or the job it
+    duplicates) and the jobs that duplicate that canonical, at most `limit` of them.
+
+    The pipeline points every duplicate at a canonical that is not itself a duplicate, so one
+    level is the whole group. Scoped to the job's owner, whatever the foreign keys say."""
+    canonical: Job | None = job
+    if job.duplicate_of_id is not None:
+        canonical = (
+            Job.objects.filter(pk=job.duplicate_of_id, owner_id=job.owner_id)
+            .only(*_GROUP_FIELDS)
+            .first()
+        )
+    canonical_id = canonical.pk if canonical else job.duplicate_of_id
+    rows = list(
+        Job.objects.filter(owner_id=job.owner_id, duplicate_of_id=canonical_id)
+        .only(*_GROUP_FIELDS)
+        .order_by("first_seen_at", "id")[: limit + 1]
+    )
+    return DuplicateGroup(canonical=canonical, duplicates=rows[:limit], truncated=len(rows) > limit)

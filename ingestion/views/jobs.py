@@ -2,12 +2,172 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET
+
+from ingestion import selectors
+from ingestion.models import Job, JobStatus, Source
+from ingestion.views.common import HtmxHttpRequest, get_job_for_user, owner_of
+from runs.models import IngestionRun
+
+PAGE_SIZE = 50
+
+REMOTE_CHOICES = [
+    ("", "Any workplace"),
+    ("remote", "Remote"),
+    ("hybrid", "Hybrid"),
+    ("onsite", "On-site"),
+]
+POSTED_CHOICES = [
+    ("", "Any time"),
+    ("1", "Last 24 hours"),
+    ("7", "Last 7 days"),
+    ("30", "Last 30 days"),
+]
 
 
-def job_list(request: HttpRequest) -> HttpResponse:
-    raise NotImplementedError
+class JobFilterForm(forms.Form):
+    """Parses the list's query string (the template writes the form out itself). Kept beside
+    its only view. An invalid value (a mistyped date, an unknown status) drops that filter,
+    not the page."""
+
+    q = forms.CharField(required=False, max_length=200)
+    company = forms.CharField(required=False, max_length=200)
+    status = forms.ChoiceField(required=False, choices=[("", ""), *JobStatus.choices])
+    remote = forms.ChoiceField(required=False, choices=REMOTE_CHOICES)
+    location = forms.CharField(required=False, max_length=200)
+    posted = forms.ChoiceField(required=False, choices=POSTED_CHOICES)
+    posted_from = forms.DateField(required=False)
+    posted_to = forms.DateField(required=False)
+    source = forms.IntegerField(required=False, min_value=1)
+    run = forms.IntegerField(required=False, min_value=1)
+    page = forms.IntegerField(required=False, min_value=1)
+
+    def current(self) -> dict[str, str]:
+        """Each valid filter as its query-string value, for the form to show what applies."""
+        current = {}
+        for name in self.fields:
+            value = self.value(name)
+            current[name] = value.isoformat() if isinstance(value, date) else str(value or "")
+        return current
+
+    def value(self, name: str) -> Any:
+        """The field's cleaned value, or its empty value when it was missing or invalid."""
+        cleaned = getattr(self, "cleaned_data", {})
+        return cleaned.get(name) or self.fields[name].to_python(None)
+
+    def is_filtered(self) -> bool:
+        return any(self.value(name) for name in self.fields if name not in ("page", "run"))
+
+    def filters(self) -> dict[str, Any]:
+        """Keyword arguments for selectors.jobs_for_owner (all but the run)."""
+        posted_after = posted_before = None
+        if days := self.value("posted"):
+            posted_after = timezone.now() - timedelta(days=int(days))
+        if day := self.value("posted_from"):
+            start = _start_of(day)
+            posted_after = max(posted_after, start) if posted_after else start
+        if day := self.value("posted_to"):
+            posted_before = _start_of(day + timedelta(days=1))
+        return {
+            "q": self.value("q"),
+            "company": self.value("company"),
+            "status": self.value("status"),
+            "remote": self.value("remote"),
+            "location": self.value("location").strip(),
+            "posted_after": posted_after,
+            "posted_before": posted_before,
+            "source": self.value("source"),
+        }
 
 
+def _start_of(day: date) -> datetime:
+    """Midnight starting `day` in the site's time zone."""
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+@login_required
+@require_GET
+def job_list(request: HtmxHttpRequest) -> HttpResponse:
+    owner = owner_of(request)
+    form = JobFilterForm(request.GET)
+    form.is_valid()  # each invalid field is dropped from cleaned_data, and so ignored
+
+    run = None
+    if run_id := form.value("run"):
+        # A run that is not the user's is a 404, as on its own page.
+        run = IngestionRun.objects.filter(pk=run_id, owner=owner).first()
+        if run is None:
+            raise Http404("No such run.")
+
+    jobs = selectors.jobs_for_owner(owner, run=run, **form.filters())
+    page = selectors.jobs_page(jobs, number=form.value("page") or 1, per_page=PAGE_SIZE)
+    context: dict[str, Any] = {
+        "page": page,
+        "run": run,
+        "filtered": form.is_filtered(),
+        "current": form.current(),
+    }
+
+    # htmx's history restore (the back button after a swap) asks for the whole page.
+    if request.htmx and not request.htmx.history_restore_request:
+        response = render(request, "ingestion/jobs.html#job-results", context)
+    else:
+        # The selects are written out in the template: Django's widgets render each <option>
+        # through an include, a third of the page's time with a few hundred companies.
+        context |= {
+            "companies": selectors.job_companies(owner),
+            "sources": Source.objects.filter(owner=owner).only("id", "company", "kind"),
+            "statuses": JobStatus.choices,
+            "workplaces": REMOTE_CHOICES[1:],
+            "posted_choices": POSTED_CHOICES[1:],
+        }
+        response = render(request, "ingestion/jobs.html", context)
+    # The same URL answers a fragment or a page: caches must keep them apart.
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@login_required
+@require_GET
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    raise NotImplementedError
+    job = get_job_for_user(request, job_id)
+    group = selectors.duplicate_group(job)
+    context = {
+        "job": job,
+        "source": job.source,
+        "group": group,
+        "salary": _salary(job),
+    }
+    return render(request, "ingestion/job_detail.html", context)
+
+
+def _amount(value: Decimal) -> str:
+    return f"{value:,.0f}" if value == value.to_integral_value() else f"{value:,.2f}"
+
+
+def _salary(job: Job) -> str:
+    """ "USD 120,000–150,000 per year" from the parsed fields, else the salary as written."""
+    low, high = job.salary_min, job.salary_max
+    if low is None and high is None:
+        return job.salary_text
+    if low is not None and high is not None and low != high:
+        amount = f"{_amount(low)}–{_amount(high)}"
+    elif low is not None:
+        amount = _amount(low) if high is not None else f"from {_amount(low)}"
+    else:
+        assert high is not None
+        amount = f"up to {_amount(high)}"
+    parts = [job.salary_currency, amount]
+    if job.salary_period:
+        parts.append(f"per {job.salary_period}")
+    return " ".join(p for p in parts if p)
