@@ -1,0 +1,1067 @@
+#!/usr/bin/env python
+"""Ingestion benchmark: postings/s of real preview and ingest runs on real RQ workers against
+the machine's PostgreSQL, beside baselines measured in the same process.
+
+    cd /work/main && .venv/bin/python bench/ingest.py                  # 50,000 postings
+    .venv/bin/python bench/ingest.py --postings 50000 --sizes 10000,50000
+    .venv/bin/python bench/ingest.py --quick                           # ~2,000: a smoke check
+    .venv/bin/python bench/ingest.py --profile /tmp/intake-prof        # cProfile, in-process
+
+For each size the run uses a fresh throwaway database (`intake_bench`, dropped at the end) and
+Redis db 9 (flushed), and splits the postings between two sources of one owner: an uploaded
+CSV file (`kind=file`) and a Greenhouse-shaped board served over HTTP by a separate process
+(so serving does not steal the bench's or the workers' CPU). Descriptions are ~2 KB of varied
+HTML. Then, timed from start to terminal status:
+
+    preview   one run through `manage.py rqworker default` processes
+    ingest    one run, new postings only, with 2 RQ worker processes (the machine has 2 cores)
+
+and, in this process, over the same postings of the largest size (the job table emptied
+before each):
+
+    naive     per-row Job.objects.update_or_create (a sample, extrapolated)
+    raw       psycopg executemany of INSERT … ON CONFLICT DO UPDATE, 1000 rows a transaction
+              (and COPY into a staging table + INSERT … SELECT ON CONFLICT; the faster is the
+              ceiling)
+    upsert    ingestion.pipeline.diff.upsert_jobs, batches of 1000 in a transaction each
+
+Peak memory is the largest RSS of any worker process or forked work horse, sampled every
+0.1 s over the workers' process trees. It prints a table and the ratios against targets;
+nothing is asserted (machines are noisy). Every process it starts is stopped on exit, Ctrl-C
+or failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PG_SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+DB_NAME = os.environ.get("BENCH_DB", "intake_bench")
+DATABASE_URL = f"{PG_SERVER}/{DB_NAME}"
+REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/9")
+BOARD_TOKEN = "benchboard"
+FILE_COMPANY = "Acme Files"
+BOARD_COMPANY = "Globex Board"
+WRITE_BATCH = 1000  # rows per transaction in the write baselines, as the pipeline does
+
+TARGETS = {
+    "ingest_vs_naive": 10.0,  # ingest end to end ÷ naive per-row upsert, at least
+    "upsert_vs_raw": 0.5,  # upsert step ÷ raw executemany, at least (within 2×)
+    "preview_vs_naive": 20.0,  # preview end to end ÷ naive, at least
+    "memory_growth": 1.25,  # peak RSS at the largest size ÷ at the smallest, at most
+}
+
+
+# --- child processes -------------------------------------------------------------------------
+
+
+class Children:
+    """Every process this script starts, each in its own session; `stop_all` ends each one's
+    whole tree (an RQ work horse sits in a session of its own, so a process group would miss
+    it). Only pids started here are ever signalled."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+        import psutil
+
+        try:
+            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            tree = []
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)  # an RQ worker's warm shutdown
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout)
+        for child in reversed(tree):  # the work horse and the leader, if still there
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        self.procs = [(n, p) for n, p in self.procs if p is not proc]
+
+    def stop_all(self) -> None:
+        for _, proc in list(reversed(self.procs)):
+            self.stop(proc, timeout=5)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=DATABASE_URL,
+        REDIS_URL=REDIS_URL,
+        DJANGO_SETTINGS_MODULE="project.settings",
+        LOG_LEVEL=env.get("LOG_LEVEL", "WARNING"),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def busy_cpu(seconds: float = 1.0) -> float:
+    """How busy the machine's CPUs are (percent of all cores) over `seconds`: other work on
+    a shared machine skews every figure, so it is printed beside them."""
+    import psutil
+
+    return float(psutil.cpu_percent(interval=seconds))
+
+
+def wait_idle(limit: float, threshold: float = 15.0) -> float:
+    """With --wait-idle: wait up to `limit` seconds for the CPUs to be mostly idle (other
+    sessions' test suites, say) before a timed phase; returns the busy percentage seen."""
+    busy = busy_cpu()
+    deadline = time.monotonic() + limit
+    while busy > threshold and time.monotonic() < deadline:
+        busy = busy_cpu(2.0)
+    return busy
+
+
+def _raise_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# --- the database and Redis ------------------------------------------------------------------
+
+
+def recreate_database() -> None:
+    import psycopg
+
+    _close_django_pool()
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+        cwd=ROOT,
+        env=child_env(),
+        check=True,
+    )
+
+
+def drop_database() -> None:
+    import psycopg
+
+    _close_django_pool()
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+
+
+def _close_django_pool() -> None:
+    if "django" not in sys.modules:
+        return
+    from django.db import connections
+
+    with contextlib.suppress(Exception):
+        connections.close_all()
+    conn = connections["default"]
+    if hasattr(conn, "close_pool"):
+        with contextlib.suppress(Exception):
+            conn.close_pool()
+
+
+def flush_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def server_version() -> str:
+    import psycopg
+
+    with psycopg.connect(f"{PG_SERVER}/postgres") as conn:
+        return str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+
+
+# --- generated sources -----------------------------------------------------------------------
+
+
+def write_postings_csv(count: int, path: Path) -> Path:
+    """`count` postings (~2 KB of varied HTML each) as a CSV upload."""
+    from tests.ingestion import pages
+
+    if hasattr(pages, "generate_postings_file"):
+        return pages.generate_postings_file(count, "csv", path=path)
+    # Fallback for a tree without the file builders: the same columns, by hand.
+    import csv
+
+    from tests.ingestion.boards import description_html, job_title
+
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(["external_id", "title", "url", "location", "description"])
+        for n in range(1, count + 1):
+            writer.writerow(
+                [
+                    f"F-{n:06d}",
+                    job_title(n),
+                    f"https://careers.acme.example/jobs/{n}",
+                    "Berlin, DE",
+                    description_html(n, size=2000),
+                ]
+            )
+    return path
+
+
+def write_board_json(count: int, path: Path) -> Path:
+    """A Greenhouse board listing (GET /v1/boards/{token}/jobs?content=true) of `count` jobs,
+    ~2 KB descriptions, rendered once to a file the board server streams: generating it on
+    the fly would cost ~0.25 ms of CPU per job during the timed run."""
+    from tests.ingestion.boards import _streamed_object, greenhouse_jobs
+
+    reply = _streamed_object(
+        "jobs",
+        greenhouse_jobs(count, board=BOARD_TOKEN, size=2000),
+        meta=lambda n: {"meta": {"total": n}},
+    )
+    with path.open("wb") as out:
+        for chunk in reply.body:  # type: ignore[union-attr]
+            out.write(chunk)
+    return path
+
+
+def serve_board(board_file: str, ready_file: str) -> None:
+    """The board server process (`--serve-board`): a FixtureServer streaming the listing
+    from its file, until SIGTERM."""
+    from tests.fixture_server import FixtureServer, Reply, Request
+
+    server = FixtureServer()
+
+    def listing(request: Request) -> Reply:
+        def chunks() -> Iterator[bytes]:
+            with open(board_file, "rb") as handle:
+                while chunk := handle.read(256 * 1024):
+                    yield chunk
+
+        return Reply(200, chunks(), {"Content-Type": "application/json"})
+
+    server.route(f"/v1/boards/{BOARD_TOKEN}/jobs", handler=listing)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    Path(ready_file + ".tmp").write_text(server.base_url)
+    os.replace(ready_file + ".tmp", ready_file)
+    stop.wait()
+    server.close()
+
+
+def start_board_server(children: Children, board_file: Path, work: Path) -> tuple[Any, str]:
+    ready = work / f"board-{time.monotonic_ns()}.url"
+    proc = children.start(
+        "board",
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--serve-board",
+            str(board_file),
+            "--ready-file",
+            str(ready),
+        ],  # fmt: skip
+        child_env(),
+    )
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the board server did not start:\n{children.log_tail('board')}")
+        time.sleep(0.05)
+    return proc, ready.read_text()
+
+
+def start_workers(children: Children, count: int, env: dict[str, str]) -> list[Any]:
+    from redis import Redis
+    from rq import Worker
+
+    workers = [
+        children.start(f"worker{i}", [sys.executable, "manage.py", "rqworker", "default"], env)
+        for i in range(1, count + 1)
+    ]
+    connection = Redis.from_url(REDIS_URL)
+    deadline = time.monotonic() + 60
+    while len(Worker.all(connection=connection)) < count:
+        dead = [i for i, w in enumerate(workers, 1) if w.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            name = f"worker{(dead or [1])[0]}"
+            raise RuntimeError(f"{name} did not start:\n{children.log_tail(name)}")
+        time.sleep(0.1)
+    return workers
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+class MemorySampler:
+    """Max RSS of every process in the workers' trees (workers and their forked work horses),
+    sampled every `interval` seconds in a background thread, per phase."""
+
+    def __init__(self, roots: list[int], interval: float = 0.1) -> None:
+        self.roots = roots
+        self.interval = interval
+        self.phase = "idle"
+        self.peaks: dict[str, dict[str, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        import psutil
+
+        leaders = [psutil.Process(pid) for pid in self.roots]
+        while not self._stop.is_set():
+            total, single, horse = 0, 0, 0
+            for leader in leaders:
+                try:
+                    tree = [(leader, False)] + [(c, True) for c in leader.children(recursive=True)]
+                except psutil.NoSuchProcess:
+                    continue
+                for proc, is_child in tree:
+                    try:
+                        rss = proc.memory_info().rss
+                    except psutil.NoSuchProcess:
+                        continue
+                    total += rss
+                    single = max(single, rss)
+                    if is_child:
+                        horse = max(horse, rss)
+            peaks = self.peaks.setdefault(self.phase, {"single": 0, "horse": 0, "total": 0})
+            peaks["single"] = max(peaks["single"], single)
+            peaks["horse"] = max(peaks["horse"], horse)
+            peaks["total"] = max(peaks["total"], total)
+            self._stop.wait(self.interval)
+
+
+def tree_cpu(pids: list[int]) -> float:
+    """CPU seconds used so far by these worker processes and their work horses, finished
+    ones included (a worker waits for its horse, so the kernel adds the horse's time to the
+    worker's children_* times). Less disturbed by other work on the machine than wall time."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            leader = psutil.Process(pid)
+            times = leader.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+            for child in leader.children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = child.cpu_times()
+                    total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+# --- one size: preview and ingest on real workers --------------------------------------------
+
+
+def wait_terminal(run_id: int, timeout: float) -> Any:
+    from runs.models import IngestionRun
+
+    deadline = time.monotonic() + timeout
+    while True:
+        run = IngestionRun.objects.get(pk=run_id)
+        if run.is_terminal:
+            return run
+        if time.monotonic() > deadline:
+            from runs import services as run_services
+
+            with contextlib.suppress(Exception):
+                run_services.run_request_abort(run)
+            raise RuntimeError(f"run #{run_id} ({run.kind}) not terminal after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def bench_size(size: int, args: argparse.Namespace, children: Children, work: Path) -> dict:
+    """Fresh database, two sources holding `size` postings between them, a preview run on a
+    worker and an ingest run on `args.workers` workers. Returns the figures."""
+    from django.contrib.auth.models import User
+
+    from ingestion import services as ingestion_services
+
+    file_count = size // 2
+    board_count = size - file_count
+    print(f"\n== {size:,} postings: file {file_count:,} + board {board_count:,}", flush=True)
+    t = time.monotonic()
+    csv_path = write_postings_csv(file_count, work / f"postings-{file_count}.csv")
+    board_path = write_board_json(board_count, work / f"board-{board_count}.json")
+    print(
+        f"   generated {csv_path.stat().st_size / 1e6:.0f} MB CSV + "
+        f"{board_path.stat().st_size / 1e6:.0f} MB board JSON in {time.monotonic() - t:.1f} s",
+        flush=True,
+    )
+    recreate_database()
+    flush_redis()
+
+    owner = User.objects.create_user("bench", password="bench")
+    with csv_path.open("rb") as upload:
+        file_source = ingestion_services.source_create(
+            owner=owner,
+            kind="file",
+            company=FILE_COMPANY,
+            upload=upload,
+            upload_name=csv_path.name,
+        )
+    board_source = ingestion_services.source_create(
+        owner=owner, kind="greenhouse", company=BOARD_COMPANY, identifier=BOARD_TOKEN
+    )
+    source_ids = [file_source.pk, board_source.pk]
+
+    board_proc, board_url = start_board_server(children, board_path, work)
+    env = child_env(INTAKE_GREENHOUSE_URL=board_url, INTAKE_ALLOW_PRIVATE_NETWORK="1")
+    workers = start_workers(children, args.workers, env)
+    timeout = max(120.0, size / 50)
+    result: dict[str, Any] = {"size": size, "file": file_count, "board": board_count}
+    try:
+        with MemorySampler([w.pid for w in workers]) as sampler:
+            for kind in ("preview", "ingest"):
+                sampler.phase = kind
+                start = getattr(ingestion_services, f"{kind}_start")
+                busy = wait_idle(args.wait_idle) if args.wait_idle else busy_cpu(0.5)
+                cpu_before = tree_cpu([w.pid for w in workers])
+                began = time.monotonic()
+                run = start(owner=owner, source_ids=source_ids)
+                run = wait_terminal(run.pk, timeout)
+                seconds = time.monotonic() - began
+                time.sleep(0.3)  # the horse of the last job exits and is waited for
+                cpu = tree_cpu([w.pid for w in workers]) - cpu_before
+                if run.status != "finished":
+                    logs = "\n".join(children.log_tail(f"worker{i}") for i in (1, 2))
+                    raise RuntimeError(
+                        f"{kind} run #{run.pk} ended {run.status}: {run.error_message}\n{logs}"
+                    )
+                sources = {s["kind"]: s for s in run.summary.get("sources", [])}
+                result[kind] = {
+                    "run": run.pk,
+                    "seconds": seconds,
+                    "rate": size / seconds,
+                    "counts": run.counts(),
+                    "listing_seconds": {k: s.get("seconds") for k, s in sources.items()},
+                    "busy_before": busy,
+                    "worker_cpu": cpu,
+                }
+                if kind == "ingest":
+                    result[kind]["stages"] = ingest_stages(run)
+                print(
+                    f"   {kind:8} {seconds:7.1f} s  {size / seconds:8,.0f} postings/s  "
+                    f"worker CPU {cpu:.1f} s ({cpu / size * 1000:.2f} ms/posting), "
+                    f"counts {_short_counts(run.counts())} (CPUs {busy:.0f}% busy before)",
+                    flush=True,
+                )
+            sampler.phase = "idle"
+        result["memory"] = sampler.peaks
+    finally:
+        for proc in workers:
+            children.stop(proc)
+        children.stop(board_proc)
+    return result
+
+
+def _short_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items() if v)
+
+
+def ingest_stages(run: Any) -> dict[str, float]:
+    """Seconds of the ingest's stages, from its events: listing+diff+upsert (initializing)
+    and processing the chunks (ingesting)."""
+    split = run.events.filter(type="run.ingesting").values_list("created_at", flat=True).first()
+    started = run.started_at
+    out: dict[str, float] = {}
+    if started and split:
+        out["initializing"] = (split - started).total_seconds()
+    if split and run.finished_at:
+        out["ingesting"] = (run.finished_at - split).total_seconds()
+    return out
+
+
+# --- baselines in this process ---------------------------------------------------------------
+
+
+def load_postings(owner: Any, run: Any) -> list[tuple[Any, Any, str]]:
+    """(source, posting, content hash) of every posting of both sources, as the adapters
+    read them (the listing, not the write, so none of this is timed)."""
+    import ijson
+
+    from ingestion import normalize
+    from ingestion.adapters import get_adapter
+    from ingestion.adapters.greenhouse import job_posting
+    from ingestion.fetching import Fetcher
+    from ingestion.models import Source
+
+    rows: list[tuple[Any, Any, str]] = []
+    file_source = Source.objects.get(owner=owner, kind="file")
+    board_source = Source.objects.get(owner=owner, kind="greenhouse")
+    with Fetcher(run_id=run.pk, store=False) as fetcher:
+        for posting in get_adapter(file_source, fetcher).list_postings():
+            rows.append((file_source, posting, normalize.content_hash(posting)))
+    board_file = sorted(Path(run_work_dir).glob("board-*.json"), key=lambda p: p.stat().st_size)
+    with board_file[-1].open("rb") as handle:
+        for item in ijson.items(handle, "jobs.item"):
+            posting = job_posting(item)
+            rows.append((board_source, posting, normalize.content_hash(posting)))
+    return rows
+
+
+run_work_dir = ""  # set in main(): where the generated files are
+
+
+def truncate_jobs() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE ingestion_job CASCADE")
+        cursor.execute("ANALYZE ingestion_job")
+
+
+_RAW_COLUMNS = (
+    "owner_id", "source_id", "company", "external_id", "url", "title", "location", "remote",
+    "workplace_type", "employment_type", "department", "raw_description", "needs_detail",
+    "description", "description_text", "requirements", "posted_at", "valid_through",
+    "salary_min", "salary_max", "salary_currency", "salary_period", "salary_text", "status",
+    "content_hash", "first_seen_at", "last_seen_at", "expired_at", "last_run_id",
+    "error_message", "created_at", "updated_at",
+)  # fmt: skip
+_RAW_KEEP = {"owner_id", "company", "external_id", "first_seen_at", "created_at"}
+_RAW_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in _RAW_COLUMNS if c not in _RAW_KEEP)
+RAW_UPSERT = (
+    f"INSERT INTO ingestion_job ({', '.join(_RAW_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_RAW_COLUMNS))}) "
+    f"ON CONFLICT (owner_id, company, external_id) DO UPDATE SET {_RAW_SET} "
+    "WHERE ingestion_job.content_hash IS DISTINCT FROM EXCLUDED.content_hash"
+)
+
+
+def raw_tuples(rows: list[tuple[Any, Any, str]], owner_id: int, run_id: int) -> list[tuple]:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    return [
+        (
+            owner_id,
+            source.pk,
+            source.company,
+            p.external_id.strip(),
+            p.url,
+            p.title.strip(),
+            p.location,
+            p.remote,
+            p.workplace_type,
+            p.employment_type,
+            p.department,
+            p.description_html,
+            p.needs_detail,
+            "",
+            "",
+            "",
+            p.posted_at,
+            p.valid_through,
+            p.salary_min,
+            p.salary_max,
+            p.salary_currency,
+            p.salary_period,
+            p.salary_text,
+            "pending",
+            chash,
+            now,
+            now,
+            None,
+            run_id,
+            "",
+            now,
+            now,
+        )  # fmt: skip
+        for source, p, chash in rows
+    ]
+
+
+def bench_raw_executemany(tuples: list[tuple]) -> float:
+    import psycopg
+
+    with psycopg.connect(DATABASE_URL) as conn:
+        began = time.perf_counter()
+        for start in range(0, len(tuples), WRITE_BATCH):
+            with conn.transaction(), conn.cursor() as cursor:
+                cursor.executemany(RAW_UPSERT, tuples[start : start + WRITE_BATCH])
+        return time.perf_counter() - began
+
+
+def bench_raw_copy(tuples: list[tuple]) -> float:
+    import psycopg
+
+    columns = ", ".join(_RAW_COLUMNS)
+    with psycopg.connect(DATABASE_URL) as conn:
+        conn.execute(
+            f"CREATE TEMP TABLE bench_stage AS SELECT {columns} FROM ingestion_job WITH NO DATA"
+        )
+        conn.commit()
+        began = time.perf_counter()
+        for start in range(0, len(tuples), WRITE_BATCH):
+            with conn.transaction(), conn.cursor() as cursor:
+                with cursor.copy(f"COPY bench_stage ({columns}) FROM STDIN") as copy:
+                    for row in tuples[start : start + WRITE_BATCH]:
+                        copy.write_row(row)
+                cursor.execute(
+                    f"INSERT INTO ingestion_job ({columns}) SELECT {columns} FROM bench_stage "
+                    f"ON CONFLICT (owner_id, company, external_id) DO UPDATE SET {_RAW_SET} "
+                    "WHERE ingestion_job.content_hash IS DISTINCT FROM EXCLUDED.content_hash"
+                )
+                cursor.execute("TRUNCATE bench_stage")
+        return time.perf_counter() - began
+
+
+def bench_upsert_jobs(rows: list[tuple[Any, Any, str]], run: Any) -> float:
+    from django.db import transaction
+    from django.utils import timezone
+
+    from ingestion.pipeline.diff import upsert_jobs
+
+    now = timezone.now()
+    began = time.perf_counter()
+    for start in range(0, len(rows), WRITE_BATCH):
+        batch = rows[start : start + WRITE_BATCH]
+        # One source per call, as SourceDiff does (batches never mix sources).
+        by_source: dict[int, tuple[Any, list[tuple[Any, str]]]] = {}
+        for source, posting, chash in batch:
+            by_source.setdefault(source.pk, (source, []))[1].append((posting, chash))
+        with transaction.atomic():
+            for source, postings in by_source.values():
+                upsert_jobs(run, source, postings, now=now)
+    return time.perf_counter() - began
+
+
+def bench_naive(rows: list[tuple[Any, Any, str]], owner: Any, run: Any) -> float:
+    from django.utils import timezone
+
+    from ingestion.models import Job
+
+    now = timezone.now()
+    began = time.perf_counter()
+    for source, p, chash in rows:
+        Job.objects.update_or_create(
+            owner=owner,
+            company=source.company,
+            external_id=p.external_id.strip(),
+            defaults={
+                "source": source,
+                "url": p.url,
+                "title": p.title.strip(),
+                "location": p.location,
+                "remote": p.remote,
+                "workplace_type": p.workplace_type,
+                "employment_type": p.employment_type,
+                "department": p.department,
+                "raw_description": p.description_html,
+                "needs_detail": p.needs_detail,
+                "posted_at": p.posted_at,
+                "valid_through": p.valid_through,
+                "salary_min": p.salary_min,
+                "salary_max": p.salary_max,
+                "salary_currency": p.salary_currency,
+                "salary_period": p.salary_period,
+                "salary_text": p.salary_text,
+                "status": "pending",
+                "content_hash": chash,
+                "first_seen_at": now,
+                "last_seen_at": now,
+                "last_run": run,
+            },
+        )
+    return time.perf_counter() - began
+
+
+def bench_baselines(size: int, args: argparse.Namespace, ingest_run_id: int) -> dict:
+    """The write baselines over the same postings, each into an empty job table."""
+    from django.contrib.auth.models import User
+
+    from runs.models import IngestionRun
+
+    owner = User.objects.get(username="bench")
+    run = IngestionRun.objects.get(pk=ingest_run_id)
+    print(f"\n== baselines over the same {size:,} postings (this process)", flush=True)
+    rows = load_postings(owner, run)
+    # Interleave the two sources' rows so every sample has both shapes.
+    half = len(rows) // 2
+    mixed = [r for pair in zip(rows[:half], rows[half:], strict=False) for r in pair]
+    mixed += rows[2 * half :] if len(rows) % 2 else []
+    rows = mixed
+    out: dict[str, Any] = {"rows": len(rows)}
+
+    sample = rows[: min(args.naive_sample, len(rows))]
+    out["busy_before"] = wait_idle(args.wait_idle) if args.wait_idle else busy_cpu(0.5)
+    truncate_jobs()
+    cpu = time.process_time()
+    seconds = bench_naive(sample, owner, run)
+    out["naive"] = {"rows": len(sample), "seconds": seconds, "rate": len(sample) / seconds}
+    out["naive"]["cpu"] = time.process_time() - cpu
+    print(f"   naive     {len(sample):,} rows in {seconds:.1f} s: {len(sample) / seconds:,.0f}/s")
+
+    tuples = raw_tuples(rows, owner.pk, run.pk)
+    writers: list[tuple[str, Callable[[], float]]] = [
+        ("raw", lambda: bench_raw_executemany(tuples)),
+        ("raw_copy", lambda: bench_raw_copy(tuples)),
+        ("upsert", lambda: bench_upsert_jobs(rows, run)),
+    ]
+    for name, func in writers:
+        # Best of --repeat, each into an empty table: the figure least disturbed by others.
+        best, best_cpu = float("inf"), 0.0
+        for _ in range(args.repeat):
+            truncate_jobs()
+            cpu = time.process_time()
+            seconds = func()
+            if seconds < best:
+                best, best_cpu = seconds, time.process_time() - cpu
+        out[name] = {"rows": len(rows), "seconds": best, "rate": len(rows) / best}
+        out[name]["cpu"] = best_cpu
+        print(f"   {name:9} {len(rows):,} rows in {best:.2f} s: {len(rows) / best:,.0f}/s")
+    # The same rows once more over the last upsert, unchanged: the WHERE guard skips them.
+    cpu = time.process_time()
+    seconds = bench_upsert_jobs(rows, run)
+    out["upsert_unchanged"] = {"rows": len(rows), "seconds": seconds, "rate": len(rows) / seconds}
+    out["upsert_unchanged"]["cpu"] = time.process_time() - cpu
+    print(f"   upsert=   {len(rows):,} rows in {seconds:.2f} s: {len(rows) / seconds:,.0f}/s"
+          " (same rows again, unchanged)")  # fmt: skip
+    return out
+
+
+# --- profile: the executors in this process ---------------------------------------------------
+
+
+class SqlTimer:
+    """A Django execute wrapper: wall time spent in each statement (by its first words),
+    so the profile says which queries the database time goes to. Statements sent on a raw
+    psycopg cursor bypass it."""
+
+    def __init__(self) -> None:
+        self.stats: dict[str, list[float]] = {}
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            key = ("many " if many else "") + " ".join(sql.split())[:110]
+            entry = self.stats.setdefault(key, [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.perf_counter() - began
+
+    def report(self, total: float, top: int = 12) -> None:
+        spent = sum(t for _, t in self.stats.values())
+        print(f"   SQL: {spent:.1f} s of {total:.1f} s in Django's cursors; the heaviest:")
+        ranked = sorted(self.stats.items(), key=lambda kv: -kv[1][1])[:top]
+        for key, (count, seconds) in ranked:
+            print(f"   {seconds:7.2f} s {int(count):6} × {seconds / count * 1000:7.2f} ms  {key}")
+
+
+def profile_size(size: int, args: argparse.Namespace, children: Children, work: Path) -> None:
+    """Preview and ingest of `size` postings executed in this process under cProfile (the
+    code a worker runs; the parts of the ingest are called one after another)."""
+    from django.conf import settings
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    from ingestion import services as ingestion_services
+    from ingestion.models import WorkChunk
+    from ingestion.pipeline.process import CHUNK_TASK
+    from runs import tasks
+
+    out_dir = Path(args.profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    file_count = size // 2
+    csv_path = write_postings_csv(file_count, work / f"postings-{file_count}.csv")
+    board_path = write_board_json(size - file_count, work / f"board-{size - file_count}.json")
+    recreate_database()
+    flush_redis()
+    owner = User.objects.create_user("bench", password="bench")
+    with csv_path.open("rb") as upload:
+        file_source = ingestion_services.source_create(
+            owner=owner, kind="file", company=FILE_COMPANY, upload=upload, upload_name="p.csv"
+        )
+    board_source = ingestion_services.source_create(
+        owner=owner, kind="greenhouse", company=BOARD_COMPANY, identifier=BOARD_TOKEN
+    )
+    board_proc, board_url = start_board_server(children, board_path, work)
+    settings.INTAKE_GREENHOUSE_URL = board_url
+    settings.INTAKE_ALLOW_PRIVATE_NETWORK = True
+    ids = [file_source.pk, board_source.pk]
+    try:
+        for kind in ("preview", "ingest"):
+            run = getattr(ingestion_services, f"{kind}_start")(owner=owner, source_ids=ids)
+            profiler = cProfile.Profile()
+            timer = SqlTimer()
+            began = time.perf_counter()
+            with connection.execute_wrapper(timer):
+                profiler.enable()
+                status = tasks.execute_run(run.pk)
+                if status == "deferred":
+                    numbers = WorkChunk.objects.filter(run=run).values_list("number", flat=True)
+                    for number in list(numbers):
+                        tasks.execute_part(run.pk, CHUNK_TASK, number)
+                profiler.disable()
+            seconds = time.perf_counter() - began
+            run.refresh_from_db()
+            path = out_dir / f"{kind}-{size}.prof"
+            profiler.dump_stats(path)
+            print(
+                f"\n== {kind} of {size:,} in-process: {run.status}, {seconds:.1f} s "
+                f"({size / seconds:,.0f}/s), profile in {path}"
+            )
+            timer.report(seconds)
+            for sort in ("tottime", "cumulative"):
+                text = io.StringIO()
+                pstats.Stats(profiler, stream=text).sort_stats(sort).print_stats(args.top)
+                print("\n".join(line for line in text.getvalue().splitlines()[6:] if line))
+            flush_redis()  # the queued copies of what just ran in-process
+    finally:
+        children.stop(board_proc)
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def report(results: dict) -> None:
+    sizes = results["sizes"]
+    base = results.get("baselines") or {}
+    mb = 1024 * 1024
+    print("\n" + "=" * 100)
+    print(
+        f"Intake ingestion benchmark — {results['machine']['cpus']} CPUs, "
+        f"Python {results['machine']['python']}, PostgreSQL {results['machine']['postgres']}, "
+        f"{results['workers']} RQ workers for ingest"
+    )
+    print(
+        f"\n{'postings':>9} {'stage':<26} {'seconds':>8} {'postings/s':>11} "
+        f"{'worker CPU ms/posting':>22} {'peak RSS MB':>12} {'horse MB':>9} {'all MB':>7}"
+    )
+    for r in sizes:
+        for kind, label in (("preview", "preview end to end"), ("ingest", "ingest end to end")):
+            m = r["memory"].get(kind, {})
+            print(
+                f"{r['size']:>9,} {label:<26} {r[kind]['seconds']:>8.1f} "
+                f"{r[kind]['rate']:>11,.0f} "
+                f"{r[kind].get('worker_cpu', 0) / r['size'] * 1000:>22.2f} "
+                f"{m.get('single', 0) / mb:>12.0f} "
+                f"{m.get('horse', 0) / mb:>9.0f} {m.get('total', 0) / mb:>7.0f}"
+            )
+        stages = r["ingest"].get("stages", {})
+        for stage, seconds in stages.items():
+            what = "list+diff+upsert" if stage == "initializing" else "process chunks"
+            print(
+                f"{'':>9} {'  ingest: ' + what:<26} {seconds:>8.1f} "
+                f"{r['size'] / seconds if seconds else 0:>11,.0f}"
+            )
+    if base:
+        print(
+            f"\n{'rows':>9} {'write baseline (this process)':<36} {'seconds':>8} "
+            f"{'rows/s':>11} {'client CPU µs/row':>18}"
+        )
+        labels = {
+            "naive": "naive update_or_create (sample)",
+            "raw": "raw psycopg executemany upsert",
+            "raw_copy": "raw COPY staging + INSERT SELECT",
+            "upsert": "upsert_jobs (diff.py), new rows",
+            "upsert_unchanged": "upsert_jobs, same rows unchanged",
+        }
+        for key, label in labels.items():
+            if key in base:
+                b = base[key]
+                print(
+                    f"{b['rows']:>9,} {label:<36} {b['seconds']:>8.2f} {b['rate']:>11,.0f} "
+                    f"{b.get('cpu', 0) / b['rows'] * 1e6:>18.0f}"
+                )
+
+    main = max(sizes, key=lambda r: r["size"])
+    print("\nratios (at {:,} postings)".format(main["size"]))
+    ratios = results["ratios"] = {}
+    if base:
+        raw = max(base["raw"]["rate"], base["raw_copy"]["rate"])
+        ratios["ingest_vs_naive"] = main["ingest"]["rate"] / base["naive"]["rate"]
+        ratios["upsert_vs_raw"] = base["upsert"]["rate"] / raw
+        ratios["preview_vs_naive"] = main["preview"]["rate"] / base["naive"]["rate"]
+    if len(sizes) > 1:
+        small = min(sizes, key=lambda r: r["size"])
+        peak = lambda r: max(m.get("single", 0) for m in r["memory"].values())  # noqa: E731
+        ratios["memory_growth"] = peak(main) / max(1, peak(small))
+    lines = {
+        "ingest_vs_naive": ("ingest end to end ÷ naive", ">="),
+        "upsert_vs_raw": ("upsert step ÷ raw write limit", ">="),
+        "preview_vs_naive": ("preview end to end ÷ naive", ">="),
+        "memory_growth": (
+            f"peak worker RSS {main['size'] // 1000}k ÷ {min(r['size'] for r in sizes) // 1000}k",
+            "<=",
+        ),
+    }
+    for key, (label, op) in lines.items():
+        if key not in ratios:
+            continue
+        value, target = ratios[key], TARGETS[key]
+        ok = value >= target if op == ">=" else value <= target
+        print(f"   {label:<36} {value:8.2f}×   target {op} {target:g}   {'ok' if ok else 'MISSED'}")
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--postings", type=int, default=50_000, help="postings (default 50000)")
+    parser.add_argument(
+        "--sizes",
+        default="",
+        help="comma-separated sizes to run (memory is compared between the smallest and "
+        "the largest); default: 10000 and --postings",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke check: 1,000 and 2,000")
+    parser.add_argument("--workers", type=int, default=2, help="RQ workers for ingest")
+    parser.add_argument("--naive-sample", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=2, help="best of N for raw and upsert")
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before each timed phase wait up to this long for the CPUs to be idle "
+        "(a shared machine); the busy percentage is printed either way",
+    )
+    parser.add_argument("--keep-db", action="store_true", help="leave intake_bench behind")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="instead: run preview and ingest in this process under cProfile, dump to DIR",
+    )
+    parser.add_argument("--top", type=int, default=30, help="profile lines to print")
+    parser.add_argument("--serve-board", help=argparse.SUPPRESS)
+    parser.add_argument("--ready-file", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.postings = 2000
+        args.naive_sample = min(args.naive_sample, 1000)
+    if args.sizes:
+        args.size_list = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    elif args.quick:
+        args.size_list = [1000, 2000]
+    else:
+        args.size_list = sorted({min(10_000, args.postings), args.postings})
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve_board:
+        serve_board(args.serve_board, args.ready_file)
+        return 0
+
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    work = Path(tempfile.mkdtemp(prefix="intake-bench-"))
+    global run_work_dir
+    run_work_dir = str(work)
+    # This process and every child talk to the throwaway database and Redis db.
+    os.environ.update(
+        DATABASE_URL=DATABASE_URL,
+        REDIS_URL=REDIS_URL,
+        DJANGO_SETTINGS_MODULE="project.settings",
+        INTAKE_VAR_DIR=str(work / "var"),
+        LOG_LEVEL=os.environ.get("LOG_LEVEL", "WARNING"),
+    )
+    children = Children(work)
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "postgres": server_version(),
+            "platform": platform.platform(),
+        },
+        "workers": args.workers,
+        "sizes": [],
+    }
+    ok = False
+    try:
+        recreate_database()  # before Django opens its pool on it
+        import django
+
+        django.setup()
+        if args.profile:
+            profile_size(args.postings, args, children, work)
+            ok = True
+            return 0
+        for size in args.size_list:
+            results["sizes"].append(bench_size(size, args, children, work))
+            if size == max(args.size_list):
+                results["baselines"] = bench_baselines(
+                    size, args, results["sizes"][-1]["ingest"]["run"]
+                )
+        report(results)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+        ok = True
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping what was started", file=sys.stderr)
+        return 130
+    finally:
+        children.stop_all()
+        with contextlib.suppress(Exception):
+            flush_redis()
+        if not args.keep_db:
+            with contextlib.suppress(Exception):
+                drop_database()
+        import shutil
+
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:  # keep the processes' logs for the post-mortem, not the generated data
+            for data in (*work.glob("*.csv"), *work.glob("*.json")):
+                data.unlink(missing_ok=True)
+            print(f"logs kept in {work}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
