@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import django_rq
@@ -40,55 +41,33 @@ def execute_run(run_id: int) -> str:
         logger.info("Not executing run %s: %s", run_id, exc)
         return "skipped"
 
-    ctx = RunContext(run)
-    try:
-        executor = executors.get_executor(run.kind)
-        if executor(ctx) is executors.DEFERRED:
-            return "deferred"  # its part jobs carry on and the last one finishes the run
-        ctx.checkpoint(force=True)
-    except RunAborted:
-        with contextlib.suppress(services.RunGone):
-            services.run_finish(
-                run,
-                status=RunStatus.ABORTED,
-                message=f"Aborted at your request after {run.items_done} items; "
-                "finished work is kept.",
-            )
-        return "aborted"
-    except RunFailed as exc:
-        with contextlib.suppress(services.RunGone):
-            services.run_fail(run, message=str(exc))
-        return "error"
-    except services.RunGone as exc:
-        logger.info("Run %s was ended elsewhere; worker stops: %s", run_id, exc)
-        return "gone"
-    except Exception as exc:
-        logger.exception("Run %s failed", run_id)
-        with contextlib.suppress(services.RunGone):
-            services.run_fail(run, message=f"Internal error: {type(exc).__name__}: {exc}")
-        return "error"
-    try:
-        services.run_finish(run)
-    except services.RunGone:
-        return "gone"
-    return "finished"
+    # "deferred": its part jobs carry on and the last one finishes the run.
+    return _drive(
+        run, lambda ctx: executors.get_executor(run.kind)(ctx) is not executors.DEFERRED, "deferred"
+    )
 
 
 def execute_part(run_id: int, func_path: str, *args: Any) -> str:
-    """One part of a run's work (a chunk of an ingest), queued by RunContext.enqueue_part so
-    several workers share one run. `func(ctx, *args)` returns True when it completed the
+    """One part of a run's work (a chunk of an ingest), queued by RunContext.enqueue_parts
+    so several workers share one run. `func(ctx, *args)` returns True when it completed the
     run's last part: the run is then finished here. Abort, a vanished run and errors end the
     run the same way execute_run does."""
     close_old_connections()
     run = IngestionRun.objects.filter(pk=run_id).first()
     if run is None or run.status not in RUNNING_STATUSES:
         return "skipped"  # aborted, reaped or finished while this part was queued
+    return _drive(run, lambda ctx: bool(import_string(func_path)(ctx, *args)), "done")
+
+
+def _drive(run: IngestionRun, work: Callable[[RunContext], bool], unfinished: str) -> str:
+    """Run `work` under the run's lifecycle: when it returns True the run is finished here;
+    False returns `unfinished` (others finish it). RunAborted ends the run aborted (work done
+    is kept), RunFailed ends it in error with its message, any other exception as an
+    internal error; RunGone (ended elsewhere) stops without writing."""
     ctx = RunContext(run)
     try:
-        func = import_string(func_path)
-        last = func(ctx, *args)
-        if not last:
-            return "done"
+        if not work(ctx):
+            return unfinished
         ctx.checkpoint(force=True)
     except RunAborted:
         with contextlib.suppress(services.RunGone):
@@ -104,10 +83,10 @@ def execute_part(run_id: int, func_path: str, *args: Any) -> str:
             services.run_fail(run, message=str(exc))
         return "error"
     except services.RunGone as exc:
-        logger.info("Run %s was ended elsewhere; part stops: %s", run_id, exc)
+        logger.info("Run %s was ended elsewhere; this worker stops: %s", run.pk, exc)
         return "gone"
     except Exception as exc:
-        logger.exception("A part of run %s failed", run_id)
+        logger.exception("Run %s failed", run.pk)
         with contextlib.suppress(services.RunGone):
             services.run_fail(run, message=f"Internal error: {type(exc).__name__}: {exc}")
         return "error"
