@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q
 
 from ingestion.models import Job, JobStatus
+from ingestion.pipeline.batching import batched
 from ingestion.simhash import bands, hamming
 
 # The pigeonhole over four bands holds up to this distance.
@@ -22,6 +24,8 @@ MAX_DISTANCE = 3
 # Batch simhashes per query: 4 IN lists of this many values stay far below SQLite's limit on
 # query parameters (32,766) and keep PostgreSQL's plans simple.
 _LOOKUP_CHUNK = 500
+# Stored rows compared with a chunk's probes at once (a block × probes matrix of uint64).
+_COMPARE_BLOCK = 1000
 
 
 def max_distance() -> int:
@@ -66,11 +70,22 @@ def _stored_index(owner_id: int, simhashes: Sequence[int], ignored: set[int]) ->
         probe = Q()
         for band in range(4):
             probe |= Q(**{f"simhash_b{band}__in": sorted({b[band] for b in chunk_bands})})
-        rows = (
-            Job.objects.filter(owner_id=owner_id, status=JobStatus.READY, simhash__isnull=False)
-            .filter(probe)
-            .values_list("id", "simhash", "first_seen_at")
-        )
+        sharing = Job.objects.filter(
+            owner_id=owner_id, status=JobStatus.READY, simhash__isnull=False
+        ).filter(probe)
+        # Sharing a band is common (one company's postings cluster); being within the
+        # distance is rare. Read ids and simhashes only, keep those within the distance of
+        # some probe (vectorized), and only then read when they were first seen.
+        probes = np.array(simhashes[i : i + _LOOKUP_CHUNK], dtype=np.int64).view(np.uint64)
+        close: list[int] = []
+        pairs = sharing.values_list("id", "simhash").iterator(chunk_size=_COMPARE_BLOCK)
+        for block in batched(pairs, _COMPARE_BLOCK):
+            values = np.array([v for _, v in block], dtype=np.int64).view(np.uint64)
+            nearest = np.bitwise_count(values[:, None] ^ probes[None, :]).min(axis=1)
+            close.extend(block[k][0] for k in np.nonzero(nearest <= MAX_DISTANCE)[0])
+        if not close:
+            continue
+        rows = Job.objects.filter(id__in=close).values_list("id", "simhash", "first_seen_at")
         for job_id, value, first_seen_at in rows:
             if value is not None and job_id not in ignored and job_id not in seen:
                 seen.add(job_id)

@@ -221,7 +221,7 @@ INTAKE_UPLOAD_MAX_BYTES = env_int("INTAKE_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, 
 INTAKE_URL_LIST_MAX = env_int("INTAKE_URL_LIST_MAX", 1000, minimum=1)
 # Ingest: pending jobs per chunk (each chunk one RQ job) and per committed batch.
 INTAKE_CHUNK_SIZE = env_int("INTAKE_CHUNK_SIZE", 500, minimum=1)
-INTAKE_BATCH_SIZE = env_int("INTAKE_BATCH_SIZE", 100, minimum=1)
+INTAKE_BATCH_SIZE = env_int("INTAKE_BATCH_SIZE", 500, minimum=1)
 # Expiry safety: when a source suddenly lists fewer than this fraction of the postings it
 # listed last time, its vanished jobs are not expired (reported in the feed instead).
 INTAKE_EXPIRY_MIN_RATIO = env_float("INTAKE_EXPIRY_MIN_RATIO", 0.5, minimum=0)

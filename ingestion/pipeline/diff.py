@@ -22,6 +22,7 @@ from ingestion import normalize
 from ingestion.adapters import Posting, SourceFailed, get_adapter
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
+from ingestion.pipeline import sql
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.filters import PostingFilter
 from runs.context import RunAborted, RunContext
@@ -218,7 +219,7 @@ class SourceDiff:
                 for item in items:
                     if item.outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED):
                         item.job_status = JobStatus.PENDING
-            RunItem.objects.bulk_create(items)
+            sql.insert_items(items)
             self.ctx.progress(increments=increments)
             for item in items:
                 if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
@@ -386,5 +387,4 @@ def upsert_jobs(
                 stamp,
             )
         )
-    with connection.cursor() as cursor:
-        cursor.executemany(_UPSERT_SQL, rows)
+    sql.executemany(_UPSERT_SQL, rows)

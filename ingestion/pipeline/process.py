@@ -22,6 +22,7 @@ from ingestion import dedupe, normalize, simhash
 from ingestion.adapters import Adapter, Posting, SourceFailed, get_adapter
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ChunkStatus, Job, JobStatus, Source, WorkChunk
+from ingestion.pipeline import sql
 from ingestion.pipeline.batching import batched
 from runs.context import RunContext
 from runs.models import IngestionRun
@@ -55,10 +56,12 @@ def process_chunk(ctx: RunContext, number: int) -> bool:
     if claimed != 1:
         return False  # another worker has it, or it is done
     chunk = WorkChunk.objects.get(run=run, number=number)
-    with Fetcher(run_id=run.pk, owner_id=run.owner_id) as fetcher:
-        processor = BatchProcessor(ctx, fetcher)
+    processor = BatchProcessor(ctx)
+    try:
         for ids in batched(chunk.job_ids, settings.INTAKE_BATCH_SIZE):
             processor.process(ids)
+    finally:
+        processor.close()
     with transaction.atomic():
         # Lock the run row so two workers finishing the last two chunks at once are
         # serialized: exactly one of them sees no chunk left and finishes the run.
@@ -94,10 +97,12 @@ class _Result:
 
 
 class BatchProcessor:
-    def __init__(self, ctx: RunContext, fetcher: Fetcher) -> None:
+    def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.run = ctx.run
-        self.fetcher = fetcher
+        # Made when a job first needs its detail fetched: listings with content never do,
+        # and an HTTP client costs ~80 ms of certificate loading per chunk.
+        self._fetcher: Fetcher | None = None
         self._sources: dict[int, Source | None] = {}
         self._adapters: dict[int, Adapter] = {}
 
@@ -167,7 +172,7 @@ class BatchProcessor:
         adapter = self._adapters.get(source.pk)
         if adapter is None:
             adapter = self._adapters[source.pk] = get_adapter(
-                source, self.fetcher.for_source(source.pk)
+                source, self._get_fetcher().for_source(source.pk)
             )
         posting = adapter.fetch_detail(_posting_of(job))
         job.title = posting.title or job.title
@@ -179,6 +184,15 @@ class BatchProcessor:
         if not job.raw_description:
             raise ValueError("its detail page has no description")
         job.needs_detail = False
+
+    def _get_fetcher(self) -> Fetcher:
+        if self._fetcher is None:
+            self._fetcher = Fetcher(run_id=self.run.pk, owner_id=self.run.owner_id)
+        return self._fetcher
+
+    def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
 
     def _fingerprint(self, results: list[_Result]) -> None:
         """Simhash every prepared job (vectorized, per source for its boilerplate), then mark
@@ -245,32 +259,31 @@ class BatchProcessor:
                     job.pk,
                 )
             )
-        with connection.cursor() as cursor:
-            # Only still-pending rows: a job another worker (or a newer run) already moved
-            # is left alone. raw_description is dropped once sanitized, but a failed job
-            # keeps it (and its need of a detail fetch) for "retry failed".
-            cursor.executemany(
-                "UPDATE ingestion_job SET status = %s, title = %s, url = %s, location = %s, "
-                "remote = %s, workplace_type = %s, employment_type = %s, description = %s, "
-                "description_text = %s, posted_at = %s, salary_min = %s, salary_max = %s, "
-                "salary_currency = %s, salary_period = %s, simhash = %s, simhash_b0 = %s, "
-                "simhash_b1 = %s, simhash_b2 = %s, simhash_b3 = %s, duplicate_of_id = %s, "
-                "error_message = %s, last_run_id = %s, updated_at = %s, "
-                "raw_description = CASE WHEN %s THEN raw_description ELSE '' END, "
-                "needs_detail = CASE WHEN %s THEN needs_detail ELSE FALSE END "
-                "WHERE id = %s AND status = 'pending'",
-                rows,
-            )
-            cursor.executemany(
-                "UPDATE ingestion_runitem SET job_status = %s, "
-                "reason = CASE WHEN %s <> '' THEN %s ELSE reason END, "
-                "attempts = attempts + 1, updated_at = %s WHERE run_id = %s AND job_id = %s",
-                [
-                    (r.status, why, why, now, self.run.pk, r.job.pk)
-                    for r in results
-                    for why in [r.error or r.reason]
-                ],
-            )
+        # Only still-pending rows: a job another worker (or a newer run) already moved is
+        # left alone. raw_description is dropped once sanitized, but a failed job keeps it
+        # (and its need of a detail fetch) for "retry failed".
+        sql.executemany(
+            "UPDATE ingestion_job SET status = %s, title = %s, url = %s, location = %s, "
+            "remote = %s, workplace_type = %s, employment_type = %s, description = %s, "
+            "description_text = %s, posted_at = %s, salary_min = %s, salary_max = %s, "
+            "salary_currency = %s, salary_period = %s, simhash = %s, simhash_b0 = %s, "
+            "simhash_b1 = %s, simhash_b2 = %s, simhash_b3 = %s, duplicate_of_id = %s, "
+            "error_message = %s, last_run_id = %s, updated_at = %s, "
+            "raw_description = CASE WHEN %s THEN raw_description ELSE '' END, "
+            "needs_detail = CASE WHEN %s THEN needs_detail ELSE FALSE END "
+            "WHERE id = %s AND status = 'pending'",
+            rows,
+        )
+        sql.executemany(
+            "UPDATE ingestion_runitem SET job_status = %s, "
+            "reason = CASE WHEN %s <> '' THEN %s ELSE reason END, "
+            "attempts = attempts + 1, updated_at = %s WHERE run_id = %s AND job_id = %s",
+            [
+                (r.status, why, why, now, self.run.pk, r.job.pk)
+                for r in results
+                for why in [r.error or r.reason]
+            ],
+        )
 
 
 def _posting_of(job: Job) -> Posting:
