@@ -19,7 +19,7 @@ import csv
 import functools
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -108,6 +108,25 @@ def _string(value: Any) -> str:
     return str(value).strip()
 
 
+def _choice(
+    record: dict[str, Any],
+    name: str,
+    table: dict[str, str],
+    allowed: str,
+    error: Callable[[str, str], None],
+) -> str:
+    """The canonical value of an enumerated column ("Full Time" → key "full_time" looked up
+    in `table`), "" when absent; an unknown value is reported on the row's `name` field."""
+    raw = _value(record, name)
+    if raw is None:
+        return ""
+    key = re.sub(r"[\s\-]+", "_", _string(raw).lower())
+    if key in table:
+        return table[key]
+    error(name, f"{name} {raw!r} is not {allowed}")
+    return ""
+
+
 def posting_from_record(
     record: dict[str, Any], row: int, *, label: str = "row"
 ) -> tuple[Posting, list[RowError]]:
@@ -158,15 +177,11 @@ def posting_from_record(
             posting.remote = False
         else:
             error("remote", f"remote {remote!r} is not yes or no")
-    workplace = _value(record, "workplace_type")
-    if workplace is not None:
-        key = re.sub(r"[\s\-]+", "_", _string(workplace).lower())
-        if key in _WORKPLACES:
-            posting.workplace_type = _WORKPLACES[key]
-            if posting.remote is None and posting.workplace_type != "hybrid":
-                posting.remote = posting.workplace_type == "remote"
-        else:
-            error("workplace_type", f"workplace_type {workplace!r} is not remote, hybrid or onsite")
+    workplace = _choice(record, "workplace_type", _WORKPLACES, "remote, hybrid or onsite", error)
+    if workplace:
+        posting.workplace_type = workplace
+        if posting.remote is None and workplace != "hybrid":
+            posting.remote = workplace == "remote"
 
     for name in ("posted_at", "valid_through"):
         raw = _value(record, name)
@@ -199,15 +214,9 @@ def posting_from_record(
             posting.salary_currency = currency
         else:
             error("salary_currency", f"salary_currency {currency!r} is not a 3-letter code")
-    period = _value(record, "salary_period")
-    if period is not None:
-        key = re.sub(r"[\s\-]+", "_", _string(period).lower())
-        if key in _PERIODS:
-            posting.salary_period = _PERIODS[key]
-        else:
-            error(
-                "salary_period", f"salary_period {period!r} is not hour, day, week, month or year"
-            )
+    period = _choice(record, "salary_period", _PERIODS, "hour, day, week, month or year", error)
+    if period:
+        posting.salary_period = period
 
     posting.invalid_reasons = [str(e) for e in errors]
     return posting, errors
