@@ -78,14 +78,21 @@ def _stored_index(owner_id: int, simhashes: Sequence[int], ignored: set[int]) ->
         # some probe (vectorized), and only then read when they were first seen.
         probes = np.array(simhashes[i : i + _LOOKUP_CHUNK], dtype=np.int64).view(np.uint64)
         close: list[int] = []
-        pairs = sharing.values_list("id", "simhash").iterator(chunk_size=_COMPARE_BLOCK)
+        # No ORDER BY (the model's default one made PostgreSQL walk every job of the owner in
+        # posted order instead of probing the band indexes) and no server-side cursor (its
+        # plans favour the first rows, which picks the same walk).
+        pairs = list(sharing.order_by().values_list("id", "simhash"))
         for block in batched(pairs, _COMPARE_BLOCK):
             values = np.array([v for _, v in block], dtype=np.int64).view(np.uint64)
             nearest = np.bitwise_count(values[:, None] ^ probes[None, :]).min(axis=1)
             close.extend(block[k][0] for k in np.nonzero(nearest <= MAX_DISTANCE)[0])
         if not close:
             continue
-        rows = Job.objects.filter(id__in=close).values_list("id", "simhash", "first_seen_at")
+        rows = (
+            Job.objects.filter(id__in=close)
+            .order_by()
+            .values_list("id", "simhash", "first_seen_at")
+        )
         for job_id, value, first_seen_at in rows:
             if value is not None and job_id not in ignored and job_id not in seen:
                 seen.add(job_id)

@@ -107,9 +107,18 @@ class JobStatus(models.TextChoices):
 
 
 class Job(models.Model):
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No single-column indexes on owner, source and last_run: the composite indexes below
+    # lead with each of them, and every index is one more write per upserted job.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     source = models.ForeignKey(
-        Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+        Source,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        db_index=False,
     )
     company = models.CharField(max_length=200)
     external_id = models.CharField(max_length=255)
@@ -145,15 +154,26 @@ class Job(models.Model):
     simhash_b2 = models.IntegerField(null=True, blank=True)
     simhash_b3 = models.IntegerField(null=True, blank=True)
     content_hash = models.CharField(max_length=32, blank=True)
+    # Indexed only where set (see Meta.indexes): most jobs are nobody's duplicate.
     duplicate_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="duplicates",
+        db_index=False,
     )
 
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
     expired_at = models.DateTimeField(null=True, blank=True)
     last_run = models.ForeignKey(
-        "runs.IngestionRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "runs.IngestionRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -175,11 +195,23 @@ class Job(models.Model):
             models.Index(fields=["last_run", "status"], name="ingestion_job_run_status"),
             # The pending work of a source, and expiry of a source's vanished jobs.
             models.Index(fields=["source", "status"], name="ingestion_job_source_status"),
-            # Near-duplicate lookup (ingestion.dedupe): one probe per band.
-            models.Index(fields=["owner", "simhash_b0"], name="ingestion_job_band0"),
-            models.Index(fields=["owner", "simhash_b1"], name="ingestion_job_band1"),
-            models.Index(fields=["owner", "simhash_b2"], name="ingestion_job_band2"),
-            models.Index(fields=["owner", "simhash_b3"], name="ingestion_job_band3"),
+            # Near-duplicate lookup (ingestion.dedupe): one probe per band, among ready jobs
+            # only (the only ones that can be canonical), so pending, skipped and failed
+            # jobs cost these indexes nothing.
+            *(
+                models.Index(
+                    fields=["owner", f"simhash_b{band}"],
+                    name=f"ingestion_job_band{band}",
+                    condition=Q(status="ready"),
+                )
+                for band in range(4)
+            ),
+            # A job's near-duplicates (its page; SET NULL when it is deleted).
+            models.Index(
+                fields=["duplicate_of"],
+                name="ingestion_job_duplicate_of",
+                condition=Q(duplicate_of__isnull=False),
+            ),
             # The jobs list (ingestion.selectors.jobs_page) in its order, newest posting first:
             # page 1, posted-date ranges, and the search/location/remote filters that walk it
             # until a page is full. The list reads dated and undated jobs in two passes
@@ -217,7 +249,10 @@ class RunItem(models.Model):
     """One posting in one run: what the diff said of it (outcome) and, in an ingest, the job
     status it reached. The preview's diff table and a URL import's per-row status."""
 
-    run = models.ForeignKey("runs.IngestionRun", on_delete=models.CASCADE, related_name="items")
+    # No single-column index on run: the (run, …) indexes below lead with it.
+    run = models.ForeignKey(
+        "runs.IngestionRun", on_delete=models.CASCADE, related_name="items", db_index=False
+    )
     source = models.ForeignKey(
         Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -247,7 +282,8 @@ class RunItem(models.Model):
             # The diff table filtered by outcome (and paginated by id) on 50,000 items.
             models.Index(fields=["run", "outcome", "id"], name="ingestion_runitem_outcome"),
             models.Index(fields=["run", "source", "id"], name="ingestion_runitem_source"),
-            # The ingesting stage writes each job's status back to its item.
+            # The ingesting stage writes each job's status back to its item (a plan on the
+            # job's own index alone is chosen by stale statistics as often as not).
             models.Index(fields=["run", "job"], name="ingestion_runitem_job"),
         ]
 

@@ -3,6 +3,7 @@ benefits and EEO text and differ in a ~150-word role section."""
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -395,3 +396,48 @@ def test_a_distance_beyond_the_band_lookup_is_refused(user, settings) -> None:  
 
 
 pytestmark = pytest.mark.django_db
+
+
+def test_the_lookup_probes_the_partial_band_indexes(user) -> None:  # type: ignore[no-untyped-def]
+    # The band indexes hold ready jobs only (pending, skipped and failed jobs cost them no
+    # write): the lookup's WHERE must imply their predicate, or it scans the owner's jobs.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor != "postgresql":
+        pytest.skip("query plans are PostgreSQL's")
+    rng = random.Random(7)
+    now = timezone.now()
+    stored = []
+    for i in range(3000):
+        value = to_signed(rng.getrandbits(64))
+        b0, b1, b2, b3 = bands(value)
+        stored.append(
+            Job(
+                owner=user,
+                company="Northwind Analytics",
+                external_id=f"gh-{i}",
+                title=f"Job {i}",
+                status=JobStatus.READY,
+                simhash=value,
+                simhash_b0=b0,
+                simhash_b1=b1,
+                simhash_b2=b2,
+                simhash_b3=b3,
+                first_seen_at=now,
+                last_seen_at=now,
+            )
+        )
+    Job.objects.bulk_create(stored)
+    value = stored[0].simhash
+    pending = make_job(user, "new", value, status=JobStatus.PENDING)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE ingestion_job")
+    with CaptureQueriesContext(connection) as captured:
+        assert find_near_duplicates(owner_id=user.pk, candidates=[(pending.pk, value)])
+    lookup = next(q["sql"] for q in captured.captured_queries if "simhash_b0" in q["sql"])
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + lookup)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    for band in range(4):
+        assert f"ingestion_job_band{band}" in plan, lookup + "\n" + plan
