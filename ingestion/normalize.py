@@ -258,11 +258,36 @@ def normalize_workplace(
     if words:
         return words == "remote", words
     if text:
-        if _TEXT_HYBRID_RE.search(text):
+        lowered = text.lower()
+        if _states(_TEXT_HYBRID_RE, lowered, ("hybrid",)):
             return False, "hybrid"
-        if _TEXT_REMOTE_RE.search(text):
+        if _states(_TEXT_REMOTE_RE, lowered, ("remote", "work from home")):
             return True, "remote"
     return None, ""
+
+
+# Every sentence the description patterns accept contains one of their keywords, with at most
+# this many characters before it and after it.
+_STATEMENT_REACH = 32
+_NON_WORD_RE = re.compile(r"\W")
+
+
+def _states(pattern: re.Pattern[str], lowered: str, keywords: tuple[str, ...]) -> bool:
+    """Whether `pattern` matches around some occurrence of a keyword in `lowered`. A search
+    of the whole text costs ~100 µs on 2 KB (every word boundary is a candidate start);
+    most texts have no keyword, and the others only a few."""
+    for keyword in keywords:
+        at = lowered.find(keyword)
+        while at >= 0:
+            # The window ends at a word's end, so the pattern's closing \b is decided by the
+            # real next character (search() sees the text before `pos` for \b).
+            end = _NON_WORD_RE.search(lowered, at + len(keyword) + _STATEMENT_REACH)
+            if pattern.search(
+                lowered, max(0, at - _STATEMENT_REACH), end.start() if end else len(lowered)
+            ):
+                return True
+            at = lowered.find(keyword, at + 1)
+    return False
 
 
 # --- Locations ------------------------------------------------------------------------------
@@ -511,6 +536,8 @@ def content_hash(posting: Posting) -> str:
     field is length-prefixed, so no shift of text between fields can collide."""
     parts = []
     for field in _HASHED_FIELDS:
-        text = _canonical(getattr(posting, field))
+        value = getattr(posting, field)
+        # Most fields are plain strings: skip the conversions (a hot path of every listing).
+        text = value if type(value) is str else _canonical(value)
         parts.append(f"{len(text)}:{text}")
     return blake2b("\x1f".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()

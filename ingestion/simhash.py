@@ -149,7 +149,15 @@ def _separated(lowered: str) -> bytes:
 
 
 def _fingerprint(tokens: list[bytes]) -> int:
-    return int.from_bytes(blake2b(b" ".join(tokens), digest_size=8).digest(), "little") & MASK63
+    return _line_fingerprint(b" ".join(tokens))
+
+
+def _line_fingerprint(line: bytes) -> int:
+    """The fingerprint of a paragraph given as its tokens joined by single spaces."""
+    return int.from_bytes(blake2b(line, digest_size=8).digest(), "little") & MASK63
+
+
+_SPACE_RUNS_RE = re.compile(rb"  +")
 
 
 def paragraph_fingerprints(text: str) -> list[int]:
@@ -186,14 +194,18 @@ def _split(text: str, boilerplate: frozenset[int] | set[int]) -> tuple[bytes, by
     separated = _separated(text.lower())
     if not boilerplate:
         return separated, b""
+    # With runs of spaces collapsed, a stripped line is its tokens joined by single spaces:
+    # fingerprinted and joined as they are, without splitting every line into tokens.
     own: list[bytes] = []
     shared: list[bytes] = []
-    for line in separated.split(b"\n"):
-        tokens = line.split()
-        if len(tokens) >= MIN_PARAGRAPH_TOKENS and _fingerprint(tokens) in boilerplate:
-            shared.extend(tokens)
+    for line in _SPACE_RUNS_RE.sub(b" ", separated).split(b"\n"):
+        line = line.strip(b" ")
+        if not line:
+            continue
+        if line.count(b" ") >= MIN_PARAGRAPH_TOKENS - 1 and _line_fingerprint(line) in boilerplate:
+            shared.append(line)
         else:
-            own.extend(tokens)
+            own.append(line)
     if not own:
         return b" ".join(shared), b""
     return b" ".join(own), b" ".join(shared)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,10 +19,10 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ingestion import normalize
+from ingestion import normalize, simhash
 from ingestion.adapters import Posting, SourceFailed, get_adapter
 from ingestion.fetching import Fetcher, FetchError
-from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
+from ingestion.models import ItemOutcome, Job, JobStatus, Source
 from ingestion.pipeline import sql
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.filters import PostingFilter
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 1000
 # Descriptions kept per source to find the paragraphs its company repeats in every posting.
 BOILERPLATE_SAMPLE = 200
+BOILERPLATE_MIN_SAMPLE = 3
 # Each invalid or unreadable posting of a source gets a feed event up to this many; the rest
 # are counted in one closing event (and every one is in the run's items and report).
 ITEM_EVENTS_MAX = 10
@@ -107,6 +109,7 @@ class SourceDiff:
         *,
         filters: dict[str, Any],
         write: bool,
+        on_pending: Callable[[list[int]], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.run = ctx.run
@@ -114,6 +117,8 @@ class SourceDiff:
         self.fetcher = fetcher.for_source(source.pk)
         self.filter = PostingFilter(filters)
         self.write = write
+        # Called with the ids of each batch's new and updated jobs, in the batch's transaction.
+        self.on_pending = on_pending
         self.counters = INGEST_COUNTERS if write else PREVIEW_COUNTERS
         self.now = timezone.now()
         self.outcome = SourceOutcome(
@@ -126,6 +131,10 @@ class SourceDiff:
         self._keys: dict[str, str] = {}
         self._contents: dict[str, str] = {}
         self._item_events = 0
+        # New and updated jobs not yet handed to on_pending, and whether the company's
+        # boilerplate has been learned in this run.
+        self._held: list[int] = []
+        self._learned = False
 
     def run_diff(self) -> SourceOutcome:
         """List the source and record every posting; returns what happened. A failure of
@@ -144,6 +153,9 @@ class SourceDiff:
         except Exception as exc:
             logger.exception("Listing source %s failed", self.source.pk)
             out.error = f"Unexpected error reading the source: {type(exc).__name__}: {exc}"
+        if self.write:
+            with transaction.atomic():
+                self._release([], final=True)
         out.seconds = time.monotonic() - started
         unreported = out.counts[ItemOutcome.INVALID] + out.counts[ItemOutcome.ERROR]
         unreported -= self._item_events
@@ -163,19 +175,23 @@ class SourceDiff:
         keys = {p.external_id.strip() for p in batch if p.external_id.strip()}
         stored = {
             ext: (pk, chash, status)
+            # order_by(): the model's default order would have PostgreSQL walk the company's
+            # jobs in posted order instead of probing the unique key.
             for ext, pk, chash, status in Job.objects.filter(
                 owner_id=self.run.owner_id, company=self.source.company, external_id__in=keys
-            ).values_list("external_id", "id", "content_hash", "status")
+            )
+            .order_by()
+            .values_list("external_id", "id", "content_hash", "status")
         }
-        items: list[RunItem] = []
+        items: list[sql.ItemRow] = []
         upserts: list[tuple[Posting, str]] = []
         unchanged_ids: list[int] = []
         for posting in batch:
             outcome, reason, chash = self._classify(posting, stored)
             key = posting.external_id.strip()
-            item = RunItem(
-                run=self.run,
-                source=self.source,
+            item = sql.ItemRow(
+                run_id=self.run.pk,
+                source_id=self.source.pk,
                 external_id=key[:255],
                 title=posting.title[:500],
                 url=posting.url[:2000],
@@ -195,7 +211,9 @@ class SourceDiff:
                 unchanged_ids.append(stored[key][0])
         self.outcome.listed += len(batch)
 
-        increments: dict[str, int] = {"items_done": len(batch)}
+        # A preview's progress is postings read; an ingest's is jobs processed (the chunks
+        # count them), its total growing as the listing finds new and updated postings.
+        increments: dict[str, int] = {} if self.write else {"items_done": len(batch)}
         for item in items:
             counter = self.counters.get(item.outcome)  # type: ignore[call-overload]
             if counter:
@@ -209,23 +227,54 @@ class SourceDiff:
                             owner_id=self.run.owner_id,
                             company=self.source.company,
                             external_id__in=[p.external_id.strip() for p, _ in upserts],
-                        ).values_list("external_id", "id")
+                        )
+                        .order_by()
+                        .values_list("external_id", "id")
                     )
                     for item in items:
                         if item.job_id is None and item.outcome == ItemOutcome.NEW:
                             item.job_id = ids.get(item.external_id)
                 if unchanged_ids:
                     Job.objects.filter(id__in=unchanged_ids).update(last_seen_at=self.now)
+                pending = []
                 for item in items:
                     if item.outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED):
                         item.job_status = JobStatus.PENDING
+                        if item.job_id is not None:
+                            pending.append(item.job_id)
+                self._release(pending)
             sql.insert_items(items)
             self.ctx.progress(increments=increments)
             for item in items:
                 if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
                     self._report_item(item)
 
-    def _report_item(self, item: RunItem) -> None:
+    def _release(self, job_ids: list[int], *, final: bool = False) -> None:
+        """Hand new and updated jobs to on_pending once the company's boilerplate is known:
+        the ingesting stage leaves it out of each job's simhash, and a job processed before
+        it was learned could be flagged a near-duplicate of another role for their shared
+        about-us and benefits paragraphs. Learned as soon as the sample is full (usually in
+        the first batch), or at the end of a complete listing."""
+        self._held.extend(job_ids)
+        if not self._learned:
+            if not final and len(self.outcome.sample) < BOILERPLATE_SAMPLE:
+                return
+            self._learned = True
+            if self.outcome.complete or not final:
+                self._learn_boilerplate()
+        if self._held and self.on_pending is not None:
+            self.on_pending(self._held)
+        self._held = []
+
+    def _learn_boilerplate(self) -> None:
+        if len(self.outcome.sample) < BOILERPLATE_MIN_SAMPLE:
+            return  # too few postings to tell what they share: keep what was learned before
+        texts = [normalize.html_to_text(html) for html in self.outcome.sample]
+        self.source.boilerplate = simhash.company_boilerplate(texts)
+        # update(), not save(): the source's own settings may be edited while the run goes on.
+        Source.objects.filter(pk=self.source.pk).update(boilerplate=self.source.boilerplate)
+
+    def _report_item(self, item: sql.ItemRow) -> None:
         if self._item_events >= ITEM_EVENTS_MAX:
             return
         self._item_events += 1

@@ -1,8 +1,10 @@
 """The preview and ingest executors: the pipeline's order, readable in one place.
 
 preview   run.started → per source: list + diff (RunItems only) → expiry check → summary
-ingest    run.started → per source: list + diff + upsert → expire → chunks of pending jobs,
-          each its own RQ job (ingestion.pipeline.process) → the last chunk: summary → finished
+ingest    run.started → per source: list + diff + upsert → expire; the pending jobs are cut
+          into chunks as they are upserted, each its own RQ job (ingestion.pipeline.process)
+          processed by other workers while the listing goes on → the last chunk: summary →
+          finished
 
 One failing source does not fail the run; the run fails only when every source failed (or on
 an internal error), and says why.
@@ -10,12 +12,12 @@ an internal error), and says why.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from ingestion import simhash
 from ingestion.fetching import Fetcher
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline import process
@@ -23,10 +25,7 @@ from ingestion.pipeline.diff import SourceDiff, SourceOutcome
 from ingestion.pipeline.expire import expire_vanished
 from runs import executors, services
 from runs.context import RunContext, RunFailed
-from runs.models import RunKind, RunStatus
-
-# Pending jobs from which the ingest refreshes the planner's statistics before processing.
-ANALYZE_AFTER = 1000
+from runs.models import RunKind
 
 
 @executors.register(RunKind.PREVIEW)
@@ -39,40 +38,27 @@ def execute_preview(ctx: RunContext) -> None:
 @executors.register(RunKind.INGEST)
 def execute_ingest(ctx: RunContext) -> object:
     run = ctx.run
+    stream = process.ChunkStream(ctx)
     if run.config.get("retry_of"):
-        pending = _retry_failed_jobs(ctx, run.config["retry_of"])
+        stream.add(_retry_failed_jobs(ctx, run.config["retry_of"]))
     else:
-        outcomes = _list_sources(ctx, write=True)
-        source_ids = [o.source_id for o in outcomes]
-        # Every pending job of these sources: this run's new and updated postings, and any
-        # left pending by an earlier run that was aborted or died.
-        pending = list(
-            Job.objects.filter(source_id__in=source_ids, status=JobStatus.PENDING)
+        outcomes = _list_sources(ctx, write=True, on_pending=stream.add)
+        # Pending jobs this run did not write: left pending by an earlier run that was
+        # aborted or died (this run's own are chunked already).
+        leftover = (
+            Job.objects.filter(
+                source_id__in=[o.source_id for o in outcomes], status=JobStatus.PENDING
+            )
+            .exclude(last_run_id=run.pk)
             .order_by("id")
             .values_list("id", flat=True)
         )
+        stream.add(list(leftover))
     ctx.checkpoint()
-    if len(pending) >= ANALYZE_AFTER and connection.vendor == "postgresql":
-        # The planner's statistics still describe the job table as it was before this
-        # run's upsert (on a new installation: empty), and the near-duplicate lookup would
-        # then scan every job of the owner per batch instead of probing the band indexes.
-        # Autovacuum would catch up a minute later, in the middle of the chunks.
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {Job._meta.db_table}")
-    if not pending:
-        ctx.set_stage(RunStatus.INGESTING, message="Nothing new to process.")
-        publish_summary(ctx)
-        return None
-    with transaction.atomic():
-        chunks = process.create_chunks(run, pending)
-        ctx.progress(done=0, total=len(pending), force_event=True)
-        ctx.set_stage(
-            RunStatus.INGESTING,
-            message=f"Processing {_plural(len(pending), 'job')} in "
-            f"{_plural(len(chunks), 'chunk')}.",
-        )
-        ctx.enqueue_parts(process.CHUNK_TASK, [(f"chunk-{c.number}", (c.number,)) for c in chunks])
-    return executors.DEFERRED
+    if not stream.close():
+        return executors.DEFERRED
+    publish_summary(ctx)
+    return None
 
 
 def _retry_failed_jobs(ctx: RunContext, retry_of: int) -> list[int]:
@@ -111,7 +97,9 @@ def _retry_failed_jobs(ctx: RunContext, retry_of: int) -> list[int]:
     return [r[0] for r in rows]
 
 
-def _list_sources(ctx: RunContext, *, write: bool) -> list[SourceOutcome]:
+def _list_sources(
+    ctx: RunContext, *, write: bool, on_pending: Callable[[list[int]], None] | None = None
+) -> list[SourceOutcome]:
     run = ctx.run
     entries = list(run.config.get("sources") or [])
     if not entries:
@@ -142,13 +130,18 @@ def _list_sources(ctx: RunContext, *, write: bool) -> list[SourceOutcome]:
                 )
             else:
                 outcome = SourceDiff(
-                    ctx, source, fetcher, filters=entry.get("filters") or {}, write=write
+                    ctx,
+                    source,
+                    fetcher,
+                    filters=entry.get("filters") or {},
+                    write=write,
+                    on_pending=on_pending,
                 ).run_diff()
             _announce(ctx, outcome)
             if source is not None:
                 if outcome.complete:
                     expire_vanished(ctx, source, outcome, write=write)
-                _record_health(source, outcome, learn_boilerplate=write)
+                _record_health(source, outcome)
             outcomes.append(outcome)
             services.run_set_summary(run, {"sources": [o.as_dict() for o in outcomes]})
     failed = [o for o in outcomes if o.error]
@@ -175,7 +168,7 @@ def _announce(ctx: RunContext, outcome: SourceOutcome) -> None:
         )
 
 
-def _record_health(source: Source, outcome: SourceOutcome, *, learn_boilerplate: bool) -> None:
+def _record_health(source: Source, outcome: SourceOutcome) -> None:
     fields: dict[str, Any] = {
         "last_fetched_at": timezone.now(),
         "last_fetch_ok": not outcome.error,
@@ -183,11 +176,6 @@ def _record_health(source: Source, outcome: SourceOutcome, *, learn_boilerplate:
     }
     if outcome.complete:
         fields["last_listed_count"] = outcome.valid_listed
-    if learn_boilerplate and outcome.complete and len(outcome.sample) >= 3:
-        from ingestion import normalize
-
-        texts = [normalize.html_to_text(html) for html in outcome.sample]
-        fields["boilerplate"] = simhash.company_boilerplate(texts)
     # update(), not save(): the source's own settings may be edited while the run goes on.
     Source.objects.filter(pk=source.pk).update(**fields)
     for key, value in fields.items():

@@ -25,7 +25,7 @@ from ingestion.models import ChunkStatus, Job, JobStatus, Source, WorkChunk
 from ingestion.pipeline import sql
 from ingestion.pipeline.batching import batched
 from runs.context import RunContext
-from runs.models import IngestionRun
+from runs.models import IngestionRun, RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +35,93 @@ CHUNK_TASK = "ingestion.pipeline.process.process_chunk"
 FAILURE_EVENTS_MAX = 25
 
 
-def create_chunks(run: IngestionRun, job_ids: list[int]) -> list[WorkChunk]:
-    size = settings.INTAKE_CHUNK_SIZE
-    chunks = [
-        WorkChunk(run=run, number=number, job_ids=list(ids))
-        for number, ids in enumerate(batched(job_ids, size), start=1)
-    ]
-    return WorkChunk.objects.bulk_create(chunks)
+# Chunk 0 of an ingest stands for its listing stage: claimed while the sources are listed and
+# done when they all are, so no processing chunk can finish the run while more may come.
+LISTING_CHUNK = 0
+# Pending jobs after which the planner's statistics are refreshed, once per run.
+ANALYZE_AFTER = 1000
+
+
+class ChunkStream:
+    """Cuts an ingest's pending jobs into chunks as the listing stage produces them and
+    queues each chunk at once, so other workers process while this one still lists.
+
+    `add()` is called inside the transaction that upserted the jobs: the chunk row and its
+    RQ job (queued on commit) exist exactly when the jobs do. `close()` queues the rest and
+    marks the listing done; the worker that sees every chunk done finishes the run."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.run = ctx.run
+        self._buffer: list[int] = []
+        self._number = LISTING_CHUNK
+        self.queued = 0
+        self._analyzed = False
+        WorkChunk.objects.create(
+            run=self.run,
+            number=LISTING_CHUNK,
+            status=ChunkStatus.CLAIMED,
+            claimed_at=timezone.now(),
+            claimed_by=_worker_name(),
+        )
+
+    def add(self, job_ids: list[int]) -> None:
+        self._buffer.extend(job_ids)
+        size = settings.INTAKE_CHUNK_SIZE
+        while len(self._buffer) >= size:
+            self._queue(self._buffer[:size])
+            del self._buffer[:size]
+
+    def close(self) -> bool:
+        """Queue what is left and mark the listing done. Returns True when nothing is left
+        to process (the caller finishes the run), False when the chunks' workers will."""
+        with transaction.atomic():
+            if self._buffer:
+                self._queue(self._buffer)
+                self._buffer = []
+            if not self.queued:
+                self.ctx.set_stage(RunStatus.INGESTING, message="Nothing new to process.")
+            return _complete_chunk(self.run, LISTING_CHUNK)
+
+    def _queue(self, job_ids: list[int]) -> None:
+        with transaction.atomic():
+            if not self._analyzed and self.queued + len(job_ids) >= ANALYZE_AFTER:
+                self._analyzed = True
+                _analyze_jobs()
+            first = self.queued == 0
+            self._number += 1
+            self.queued += len(job_ids)
+            WorkChunk.objects.create(run=self.run, number=self._number, job_ids=list(job_ids))
+            self.ctx.progress(increments={"total_jobs": len(job_ids)}, force_event=first)
+            if first:
+                self.ctx.set_stage(
+                    RunStatus.INGESTING,
+                    message="Processing jobs as they are listed, in chunks of "
+                    f"{settings.INTAKE_CHUNK_SIZE:,}.",
+                )
+            self.ctx.enqueue_parts(CHUNK_TASK, [(f"chunk-{self._number}", (self._number,))])
+
+
+def _analyze_jobs() -> None:
+    """The planner's statistics may still describe the job table as it was before this
+    run's upsert (on a new installation: empty); the near-duplicate lookup would then scan
+    every job of the owner per batch instead of probing the band indexes. Autovacuum would
+    catch up a minute later, in the middle of the chunks."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {Job._meta.db_table}")
+
+
+def _complete_chunk(run: IngestionRun, number: int) -> bool:
+    """Mark chunk `number` done; True when it was the run's last unfinished chunk."""
+    with transaction.atomic():
+        # Lock the run row so two workers finishing the last two chunks at once are
+        # serialized: exactly one of them sees no chunk left and finishes the run.
+        IngestionRun.objects.select_for_update().filter(pk=run.pk).values_list("pk").first()
+        WorkChunk.objects.filter(run=run, number=number).update(
+            status=ChunkStatus.DONE, done_at=timezone.now()
+        )
+        return not WorkChunk.objects.filter(run=run).exclude(status=ChunkStatus.DONE).exists()
 
 
 def process_chunk(ctx: RunContext, number: int) -> bool:
@@ -62,14 +142,7 @@ def process_chunk(ctx: RunContext, number: int) -> bool:
             processor.process(ids)
     finally:
         processor.close()
-    with transaction.atomic():
-        # Lock the run row so two workers finishing the last two chunks at once are
-        # serialized: exactly one of them sees no chunk left and finishes the run.
-        IngestionRun.objects.select_for_update().filter(pk=run.pk).values_list("pk").first()
-        WorkChunk.objects.filter(pk=chunk.pk).update(
-            status=ChunkStatus.DONE, done_at=timezone.now()
-        )
-        last = not WorkChunk.objects.filter(run=run).exclude(status=ChunkStatus.DONE).exists()
+    last = _complete_chunk(run, number)
     if last:
         from ingestion.pipeline.orchestrator import publish_summary
 
@@ -86,8 +159,37 @@ def _worker_name() -> str:
 
 
 @dataclass(slots=True)
+class _PendingJob:
+    """The fields of a pending job the ingesting stage reads and rewrites: a plain object,
+    not a model instance (Django's model init cost ~40 µs a job, a tenth of the budget)."""
+
+    pk: int
+    source_id: int | None
+    company: str
+    external_id: str
+    title: str
+    url: str
+    location: str
+    remote: bool | None
+    workplace_type: str
+    employment_type: str
+    raw_description: str
+    needs_detail: bool
+    posted_at: Any
+    salary_min: Any
+    salary_max: Any
+    salary_currency: str
+    salary_period: str
+    salary_text: str
+    description: str = ""
+
+
+_PENDING_FIELDS = tuple(f for f in _PendingJob.__slots__ if f not in ("pk", "description"))
+
+
+@dataclass(slots=True)
 class _Result:
-    job: Job
+    job: _PendingJob
     status: str = JobStatus.READY
     error: str = ""
     text: str = ""
@@ -107,7 +209,12 @@ class BatchProcessor:
         self._adapters: dict[int, Adapter] = {}
 
     def process(self, ids: list[int]) -> None:
-        jobs = list(Job.objects.filter(id__in=ids, status=JobStatus.PENDING).order_by("id"))
+        jobs = [
+            _PendingJob(*row)
+            for row in Job.objects.filter(id__in=ids, status=JobStatus.PENDING)
+            .order_by("id")
+            .values_list("id", *_PENDING_FIELDS)
+        ]
         results = []
         for job in jobs:
             self.ctx.checkpoint()
@@ -138,7 +245,7 @@ class BatchProcessor:
             self._sources[source_id] = Source.objects.filter(pk=source_id).first()
         return self._sources[source_id]
 
-    def _prepare(self, job: Job) -> _Result:
+    def _prepare(self, job: _PendingJob) -> _Result:
         result = _Result(job)
         try:
             if job.needs_detail:
@@ -165,7 +272,7 @@ class BatchProcessor:
             result.error = f"unexpected error: {type(exc).__name__}: {exc}"
         return result
 
-    def _fetch_detail(self, job: Job) -> None:
+    def _fetch_detail(self, job: _PendingJob) -> None:
         source = self._source(job.source_id)
         if source is None:
             raise ValueError("its source was deleted before its details could be fetched")
@@ -286,7 +393,7 @@ class BatchProcessor:
         )
 
 
-def _posting_of(job: Job) -> Posting:
+def _posting_of(job: _PendingJob) -> Posting:
     return Posting(
         external_id=job.external_id,
         title=job.title,

@@ -3,6 +3,7 @@ server: abort in the middle keeps whole batches, several workers share one run."
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -92,8 +93,38 @@ def test_several_workers_share_the_chunks_of_one_run(
     wait_for(lambda: IngestionRun.objects.get(pk=run.pk).is_terminal, timeout=60, what="the run")
     run.refresh_from_db()
     assert run.status == RunStatus.FINISHED, run.error_message
-    chunks = WorkChunk.objects.filter(run=run)
+    chunks = WorkChunk.objects.filter(run=run, number__gt=0)
     assert chunks.count() == 4 and {c.status for c in chunks} == {ChunkStatus.DONE}
     assert len({c.claimed_by for c in chunks}) == 2, "one worker did all the chunks"
     assert run.jobs_ready == 80
+    assert list(run.events.values_list("type", flat=True)).count("run.finished") == 1
+
+
+def test_chunks_are_processed_while_a_later_source_is_still_listed(
+    fixture_server, worker, procs, tmp_path, user, child_env_overrides
+):
+    procs.append(start_worker(tmp_path, name="worker2", **child_env_overrides))
+    Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+    Source.objects.create(owner=user, company="Slowco", kind="greenhouse", identifier="slowco")
+    mount_greenhouse(fixture_server, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 41)])
+    slow_jobs = [greenhouse_job(i, f"Slow role {i}", board="slowco") for i in range(1, 6)]
+
+    def slow_listing(request):  # type: ignore[no-untyped-def]
+        time.sleep(3)
+        body = json.dumps({"jobs": slow_jobs, "meta": {"total": len(slow_jobs)}})
+        return Reply(200, body.encode(), {"Content-Type": "application/json"})
+
+    fixture_server.route("/v1/boards/slowco/jobs", handler=slow_listing)
+    run = services.ingest_start(owner=user)
+    wait_for(lambda: IngestionRun.objects.get(pk=run.pk).is_terminal, timeout=60, what="the run")
+    run.refresh_from_db()
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert Job.objects.filter(status=JobStatus.READY).count() == 45
+    assert (run.total_jobs, run.items_done) == (45, 45)
+    listing = WorkChunk.objects.get(run=run, number=0)
+    chunks = WorkChunk.objects.filter(run=run, number__gt=0)
+    assert [len(c.job_ids) for c in chunks] == [20, 20, 5]
+    # Acme's two chunks were done by the other worker while this one waited for Slowco.
+    done_before_listing_ended = [c.number for c in chunks if c.done_at < listing.done_at]
+    assert done_before_listing_ended == [1, 2]
     assert list(run.events.values_list("type", flat=True)).count("run.finished") == 1

@@ -10,10 +10,16 @@ import pytest
 
 from ingestion import services
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source, WorkChunk
+from ingestion.pipeline import process
 from ingestion.selectors import outcome_counts
 from runs.models import RunStatus
 from tests.fixture_server import Reply
-from tests.ingestion.boards import description_html, greenhouse_job, mount_greenhouse
+from tests.ingestion.boards import (
+    description_html,
+    greenhouse_job,
+    job_title,
+    mount_greenhouse,
+)
 from tests.ingestion.pages import (
     jsonld_posting,
     mount_careers_site,
@@ -249,6 +255,61 @@ def test_near_duplicates_are_skipped_and_point_at_the_earliest_but_boilerplate_i
     assert run.jobs_skipped == 1
 
 
+# Paragraphs one company repeats in every posting, long enough to dominate each simhash.
+COMPANY_PARAGRAPHS = [
+    "Acme builds the logistics software that moves a third of the world's freight, from the "
+    "first mile to the last, with teams in twelve countries and customers on every continent.",
+    "We offer competitive salaries, equity for every employee, a yearly learning budget, "
+    "generous parental leave, four weeks of vacation and a flexible schedule.",
+    "Acme is an equal opportunity employer. We welcome applicants of every background, "
+    "identity and experience, and make reasonable accommodations on request.",
+    "Our offices in Berlin, Lisbon and Toronto are open to everyone who likes to work together "
+    "in person, and remote colleagues meet the whole team twice a year at our retreat.",
+]
+
+ROLE_DUTIES = [
+    "own the billing service end to end and mentor two junior engineers.",
+    "design onboarding flows with research, prototypes and careful copy.",
+    "close enterprise deals in the Nordics and grow our partner channel.",
+    "keep our warehouses' data pipelines fast, tested and well documented.",
+    "answer customers' questions by chat and phone and improve our help center.",
+]
+
+
+def test_chunks_queued_while_listing_wait_for_the_company_boilerplate(
+    boards, work, user, greenhouse_source, settings, monkeypatch
+):
+    # Short roles inside long shared boilerplate: without it left out, their simhashes are
+    # within the near-duplicate distance of each other (some are equal).
+    settings.INTAKE_CHUNK_SIZE = 2
+    roles = [
+        greenhouse_job(
+            i,
+            content=f"<p>As a {job_title(i)} you will {ROLE_DUTIES[i % len(ROLE_DUTIES)]}</p>"
+            + "".join(f"<p>{p}</p>" for p in COMPANY_PARAGRAPHS * 2),
+        )
+        for i in range(1, 13)
+    ]
+    mount_greenhouse(boards, "acme", roles)
+    seen_at_queue: list[list[int]] = []
+    queue = process.ChunkStream._queue
+
+    def spy(stream, job_ids):  # type: ignore[no-untyped-def]
+        seen_at_queue.append(Source.objects.get(pk=greenhouse_source.pk).boilerplate)
+        queue(stream, job_ids)
+
+    monkeypatch.setattr(process.ChunkStream, "_queue", spy)
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED
+    assert len(seen_at_queue) == 6
+    # Every chunk was queued (and so could be processed by another worker) only once the
+    # boilerplate of this first listing of the company was known.
+    assert all(len(boilerplate) == len(COMPANY_PARAGRAPHS) for boilerplate in seen_at_queue)
+    assert Job.objects.filter(status=JobStatus.READY).count() == 12
+    assert run.jobs_skipped == 0
+
+
 def test_postings_without_content_get_their_detail_fetched(boards, work, user, greenhouse_source):
     mount_greenhouse(boards, "acme", board_v1()[:3], listing_content=False)
     run = work(services.ingest_start(owner=user))
@@ -282,7 +343,7 @@ def test_chunks_are_separate_jobs_and_the_last_one_finishes_the_run(
     mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 11)])
     run = work(services.ingest_start(owner=user))
     assert run.status == RunStatus.FINISHED
-    chunks = WorkChunk.objects.filter(run=run)
+    chunks = WorkChunk.objects.filter(run=run, number__gt=0)
     assert [len(c.job_ids) for c in chunks] == [4, 4, 2]
     assert {c.status for c in chunks} == {"done"}
     assert len(run.queue_job_ids) == 4  # the run and its three chunks
