@@ -379,6 +379,24 @@ class MemorySampler:
             self._stop.wait(self.interval)
 
 
+def postgres_cpu() -> float | None:
+    """CPU seconds used so far by the local PostgreSQL server's processes (the postmaster's
+    children_* times count its backends that have exited), or None when it is not on this
+    machine or not readable: the other half of what a posting costs."""
+    import psutil
+
+    total = 0.0
+    found = False
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] != "postgres":
+            continue
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+            found = True
+    return total if found else None
+
+
 def tree_cpu(pids: list[int]) -> float:
     """CPU seconds used so far by these worker processes and their work horses, finished
     ones included (a worker waits for its horse, so the kernel adds the horse's time to the
@@ -467,12 +485,15 @@ def bench_size(size: int, args: argparse.Namespace, children: Children, work: Pa
                 start = getattr(ingestion_services, f"{kind}_start")
                 busy = wait_idle(args.wait_idle) if args.wait_idle else busy_cpu(0.5)
                 cpu_before = tree_cpu([w.pid for w in workers])
+                db_before = postgres_cpu()
                 began = time.monotonic()
                 run = start(owner=owner, source_ids=source_ids)
                 run = wait_terminal(run.pk, timeout)
                 seconds = time.monotonic() - began
                 time.sleep(0.3)  # the horse of the last job exits and is waited for
                 cpu = tree_cpu([w.pid for w in workers]) - cpu_before
+                db_after = postgres_cpu()
+                db_cpu = db_after - db_before if db_before is not None and db_after else None
                 if run.status != "finished":
                     logs = "\n".join(children.log_tail(f"worker{i}") for i in (1, 2))
                     raise RuntimeError(
@@ -487,13 +508,19 @@ def bench_size(size: int, args: argparse.Namespace, children: Children, work: Pa
                     "listing_seconds": {k: s.get("seconds") for k, s in sources.items()},
                     "busy_before": busy,
                     "worker_cpu": cpu,
+                    "db_cpu": db_cpu,
                 }
                 if kind == "ingest":
                     result[kind]["stages"] = ingest_stages(run)
                 print(
                     f"   {kind:8} {seconds:7.1f} s  {size / seconds:8,.0f} postings/s  "
                     f"worker CPU {cpu:.1f} s ({cpu / size * 1000:.2f} ms/posting), "
-                    f"counts {_short_counts(run.counts())} (CPUs {busy:.0f}% busy before)",
+                    + (
+                        f"database CPU {db_cpu:.1f} s ({db_cpu / size * 1000:.2f} ms/posting), "
+                        if db_cpu is not None
+                        else ""
+                    )
+                    + f"counts {_short_counts(run.counts())} (CPUs {busy:.0f}% busy before)",
                     flush=True,
                 )
             sampler.phase = "idle"
@@ -510,15 +537,23 @@ def _short_counts(counts: dict[str, int]) -> str:
 
 
 def ingest_stages(run: Any) -> dict[str, float]:
-    """Seconds of the ingest's stages, from its events: listing+diff+upsert (initializing)
-    and processing the chunks (ingesting)."""
-    split = run.events.filter(type="run.ingesting").values_list("created_at", flat=True).first()
+    """Seconds of the ingest's stages: the listing (list + diff + upsert; chunk 0's span,
+    while the other workers already process the chunks it queued) and the processing that
+    was left when the listing ended."""
+    from ingestion.models import WorkChunk
+    from ingestion.pipeline.process import LISTING_CHUNK
+
+    listed = (
+        WorkChunk.objects.filter(run=run, number=LISTING_CHUNK)
+        .values_list("done_at", flat=True)
+        .first()
+    )
     started = run.started_at
     out: dict[str, float] = {}
-    if started and split:
-        out["initializing"] = (split - started).total_seconds()
-    if split and run.finished_at:
-        out["ingesting"] = (run.finished_at - split).total_seconds()
+    if started and listed:
+        out["listing"] = (listed - started).total_seconds()
+    if listed and run.finished_at:
+        out["after listing"] = (run.finished_at - listed).total_seconds()
     return out
 
 
@@ -841,7 +876,9 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
                 profiler.enable()
                 status = tasks.execute_run(run.pk)
                 if status == "deferred":
-                    numbers = WorkChunk.objects.filter(run=run).values_list("number", flat=True)
+                    numbers = WorkChunk.objects.filter(run=run, number__gt=0).values_list(
+                        "number", flat=True
+                    )
                     for number in list(numbers):
                         tasks.execute_part(run.pk, CHUNK_TASK, number)
                 profiler.disable()
@@ -892,7 +929,7 @@ def report(results: dict) -> None:
             )
         stages = r["ingest"].get("stages", {})
         for stage, seconds in stages.items():
-            what = "list+diff+upsert" if stage == "initializing" else "process chunks"
+            what = "list+diff+upsert" if stage == "listing" else "chunks after listing"
             print(
                 f"{'':>9} {'  ingest: ' + what:<26} {seconds:>8.1f} "
                 f"{r['size'] / seconds if seconds else 0:>11,.0f}"
