@@ -9,13 +9,16 @@ never a scan of the owner's jobs."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.db.models import Q
 
 from ingestion.models import Job, JobStatus
+from ingestion.pipeline import sql
 from ingestion.pipeline.batching import batched
 from ingestion.simhash import bands, hamming
 
@@ -60,11 +63,53 @@ class _BandIndex:
         return best[1] if best else None
 
 
+# PostgreSQL: each band's probes joined to its partial index, the distance computed by the
+# server, so only the (rare) rows within it come back instead of every row sharing a band
+# (one company's postings share bands often: thousands of rows per batch).
+_NEAR_SQL = " UNION ".join(
+    "SELECT j.id, j.simhash, j.first_seen_at "
+    f"FROM unnest(%(probes)s::bigint[], %(band{band})s::int[]) AS p(simhash, band) "
+    "JOIN ingestion_job j ON j.owner_id = %(owner)s AND j.status = 'ready' "
+    f"AND j.simhash_b{band} = p.band "
+    "WHERE bit_count((j.simhash # p.simhash)::bit(64)) <= %(distance)s"
+    for band in range(4)
+)
+
+
 def _stored_index(owner_id: int, simhashes: Sequence[int], ignored: set[int]) -> _BandIndex:
-    """The owner's ready jobs that share a band with any of `simhashes` (but not `ignored`),
-    ranked by (first_seen_at, id). One query per chunk of simhashes."""
+    """The owner's ready jobs within MAX_DISTANCE of any of `simhashes` (but not `ignored`),
+    ranked by (first_seen_at, id): found through the bands they share with them."""
+    if connection.vendor == "postgresql":
+        rows = _near_rows_postgres(owner_id, simhashes)
+    else:
+        rows = _near_rows(owner_id, simhashes)
     index = _BandIndex()
     seen: set[int] = set()
+    for job_id, value, first_seen_at in rows:
+        if value is not None and job_id not in ignored and job_id not in seen:
+            seen.add(job_id)
+            index.add((first_seen_at.timestamp(), job_id), job_id, value)
+    return index
+
+
+def _near_rows_postgres(owner_id: int, simhashes: Sequence[int]) -> list[tuple[Any, ...]]:
+    params: dict[str, Any] = {
+        "probes": list(simhashes),
+        "owner": owner_id,
+        "distance": MAX_DISTANCE,
+    }
+    all_bands = [bands(value) for value in simhashes]
+    for band in range(4):
+        params[f"band{band}"] = [b[band] for b in all_bands]
+    with sql.bulk_cursor() as cursor:
+        cursor.execute(_NEAR_SQL, params)
+        return list(cursor.fetchall())
+
+
+def _near_rows(owner_id: int, simhashes: Sequence[int]) -> list[tuple[Any, ...]]:
+    """(id, simhash, first_seen_at) of the candidates, the portable way: one query per chunk
+    of simhashes for the rows sharing a band, compared in numpy."""
+    found: list[tuple[Any, ...]] = []
     for i in range(0, len(simhashes), _LOOKUP_CHUNK):
         chunk_bands = [bands(value) for value in simhashes[i : i + _LOOKUP_CHUNK]]
         probe = Q()
@@ -86,18 +131,13 @@ def _stored_index(owner_id: int, simhashes: Sequence[int], ignored: set[int]) ->
             values = np.array([v for _, v in block], dtype=np.int64).view(np.uint64)
             nearest = np.bitwise_count(values[:, None] ^ probes[None, :]).min(axis=1)
             close.extend(block[k][0] for k in np.nonzero(nearest <= MAX_DISTANCE)[0])
-        if not close:
-            continue
-        rows = (
-            Job.objects.filter(id__in=close)
-            .order_by()
-            .values_list("id", "simhash", "first_seen_at")
-        )
-        for job_id, value, first_seen_at in rows:
-            if value is not None and job_id not in ignored and job_id not in seen:
-                seen.add(job_id)
-                index.add((first_seen_at.timestamp(), job_id), job_id, value)
-    return index
+        if close:
+            found.extend(
+                Job.objects.filter(id__in=close)
+                .order_by()
+                .values_list("id", "simhash", "first_seen_at")
+            )
+    return found
 
 
 def find_near_duplicates(
