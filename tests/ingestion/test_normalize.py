@@ -449,3 +449,13 @@ def test_content_hash_cannot_be_fooled_by_moving_text_between_fields() -> None:
     b = make_posting(title="Engineer Berlin", department="office")
 
     assert content_hash(a) != content_hash(b)
+
+
+def test_sanitize_html_keeps_no_attribute_but_a_link_href() -> None:
+    html = (
+        '<p title="t" lang="en" class="c" id="i">Hi <a href="https://x.example" title="t">x</a></p>'
+    )
+
+    assert sanitize_html(html) == (
+        '<p>Hi <a href="https://x.example" rel="nofollow noopener noreferrer">x</a></p>'
+    )
