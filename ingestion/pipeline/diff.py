@@ -371,15 +371,37 @@ _JOB_COLUMNS = (
 # created_at stay. The WHERE skips rows whose content did not change: an unchanged re-run
 # writes nothing (and an expired job listed again comes back).
 _KEEP_ON_CONFLICT = {"owner_id", "company", "external_id", "first_seen_at", "created_at"}
-_UPSERT_SQL = (
-    f"INSERT INTO ingestion_job ({', '.join(_JOB_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(_JOB_COLUMNS))}) "
+# Their types, for the set-based statement on PostgreSQL (sql.execute_unnest).
+_JOB_TYPES = {
+    "owner_id": "bigint",
+    "source_id": "bigint",
+    "remote": "boolean",
+    "needs_detail": "boolean",
+    "posted_at": "timestamptz",
+    "valid_through": "timestamptz",
+    "salary_min": "numeric",
+    "salary_max": "numeric",
+    "first_seen_at": "timestamptz",
+    "last_seen_at": "timestamptz",
+    "expired_at": "timestamptz",
+    "last_run_id": "bigint",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+}
+_ON_CONFLICT = (
     "ON CONFLICT (owner_id, company, external_id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _JOB_COLUMNS if c not in _KEEP_ON_CONFLICT)
     + ", duplicate_of_id = NULL, simhash = NULL, simhash_b0 = NULL, simhash_b1 = NULL, "
     "simhash_b2 = NULL, simhash_b3 = NULL "
     "WHERE ingestion_job.content_hash <> EXCLUDED.content_hash "
     "OR ingestion_job.status = 'expired'"
+)
+_UPSERT_SQL = (
+    f"INSERT INTO ingestion_job ({', '.join(_JOB_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_JOB_COLUMNS))}) {_ON_CONFLICT}"
+)
+_UPSERT_SET_SQL = (
+    f"INSERT INTO ingestion_job ({', '.join(_JOB_COLUMNS)}) SELECT * FROM {{rows}} {_ON_CONFLICT}"
 )
 
 
@@ -436,4 +458,8 @@ def upsert_jobs(
                 stamp,
             )
         )
-    sql.executemany(_UPSERT_SQL, rows)
+    if sql.set_based():
+        types = [_JOB_TYPES.get(column, "text") for column in _JOB_COLUMNS]
+        sql.execute_unnest(_UPSERT_SET_SQL, types, rows)
+    else:
+        sql.executemany(_UPSERT_SQL, rows)

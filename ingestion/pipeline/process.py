@@ -253,7 +253,7 @@ class BatchProcessor:
             if not job.title.strip():
                 raise ValueError("the posting has no title")
             job.description = normalize.sanitize_html(job.raw_description)
-            result.text = normalize.html_to_text(job.description)
+            result.text = normalize.sanitized_html_to_text(job.description)
             job.location = normalize.normalize_location(job.location)
             job.remote, job.workplace_type = normalize.normalize_workplace(
                 job.location, job.workplace_type, job.remote, result.text
@@ -329,13 +329,13 @@ class BatchProcessor:
     def _write(self, results: list[_Result]) -> None:
         ops = connection.ops
         now = ops.adapt_datetimefield_value(timezone.now())
-        rows = []
+        jobs = []
         for r in results:
             job = r.job
             bands: tuple[Any, ...] = (
                 simhash.bands(r.simhash) if r.simhash is not None else (None,) * 4
             )
-            rows.append(
+            jobs.append(
                 (
                     r.status,
                     job.title[:500],
@@ -362,35 +362,83 @@ class BatchProcessor:
                     self.run.pk,
                     now,
                     r.status == JobStatus.ERROR,
-                    r.status == JobStatus.ERROR,
                     job.pk,
                 )
             )
+        items = [(r.job.pk, r.status, r.error or r.reason) for r in results]
         # Only still-pending rows: a job another worker (or a newer run) already moved is
         # left alone. raw_description is dropped once sanitized, but a failed job keeps it
         # (and its need of a detail fetch) for "retry failed".
+        if sql.set_based():
+            sql.execute_unnest(_JOB_UPDATE_SET_SQL, _JOB_UPDATE_TYPES, jobs)
+            sql.execute_unnest(
+                _ITEM_UPDATE_SET_SQL,
+                ("bigint", "bigint", "text", "text"),
+                [(self.run.pk, *item) for item in items],
+            )
+            return
+        sql.executemany(_JOB_UPDATE_SQL, [(*row[:-1], row[-2], row[-1]) for row in jobs])
+        run_id = self.run.pk
         sql.executemany(
-            "UPDATE ingestion_job SET status = %s, title = %s, url = %s, location = %s, "
-            "remote = %s, workplace_type = %s, employment_type = %s, description = %s, "
-            "description_text = %s, posted_at = %s, salary_min = %s, salary_max = %s, "
-            "salary_currency = %s, salary_period = %s, simhash = %s, simhash_b0 = %s, "
-            "simhash_b1 = %s, simhash_b2 = %s, simhash_b3 = %s, duplicate_of_id = %s, "
-            "error_message = %s, last_run_id = %s, updated_at = %s, "
-            "raw_description = CASE WHEN %s THEN raw_description ELSE '' END, "
-            "needs_detail = CASE WHEN %s THEN needs_detail ELSE FALSE END "
-            "WHERE id = %s AND status = 'pending'",
-            rows,
+            _ITEM_UPDATE_SQL, [(status, why, why, now, run_id, pk) for pk, status, why in items]
         )
-        sql.executemany(
-            "UPDATE ingestion_runitem SET job_status = %s, "
-            "reason = CASE WHEN %s <> '' THEN %s ELSE reason END, "
-            "attempts = attempts + 1, updated_at = %s WHERE run_id = %s AND job_id = %s",
-            [
-                (r.status, why, why, now, self.run.pk, r.job.pk)
-                for r in results
-                for why in [r.error or r.reason]
-            ],
-        )
+
+
+# The columns the ingesting stage writes, in the order of BatchProcessor._write's rows (which
+# end with `failed` and the job's id), and their types for the set-based form.
+_JOB_UPDATES = (
+    ("status", "text"),
+    ("title", "text"),
+    ("url", "text"),
+    ("location", "text"),
+    ("remote", "boolean"),
+    ("workplace_type", "text"),
+    ("employment_type", "text"),
+    ("description", "text"),
+    ("description_text", "text"),
+    ("posted_at", "timestamptz"),
+    ("salary_min", "numeric"),
+    ("salary_max", "numeric"),
+    ("salary_currency", "text"),
+    ("salary_period", "text"),
+    ("simhash", "bigint"),
+    ("simhash_b0", "integer"),
+    ("simhash_b1", "integer"),
+    ("simhash_b2", "integer"),
+    ("simhash_b3", "integer"),
+    ("duplicate_of_id", "bigint"),
+    ("error_message", "text"),
+    ("last_run_id", "bigint"),
+    ("updated_at", "timestamptz"),
+)
+_JOB_UPDATE_TYPES = (*(t for _, t in _JOB_UPDATES), "boolean", "bigint")
+_JOB_UPDATE_SQL = (
+    "UPDATE ingestion_job SET "
+    + ", ".join(f"{column} = %s" for column, _ in _JOB_UPDATES)
+    + ", raw_description = CASE WHEN %s THEN raw_description ELSE '' END, "
+    "needs_detail = CASE WHEN %s THEN needs_detail ELSE FALSE END "
+    "WHERE id = %s AND status = 'pending'"
+)
+_JOB_UPDATE_SET_SQL = (
+    "UPDATE ingestion_job AS j SET "
+    + ", ".join(f"{column} = v.{column}" for column, _ in _JOB_UPDATES)
+    + ", raw_description = CASE WHEN v.failed THEN j.raw_description ELSE '' END, "
+    "needs_detail = CASE WHEN v.failed THEN j.needs_detail ELSE FALSE END "
+    f"FROM {{rows}} AS v({', '.join(c for c, _ in _JOB_UPDATES)}, failed, id) "
+    "WHERE j.id = v.id AND j.status = 'pending'"
+)
+_ITEM_UPDATE_SQL = (
+    "UPDATE ingestion_runitem SET job_status = %s, "
+    "reason = CASE WHEN %s <> '' THEN %s ELSE reason END, "
+    "attempts = attempts + 1, updated_at = %s WHERE run_id = %s AND job_id = %s"
+)
+_ITEM_UPDATE_SET_SQL = (
+    "UPDATE ingestion_runitem AS i SET job_status = v.status, "
+    "reason = CASE WHEN v.why <> '' THEN v.why ELSE i.reason END, "
+    "attempts = i.attempts + 1, updated_at = now() "
+    "FROM {rows} AS v(run_id, job_id, status, why) "
+    "WHERE i.run_id = v.run_id AND i.job_id = v.job_id"
+)
 
 
 def _posting_of(job: _PendingJob) -> Posting:

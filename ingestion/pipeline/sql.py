@@ -44,6 +44,27 @@ def executemany(sql: str, rows: Sequence[Sequence[Any]]) -> None:
             cursor.executemany(sql, rows)
 
 
+def set_based() -> bool:
+    """Whether batches go to the database as one statement over `unnest()`ed arrays
+    (PostgreSQL) rather than one execution per row."""
+    return connection.vendor == "postgresql"
+
+
+def execute_unnest(sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """PostgreSQL: run `sql` once for all `rows`, its `{rows}` replaced by
+    `unnest(%s::type[], …)` over the rows' columns. An executemany runs the executor once per
+    row, and each run sets up again the CHECK constraints and partial-index predicates it
+    evaluates (parsed from their stored text): most of the database's time on a batch of
+    1,000 upserts or updates, now paid once per batch. The arrays go in binary (%b): as text,
+    every 2 KB description would be quoted and escaped into an array literal."""
+    if not rows:
+        return
+    arrays = ", ".join(f"%b::{type}[]" for type in types)
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    with bulk_cursor() as cursor:
+        cursor.execute(sql.replace("{rows}", f"unnest({arrays})"), columns)
+
+
 @dataclass(slots=True)
 class ItemRow:
     """A RunItem to insert, as a plain object: the listing makes one per posting, and a model
