@@ -401,7 +401,8 @@ _UPSERT_SQL = (
     f"VALUES ({', '.join(['%s'] * len(_JOB_COLUMNS))}) {_ON_CONFLICT}"
 )
 _UPSERT_SET_SQL = (
-    f"INSERT INTO ingestion_job ({', '.join(_JOB_COLUMNS)}) SELECT * FROM {{rows}} {_ON_CONFLICT}"
+    f"INSERT INTO ingestion_job ({', '.join(_JOB_COLUMNS)}) "
+    f"SELECT * FROM {{rows}} AS v({', '.join(_JOB_COLUMNS)}) {_ON_CONFLICT}"
 )
 
 

@@ -51,18 +51,38 @@ def set_based() -> bool:
 
 
 def execute_unnest(sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """PostgreSQL: run `sql` once for all `rows`, its `{rows}` replaced by
-    `unnest(%s::type[], …)` over the rows' columns. An executemany runs the executor once per
-    row, and each run sets up again the CHECK constraints and partial-index predicates it
-    evaluates (parsed from their stored text): most of the database's time on a batch of
-    1,000 upserts or updates, now paid once per batch. The arrays go in binary (%b): as text,
-    every 2 KB description would be quoted and escaped into an array literal."""
+    """PostgreSQL: run `sql` once for all `rows`, its `{rows}` replaced by a subquery that
+    yields them (`unnest(%b::type[], …)` over their columns). An executemany runs the executor
+    once per row, and each run sets up again the CHECK constraints and partial-index
+    predicates it evaluates (parsed from their stored text): most of the database's time on a
+    batch of 1,000 upserts or updates, now paid once per batch.
+
+    The arrays go in binary (as text every 2 KB description would be quoted and escaped into
+    an array literal), and a column with the same value in every row (the run, the owner,
+    the time) goes as one value: psycopg builds arrays element by element in Python.
+    `{rows}` must be given an alias with a column list: `{rows} AS v(a, b, c)`."""
     if not rows:
         return
-    arrays = ", ".join(f"%b::{type}[]" for type in types)
     columns = [list(column) for column in zip(*rows, strict=True)]
+    last = len(columns) - 1
+    select: list[str] = []
+    scalars: list[Any] = []
+    arrays: list[str] = []
+    array_values: list[list[Any]] = []
+    for i, (type, values) in enumerate(zip(types, columns, strict=True)):
+        first = values[0]
+        # The last column always varies, so unnest() has at least one array (its row count).
+        if i != last and all(value == first for value in values):
+            select.append(f"%b::{type}")
+            scalars.append(first)
+        else:
+            select.append(f"u.c{i}")
+            arrays.append(f"%b::{type}[]")
+            array_values.append(values)
+    names = ", ".join(name[2:] for name in select if name.startswith("u."))
+    subquery = f"(SELECT {', '.join(select)} FROM unnest({', '.join(arrays)}) AS u({names}))"
     with bulk_cursor() as cursor:
-        cursor.execute(sql.replace("{rows}", f"unnest({arrays})"), columns)
+        cursor.execute(sql.replace("{rows}", subquery), [*scalars, *array_values])
 
 
 @dataclass(slots=True)

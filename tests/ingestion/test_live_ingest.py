@@ -94,7 +94,8 @@ def test_several_workers_share_the_chunks_of_one_run(
     run.refresh_from_db()
     assert run.status == RunStatus.FINISHED, run.error_message
     chunks = WorkChunk.objects.filter(run=run, number__gt=0)
-    assert chunks.count() == 4 and {c.status for c in chunks} == {ChunkStatus.DONE}
+    assert sum(len(c.job_ids) for c in chunks) == 80
+    assert {c.status for c in chunks} == {ChunkStatus.DONE}
     assert len({c.claimed_by for c in chunks}) == 2, "one worker did all the chunks"
     assert run.jobs_ready == 80
     assert list(run.events.values_list("type", flat=True)).count("run.finished") == 1
@@ -123,8 +124,9 @@ def test_chunks_are_processed_while_a_later_source_is_still_listed(
     assert (run.total_jobs, run.items_done) == (45, 45)
     listing = WorkChunk.objects.get(run=run, number=0)
     chunks = WorkChunk.objects.filter(run=run, number__gt=0)
-    assert [len(c.job_ids) for c in chunks] == [20, 20, 5]
-    # Acme's two chunks were done by the other worker while this one waited for Slowco.
+    assert [len(c.job_ids) for c in chunks] == [5, 10, 20, 5, 5]
+    # Acme's first three chunks were done by the other worker while this one waited for
+    # Slowco; the last two hold the rest of Acme and Slowco's five.
     done_before_listing_ended = [c.number for c in chunks if c.done_at < listing.done_at]
-    assert done_before_listing_ended == [1, 2]
+    assert done_before_listing_ended == [1, 2, 3]
     assert list(run.events.values_list("type", flat=True)).count("run.finished") == 1

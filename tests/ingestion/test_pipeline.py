@@ -302,7 +302,7 @@ def test_chunks_queued_while_listing_wait_for_the_company_boilerplate(
     run = work(services.ingest_start(owner=user))
 
     assert run.status == RunStatus.FINISHED
-    assert len(seen_at_queue) == 6
+    assert len(seen_at_queue) == 7  # 1, 1, then five of 2 (chunks start small)
     # Every chunk was queued (and so could be processed by another worker) only once the
     # boilerplate of this first listing of the company was known.
     assert all(len(boilerplate) == len(COMPANY_PARAGRAPHS) for boilerplate in seen_at_queue)
@@ -344,9 +344,10 @@ def test_chunks_are_separate_jobs_and_the_last_one_finishes_the_run(
     run = work(services.ingest_start(owner=user))
     assert run.status == RunStatus.FINISHED
     chunks = WorkChunk.objects.filter(run=run, number__gt=0)
-    assert [len(c.job_ids) for c in chunks] == [4, 4, 2]
+    # A quarter chunk, a half, a whole one; the rest in quarters.
+    assert [len(c.job_ids) for c in chunks] == [1, 2, 4, 1, 1, 1]
     assert {c.status for c in chunks} == {"done"}
-    assert len(run.queue_job_ids) == 4  # the run and its three chunks
+    assert len(run.queue_job_ids) == 7  # the run and its six chunks
     assert (run.items_done, run.jobs_ready) == (10, 10)
 
 
