@@ -25,7 +25,8 @@ from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-RESET = re.compile(r"It resets at 00:00 UTC \(in (\d+ h )?(\d+ min|less than a minute)\)\.")
+# Whole hours read "in 2 h" (format_span): the tests must pass at any time of day.
+RESET = re.compile(r"It resets at 00:00 UTC \(in (\d+ h( \d+ min)?|\d+ min|less than a minute)\)\.")
 
 
 @pytest.fixture(autouse=True)
@@ -274,3 +275,19 @@ def test_the_summary_bar_is_empty_for_visitors_and_friendly_before_the_first_run
 
     assert render_bar(AnonymousUser()).strip() == ""
     assert "No runs yet" in render_bar(user)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (2 * 3600 + 30, "2 h"),
+        (5 * 3600 + 12 * 60 + 59, "5 h 12 min"),
+        (12 * 60, "12 min"),
+        (59, "less than a minute"),
+        (-5, "less than a minute"),
+    ],
+)
+def test_a_span_reads_in_hours_and_minutes(seconds: int, text: str) -> None:
+    assert quota.format_span(timedelta(seconds=seconds)) == text
+
+    assert RESET.fullmatch(f"It resets at 00:00 UTC (in {text}).")
