@@ -200,7 +200,3 @@ def publish_summary(ctx: RunContext) -> None:
             f"{counts['failed']:,} failed."
         )
     ctx.event("run.summary", text, {"counts": counts, "sources": run.summary.get("sources", [])})
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
