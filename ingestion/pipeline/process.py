@@ -381,8 +381,8 @@ class BatchProcessor:
             sql.execute_unnest(_JOB_UPDATE_SET_SQL, _JOB_UPDATE_TYPES, jobs)
             sql.execute_unnest(
                 _ITEM_UPDATE_SET_SQL,
-                ("bigint", "bigint", "text", "text"),
-                [(self.run.pk, *item) for item in items],
+                ("bigint", "bigint", "text", "text", "timestamptz"),
+                [(self.run.pk, *item, now) for item in items],
             )
             return
         sql.executemany(_JOB_UPDATE_SQL, [(*row[:-1], row[-2], row[-1]) for row in jobs])
@@ -443,8 +443,8 @@ _ITEM_UPDATE_SQL = (
 _ITEM_UPDATE_SET_SQL = (
     "UPDATE ingestion_runitem AS i SET job_status = v.status, "
     "reason = CASE WHEN v.why <> '' THEN v.why ELSE i.reason END, "
-    "attempts = i.attempts + 1, updated_at = now() "
-    "FROM {rows} AS v(run_id, job_id, status, why) "
+    "attempts = i.attempts + 1, updated_at = v.updated_at "
+    "FROM {rows} AS v(run_id, job_id, status, why, updated_at) "
     "WHERE i.run_id = v.run_id AND i.job_id = v.job_id"
 )
 

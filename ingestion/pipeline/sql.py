@@ -68,6 +68,7 @@ def execute_unnest(sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]]
     select: list[str] = []
     scalars: list[Any] = []
     arrays: list[str] = []
+    names: list[str] = []
     array_values: list[list[Any]] = []
     for i, (type, values) in enumerate(zip(types, columns, strict=True)):
         first = values[0]
@@ -77,10 +78,12 @@ def execute_unnest(sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]]
             scalars.append(first)
         else:
             select.append(f"u.c{i}")
+            names.append(f"c{i}")
             arrays.append(f"%b::{type}[]")
             array_values.append(values)
-    names = ", ".join(name[2:] for name in select if name.startswith("u."))
-    subquery = f"(SELECT {', '.join(select)} FROM unnest({', '.join(arrays)}) AS u({names}))"
+    subquery = (
+        f"(SELECT {', '.join(select)} FROM unnest({', '.join(arrays)}) AS u({', '.join(names)}))"
+    )
     with bulk_cursor() as cursor:
         cursor.execute(sql.replace("{rows}", subquery), [*scalars, *array_values])
 
