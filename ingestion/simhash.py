@@ -372,23 +372,45 @@ def _bit_counts(shingles: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return counts.transpose(0, 2, 1).reshape(len(lengths), 64).astype(np.int64)
 
 
+# Text bytes per numpy pass of `simhash_many`. Its arrays take ~30 bytes per text byte; kept
+# to a few MB they are reused from the allocator's free memory instead of being mapped (and
+# zeroed by the kernel, in huge pages) afresh each time: a batch of 1,000 postings in one
+# pass spent a quarter of its time in page faults.
+_PASS_BYTES = 256 * 1024
+
+
 def simhash_many(
     texts: Sequence[str], *, boilerplate: frozenset[int] | set[int] = frozenset()
 ) -> list[int]:
-    """The simhash (signed) of each text, equal to `simhash_reference`, computed for the
-    whole batch at once: tokens are found, hashed, shingled, and their bits counted with
-    numpy over one buffer holding all the texts. Batches of a few hundred postings amortize
-    numpy's per-call cost best."""
-    if not texts:
-        return []
+    """The simhash (signed) of each text, equal to `simhash_reference`, computed for many
+    texts at once: tokens are found, hashed, shingled, and their bits counted with numpy over
+    one buffer holding a slice of the texts (about _PASS_BYTES of them). A hundred postings
+    or more amortize numpy's per-call cost."""
+    hashes: list[int] = []
+    parts: list[tuple[bytes, bytes]] = []
+    size = 0
+    for text in texts:
+        own, shared = _split(text, boilerplate)
+        parts.append((own, shared))
+        size += len(own) + len(shared) + 2
+        if size >= _PASS_BYTES:
+            hashes.extend(_simhash_parts(parts))
+            parts, size = [], 0
+    if parts:
+        hashes.extend(_simhash_parts(parts))
+    return hashes
+
+
+def _simhash_parts(parts: Sequence[tuple[bytes, bytes]]) -> list[int]:
+    """`simhash_many` of texts already split into (own, boilerplate) parts."""
     # One buffer: a space, then for each text its own part and its boilerplate part (words
     # between spaces and new lines), each followed by a space, so that every token starts at
     # ≥ 1 and none runs into the next part.
     pieces = [b" "]
     piece_ends = []
     size = 1
-    for text in texts:
-        for part in _split(text, boilerplate):
+    for split in parts:
+        for part in split:
             pieces.append(part)
             pieces.append(b" ")
             size += len(part) + 1
@@ -399,7 +421,7 @@ def simhash_many(
     edges = np.flatnonzero(word[1:] != word[:-1]) + 1  # alternately token starts and ends
     starts, ends = edges[0::2], edges[1::2]
     if not len(starts):
-        return [0] * len(texts)
+        return [0] * len(parts)
     token_hashes = _np_token_hashes(data, starts, ends)
     # Tokens per part, and where each part's tokens end in token_hashes.
     token_ends = np.searchsorted(starts, np.array(piece_ends), side="left")

@@ -58,6 +58,24 @@ def test_the_vectorized_simhash_equals_the_reference_with_boilerplate() -> None:
     ]
 
 
+def test_texts_beyond_one_numpy_pass_are_hashed_in_several_and_stay_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ingestion import simhash as module
+
+    texts = random_texts(300)
+    expected = [simhash_reference(t) for t in texts]
+    passes: list[int] = []
+    one_pass = module._simhash_parts
+    monkeypatch.setattr(module, "_PASS_BYTES", 2_000)
+    monkeypatch.setattr(
+        module, "_simhash_parts", lambda parts: passes.append(len(parts)) or one_pass(parts)
+    )
+
+    assert simhash_many(texts) == expected
+    assert len(passes) > 10 and sum(passes) == len(texts)
+
+
 def test_a_text_longer_than_the_fast_counters_hold_is_still_exact() -> None:
     rng = random.Random(3)
     text = " ".join(rng.choice(WORDS) for _ in range(70_000))  # > 65,535 shingles
