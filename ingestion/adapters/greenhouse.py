@@ -165,12 +165,14 @@ def job_posting(job: dict[str, Any]) -> Posting:
     return posting
 
 
-# The references Greenhouse's transport escaping produces, "&amp;" last so that "&amp;lt;"
+# The references Greenhouse's transport escaping produces, the most frequent first (counting
+# stops once they account for every "&"). "&amp;" is replaced last, so that "&amp;lt;"
 # becomes the text "&lt;" and not "<".
 _TRANSPORT_ENTITIES = (
     ("&lt;", "<"),
     ("&gt;", ">"),
     ("&quot;", '"'),
+    ("&amp;", "&"),
     ("&#39;", "'"),
     ("&#x27;", "'"),
 )
@@ -182,12 +184,24 @@ def unescape_once(text: str) -> str:
 
     When every "&" starts one of the references the transport escaping makes, plain
     replacements give the same result; anything else goes through html.unescape."""
-    known = text.count("&amp;") + sum(text.count(entity) for entity, _ in _TRANSPORT_ENTITIES)
-    if known != text.count("&"):
-        return html.unescape(text)
+    left = text.count("&")
+    if not left:
+        return text
+    present = []
     for entity, char in _TRANSPORT_ENTITIES:
-        text = text.replace(entity, char)
-    return text.replace("&amp;", "&")
+        count = text.count(entity)
+        if count:
+            present.append((entity, char))
+            left -= count
+            if not left:
+                break
+    if left:
+        return html.unescape(text)
+    amp = ("&amp;", "&") in present
+    for entity, char in present:
+        if entity != "&amp;":
+            text = text.replace(entity, char)
+    return text.replace("&amp;", "&") if amp else text
 
 
 def _set_pay(posting: Posting, ranges: Any) -> None:

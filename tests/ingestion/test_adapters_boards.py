@@ -114,6 +114,17 @@ def test_greenhouse_fast_unescape_matches_html_unescape(escaped):
     assert unescape_once(escaped) == html.unescape(escaped)
 
 
+def test_greenhouse_fast_unescape_matches_html_unescape_on_random_text():
+    import random
+
+    rng = random.Random(3)
+    pieces = ["&", "amp;", "lt;", "gt;", "quot;", "#39;", "#x27;", "&amp;lt;", "&#x26;", "&nbsp;"]
+    pieces += ["a", ";", " ", "&lt;p&gt;", "&quot;", "&amp;"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        assert unescape_once(text) == html.unescape(text), text
+
+
 def test_greenhouse_prefers_first_published_over_updated_at(boards, fetcher, user):
     mount_greenhouse(
         boards,
