@@ -175,13 +175,9 @@ class SourceDiff:
         keys = {p.external_id.strip() for p in batch if p.external_id.strip()}
         stored = {
             ext: (pk, chash, status)
-            # order_by(): the model's default order would have PostgreSQL walk the company's
-            # jobs in posted order instead of probing the unique key.
-            for ext, pk, chash, status in Job.objects.filter(
-                owner_id=self.run.owner_id, company=self.source.company, external_id__in=keys
+            for ext, pk, chash, status in self._stored(
+                list(keys), ("external_id", "id", "content_hash", "status")
             )
-            .order_by()
-            .values_list("external_id", "id", "content_hash", "status")
         }
         items: list[sql.ItemRow] = []
         upserts: list[tuple[Posting, str]] = []
@@ -221,16 +217,11 @@ class SourceDiff:
         with transaction.atomic():
             if self.write:
                 if upserts:
-                    upsert_jobs(self.run, self.source, upserts, now=self.now)
-                    ids = dict(
-                        Job.objects.filter(
-                            owner_id=self.run.owner_id,
-                            company=self.source.company,
-                            external_id__in=[p.external_id.strip() for p, _ in upserts],
-                        )
-                        .order_by()
-                        .values_list("external_id", "id")
-                    )
+                    ids = upsert_jobs(self.run, self.source, upserts, now=self.now)
+                    missing = [p.external_id.strip() for p, _ in upserts]
+                    missing = [key for key in missing if key not in ids]
+                    if missing:
+                        ids.update(self._stored(missing, ("external_id", "id")))
                     for item in items:
                         if item.job_id is None and item.outcome == ItemOutcome.NEW:
                             item.job_id = ids.get(item.external_id)
@@ -248,6 +239,25 @@ class SourceDiff:
             for item in items:
                 if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
                     self._report_item(item)
+
+    def _stored(self, keys: list[str], columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
+        """`columns` of this source's company's stored jobs with these external ids."""
+        if sql.set_based():
+            # The keys as one array parameter: Django would quote each into an IN list.
+            return sql.fetch_all(
+                f"SELECT {', '.join(columns)} FROM ingestion_job "
+                "WHERE owner_id = %s AND company = %s AND external_id = ANY(%s)",
+                [self.run.owner_id, self.source.company, keys],
+            )
+        # order_by(): the model's default order would have the database walk the company's
+        # jobs in posted order instead of probing the unique key.
+        return list(
+            Job.objects.filter(
+                owner_id=self.run.owner_id, company=self.source.company, external_id__in=keys
+            )
+            .order_by()
+            .values_list(*columns)
+        )
 
     def _release(self, job_ids: list[int], *, final: bool = False) -> None:
         """Hand new and updated jobs to on_pending once the company's boilerplate is known:
@@ -402,16 +412,18 @@ _UPSERT_SQL = (
 )
 _UPSERT_SET_SQL = (
     f"INSERT INTO ingestion_job ({', '.join(_JOB_COLUMNS)}) "
-    f"SELECT * FROM {{rows}} AS v({', '.join(_JOB_COLUMNS)}) {_ON_CONFLICT}"
+    f"SELECT * FROM {{rows}} AS v({', '.join(_JOB_COLUMNS)}) {_ON_CONFLICT} "
+    "RETURNING external_id, id"
 )
 
 
 def upsert_jobs(
     run: Any, source: Source, postings: list[tuple[Posting, str]], *, now: datetime
-) -> None:
-    """Insert or update these postings as `pending` jobs in one executemany against the
-    unique key (owner, company, external_id). Idempotent: the same postings twice give the
-    same rows."""
+) -> dict[str, int]:
+    """Insert or update these postings as `pending` jobs in one statement (PostgreSQL) or one
+    executemany against the unique key (owner, company, external_id). Idempotent: the same
+    postings twice give the same rows. Returns {external_id: job id} of the rows written
+    when the database says (PostgreSQL); callers look up what it leaves out."""
     ops = connection.ops
     stamp = ops.adapt_datetimefield_value(now)
 
@@ -461,6 +473,6 @@ def upsert_jobs(
         )
     if sql.set_based():
         types = [_JOB_TYPES.get(column, "text") for column in _JOB_COLUMNS]
-        sql.execute_unnest(_UPSERT_SET_SQL, types, rows)
-    else:
-        sql.executemany(_UPSERT_SQL, rows)
+        return dict(sql.execute_unnest(_UPSERT_SET_SQL, types, rows))
+    sql.executemany(_UPSERT_SQL, rows)
+    return {}

@@ -193,6 +193,22 @@ class _PendingJob:
 
 
 _PENDING_FIELDS = tuple(f for f in _PendingJob.__slots__ if f not in ("pk", "description"))
+_PENDING_SQL = (
+    f"SELECT id, {', '.join(_PENDING_FIELDS)} FROM ingestion_job "
+    "WHERE id = ANY(%s) AND status = 'pending' ORDER BY id"
+)
+
+
+def _pending_rows(ids: list[int]) -> list[tuple[Any, ...]]:
+    """The still-pending jobs among `ids`, as rows of ("id", *_PENDING_FIELDS), by id."""
+    if sql.set_based():
+        # One array parameter: Django would quote 2,000 ids into an IN list in Python.
+        return sql.fetch_all(_PENDING_SQL, [ids])
+    return list(
+        Job.objects.filter(id__in=ids, status=JobStatus.PENDING)
+        .order_by("id")
+        .values_list("id", *_PENDING_FIELDS)
+    )
 
 
 @dataclass(slots=True)
@@ -217,12 +233,7 @@ class BatchProcessor:
         self._adapters: dict[int, Adapter] = {}
 
     def process(self, ids: list[int]) -> None:
-        jobs = [
-            _PendingJob(*row)
-            for row in Job.objects.filter(id__in=ids, status=JobStatus.PENDING)
-            .order_by("id")
-            .values_list("id", *_PENDING_FIELDS)
-        ]
+        jobs = [_PendingJob(*row) for row in _pending_rows(ids)]
         results = []
         for job in jobs:
             self.ctx.checkpoint()

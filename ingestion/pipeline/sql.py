@@ -44,13 +44,23 @@ def executemany(sql: str, rows: Sequence[Sequence[Any]]) -> None:
             cursor.executemany(sql, rows)
 
 
+def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of a query with %s placeholders, its parameters bound by the server: a list
+    goes as one array (`= ANY(%s)`) instead of being quoted into the SQL text."""
+    with bulk_cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
 def set_based() -> bool:
     """Whether batches go to the database as one statement over `unnest()`ed arrays
     (PostgreSQL) rather than one execution per row."""
     return connection.vendor == "postgresql"
 
 
-def execute_unnest(sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def execute_unnest(
+    sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[tuple[Any, ...]]:
     """PostgreSQL: run `sql` once for all `rows`, its `{rows}` replaced by a subquery that
     yields them (`unnest(%b::type[], …)` over their columns). An executemany runs the executor
     once per row, and each run sets up again the CHECK constraints and partial-index
@@ -60,9 +70,10 @@ def execute_unnest(sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]]
     The arrays go in binary (as text every 2 KB description would be quoted and escaped into
     an array literal), and a column with the same value in every row (the run, the owner,
     the time) goes as one value: psycopg builds arrays element by element in Python.
-    `{rows}` must be given an alias with a column list: `{rows} AS v(a, b, c)`."""
+    `{rows}` must be given an alias with a column list: `{rows} AS v(a, b, c)`. Returns the
+    rows the statement returns (its RETURNING clause), if any."""
     if not rows:
-        return
+        return []
     columns = [list(column) for column in zip(*rows, strict=True)]
     last = len(columns) - 1
     select: list[str] = []
@@ -86,6 +97,7 @@ def execute_unnest(sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]]
     )
     with bulk_cursor() as cursor:
         cursor.execute(sql.replace("{rows}", subquery), [*scalars, *array_values])
+        return cursor.fetchall() if cursor.description else []
 
 
 @dataclass(slots=True)
