@@ -3,8 +3,10 @@ id, or on two boards), found by the simhash of its text.
 
 Two simhashes within Hamming distance 3 agree on at least one of their four 16-bit bands
 (pigeonhole: 3 differing bits touch at most 3 bands), so the stored candidates are found with
-the indexed band columns (`ingestion_job_band0..3`) and only they are compared exactly —
-never a scan of the owner's jobs."""
+the indexed band columns of JobFingerprint (`ingestion_fingerprint_band0..3`) and only they
+are compared exactly — never a scan of the owner's jobs. A fingerprint counts only while its
+job is ready with that simhash: the few rows within the distance are checked against the job
+table, so a fingerprint left behind by a job that moved on finds nothing."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.db.models import Q
 
-from ingestion.models import Job, JobStatus
+from ingestion.models import Job, JobFingerprint, JobStatus
 from ingestion.pipeline import sql
 from ingestion.pipeline.batching import batched
 from ingestion.simhash import bands, hamming
@@ -63,17 +65,53 @@ class _BandIndex:
         return best[1] if best else None
 
 
-# PostgreSQL: each band's probes joined to its partial index, the distance computed by the
-# server, so only the (rare) rows within it come back instead of every row sharing a band
-# (one company's postings share bands often: thousands of rows per batch).
+# PostgreSQL: each band's probes joined to its index, the distance computed by the server,
+# so only the (rare) fingerprints within it come back instead of every one sharing a band (one
+# company's postings share bands often: dozens per probe).
 _NEAR_SQL = " UNION ".join(
-    "SELECT j.id, j.simhash, j.first_seen_at "
+    "SELECT f.job_id, f.simhash "
     f"FROM unnest(%(probes)s::bigint[], %(band{band})s::int[]) AS p(simhash, band) "
-    "JOIN ingestion_job j ON j.owner_id = %(owner)s AND j.status = 'ready' "
-    f"AND j.simhash_b{band} = p.band "
-    "WHERE bit_count((j.simhash # p.simhash)::bit(64)) <= %(distance)s"
+    f"JOIN ingestion_jobfingerprint f ON f.owner_id = %(owner)s AND f.band{band} = p.band "
+    "WHERE bit_count((f.simhash # p.simhash)::bit(64)) <= %(distance)s"
     for band in range(4)
 )
+# Then those whose job is still ready with that simhash: a statement of its own, so that its
+# plan is a probe of the primary key whatever the statistics say of the job table (joined in
+# the same statement, a planner that believed no job ready walked all of them per match).
+_STILL_READY_SQL = (
+    "SELECT id, simhash, first_seen_at FROM ingestion_job WHERE id = ANY(%s) AND status = 'ready'"
+)
+_FINGERPRINT_COLUMNS = ("job_id", "owner_id", "simhash", "band0", "band1", "band2", "band3")
+_STORE_SQL = (
+    f"INSERT INTO ingestion_jobfingerprint ({', '.join(_FINGERPRINT_COLUMNS)}) "
+    "{rows} ON CONFLICT (job_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _FINGERPRINT_COLUMNS[1:])
+)
+
+
+def store_fingerprints(owner_id: int, jobs: Sequence[tuple[int, int]]) -> None:
+    """Record (job_id, simhash) of ready jobs of `owner_id` for the lookup, replacing what
+    was recorded for them before. In the caller's transaction, with the jobs' status."""
+    rows = [(job_id, owner_id, value, *bands(value)) for job_id, value in jobs]
+    if not rows:
+        return
+    if sql.set_based():
+        sql.execute_unnest(
+            _STORE_SQL.replace(
+                "{rows}", f"SELECT * FROM {{rows}} AS v({', '.join(_FINGERPRINT_COLUMNS)})"
+            ),
+            ("bigint", "integer", "bigint", "integer", "integer", "integer", "integer"),
+            rows,
+        )
+    else:
+        placeholders = ", ".join(["%s"] * len(_FINGERPRINT_COLUMNS))
+        sql.executemany(_STORE_SQL.replace("{rows}", f"VALUES ({placeholders})"), rows)
+
+
+def drop_fingerprints(job_ids: Collection[int]) -> None:
+    """Forget the fingerprints of jobs that are no longer ready (skipped, failed, expired)."""
+    for ids in batched(list(job_ids), _LOOKUP_CHUNK * 4):
+        JobFingerprint.objects.filter(job_id__in=ids).delete()
 
 
 def _stored_index(owner_id: int, simhashes: Sequence[int], ignored: set[int]) -> _BandIndex:
@@ -103,39 +141,40 @@ def _near_rows_postgres(owner_id: int, simhashes: Sequence[int]) -> list[tuple[A
         params[f"band{band}"] = [b[band] for b in all_bands]
     with sql.bulk_cursor() as cursor:
         cursor.execute(_NEAR_SQL, params)
-        return list(cursor.fetchall())
+        close = dict(cursor.fetchall())
+        if not close:
+            return []
+        cursor.execute(_STILL_READY_SQL, [list(close)])
+        return [row for row in cursor.fetchall() if row[1] == close[row[0]]]
 
 
 def _near_rows(owner_id: int, simhashes: Sequence[int]) -> list[tuple[Any, ...]]:
     """(id, simhash, first_seen_at) of the candidates, the portable way: one query per chunk
-    of simhashes for the rows sharing a band, compared in numpy."""
+    of simhashes for the fingerprints sharing a band, compared in numpy."""
     found: list[tuple[Any, ...]] = []
     for i in range(0, len(simhashes), _LOOKUP_CHUNK):
         chunk_bands = [bands(value) for value in simhashes[i : i + _LOOKUP_CHUNK]]
         probe = Q()
         for band in range(4):
-            probe |= Q(**{f"simhash_b{band}__in": sorted({b[band] for b in chunk_bands})})
-        sharing = Job.objects.filter(
-            owner_id=owner_id, status=JobStatus.READY, simhash__isnull=False
-        ).filter(probe)
+            probe |= Q(**{f"band{band}__in": sorted({b[band] for b in chunk_bands})})
+        sharing = JobFingerprint.objects.filter(owner_id=owner_id).filter(probe)
         # Sharing a band is common (one company's postings cluster); being within the
-        # distance is rare. Read ids and simhashes only, keep those within the distance of
-        # some probe (vectorized), and only then read when they were first seen.
+        # distance is rare. Keep the fingerprints within the distance of some probe
+        # (vectorized), and only then read the jobs, if they are still ready.
         probes = np.array(simhashes[i : i + _LOOKUP_CHUNK], dtype=np.int64).view(np.uint64)
-        close: list[int] = []
-        # No ORDER BY (the model's default one made PostgreSQL walk every job of the owner in
-        # posted order instead of probing the band indexes) and no server-side cursor (its
-        # plans favour the first rows, which picks the same walk).
-        pairs = list(sharing.order_by().values_list("id", "simhash"))
+        close: dict[int, int] = {}
+        pairs = list(sharing.order_by().values_list("job_id", "simhash"))
         for block in batched(pairs, _COMPARE_BLOCK):
             values = np.array([v for _, v in block], dtype=np.int64).view(np.uint64)
             nearest = np.bitwise_count(values[:, None] ^ probes[None, :]).min(axis=1)
-            close.extend(block[k][0] for k in np.nonzero(nearest <= MAX_DISTANCE)[0])
+            close.update(block[k] for k in np.nonzero(nearest <= MAX_DISTANCE)[0])
         if close:
             found.extend(
-                Job.objects.filter(id__in=close)
+                row
+                for row in Job.objects.filter(id__in=close, status=JobStatus.READY)
                 .order_by()
                 .values_list("id", "simhash", "first_seen_at")
+                if row[1] == close[row[0]]
             )
     return found
 

@@ -145,14 +145,9 @@ class Job(models.Model):
     salary_text = models.CharField(max_length=200, blank=True)
 
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
-    # 64-bit simhash stored signed (bigint), and its four 16-bit bands, each indexed: two
-    # simhashes within Hamming distance 3 agree on at least one band (pigeonhole), so the
-    # near-duplicate lookup is four indexed equality probes, never a scan.
+    # 64-bit simhash stored signed (bigint). A ready job's is also in JobFingerprint, with its
+    # bands indexed for the near-duplicate lookup.
     simhash = models.BigIntegerField(null=True, blank=True)
-    simhash_b0 = models.IntegerField(null=True, blank=True)
-    simhash_b1 = models.IntegerField(null=True, blank=True)
-    simhash_b2 = models.IntegerField(null=True, blank=True)
-    simhash_b3 = models.IntegerField(null=True, blank=True)
     content_hash = models.CharField(max_length=32, blank=True)
     # Indexed only where set (see Meta.indexes): most jobs are nobody's duplicate.
     duplicate_of = models.ForeignKey(
@@ -195,17 +190,6 @@ class Job(models.Model):
             models.Index(fields=["last_run", "status"], name="ingestion_job_run_status"),
             # The pending work of a source, and expiry of a source's vanished jobs.
             models.Index(fields=["source", "status"], name="ingestion_job_source_status"),
-            # Near-duplicate lookup (ingestion.dedupe): one probe per band, among ready jobs
-            # only (the only ones that can be canonical), so pending, skipped and failed
-            # jobs cost these indexes nothing.
-            *(
-                models.Index(
-                    fields=["owner", f"simhash_b{band}"],
-                    name=f"ingestion_job_band{band}",
-                    condition=Q(status="ready"),
-                )
-                for band in range(4)
-            ),
             # A job's near-duplicates (its page; SET NULL when it is deleted).
             models.Index(
                 fields=["duplicate_of"],
@@ -232,6 +216,45 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} at {self.company}"
+
+
+class JobFingerprint(models.Model):
+    """A ready job's simhash and its four 16-bit bands, for the near-duplicate lookup
+    (ingestion.dedupe): two simhashes within Hamming distance 3 agree on at least one band
+    (pigeonhole), so the lookup is four indexed equality probes, never a scan.
+
+    A narrow table of its own, not columns of Job: one company's postings share bands often
+    (dozens of rows per probe), and each of those rows read here is ~60 bytes instead of a
+    job's several KB of text. Written with the job's status by the ingesting stage; a row
+    whose job is no longer ready (or has another simhash) is ignored by the lookup and
+    removed when the job is processed again or expires."""
+
+    job = models.OneToOneField(
+        Job, on_delete=models.CASCADE, primary_key=True, related_name="fingerprint"
+    )
+    # The job's owner, so each probe stays within one owner's jobs; implied by the job, so
+    # no constraint of its own to check on every insert.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    simhash = models.BigIntegerField()
+    band0 = models.IntegerField()
+    band1 = models.IntegerField()
+    band2 = models.IntegerField()
+    band3 = models.IntegerField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["owner", f"band{band}"], name=f"ingestion_fingerprint_band{band}")
+            for band in range(4)
+        ]
+
+    def __str__(self) -> str:
+        return f"fingerprint of job #{self.job_id}"
 
 
 class ItemOutcome(models.TextChoices):

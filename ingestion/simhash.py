@@ -104,7 +104,7 @@ def to_unsigned(value: int) -> int:
 
 def bands(value: int) -> tuple[int, int, int, int]:
     """The four 16-bit bands (0..65535) of a simhash, lowest bits first: the values of the
-    Job columns simhash_b0..b3. Accepts signed or unsigned values."""
+    JobFingerprint columns band0..band3. Accepts signed or unsigned values."""
     unsigned = value & MASK64
     return (
         unsigned & 0xFFFF,

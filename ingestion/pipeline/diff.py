@@ -401,8 +401,7 @@ _JOB_TYPES = {
 _ON_CONFLICT = (
     "ON CONFLICT (owner_id, company, external_id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _JOB_COLUMNS if c not in _KEEP_ON_CONFLICT)
-    + ", duplicate_of_id = NULL, simhash = NULL, simhash_b0 = NULL, simhash_b1 = NULL, "
-    "simhash_b2 = NULL, simhash_b3 = NULL "
+    + ", duplicate_of_id = NULL, simhash = NULL "
     "WHERE ingestion_job.content_hash <> EXCLUDED.content_hash "
     "OR ingestion_job.status = 'expired'"
 )

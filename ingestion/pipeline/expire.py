@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ingestion import dedupe
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline.diff import SourceOutcome
 from runs.context import RunContext
@@ -83,6 +84,8 @@ def expire_vanished(ctx: RunContext, source: Source, outcome: SourceOutcome, *, 
                 Job.objects.filter(id__in=batch).exclude(status=JobStatus.EXPIRED).update(
                     status=JobStatus.EXPIRED, expired_at=now, last_run=run, updated_at=now
                 )
+                # An expired job is no longer anyone's canonical original.
+                dedupe.drop_fingerprints(batch)
             ctx.progress(increments={"expired": len(items)})
     outcome.counts[ItemOutcome.EXPIRED] += len(ids)
     verb = "expired" if write else "would expire"

@@ -347,13 +347,11 @@ class BatchProcessor:
 
     def _write(self, results: list[_Result]) -> None:
         ops = connection.ops
-        now = ops.adapt_datetimefield_value(timezone.now())
+        stamp = timezone.now()
+        now = ops.adapt_datetimefield_value(stamp)
         jobs = []
         for r in results:
             job = r.job
-            bands: tuple[Any, ...] = (
-                simhash.bands(r.simhash) if r.simhash is not None else (None,) * 4
-            )
             jobs.append(
                 (
                     r.status,
@@ -375,7 +373,6 @@ class BatchProcessor:
                     job.salary_currency[:3],
                     job.salary_period[:8],
                     r.simhash,
-                    *bands,
                     r.duplicate_of,
                     r.error,
                     self.run.pk,
@@ -389,17 +386,35 @@ class BatchProcessor:
         # left alone. raw_description is dropped once sanitized, but a failed job keeps it
         # (and its need of a detail fetch) for "retry failed".
         if sql.set_based():
-            sql.execute_unnest(_JOB_UPDATE_SET_SQL, _JOB_UPDATE_TYPES, jobs)
+            written = {
+                pk for (pk,) in sql.execute_unnest(_JOB_UPDATE_SET_SQL, _JOB_UPDATE_TYPES, jobs)
+            }
             sql.execute_unnest(
                 _ITEM_UPDATE_SET_SQL,
                 ("bigint", "bigint", "text", "text", "timestamptz"),
                 [(self.run.pk, *item, now) for item in items],
             )
-            return
-        sql.executemany(_JOB_UPDATE_SQL, [(*row[:-1], row[-2], row[-1]) for row in jobs])
-        run_id = self.run.pk
-        sql.executemany(
-            _ITEM_UPDATE_SQL, [(status, why, why, now, run_id, pk) for pk, status, why in items]
+        else:
+            sql.executemany(_JOB_UPDATE_SQL, [(*row[:-1], row[-2], row[-1]) for row in jobs])
+            run_id = self.run.pk
+            sql.executemany(
+                _ITEM_UPDATE_SQL,
+                [(status, why, why, now, run_id, pk) for pk, status, why in items],
+            )
+            # The rows this batch moved carry its time (another worker's move would not).
+            written = set(
+                Job.objects.filter(id__in=[r.job.pk for r in results], updated_at=stamp)
+                .order_by()
+                .values_list("id", flat=True)
+            )
+        # The near-duplicate lookup's view of these jobs, for those this batch did move.
+        ready = [(r.job.pk, r.simhash) for r in results if r.status == JobStatus.READY]
+        dedupe.store_fingerprints(
+            self.run.owner_id,
+            [(pk, value) for pk, value in ready if pk in written and value is not None],
+        )
+        dedupe.drop_fingerprints(
+            [r.job.pk for r in results if r.status != JobStatus.READY and r.job.pk in written]
         )
 
 
@@ -421,10 +436,6 @@ _JOB_UPDATES = (
     ("salary_currency", "text"),
     ("salary_period", "text"),
     ("simhash", "bigint"),
-    ("simhash_b0", "integer"),
-    ("simhash_b1", "integer"),
-    ("simhash_b2", "integer"),
-    ("simhash_b3", "integer"),
     ("duplicate_of_id", "bigint"),
     ("error_message", "text"),
     ("last_run_id", "bigint"),
@@ -444,7 +455,7 @@ _JOB_UPDATE_SET_SQL = (
     + ", raw_description = CASE WHEN v.failed THEN j.raw_description ELSE '' END, "
     "needs_detail = CASE WHEN v.failed THEN j.needs_detail ELSE FALSE END "
     f"FROM {{rows}} AS v({', '.join(c for c, _ in _JOB_UPDATES)}, failed, id) "
-    "WHERE j.id = v.id AND j.status = 'pending'"
+    "WHERE j.id = v.id AND j.status = 'pending' RETURNING j.id"
 )
 _ITEM_UPDATE_SQL = (
     "UPDATE ingestion_runitem SET job_status = %s, "

@@ -12,8 +12,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.utils import timezone
 
-from ingestion.dedupe import _NEAR_SQL, find_near_duplicates
-from ingestion.models import Job, JobStatus
+from ingestion.dedupe import (
+    _NEAR_SQL,
+    drop_fingerprints,
+    find_near_duplicates,
+    store_fingerprints,
+)
+from ingestion.models import Job, JobFingerprint, JobStatus
 from ingestion.normalize import html_to_text
 from ingestion.pipeline import sql
 from ingestion.simhash import bands, company_boilerplate, hamming, simhash_many, to_signed
@@ -174,8 +179,9 @@ def boilerplate() -> frozenset[int]:
 
 
 def make_job(owner, external_id: str, simhash: int, *, status=JobStatus.READY, **fields) -> Job:  # type: ignore[no-untyped-def]
+    """A job with this simhash and, whatever its status, a fingerprint: as a ready job's is,
+    or as one left behind by a job that has since moved on (the lookup must ignore it)."""
     now = timezone.now()
-    b0, b1, b2, b3 = bands(simhash)
     defaults = {
         "first_seen_at": now,
         "last_seen_at": now,
@@ -183,17 +189,11 @@ def make_job(owner, external_id: str, simhash: int, *, status=JobStatus.READY, *
         "company": "Northwind Analytics",
     }
     defaults.update(fields)
-    return Job.objects.create(
-        owner=owner,
-        external_id=external_id,
-        status=status,
-        simhash=simhash,
-        simhash_b0=b0,
-        simhash_b1=b1,
-        simhash_b2=b2,
-        simhash_b3=b3,
-        **defaults,
+    job = Job.objects.create(
+        owner=owner, external_id=external_id, status=status, simhash=simhash, **defaults
     )
+    store_fingerprints(owner.pk, [(job.pk, simhash)])
+    return job
 
 
 def test_the_postings_are_realistic_in_size() -> None:
@@ -290,6 +290,27 @@ def test_a_skipped_duplicate_is_never_canonical(user) -> None:  # type: ignore[n
     assert find_near_duplicates(owner_id=user.pk, candidates=[(job.pk, value)]) == {}
 
 
+def test_a_fingerprint_left_behind_under_another_simhash_finds_nothing(user) -> None:  # type: ignore[no-untyped-def]
+    value = simhash_many([posting_text("sales")])[0]
+    edited = make_job(user, "edited", value ^ 0xFFFF_0000)  # its text changed since
+    store_fingerprints(user.pk, [(edited.pk, value)])
+    Job.objects.filter(pk=edited.pk).update(simhash=value ^ 0xFFFF_0000)
+    job = make_job(user, "new", value, status=JobStatus.PENDING)
+
+    assert find_near_duplicates(owner_id=user.pk, candidates=[(job.pk, value)]) == {}
+
+
+def test_fingerprints_are_replaced_and_dropped(user) -> None:  # type: ignore[no-untyped-def]
+    value = simhash_many([posting_text("sales")])[0]
+    job = make_job(user, "a", value)
+    store_fingerprints(user.pk, [(job.pk, value ^ 1)])
+
+    assert JobFingerprint.objects.get(job=job).simhash == value ^ 1
+    assert JobFingerprint.objects.get(job=job).band0 == bands(value ^ 1)[0]
+    drop_fingerprints([job.pk])
+    assert not JobFingerprint.objects.filter(job=job).exists()
+
+
 def test_different_owners_never_dedupe(user, other_user) -> None:  # type: ignore[no-untyped-def]
     value = simhash_many([posting_text("analyst")])[0]
     make_job(other_user, "theirs", value)
@@ -378,12 +399,14 @@ def test_signed_simhashes_round_trip_through_the_database(user) -> None:  # type
     }
 
 
-def test_the_lookup_is_one_query_per_batch(user, django_assert_num_queries, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_lookup_is_two_queries_per_batch(user, django_assert_num_queries, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     hashes = simhash_many([posting_text(role) for role in ROLES])
     jobs = [
         make_job(user, role, value, status=JobStatus.PENDING)
         for role, value in zip(ROLES, hashes, strict=True)
     ]
+    drop_fingerprints([job.pk for job in jobs])  # as jobs not yet processed have none
+    original = make_job(user, "original", hashes[0] ^ 0b101)
 
     statements: list[str] = []
     bulk_cursor = sql.bulk_cursor
@@ -405,12 +428,14 @@ def test_the_lookup_is_one_query_per_batch(user, django_assert_num_queries, monk
             yield Counting(cursor)
 
     monkeypatch.setattr(sql, "bulk_cursor", counting)
-    # One statement: through Django on SQLite, on PostgreSQL the server-side distance query.
-    with django_assert_num_queries(1 if connection.vendor != "postgresql" else 0):
-        find_near_duplicates(
+    # Two statements whatever the batch: the fingerprints within the distance (on PostgreSQL
+    # the server computes it; SQLite reads those sharing a band), then their jobs if ready.
+    with django_assert_num_queries(2 if connection.vendor != "postgresql" else 0):
+        found = find_near_duplicates(
             owner_id=user.pk, candidates=[(j.pk, v) for j, v in zip(jobs, hashes, strict=True)]
         )
-    assert len(statements) == (1 if connection.vendor == "postgresql" else 0)
+    assert len(statements) == (2 if connection.vendor == "postgresql" else 0)
+    assert found == {jobs[0].pk: original.pk}
 
 
 def test_a_distance_beyond_the_band_lookup_is_refused(user, settings) -> None:  # type: ignore[no-untyped-def]
@@ -423,37 +448,32 @@ def test_a_distance_beyond_the_band_lookup_is_refused(user, settings) -> None:  
 pytestmark = pytest.mark.django_db
 
 
-def test_the_lookup_probes_the_partial_band_indexes(user) -> None:  # type: ignore[no-untyped-def]
-    # The band indexes hold ready jobs only (pending, skipped and failed jobs cost them no
-    # write): the lookup's WHERE must imply their predicate, or it scans the owner's jobs.
+def test_the_lookup_probes_the_band_indexes(user) -> None:  # type: ignore[no-untyped-def]
+    # Each band is an indexed equality probe of the fingerprints, never a walk of the
+    # owner's jobs, and only the few within the distance are looked up among the jobs.
     if connection.vendor != "postgresql":
         pytest.skip("query plans are PostgreSQL's")
     rng = random.Random(7)
     now = timezone.now()
-    stored = []
-    for i in range(3000):
-        value = to_signed(rng.getrandbits(64))
-        b0, b1, b2, b3 = bands(value)
-        stored.append(
-            Job(
-                owner=user,
-                company="Northwind Analytics",
-                external_id=f"gh-{i}",
-                title=f"Job {i}",
-                status=JobStatus.READY,
-                simhash=value,
-                simhash_b0=b0,
-                simhash_b1=b1,
-                simhash_b2=b2,
-                simhash_b3=b3,
-                first_seen_at=now,
-                last_seen_at=now,
-            )
+    stored = [
+        Job(
+            owner=user,
+            company="Northwind Analytics",
+            external_id=f"gh-{i}",
+            title=f"Job {i}",
+            status=JobStatus.READY,
+            simhash=to_signed(rng.getrandbits(64)),
+            first_seen_at=now,
+            last_seen_at=now,
         )
+        for i in range(3000)
+    ]
     Job.objects.bulk_create(stored)
+    store_fingerprints(user.pk, [(job.pk, job.simhash) for job in stored])
     value = stored[0].simhash
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE ingestion_job")
+        cursor.execute("ANALYZE ingestion_jobfingerprint")
     b0, b1, b2, b3 = bands(value)
     params = {
         "probes": [value],
@@ -468,7 +488,8 @@ def test_the_lookup_probes_the_partial_band_indexes(user) -> None:  # type: igno
         cursor.execute("EXPLAIN " + _NEAR_SQL, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     for band in range(4):
-        assert f"ingestion_job_band{band}" in plan, plan
+        assert f"ingestion_fingerprint_band{band}" in plan, plan
+    assert "Seq Scan on ingestion_job" not in plan, plan
     pending = make_job(user, "new", value, status=JobStatus.PENDING)
     assert find_near_duplicates(owner_id=user.pk, candidates=[(pending.pk, value)]) == {
         pending.pk: stored[0].pk
