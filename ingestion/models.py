@@ -162,6 +162,8 @@ class Job(models.Model):
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
     expired_at = models.DateTimeField(null=True, blank=True)
+    # Which run last wrote the job: informational, and written with every job of a run, so
+    # no database constraint to check per row (see RunItem for why that is safe).
     last_run = models.ForeignKey(
         "runs.IngestionRun",
         null=True,
@@ -169,6 +171,7 @@ class Job(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
         db_index=False,
+        db_constraint=False,
     )
     error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -229,11 +232,16 @@ class JobFingerprint(models.Model):
     whose job is no longer ready (or has another simhash) is ignored by the lookup and
     removed when the job is processed again or expires."""
 
+    # Derived data, deleted with the job by Django, and a row whose job is gone finds nothing
+    # (the lookup reads the job): no constraints to check on every insert.
     job = models.OneToOneField(
-        Job, on_delete=models.CASCADE, primary_key=True, related_name="fingerprint"
+        Job,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="fingerprint",
+        db_constraint=False,
     )
-    # The job's owner, so each probe stays within one owner's jobs; implied by the job, so
-    # no constraint of its own to check on every insert.
+    # The job's owner, so each probe stays within one owner's jobs.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
@@ -272,14 +280,34 @@ class RunItem(models.Model):
     """One posting in one run: what the diff said of it (outcome) and, in an ingest, the job
     status it reached. The preview's diff table and a URL import's per-row status."""
 
+    # A run writes an item per posting (50,000 in a large one) and the foreign keys below
+    # would each cost a lookup per row at commit, a fifth of the database's time in an
+    # ingest. Their on_delete is carried out by Django (every delete goes through the ORM),
+    # so they are declared without a database constraint.
     # No single-column index on run: the (run, …) indexes below lead with it.
     run = models.ForeignKey(
-        "runs.IngestionRun", on_delete=models.CASCADE, related_name="items", db_index=False
+        "runs.IngestionRun",
+        on_delete=models.CASCADE,
+        related_name="items",
+        db_index=False,
+        db_constraint=False,
     )
     source = models.ForeignKey(
-        Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Source,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
-    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    job = models.ForeignKey(
+        Job,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
     external_id = models.CharField(max_length=255, blank=True)
     title = models.CharField(max_length=500, blank=True)
     url = models.CharField(max_length=2000, blank=True)

@@ -1,0 +1,92 @@
+"""The references the database does not check (a run's items, a job's last run and its
+near-duplicate fingerprint: written per posting, see RunItem) are kept by Django's on_delete:
+nothing is left pointing at a row that is gone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from ingestion import dedupe
+from ingestion.models import ItemOutcome, Job, JobFingerprint, JobStatus, RunItem, Source
+from runs.models import IngestionRun
+
+pytestmark = pytest.mark.django_db
+
+
+def _world(user: Any) -> tuple[Source, IngestionRun, Job, RunItem]:
+    source = Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="a")
+    run = IngestionRun.objects.create(owner=user, kind="ingest", status="finished")
+    now = timezone.now()
+    job = Job.objects.create(
+        owner=user,
+        source=source,
+        company="Acme",
+        external_id="1",
+        title="Engineer",
+        status=JobStatus.READY,
+        simhash=12345,
+        last_run=run,
+        first_seen_at=now,
+        last_seen_at=now,
+    )
+    dedupe.store_fingerprints(user.pk, [(job.pk, 12345)])
+    item = RunItem.objects.create(
+        run=run, source=source, job=job, external_id="1", outcome=ItemOutcome.NEW
+    )
+    return source, run, job, item
+
+
+def test_the_per_posting_references_have_no_database_constraint(user: Any) -> None:
+    tables = ("ingestion_runitem", "ingestion_jobfingerprint")
+    with connection.cursor() as cursor:
+        constraints = {
+            table: connection.introspection.get_constraints(cursor, table) for table in tables
+        }
+        job_constraints = connection.introspection.get_constraints(cursor, "ingestion_job")
+    for table in tables:
+        assert not [c for c in constraints[table].values() if c["foreign_key"]], table
+    # The job's own references are checked, but for its last run.
+    checked = {c["columns"][0] for c in job_constraints.values() if c["foreign_key"]}
+    assert {"owner_id", "source_id"} <= checked and "last_run_id" not in checked
+
+
+def test_deleting_a_job_clears_its_items_and_fingerprint(user: Any) -> None:
+    _, _, job, item = _world(user)
+
+    job.delete()
+
+    item.refresh_from_db()
+    assert item.job_id is None
+    assert not JobFingerprint.objects.exists()
+
+
+def test_deleting_a_source_clears_its_items_and_keeps_its_jobs(user: Any) -> None:
+    source, _, job, item = _world(user)
+
+    source.delete()
+
+    item.refresh_from_db()
+    job.refresh_from_db()
+    assert item.source_id is None and job.source_id is None
+
+
+def test_deleting_a_run_deletes_its_items_and_clears_its_jobs(user: Any) -> None:
+    _, run, job, _ = _world(user)
+
+    run.delete()
+
+    job.refresh_from_db()
+    assert not RunItem.objects.exists() and job.last_run_id is None
+
+
+def test_deleting_the_owner_deletes_everything(user: Any) -> None:
+    _world(user)
+
+    user.delete()
+
+    for model in (Source, IngestionRun, Job, RunItem, JobFingerprint):
+        assert not model.objects.exists(), model
