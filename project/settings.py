@@ -220,10 +220,11 @@ INTAKE_PAYLOAD_TTL_DAYS = env_float("INTAKE_PAYLOAD_TTL_DAYS", 30.0, minimum=0)
 INTAKE_UPLOAD_MAX_BYTES = env_int("INTAKE_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
 INTAKE_URL_LIST_MAX = env_int("INTAKE_URL_LIST_MAX", 1000, minimum=1)
 # Ingest: pending jobs per chunk (each chunk one RQ job) and per committed batch. Each chunk
-# costs a forked work horse with its own database connection (~0.2 s of CPU between them,
-# docs/performance.md): big enough to pay for that, small enough to share a run out.
-INTAKE_CHUNK_SIZE = env_int("INTAKE_CHUNK_SIZE", 2000, minimum=1)
-INTAKE_BATCH_SIZE = env_int("INTAKE_BATCH_SIZE", 1000, minimum=1)
+# costs a forked work horse with its own database connection, and each batch one
+# near-duplicate lookup whose cost grows with the owner's jobs rather than with the batch
+# (docs/performance.md): big enough to pay for those, small enough to share a run out.
+INTAKE_CHUNK_SIZE = env_int("INTAKE_CHUNK_SIZE", 4000, minimum=1)
+INTAKE_BATCH_SIZE = env_int("INTAKE_BATCH_SIZE", 2000, minimum=1)
 # Expiry safety: when a source suddenly lists fewer than this fraction of the postings it
 # listed last time, its vanished jobs are not expired (reported in the feed instead).
 INTAKE_EXPIRY_MIN_RATIO = env_float("INTAKE_EXPIRY_MIN_RATIO", 0.5, minimum=0)
