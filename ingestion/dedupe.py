@@ -75,12 +75,11 @@ _NEAR_SQL = " UNION ".join(
     "WHERE bit_count((f.simhash # p.simhash)::bit(64)) <= %(distance)s"
     for band in range(4)
 )
-# Then those whose job is still ready with that simhash: a statement of its own, so that its
-# plan is a probe of the primary key whatever the statistics say of the job table (joined in
-# the same statement, a planner that believed no job ready walked all of them per match).
-_STILL_READY_SQL = (
-    "SELECT id, simhash, first_seen_at FROM ingestion_job WHERE id = ANY(%s) AND status = 'ready'"
-)
+# Then those whose job is still ready with that simhash, in a statement of its own and with
+# the status compared here: the plan must be a probe of the primary key whatever the
+# statistics say of the job table (joined in one statement, or with the status in its WHERE,
+# a planner that believed no job ready walked every ready job instead).
+_STILL_READY_SQL = "SELECT id, simhash, first_seen_at, status FROM ingestion_job WHERE id = ANY(%s)"
 _FINGERPRINT_COLUMNS = ("job_id", "owner_id", "simhash", "band0", "band1", "band2", "band3")
 _STORE_SQL = (
     f"INSERT INTO ingestion_jobfingerprint ({', '.join(_FINGERPRINT_COLUMNS)}) "
@@ -110,6 +109,14 @@ def store_fingerprints(owner_id: int, jobs: Sequence[tuple[int, int]]) -> None:
 
 def drop_fingerprints(job_ids: Collection[int]) -> None:
     """Forget the fingerprints of jobs that are no longer ready (skipped, failed, expired)."""
+    if not job_ids:
+        return
+    if sql.set_based():
+        with sql.bulk_cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM ingestion_jobfingerprint WHERE job_id = ANY(%s)", [list(job_ids)]
+            )
+        return
     for ids in batched(list(job_ids), _LOOKUP_CHUNK * 4):
         JobFingerprint.objects.filter(job_id__in=ids).delete()
 
@@ -145,7 +152,11 @@ def _near_rows_postgres(owner_id: int, simhashes: Sequence[int]) -> list[tuple[A
         if not close:
             return []
         cursor.execute(_STILL_READY_SQL, [list(close)])
-        return [row for row in cursor.fetchall() if row[1] == close[row[0]]]
+        return [
+            (pk, value, first_seen_at)
+            for pk, value, first_seen_at, status in cursor.fetchall()
+            if status == JobStatus.READY and value == close[pk]
+        ]
 
 
 def _near_rows(owner_id: int, simhashes: Sequence[int]) -> list[tuple[Any, ...]]:

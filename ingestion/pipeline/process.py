@@ -193,9 +193,11 @@ class _PendingJob:
 
 
 _PENDING_FIELDS = tuple(f for f in _PendingJob.__slots__ if f not in ("pk", "description"))
+# The status is compared here, not in the WHERE: the plan must probe the primary key whatever
+# the statistics say (believing few jobs pending, a planner would walk them all instead).
 _PENDING_SQL = (
-    f"SELECT id, {', '.join(_PENDING_FIELDS)} FROM ingestion_job "
-    "WHERE id = ANY(%s) AND status = 'pending' ORDER BY id"
+    f"SELECT status, id, {', '.join(_PENDING_FIELDS)} FROM ingestion_job "
+    "WHERE id = ANY(%s) ORDER BY id"
 )
 
 
@@ -203,7 +205,7 @@ def _pending_rows(ids: list[int]) -> list[tuple[Any, ...]]:
     """The still-pending jobs among `ids`, as rows of ("id", *_PENDING_FIELDS), by id."""
     if sql.set_based():
         # One array parameter: Django would quote 2,000 ids into an IN list in Python.
-        return sql.fetch_all(_PENDING_SQL, [ids])
+        return [row[1:] for row in sql.fetch_all(_PENDING_SQL, [ids]) if row[0] == "pending"]
     return list(
         Job.objects.filter(id__in=ids, status=JobStatus.PENDING)
         .order_by("id")

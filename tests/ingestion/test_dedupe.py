@@ -494,3 +494,37 @@ def test_the_lookup_probes_the_band_indexes(user) -> None:  # type: ignore[no-un
     assert find_near_duplicates(owner_id=user.pk, candidates=[(pending.pk, value)]) == {
         pending.pk: stored[0].pk
     }
+
+
+@pytest.mark.parametrize("analyzed_as", [JobStatus.PENDING, JobStatus.READY])
+def test_lookups_by_id_probe_the_primary_key_whatever_the_statistics(user, analyzed_as) -> None:  # type: ignore[no-untyped-def]
+    # Statistics taken while every job was pending (the run's ANALYZE) or ready (a later
+    # one) must not turn a lookup of 2,000 ids into a walk of the jobs with that status.
+    if connection.vendor != "postgresql":
+        pytest.skip("query plans are PostgreSQL's")
+    from ingestion.dedupe import _STILL_READY_SQL
+    from ingestion.pipeline.process import _PENDING_SQL
+
+    now = timezone.now()
+    Job.objects.bulk_create(
+        Job(
+            owner=user,
+            company="Northwind Analytics",
+            external_id=f"gh-{i}",
+            title=f"Job {i}",
+            status=analyzed_as,
+            first_seen_at=now,
+            last_seen_at=now,
+        )
+        for i in range(5000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE ingestion_job")
+    other = JobStatus.READY if analyzed_as == JobStatus.PENDING else JobStatus.PENDING
+    Job.objects.update(status=other)
+    ids = list(Job.objects.values_list("id", flat=True)[:2000])
+    for query in (_STILL_READY_SQL, _PENDING_SQL):
+        with sql.bulk_cursor() as cursor:
+            cursor.execute("EXPLAIN " + query, [ids])
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "ingestion_job_pkey" in plan, plan
