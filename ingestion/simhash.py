@@ -379,6 +379,12 @@ def _bit_counts(shingles: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 _PASS_BYTES = 256 * 1024
 
 
+def warm_up() -> None:
+    """Build the tables of powers a pass of `simhash_many` uses (a worker calls this before
+    it forks work horses, which then share them instead of each building its own)."""
+    _power_tables(2 * _PASS_BYTES)
+
+
 def simhash_many(
     texts: Sequence[str], *, boilerplate: frozenset[int] | set[int] = frozenset()
 ) -> list[int]:

@@ -11,3 +11,15 @@ def cleanup_payloads() -> int:
 
     close_old_connections()
     return payload_delete_expired()
+
+
+def warm_up() -> None:
+    """Worker warm-up hook (settings.INTAKE_WORKER_WARM_UP): load what every chunk of an
+    ingest would otherwise load in its own work horse: the pipeline and adapter modules and
+    the simhash's tables of powers for a whole numpy pass."""
+    import ingestion.pipeline.orchestrator  # noqa: F401
+    import ingestion.pipeline.process  # noqa: F401
+    from ingestion import simhash
+    from ingestion.adapters import ashby, files, greenhouse, jsonld, lever, urllist  # noqa: F401
+
+    simhash.warm_up()

@@ -172,6 +172,9 @@ RQ = {
     # Enqueue when the surrounding transaction commits, never for a rolled-back run.
     "COMMIT_MODE": "on_db_commit",
 }
+# Called once by each RQ worker before it forks work horses (runs.worker.warm_up): what every
+# job would otherwise load again in its own horse.
+INTAKE_WORKER_WARM_UP = ["runs.feed.warm_up", "ingestion.tasks.warm_up"]
 
 EVENTSTREAM_REDIS = redis_kwargs(REDIS_URL)
 EVENTSTREAM_STORAGE_CLASS = "runs.feed.RunEventStorage"

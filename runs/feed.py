@@ -80,6 +80,13 @@ def broadcast(envelope: dict[str, Any]) -> None:
         )
 
 
+def warm_up() -> None:
+    """Worker warm-up hook (settings.INTAKE_WORKER_WARM_UP): send_event imports its views
+    module and django_grip (with werkzeug) on first use, ~25 ms in every work horse."""
+    import django_eventstream.views  # noqa: F401
+    import django_grip  # noqa: F401
+
+
 class RunEventStorage(StorageBase):
     """django-eventstream storage over RunEvent rows."""
 
