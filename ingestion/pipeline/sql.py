@@ -58,6 +58,11 @@ def set_based() -> bool:
     return connection.vendor == "postgresql"
 
 
+_TEXT_TYPES = frozenset({"text", "bytea"})
+# Text in the arrays of one statement above which its work_mem is raised for the transaction.
+_SPILL_BYTES = 1024 * 1024
+
+
 def execute_unnest(
     sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> list[tuple[Any, ...]]:
@@ -96,6 +101,16 @@ def execute_unnest(
         f"(SELECT {', '.join(select)} FROM unnest({', '.join(arrays)}) AS u({', '.join(names)}))"
     )
     with bulk_cursor() as cursor:
+        text_bytes = sum(
+            sum(len(value) for value in values if value)
+            for type, values in zip(types, columns, strict=True)
+            if type in _TEXT_TYPES
+        )
+        if text_bytes > _SPILL_BYTES and connection.in_atomic_block:
+            # unnest() over several arrays keeps its rows in memory up to work_mem (4 MB by
+            # default) and writes the rest to a temporary file: a batch of 2,000 processed
+            # jobs (two descriptions each, ~8 MB) spilled, ~7 µs a row of its UPDATE.
+            cursor.execute(f"SET LOCAL work_mem = '{2 * text_bytes // 1024 + 4096}kB'")
         cursor.execute(sql.replace("{rows}", subquery), [*scalars, *array_values])
         return cursor.fetchall() if cursor.description else []
 
