@@ -380,9 +380,11 @@ _PASS_BYTES = 256 * 1024
 
 
 def warm_up() -> None:
-    """Build the tables of powers a pass of `simhash_many` uses (a worker calls this before
-    it forks work horses, which then share them instead of each building its own)."""
+    """Build the tables a pass of `simhash_many` uses: powers, and the letters of the BMP for
+    text that is not ASCII (a worker calls this before it forks work horses, which then share
+    them instead of each building its own)."""
     _power_tables(2 * _PASS_BYTES)
+    _bmp_alnum()
 
 
 def simhash_many(

@@ -60,6 +60,7 @@ def test_the_warm_up_hooks_load_what_every_work_horse_would(settings):
         "assert 'ingestion.pipeline.process' in sys.modules\n"
         "assert 'ingestion.adapters.greenhouse' in sys.modules\n"
         "assert len(simhash._powers) >= 2 * simhash._PASS_BYTES, len(simhash._powers)\n"
+        "assert simhash._bmp_alnum.cache_info().currsize == 1\n"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings"}
     done = subprocess.run(
