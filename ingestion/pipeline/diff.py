@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -217,7 +217,12 @@ class SourceDiff:
         with transaction.atomic():
             if self.write:
                 if upserts:
-                    ids = upsert_jobs(self.run, self.source, upserts, now=self.now)
+                    new_keys = {
+                        item.external_id for item in items if item.outcome == ItemOutcome.NEW
+                    }
+                    ids = upsert_jobs(
+                        self.run, self.source, upserts, now=self.now, new_keys=new_keys
+                    )
                     missing = [p.external_id.strip() for p, _ in upserts]
                     missing = [key for key in missing if key not in ids]
                     if missing:
@@ -417,12 +422,23 @@ _UPSERT_SET_SQL = (
 
 
 def upsert_jobs(
-    run: Any, source: Source, postings: list[tuple[Posting, str]], *, now: datetime
+    run: Any,
+    source: Source,
+    postings: list[tuple[Posting, str]],
+    *,
+    now: datetime,
+    new_keys: Collection[str] = (),
 ) -> dict[str, int]:
     """Insert or update these postings as `pending` jobs in one statement (PostgreSQL) or one
     executemany against the unique key (owner, company, external_id). Idempotent: the same
     postings twice give the same rows. Returns {external_id: job id} of the rows written
-    when the database says (PostgreSQL); callers look up what it leaves out."""
+    when the database says (PostgreSQL); callers look up what it leaves out.
+
+    `new_keys`: external ids the caller has just found stored nowhere, in this transaction
+    of the owner's one active run (the database allows no second one), so nothing else can
+    be inserting them. On PostgreSQL those rows go in by COPY with ids drawn beforehand:
+    no conflict check per row, and a third of the client's time of the upsert. Should one
+    exist after all, the COPY fails on the unique key and nothing of the batch is written."""
     ops = connection.ops
     stamp = ops.adapt_datetimefield_value(now)
 
@@ -471,7 +487,34 @@ def upsert_jobs(
             )
         )
     if sql.set_based():
-        types = [_JOB_TYPES.get(column, "text") for column in _JOB_COLUMNS]
-        return dict(sql.execute_unnest(_UPSERT_SET_SQL, types, rows))
+        ids: dict[str, int] = {}
+        if new_keys:
+            new_rows = [row for row in rows if row[_KEY] in new_keys]
+            if new_rows:
+                rows = [row for row in rows if row[_KEY] not in new_keys]
+                ids.update(_copy_new_jobs(new_rows))
+        if rows:
+            types = [_JOB_TYPES.get(column, "text") for column in _JOB_COLUMNS]
+            ids.update(sql.execute_unnest(_UPSERT_SET_SQL, types, rows))
+        return ids
     sql.executemany(_UPSERT_SQL, rows)
     return {}
+
+
+_KEY = _JOB_COLUMNS.index("external_id")
+
+
+def _copy_new_jobs(rows: list[tuple[Any, ...]]) -> dict[str, int]:
+    """Insert rows of _JOB_COLUMNS by binary COPY, with ids drawn from the table's sequence
+    first (COPY returns nothing). Returns {external_id: id}."""
+    ids = [
+        pk
+        for (pk,) in sql.fetch_all(
+            "SELECT nextval(pg_get_serial_sequence('ingestion_job', 'id')) "
+            "FROM generate_series(1, %s)",
+            [len(rows)],
+        )
+    ]
+    pairs = list(zip(ids, rows, strict=True))
+    sql.copy_rows(Job, ("id", *_JOB_COLUMNS), [(pk, *row) for pk, row in pairs])
+    return {row[_KEY]: pk for pk, row in pairs}

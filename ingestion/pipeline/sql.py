@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
+from django.db.models import Model
 from django.utils import timezone
 
 
@@ -31,7 +32,8 @@ def bulk_cursor() -> Iterator[Any]:
         threshold = conn.prepare_threshold
         conn.prepare_threshold = 0
         try:
-            with psycopg.Cursor(conn) as raw:
+            # Django's exceptions (IntegrityError …), as its own cursors raise them.
+            with connection.wrap_database_errors, psycopg.Cursor(conn) as raw:
                 yield raw
         finally:
             conn.prepare_threshold = threshold
@@ -113,6 +115,47 @@ def execute_unnest(
             cursor.execute(f"SET LOCAL work_mem = '{2 * text_bytes // 1024 + 4096}kB'")
         cursor.execute(sql.replace("{rows}", subquery), [*scalars, *array_values])
         return cursor.fetchall() if cursor.description else []
+
+
+# PostgreSQL's names for the types Django declares, as a binary COPY wants them (it applies
+# no cast: each value must be sent as its column's exact type).
+_COPY_TYPE_NAMES = {
+    "bigint": "int8",
+    "integer": "int4",
+    "smallint": "int2",
+    "boolean": "bool",
+    "timestamp with time zone": "timestamptz",
+    "double precision": "float8",
+}
+
+
+def copy_types(model: type[Model], columns: Sequence[str]) -> list[str]:
+    """The binary COPY types of these columns (attnames) of `model`'s table."""
+    fields = {field.column: field for field in model._meta.concrete_fields}
+    types = []
+    for column in columns:
+        declared = fields[column].db_type(connection) or "text"
+        name = declared.split("(")[0].strip()
+        types.append(_COPY_TYPE_NAMES.get(name, name))
+    return types
+
+
+def copy_rows(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Insert `rows` (values of `columns`) into `model`'s table by one binary COPY, in the
+    current transaction (PostgreSQL only). Cheaper than INSERT … SELECT over unnest() on
+    both sides: psycopg formats COPY rows in C, and the server inserts in bulk with no
+    conflict handling."""
+    if not rows:
+        return
+    table = connection.ops.quote_name(model._meta.db_table)
+    names = ", ".join(connection.ops.quote_name(column) for column in columns)
+    with (
+        bulk_cursor() as cursor,
+        cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types(copy_types(model, columns))
+        for row in rows:
+            copy.write_row(row)
 
 
 @dataclass(slots=True)
