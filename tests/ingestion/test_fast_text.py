@@ -308,3 +308,17 @@ def test_blocks_in_unwrapped_elements_match(fallbacks: list[str]) -> None:
 
     assert _mismatches(sources) == []
     assert 0 < len(fallbacks) < len(sources) // 2
+
+
+def test_whitespace_to_collapse_is_never_missed() -> None:
+    # The collapse is skipped only when it would change nothing: exact for ASCII text, on the
+    # safe side (unprintable counts) for the rest.
+    for point in [*range(0x80), 0x85, 0xA0, 0x1680, *range(0x2000, 0x2030), 0x205F, 0x3000]:
+        text = f"ab{chr(point)}cd"
+        needed = " ".join(text.split()) != text
+        if point < 0x80:
+            assert normalize._other_whitespace(text) == needed, hex(point)
+        elif needed:
+            assert normalize._other_whitespace(text), hex(point)
+    assert normalize._other_whitespace("two  spaces")
+    assert not normalize._other_whitespace("one space each")
