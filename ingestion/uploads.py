@@ -217,14 +217,24 @@ class _ChunkReader(io.RawIOBase):
                 return 0
             chunk_id = self._chunk_ids[self._next]
             self._next += 1
-            rows = list(UploadChunk.objects.filter(pk=chunk_id).values_list("data", flat=True))
+            rows = _chunk_data(chunk_id)
             if not rows:
                 raise UploadError("The uploaded file was replaced while it was being read.")
-            self._data = memoryview(bytes(rows[0]))
+            self._data = memoryview(bytes(rows[0][0]))
         count = min(len(buffer), len(self._data))
         buffer[:count] = self._data[:count]
         self._data = self._data[count:]
         return count
+
+
+def _chunk_data(chunk_id: int) -> list[tuple[Any, ...]]:
+    # In binary: as text a chunk's 1 MB travels as 2 MB of hex, encoded by PostgreSQL and
+    # decoded here (a 56 MB upload: ~0.2 s of CPU of each side).
+    from ingestion.pipeline import sql
+
+    return sql.fetch_all(
+        f"SELECT data FROM {UploadChunk._meta.db_table} WHERE id = %s", [chunk_id], binary=True
+    )
 
 
 def _open_chunks(source_id: int) -> BinaryIO:

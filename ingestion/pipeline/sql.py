@@ -46,11 +46,16 @@ def executemany(sql: str, rows: Sequence[Sequence[Any]]) -> None:
             cursor.executemany(sql, rows)
 
 
-def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+def fetch_all(sql: str, params: Sequence[Any], *, binary: bool = False) -> list[tuple[Any, ...]]:
     """The rows of a query with %s placeholders, its parameters bound by the server: a list
-    goes as one array (`= ANY(%s)`) instead of being quoted into the SQL text."""
+    goes as one array (`= ANY(%s)`) instead of being quoted into the SQL text. `binary`
+    (PostgreSQL): results in binary format, where a bytea would otherwise travel as hex text
+    (twice its size, encoded by the server and decoded by the client)."""
     with bulk_cursor() as cursor:
-        cursor.execute(sql, params)
+        if binary and connection.vendor == "postgresql":
+            cursor.execute(sql, params, binary=True)
+        else:
+            cursor.execute(sql, params)
         return cursor.fetchall()
 
 
