@@ -21,7 +21,11 @@ from django.utils import timezone
 @contextlib.contextmanager
 def bulk_cursor() -> Iterator[Any]:
     """A cursor for executemany/COPY in the current transaction: a psycopg server-binding
-    cursor with prepared statements on PostgreSQL, Django's own cursor elsewhere."""
+    cursor with prepared statements on PostgreSQL, Django's own cursor elsewhere.
+
+    On PostgreSQL results come in binary: as text a bytea travels as hex (twice its size,
+    encoded by the server, decoded here) and every timestamp and number is parsed from its
+    digits."""
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             yield cursor
@@ -34,6 +38,7 @@ def bulk_cursor() -> Iterator[Any]:
         try:
             # Django's exceptions (IntegrityError …), as its own cursors raise them.
             with connection.wrap_database_errors, psycopg.Cursor(conn) as raw:
+                raw.format = psycopg.pq.Format.BINARY  # what conn.cursor(binary=True) sets
                 yield raw
         finally:
             conn.prepare_threshold = threshold
@@ -46,16 +51,11 @@ def executemany(sql: str, rows: Sequence[Sequence[Any]]) -> None:
             cursor.executemany(sql, rows)
 
 
-def fetch_all(sql: str, params: Sequence[Any], *, binary: bool = False) -> list[tuple[Any, ...]]:
+def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The rows of a query with %s placeholders, its parameters bound by the server: a list
-    goes as one array (`= ANY(%s)`) instead of being quoted into the SQL text. `binary`
-    (PostgreSQL): results in binary format, where a bytea would otherwise travel as hex text
-    (twice its size, encoded by the server and decoded by the client)."""
+    goes as one array (`= ANY(%s)`) instead of being quoted into the SQL text."""
     with bulk_cursor() as cursor:
-        if binary and connection.vendor == "postgresql":
-            cursor.execute(sql, params, binary=True)
-        else:
-            cursor.execute(sql, params)
+        cursor.execute(sql, params)
         return cursor.fetchall()
 
 
