@@ -79,7 +79,7 @@ _NEAR_SQL = " UNION ".join(
 # the status compared here: the plan must be a probe of the primary key whatever the
 # statistics say of the job table (joined in one statement, or with the status in its WHERE,
 # a planner that believed no job ready walked every ready job instead).
-_STILL_READY_SQL = "SELECT id, simhash, first_seen_at, status FROM ingestion_job WHERE id = ANY(%s)"
+_STILL_READY_SQL = "SELECT id, simhash, first_seen_at, status FROM ingestion_job WHERE id = ANY(%b)"
 _FINGERPRINT_COLUMNS = ("job_id", "owner_id", "simhash", "band0", "band1", "band2", "band3")
 _STORE_SQL = (
     f"INSERT INTO ingestion_jobfingerprint ({', '.join(_FINGERPRINT_COLUMNS)}) "
@@ -114,7 +114,7 @@ def drop_fingerprints(job_ids: Collection[int]) -> None:
     if sql.set_based():
         with sql.bulk_cursor() as cursor:
             cursor.execute(
-                "DELETE FROM ingestion_jobfingerprint WHERE job_id = ANY(%s)", [list(job_ids)]
+                "DELETE FROM ingestion_jobfingerprint WHERE job_id = ANY(%b)", [list(job_ids)]
             )
         return
     for ids in batched(list(job_ids), _LOOKUP_CHUNK * 4):

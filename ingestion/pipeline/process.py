@@ -197,7 +197,7 @@ _PENDING_FIELDS = tuple(f for f in _PendingJob.__slots__ if f not in ("pk", "des
 # the statistics say (believing few jobs pending, a planner would walk them all instead).
 _PENDING_SQL = (
     f"SELECT status, id, {', '.join(_PENDING_FIELDS)} FROM ingestion_job "
-    "WHERE id = ANY(%s) ORDER BY id"
+    "WHERE id = ANY(%b) ORDER BY id"
 )
 
 
