@@ -300,12 +300,14 @@ class RunItem(models.Model):
         related_name="+",
         db_constraint=False,
     )
+    # No single-column index on job: (job, run) below leads with it.
     job = models.ForeignKey(
         Job,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,
         db_constraint=False,
     )
     external_id = models.CharField(max_length=255, blank=True)
@@ -333,9 +335,12 @@ class RunItem(models.Model):
             # The diff table filtered by outcome (and paginated by id) on 50,000 items.
             models.Index(fields=["run", "outcome", "id"], name="ingestion_runitem_outcome"),
             models.Index(fields=["run", "source", "id"], name="ingestion_runitem_source"),
-            # The ingesting stage writes each job's status back to its item (a plan on the
-            # job's own index alone is chosen by stale statistics as often as not).
-            models.Index(fields=["run", "job"], name="ingestion_runitem_job"),
+            # A job's items in a run: the ingesting stage reads them with each pending job
+            # (and writes the job's status back to them by id). Leading with the job, it also
+            # serves the SET NULL of a deleted job's items; led by the run, a planner with
+            # stale statistics took a single-column job index and filtered every item the job
+            # ever had (one per run that listed it).
+            models.Index(fields=["job", "run"], name="ingestion_runitem_job_run"),
         ]
 
     def __str__(self) -> str:

@@ -73,7 +73,7 @@ _SPILL_BYTES = 1024 * 1024
 
 
 def execute_unnest(
-    sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]]
+    sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]], params: Sequence[Any] = ()
 ) -> list[tuple[Any, ...]]:
     """PostgreSQL: run `sql` once for all `rows`, its `{rows}` replaced by a subquery that
     yields them (`unnest(%b::type[], …)` over their columns). An executemany runs the executor
@@ -84,10 +84,38 @@ def execute_unnest(
     The arrays go in binary (as text every 2 KB description would be quoted and escaped into
     an array literal), and a column with the same value in every row (the run, the owner,
     the time) goes as one value: psycopg builds arrays element by element in Python.
-    `{rows}` must be given an alias with a column list: `{rows} AS v(a, b, c)`. Returns the
-    rows the statement returns (its RETURNING clause), if any."""
+    `{rows}` must be given an alias with a column list: `{rows} AS v(a, b, c)`; `params` fill
+    the placeholders that follow it in `sql` (none may precede it). Returns the rows the
+    statement returns (its RETURNING clause), if any."""
     if not rows:
         return []
+    query, values, columns = _unnest(sql, types, rows, params)
+    with bulk_cursor() as cursor:
+        text_bytes = sum(
+            sum(len(value) for value in values if value)
+            for type, values in zip(types, columns, strict=True)
+            if type in _TEXT_TYPES
+        )
+        if text_bytes > _SPILL_BYTES and connection.in_atomic_block:
+            # unnest() over several arrays keeps its rows in memory up to work_mem (4 MB by
+            # default) and writes the rest to a temporary file: a batch of 2,000 processed
+            # jobs (two descriptions each, ~8 MB) spilled, ~7 µs a row of its UPDATE.
+            cursor.execute(f"SET LOCAL work_mem = '{2 * text_bytes // 1024 + 4096}kB'")
+        cursor.execute(query, values)
+        return cursor.fetchall() if cursor.description else []
+
+
+def unnest_statement(
+    sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]], params: Sequence[Any] = ()
+) -> tuple[str, list[Any]]:
+    """The statement and parameters execute_unnest runs (for EXPLAIN)."""
+    query, values, _ = _unnest(sql, types, rows, params)
+    return query, values
+
+
+def _unnest(
+    sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]], params: Sequence[Any]
+) -> tuple[str, list[Any], list[list[Any]]]:
     columns = [list(column) for column in zip(*rows, strict=True)]
     last = len(columns) - 1
     select: list[str] = []
@@ -109,19 +137,7 @@ def execute_unnest(
     subquery = (
         f"(SELECT {', '.join(select)} FROM unnest({', '.join(arrays)}) AS u({', '.join(names)}))"
     )
-    with bulk_cursor() as cursor:
-        text_bytes = sum(
-            sum(len(value) for value in values if value)
-            for type, values in zip(types, columns, strict=True)
-            if type in _TEXT_TYPES
-        )
-        if text_bytes > _SPILL_BYTES and connection.in_atomic_block:
-            # unnest() over several arrays keeps its rows in memory up to work_mem (4 MB by
-            # default) and writes the rest to a temporary file: a batch of 2,000 processed
-            # jobs (two descriptions each, ~8 MB) spilled, ~7 µs a row of its UPDATE.
-            cursor.execute(f"SET LOCAL work_mem = '{2 * text_bytes // 1024 + 4096}kB'")
-        cursor.execute(sql.replace("{rows}", subquery), [*scalars, *array_values])
-        return cursor.fetchall() if cursor.description else []
+    return sql.replace("{rows}", subquery), [*scalars, *array_values, *params], columns
 
 
 # PostgreSQL's names for the types Django declares, as a binary COPY wants them (it applies

@@ -523,8 +523,69 @@ def test_lookups_by_id_probe_the_primary_key_whatever_the_statistics(user, analy
     other = JobStatus.READY if analyzed_as == JobStatus.PENDING else JobStatus.PENDING
     Job.objects.update(status=other)
     ids = list(Job.objects.values_list("id", flat=True)[:2000])
-    for query in (_STILL_READY_SQL, _PENDING_SQL):
+    for query, params in ((_STILL_READY_SQL, [ids]), (_PENDING_SQL, [1, ids])):
         with sql.bulk_cursor() as cursor:
-            cursor.execute("EXPLAIN " + query, [ids])
+            cursor.execute("EXPLAIN " + query, params)
             plan = "\n".join(row[0] for row in cursor.fetchall())
         assert "ingestion_job_pkey" in plan, plan
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+def test_a_batch_reaches_its_run_items_by_index_not_by_walking_the_run(user, analyzed) -> None:  # type: ignore[no-untyped-def]
+    # Each pending job brings its items' ids, found on the (run, job) index, and the statuses
+    # go back by primary key: never a read of every item of the run per batch (a cost that
+    # grows with the run), whatever the statistics say.
+    if connection.vendor != "postgresql":
+        pytest.skip("query plans are PostgreSQL's")
+    from ingestion.models import RunItem
+    from ingestion.pipeline.process import _ITEM_UPDATE_SET_SQL, _PENDING_SQL, _pending_rows
+    from runs.models import IngestionRun
+
+    now = timezone.now()
+    run = IngestionRun.objects.create(owner=user, kind="ingest", status="ingesting")
+    jobs = Job.objects.bulk_create(
+        Job(
+            owner=user,
+            company="Northwind Analytics",
+            external_id=f"gh-{i}",
+            title=f"Job {i}",
+            first_seen_at=now,
+            last_seen_at=now,
+        )
+        for i in range(3000)
+    )
+    RunItem.objects.bulk_create(
+        RunItem(run=run, job=job, external_id=job.external_id, outcome="new") for job in jobs
+    )
+    # The items of earlier runs: the table is larger than one run.
+    earlier = IngestionRun.objects.create(owner=user, kind="preview", status="finished")
+    RunItem.objects.bulk_create(
+        RunItem(run=earlier, external_id=f"old-{i}", outcome="new") for i in range(30000)
+    )
+    if analyzed:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE ingestion_runitem")
+            cursor.execute("ANALYZE ingestion_job")
+    ids = [job.pk for job in jobs[1000:3000]]
+    items = dict(RunItem.objects.filter(job_id__in=ids).values_list("job_id", "id"))
+
+    with sql.bulk_cursor() as cursor:
+        cursor.execute("EXPLAIN " + _PENDING_SQL, [run.pk, ids])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "ingestion_runitem_job_run" in plan, plan
+    assert "Index Cond: ((job_id = j.id) AND (run_id = " in plan, plan
+    rows = _pending_rows(run.pk, ids)
+    assert [(row[0], row[-1]) for row in rows] == [(pk, [items[pk]]) for pk in ids]
+
+    item_ids = sorted(items.values())
+    query, params = sql.unnest_statement(
+        _ITEM_UPDATE_SET_SQL,
+        ("text", "text", "timestamptz", "bigint"),
+        [("ready", "", now, pk) for pk in item_ids],
+        [item_ids],
+    )
+    with sql.bulk_cursor() as cursor:
+        cursor.execute("EXPLAIN " + query, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "ingestion_runitem_pkey" in plan, plan
+    assert "Seq Scan on ingestion_runitem" not in plan, plan
