@@ -16,7 +16,7 @@ def cleanup_payloads() -> int:
 def warm_up() -> None:
     """Worker warm-up hook (settings.INTAKE_WORKER_WARM_UP): load what every chunk of an
     ingest would otherwise load in its own work horse: the pipeline and adapter modules and
-    the simhash's tables of powers for a whole numpy pass."""
+    the simhash's tables (powers for a whole numpy pass, the letters of non-ASCII text)."""
     import ingestion.pipeline.orchestrator  # noqa: F401
     import ingestion.pipeline.process  # noqa: F401
     from ingestion import simhash

@@ -199,7 +199,7 @@ _PENDING_FIELDS = tuple(
 )
 # The status is compared here, not in the WHERE: the plan must probe the primary key whatever
 # the statistics say (believing few jobs pending, a planner would walk them all instead). The
-# items come with their job, each found on the (run, job) index.
+# items come with their job, each found on the (job, run) index.
 _PENDING_SQL = (
     f"SELECT j.status, j.id, {', '.join(f'j.{f}' for f in _PENDING_FIELDS)}, "
     "ARRAY(SELECT i.id FROM ingestion_runitem i WHERE i.run_id = %b AND i.job_id = j.id) "

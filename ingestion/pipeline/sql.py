@@ -92,9 +92,9 @@ def execute_unnest(
     query, values, columns = _unnest(sql, types, rows, params)
     with bulk_cursor() as cursor:
         text_bytes = sum(
-            sum(len(value) for value in values if value)
-            for type, values in zip(types, columns, strict=True)
-            if type in _TEXT_TYPES
+            sum(len(value) for value in column if value)
+            for type_name, column in zip(types, columns, strict=True)
+            if type_name in _TEXT_TYPES
         )
         if text_bytes > _SPILL_BYTES and connection.in_atomic_block:
             # unnest() over several arrays keeps its rows in memory up to work_mem (4 MB by
