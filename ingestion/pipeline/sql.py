@@ -9,6 +9,7 @@ rows sent as parameters in a pipeline."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -152,15 +153,16 @@ _COPY_TYPE_NAMES = {
 }
 
 
-def copy_types(model: type[Model], columns: Sequence[str]) -> list[str]:
-    """The binary COPY types of these columns (attnames) of `model`'s table."""
+@functools.cache
+def copy_types(model: type[Model], columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The binary COPY types of these columns of `model`'s table, from the model's fields."""
     fields = {field.column: field for field in model._meta.concrete_fields}
     types = []
     for column in columns:
         declared = fields[column].db_type(connection) or "text"
         name = declared.split("(")[0].strip()
         types.append(_COPY_TYPE_NAMES.get(name, name))
-    return types
+    return tuple(types)
 
 
 def copy_rows(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -176,7 +178,7 @@ def copy_rows(model: type[Model], columns: Sequence[str], rows: Sequence[Sequenc
         bulk_cursor() as cursor,
         cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
     ):
-        copy.set_types(copy_types(model, columns))
+        copy.set_types(copy_types(model, tuple(columns)))
         for row in rows:
             copy.write_row(row)
 
@@ -200,12 +202,6 @@ class ItemRow:
 
 
 _ITEM_COLUMNS = tuple(ItemRow.__slots__)
-# The PostgreSQL types of _ITEM_COLUMNS + (created_at, updated_at), for a binary COPY (which
-# must name each column's exact type: row is an integer, attempts a smallint).
-_ITEM_COPY_TYPES = (
-    "int8", "int8", "text", "text", "text", "int4", "text", "text", "int8", "text", "int2",
-    "timestamptz", "timestamptz",
-)  # fmt: skip
 
 
 def insert_items(items: Sequence[ItemRow]) -> None:
@@ -221,27 +217,25 @@ def insert_items(items: Sequence[ItemRow]) -> None:
         )
         return
     now = timezone.now()
-    columns = ", ".join((*_ITEM_COLUMNS, "created_at", "updated_at"))
-    with (
-        bulk_cursor() as cursor,
-        cursor.copy(f"COPY ingestion_runitem ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
-    ):
-        copy.set_types(_ITEM_COPY_TYPES)
-        for item in items:
-            copy.write_row(
-                (
-                    item.run_id,
-                    item.source_id,
-                    item.external_id,
-                    item.title,
-                    item.url,
-                    item.row,
-                    item.outcome,
-                    item.reason,
-                    item.job_id,
-                    item.job_status,
-                    item.attempts,
-                    now,
-                    now,
-                )  # fmt: skip
+    copy_rows(
+        RunItem,
+        (*_ITEM_COLUMNS, "created_at", "updated_at"),
+        [
+            (
+                item.run_id,
+                item.source_id,
+                item.external_id,
+                item.title,
+                item.url,
+                item.row,
+                item.outcome,
+                item.reason,
+                item.job_id,
+                item.job_status,
+                item.attempts,
+                now,
+                now,
             )
+            for item in items
+        ],
+    )
