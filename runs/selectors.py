@@ -1,11 +1,12 @@
-"""Reads of runs for views, commands and the API."""
+"""Reads of runs for views, commands and the API. (The owner's active run is asked of
+runs.services.run_active_for_owner: it ends a stale one rather than report it.)"""
 
 from __future__ import annotations
 
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
-from runs.models import ACTIVE_STATUSES, IngestionRun
+from runs.models import IngestionRun
 
 
 def runs_for_owner(
@@ -17,7 +18,3 @@ def runs_for_owner(
     if kind:
         runs = runs.filter(kind=kind)
     return runs
-
-
-def active_run_for_owner(owner: User) -> IngestionRun | None:
-    return IngestionRun.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).first()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -149,7 +149,7 @@ def run_transition(
     to: str,
     expected: Iterable[str] | None = None,
     where: Q | None = None,
-    message: str = "",
+    message: str | Callable[[IngestionRun], str] = "",
     error_message: str = "",
     payload: Mapping[str, Any] | None = None,
 ) -> IngestionRun:
@@ -158,7 +158,9 @@ def run_transition(
 
     `expected` narrows the states the caller is willing to move from (a worker's "finish"
     only from a running state); `where` adds conditions the row must still meet (the reaper
-    checks the heartbeat it judged). Raises IllegalTransition when the row did not move.
+    checks the heartbeat it judged). A callable `message` is given the row as it was moved
+    (read in the same transaction, so its counts are final: no guarded write can add to a
+    run once it left the active states). Raises IllegalTransition when the row did not move.
     """
     if to not in TRANSITIONS:
         raise ValueError(f"Unknown run status {to!r}")
@@ -182,6 +184,8 @@ def run_transition(
         if rows.update(**fields) != 1:
             current = IngestionRun.objects.filter(pk=run.pk).values_list("status", flat=True)
             raise IllegalTransition(run.pk, current.first(), to)
+        if callable(message):
+            message = message(IngestionRun.objects.get(pk=run.pk))
         publish_event(
             run,
             type=f"run.{to}",
@@ -218,7 +222,7 @@ def run_start(
         existing = IngestionRun.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing:
             return existing
-    active = IngestionRun.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).first()
+    active = run_active_for_owner(owner)
     if active:
         raise RunInProgress(active)
 
@@ -429,7 +433,10 @@ def _count_field(key: str) -> str:
 
 
 def run_finish(
-    run: IngestionRun, *, status: str = RunStatus.FINISHED, message: str = ""
+    run: IngestionRun,
+    *,
+    status: str = RunStatus.FINISHED,
+    message: str | Callable[[IngestionRun], str] = "",
 ) -> IngestionRun:
     """End a running run as finished or aborted (a worker's last write)."""
     if status not in (RunStatus.FINISHED, RunStatus.ABORTED):
@@ -458,8 +465,10 @@ def run_request_abort(run: IngestionRun) -> IngestionRun:
 
     A pending run (still queued) is aborted at once and its queued job cancelled. A running
     one gets `abort_requested_at` and stops at its worker's next checkpoint, keeping what it
-    finished. Asking again, or asking an already aborted run, changes nothing (idempotent);
-    asking a finished or failed run is refused with RunNotActive.
+    finished; one whose worker stopped responding (heartbeat older than
+    INTAKE_RUN_STALE_AFTER) has no checkpoint coming and is ended as aborted at once. Asking
+    again, or asking an already aborted run, changes nothing (idempotent) unless the run has
+    gone stale meanwhile; asking a finished or failed run is refused with RunNotActive.
     """
     try:
         run_transition(
@@ -475,6 +484,9 @@ def run_request_abort(run: IngestionRun) -> IngestionRun:
         transaction.on_commit(lambda: _cancel_queued_jobs(job_ids), robust=True)
         return run
 
+    run.refresh_from_db()
+    if run.status in RUNNING_STATUSES and run_end_if_stale(run, abort=True):
+        return run
     now = timezone.now()
     with transaction.atomic():
         requested = IngestionRun.objects.filter(
@@ -504,17 +516,19 @@ def _cancel_queued_jobs(job_ids: list[str]) -> None:
 # --- the reaper -----------------------------------------------------------------------------
 
 
-def run_reap_stale(*, now: datetime | None = None) -> list[IngestionRun]:
-    """End active runs whose worker stopped responding, as `error` with a message saying so.
+def aborted_message(run: IngestionRun) -> str:
+    """What an aborted run says: the items it finished, as the row counts them."""
+    return f"Aborted at your request after {run.items_done:,} items; finished work is kept."
 
-    A running run is stale when its heartbeat (or its start, when it never beat) is older
-    than INTAKE_RUN_STALE_AFTER; a pending run when no worker picked it up within
-    INTAKE_RUN_PENDING_TIMEOUT. Each is ended by a conditional UPDATE on the heartbeat it was
-    judged by, so a worker that beats at that moment wins and its run is left alone.
-    """
+
+def run_reap_stale(*, now: datetime | None = None) -> list[IngestionRun]:
+    """End every active run whose worker stopped responding (see `run_end_if_stale`).
+
+    The scheduled sweep; the read paths (starting a run, abort, the status poll) check the one
+    run they look at with `run_end_if_stale`, so a stale run is ended even when no worker or
+    scheduler is left to run this."""
     now = now or timezone.now()
-    stale_after = settings.INTAKE_RUN_STALE_AFTER
-    running_cutoff = now - timedelta(seconds=stale_after)
+    running_cutoff = now - timedelta(seconds=settings.INTAKE_RUN_STALE_AFTER)
     pending_cutoff = now - timedelta(seconds=settings.INTAKE_RUN_PENDING_TIMEOUT)
     candidates = IngestionRun.objects.filter(
         Q(status__in=RUNNING_STATUSES)
@@ -524,31 +538,96 @@ def run_reap_stale(*, now: datetime | None = None) -> list[IngestionRun]:
         )
         | Q(status=RunStatus.PENDING, created_at__lt=pending_cutoff)
     )
-    reaped = []
-    for run in candidates:
-        if run.status == RunStatus.PENDING:
-            age = (now - run.created_at).total_seconds()
-            text = (
-                f"No worker picked the run up within {_seconds(age)}; "
-                "is an RQ worker running? The run was ended."
-            )
-            where = Q(status=RunStatus.PENDING)
+    return [run for run in candidates if run_end_if_stale(run, now=now)]
+
+
+def run_active_for_owner(owner: User) -> IngestionRun | None:
+    """The owner's active run, after ending it when it is stale: one indexed read when it is
+    not. What every place that reports or refuses on "a run is in progress" asks."""
+    active = IngestionRun.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).first()
+    if active is not None and run_end_if_stale(active):
+        return None
+    return active
+
+
+def _silence(run: IngestionRun, now: datetime) -> tuple[float, float] | None:
+    """(seconds since the run last showed life, the limit) when past the limit, else None."""
+    if run.status == RunStatus.PENDING:
+        since, limit = run.created_at, settings.INTAKE_RUN_PENDING_TIMEOUT
+    elif run.status in RUNNING_STATUSES:
+        since = run.heartbeat_at or run.started_at or run.created_at
+        limit = settings.INTAKE_RUN_STALE_AFTER
+    else:
+        return None
+    age = (now - since).total_seconds()
+    return (age, limit) if age > limit else None
+
+
+def run_end_if_stale(
+    run: IngestionRun, *, now: datetime | None = None, abort: bool = False
+) -> bool:
+    """End this run if it is active and nothing is working on it any more; True when it did
+    (`run` then holds its new state).
+
+    A running run is stale when its heartbeat (or its start, when it never beat) is older
+    than INTAKE_RUN_STALE_AFTER; a pending one when no worker picked it up within
+    INTAKE_RUN_PENDING_TIMEOUT. A stale run ends as `error` saying its worker stopped
+    responding, or as `aborted` when an abort was requested (`abort`: it is being requested
+    now): the owner asked for it to stop and it has. The end is a conditional UPDATE on the
+    heartbeat it was judged by, so a worker that beats at that moment wins and its run is
+    left alone.
+
+    Judged on the fields `run` was read with, so it costs nothing for a run that is fresh
+    or ended: the hot read paths (the status poll) call it on every request."""
+    now = now or timezone.now()
+    silence = _silence(run, now)
+    if silence is None:
+        return False
+    age, limit = silence
+    payload = {"reason": "stale", "secondsSilent": round(age, 1)}
+    if run.status == RunStatus.PENDING:
+        ended = _fail_as_read(
+            run,
+            message=f"No worker picked the run up within {_seconds(age)}; "
+            "is an RQ worker running? The run was ended.",
+            payload=payload,
+            where=Q(status=RunStatus.PENDING),
+        )
+    else:
+        where = Q(heartbeat_at=run.heartbeat_at) if run.heartbeat_at else Q(heartbeat_at=None)
+        silent = f"no heartbeat for {_seconds(age)} (limit {_seconds(limit)})"
+        if abort or run.abort_requested_at is not None:
+            try:
+                run_transition(
+                    run,
+                    to=RunStatus.ABORTED,
+                    expected=[run.status],
+                    where=where,
+                    message=lambda fresh: (
+                        f"Aborted at your request after {fresh.items_done:,} items. Its "
+                        f"worker had stopped responding ({silent}), so the run was ended "
+                        "without waiting for it; finished work is kept."
+                    ),
+                    payload=payload,
+                )
+                ended = True
+            except IllegalTransition:
+                ended = False
         else:
-            last = run.heartbeat_at or run.started_at or run.created_at
-            age = (now - last).total_seconds()
-            text = (
-                f"The worker stopped responding: no heartbeat for {_seconds(age)} "
-                f"(limit {_seconds(stale_after)}). The run was ended; work it finished is kept."
+            ended = _fail_as_read(
+                run,
+                message=f"The worker stopped responding: {silent}. "
+                "The run was ended; work it finished is kept.",
+                payload=payload,
+                where=where,
             )
-            where = Q(heartbeat_at=run.heartbeat_at) if run.heartbeat_at else Q(heartbeat_at=None)
-        payload = {"reason": "stale", "secondsSilent": round(age, 1)}
-        if not _fail_as_read(run, message=text, payload=payload, where=where):
-            continue  # it moved (beat, finished, aborted) since we looked: leave it be
-        job_ids = list(run.queue_job_ids)
-        transaction.on_commit(partial(_cancel_queued_jobs, job_ids), robust=True)
-        reaped.append(run)
-        logger.warning("Reaped run %s: %s", run.pk, text)
-    return reaped
+    if not ended:
+        return False  # it moved (beat, finished, aborted) since it was read: leave it be
+    job_ids = list(run.queue_job_ids)
+    transaction.on_commit(partial(_cancel_queued_jobs, job_ids), robust=True)
+    run.refresh_from_db()
+    logger.warning("Ended stale run %s (%s)", run.pk, run.status)
+    return True
 
 
 def run_end_orphaned(*, message: str) -> list[IngestionRun]:

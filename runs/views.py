@@ -60,7 +60,7 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
         "kind": kind,
         "statuses": RunStatus.choices,
         "kinds": RunKind.choices,
-        "active_run": selectors.active_run_for_owner(_owner(request)),
+        "active_run": services.run_active_for_owner(_owner(request)),
     }
     template = "runs/list.html#run-table" if request.htmx else "runs/list.html"
     return render(request, template, context)
@@ -105,6 +105,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
     if executors.page_url_name(run.kind):
         return redirect(_page_url(run))
+    services.run_end_if_stale(run)
     events = list(reversed(run.events.order_by("-id")[:FEED_PAGE_EVENTS]))
     context = {
         "run": run,
@@ -121,6 +122,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 @require_GET
 def run_status(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
+    services.run_end_if_stale(run)
     return render(request, "runs/_live.html#run-status", {"run": run})
 
 
@@ -149,6 +151,7 @@ def run_events(request: HttpRequest, run_id: int) -> JsonResponse:
     """Events after `?after=<id>` with the run's current state: the page's fallback while
     its SSE connection is down, and a simple way for scripts to follow a run."""
     run = _get_run_for_user(request, run_id)
+    services.run_end_if_stale(run)
     try:
         after = int(request.GET.get("after", 0))
     except ValueError:
@@ -179,6 +182,7 @@ def run_stream(request: HttpRequest, run_id: int) -> HttpResponseBase:
         run = IngestionRun.objects.filter(pk=run_id, owner=request.user).first()
         if run is None:
             raise Http404("No such run.")
+        services.run_end_if_stale(run)
         after = _resume_after(request, feed.channel_for(run.pk))
         if after is None:
             return HttpResponseBadRequest(

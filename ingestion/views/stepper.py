@@ -18,7 +18,6 @@ from django.views.decorators.http import require_GET, require_POST
 from ingestion import selectors, services
 from ingestion.models import ItemOutcome, JobStatus, RunItem, Source
 from ingestion.views.common import HtmxHttpRequest, get_run_for_user, owner_of
-from runs import selectors as run_selectors
 from runs import services as run_services
 from runs.models import IngestionRun, RunKind
 
@@ -39,7 +38,7 @@ def step_url(run: IngestionRun) -> str:
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     """The stepper's entry: the active run's step if one is in progress, else Configure."""
-    active = run_selectors.active_run_for_owner(owner_of(request))
+    active = run_services.run_active_for_owner(owner_of(request))
     if active is not None:
         return redirect(step_url(active))
     return redirect("ingestion:configure")
@@ -130,6 +129,7 @@ def ingest_page(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 
 
 def _run_step(request: HtmxHttpRequest, run: IngestionRun, *, step: str) -> HttpResponse:
+    run_services.run_end_if_stale(run)
     context = {
         "run": run,
         "step": step,

@@ -42,6 +42,34 @@ def test_home_goes_to_configure_or_resumes_the_active_run(client, user, greenhou
     assert client.get("/")["Location"] == "/start/"
 
 
+def test_home_does_not_resume_a_run_whose_worker_stopped_responding(
+    client, user, greenhouse_source, settings
+):
+    settings.INTAKE_RUN_STALE_AFTER = 30
+    run = services.ingest_start(owner=user)
+    run_services.run_transition(run, to=RunStatus.INITIALIZING)
+    IngestionRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=31)
+    )
+    assert client.get("/start/")["Location"] == "/configure/"
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR and "worker stopped responding" in run.error_message
+
+
+def test_the_step_page_of_a_run_whose_worker_stopped_responding_shows_it_ended(
+    client, user, greenhouse_source, settings
+):
+    settings.INTAKE_RUN_STALE_AFTER = 30
+    run = services.preview_start(owner=user)
+    run_services.run_transition(run, to=RunStatus.INITIALIZING)
+    IngestionRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=31)
+    )
+    page = client.get(f"/preview/{run.pk}/").content.decode()
+    assert "worker stopped responding" in page
+    assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.ERROR
+
+
 def test_preview_start_runs_the_selected_sources(client, user, greenhouse_source):
     Source.objects.create(owner=user, company="Globex", kind="lever", identifier="globex")
     response = client.post("/preview/", {"source": [greenhouse_source.pk]})

@@ -335,3 +335,94 @@ def test_runs_cut_off_by_a_restart_are_ended_and_pending_ones_kept(user, other_u
     assert running.status == RunStatus.ERROR
     assert "Intake was stopped" in running.error_message
     assert IngestionRun.objects.get(pk=pending.pk).status == RunStatus.PENDING
+
+
+# --- the stale check on the read paths: no worker or scheduler needed -------------------------
+
+
+def test_starting_a_run_ends_the_owners_stale_run_instead_of_refusing(user, redis_client, settings):
+    settings.INTAKE_RUN_STALE_AFTER = 30
+    stale = running_run_silent_for(user, 31)
+    again = start(user)
+    assert again.status == RunStatus.PENDING
+    stale.refresh_from_db()
+    assert stale.status == RunStatus.ERROR
+    assert "worker stopped responding: no heartbeat for 31 s (limit 30 s)" in stale.error_message
+
+
+def test_starting_a_run_still_refuses_while_the_active_run_beats(user, redis_client, settings):
+    settings.INTAKE_RUN_STALE_AFTER = 30
+    alive = running_run_silent_for(user, 10)
+    with pytest.raises(services.RunInProgress, match=f"Run #{alive.pk}"):
+        start(user)
+    assert IngestionRun.objects.get(pk=alive.pk).status == RunStatus.INITIALIZING
+
+
+def test_abort_of_a_run_whose_worker_stopped_responding_ends_it_at_once(
+    user, redis_client, settings
+):
+    settings.INTAKE_RUN_STALE_AFTER = 30
+    run = running_run_silent_for(user, 45)
+    IngestionRun.objects.filter(pk=run.pk).update(items_done=7)
+    services.run_request_abort(run)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ABORTED
+    last = run.events.order_by("-seq").first()
+    assert last.type == "run.aborted"
+    assert last.message.startswith("Aborted at your request after 7 items.")
+    assert "stopped responding (no heartbeat for 45 s" in last.message
+
+
+def test_abort_requested_before_the_worker_died_ends_aborted_once_it_is_stale(
+    user, redis_client, settings
+):
+    settings.INTAKE_RUN_STALE_AFTER = 30
+    run = running_run_silent_for(user, 5)
+    services.run_request_abort(run)
+    assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.INITIALIZING  # may still stop
+    IngestionRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=31)
+    )
+    assert [r.pk for r in services.run_reap_stale()] == [run.pk]
+    run.refresh_from_db()
+    assert run.status == RunStatus.ABORTED  # what the owner asked for, not an error
+    assert run.events.order_by("-seq").first().message.startswith("Aborted at your request")
+
+
+def test_the_stale_check_costs_no_query_for_a_fresh_or_ended_run(
+    user, redis_client, settings, django_assert_num_queries
+):
+    settings.INTAKE_RUN_STALE_AFTER = 30
+    run = running_run_silent_for(user, 10)
+    with django_assert_num_queries(0):
+        assert services.run_end_if_stale(run) is False
+    services.run_fail(run, message="ended")
+    run.refresh_from_db()
+    with django_assert_num_queries(0):
+        assert services.run_end_if_stale(run) is False
+
+
+def test_the_owners_active_run_is_none_once_its_stale_run_is_ended(user, redis_client, settings):
+    settings.INTAKE_RUN_STALE_AFTER = 30
+    alive = running_run_silent_for(user, 10)
+    assert services.run_active_for_owner(user) == alive
+    IngestionRun.objects.filter(pk=alive.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=40)
+    )
+    assert services.run_active_for_owner(user) is None
+    assert IngestionRun.objects.get(pk=alive.pk).status == RunStatus.ERROR
+
+
+def test_a_pending_run_no_worker_took_is_ended_when_its_owner_starts_another(
+    user, redis_client, settings
+):
+    settings.INTAKE_RUN_PENDING_TIMEOUT = 60
+    waiting = start(user)
+    IngestionRun.objects.filter(pk=waiting.pk).update(
+        created_at=timezone.now() - timedelta(seconds=61)
+    )
+    assert start(user).status == RunStatus.PENDING
+    waiting.refresh_from_db()
+    assert waiting.status == RunStatus.ERROR
+    assert "No worker picked the run up" in waiting.error_message
+

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from runs import services
 from runs.models import IngestionRun, RunKind, RunStatus
@@ -168,3 +171,55 @@ def test_admin_cannot_edit_lifecycle_fields(client, django_user_model, user, red
     run = start(user)
     client.post(reverse("admin:runs_ingestionrun_change", args=[run.pk]), {"status": "finished"})
     assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.PENDING
+
+
+def stale_running(user, settings) -> IngestionRun:  # type: ignore[no-untyped-def]
+    """A running run whose worker went silent past INTAKE_RUN_STALE_AFTER."""
+    settings.INTAKE_RUN_STALE_AFTER = 30
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    IngestionRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=60)
+    )
+    return run
+
+
+@pytest.mark.parametrize("name", ["runs:events", "runs:status", "runs:detail"])
+def test_polling_a_run_whose_worker_stopped_responding_ends_it(
+    signed_in, user, redis_client, settings, name
+):
+    run = stale_running(user, settings)
+    response = signed_in.get(reverse(name, args=[run.pk]))
+    assert response.status_code == 200
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR
+    assert "worker stopped responding" in run.error_message
+    if name == "runs:events":
+        assert response.json()["run"]["status"] == "error"
+        assert response.json()["events"][-1]["type"] == "run.error"
+
+
+def test_the_run_list_does_not_offer_a_dead_run_as_the_active_one(
+    signed_in, user, redis_client, settings
+):
+    run = stale_running(user, settings)
+    response = signed_in.get(reverse("runs:list"))
+    assert response.context["active_run"] is None
+    assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.ERROR
+
+
+def test_abort_of_a_run_whose_worker_stopped_responding_ends_it_at_once(
+    signed_in, user, redis_client, settings
+):
+    run = stale_running(user, settings)
+    response = signed_in.post(reverse("runs:abort", args=[run.pk]), HTTP_HX_REQUEST="true")
+    assert 'data-role="badge">Aborted<' in response.content.decode()
+    assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.ABORTED
+
+
+def test_starting_from_the_page_replaces_a_dead_run(signed_in, user, redis_client, settings):
+    dead = stale_running(user, settings)
+    response = signed_in.post(reverse("runs:start_diagnostic"), {"items": 2, "delay": 0})
+    new = IngestionRun.objects.exclude(pk=dead.pk).get()
+    assert response["Location"] == reverse("runs:detail", args=[new.pk])
+    assert IngestionRun.objects.get(pk=dead.pk).status == RunStatus.ERROR

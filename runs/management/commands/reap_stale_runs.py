@@ -10,7 +10,8 @@ class Command(BaseCommand):
     help = (
         "End active runs whose worker stopped responding (no heartbeat for "
         "INTAKE_RUN_STALE_AFTER seconds, or pending longer than INTAKE_RUN_PENDING_TIMEOUT) "
-        "as `error`. The same job runs every minute under `manage.py rqcron project.cron`."
+        "as `error` (as `aborted` when an abort was requested). The same job runs every "
+        "INTAKE_REAPER_INTERVAL seconds under `manage.py rqcron project.cron`."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -19,7 +20,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         reaped = services.run_reap_stale()
         for run in reaped:
-            self.stdout.write(f"Run #{run.pk} ({run.owner}): {run.error_message}")
+            said = run.events.order_by("-seq").values_list("message", flat=True).first()
+            self.stdout.write(f"Run #{run.pk} ({run.owner}) {run.status}: {said}")
         if options["verbosity"] >= 1:
             self.stdout.write(
                 f"Reaped {len(reaped)} stale run(s) "
