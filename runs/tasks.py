@@ -71,12 +71,9 @@ def _drive(run: IngestionRun, work: Callable[[RunContext], bool], unfinished: st
         ctx.checkpoint(force=True)
     except RunAborted:
         with contextlib.suppress(services.RunGone):
-            services.run_finish(
-                run,
-                status=RunStatus.ABORTED,
-                message=f"Aborted at your request after {run.items_done} items; "
-                "finished work is kept.",
-            )
+            # Counted by the row as it ends, not by this worker: other workers' parts of
+            # the run did their share too.
+            services.run_finish(run, status=RunStatus.ABORTED, message=services.aborted_message)
         return "aborted"
     except RunFailed as exc:
         with contextlib.suppress(services.RunGone):

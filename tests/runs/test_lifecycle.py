@@ -426,3 +426,22 @@ def test_a_pending_run_no_worker_took_is_ended_when_its_owner_starts_another(
     assert waiting.status == RunStatus.ERROR
     assert "No worker picked the run up" in waiting.error_message
 
+
+def test_the_abort_message_counts_what_every_worker_did(user, redis_client):
+    from runs import tasks
+    from runs.context import RunAborted
+
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    this_worker = IngestionRun.objects.get(pk=run.pk)
+    services.run_update_progress(this_worker, increments={"items_done": 5000})
+    # Another worker's parts of the same run, which this worker's copy knows nothing of.
+    other_worker = IngestionRun.objects.get(pk=run.pk)
+    services.run_update_progress(other_worker, increments={"items_done": 2000})
+
+    def aborted_at_a_checkpoint(ctx):  # type: ignore[no-untyped-def]
+        raise RunAborted("abort requested")
+
+    assert tasks._drive(this_worker, aborted_at_a_checkpoint, "deferred") == "aborted"
+    message = run.events.order_by("-seq").first().message
+    assert message == "Aborted at your request after 7,000 items; finished work is kept."
