@@ -188,6 +188,11 @@ INTAKE_RUN_PENDING_TIMEOUT = env_float("INTAKE_RUN_PENDING_TIMEOUT", 1800.0, min
 # How often a busy worker writes its heartbeat (it is also written at every checkpoint
 # that is at least this far from the last one).
 INTAKE_HEARTBEAT_INTERVAL = env_float("INTAKE_HEARTBEAT_INTERVAL", 5.0, minimum=0.1)
+# A worker beats from a thread while it works, so one long call (a fetch up to its deadline)
+# keeps its run alive; but once its work has not reached a checkpoint for this long it is
+# taken for stuck: the beats stop and the run is ended as stale. Longer than any one step
+# (a fetch with all its tries, a listing page run), far shorter than INTAKE_JOB_TIMEOUT.
+INTAKE_RUN_STUCK_AFTER = env_float("INTAKE_RUN_STUCK_AFTER", 1800.0, minimum=1)
 # Progress events are published at most this often per run, however fast the run goes.
 INTAKE_PROGRESS_INTERVAL = env_float("INTAKE_PROGRESS_INTERVAL", 0.5, minimum=0.05)
 # How often the reaper runs (seconds) under `manage.py rqcron project.cron`.

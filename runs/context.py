@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
 
 from runs import services
 from runs.models import IngestionRun, RunStatus
+
+logger = logging.getLogger(__name__)
 
 
 class RunAborted(Exception):
@@ -27,6 +33,8 @@ class RunContext:
         self.run = run
         self._last_check = 0.0
         self._last_beat = time.monotonic()  # the move to initializing just set heartbeat_at
+        # When the work last reached a checkpoint: the heartbeat thread's proof of progress.
+        self.last_checkpoint = time.monotonic()
 
     # Abort must be noticed within a second or two, so the flag is read at least this often.
     CHECK_INTERVAL = 0.5
@@ -36,7 +44,7 @@ class RunContext:
         (RunGone when the run was ended elsewhere) and beats the heartbeat every
         INTAKE_HEARTBEAT_INTERVAL seconds. Cheap to call often: it reads the flag at most
         every CHECK_INTERVAL seconds and writes only when the heartbeat is due."""
-        now = time.monotonic()
+        now = self.last_checkpoint = time.monotonic()
         if force or now - self._last_beat >= settings.INTAKE_HEARTBEAT_INTERVAL:
             self._last_beat = self._last_check = now
             aborted = services.run_heartbeat(self.run)
@@ -47,6 +55,21 @@ class RunContext:
             return
         if aborted:
             raise RunAborted(f"Run #{self.run.pk}: abort requested")
+
+    @contextlib.contextmanager
+    def beating(self) -> Iterator[None]:
+        """Beat the heartbeat from a thread while the block runs, so one long call (a fetch
+        up to its deadline, a big listing page) does not read as a dead worker. The thread
+        beats only for a worker that shows progress: once the work has not reached a
+        checkpoint for INTAKE_RUN_STUCK_AFTER seconds it stops, and the run goes stale and
+        is ended like one whose worker died. It also stops once an abort is requested (the
+        checkpoints beat while the work winds down) or the run has ended."""
+        beater = _Beater(self)
+        beater.start()
+        try:
+            yield
+        finally:
+            beater.stop()
 
     def set_stage(self, status: str, *, message: str = "") -> None:
         """Move from initializing to ingesting (the only stage change an executor makes)."""
@@ -86,3 +109,43 @@ class RunContext:
         services.publish_event(
             self.run, type=type, message=message, payload=payload, require_active=True
         )
+
+
+class _Beater(threading.Thread):
+    def __init__(self, ctx: RunContext) -> None:
+        super().__init__(name=f"heartbeat-run-{ctx.run.pk}", daemon=True)
+        self.ctx = ctx
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        run = self.ctx.run
+        warned = False
+        while not self._stopped.wait(settings.INTAKE_HEARTBEAT_INTERVAL):
+            silent = time.monotonic() - self.ctx.last_checkpoint
+            if silent > settings.INTAKE_RUN_STUCK_AFTER:
+                if not warned:
+                    warned = True
+                    logger.warning(
+                        "Run %s: no checkpoint for %.0f s; no longer beating its heartbeat",
+                        run.pk,
+                        silent,
+                    )
+                continue
+            try:
+                beating = services.run_beat(run)
+            except Exception:  # the database may be back at the next beat
+                logger.warning("Run %s: heartbeat failed", run.pk, exc_info=True)
+                beating = True
+            finally:
+                # This thread's own connection: closed (or returned to the pool) after each
+                # beat rather than held idle for the whole run.
+                connections.close_all()
+            if not beating:
+                return
+            self.ctx._last_beat = time.monotonic()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        # A beat blocked on the database must not hold up the end of the run; a late beat
+        # changes nothing (it is guarded by the run still running).
+        self.join(timeout=2)

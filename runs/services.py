@@ -357,6 +357,18 @@ def run_heartbeat(run: IngestionRun) -> bool:
     return aborted
 
 
+def run_beat(run: IngestionRun) -> bool:
+    """The heartbeat thread's beat (RunContext.beating): False once the run is no longer
+    running or an abort was requested, when the thread leaves the beating to the work's own
+    checkpoints. Touches only the row, never `run` (it belongs to another thread)."""
+    return (
+        IngestionRun.objects.filter(
+            pk=run.pk, status__in=RUNNING_STATUSES, abort_requested_at__isnull=True
+        ).update(heartbeat_at=timezone.now())
+        == 1
+    )
+
+
 def run_abort_requested(run: IngestionRun) -> bool:
     """Read-only twin of run_heartbeat for the checks between beats: whether an abort was
     requested; RunGone when the run is no longer running."""

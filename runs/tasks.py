@@ -66,8 +66,9 @@ def _drive(run: IngestionRun, work: Callable[[RunContext], bool], unfinished: st
     internal error; RunGone (ended elsewhere) stops without writing."""
     ctx = RunContext(run)
     try:
-        if not work(ctx):
-            return unfinished
+        with ctx.beating():
+            if not work(ctx):
+                return unfinished
         ctx.checkpoint(force=True)
     except RunAborted:
         with contextlib.suppress(services.RunGone):
