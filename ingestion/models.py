@@ -383,9 +383,9 @@ class ChunkStatus(models.TextChoices):
 
 
 class WorkChunk(models.Model):
-    """A slice of an ingest's pending jobs, processed by one RQ job. Claimed by a conditional
-    UPDATE so two workers never process the same chunk; the worker that completes the last one
-    finishes the run."""
+    """A slice of an ingest's pending jobs, processed by one RQ job (retried by RQ when its work
+    horse dies: the retry claims it again and goes on from `done_count`). The worker that
+    completes the last one finishes the run."""
 
     run = models.ForeignKey("runs.IngestionRun", on_delete=models.CASCADE, related_name="chunks")
     number = models.PositiveIntegerField()
@@ -396,6 +396,10 @@ class WorkChunk(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     # host:RQ worker name of the worker that claimed it (operators: which machine did what).
     claimed_by = models.CharField(max_length=200, blank=True)
+    # How many of job_ids (in order) are processed and committed: each batch's transaction
+    # moves it on from the value the batch started at, so a retried chunk (its work horse
+    # died) resumes after the last committed batch and no batch is ever counted twice.
+    done_count = models.PositiveIntegerField(default=0)
     done_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

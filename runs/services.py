@@ -297,7 +297,7 @@ def run_enqueue_parts(
 
 
 def _enqueue_parts(run_id: int, func_path: str, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
-    from rq import Queue
+    from rq import Queue, Retry
 
     from runs import tasks
 
@@ -311,6 +311,9 @@ def _enqueue_parts(run_id: int, func_path: str, calls: list[tuple[str, tuple[Any
                     job_id=job_id,
                     result_ttl=3600,
                     failure_ttl=7 * 86400,
+                    # A part whose work horse died (or whose database connection broke) is
+                    # queued again at once, at the front: parts resume where they stopped.
+                    retry=Retry(max=tasks.PART_RETRIES, enqueue_at_front=True),
                 )
                 for job_id, args in calls
             ]

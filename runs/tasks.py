@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
 import django_rq
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -21,6 +23,8 @@ from runs.models import RUNNING_STATUSES, IngestionRun, RunStatus
 logger = logging.getLogger(__name__)
 
 QUEUE_NAME = "default"
+# Further attempts at a part (RQ's Retry(max=...): 2 means 3 attempts in all).
+PART_RETRIES = 2
 
 
 def get_queue():  # type: ignore[no-untyped-def]
@@ -93,6 +97,80 @@ def _drive(run: IngestionRun, work: Callable[[RunContext], bool], unfinished: st
     except services.RunGone:
         return "gone"
     return "finished"
+
+
+def work_horse_died(job: Job, wait_status: int | None) -> None:
+    """Called in the worker's own process (runs.worker.IntakeWorker) when the work horse
+    running `job` died before finishing it, before RQ requeues or fails the job.
+
+    A part with attempts left is queued again by RQ and resumes where it stopped: the run's
+    feed says so. A run's own job is not retried (its listing cannot resume), and a part out
+    of attempts cannot go on: the run ends now, saying what happened to its worker, instead
+    of waiting for the stale check to call it unresponsive."""
+    func = job.func_name
+    if func not in (_EXECUTE_RUN, _EXECUTE_PART) or not job.args:
+        return
+    run_id = int(job.args[0])
+    died = _death(wait_status)
+    try:
+        run = IngestionRun.objects.filter(pk=run_id, status__in=RUNNING_STATUSES).first()
+        if run is None:
+            return  # already ended (aborted, reaped): nothing is waiting for this job
+        if func == _EXECUTE_RUN:
+            services.run_fail(
+                run,
+                message=f"The worker process running this run {died}. The run cannot resume "
+                "from where it stopped, so it was ended; work it finished is kept.",
+            )
+            return
+        part = job.id.removeprefix(f"intake-run-{run_id}-").replace("-", " ")
+        if job.should_retry:
+            attempt = PART_RETRIES - (job.retries_left or 0) + 2
+            services.publish_event(
+                run,
+                type="run.part_retried",
+                message=f"The worker process running {part} {died}; {part} is queued again "
+                f"and resumes after its last committed batch (attempt {attempt} of "
+                f"{PART_RETRIES + 1}).",
+                payload={"jobId": job.id, "attempt": attempt, "waitStatus": wait_status},
+                require_active=True,
+            )
+        else:
+            services.run_fail(
+                run,
+                message=f"The worker process running {part} {died}, and {part} has no "
+                "attempts left, so the run was ended; work it finished is kept.",
+            )
+    except services.RunGone:
+        pass
+    except Exception:
+        logger.exception("Could not record the death of the work horse of %s", job.id)
+    finally:
+        # The worker forks its next horse from this process: it must hold no connection
+        # (nor a pool of them) that a horse would inherit.
+        for connection in connections.all():
+            connection.close()
+            close_pool = getattr(connection, "close_pool", None)
+            if close_pool is not None:
+                close_pool()
+
+
+_EXECUTE_RUN = f"{__name__}.execute_run"
+_EXECUTE_PART = f"{__name__}.execute_part"
+
+
+def _death(wait_status: int | None) -> str:
+    """How a process ended, from its waitpid status, as the end of a sentence."""
+    if wait_status is not None and os.WIFSIGNALED(wait_status):
+        number = os.WTERMSIG(wait_status)
+        try:
+            name = f" ({signal.Signals(number).name})"
+        except ValueError:
+            name = ""
+        return f"was killed by signal {number}{name}"
+    if wait_status is not None and os.WIFEXITED(wait_status):
+        return f"exited unexpectedly with status {os.WEXITSTATUS(wait_status)}"
+    return "died unexpectedly"
 
 
 def reap_stale_runs() -> int:

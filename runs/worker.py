@@ -9,6 +9,8 @@ from django.db import connections
 from django.utils.module_loading import import_string
 from rq import Worker
 
+from runs import tasks
+
 
 class IntakeWorker(Worker):
     def work(self, *args: Any, **kwargs: Any) -> bool:
@@ -21,6 +23,12 @@ class IntakeWorker(Worker):
         # horse opens its own.
         connections.close_all()
         return super().fork_work_horse(job, queue)
+
+    def handle_work_horse_killed(self, job, retpid, ret_val, rusage):  # type: ignore[no-untyped-def]
+        # The run hears at once what became of its work (a part retried, or the run ended),
+        # rather than from the stale check minutes later.
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        tasks.work_horse_died(job, ret_val)
 
 
 def warm_up() -> None:

@@ -55,9 +55,8 @@ def execute_ingest(ctx: RunContext) -> object:
         )
         stream.add(list(leftover))
     ctx.checkpoint()
-    if not stream.close():
+    if not stream.close():  # when it is the last, the summary is published with it
         return executors.DEFERRED
-    publish_summary(ctx)
     return None
 
 

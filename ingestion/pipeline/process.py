@@ -79,7 +79,8 @@ class ChunkStream:
 
     def close(self) -> bool:
         """Queue what is left and mark the listing done. Returns True when nothing is left
-        to process (the caller finishes the run), False when the chunks' workers will."""
+        to process (the summary is published; the caller finishes the run), False when the
+        chunks' workers will."""
         with transaction.atomic():
             # The rest in quarter chunks, so the workers run out of work at about the same
             # time instead of one finishing a whole chunk alone.
@@ -89,7 +90,7 @@ class ChunkStream:
             self._buffer = []
             if not self.queued:
                 self.ctx.set_stage(RunStatus.INGESTING, message="Nothing new to process.")
-            return _complete_chunk(self.run, LISTING_CHUNK)
+            return _complete_chunk(self.ctx, LISTING_CHUNK)
 
     def _queue(self, job_ids: list[int]) -> None:
         with transaction.atomic():
@@ -120,8 +121,11 @@ def _analyze_jobs() -> None:
             cursor.execute(f"ANALYZE {Job._meta.db_table}")
 
 
-def _complete_chunk(run: IngestionRun, number: int) -> bool:
-    """Mark chunk `number` done; True when it was the run's last unfinished chunk."""
+def _complete_chunk(ctx: RunContext, number: int) -> bool:
+    """Mark chunk `number` done; True when it was the run's last unfinished chunk, whose
+    summary is then published in the same transaction: once every chunk is done the summary
+    exists, whichever worker (or retry of a chunk whose horse died) goes on to finish."""
+    run = ctx.run
     with transaction.atomic():
         # Lock the run row so two workers finishing the last two chunks at once are
         # serialized: exactly one of them sees no chunk left and finishes the run.
@@ -129,33 +133,49 @@ def _complete_chunk(run: IngestionRun, number: int) -> bool:
         WorkChunk.objects.filter(run=run, number=number).update(
             status=ChunkStatus.DONE, done_at=timezone.now()
         )
-        return not WorkChunk.objects.filter(run=run).exclude(status=ChunkStatus.DONE).exists()
+        last = not WorkChunk.objects.filter(run=run).exclude(status=ChunkStatus.DONE).exists()
+        if last:
+            from ingestion.pipeline.orchestrator import publish_summary
+
+            publish_summary(ctx)
+        return last
+
+
+class ChunkTaken(Exception):
+    """Another attempt at the same chunk committed the batch this one was about to: it
+    carries the chunk on, and this attempt stops without writing."""
 
 
 def process_chunk(ctx: RunContext, number: int) -> bool:
     """RQ part task (runs.tasks.execute_part): process chunk `number` of the run. Returns
-    True when it completed the run's last chunk (the run is then finished)."""
+    True when the run's last chunk is done (the run is then finished).
+
+    Safe to run again: RQ retries the part when its work horse dies, and the retry claims
+    the chunk back and resumes after its last committed batch (`done_count`). Should two
+    attempts ever overlap (RQ requeues a job whose worker it lost track of, while that
+    worker still runs), each batch still commits once: the loser stops (ChunkTaken)."""
     run = ctx.run
-    claimed = WorkChunk.objects.filter(run=run, number=number, status=ChunkStatus.PENDING).update(
-        status=ChunkStatus.CLAIMED,
-        claimed_at=timezone.now(),
-        claimed_by=_worker_name(),
+    claimed = (
+        WorkChunk.objects.filter(run=run, number=number)
+        .exclude(status=ChunkStatus.DONE)
+        .update(status=ChunkStatus.CLAIMED, claimed_at=timezone.now(), claimed_by=_worker_name())
     )
     if claimed != 1:
-        return False  # another worker has it, or it is done
+        # Done already, by an attempt whose horse died before it could finish the run.
+        return not WorkChunk.objects.filter(run=run).exclude(status=ChunkStatus.DONE).exists()
     chunk = WorkChunk.objects.get(run=run, number=number)
     processor = BatchProcessor(ctx)
+    offset = chunk.done_count
     try:
-        for ids in batched(chunk.job_ids, settings.INTAKE_BATCH_SIZE):
-            processor.process(ids)
+        for ids in batched(chunk.job_ids[offset:], settings.INTAKE_BATCH_SIZE):
+            processor.process(ids, chunk=chunk, offset=offset)
+            offset += len(ids)
+    except ChunkTaken:
+        logger.info("Chunk %s of run %s is carried on by another attempt", number, run.pk)
+        return False
     finally:
         processor.close()
-    last = _complete_chunk(run, number)
-    if last:
-        from ingestion.pipeline.orchestrator import publish_summary
-
-        publish_summary(ctx)
-    return last
+    return _complete_chunk(ctx, number)
 
 
 def _worker_name() -> str:
@@ -242,7 +262,8 @@ class BatchProcessor:
         self._sources: dict[int, Source | None] = {}
         self._adapters: dict[int, Adapter] = {}
 
-    def process(self, ids: list[int]) -> None:
+    def process(self, ids: list[int], *, chunk: WorkChunk, offset: int) -> None:
+        """Process and commit one batch: `ids`, which start at `offset` of `chunk`'s jobs."""
         jobs = [_PendingJob(*row) for row in _pending_rows(self.run.pk, ids)]
         results = []
         for job in jobs:
@@ -250,6 +271,13 @@ class BatchProcessor:
             results.append(self._prepare(job))
         self._fingerprint([r for r in results if r.status == JobStatus.READY])
         with transaction.atomic():
+            # First, so that two attempts at one chunk queue up here (on the chunk's row)
+            # and the second finds the batch committed.
+            moved = WorkChunk.objects.filter(pk=chunk.pk, done_count=offset).update(
+                done_count=offset + len(ids)
+            )
+            if moved != 1:
+                raise ChunkTaken(f"chunk {chunk.number}: batch at {offset} already committed")
             self._write(results)
             counts = {"items_done": len(ids), "ready": 0, "skipped": 0, "failed": 0}
             for r in results:

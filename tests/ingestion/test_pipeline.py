@@ -428,3 +428,81 @@ def test_retry_failed_reprocesses_only_the_failed_jobs_without_reading_the_board
     assert RunItem.objects.get(run=retry).reason.startswith("retry after:")
     with pytest.raises(services.SourceError, match="no failed jobs"):
         services.ingest_retry_failed(owner=user, run=retry)
+
+
+# --- a chunk run again (its work horse died, its connection broke) ------------------------------
+
+
+class HorseDied(BaseException):
+    """Stands for the work horse vanishing mid-batch: nothing after it runs, no handler sees
+    it (a BaseException gets past every `except Exception`)."""
+
+
+def listed_ingest(boards, user, settings, count: int = 10):  # type: ignore[no-untyped-def]
+    """An ingest whose listing ran (in this process) and whose chunks wait in the queue."""
+    from runs import tasks
+
+    settings.INTAKE_CHUNK_SIZE = 4
+    settings.INTAKE_BATCH_SIZE = 2
+    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, count + 1)])
+    run = services.ingest_start(owner=user)
+    assert tasks.execute_run(run.pk) == "deferred"
+    return run
+
+
+def die_at_job(monkeypatch, number: int) -> None:  # type: ignore[no-untyped-def]
+    prepare = process.BatchProcessor._prepare
+    seen = []
+
+    def prepare_or_die(self, job):  # type: ignore[no-untyped-def]
+        seen.append(job.pk)
+        if len(seen) == number:
+            raise HorseDied()
+        return prepare(self, job)
+
+    monkeypatch.setattr(process.BatchProcessor, "_prepare", prepare_or_die)
+
+
+def test_a_chunk_whose_worker_died_resumes_after_its_last_committed_batch(
+    boards, work, user, greenhouse_source, settings, monkeypatch
+):
+    from runs import tasks
+
+    run = listed_ingest(boards, user, settings)
+    whole = WorkChunk.objects.get(run=run, number=3)  # four jobs: two batches
+    assert len(whole.job_ids) == 4
+    die_at_job(monkeypatch, 3)  # the first job of its second batch
+    with pytest.raises(HorseDied):
+        tasks.execute_part(run.pk, process.CHUNK_TASK, 3)
+    whole.refresh_from_db()
+    assert (whole.status, whole.done_count) == ("claimed", 2)
+    assert Job.objects.filter(id__in=whole.job_ids, status=JobStatus.READY).count() == 2
+
+    monkeypatch.undo()
+    assert tasks.execute_part(run.pk, process.CHUNK_TASK, 3) == "done"  # RQ's retry
+    whole.refresh_from_db()
+    assert (whole.status, whole.done_count) == ("done", 4)
+    run = work(run)  # the other chunks, and chunk 3's queued job, which finds it done
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert Job.objects.filter(status=JobStatus.READY).count() == 10
+    assert (run.total_jobs, run.items_done, run.jobs_ready) == (10, 10, 10)
+    assert set(RunItem.objects.filter(run=run).values_list("attempts", flat=True)) == {1}
+    assert event_types(run).count("run.summary") == 1
+
+
+def test_the_retry_of_a_chunk_whose_run_was_ended_does_nothing(
+    boards, user, greenhouse_source, settings, monkeypatch
+):
+    from runs import services as run_services
+    from runs import tasks
+
+    run = listed_ingest(boards, user, settings)
+    die_at_job(monkeypatch, 3)
+    with pytest.raises(HorseDied):
+        tasks.execute_part(run.pk, process.CHUNK_TASK, 3)
+    monkeypatch.undo()
+    run_services.run_fail(run, message="The worker stopped responding")  # the stale check
+    ready = Job.objects.filter(status=JobStatus.READY).count()
+    assert tasks.execute_part(run.pk, process.CHUNK_TASK, 3) == "skipped"
+    assert Job.objects.filter(status=JobStatus.READY).count() == ready
+    assert WorkChunk.objects.get(run=run, number=3).done_count == 2

@@ -67,3 +67,94 @@ def test_the_warm_up_hooks_load_what_every_work_horse_would(settings):
         [sys.executable, "-c", code], cwd=settings.BASE_DIR, env=env, capture_output=True
     )
     assert done.returncode == 0, done.stderr.decode()
+
+
+# --- a work horse that died: what the run hears ---------------------------------------------
+
+
+@pytest.fixture
+def sigkill_status() -> int:
+    """A real waitpid status of a process killed by SIGKILL."""
+    import signal
+
+    child = subprocess.Popen(["sleep", "30"])
+    os.kill(child.pid, signal.SIGKILL)
+    _, status = os.waitpid(child.pid, 0)
+    child.returncode = -signal.SIGKILL  # reaped here: Popen must not wait for it again
+    return status
+
+
+def running_run(user):  # type: ignore[no-untyped-def]
+    from runs import services
+    from runs.models import IngestionRun, RunKind, RunStatus
+
+    run = services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 1})
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    return IngestionRun.objects.get(pk=run.pk)
+
+
+def queued_part(run, redis_client):  # type: ignore[no-untyped-def]
+    from rq.job import Job
+
+    from runs import services
+
+    (job_id,) = services.run_enqueue_parts(run, "tests.runs.nothing", [("chunk-3", (3,))])
+    return Job.fetch(job_id, connection=redis_client)
+
+
+def test_parts_are_queued_with_attempts_left_for_a_dead_work_horse(user, redis_client):
+    from runs import tasks
+
+    job = queued_part(running_run(user), redis_client)
+    assert job.retries_left == tasks.PART_RETRIES == 2  # three attempts in all
+
+
+def test_a_part_whose_work_horse_was_killed_tells_the_run_it_is_retried(
+    user, redis_client, sigkill_status
+):
+    from runs import tasks
+    from runs.models import RunStatus
+
+    run = running_run(user)
+    tasks.work_horse_died(queued_part(run, redis_client), sigkill_status)
+    run.refresh_from_db()
+    assert run.status == RunStatus.INITIALIZING
+    event = run.events.order_by("-seq").first()
+    assert event.type == "run.part_retried"
+    assert event.message == (
+        "The worker process running chunk 3 was killed by signal 9 (SIGKILL); chunk 3 is "
+        "queued again and resumes after its last committed batch (attempt 2 of 3)."
+    )
+
+
+def test_a_part_out_of_attempts_ends_its_run_saying_what_killed_it(
+    user, redis_client, sigkill_status
+):
+    from runs import tasks
+    from runs.models import RunStatus
+
+    run = running_run(user)
+    job = queued_part(run, redis_client)
+    job.retries_left = 0
+    tasks.work_horse_died(job, sigkill_status)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR
+    assert run.error_message.startswith(
+        "The worker process running chunk 3 was killed by signal 9 (SIGKILL), and chunk 3 "
+        "has no attempts left"
+    )
+
+
+def test_a_run_whose_own_work_horse_was_killed_ends_at_once(user, redis_client, sigkill_status):
+    from rq.job import Job
+
+    from runs import tasks
+    from runs.models import RunStatus
+
+    run = running_run(user)
+    job = Job.fetch(run.queue_job_ids[0], connection=redis_client)
+    tasks.work_horse_died(job, sigkill_status)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR
+    assert "was killed by signal 9 (SIGKILL)" in run.error_message
+    assert "cannot resume" in run.error_message

@@ -1,0 +1,119 @@
+"""Faults in the middle of an ingest on real worker processes: a work horse killed with
+SIGKILL, the database dropping the worker's connections, a board call that outlasts the stale
+limit. Each run must end finished with every job processed exactly once, with no reaper.
+
+The recovery times these print (`FIGURE ...`, shown with `pytest -s`) are the ones recorded in
+docs/operations.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import psutil
+import pytest
+from django.utils import timezone
+
+from ingestion import services
+from ingestion.models import ChunkStatus, Job, JobStatus, RunItem, Source, WorkChunk
+from runs.models import IngestionRun, RunStatus
+from tests.fixture_server import FixtureServer, Reply
+from tests.ingestion.boards import greenhouse_job, mount_greenhouse
+from tests.support import Proc, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+BATCH = 5
+
+
+@pytest.fixture
+def child_env_overrides(fixture_server: FixtureServer) -> dict[str, str]:
+    return {
+        "INTAKE_ALLOW_PRIVATE_NETWORK": "1",
+        "INTAKE_GREENHOUSE_URL": fixture_server.base_url,
+        "INTAKE_BATCH_SIZE": str(BATCH),
+        "INTAKE_CHUNK_SIZE": "40",
+        "INTAKE_PROGRESS_INTERVAL": "0.1",
+    }
+
+
+def detail_board(server: FixtureServer, count: int, *, delay: float, stall: float = 0) -> None:
+    """A board whose listing lacks content, so each job's detail is fetched, taking `delay`
+    (and job 1's detail `stall` seconds)."""
+    jobs = [greenhouse_job(i, f"Role {i}") for i in range(1, count + 1)]
+    mount_greenhouse(server, "acme", jobs, listing_content=False)
+    for job in jobs:
+
+        def detail(request, job=job):  # type: ignore[no-untyped-def]
+            time.sleep(stall if job["id"] == 1 and stall else delay)
+            return Reply(200, json.dumps(job).encode(), {"Content-Type": "application/json"})
+
+        server.route(f"/v1/boards/acme/jobs/{job['id']}", handler=detail)
+
+
+def horse_of(worker: Proc) -> psutil.Process | None:
+    """The worker's work horse: RQ puts each horse in a process group of its own (the
+    worker's scheduler, its other child, stays in the worker's)."""
+    for child in psutil.Process(worker.pid).children():
+        try:
+            if os.getpgid(child.pid) == child.pid:
+                return child
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return None
+
+
+def assert_processed_once(run: IngestionRun, count: int) -> None:
+    run.refresh_from_db()
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert Job.objects.filter(status=JobStatus.READY).count() == count
+    assert (run.total_jobs, run.items_done, run.jobs_ready) == (count, count, count)
+    assert set(RunItem.objects.filter(run=run).values_list("attempts", flat=True)) == {1}
+    assert list(run.events.values_list("type", flat=True)).count("run.finished") == 1
+
+
+def test_a_chunk_whose_work_horse_is_killed_is_retried_and_the_run_finishes(
+    fixture_server, worker, user
+):
+    Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+    detail_board(fixture_server, 120, delay=0.03)
+    run = services.ingest_start(owner=user)
+
+    def mid_chunk() -> WorkChunk | None:
+        # The whole chunk (40 jobs, 8 batches), with a batch or more committed and more to go.
+        return WorkChunk.objects.filter(
+            run=run, number=3, status=ChunkStatus.CLAIMED, done_count__gte=BATCH
+        ).first()
+
+    chunk = wait_for(mid_chunk, timeout=60, what="chunk 3 under way")
+    horse = horse_of(worker)  # one worker: its horse is the one running chunk 3
+    assert horse is not None, "no work horse runs chunk 3"
+    horse.kill()
+    killed_at, killed_wall = time.monotonic(), timezone.now()
+    wait_for(
+        lambda: WorkChunk.objects.filter(pk=chunk.pk, claimed_at__gt=killed_wall).exists(),
+        timeout=60,
+        interval=0.02,
+        what="chunk 3 to be claimed again",
+    )
+    resumed_in = time.monotonic() - killed_at
+    wait_for(
+        lambda: IngestionRun.objects.get(pk=run.pk).is_terminal,
+        timeout=60,
+        what="the run to finish",
+    )
+    finished_in = time.monotonic() - killed_at
+    assert_processed_once(run, 120)
+    retried = run.events.get(type="run.part_retried")
+    assert "chunk 3 was killed by signal 9 (SIGKILL)" in retried.message
+    assert "attempt 2 of 3" in retried.message
+    chunk.refresh_from_db()
+    assert chunk.status == ChunkStatus.DONE and chunk.done_count == 40
+    assert not run.events.filter(type="run.error").exists()
+    # Nothing waited for the stale limit (120 s by default): the retry is immediate.
+    assert finished_in < 60
+    print(
+        f"\nFIGURE kill -9 of a chunk's work horse: chunk resumed {resumed_in:.2f} s later, "
+        f"run finished {finished_in:.1f} s later"
+    )
