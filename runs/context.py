@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
-from runs import services
+from runs import dbretry, services
 from runs.models import IngestionRun, RunStatus
 
 logger = logging.getLogger(__name__)
@@ -47,12 +47,15 @@ class RunContext:
         now = self.last_checkpoint = time.monotonic()
         if force or now - self._last_beat >= settings.INTAKE_HEARTBEAT_INTERVAL:
             self._last_beat = self._last_check = now
-            aborted = services.run_heartbeat(self.run)
+            read = services.run_heartbeat
         elif now - self._last_check >= self.CHECK_INTERVAL:
             self._last_check = now
-            aborted = services.run_abort_requested(self.run)
+            read = services.run_abort_requested
         else:
             return
+        # Between items, outside any transaction, is where a connection the server dropped
+        # while the work waited on the network is found: a new one goes on from here.
+        aborted = dbretry.retry_transient(lambda: read(self.run), what="a checkpoint")
         if aborted:
             raise RunAborted(f"Run #{self.run.pk}: abort requested")
 

@@ -14,9 +14,9 @@ from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import Job, JobStatus, get_current_job
 
-from runs import executors, services
+from runs import dbretry, executors, services
 from runs.context import RunAborted, RunContext, RunFailed
 from runs.models import RUNNING_STATUSES, IngestionRun, RunStatus
 
@@ -60,14 +60,24 @@ def execute_part(run_id: int, func_path: str, *args: Any) -> str:
     run = IngestionRun.objects.filter(pk=run_id).first()
     if run is None or run.status not in RUNNING_STATUSES:
         return "skipped"  # aborted, reaped or finished while this part was queued
-    return _drive(run, lambda ctx: bool(import_string(func_path)(ctx, *args)), "done")
+    return _drive(
+        run, lambda ctx: bool(import_string(func_path)(ctx, *args)), "done", resumable=True
+    )
 
 
-def _drive(run: IngestionRun, work: Callable[[RunContext], bool], unfinished: str) -> str:
+def _drive(
+    run: IngestionRun,
+    work: Callable[[RunContext], bool],
+    unfinished: str,
+    *,
+    resumable: bool = False,
+) -> str:
     """Run `work` under the run's lifecycle: when it returns True the run is finished here;
     False returns `unfinished` (others finish it). RunAborted ends the run aborted (work done
     is kept), RunFailed ends it in error with its message, any other exception as an
-    internal error; RunGone (ended elsewhere) stops without writing."""
+    internal error; RunGone (ended elsewhere) stops without writing. A transient database
+    error in `resumable` work (a part) is raised to RQ while the job has attempts left: RQ
+    queues the part again and it resumes after its last commit."""
     ctx = RunContext(run)
     try:
         with ctx.beating():
@@ -88,9 +98,21 @@ def _drive(run: IngestionRun, work: Callable[[RunContext], bool], unfinished: st
         logger.info("Run %s was ended elsewhere; this worker stops: %s", run.pk, exc)
         return "gone"
     except Exception as exc:
+        message = f"Internal error: {type(exc).__name__}: {exc}"
+        if dbretry.is_transient(exc):
+            dbretry.reset_connection()
+            job = get_current_job()
+            if resumable and job is not None and job.should_retry:
+                logger.warning("Run %s: database error, its part is queued again: %s", run.pk, exc)
+                raise
+            message = (
+                f"The database connection failed ({exc}) "
+                + ("on every attempt" if resumable else "in a stage that cannot resume")
+                + ". The run was ended; work it finished is kept."
+            )
         logger.exception("Run %s failed", run.pk)
         with contextlib.suppress(services.RunGone):
-            services.run_fail(run, message=f"Internal error: {type(exc).__name__}: {exc}")
+            services.run_fail(run, message=message)
         return "error"
     try:
         services.run_finish(run)

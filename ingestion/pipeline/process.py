@@ -24,6 +24,7 @@ from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ChunkStatus, Job, JobStatus, Source, WorkChunk
 from ingestion.pipeline import sql
 from ingestion.pipeline.batching import batched
+from runs import dbretry
 from runs.context import RunContext
 from runs.models import IngestionRun, RunStatus
 
@@ -168,7 +169,7 @@ def process_chunk(ctx: RunContext, number: int) -> bool:
     offset = chunk.done_count
     try:
         for ids in batched(chunk.job_ids[offset:], settings.INTAKE_BATCH_SIZE):
-            processor.process(ids, chunk=chunk, offset=offset)
+            _process_batch(processor, chunk, ids, offset)
             offset += len(ids)
     except ChunkTaken:
         logger.info("Chunk %s of run %s is carried on by another attempt", number, run.pk)
@@ -176,6 +177,28 @@ def process_chunk(ctx: RunContext, number: int) -> bool:
     finally:
         processor.close()
     return _complete_chunk(ctx, number)
+
+
+def _process_batch(
+    processor: BatchProcessor, chunk: WorkChunk, ids: list[int], offset: int
+) -> None:
+    """One batch, tried again on a new connection when the database connection breaks
+    (dbretry): it commits whole or not at all, and a try after one whose COMMIT's answer was
+    lost finds the batch committed (done_count moved past it) and leaves it."""
+    tries = 0
+
+    def attempt() -> None:
+        nonlocal tries
+        tries += 1
+        if tries > 1:
+            done = WorkChunk.objects.filter(pk=chunk.pk).values_list("done_count", flat=True)
+            if (done.first() or 0) >= offset + len(ids):
+                return
+        processor.process(ids, chunk=chunk, offset=offset)
+
+    dbretry.retry_transient(
+        attempt, what=f"a batch of chunk {chunk.number} of run {processor.run.pk}"
+    )
 
 
 def _worker_name() -> str:

@@ -13,6 +13,7 @@ import time
 
 import psutil
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from ingestion import services
@@ -62,6 +63,19 @@ def horse_of(worker: Proc) -> psutil.Process | None:
         except (psutil.Error, ProcessLookupError):
             continue
     return None
+
+
+def worker_database_ports(worker: Proc) -> list[int]:
+    """The local ports of the worker's (and its horse's) connections to the database."""
+    server_port = int(connection.settings_dict["PORT"] or 5432)
+    ports = []
+    for proc in [psutil.Process(worker.pid), *psutil.Process(worker.pid).children()]:
+        try:
+            conns = proc.net_connections(kind="tcp")
+        except psutil.Error:  # a horse that just ended
+            continue
+        ports += [c.laddr.port for c in conns if c.raddr and c.raddr.port == server_port]
+    return ports
 
 
 def assert_processed_once(run: IngestionRun, count: int) -> None:
@@ -117,3 +131,61 @@ def test_a_chunk_whose_work_horse_is_killed_is_retried_and_the_run_finishes(
         f"\nFIGURE kill -9 of a chunk's work horse: chunk resumed {resumed_in:.2f} s later, "
         f"run finished {finished_in:.1f} s later"
     )
+
+
+def test_a_dropped_database_connection_retries_the_batch_and_the_run_finishes(
+    fixture_server, procs, tmp_path, user, child_env_overrides
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("terminates the worker's server backends: PostgreSQL only (CI runs it)")
+    from tests.support import start_worker
+
+    # Postings with their content (no detail fetch): the horse's time goes to its batches.
+    batch = 50
+    env = {**child_env_overrides, "INTAKE_BATCH_SIZE": batch, "INTAKE_CHUNK_SIZE": 1000}
+    worker = start_worker(tmp_path, **env)
+    procs.append(worker)
+    Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+    count = 3000
+    mount_greenhouse(fixture_server, "acme", [greenhouse_job(i, f"Role {i}") for i in range(count)])
+    run = services.ingest_start(owner=user)
+    wait_for(
+        lambda: (
+            WorkChunk.objects.filter(run=run, number=0, status=ChunkStatus.DONE).exists()
+            and IngestionRun.objects.get(pk=run.pk).items_done >= batch
+        ),
+        timeout=60,
+        interval=0.01,
+        what="the chunks under way",
+    )
+    # Terminate the worker's backend while it is inside a transaction (between the
+    # statements of a batch), twice.
+    terminated = 0
+    deadline = time.monotonic() + 20
+    with connection.cursor() as cursor:
+        while terminated < 2 and time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE client_port = ANY(%s) AND state = 'idle in transaction'",
+                [worker_database_ports(worker)],
+            )
+            terminated += cursor.fetchone()[0]
+    assert terminated == 2, "never caught the worker inside a transaction"
+    dropped_at = time.monotonic()
+    wait_for(lambda: IngestionRun.objects.get(pk=run.pk).is_terminal, timeout=90, what="the run")
+    finished_in = time.monotonic() - dropped_at
+    log = worker.output()
+    retried = {
+        what: log.count(text)
+        for what, text in (
+            ("batch", "Database error during a batch"),
+            ("checkpoint", "Database error during a checkpoint"),
+            ("part", "its part is queued again"),
+        )
+    }
+    print(
+        f"\nFIGURE worker backend terminated mid-transaction twice: run finished "
+        f"{finished_in:.1f} s after the second; retried {retried}"
+    )
+    assert_processed_once(run, count)
+    assert retried["batch"] >= 1

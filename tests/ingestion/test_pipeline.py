@@ -506,3 +506,53 @@ def test_the_retry_of_a_chunk_whose_run_was_ended_does_nothing(
     assert tasks.execute_part(run.pk, process.CHUNK_TASK, 3) == "skipped"
     assert Job.objects.filter(status=JobStatus.READY).count() == ready
     assert WorkChunk.objects.get(run=run, number=3).done_count == 2
+
+
+def test_a_batch_whose_commit_answer_was_lost_is_not_written_twice(
+    boards, work, user, greenhouse_source, settings, monkeypatch
+):
+    from django.db import OperationalError
+
+    run = listed_ingest(boards, user, settings)
+    real = process.BatchProcessor.process
+    lost: list[int] = []
+
+    def commit_then_lose_the_answer(self, ids, *, chunk, offset):  # type: ignore[no-untyped-def]
+        real(self, ids, chunk=chunk, offset=offset)
+        if not lost:  # the COMMIT went through; the connection broke before its answer
+            lost.append(offset)
+            raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(process.BatchProcessor, "process", commit_then_lose_the_answer)
+    run = work(run)
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert lost == [0]
+    assert (run.total_jobs, run.items_done, run.jobs_ready) == (10, 10, 10)
+    assert set(RunItem.objects.filter(run=run).values_list("attempts", flat=True)) == {1}
+
+
+def test_a_dropped_connection_mid_batch_retries_the_batch(
+    boards, work, user, greenhouse_source, settings, monkeypatch
+):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("terminates its own server backend: PostgreSQL only (CI runs it)")
+    run = listed_ingest(boards, user, settings)
+    real = process.BatchProcessor._write
+    dropped: list[int] = []
+
+    def write_then_drop(self, results):  # type: ignore[no-untyped-def]
+        real(self, results)
+        if not dropped:  # inside the batch's transaction, before its commit
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                dropped.append(cursor.fetchone()[0])
+                cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    monkeypatch.setattr(process.BatchProcessor, "_write", write_then_drop)
+    run = work(run)
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert len(dropped) == 1
+    assert Job.objects.filter(status=JobStatus.READY).count() == 10
+    assert (run.total_jobs, run.items_done, run.jobs_ready) == (10, 10, 10)
