@@ -14,6 +14,8 @@ import time
 import psutil
 import pytest
 from django.db import connection
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from ingestion import services
@@ -131,6 +133,39 @@ def test_a_chunk_whose_work_horse_is_killed_is_retried_and_the_run_finishes(
         f"\nFIGURE kill -9 of a chunk's work horse: chunk resumed {resumed_in:.2f} s later, "
         f"run finished {finished_in:.1f} s later"
     )
+
+
+def test_a_call_longer_than_the_stale_limit_does_not_end_a_healthy_run(
+    fixture_server, procs, tmp_path, user, child_env_overrides, settings
+):
+    from datetime import datetime
+
+    from tests.support import start_worker
+
+    fast = {"INTAKE_RUN_STALE_AFTER": 2, "INTAKE_HEARTBEAT_INTERVAL": 0.3}
+    procs.append(start_worker(tmp_path, **child_env_overrides, **fast))
+    settings.INTAKE_RUN_STALE_AFTER = 2
+    Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+    detail_board(fixture_server, 10, delay=0.01, stall=6)  # three times the stale limit
+    run = services.ingest_start(owner=user)
+    client = Client()
+    client.force_login(user)
+    stalled, widest = False, 0.0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        # The page's status poll, which ends a run whose heartbeat is stale.
+        state = client.get(reverse("runs:events", args=[run.pk])).json()["run"]
+        if state["terminal"]:
+            break
+        stalled = stalled or fixture_server.hits.get("/v1/boards/acme/jobs/1", 0) > 0
+        if stalled and state["heartbeatAt"]:
+            beat = datetime.fromisoformat(state["heartbeatAt"])
+            widest = max(widest, (timezone.now() - beat).total_seconds())
+        time.sleep(0.2)
+    assert stalled
+    assert_processed_once(run, 10)
+    print(f"\nFIGURE a 6 s call, stale limit 2 s: oldest heartbeat seen {widest:.2f} s")
+    assert widest < 2
 
 
 def test_a_dropped_database_connection_retries_the_batch_and_the_run_finishes(
