@@ -1,11 +1,18 @@
-"""A worker killed with SIGKILL in the middle of a run: the scheduled reaper ends the run."""
+"""Workers killed in the middle of a run: the scheduled reaper ends the run; with no worker or
+scheduler left, the read paths (status poll, abort) do; a killed work horse ends its run at
+once. The recovery times these print (`FIGURE ...`, with `pytest -s`) are recorded in
+docs/operations.md."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
+import psutil
 import pytest
+from django.test import Client
+from django.urls import reverse
 
 from runs import services
 from runs.models import IngestionRun, RunKind, RunStatus
@@ -55,4 +62,128 @@ def test_a_run_whose_worker_was_killed_is_ended_by_the_scheduled_reaper(
         lambda: IngestionRun.objects.get(pk=again.pk).status == RunStatus.FINISHED,
         timeout=30,
         what="a new run to finish on the surviving worker",
+    )
+
+
+# --- no worker and no scheduler left: the read paths end the run ------------------------------
+
+
+def diagnostic_under_way(user, worker: Proc) -> IngestionRun:  # type: ignore[no-untyped-def]
+    run = services.run_start(
+        owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 5000, "delay": 0.05}
+    )
+    wait_for(
+        lambda: IngestionRun.objects.filter(pk=run.pk, items_done__gte=3).exists(),
+        timeout=30,
+        what="the run to get going",
+    )
+    return run
+
+
+def signed_in(user) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_with_every_worker_dead_the_status_poll_ends_the_run_within_the_stale_limit(
+    user, procs, tmp_path, redis_client, settings
+):
+    settings.INTAKE_RUN_STALE_AFTER = FAST["INTAKE_RUN_STALE_AFTER"]
+    only = start_worker(tmp_path, name="only", **FAST)
+    procs.append(only)
+    run = diagnostic_under_way(user, only)
+    only.kill_hard()  # every worker gone; no scheduler runs either
+    killed_at = time.monotonic()
+    client = signed_in(user)
+
+    def poll() -> dict:
+        state = client.get(reverse("runs:events", args=[run.pk])).json()["run"]
+        return state if state["terminal"] else {}
+
+    state = wait_for(poll, timeout=30, interval=0.2, what="the poll to end the run")
+    elapsed = time.monotonic() - killed_at
+    assert state["status"] == RunStatus.ERROR
+    assert "worker stopped responding" in state["errorMessage"]
+    # The limit (3 s) after the last beat, and the poll's interval.
+    assert elapsed < FAST["INTAKE_RUN_STALE_AFTER"] + 5, f"took {elapsed:.1f} s"
+    print(f"\nFIGURE every worker killed: ended by the status poll {elapsed:.1f} s later")
+    again = services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 1})
+    assert again.status == RunStatus.PENDING  # the owner is not locked out
+
+
+def test_with_every_worker_dead_abort_ends_the_run(user, procs, tmp_path, redis_client, settings):
+    settings.INTAKE_RUN_STALE_AFTER = FAST["INTAKE_RUN_STALE_AFTER"]
+    only = start_worker(tmp_path, name="only", **FAST)
+    procs.append(only)
+    run = diagnostic_under_way(user, only)
+    only.kill_hard()
+    client = signed_in(user)
+    abort = reverse("runs:abort", args=[run.pk])
+    # At once: its heartbeat is still fresh, so the worker may yet stop it; asked to.
+    client.post(abort, HTTP_HX_REQUEST="true")
+    run.refresh_from_db()
+    assert run.abort_requested_at is not None and not run.is_terminal
+    wait_for(
+        lambda: (
+            services.run_end_if_stale(IngestionRun.objects.get(pk=run.pk))
+            or IngestionRun.objects.get(pk=run.pk).is_terminal
+        ),
+        timeout=30,
+        interval=0.2,
+        what="the run to go stale",
+    )
+    run.refresh_from_db()
+    assert run.status == RunStatus.ABORTED  # what was asked for, though no worker was left
+    assert "stopped responding" in run.events.order_by("-seq").first().message
+
+
+def test_abort_of_a_run_whose_worker_died_a_while_ago_ends_it_at_once(
+    user, procs, tmp_path, redis_client, settings
+):
+    settings.INTAKE_RUN_STALE_AFTER = FAST["INTAKE_RUN_STALE_AFTER"]
+    only = start_worker(tmp_path, name="only", **FAST)
+    procs.append(only)
+    run = diagnostic_under_way(user, only)
+    only.kill_hard()
+    time.sleep(FAST["INTAKE_RUN_STALE_AFTER"] + 0.5)  # nobody looked meanwhile
+    started = time.monotonic()
+    signed_in(user).post(reverse("runs:abort", args=[run.pk]), HTTP_HX_REQUEST="true")
+    took = time.monotonic() - started
+    run.refresh_from_db()
+    assert run.status == RunStatus.ABORTED
+    print(f"\nFIGURE abort of a run whose worker is dead: ended in {took * 1000:.0f} ms")
+
+
+def test_a_run_whose_work_horse_is_killed_ends_at_once_saying_so(
+    user, procs, tmp_path, redis_client
+):
+    slow = {**FAST, "INTAKE_RUN_STALE_AFTER": 120}  # the stale check must not be what ends it
+    only = start_worker(tmp_path, name="only", **slow)
+    procs.append(only)
+    run = diagnostic_under_way(user, only)
+    horses = [
+        child
+        for child in psutil.Process(only.pid).children()
+        if os.getpgid(child.pid) == child.pid  # RQ puts a horse in a group of its own
+    ]
+    assert len(horses) == 1
+    horses[0].kill()
+    killed_at = time.monotonic()
+    wait_for(
+        lambda: IngestionRun.objects.get(pk=run.pk).is_terminal,
+        timeout=30,
+        interval=0.05,
+        what="the run to end",
+    )
+    elapsed = time.monotonic() - killed_at
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR
+    assert "was killed by signal 9 (SIGKILL)" in run.error_message
+    print(f"\nFIGURE kill -9 of a run's own work horse: run ended {elapsed:.2f} s later")
+    again = services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 2})
+    wait_for(
+        lambda: IngestionRun.objects.get(pk=again.pk).status == RunStatus.FINISHED,
+        timeout=30,
+        what="the same worker to run the next run",
     )
