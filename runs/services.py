@@ -675,6 +675,9 @@ def _fail_as_read(
 
 
 def _seconds(value: float) -> str:
+    if value < 10:
+        # "2.4 s (limit 2 s)", not "2 s (limit 2 s)" for a run judged past its limit.
+        return f"{value:.1f}".rstrip("0").rstrip(".") + " s"
     value = int(round(value))
     if value < 120:
         return f"{value} s"

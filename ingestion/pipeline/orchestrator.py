@@ -6,8 +6,8 @@ ingest    run.started → per source: list + diff + upsert → expire; the pendi
           processed by other workers while the listing goes on → the last chunk: summary →
           finished
 
-One failing source does not fail the run; the run fails only when every source failed (or on
-an internal error), and says why.
+One failing source does not fail the run; the run fails only when every source failed before
+any of its postings were read (or on an internal error), and says why.
 """
 
 from __future__ import annotations
@@ -145,18 +145,33 @@ def _list_sources(
             services.run_set_summary(run, {"sources": [o.as_dict() for o in outcomes]})
     failed = [o for o in outcomes if o.error]
     if len(failed) == len(outcomes):
-        reasons = "; ".join(f"{o.label}: {o.error}" for o in failed)
-        raise RunFailed(f"Every source failed, so nothing was read. {reasons}")
+        reasons = "; ".join(f"{o.label}: {_clause(o.error)}" for o in failed)
+        read = sum(o.listed for o in outcomes)
+        if not read:
+            raise RunFailed(f"Every source failed, so nothing was read. {reasons}.")
+        # What was read before the failures is recorded (for an ingest, written as pending
+        # jobs and queued): the run goes on with it rather than strand it.
+        ctx.event(
+            "run.incomplete",
+            f"Every source failed before the end of its listing; the run goes on with the "
+            f"{read:,} postings read before that. {reasons}.",
+            {"read": read, "sources": [o.source_id for o in failed]},
+        )
     return outcomes
+
+
+def _clause(text: str) -> str:
+    """An error message as a clause, to end a sentence of ours (no "..")."""
+    return text.strip().rstrip(".").rstrip()
 
 
 def _announce(ctx: RunContext, outcome: SourceOutcome) -> None:
     payload: dict[str, Any] = outcome.as_dict()
     if outcome.error:
-        kept = f" ({outcome.listed:,} postings read before it failed)" if outcome.listed else ""
+        kept = f" after {outcome.listed:,} postings were read" if outcome.listed else ""
         ctx.event(
             "source.failed",
-            f"{outcome.label} failed: {outcome.error}{kept}. Its jobs are not expired.",
+            f"{outcome.label} failed{kept}: {_clause(outcome.error)}. Its jobs are not expired.",
             payload,
         )
     else:

@@ -18,6 +18,7 @@ from tests.ingestion.boards import (
     description_html,
     greenhouse_job,
     job_title,
+    lever_postings,
     mount_greenhouse,
 )
 from tests.ingestion.pages import (
@@ -193,7 +194,40 @@ def test_a_run_whose_every_source_failed_ends_in_error_saying_why(
 ):
     run = work(services.ingest_start(owner=user))  # nothing mounted: the board is a 404
     assert run.status == RunStatus.ERROR
-    assert "Every source failed" in run.error_message and "Acme" in run.error_message
+    assert run.error_message.startswith("Every source failed, so nothing was read. Acme")
+    assert run.error_message.endswith(".") and ".." not in run.error_message
+    assert ".." not in run.events.get(type="source.failed").message
+
+
+def test_a_run_whose_every_source_failed_partway_goes_on_with_what_it_read(boards, work, user):
+    import json
+
+    Source.objects.create(owner=user, company="Acme", kind="lever", identifier="acme")
+    postings = list(lever_postings(1200))
+
+    def pages(request):  # type: ignore[no-untyped-def]
+        skip, limit = int(request.arg("skip", "0")), int(request.arg("limit", "0"))
+        if skip >= 1100:  # the board breaks on its last page
+            return Reply(500, b"upstream broke")
+        page = postings[skip : skip + limit]
+        return Reply(200, json.dumps(page).encode(), {"Content-Type": "application/json"})
+
+    boards.route("/v0/postings/acme", handler=pages)
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    # The first 1,000 (one listing batch) were written before the failure, and processed.
+    assert Job.objects.filter(status=JobStatus.READY).count() == 1000
+    assert (run.total_jobs, run.items_done) == (1000, 1000)
+    incomplete = run.events.get(type="run.incomplete")
+    assert incomplete.message.startswith(
+        "Every source failed before the end of its listing; the run goes on with the 1,000 "
+        "postings read before that. Acme (Lever"
+    )
+    assert incomplete.message.endswith("answered 500.")
+    failed = run.events.get(type="source.failed").message
+    assert failed.startswith("Acme (Lever")
+    assert "failed after 1,000 postings were read: " in failed
+    assert failed.endswith(". Its jobs are not expired.") and ".." not in failed
 
 
 def test_expiry_is_held_back_when_a_source_suddenly_lists_far_fewer_postings(

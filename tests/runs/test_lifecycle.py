@@ -445,3 +445,12 @@ def test_the_abort_message_counts_what_every_worker_did(user, redis_client):
     assert tasks._drive(this_worker, aborted_at_a_checkpoint, "deferred") == "aborted"
     message = run.events.order_by("-seq").first().message
     assert message == "Aborted at your request after 7,000 items; finished work is kept."
+
+
+def test_a_short_silence_is_told_precisely_enough_to_be_past_its_limit(
+    user, redis_client, settings
+):
+    settings.INTAKE_RUN_STALE_AFTER = 2
+    run = running_run_silent_for(user, 2.4)
+    assert services.run_end_if_stale(run)
+    assert "no heartbeat for 2.4 s (limit 2 s)" in run.error_message
