@@ -17,7 +17,8 @@ MAX_ITEMS = 1_000_000
 def diagnostic(ctx: RunContext) -> None:
     """config: items (int, default 20), delay (seconds per item, default 0.1),
     fail_every (mark every n-th item failed), crash_at (raise at that item: an internal
-    error), hang_at (stop beating at that item: a worker that stopped responding)."""
+    error), hang_at (hang at that item without reaching another checkpoint: a stuck
+    worker, whose heartbeat stops after INTAKE_RUN_STUCK_AFTER)."""
     config = ctx.run.config
     items = int(config.get("items", 20))
     delay = float(config.get("delay", 0.1))
