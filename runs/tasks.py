@@ -106,9 +106,8 @@ def _drive(
                 logger.warning("Run %s: database error, its part is queued again: %s", run.pk, exc)
                 raise
             message = (
-                f"The database connection failed ({exc}) "
-                + ("on every attempt" if resumable else "in a stage that cannot resume")
-                + ". The run was ended; work it finished is kept."
+                f"The database connection failed ({exc}). The run was ended; work it "
+                "finished is kept."
             )
         logger.exception("Run %s failed", run.pk)
         with contextlib.suppress(services.RunGone):

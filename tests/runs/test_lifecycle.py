@@ -454,3 +454,22 @@ def test_a_short_silence_is_told_precisely_enough_to_be_past_its_limit(
     run = running_run_silent_for(user, 2.4)
     assert services.run_end_if_stale(run)
     assert "no heartbeat for 2.4 s (limit 2 s)" in run.error_message
+
+
+def test_a_database_error_no_retry_can_cover_ends_the_run_saying_so(user, redis_client):
+    from django.db import OperationalError
+
+    from runs import tasks
+
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+
+    def lose_the_connection(ctx):  # type: ignore[no-untyped-def]
+        raise OperationalError("server closed the connection unexpectedly")
+
+    assert tasks._drive(run, lose_the_connection, "deferred") == "error"
+    run.refresh_from_db()
+    assert run.error_message == (
+        "The database connection failed (server closed the connection unexpectedly). The run "
+        "was ended; work it finished is kept."
+    )
