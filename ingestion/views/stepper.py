@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from ingestion import selectors, services
@@ -53,8 +54,9 @@ def _refuse(request: HttpRequest, exc: Exception) -> HttpResponse:
         messages.info(request, str(exc))
         return redirect(step_url(exc.active_run))
     messages.error(request, str(exc))
-    back = request.POST.get("back") or reverse("ingestion:configure")
-    if not back.startswith("/") or back.startswith("//"):
+    back = request.POST.get("back", "")
+    # Only a path on this site: "//host" and "/\\host" are other sites to a browser.
+    if not back.startswith("/") or not url_has_allowed_host_and_scheme(back, allowed_hosts=None):
         back = reverse("ingestion:configure")
     return redirect(back)
 

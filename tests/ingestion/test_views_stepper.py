@@ -186,6 +186,12 @@ def test_a_junk_preview_id_is_refused_with_a_message(client, user, greenhouse_so
     assert not IngestionRun.objects.exists()
 
 
+@pytest.mark.parametrize("back", ["//evil.example/", "/\\evil.example/", "https://evil.example/"])
+def test_a_refusal_goes_back_only_to_a_page_of_this_site(client, user, back):
+    response = client.post("/preview/", {"back": back})
+    assert response.status_code == 302 and response["Location"] == "/configure/"
+
+
 def test_the_run_page_of_an_unfinished_run_waits_for_the_results(client, user, greenhouse_source):
     run = services.ingest_start(owner=user)
     page = client.get(f"/ingest/{run.pk}/").content.decode()
