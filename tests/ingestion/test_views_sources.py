@@ -365,6 +365,16 @@ def test_a_file_source_without_a_file_is_refused_at_the_file_field(client: Clien
     assert "needs an uploaded file" in response.context["form"].errors["upload"][0]
 
 
+def test_a_file_fields_clear_box_is_not_taken_for_a_file(client: Client) -> None:
+    # Django's ClearableFileInput made `upload-clear` a cleaned value of False, which the
+    # view passed on as a file (a 500).
+    data = _full_form(kind="file", company="Acme", **{"upload-clear": "on"})
+    response = client.post(NEW, data)
+    assert response.status_code == 200
+    assert "needs an uploaded file" in response.context["form"].errors["upload"][0]
+    assert not Source.objects.exists()
+
+
 # --- the upload check fragment -------------------------------------------------------------------
 
 
