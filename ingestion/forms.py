@@ -72,6 +72,9 @@ class SourceForm(forms.Form):
     upload = forms.FileField(
         label="File",
         required=False,
+        # Not ClearableFileInput: its "upload-clear" box makes the cleaned value False, which
+        # the views would take for a file. A source's file is replaced, never cleared.
+        widget=forms.FileInput,
         help_text="CSV, JSON or JSONL: postings for an uploaded-file source, up to 1,000 "
         "posting URLs for a URL-list source.",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -59,3 +60,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+_HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_HEADER_VALUE = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """The header a TLS-terminating proxy sets on the requests that came to it over HTTPS,
+    as Django's SECURE_PROXY_SSL_HEADER takes it: `X-Forwarded-Proto` (or its META form,
+    `HTTP_X_FORWARDED_PROTO`), optionally `=value` (default `https`). Unset: None."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, _, value = raw.partition("=")
+    header, value = header.strip(), value.strip() or "https"
+    if not _HEADER.fullmatch(header) or not _HEADER_VALUE.fullmatch(value):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a header name (like X-Forwarded-Proto, optionally "
+            "followed by =https)"
+        )
+    meta = header.upper().replace("-", "_")
+    if not meta.startswith("HTTP_"):
+        meta = f"HTTP_{meta}"
+    return meta, value

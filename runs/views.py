@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from project.params import ParamError, Params, parse_int
 from runs import executors, feed, selectors, services
 from runs.models import IngestionRun, RunKind, RunStatus
 
@@ -48,10 +49,11 @@ def _get_run_for_user(request: HttpRequest, run_id: int) -> IngestionRun:
 @login_required
 @require_GET
 def run_list(request: HtmxHttpRequest) -> HttpResponse:
-    status = request.GET.get("status", "")
-    kind = request.GET.get("kind", "")
+    params = Params(request.GET, strict=False)
+    status = params.choice("status", RunStatus.values)
+    kind = params.choice("kind", RunKind.values)
     runs = selectors.runs_for_owner(_owner(request), status=status or None, kind=kind or None)
-    page = Paginator(runs, 25).get_page(request.GET.get("page"))
+    page = Paginator(runs, 25).get_page(params.page())
     for run in page.object_list:
         run.page_url = _page_url(run)
     context = {
@@ -61,6 +63,7 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
         "statuses": RunStatus.choices,
         "kinds": RunKind.choices,
         "active_run": services.run_active_for_owner(_owner(request)),
+        "ignored": params.ignored,
     }
     template = "runs/list.html#run-table" if request.htmx else "runs/list.html"
     return render(request, template, context)
@@ -69,14 +72,12 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def run_start_diagnostic(request: HttpRequest) -> HttpResponse:
+    params = Params(request.POST, strict=True)
     try:
-        items = int(request.POST.get("items", 20))
-        delay = float(request.POST.get("delay", 0.2))
-    except ValueError:
-        messages.error(request, "Items must be a whole number and the delay a number of seconds.")
-        return redirect("runs:list")
-    if not (1 <= items <= 100_000 and 0 <= delay <= 10):
-        messages.error(request, "Items must be 1–100,000 and the delay 0–10 seconds.")
+        items = params.integer("items", 20, minimum=1, maximum=100_000, label="Items")
+        delay = params.number("delay", 0.2, minimum=0, maximum=10, label="Seconds per item")
+    except ParamError as exc:
+        messages.error(request, str(exc))
         return redirect("runs:list")
     try:
         run = services.run_start(
@@ -153,9 +154,9 @@ def run_events(request: HttpRequest, run_id: int) -> JsonResponse:
     run = _get_run_for_user(request, run_id)
     services.run_end_if_stale(run)
     try:
-        after = int(request.GET.get("after", 0))
-    except ValueError:
-        return JsonResponse({"detail": "after must be an event id (a whole number)"}, status=400)
+        after = Params(request.GET, strict=True).integer("after", 0)
+    except ParamError as exc:
+        return JsonResponse({"detail": f"{exc} It is an event id."}, status=400)
     rows = list(run.events.filter(id__gt=after).order_by("id")[: EVENTS_JSON_LIMIT + 1])
     return JsonResponse(
         {
@@ -183,11 +184,10 @@ def run_stream(request: HttpRequest, run_id: int) -> HttpResponseBase:
         if run is None:
             raise Http404("No such run.")
         services.run_end_if_stale(run)
-        after = _resume_after(request, feed.channel_for(run.pk))
-        if after is None:
-            return HttpResponseBadRequest(
-                "Last-Event-ID / after must be an event id.\n", content_type="text/plain"
-            )
+        try:
+            after = _resume_after(request, feed.channel_for(run.pk))
+        except ParamError as exc:
+            return HttpResponseBadRequest(f"{exc}\n", content_type="text/plain")
         if after == -1:
             previous = run.events.order_by("-id").values_list("id", flat=True)[1:2]
             after = previous.first() or 0
@@ -204,19 +204,20 @@ def run_stream(request: HttpRequest, run_id: int) -> HttpResponseBase:
     return response
 
 
-def _resume_after(request: HttpRequest, channel: str) -> int | None:
-    """The event id to resume after; -1 for a fresh subscriber; None for junk."""
-    raw = (
-        request.META.get("HTTP_LAST_EVENT_ID")
-        or request.GET.get("after")
-        or request.GET.get("lastEventId")
-        or ""
-    ).strip()
+def _resume_after(request: HttpRequest, channel: str) -> int:
+    """The event id to resume after, or -1 for a fresh subscriber. ParamError for junk."""
+    header = request.META.get("HTTP_LAST_EVENT_ID", "")
+    name = "Last-Event-ID" if header else "after" if request.GET.get("after") else "lastEventId"
+    raw = (header or request.GET.get("after") or request.GET.get("lastEventId") or "").strip()
     if not raw:
         return -1
-    if raw.isdigit():
-        return int(raw)
-    name, _, number = raw.rpartition(":")
-    if name == channel and number.isdigit():
-        return int(number)
-    return None
+    # EventSource sends back the id it was given: `run-<id>:<event id>`, or a bare event id.
+    prefix, _, number = raw.rpartition(":")
+    if prefix and prefix == channel:
+        raw = number
+    try:
+        return parse_int(raw, name=name)
+    except ParamError:
+        raise ParamError(
+            name, f"{name} must be an event id (a whole number), not {raw[:40]!r}."
+        ) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from project.env import env_bool, env_float, env_int, env_list
+from project.env import env_bool, env_float, env_int, env_list, env_proxy_ssl_header
 from project.settings import redis_kwargs
 
 
@@ -49,3 +49,26 @@ def test_redis_urls_become_client_keyword_arguments():
     assert redis_kwargs("unix:///tmp/x.sock")["unix_socket_path"] == "/tmp/x.sock"
     with pytest.raises(ImproperlyConfigured, match="unsupported scheme"):
         redis_kwargs("http://nope")
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("X-Forwarded-Proto", ("HTTP_X_FORWARDED_PROTO", "https")),
+        ("x-forwarded-proto", ("HTTP_X_FORWARDED_PROTO", "https")),
+        ("HTTP_X_FORWARDED_PROTO", ("HTTP_X_FORWARDED_PROTO", "https")),
+        ("X-Forwarded-Ssl=on", ("HTTP_X_FORWARDED_SSL", "on")),
+        ("X-Forwarded-Proto=", ("HTTP_X_FORWARDED_PROTO", "https")),
+        ("", None),
+    ],
+)
+def test_the_proxy_ssl_header_is_read_as_a_header_name(monkeypatch, raw, expected):
+    monkeypatch.setenv("X_PROXY", raw)
+    assert env_proxy_ssl_header("X_PROXY") == expected
+
+
+@pytest.mark.parametrize("raw", ["X Forwarded Proto", "=https", "a:b", "é", "X-Proto=a b"])
+def test_the_proxy_ssl_header_refuses_junk(monkeypatch, raw):
+    monkeypatch.setenv("X_PROXY", raw)
+    with pytest.raises(ImproperlyConfigured, match="is not a header name"):
+        env_proxy_ssl_header("X_PROXY")

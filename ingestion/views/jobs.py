@@ -6,9 +6,8 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -17,6 +16,7 @@ from django.views.decorators.http import require_GET
 from ingestion import selectors
 from ingestion.models import Job, JobStatus, Source
 from ingestion.views.common import HtmxHttpRequest, get_job_for_user, owner_of
+from project.params import Params
 from runs.models import IngestionRun
 
 PAGE_SIZE = 50
@@ -35,38 +35,44 @@ POSTED_CHOICES = [
 ]
 
 
-class JobFilterForm(forms.Form):
-    """Parses the list's query string (the template writes the form out itself). Kept beside
-    its only view. An invalid value (a mistyped date, an unknown status) drops that filter,
-    not the page."""
+class JobFilters:
+    """The list's query string, read strictly (project/params.py); the template writes the
+    form out itself. Kept beside its only view. An invalid value (a mistyped date, an unknown
+    status, a page past the last possible one) drops that filter, not the page, and the page
+    says which and why (`ignored`)."""
 
-    q = forms.CharField(required=False, max_length=200)
-    company = forms.CharField(required=False, max_length=200)
-    status = forms.ChoiceField(required=False, choices=[("", ""), *JobStatus.choices])
-    remote = forms.ChoiceField(required=False, choices=REMOTE_CHOICES)
-    location = forms.CharField(required=False, max_length=200)
-    posted = forms.ChoiceField(required=False, choices=POSTED_CHOICES)
-    posted_from = forms.DateField(required=False)
-    posted_to = forms.DateField(required=False)
-    source = forms.IntegerField(required=False, min_value=1)
-    run = forms.IntegerField(required=False, min_value=1)
-    page = forms.IntegerField(required=False, min_value=1)
+    TEXT_FIELDS = ("q", "company", "location")
+
+    def __init__(self, data: QueryDict) -> None:
+        params = Params(data, strict=False)
+        self.values: dict[str, Any] = {
+            "q": params.text("q"),
+            "company": params.text("company"),
+            "status": params.choice("status", JobStatus.values),
+            "remote": params.choice("remote", [value for value, _ in REMOTE_CHOICES[1:]]),
+            "location": params.text("location"),
+            "posted": params.choice("posted", [value for value, _ in POSTED_CHOICES[1:]]),
+            "posted_from": params.day("posted_from"),
+            "posted_to": params.day("posted_to"),
+            "source": params.object_id("source"),
+            "run": params.object_id("run"),
+            "page": params.page(),
+        }
+        self.ignored = params.ignored
 
     def current(self) -> dict[str, str]:
         """Each valid filter as its query-string value, for the form to show what applies."""
         current = {}
-        for name in self.fields:
-            value = self.value(name)
+        for name, value in self.values.items():
             current[name] = value.isoformat() if isinstance(value, date) else str(value or "")
+        current["page"] = "" if self.values["page"] == 1 else current["page"]
         return current
 
     def value(self, name: str) -> Any:
-        """The field's cleaned value, or its empty value when it was missing or invalid."""
-        cleaned = getattr(self, "cleaned_data", {})
-        return cleaned.get(name) or self.fields[name].to_python(None)
+        return self.values[name]
 
     def is_filtered(self) -> bool:
-        return any(self.value(name) for name in self.fields if name not in ("page", "run"))
+        return any(value for name, value in self.values.items() if name not in ("page", "run"))
 
     def filters(self) -> dict[str, Any]:
         """Keyword arguments for selectors.jobs_for_owner (all but the run)."""
@@ -99,8 +105,7 @@ def _start_of(day: date) -> datetime:
 @require_GET
 def job_list(request: HtmxHttpRequest) -> HttpResponse:
     owner = owner_of(request)
-    form = JobFilterForm(request.GET)
-    form.is_valid()  # each invalid field is dropped from cleaned_data, and so ignored
+    form = JobFilters(request.GET)
 
     run = None
     if run_id := form.value("run"):
@@ -110,12 +115,13 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
             raise Http404("No such run.")
 
     jobs = selectors.jobs_for_owner(owner, run=run, **form.filters())
-    page = selectors.jobs_page(jobs, number=form.value("page") or 1, per_page=PAGE_SIZE)
+    page = selectors.jobs_page(jobs, number=form.value("page"), per_page=PAGE_SIZE)
     context: dict[str, Any] = {
         "page": page,
         "run": run,
         "filtered": form.is_filtered(),
         "current": form.current(),
+        "ignored": form.ignored,
     }
 
     # htmx's history restore (the back button after a swap) asks for the whole page.

@@ -8,14 +8,19 @@ from django.views.decorators.http import require_GET
 
 from ingestion import report
 from ingestion.views.common import get_run_for_user
+from project.params import ParamError, Params
 
 
 @login_required
 @require_GET
 def run_report_json(request: HttpRequest, run_id: int) -> JsonResponse:
     run = get_run_for_user(request, run_id)
+    try:
+        download = Params(request.GET, strict=True).flag("download")
+    except ParamError as exc:
+        return JsonResponse({"detail": str(exc)}, status=400)
     response = JsonResponse(report.report_summary(run))
-    if request.GET.get("download"):
+    if download:
         response["Content-Disposition"] = f'attachment; filename="intake-run-{run.pk}.json"'
     return response
 

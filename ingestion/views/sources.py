@@ -21,12 +21,15 @@ from ingestion.forms import QuickAddForm, SourceForm
 from ingestion.models import Source, SourceKind
 from ingestion.services import UPLOAD_KINDS, SourceError
 from ingestion.views.common import HtmxHttpRequest, get_source_for_user, owner_of
+from project.params import Params
 from runs.models import IngestionRun, RunKind
 
 # How far back "last run" looks: enough for any source used lately, one small query.
 LAST_RUNS_LOOKED_AT = 50
 # Bytes read to tell a file's format when its name does not.
 FORMAT_HEAD_BYTES = 4096
+# The longest careers URL the forms take.
+URL_MAX_LENGTH = 2000
 
 
 # --- reading helpers ---------------------------------------------------------------------------
@@ -79,7 +82,8 @@ def _posted_selection(request: HttpRequest) -> set[int] | None:
     it: no ticked box at all is a selection too), else None (the default)."""
     if "selection" not in request.POST:
         return None
-    return {int(value) for value in request.POST.getlist("source") if value.isdigit()}
+    # A junk value cannot be a ticked box: left out.
+    return set(Params(request.POST, strict=False).ids("source"))
 
 
 def recognition(url: str) -> dict[str, str]:
@@ -196,15 +200,15 @@ def configure(request: HtmxHttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "HEAD", "POST"])
 def source_new(request: HtmxHttpRequest) -> HttpResponse:
     if request.method != "POST":
+        params = Params(request.GET, strict=False)
+        url = params.text("url", max_length=URL_MAX_LENGTH)
+        hint = {"state": "bad", "text": params.ignored[0]} if params.ignored else recognition(url)
         if request.htmx and "recognize" in request.GET:
             return render(
-                request,
-                "ingestion/source_form.html#url-recognized",
-                {"recognized": recognition(request.GET.get("url", ""))},
+                request, "ingestion/source_form.html#url-recognized", {"recognized": hint}
             )
-        initial = {"url": request.GET.get("url", "")} if request.GET.get("url") else None
-        form = SourceForm(initial=initial)
-        context = {"form": form, "recognized": recognition(request.GET.get("url", ""))}
+        form = SourceForm(initial={"url": url} if url else None)
+        context = {"form": form, "recognized": hint}
         return render(request, "ingestion/source_form.html", context)
     if request.POST.get("form") == "quick":
         return _quick_add(request)
@@ -296,7 +300,7 @@ def _quick_add(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 def source_check_upload(request: HtmxHttpRequest) -> HttpResponse:
     """The check report of the chosen file, before anything is saved (htmx, on file change)."""
-    kind = request.POST.get("kind", "")
+    kind = Params(request.POST, strict=False).choice("kind", SourceKind.values)
     upload = request.FILES.get("upload")
     context: dict[str, Any] = {"kind": kind}
     if upload is None:

@@ -13,11 +13,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from ingestion import selectors, services
 from ingestion.models import ItemOutcome, JobStatus, RunItem, Source
 from ingestion.views.common import HtmxHttpRequest, get_run_for_user, owner_of
+from project.params import Params
 from runs import services as run_services
 from runs.models import IngestionRun, RunKind
 
@@ -51,8 +53,9 @@ def _refuse(request: HttpRequest, exc: Exception) -> HttpResponse:
         messages.info(request, str(exc))
         return redirect(step_url(exc.active_run))
     messages.error(request, str(exc))
-    back = request.POST.get("back") or reverse("ingestion:configure")
-    if not back.startswith("/") or back.startswith("//"):
+    back = request.POST.get("back", "")
+    # Only a path on this site: "//host" and "/\\host" are other sites to a browser.
+    if not back.startswith("/") or not url_has_allowed_host_and_scheme(back, allowed_hosts=None):
         back = reverse("ingestion:configure")
     return redirect(back)
 
@@ -60,14 +63,14 @@ def _refuse(request: HttpRequest, exc: Exception) -> HttpResponse:
 @login_required
 @require_POST
 def preview_start(request: HttpRequest) -> HttpResponse:
-    ids = request.POST.getlist("source")
+    params = Params(request.POST, strict=True)
     try:
         run = services.preview_start(
             owner=owner_of(request),
-            source_ids=[int(i) for i in ids] if ids else [],
-            idempotency_key=request.POST.get("idempotency_key") or None,
+            source_ids=params.ids("source"),
+            idempotency_key=_idempotency_key(params),
         )
-    except ValueError as exc:  # SourceError, or a junk id
+    except ValueError as exc:  # SourceError, or a ParamError
         return _refuse(request, exc)
     except run_services.RunError as exc:
         return _refuse(request, exc)
@@ -78,25 +81,27 @@ def preview_start(request: HttpRequest) -> HttpResponse:
 @require_POST
 def ingest_start(request: HttpRequest) -> HttpResponse:
     owner = owner_of(request)
-    preview_id = request.POST.get("preview")
+    params = Params(request.POST, strict=True)
     try:
+        preview_id = params.object_id("preview")
         if preview_id:
-            preview = get_run_for_user(request, int(preview_id))
+            preview = get_run_for_user(request, preview_id)
             run = services.ingest_start(
-                owner=owner,
-                preview=preview,
-                idempotency_key=request.POST.get("idempotency_key") or None,
+                owner=owner, preview=preview, idempotency_key=_idempotency_key(params)
             )
         else:
-            ids = request.POST.getlist("source")
-            run = services.ingest_start(
-                owner=owner, source_ids=[int(i) for i in ids] if ids else None
-            )
-    except ValueError as exc:
+            ids = params.ids("source")
+            run = services.ingest_start(owner=owner, source_ids=ids or None)
+    except ValueError as exc:  # SourceError, or a ParamError
         return _refuse(request, exc)
     except run_services.RunError as exc:
         return _refuse(request, exc)
     return redirect("ingestion:ingest", run_id=run.pk)
+
+
+def _idempotency_key(params: Params) -> str | None:
+    # At most what the column holds (PostgreSQL refuses a longer one).
+    return params.text("idempotency_key", max_length=255) or None
 
 
 @login_required
@@ -210,22 +215,17 @@ def _age_text(minutes: int) -> str:
 
 
 def _items_context(request: HttpRequest, run: IngestionRun) -> dict:
-    outcome = request.GET.get("outcome", "")
-    job_status = request.GET.get("status", "")
-    source = request.GET.get("source", "")
+    params = Params(request.GET, strict=False)
+    outcome = params.choice("outcome", ItemOutcome.values)
+    job_status = params.choice("status", JobStatus.values)
+    source_id = params.object_id("source")
     items = RunItem.objects.filter(run=run).order_by("id")
-    if outcome in ItemOutcome.values:
+    if outcome:
         items = items.filter(outcome=outcome)
-    else:
-        outcome = ""
-    if job_status in JobStatus.values:
+    if job_status:
         items = items.filter(job_status=job_status)
-    else:
-        job_status = ""
-    if source.isdigit():
-        items = items.filter(source_id=int(source))
-    else:
-        source = ""
+    if source_id is not None:
+        items = items.filter(source_id=source_id)
     items = items.select_related("source").only(
         "id",
         "row",
@@ -239,11 +239,13 @@ def _items_context(request: HttpRequest, run: IngestionRun) -> dict:
         "source__company",
         "source__kind",
     )
-    page = Paginator(items, ITEMS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(items, ITEMS_PER_PAGE).get_page(params.page())
+    source = "" if source_id is None else str(source_id)
     return {
         "items_page": page,
         "item_filters": {"outcome": outcome, "status": job_status, "source": source},
         "job_statuses": JobStatus.choices,
+        "ignored": params.ignored,
     }
 
 

@@ -38,7 +38,7 @@
     });
     var bar = q("progress-bar"), progress = q("progress"), text = q("progress-text");
     var pct = run.totalJobs ? Math.min(100, Math.round((100 * run.itemsDone) / run.totalJobs)) : 0;
-    if (bar) bar.style.width = pct + "%";
+    if (bar) bar.setAttribute("width", pct);
     if (progress) {
       progress.setAttribute("aria-valuenow", run.itemsDone);
       progress.setAttribute("aria-valuemax", run.totalJobs);

@@ -68,3 +68,15 @@ def test_another_user_cannot_read_the_report(finished_run, other_user):
     client.force_login(other_user)
     assert client.get(f"/runs/{finished_run.pk}/report.csv").status_code == 404
     assert client.get(f"/runs/{finished_run.pk}/report.json").status_code == 404
+
+
+def test_the_json_report_is_a_download_when_asked_and_refuses_a_junk_flag(finished_run, user):
+    client = Client()
+    client.force_login(user)
+    url = f"/runs/{finished_run.pk}/report.json"
+    assert "Content-Disposition" not in client.get(url)
+    assert "attachment" in client.get(url, {"download": "1"})["Content-Disposition"]
+    assert "Content-Disposition" not in client.get(url, {"download": "0"})
+    refused = client.get(url, {"download": "²"})
+    assert refused.status_code == 400
+    assert "download must be 1 or 0" in refused.json()["detail"]

@@ -175,6 +175,35 @@ def test_invalid_filter_values_are_ignored(client, user):
     assert listed(response) == [job.pk]
 
 
+@pytest.mark.parametrize(
+    "query, note",
+    [
+        # A day after it overflows Python's dates.
+        ("posted_to=9999-12-31", "posted_to must be a date (YYYY-MM-DD) from 1900-01-01"),
+        # An offset past PostgreSQL's bigint (and SQLite's integer).
+        ("page=9223372036854775808", "page must be a whole number from 1 to 1,000,000"),
+        ("source=%C2%B2", "source must be a whole number"),  # "²": isdigit() but not int()
+        ("run=9223372036854775808", "run must be a whole number"),
+        ("q=a%00b", "q must not contain control characters"),
+        ("company=%00", "company must not contain control characters"),
+    ],
+)
+def test_a_filter_value_out_of_range_is_ignored_with_a_note_on_the_page(client, user, query, note):
+    job = make_job(user)
+    response = client.get(f"/jobs/?{query}")
+    assert listed(response) == [job.pk]
+    body = response.content.decode()
+    assert 'data-role="ignored-params"' in body and f"Ignored: {note}" in body
+    fragment = client.get(f"/jobs/?{query}", HTTP_HX_REQUEST="true").content.decode()
+    assert f"Ignored: {note}" in fragment
+
+
+def test_valid_filters_show_no_note(client, user):
+    make_job(user)
+    body = client.get("/jobs/?posted_to=2099-12-31&page=1&status=ready").content.decode()
+    assert "ignored-params" not in body
+
+
 def test_the_form_works_with_htmx_and_without(client, user):
     make_job(user, title="Python Developer")
     page = client.get("/jobs/").content.decode()

@@ -235,6 +235,33 @@ def test_the_url_field_recognises_a_board_live(client: Client) -> None:
     assert "careers page (JSON-LD)" in other.content.decode()
 
 
+@pytest.mark.parametrize("url", ["https://boards.greenhouse.io/a\x00b", "x" * 2001])
+def test_a_url_the_form_cannot_take_is_said_so_live_and_not_prefilled(
+    client: Client, url: str
+) -> None:
+    hint = client.get(NEW, {"recognize": "1", "url": url}, **HTMX).content.decode()
+    assert "recognized-bad" in hint and "url must" in hint
+    page = client.get(NEW, {"url": url})
+    assert page.status_code == 200
+    assert page.context["form"]["url"].value() in (None, "")
+
+
+def test_junk_in_the_posted_selection_is_left_out(client: Client, user: Any) -> None:
+    ticked = _source(user, company="Globex", identifier="globex")
+    response = client.post(
+        NEW,
+        {
+            "form": "quick",
+            "url": "boards.greenhouse.io/acme",
+            "selection": "1",
+            "source": [str(ticked.pk), "²", "9223372036854775808"],
+        },
+        **HTMX,
+    )
+    assert response.status_code == 200
+    assert f'value="{ticked.pk}" id="select-{ticked.pk}" checked' in response.content.decode()
+
+
 # --- the full form -------------------------------------------------------------------------------
 
 
@@ -336,6 +363,16 @@ def test_an_unusable_file_is_refused_whatever_the_confirmation(client: Client) -
 def test_a_file_source_without_a_file_is_refused_at_the_file_field(client: Client) -> None:
     response = client.post(NEW, _full_form(kind="file", company="Acme"))
     assert "needs an uploaded file" in response.context["form"].errors["upload"][0]
+
+
+def test_a_file_fields_clear_box_is_not_taken_for_a_file(client: Client) -> None:
+    # Django's ClearableFileInput made `upload-clear` a cleaned value of False, which the
+    # view passed on as a file (a 500).
+    data = _full_form(kind="file", company="Acme", **{"upload-clear": "on"})
+    response = client.post(NEW, data)
+    assert response.status_code == 200
+    assert "needs an uploaded file" in response.context["form"].errors["upload"][0]
+    assert not Source.objects.exists()
 
 
 # --- the upload check fragment -------------------------------------------------------------------

@@ -155,6 +155,71 @@ def test_the_items_table_filters_by_outcome_and_pages(
     assert "No postings match" in none
 
 
+@pytest.mark.parametrize(
+    "query, note",
+    [
+        ("source=%C2%B2", "source must be a whole number"),  # "²": isdigit() but not int()
+        ("source=9223372036854775808", "source must be a whole number"),
+        ("outcome=%00", "outcome must be one of"),
+        ("status=bogus", "status must be one of"),
+        ("page=9223372036854775808", "page must be a whole number from 1 to 1,000,000"),
+    ],
+)
+def test_a_bad_items_filter_is_ignored_with_a_note(
+    boards, work, client, user, greenhouse_source, query, note
+):
+    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 4)])
+    preview = work(services.preview_start(owner=user))
+    for path in (f"/runs/{preview.pk}/items/", f"/preview/{preview.pk}/"):
+        response = client.get(f"{path}?{query}")
+        assert response.status_code == 200
+        body = response.content.decode()
+        assert body.count("<tr data-outcome=") == 3
+        assert f"Ignored: {note}" in body
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"source": ["²"]}, "source must be a whole number"),
+        ({"source": ["9223372036854775808"]}, "source must be a whole number"),
+    ],
+)
+def test_a_junk_posted_value_is_refused_with_a_message_and_starts_nothing(
+    client, user, greenhouse_source, data, message
+):
+    for path in ("/preview/", "/ingest/"):
+        response = client.post(path, data, follow=True)
+        assert response.redirect_chain[-1][0] == "/configure/"
+        assert message in response.content.decode()
+    assert not IngestionRun.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "key, message",
+    [("a\x00b", "must not contain control characters"), ("k" * 256, "at most 255 characters")],
+)
+def test_an_idempotency_key_the_column_cannot_hold_is_refused(
+    client, user, greenhouse_source, key, message
+):
+    data = {"source": [greenhouse_source.pk], "idempotency_key": key}
+    response = client.post("/preview/", data, follow=True)
+    assert message in response.content.decode()
+    assert not IngestionRun.objects.exists()
+
+
+def test_a_junk_preview_id_is_refused_with_a_message(client, user, greenhouse_source):
+    response = client.post("/ingest/", {"preview": "²"}, follow=True)
+    assert "preview must be a whole number" in response.content.decode()
+    assert not IngestionRun.objects.exists()
+
+
+@pytest.mark.parametrize("back", ["//evil.example/", "/\\evil.example/", "https://evil.example/"])
+def test_a_refusal_goes_back_only_to_a_page_of_this_site(client, user, back):
+    response = client.post("/preview/", {"back": back})
+    assert response.status_code == 302 and response["Location"] == "/configure/"
+
+
 def test_the_run_page_of_an_unfinished_run_waits_for_the_results(client, user, greenhouse_source):
     run = services.ingest_start(owner=user)
     page = client.get(f"/ingest/{run.pk}/").content.decode()

@@ -71,14 +71,25 @@ def test_starting_while_a_run_is_active_shows_the_active_run(signed_in, user, re
     assert IngestionRun.objects.filter(owner=user).count() == 1
 
 
-@pytest.mark.parametrize("items, delay", [("x", "0"), ("0", "0"), ("5", "99"), ("200000", "0")])
+@pytest.mark.parametrize(
+    "items, delay, message",
+    [
+        ("x", "0", "Items must be a whole number from 1 to 100,000"),
+        ("0", "0", "Items must be"),
+        ("200000", "0", "Items must be"),
+        ("٣", "0", "Items must be"),
+        ("5", "99", "Seconds per item must be a number from 0 to 10"),
+        ("5", "nan", "Seconds per item must be"),
+        ("5", "1e400", "Seconds per item must be"),
+    ],
+)
 def test_bad_diagnostic_input_gets_a_clear_message_and_starts_nothing(
-    signed_in, user, items, delay
+    signed_in, user, items, delay, message
 ):
     response = signed_in.post(
         reverse("runs:start_diagnostic"), {"items": items, "delay": delay}, follow=True
     )
-    assert "Items must" in response.content.decode()
+    assert message in response.content.decode()
     assert not IngestionRun.objects.filter(owner=user).exists()
 
 
@@ -223,3 +234,61 @@ def test_starting_from_the_page_replaces_a_dead_run(signed_in, user, redis_clien
     new = IngestionRun.objects.exclude(pk=dead.pk).get()
     assert response["Location"] == reverse("runs:detail", args=[new.pk])
     assert IngestionRun.objects.get(pk=dead.pk).status == RunStatus.ERROR
+
+
+@pytest.mark.parametrize(
+    "query, note",
+    [
+        ("status=%00", "status must be one of"),
+        ("kind=%00", "kind must be one of"),
+        ("status=bogus", "status must be one of"),
+        ("page=%C2%B2", "page must be a whole number"),
+        ("page=9223372036854775808", "page must be a whole number from 1 to 1,000,000"),
+    ],
+)
+def test_a_bad_history_filter_is_ignored_with_a_note(signed_in, user, redis_client, query, note):
+    run = start(user)
+    for headers in ({}, {"HTTP_HX_REQUEST": "true"}):
+        response = signed_in.get(f"{reverse('runs:list')}?{query}", **headers)
+        assert response.status_code == 200
+        body = response.content.decode()
+        assert f"#{run.pk}" in body and f"Ignored: {note}" in body
+
+
+@pytest.mark.parametrize("after", ["²", "¹²", "٣", "9223372036854775808", "-1", "1.0", "a\x00"])
+def test_the_events_endpoint_refuses_a_bad_after_with_400(signed_in, user, redis_client, after):
+    run = start(user)
+    response = signed_in.get(reverse("runs:events", args=[run.pk]), {"after": after})
+    assert response.status_code == 400
+    assert "after must be a whole number" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "where, value",
+    [
+        ("after", "²"),
+        ("after", "9223372036854775808"),
+        ("lastEventId", "¹"),
+        ("Last-Event-ID", "²"),
+        ("Last-Event-ID", "run-999999:5"),
+    ],
+)
+def test_the_stream_refuses_a_bad_resume_id_with_400(signed_in, user, redis_client, where, value):
+    run = start(user)
+    url = reverse("runs:stream", args=[run.pk])
+    if where == "Last-Event-ID":
+        response = signed_in.get(url, headers={"Last-Event-ID": value})
+    else:
+        response = signed_in.get(url, {where: value})
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/plain")
+    assert f"{where} must be an event id" in response.content.decode()
+
+
+def test_the_stream_resumes_from_its_own_channel_id(signed_in, user, redis_client):
+    run = start(user)
+    services.run_request_abort(run)  # terminal: with nothing after the id, a 204
+    last = run.events.order_by("-id").first()
+    url = reverse("runs:stream", args=[run.pk])
+    response = signed_in.get(url, headers={"Last-Event-ID": f"run-{run.pk}:{last.pk}"})
+    assert response.status_code == 204
