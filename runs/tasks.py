@@ -10,6 +10,7 @@ from typing import Any
 import django_rq
 from django.db import close_old_connections
 from django.utils.module_loading import import_string
+from rq import get_current_job
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
@@ -24,7 +25,10 @@ QUEUE_NAME = "default"
 
 
 def get_queue():  # type: ignore[no-untyped-def]
-    return django_rq.get_queue(QUEUE_NAME)
+    # In a work horse, queue on the worker's own connection: it waits out a Redis outage
+    # (runs.outage), where a new one would fail the run that is queuing its parts.
+    job = get_current_job()
+    return django_rq.get_queue(QUEUE_NAME, connection=job.connection if job else None)
 
 
 def execute_run(run_id: int) -> str:

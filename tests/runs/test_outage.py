@@ -1,5 +1,6 @@
-"""Redis goes away for 30 s in the middle of a run and comes back: the connected page keeps
-getting the run's events, without restarting the web process."""
+"""Redis goes away in the middle of a run and comes back: the connected page keeps getting the
+run's events, without restarting the web process or the worker, and a run that queues work
+meanwhile queues it when Redis is back."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from datetime import datetime
 import pytest
 import redis
 
-from runs.models import IngestionRun
+from ingestion.models import Job, JobStatus, Source
+from runs.models import IngestionRun, RunStatus
+from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 from tests.support import (
     ROOT,
     SSEClient,
@@ -28,11 +31,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 OUTAGE_SECONDS = 30
 
 
-def manage(*args: str, redis_url: str) -> str:
+def manage(*args: str, redis_url: str, **env: object) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=child_env(REDIS_URL=redis_url),
+        env=child_env(REDIS_URL=redis_url, **env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -49,7 +52,8 @@ def test_live_delivery_resumes_after_a_redis_outage_without_a_web_restart(
     try:
         web, base = start_asgi(tmp_path, REDIS_URL=valkey.url)
         procs.append(web)
-        procs.append(start_worker(tmp_path, REDIS_URL=valkey.url))
+        worker = start_worker(tmp_path, REDIS_URL=valkey.url)
+        procs.append(worker)
         manage(
             "diagnose",
             "--owner",
@@ -75,6 +79,7 @@ def test_live_delivery_resumes_after_a_redis_outage_without_a_web_restart(
             valkey.start()
             restarted_at = time.time()
             assert web.alive(), "the web process must survive the outage"
+            assert worker.alive(), f"the busy worker must survive the outage:\n{worker.output()}"
 
             # The web process subscribed again by itself.
             pubsub_client = redis.Redis(unix_socket_path=str(valkey.socket))
@@ -106,5 +111,60 @@ def test_live_delivery_resumes_after_a_redis_outage_without_a_web_restart(
         finally:
             client.close()
         assert web.alive()
+    finally:
+        valkey.stop()
+
+
+def test_an_ingest_that_queues_its_chunks_while_redis_is_down_finishes_once_it_is_back(
+    user, procs, tmp_path, fixture_server, redis_client
+):
+    jobs = [greenhouse_job(i, f"Role {i}") for i in range(1, 41)]
+
+    def slow_listing():  # type: ignore[no-untyped-def]
+        # Streamed slowly, so the ingest queues its chunks as they are listed: during the
+        # outage. The pause first leaves time to stop Redis before the first chunk.
+        time.sleep(1.5)
+        for job in jobs:
+            time.sleep(0.1)
+            yield job
+
+    mount_greenhouse(fixture_server, "acme", slow_listing)
+    Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+    env = {
+        "INTAKE_ALLOW_PRIVATE_NETWORK": 1,
+        "INTAKE_GREENHOUSE_URL": fixture_server.base_url,
+        "INTAKE_CHUNK_SIZE": 8,
+        "INTAKE_BATCH_SIZE": 4,
+    }
+    valkey = ValkeyServer(tmp_path / "valkey")
+    valkey.start()
+    try:
+        worker = start_worker(tmp_path, REDIS_URL=valkey.url, **env)
+        procs.append(worker)
+        manage("ingest", "--owner", user.username, redis_url=valkey.url, **env)
+        run = IngestionRun.objects.get(owner=user)
+        wait_for(
+            lambda: IngestionRun.objects.get(pk=run.pk).status != RunStatus.PENDING,
+            timeout=30,
+            interval=0.05,
+            what="a worker to take the run",
+        )
+        valkey.stop()
+        wait_for(
+            lambda: Job.objects.filter(owner=user).count() == len(jobs),
+            timeout=30,
+            what="the listing to be upserted (and its chunks queued) during the outage",
+        )
+        time.sleep(2)
+        valkey.start()
+
+        def ended() -> bool:
+            run.refresh_from_db()
+            return run.is_terminal
+
+        wait_for(ended, timeout=60, interval=0.2, what="the run to end")
+        assert run.status == RunStatus.FINISHED, (run.error_message, worker.output()[-3000:])
+        assert Job.objects.filter(owner=user, status=JobStatus.READY).count() == len(jobs)
+        assert worker.alive()
     finally:
         valkey.stop()
