@@ -1,9 +1,10 @@
 """Redis goes away in the middle of a run and comes back: the connected page keeps getting the
-run's events, without restarting the web process or the worker, and a run that queues work
-meanwhile queues it when Redis is back."""
+run's events, without restarting the web process or the worker; and publishing an event while
+Redis is away neither holds the run up nor fills the log."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ import pytest
 import redis
 
 from ingestion.models import Job, JobStatus, Source
+from project.settings import redis_kwargs
+from runs import feed
 from runs.models import IngestionRun, RunStatus
 from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 from tests.support import (
@@ -111,6 +114,56 @@ def test_live_delivery_resumes_after_a_redis_outage_without_a_web_restart(
         finally:
             client.close()
         assert web.alive()
+    finally:
+        valkey.stop()
+
+
+def test_publishing_while_redis_is_down_skips_events_quickly_and_says_so_once(
+    settings, tmp_path, monkeypatch, caplog
+):
+    valkey = ValkeyServer(tmp_path / "valkey")
+    valkey.start()
+    settings.EVENTSTREAM_REDIS = redis_kwargs(valkey.url)  # read when it first connects
+    publisher = feed.Publisher()
+    publisher.PAUSE_SECONDS = 1.0
+    monkeypatch.setattr(feed, "PUBLISHER", publisher)
+
+    def envelope(event_id: int) -> dict:
+        return {"id": event_id, "runId": 7, "seq": event_id, "type": "run.progress"}
+
+    def received(listener: redis.client.PubSub) -> bytes:
+        message = wait_for(lambda: listener.get_message(timeout=0.1), timeout=5, what="a message")
+        return message["data"]
+
+    try:
+        listener = valkey.client().pubsub(ignore_subscribe_messages=True)
+        listener.subscribe(feed.PUBSUB_CHANNEL)
+        feed.broadcast(envelope(1))
+        assert b'"pub_id": "1"' in received(listener)
+
+        valkey.stop()
+        took = []
+        with caplog.at_level(logging.WARNING, logger="runs.feed"):
+            for event_id in range(2, 42):
+                began = time.monotonic()
+                feed.broadcast(envelope(event_id))
+                took.append(time.monotonic() - began)
+        # redis-py's own retries held each event for seconds.
+        assert max(took) < 1.0, f"slowest publish {max(took):.2f} s"
+        assert publisher.skipped == 40
+        assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+        assert len(caplog.records) == 1 and "Live events are not pushed" in caplog.text
+
+        valkey.start()
+        listener = valkey.client().pubsub(ignore_subscribe_messages=True)
+        listener.subscribe(feed.PUBSUB_CHANNEL)
+        time.sleep(publisher.PAUSE_SECONDS)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="runs.feed"):
+            feed.broadcast(envelope(42))
+        assert b'"pub_id": "42"' in received(listener)
+        assert "Live events are pushed again" in caplog.text
+        assert "(40 were not pushed meanwhile)" in caplog.text
     finally:
         valkey.stop()
 
