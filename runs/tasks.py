@@ -102,7 +102,8 @@ def _drive(run: IngestionRun, work: Callable[[RunContext], bool], unfinished: st
 
 
 def reap_stale_runs() -> int:
-    """Scheduled every INTAKE_REAPER_INTERVAL seconds by `manage.py rqcron project.cron`."""
+    """The stale-run check as an RQ job, for whoever wants to queue one; `manage.py cron`
+    runs the check itself, so that it needs no worker."""
     close_old_connections()
     return len(services.run_reap_stale())
 

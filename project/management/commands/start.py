@@ -513,9 +513,7 @@ class Command(BaseCommand):
                 "worker",
                 [python, manage, "rqworker", "default", "--with-scheduler"],
             )
-        supervisor.spawn(
-            "cron scheduler (rqcron)", "cron", [python, manage, "rqcron", "project.cron"]
-        )
+        supervisor.spawn("cron scheduler", "cron", [python, manage, "cron"])
 
     def _stop(self, supervisor: Supervisor) -> None:
         if not supervisor.children:
