@@ -6,7 +6,7 @@ from django.db import close_old_connections
 
 
 def cleanup_payloads() -> int:
-    """Delete expired RawPayloads; scheduled daily by `manage.py rqcron project.cron`."""
+    """Delete expired RawPayloads; queued daily by `manage.py cron` (project/cron.py)."""
     from ingestion.fetching import payload_delete_expired
 
     close_old_connections()

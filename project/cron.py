@@ -1,13 +1,14 @@
-"""RQ's cron scheduler configuration: `manage.py rqcron project.cron` (the start command runs
-it). It lives in project/ because it wires apps together; runs/ knows nothing of ingestion.
-Several schedulers against one Redis are harmless: each job below is idempotent."""
+"""RQ's cron schedule, enqueued by `manage.py cron` (the start command runs it). It lives in
+project/ because it wires apps together; runs/ knows nothing of ingestion. The stale-run check
+is not here: `manage.py cron` runs it in its own process, since a queued check would wait for a
+worker, and no worker may be alive. Several schedulers against one Redis are harmless: each
+job below is idempotent."""
 
-from django.conf import settings
 from rq import cron
 
 from ingestion.tasks import cleanup_payloads
-from runs.tasks import QUEUE_NAME, reap_stale_runs
+from runs.tasks import QUEUE_NAME
 
-cron.register(reap_stale_runs, QUEUE_NAME, interval=settings.INTAKE_REAPER_INTERVAL)
 # Daily at 03:00 (the scheduler's local time); an interval would also run it at every start.
-cron.register(cleanup_payloads, QUEUE_NAME, cron="0 3 * * *")
+# With no worker to run it, a day's job is dropped rather than pile up behind the next.
+cron.register(cleanup_payloads, QUEUE_NAME, cron="0 3 * * *", ttl=23 * 3600)

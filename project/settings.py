@@ -203,7 +203,7 @@ INTAKE_HEARTBEAT_INTERVAL = env_float("INTAKE_HEARTBEAT_INTERVAL", 5.0, minimum=
 INTAKE_RUN_STUCK_AFTER = env_float("INTAKE_RUN_STUCK_AFTER", 1800.0, minimum=1)
 # Progress events are published at most this often per run, however fast the run goes.
 INTAKE_PROGRESS_INTERVAL = env_float("INTAKE_PROGRESS_INTERVAL", 0.5, minimum=0.05)
-# How often the reaper runs (seconds) under `manage.py rqcron project.cron`.
+# How often `manage.py cron` checks for stale runs (seconds), in its own process.
 INTAKE_REAPER_INTERVAL = env_int("INTAKE_REAPER_INTERVAL", 60, minimum=1)
 
 # --- Ingestion ------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The live feed: RunEvent rows delivered over SSE by django-eventstream.
 
 - Workers publish through Redis pub/sub (EVENTSTREAM_REDIS); the ASGI web process's listener
-  hands each event to the streams of that run's channel, `run-<id>`.
+  hands each event to the streams of that run's channel, `run-<id>`. Publishing never holds a
+  run up: short timeouts, and while Redis is unreachable `Publisher` skips it (the events are
+  stored; the streams read them from the database meanwhile).
 - Replay on reconnect (Last-Event-ID, `?after=`) reads RunEvent rows: `RunEventStorage` is the
   storage django-eventstream asks, so no event is kept twice.
 - django-eventstream's Redis listener dies silently when its connection drops and never
@@ -16,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,9 +31,12 @@ from django_eventstream.channelmanager import ChannelManagerBase
 from django_eventstream.event import Event
 from django_eventstream.storage import StorageBase
 
+from runs.outage import describe
+
 logger = logging.getLogger(__name__)
 
-# The pub/sub channel django-eventstream's send_event publishes on (fixed by the library).
+# The pub/sub channel django-eventstream's send_event publishes on (fixed by the library; its
+# listener and ours read it, and Publisher writes it the way send_event does).
 PUBSUB_CHANNEL = "events_channel"
 # Every RunEvent goes out as the SSE default event type, so a plain EventSource `onmessage`
 # sees it; the envelope's `type` says what happened.
@@ -66,24 +73,100 @@ def encode(envelope: dict[str, Any]) -> str:
 def broadcast(envelope: dict[str, Any]) -> None:
     """Publish a committed event to every web process. Called from transaction.on_commit.
 
-    A failure is logged, not raised: the event is already stored, and subscribers catch up
-    from the database (replay on reconnect, and the degraded-mode re-reads)."""
-    from django_eventstream import send_event
+    Never raises and never waits long: the event is already stored, and subscribers catch up
+    from the database (replay on reconnect, and the degraded-mode re-reads), so while Redis is
+    unreachable a run goes on at full speed without pushing its events."""
+    PUBLISHER.publish(channel_for(envelope["runId"]), encode(envelope), int(envelope["id"]))
 
-    try:
-        send_event(
-            channel_for(envelope["runId"]), SSE_EVENT_NAME, encode(envelope), json_encode=False
-        )
-    except Exception as exc:
-        logger.warning(
-            "Could not broadcast event %s of run %s: %s", envelope["id"], envelope["runId"], exc
-        )
+
+class Publisher:
+    """Publishes events on the pub/sub channel the web processes' listeners read, as
+    django-eventstream's send_event does, but on a connection of its own with short timeouts
+    and no retries (redis-py's default retries took seconds per event with Redis down), and
+    with a circuit breaker: after a failure it skips publishing for PAUSE_SECONDS. It says so
+    once per outage, not once per event."""
+
+    TIMEOUT = 0.5  # seconds, to connect and for the answer
+    PAUSE_SECONDS = 5.0
+
+    def __init__(self) -> None:
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+        self._down_since: float | None = None
+        self.skipped = 0
+
+    def _redis(self) -> Any:
+        # redis-py's pool notices a fork and reconnects, so one client serves every process.
+        if self._client is None:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            kwargs = {
+                **settings.EVENTSTREAM_REDIS,
+                "socket_timeout": self.TIMEOUT,
+                "socket_connect_timeout": self.TIMEOUT,
+                "retry": Retry(NoBackoff(), 0),
+            }
+            self._client = redis.Redis(**kwargs)
+        return self._client
+
+    def publish(self, channel: str, data: str, event_id: int) -> bool:
+        """True when the event went out on Redis; False when it was skipped or failed."""
+        from django_eventstream.utils import publish_event
+
+        fields = {"channel": channel, "event_type": SSE_EVENT_NAME, "data": data}
+        message = json.dumps({**fields, "pub_id": str(event_id)})
+        sent = self._publish(message)
+        try:  # GRIP (Pushpin), when configured; a no-op otherwise
+            publish_event(channel, SSE_EVENT_NAME, data, str(event_id), str(event_id - 1))
+        except Exception as exc:
+            logger.warning("Could not publish event %s to GRIP: %s", event_id, exc)
+        return sent
+
+    def _publish(self, message: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._paused_until:
+                self.skipped += 1
+                return False
+        try:
+            self._redis().publish(PUBSUB_CHANNEL, message)
+        except Exception as exc:
+            with self._lock:
+                self._paused_until = time.monotonic() + self.PAUSE_SECONDS
+                self.skipped += 1
+                first = self._down_since is None
+                if first:
+                    self._down_since = now
+            if first:
+                logger.warning(
+                    "Live events are not pushed: Redis is unreachable (%s). They are stored; "
+                    "open pages read them from the database meanwhile. Trying again every %g s.",
+                    describe(exc),
+                    self.PAUSE_SECONDS,
+                )
+            return False
+        with self._lock:
+            since, self._down_since = self._down_since, None
+            skipped, self.skipped = self.skipped, 0
+        if since is not None:
+            logger.warning(
+                "Live events are pushed again, after %.0f s (%d were not pushed meanwhile).",
+                time.monotonic() - since,
+                skipped,
+            )
+        return True
+
+
+PUBLISHER = Publisher()
 
 
 def warm_up() -> None:
-    """Worker warm-up hook (settings.INTAKE_WORKER_WARM_UP): send_event imports its views
-    module and django_grip (with werkzeug) on first use, ~25 ms in every work horse."""
-    import django_eventstream.views  # noqa: F401
+    """Worker warm-up hook (settings.INTAKE_WORKER_WARM_UP): publishing imports django_grip
+    (with werkzeug) on first use, ~25 ms in every work horse."""
+    import django_eventstream.utils  # noqa: F401
     import django_grip  # noqa: F401
 
 

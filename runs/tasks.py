@@ -28,7 +28,10 @@ PART_RETRIES = 2
 
 
 def get_queue():  # type: ignore[no-untyped-def]
-    return django_rq.get_queue(QUEUE_NAME)
+    # In a work horse, queue on the worker's own connection: it waits out a Redis outage
+    # (runs.outage), where a new one would fail the run that is queuing its parts.
+    job = get_current_job()
+    return django_rq.get_queue(QUEUE_NAME, connection=job.connection if job else None)
 
 
 def execute_run(run_id: int) -> str:
@@ -195,7 +198,8 @@ def _death(wait_status: int | None) -> str:
 
 
 def reap_stale_runs() -> int:
-    """Scheduled every INTAKE_REAPER_INTERVAL seconds by `manage.py rqcron project.cron`."""
+    """The stale-run check as an RQ job, for whoever wants to queue one; `manage.py cron`
+    runs the check itself, so that it needs no worker."""
     close_old_connections()
     return len(services.run_reap_stale())
 

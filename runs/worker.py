@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import signal
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import connections
 from django.utils.module_loading import import_string
-from rq import Worker
+from rq import Worker, worker_registration
 
 from runs import tasks
+from runs.outage import REDIS, STOPPING, wait_out_outages
+
+logger = logging.getLogger(__name__)
+
+# How long a stopping worker waits for its scheduler process before killing it (seconds).
+SCHEDULER_STOP_TIMEOUT = 5.0
 
 
 class IntakeWorker(Worker):
+    """rq's forking worker, made to ride out a Redis outage.
+
+    Every Redis call of a worker that works (not of the read-only copies that dashboards
+    build) waits for Redis through an outage (runs.outage): the worker loop, its heartbeats
+    while a job runs, the work horse recording its result, the scheduler process. After an
+    outage the worker registers itself again, since Redis may have come back empty. On a stop
+    request nothing waits for Redis any more, so a stop during an outage is quick.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        connection = kwargs.get("connection")
+        if connection is not None and kwargs.get("prepare_for_work", True):
+            wait_out_outages(connection)
+        super().__init__(*args, **kwargs)
+
     def work(self, *args: Any, **kwargs: Any) -> bool:
         warm_up()
+        REDIS.on_recovery.append(self._register_again)
         return super().work(*args, **kwargs)
 
     def fork_work_horse(self, job, queue):  # type: ignore[no-untyped-def]
@@ -29,6 +56,60 @@ class IntakeWorker(Worker):
         # rather than from the stale check minutes later.
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         tasks.work_horse_died(job, ret_val)
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        STOPPING.set()
+        super().request_stop(signum, frame)
+
+    def set_shutdown_requested_date(self) -> None:
+        # Informational only; rq calls it from the signal handler, where an error would
+        # surface in whatever the worker was doing (waiting for its busy horse).
+        with contextlib.suppress(redis.RedisError):
+            super().set_shutdown_requested_date()
+
+    def maintain_heartbeats(self, job, execution):  # type: ignore[no-untyped-def]
+        # Raises only once stopping (otherwise it waits for Redis): keep waiting for the horse
+        # rather than leave it running on its own.
+        try:
+            super().maintain_heartbeats(job, execution)
+        except redis.RedisError as exc:
+            logger.warning("Worker %s: heartbeat not recorded (%s)", self.name, exc)
+
+    def stop_scheduler(self) -> None:
+        # rq waits for its scheduler process without a limit; during an outage that process
+        # waits for Redis and would hold the stop up for as long.
+        process = self.scheduler._process if self.scheduler else None
+        if process is None or not process.pid:
+            return
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signal.SIGTERM)
+        process.join(SCHEDULER_STOP_TIMEOUT)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        except redis.RedisError as exc:
+            # Stopping while Redis is unreachable: the worker's key expires by itself.
+            logger.warning("Worker %s: could not deregister from Redis (%s)", self.name, exc)
+
+    def _register_again(self) -> None:
+        """After an outage: put this worker back into Redis's worker registry (a Redis that
+        restarted without its data has forgotten it) so `Worker.all()` and the dashboards see
+        it. Runs in whichever thread noticed that Redis is back."""
+        if self.is_horse or self.birth_date is None:
+            return
+        self.last_heartbeat = self.last_heartbeat or self.birth_date
+        try:
+            with self.connection.pipeline() as pipeline:
+                pipeline.hset(self.key, mapping={**self.serialize(), "state": self.get_state()})
+                pipeline.expire(self.key, self.worker_ttl + 60)
+                worker_registration.register(self, pipeline)
+                pipeline.execute()
+        except redis.RedisError as exc:
+            logger.warning("Worker %s: could not register again (%s)", self.name, exc)
 
 
 def warm_up() -> None:

@@ -120,6 +120,9 @@ class ValkeyServer:
     def url(self) -> str:
         return f"unix://{self.socket}"
 
+    def client(self) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.socket))
+
     def start(self) -> None:
         if self.socket.exists():
             self.socket.unlink()

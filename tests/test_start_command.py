@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 120
@@ -103,11 +105,13 @@ def _leave_a_run_cut_off(clone: Path) -> None:
     )
 
 
-def _start(clone: Path, port: int) -> tuple[subprocess.Popen[str], Output]:
-    env = _clone_env()
+def _start(
+    clone: Path, port: int, *, env: dict[str, str] | None = None, workers: int = 1
+) -> tuple[subprocess.Popen[str], Output]:
+    env = env or _clone_env()
     python3 = shutil.which("python3") or sys.executable
     proc = subprocess.Popen(
-        [python3, "intake.py", "start", "--port", str(port), "--workers", "1"],
+        [python3, "intake.py", "start", "--port", str(port), "--workers", str(workers)],
         cwd=clone,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -234,3 +238,199 @@ def test_start_runs_from_a_clean_clone_stops_on_sigint_and_keeps_its_data(
             proc.kill()
             proc.wait()
         _kill_everything_under(tmp_path)
+
+
+# --- Faults: a child that dies, one that keeps dying, Redis going away ----------------------
+
+
+def _manage(clone: Path, *args: str, env: dict[str, str], timeout: float = 120) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, f"manage.py {' '.join(args)}:\n{result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def _start_diagnostic(clone: Path, env: dict[str, str], *, items: int, delay: float) -> int:
+    out = _manage(
+        clone, "diagnose", "--owner", "admin", "--items", str(items), "--delay", str(delay), env=env
+    )
+    match = re.search(r"Started run #(\d+)", out)
+    assert match, out
+    return int(match.group(1))
+
+
+def _run_state(clone: Path, run_id: int) -> tuple[str, int]:
+    """(status, items_done) of a run, read straight from the clone's SQLite database."""
+    with contextlib.closing(sqlite3.connect(clone / "var" / "intake.sqlite3", timeout=30)) as db:
+        row = db.execute(
+            "SELECT status, items_done FROM runs_ingestionrun WHERE id = ?", (run_id,)
+        ).fetchone()
+    assert row is not None, f"no run #{run_id}"
+    return row[0], row[1]
+
+
+def _wait_for_run(clone: Path, run_id: int, status: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (state := _run_state(clone, run_id))[0] != status:
+        assert time.monotonic() < deadline, f"run #{run_id} is {state}, not {status}"
+        time.sleep(0.5)
+
+
+def _children(proc: subprocess.Popen[str]) -> dict[int, str]:
+    found = {}
+    for child in psutil.Process(proc.pid).children():
+        with contextlib.suppress(psutil.Error):
+            found[child.pid] = " ".join(child.cmdline())
+    return found
+
+
+def _worker_pid(proc: subprocess.Popen[str]) -> int:
+    workers = [pid for pid, cmdline in _children(proc).items() if "rqworker" in cmdline]
+    assert len(workers) == 1, _children(proc)
+    return workers[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(START_TIMEOUT + STOP_TIMEOUT + 240)
+def test_start_restarts_a_killed_worker_and_stops_only_when_one_keeps_dying(
+    tmp_path: Path,
+) -> None:
+    clone = _clean_clone(tmp_path / "clone")
+    env = {**_clone_env(), "LOG_LEVEL": "INFO"}
+    proc: subprocess.Popen[str] | None = None
+    try:
+        port = _free_port()
+        proc, output = _start(clone, port, env=env)
+        _wait_for_login_page(proc, output, port)
+        _wait_for_line(output, rf"Intake is running at http://127\.0\.0\.1:{port}/")
+        _wait_for_line(output, r"Listening on", timeout=60)  # the worker is up
+
+        # kill -9, as the OOM killer does: the worker comes back, and the tree stays up.
+        first = _worker_pid(proc)
+        os.kill(first, signal.SIGKILL)
+        killed_at = time.monotonic()
+        _wait_for_line(
+            output,
+            rf"RQ worker 1 \(pid {first}\) exited with signal SIGKILL; "
+            r"restarting in 1 s \(restart 1\)\.",
+        )
+        restarted = int(_wait_for_line(output, r"RQ worker 1 restarted \(pid (\d+)\)\.").group(1))
+        assert restarted != first and psutil.pid_exists(restarted)
+        restarted_after = time.monotonic() - killed_at
+        run_id = _start_diagnostic(clone, env, items=3, delay=0)
+        _wait_for_run(clone, run_id, "finished", timeout=90)
+        print(
+            f"worker restarted {restarted_after:.1f} s after kill -9; "
+            f"a run finished {time.monotonic() - killed_at:.1f} s after"
+        )
+        assert proc.poll() is None, output.text()
+
+        # A worker that dies again and again stops everything, saying which and why.
+        killed = {first}
+        deadline = time.monotonic() + 150
+        loop_began = time.monotonic()
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, f"no crash-loop stop:\n{output.text()}"
+            pids = {pid for pid, cmd in _children(proc).items() if "rqworker" in cmd} - killed
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            time.sleep(0.1)
+        output.close()
+        print(f"crash loop: the tree stopped {time.monotonic() - loop_began:.1f} s after")
+        assert proc.returncode != 0
+        text = output.text()
+        message = re.search(
+            r"RQ worker 1 exited 5 times within 60 s \(the last time with signal SIGKILL\) "
+            r"and does not stay up; stopped everything\. Its last output:\n((?: {4}.*\n?)+)",
+            text,
+        )
+        assert message, text
+        assert "rq.worker" in message.group(1)  # the worker's own lines
+        assert "restarting in 2 s (restart 2)" in text and "restarting in 4 s (restart 3)" in text
+        assert "Stopped." in text
+        assert _processes_under(tmp_path) == []
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        _kill_everything_under(tmp_path)
+
+
+OUTAGE_SECONDS = 30
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(START_TIMEOUT + STOP_TIMEOUT + OUTAGE_SECONDS + 240)
+def test_start_rides_out_a_redis_outage_with_a_run_in_progress(tmp_path: Path) -> None:
+    from tests.support import ValkeyServer
+
+    clone = _clean_clone(tmp_path / "clone")
+    # A Redis of the test's own (the embedded one would be restarted by the supervisor).
+    valkey = ValkeyServer(tmp_path / "valkey")
+    valkey.start()
+    env = {**_clone_env(), "REDIS_URL": valkey.url, "LOG_LEVEL": "INFO"}
+    proc: subprocess.Popen[str] | None = None
+    try:
+        port = _free_port()
+        proc, output = _start(clone, port, env=env, workers=2)
+        _wait_for_login_page(proc, output, port)
+        _wait_for_line(output, rf"Intake is running at http://127\.0\.0\.1:{port}/")
+        children = _children(proc)
+        assert len(children) == 4, children  # web, two workers, cron
+
+        run_id = _start_diagnostic(clone, env, items=150, delay=0.2)
+        deadline = time.monotonic() + 60
+        while _run_state(clone, run_id)[1] < 5:
+            assert time.monotonic() < deadline, f"the run did not get going:\n{output.text()}"
+            time.sleep(0.2)
+
+        valkey.stop()
+        stopped_at = time.monotonic()
+        done_at_stop = _run_state(clone, run_id)[1]
+        time.sleep(OUTAGE_SECONDS)
+        # The run went on without Redis (its state and events are in the database).
+        assert _run_state(clone, run_id)[1] > done_at_stop + 20
+        valkey.start()
+        back_at = time.monotonic()
+
+        _wait_for_run(clone, run_id, "finished", timeout=120)
+        # Its RQ job is recorded as done once Redis is back (its work horse waited for Redis to
+        # say so): nothing runs it again. And both workers put themselves back into the
+        # (empty) Redis.
+        client = redis.Redis(unix_socket_path=str(valkey.socket))
+        job_key = f"rq:job:intake-run-{run_id}"
+        deadline = time.monotonic() + 30
+        while client.hget(job_key, "status") != b"finished" or client.scard("rq:workers") < 2:
+            assert time.monotonic() < deadline, (
+                f"job {client.hgetall(job_key)}, workers {client.smembers('rq:workers')}:\n"
+                f"{output.text()}"
+            )
+            time.sleep(0.2)
+
+        again = _start_diagnostic(clone, env, items=5, delay=0)
+        _wait_for_run(clone, again, "finished", timeout=60)
+        recovered = time.monotonic() - back_at
+        print(f"outage {back_at - stopped_at:.0f} s; a new run finished {recovered:.1f} s after")
+
+        # Nothing died and nothing was restarted.
+        assert proc.poll() is None, output.text()
+        assert _children(proc) == children
+        assert "restarting in" not in output.text()
+        assert "Redis is back after" in output.text()
+
+        assert _interrupt(proc, output) == 0, output.text()
+        assert _processes_under(tmp_path / "clone") == []
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        _kill_everything_under(tmp_path)
+        valkey.stop()

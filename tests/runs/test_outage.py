@@ -1,8 +1,10 @@
-"""Redis goes away for 30 s in the middle of a run and comes back: the connected page keeps
-getting the run's events, without restarting the web process."""
+"""Redis goes away in the middle of a run and comes back: the connected page keeps getting the
+run's events, without restarting the web process or the worker; and publishing an event while
+Redis is away neither holds the run up nor fills the log."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -11,7 +13,11 @@ from datetime import datetime
 import pytest
 import redis
 
-from runs.models import IngestionRun
+from ingestion.models import Job, JobStatus, Source
+from project.settings import redis_kwargs
+from runs import feed
+from runs.models import IngestionRun, RunStatus
+from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 from tests.support import (
     ROOT,
     SSEClient,
@@ -28,11 +34,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 OUTAGE_SECONDS = 30
 
 
-def manage(*args: str, redis_url: str) -> str:
+def manage(*args: str, redis_url: str, **env: object) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=child_env(REDIS_URL=redis_url),
+        env=child_env(REDIS_URL=redis_url, **env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -49,7 +55,8 @@ def test_live_delivery_resumes_after_a_redis_outage_without_a_web_restart(
     try:
         web, base = start_asgi(tmp_path, REDIS_URL=valkey.url)
         procs.append(web)
-        procs.append(start_worker(tmp_path, REDIS_URL=valkey.url))
+        worker = start_worker(tmp_path, REDIS_URL=valkey.url)
+        procs.append(worker)
         manage(
             "diagnose",
             "--owner",
@@ -75,6 +82,7 @@ def test_live_delivery_resumes_after_a_redis_outage_without_a_web_restart(
             valkey.start()
             restarted_at = time.time()
             assert web.alive(), "the web process must survive the outage"
+            assert worker.alive(), f"the busy worker must survive the outage:\n{worker.output()}"
 
             # The web process subscribed again by itself.
             pubsub_client = redis.Redis(unix_socket_path=str(valkey.socket))
@@ -106,5 +114,110 @@ def test_live_delivery_resumes_after_a_redis_outage_without_a_web_restart(
         finally:
             client.close()
         assert web.alive()
+    finally:
+        valkey.stop()
+
+
+def test_publishing_while_redis_is_down_skips_events_quickly_and_says_so_once(
+    settings, tmp_path, monkeypatch, caplog
+):
+    valkey = ValkeyServer(tmp_path / "valkey")
+    valkey.start()
+    settings.EVENTSTREAM_REDIS = redis_kwargs(valkey.url)  # read when it first connects
+    publisher = feed.Publisher()
+    publisher.PAUSE_SECONDS = 1.0
+    monkeypatch.setattr(feed, "PUBLISHER", publisher)
+
+    def envelope(event_id: int) -> dict:
+        return {"id": event_id, "runId": 7, "seq": event_id, "type": "run.progress"}
+
+    def received(listener: redis.client.PubSub) -> bytes:
+        message = wait_for(lambda: listener.get_message(timeout=0.1), timeout=5, what="a message")
+        return message["data"]
+
+    try:
+        listener = valkey.client().pubsub(ignore_subscribe_messages=True)
+        listener.subscribe(feed.PUBSUB_CHANNEL)
+        feed.broadcast(envelope(1))
+        assert b'"pub_id": "1"' in received(listener)
+
+        valkey.stop()
+        took = []
+        with caplog.at_level(logging.WARNING, logger="runs.feed"):
+            for event_id in range(2, 42):
+                began = time.monotonic()
+                feed.broadcast(envelope(event_id))
+                took.append(time.monotonic() - began)
+        # redis-py's own retries held each event for seconds.
+        assert max(took) < 1.0, f"slowest publish {max(took):.2f} s"
+        assert publisher.skipped == 40
+        assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+        assert len(caplog.records) == 1 and "Live events are not pushed" in caplog.text
+
+        valkey.start()
+        listener = valkey.client().pubsub(ignore_subscribe_messages=True)
+        listener.subscribe(feed.PUBSUB_CHANNEL)
+        time.sleep(publisher.PAUSE_SECONDS)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="runs.feed"):
+            feed.broadcast(envelope(42))
+        assert b'"pub_id": "42"' in received(listener)
+        assert "Live events are pushed again" in caplog.text
+        assert "(40 were not pushed meanwhile)" in caplog.text
+    finally:
+        valkey.stop()
+
+
+def test_an_ingest_that_queues_its_chunks_while_redis_is_down_finishes_once_it_is_back(
+    user, procs, tmp_path, fixture_server, redis_client
+):
+    jobs = [greenhouse_job(i, f"Role {i}") for i in range(1, 41)]
+
+    def slow_listing():  # type: ignore[no-untyped-def]
+        # Streamed slowly, so the ingest queues its chunks as they are listed: during the
+        # outage. The pause first leaves time to stop Redis before the first chunk.
+        time.sleep(1.5)
+        for job in jobs:
+            time.sleep(0.1)
+            yield job
+
+    mount_greenhouse(fixture_server, "acme", slow_listing)
+    Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+    env = {
+        "INTAKE_ALLOW_PRIVATE_NETWORK": 1,
+        "INTAKE_GREENHOUSE_URL": fixture_server.base_url,
+        "INTAKE_CHUNK_SIZE": 8,
+        "INTAKE_BATCH_SIZE": 4,
+    }
+    valkey = ValkeyServer(tmp_path / "valkey")
+    valkey.start()
+    try:
+        worker = start_worker(tmp_path, REDIS_URL=valkey.url, **env)
+        procs.append(worker)
+        manage("ingest", "--owner", user.username, redis_url=valkey.url, **env)
+        run = IngestionRun.objects.get(owner=user)
+        wait_for(
+            lambda: IngestionRun.objects.get(pk=run.pk).status != RunStatus.PENDING,
+            timeout=30,
+            interval=0.05,
+            what="a worker to take the run",
+        )
+        valkey.stop()
+        wait_for(
+            lambda: Job.objects.filter(owner=user).count() == len(jobs),
+            timeout=30,
+            what="the listing to be upserted (and its chunks queued) during the outage",
+        )
+        time.sleep(2)
+        valkey.start()
+
+        def ended() -> bool:
+            run.refresh_from_db()
+            return run.is_terminal
+
+        wait_for(ended, timeout=60, interval=0.2, what="the run to end")
+        assert run.status == RunStatus.FINISHED, (run.error_message, worker.output()[-3000:])
+        assert Job.objects.filter(owner=user, status=JobStatus.READY).count() == len(jobs)
+        assert worker.alive()
     finally:
         valkey.stop()

@@ -1,4 +1,5 @@
-"""Workers killed in the middle of a run: the scheduled reaper ends the run; with no worker or
+"""Workers killed in the middle of a run: the stale-run check in the cron process
+(`manage.py cron`) ends the run, needing neither a worker nor Redis; with no worker or
 scheduler left, the read paths (status poll, abort) do; a killed work horse ends its run at
 once. The recovery times these print (`FIGURE ...`, with `pytest -s`) are recorded in
 docs/operations.md."""
@@ -8,19 +9,28 @@ from __future__ import annotations
 import os
 import sys
 import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from runs import services
 from runs.models import IngestionRun, RunKind, RunStatus
-from tests.support import Proc, child_env, start_worker, wait_for
+from tests.support import Proc, ValkeyServer, child_env, start_worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 FAST = {"INTAKE_RUN_STALE_AFTER": 3, "INTAKE_REAPER_INTERVAL": 1, "INTAKE_HEARTBEAT_INTERVAL": 0.5}
+
+
+def start_cron(log_dir: Path, **env: Any) -> Proc:
+    argv = [sys.executable, "manage.py", "cron"]
+    return Proc("cron", argv, env=child_env(**env), log_dir=log_dir)
 
 
 def test_a_run_whose_worker_was_killed_is_ended_by_the_scheduled_reaper(
@@ -42,8 +52,7 @@ def test_a_run_whose_worker_was_killed_is_ended_by_the_scheduled_reaper(
 
     # What keeps running elsewhere: another worker and the cron scheduler.
     procs.append(start_worker(tmp_path, name="survivor", **FAST))
-    cron = [sys.executable, "manage.py", "rqcron", "project.cron"]
-    procs.append(Proc("cron", cron, env=child_env(**FAST), log_dir=tmp_path))
+    procs.append(start_cron(tmp_path, **FAST))
 
     def ended() -> bool:
         run.refresh_from_db()
@@ -187,3 +196,55 @@ def test_a_run_whose_work_horse_is_killed_ends_at_once_saying_so(
         timeout=30,
         what="the same worker to run the next run",
     )
+
+
+def test_the_cron_process_ends_stale_runs_with_no_worker_and_with_redis_down(
+    user, procs, tmp_path, redis_client
+):
+    valkey = ValkeyServer(tmp_path / "valkey")
+    valkey.start()
+    try:
+        cron = start_cron(tmp_path, REDIS_URL=valkey.url, **FAST)
+        procs.append(cron)
+        wait_for(
+            lambda: valkey.client().zcard("rq:cron_schedulers") == 1,
+            timeout=30,
+            what="the cron scheduler to register",
+        )
+        valkey.stop()
+
+        # A run whose worker went silent, and no worker anywhere.
+        beat_at = timezone.now()
+        run = IngestionRun.objects.create(
+            owner=user,
+            kind=RunKind.DIAGNOSTIC,
+            status=RunStatus.INGESTING,
+            started_at=beat_at - timedelta(seconds=1),
+            heartbeat_at=beat_at,
+        )
+
+        def ended() -> bool:
+            run.refresh_from_db()
+            return run.is_terminal
+
+        wait_for(ended, timeout=30, interval=0.2, what="the cron process to end the run")
+        silent_for = (run.finished_at - beat_at).total_seconds()
+        print(f"a stale run ended {silent_for:.1f} s after its last heartbeat")
+        assert run.status == RunStatus.ERROR
+        assert "worker stopped responding" in run.error_message
+        # Ended within the limit (3 s) and one check interval (1 s), with room for a busy
+        # machine; the queued reaper job it replaces would have waited for a worker forever.
+        assert silent_for < 15, f"ended {silent_for:.1f} s after the last heartbeat"
+
+        valkey.start()
+        wait_for(
+            lambda: valkey.client().zcard("rq:cron_schedulers") == 1,
+            timeout=30,
+            what="the cron scheduler to come back to the restarted Redis",
+        )
+        assert cron.alive(), cron.output()
+        assert "Redis is back" in cron.output()
+        # Nothing was queued for a worker meanwhile.
+        assert valkey.client().llen("rq:queue:default") == 0
+    finally:
+        valkey.stop()

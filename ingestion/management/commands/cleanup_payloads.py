@@ -9,7 +9,7 @@ from ingestion.fetching import payload_delete_expired
 class Command(BaseCommand):
     help = (
         "Delete raw payloads (the stored bodies of fetches) older than INTAKE_PAYLOAD_TTL_DAYS "
-        "days, in batches. The same job runs daily under `manage.py rqcron project.cron`. Safe "
+        "days, in batches. The same job is queued daily by `manage.py cron`. Safe "
         "to interrupt: each batch is committed on its own."
     )
 

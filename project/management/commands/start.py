@@ -1,10 +1,15 @@
 """`manage.py start`: run all of Intake as one process tree until Ctrl-C or SIGTERM.
 
 Order of work: migrate, make sure somebody can sign in, start the embedded valkey-server when
-REDIS_URL is unset, then the web server (uvicorn), N RQ workers and the cron scheduler. On a
-stop request the children are stopped in reverse dependency order: the web server first (no new
-work arrives), then the cron scheduler and the workers (RQ's warm shutdown lets a job in hand
-finish), and valkey last, because everything above still talks to it while stopping.
+REDIS_URL is unset, then the web server (uvicorn), N RQ workers and the cron scheduler. A child
+that exits is restarted, after a delay that doubles while it keeps dying (RESTART_DELAY_*);
+only a child that dies CRASH_LOOP_DEATHS times within CRASH_LOOP_WINDOW seconds stops
+everything, with its last output lines. The children's output passes through the supervisor,
+which keeps each child's last lines for that message.
+
+On a stop request the children are stopped in reverse dependency order: the web server first
+(no new work arrives), then the cron scheduler and the workers (RQ's warm shutdown lets a job
+in hand finish), and valkey last, because everything above still talks to it while stopping.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import errno
 import fcntl
 import os
 import secrets
+import selectors
 import signal
 import socket
 import stat
@@ -23,6 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,17 +57,38 @@ PR_SET_CHILD_SUBREAPER = 36
 
 # Stop order (see the module docstring); valkey is stopped in a phase of its own.
 APP_STOP_ORDER = ("web", "cron", "worker")
+# Restart order when several children are due at once: Redis before what talks to it.
+RESTART_ORDER = ("valkey", "web", "cron", "worker")
+
+# A dead child is restarted after RESTART_DELAY_FIRST seconds; each quick death doubles the
+# delay, up to RESTART_DELAY_MAX. A child that stayed up STABLE_SECONDS starts over at the
+# first delay.
+RESTART_DELAY_FIRST = 1.0
+RESTART_DELAY_MAX = 30.0
+STABLE_SECONDS = 60.0
+# A child that dies this often within this many seconds will not get better by itself (a bad
+# setting, a broken install): stop everything and say which and why.
+CRASH_LOOP_DEATHS = 5
+CRASH_LOOP_WINDOW = 60.0
+# Output lines kept per child for the crash-loop message.
+TAIL_LINES = 12
+# How often orphaned processes (a dead worker's work horse, adopted by the supervisor as
+# subreaper) are reaped once they exit.
+ORPHAN_REAP_SECONDS = 2.0
 
 
 class StopRequested(Exception):
-    """A stop signal arrived while starting up: unwind and stop what runs so far."""
+    """A stop signal arrived: unwind and stop what runs."""
 
 
-class ChildDied(Exception):
+class CrashLoop(Exception):
     def __init__(self, child: Child) -> None:
         self.child = child
+        tail = child.tail_text()
         super().__init__(
-            f"{child.name} (pid {child.pid}) exited unexpectedly with {child.exit_text()}"
+            f"{child.name} exited {len(child.deaths)} times within {CRASH_LOOP_WINDOW:.0f} s "
+            f"(the last time with {child.exit_text()}) and does not stay up; stopped everything. "
+            + (f"Its last output:\n{tail}" if tail else "It printed nothing.")
         )
 
 
@@ -68,7 +96,14 @@ class ChildDied(Exception):
 class Child:
     name: str
     role: str  # "valkey", "web", "worker" or "cron"
+    argv: list[str]
     popen: subprocess.Popen[bytes]
+    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    delay: float = 0.0  # the last restart delay; 0 until it dies quickly
+    restart_at: float | None = None  # set while dead and waiting to be restarted
+    deaths: deque[float] = field(default_factory=deque)
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
 
     @property
     def pid(self) -> int:
@@ -82,6 +117,19 @@ class Child:
         if code is not None and code < 0:
             return f"signal {signal.Signals(-code).name}"
         return f"exit code {code}"
+
+    def tail_text(self) -> str:
+        return "\n".join(f"    {line}" for line in self.tail)
+
+
+@dataclass
+class Pipe:
+    """The read end of a child's stdout+stderr. It may outlive the child: a dead worker's
+    work horse keeps writing to it until it ends."""
+
+    child: Child
+    handle: Any
+    partial: bytes = b""
 
 
 @dataclass
@@ -136,7 +184,8 @@ def _die_with_parent() -> None:
 
 
 class Supervisor:
-    """Owns the child processes: starts them, notices deaths, stops them in order."""
+    """Owns the child processes: starts them, passes their output on, restarts the ones that
+    die, and stops them in order."""
 
     def __init__(self, signals: StopSignals, say: Callable[[str], None]) -> None:
         self.children: list[Child] = []
@@ -145,14 +194,24 @@ class Supervisor:
         # Whatever already ran under this process (call_command from a test) is not ours.
         self.foreign = set(psutil.Process().children(recursive=True))
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # logs appear as they happen
+        self.selector = selectors.DefaultSelector()
+        self._orphans_reaped_at = 0.0
 
     def spawn(self, name: str, role: str, argv: list[str]) -> Child:
+        child = Child(name=name, role=role, argv=argv, popen=self._popen(argv))
+        self._watch(child)
+        self.children.append(child)
+        return child
+
+    def _popen(self, argv: list[str]) -> subprocess.Popen[bytes]:
         sys.stdout.flush()  # our buffered lines first, then the child's
-        popen = subprocess.Popen(
+        return subprocess.Popen(
             argv,
             cwd=settings.BASE_DIR,
             env=self.env,
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             # Own process group: Ctrl-C in a terminal signals the whole foreground group, and
             # valkey or a worker stopping at the same moment as the web server makes a storm
             # of connection-refused tracebacks. Only the supervisor gets Ctrl-C; it stops the
@@ -160,24 +219,122 @@ class Supervisor:
             process_group=0,
             preexec_fn=_die_with_parent,
         )
-        child = Child(name=name, role=role, popen=popen)
-        self.children.append(child)
-        return child
 
-    def first_dead(self) -> Child | None:
-        return next((child for child in self.children if not child.alive()), None)
+    def _watch(self, child: Child) -> None:
+        assert child.popen.stdout is not None
+        handle = child.popen.stdout
+        os.set_blocking(handle.fileno(), False)
+        self.selector.register(handle, selectors.EVENT_READ, Pipe(child, handle))
+
+    def _unwatch(self, pipe: Pipe) -> None:
+        self.selector.unregister(pipe.handle)
+        pipe.handle.close()
+
+    def pump(self, timeout: float = 0.0) -> None:
+        """Pass on what the children wrote (whole lines), waiting up to `timeout` seconds for
+        something to arrive; this is the supervisor's sleep."""
+        if not self.selector.get_map():
+            if timeout > 0:
+                time.sleep(timeout)
+            return
+        for key, _ in self.selector.select(timeout):
+            pipe: Pipe = key.data
+            try:
+                data = os.read(pipe.handle.fileno(), 65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data = b""
+            if data:
+                complete, _, pipe.partial = (pipe.partial + data).rpartition(b"\n")
+                if complete:
+                    self._write(pipe.child, complete + b"\n")
+            else:  # every writer is gone
+                if pipe.partial:
+                    self._write(pipe.child, pipe.partial + b"\n")
+                self._unwatch(pipe)
+
+    @staticmethod
+    def _write(child: Child, data: bytes) -> None:
+        text = data.decode(errors="replace")
+        sys.stdout.flush()
+        binary = getattr(sys.stdout, "buffer", None)
+        if binary is not None:
+            binary.write(data)
+            binary.flush()
+        else:  # a text-only stream (captured output)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        child.tail.extend(line for line in text.splitlines() if line.strip())
+
+    def drain(self, timeout: float) -> None:
+        """Pass on what is left in the pipes, for at most `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.selector.get_map() and time.monotonic() < deadline:
+            self.pump(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        for key in list(self.selector.get_map().values()):
+            self._unwatch(key.data)
 
     def check(self) -> None:
-        """Raise if a stop was requested or a child died; called from every wait loop."""
+        """Raise if a stop was requested or a child crash-loops; restart dead children when
+        their delay is up. Called from every wait loop."""
         self.signals.check()
-        dead = self.first_dead()
-        if dead is not None:
-            raise ChildDied(dead)
+        dead = [c for c in self.children if c.restart_at is None and not c.alive()]
+        self.pump()  # after looking: a dead child's last words are in its pipe by now
+        now = time.monotonic()
+        for child in dead:
+            self._died(child, now)
+        due = [c for c in self.children if c.restart_at is not None and c.restart_at <= now]
+        for child in sorted(due, key=lambda c: RESTART_ORDER.index(c.role)):
+            self._restart(child)
+        if now - self._orphans_reaped_at >= ORPHAN_REAP_SECONDS:
+            self._orphans_reaped_at = now
+            self._reap_orphans()
+
+    def _died(self, child: Child, now: float) -> None:
+        child.deaths.append(now)
+        while child.deaths and now - child.deaths[0] > CRASH_LOOP_WINDOW:
+            child.deaths.popleft()
+        # What the dead child leaves in its process group (a worker's scheduler process)
+        # goes with it; its work horse has a group of its own and finishes its job. (Pids are
+        # handed out in sequence: the group id of a leader reaped a moment ago is nobody
+        # else's yet.)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGTERM)
+        if len(child.deaths) >= CRASH_LOOP_DEATHS:
+            raise CrashLoop(child)
+        if child.delay and now - child.started_at < STABLE_SECONDS:
+            child.delay = min(child.delay * 2, RESTART_DELAY_MAX)
+        else:
+            child.delay = RESTART_DELAY_FIRST
+        child.restart_at = now + child.delay
+        child.restarts += 1
+        self.say(
+            f"{child.name} (pid {child.pid}) exited with {child.exit_text()}; "
+            f"restarting in {child.delay:g} s (restart {child.restarts})."
+        )
+
+    def _restart(self, child: Child) -> None:
+        child.popen = self._popen(child.argv)
+        child.started_at = time.monotonic()
+        child.restart_at = None
+        self._watch(child)
+        self.say(f"{child.name} restarted (pid {child.pid}).")
+
+    def _reap_orphans(self) -> None:
+        ours = {child.pid for child in self.children}
+        foreign = {process.pid for process in self.foreign}
+        for process in psutil.Process().children():
+            if process.pid in ours or process.pid in foreign:
+                continue
+            with contextlib.suppress(psutil.Error, ChildProcessError):
+                if process.status() == psutil.STATUS_ZOMBIE:
+                    os.waitpid(process.pid, os.WNOHANG)
 
     def run_until_stopped(self) -> None:
         while True:
             self.check()
-            time.sleep(POLL_SECONDS)
+            self.pump(POLL_SECONDS)
 
     def stop_all(self) -> None:
         apps = [c for role in APP_STOP_ORDER for c in self.children if c.role == role]
@@ -185,6 +342,7 @@ class Supervisor:
         self._stop_phase([c for c in self.children if c.role == "valkey"])
         leftovers = set(psutil.Process().children(recursive=True)) - self.foreign
         _kill_leftovers(list(leftovers))
+        self.drain(timeout=2.0)
 
     def _stop_phase(self, children: list[Child]) -> None:
         """SIGTERM, wait up to STOP_TIMEOUT, SIGKILL the process group of stragglers.
@@ -201,7 +359,7 @@ class Supervisor:
         while any(c.alive() for c in children) and time.monotonic() < deadline:
             if self.signals.count > signals_before:
                 break
-            time.sleep(POLL_SECONDS / 2)
+            self.pump(POLL_SECONDS / 2)
         for child in children:
             if child.alive():
                 reason = (
@@ -304,7 +462,7 @@ def start_valkey(supervisor: Supervisor, socket_path: Path, data_dir: Path) -> C
     return supervisor.spawn("valkey-server", "valkey", argv)
 
 
-def wait_for_redis(supervisor: Supervisor, socket_path: Path) -> None:
+def wait_for_redis(supervisor: Supervisor, valkey: Child, socket_path: Path) -> None:
     deadline = time.monotonic() + REDIS_READY_TIMEOUT
     while time.monotonic() < deadline:
         supervisor.check()
@@ -317,8 +475,10 @@ def wait_for_redis(supervisor: Supervisor, socket_path: Path) -> None:
         finally:
             client.close()
         time.sleep(POLL_SECONDS / 2)
+    tail = valkey.tail_text()
     raise CommandError(
         f"valkey-server did not answer on {socket_path} within {REDIS_READY_TIMEOUT:.0f} s."
+        + (f" Its last output:\n{tail}" if tail else "")
     )
 
 
@@ -412,8 +572,10 @@ class Command(BaseCommand):
         "Run Intake until Ctrl-C or SIGTERM: migrate, create a first 'admin' superuser with a "
         "random password if none exists, start the embedded valkey-server (only when REDIS_URL "
         "is unset), then the web server (uvicorn), the RQ workers and the cron scheduler as "
-        "child processes, and print the URL once the web server answers. If any child exits, "
-        "everything is stopped and the command exits non-zero."
+        "child processes, and print the URL once the web server answers. A child that exits "
+        "is restarted after a delay (1 s, doubling while it keeps dying, up to 30 s); one that "
+        f"exits {CRASH_LOOP_DEATHS} times within {CRASH_LOOP_WINDOW:.0f} s stops everything, "
+        "and the command exits non-zero with that child's last output."
     )
     requires_system_checks = []  # migrate runs them; the children run them again
 
@@ -441,7 +603,7 @@ class Command(BaseCommand):
         supervisor = Supervisor(signals, self.say)
         url = browser_url(host, port)
         login_line: str | None = None
-        died: ChildDied | None = None
+        crashed: CrashLoop | None = None
         try:
             ensure_port_free(host, port)
             with contextlib.ExitStack() as stack:
@@ -463,8 +625,8 @@ class Command(BaseCommand):
                     supervisor.run_until_stopped()
                 except StopRequested:
                     pass
-                except ChildDied as exc:
-                    died = exc
+                except CrashLoop as exc:
+                    crashed = exc
                 finally:
                     self._stop(supervisor)
         finally:
@@ -472,8 +634,8 @@ class Command(BaseCommand):
             if login_line and "as admin /" in login_line:
                 # The new password must not be lost because start-up failed after creating it.
                 self.say(login_line, self.style.WARNING)
-        if died is not None:
-            raise CommandError(f"{died}; stopped everything.")
+        if crashed is not None:
+            raise CommandError(str(crashed))
 
     def _end_orphaned_runs(self) -> None:
         # With the embedded Redis no worker can live outside this process tree (it cannot
@@ -493,8 +655,8 @@ class Command(BaseCommand):
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         if settings.INTAKE_EMBEDDED_REDIS:
             socket_path = Path(settings.INTAKE_EMBEDDED_REDIS_SOCKET)
-            start_valkey(supervisor, socket_path, settings.VAR_DIR / "valkey")
-            wait_for_redis(supervisor, socket_path)
+            valkey = start_valkey(supervisor, socket_path, settings.VAR_DIR / "valkey")
+            wait_for_redis(supervisor, valkey, socket_path)
             self.say(f"Embedded valkey-server is up on {socket_path}.")
         supervisor.spawn(
             "web server (uvicorn)",
@@ -513,9 +675,7 @@ class Command(BaseCommand):
                 "worker",
                 [python, manage, "rqworker", "default", "--with-scheduler"],
             )
-        supervisor.spawn(
-            "cron scheduler (rqcron)", "cron", [python, manage, "rqcron", "project.cron"]
-        )
+        supervisor.spawn("cron scheduler", "cron", [python, manage, "cron"])
 
     def _stop(self, supervisor: Supervisor) -> None:
         if not supervisor.children:

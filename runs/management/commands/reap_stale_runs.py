@@ -10,8 +10,8 @@ class Command(BaseCommand):
     help = (
         "End active runs whose worker stopped responding (no heartbeat for "
         "INTAKE_RUN_STALE_AFTER seconds, or pending longer than INTAKE_RUN_PENDING_TIMEOUT) "
-        "as `error` (as `aborted` when an abort was requested). The same job runs every "
-        "INTAKE_REAPER_INTERVAL seconds under `manage.py rqcron project.cron`."
+        "as `error` (as `aborted` when an abort was requested). `manage.py cron` does the "
+        "same every INTAKE_REAPER_INTERVAL seconds."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
