@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "project.middleware.content_security_policy",
+    "project.admin_guard.refuse_nul_in_admin_queries",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
