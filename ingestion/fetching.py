@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import logging
 import random
 import socket
@@ -44,6 +43,8 @@ import httpcore
 import httpx
 from django.conf import settings
 from django.db import connection, transaction
+
+from ingestion import safejson
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,9 @@ class FetchResponse:
         return self.content.decode(_charset(self.content_type), errors="replace")
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        """The body as JSON; ValueError when it is not, or nests deeper than
+        safejson.MAX_DEPTH."""
+        return safejson.loads(self.content)
 
 
 class StreamedResponse:

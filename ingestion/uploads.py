@@ -13,7 +13,6 @@ Formats: csv | json | jsonl. The format comes from the file name (.csv, .json, .
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ingestion import safejson
 from ingestion.models import Source, SourceKind, UploadChunk
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def _sniff(head: bytes) -> str:
     if text.startswith(b"{"):
         first_line, _, rest = text.partition(b"\n")
         try:
-            first = json.loads(first_line)
+            first = safejson.loads(first_line)
         except ValueError:
             return "json"  # an object spread over several lines
         if isinstance(first, dict) and "jobs" in first:
@@ -310,15 +310,18 @@ def json_start(fileobj: IO[bytes]) -> tuple[bytes, BinaryIO]:
 
 def jsonl_values(fileobj: IO[bytes]) -> Iterator[tuple[int, Any, str]]:
     """(line number, value, "") for each non-blank line of a JSONL file, or
-    (line number, None, why) for a line that is not valid JSON. Decimals stay exact."""
+    (line number, None, why) for a line that is not valid JSON or is nested deeper than
+    safejson.MAX_DEPTH. Decimals stay exact."""
     for number, line in enumerate(fileobj, 1):
         if number == 1:
             line = line.removeprefix(_BOM)
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line.decode("utf-8"), parse_float=Decimal), ""
+            yield number, safejson.loads(line.decode("utf-8"), parse_float=Decimal), ""
         except UnicodeDecodeError:
             yield number, None, "not valid UTF-8 text"
+        except safejson.JsonTooDeep as exc:
+            yield number, None, str(exc)
         except ValueError as exc:
             yield number, None, f"not valid JSON: {exc}"

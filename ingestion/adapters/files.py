@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import ijson
 
+from ingestion import safejson
 from ingestion.adapters.base import Adapter, Posting, SourceFailed
 from ingestion.adapters.jsonld import (
     looks_like_html,
@@ -303,10 +304,18 @@ def _json_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
     prefix = "item" if first == b"[" else "jobs.item"
     row = 0
     try:
-        for row, item in enumerate(ijson.items(stream, prefix), 1):  # noqa: B007
-            yield row, item
+        for row, (item, problem) in enumerate(safejson.items(stream, prefix), 1):  # noqa: B007
+            yield row, _Broken(problem) if problem else item
+    except safejson.JsonTooDeep as exc:
+        raise SourceFailed(
+            f"The JSON file is {exc} (at row {row + 1}): it cannot be read."
+        ) from exc
     except ijson.JSONError as exc:
         raise SourceFailed(f"The JSON file is not valid after row {row}: {exc}") from exc
+    except UnicodeDecodeError as exc:  # ijson's for a \ud800 escape without its pair
+        raise SourceFailed(
+            f"The JSON file is not valid after row {row}: a \\u escape is not a character."
+        ) from exc
     if prefix == "jobs.item" and row == 0:
         raise SourceFailed(
             'The JSON file is an object without postings: expected {"jobs": [...]} or an '

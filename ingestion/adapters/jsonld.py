@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import email.utils
 import html as htmllib
-import json
 import logging
 import re
 from collections import deque
@@ -34,6 +33,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from django.db import connections
 from selectolax.lexbor import LexborHTMLParser
 
+from ingestion import safejson
 from ingestion.adapters.base import Adapter, Posting, SourceFailed
 from ingestion.fetching import FetchError
 
@@ -199,7 +199,7 @@ def _loads_lenient(raw: str) -> Any:
         text = fix(text)
         try:
             # strict=False: raw newlines and tabs inside strings are common.
-            return json.loads(text, strict=False)
+            return safejson.loads(text, strict=False)
         except ValueError as exc:
             error = exc
     assert error is not None

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import ijson
 from django.conf import settings
 
+from ingestion import safejson
 from ingestion.adapters.base import Adapter, Posting, SourceFailed
 from ingestion.adapters.jsonld import fit_external_id, normalize_url, ordered_parallel
 from ingestion.adapters.jsonld import postings_from_html as postings_from_html
@@ -103,10 +104,18 @@ def _json_rows(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
     row = 0
     try:
         prefix = "item" if first == b"[" else "urls.item"
-        for row, item in enumerate(ijson.items(stream, prefix), 1):  # noqa: B007
-            yield row, item
+        for row, (item, problem) in enumerate(safejson.items(stream, prefix), 1):  # noqa: B007
+            yield row, _Broken(problem) if problem else item
+    except safejson.JsonTooDeep as exc:
+        raise SourceFailed(
+            f"The JSON file is {exc} (at row {row + 1}): it cannot be read."
+        ) from exc
     except ijson.JSONError as exc:
         raise SourceFailed(f"The JSON file is not valid after row {row}: {exc}") from exc
+    except UnicodeDecodeError as exc:  # ijson's for a \ud800 escape without its pair
+        raise SourceFailed(
+            f"The JSON file is not valid after row {row}: a \\u escape is not a character."
+        ) from exc
 
 
 class _Broken:

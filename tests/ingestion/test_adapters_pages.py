@@ -127,6 +127,17 @@ def test_a_malformed_block_is_skipped_and_the_good_one_beside_it_kept() -> None:
     assert [p.external_id for p in postings] == ["AR-00005"]
 
 
+def test_a_block_nested_too_deep_is_skipped_and_the_good_one_beside_it_kept() -> None:
+    # 100,000 levels: json.loads alone dies of a RecursionError (and its fix-ups with it).
+    deep = "[" * 100_000
+    escaped = "&#91;" * 1000  # becomes 1,000 levels only once the block is unescaped
+
+    page = jsonld_posting_page(deep, escaped + "&quot;", jsonld_posting(5))
+    postings = postings_from_html(page, PAGE)
+
+    assert [p.external_id for p in postings] == ["AR-00005"]
+
+
 def test_trailing_commas_html_comments_and_escaped_quotes_are_repaired() -> None:
     trailing = json.dumps(jsonld_posting(1))[:-1] + ", }"
     commented = "<!--\n" + json.dumps(jsonld_posting(2)) + "\n-->"

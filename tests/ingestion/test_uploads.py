@@ -376,6 +376,71 @@ def test_a_jsonl_file_reports_broken_lines_by_number_and_keeps_the_rest(user: An
     assert [p.row for p in postings] == [1, 2, 4]
 
 
+# --- nesting depth ---------------------------------------------------------------------------
+
+_DEEP = "[" * 100 + "]" * 100  # deeper than safejson.MAX_DEPTH (64)
+
+
+def test_a_jsonl_line_nested_too_deep_is_a_row_error_and_the_rest_go_in(user: Any) -> None:
+    lines: list[Any] = [posting_row(1), '{"id": "2", "title": "Deep", "x": ' + _DEEP + "}"]
+    lines.append("[" * 100_000)  # json.loads alone dies of a RecursionError on this one
+    lines.append(posting_row(4))
+
+    postings = _list(user, "jobs.jsonl", postings_jsonl(lines))
+
+    assert [p.invalid_reasons for p in postings] == [
+        [],
+        ["line 2: nested deeper than 64 levels"],
+        ["line 3: nested deeper than 64 levels"],
+        [],
+    ]
+
+
+def test_a_json_element_nested_too_deep_is_a_row_error_and_the_rest_go_in(user: Any) -> None:
+    data = postings_json([posting_row(1), {"id": "2", "title": "Deep", "x": json.loads(_DEEP)}])
+    data = data[:-1] + b", " + json.dumps(posting_row(3)).encode() + b"]"
+
+    postings = _list(user, "jobs.json", data)
+
+    assert [p.invalid_reasons for p in postings] == [
+        [],
+        ["row 2: nested deeper than 64 levels"],
+        [],
+    ]
+
+
+@pytest.mark.parametrize("name", ["deep.json", "deep.txt"])
+def test_a_json_file_of_200kb_of_brackets_is_refused_whole_at_once(name: str) -> None:
+    # It grew the web process to 23 GB: ijson's prefixes grow with the square of the depth.
+    data = b"[" * 200_000
+    fmt = upload_format(name, data[:4096])
+
+    report = upload_check(io.BytesIO(data), kind="file", fmt=fmt)
+
+    assert report.error == (
+        "The JSON file is nested deeper than 512 levels (at row 1): it cannot be read."
+    )
+
+
+def test_a_json_file_with_a_lone_surrogate_escape_is_refused_with_a_message() -> None:
+    data = b'[{"id": "1", "title": "A"}, {"id": "2", "title": "\\udc00"}]'
+
+    report = upload_check(io.BytesIO(data), kind="file", fmt="json")
+
+    assert report.error == (
+        "The JSON file is not valid after row 1: a \\u escape is not a character."
+    )
+
+
+def test_the_check_of_a_url_list_refuses_a_deep_element_as_a_row() -> None:
+    data = json.dumps(["https://a.example/1", json.loads(_DEEP), "https://a.example/3"])
+
+    report = upload_check(io.BytesIO(data.encode()), kind="urls", fmt="json")
+
+    assert (report.good, report.bad) == (2, 1)
+    assert [str(e) for e in report.errors] == ["row 2: nested deeper than 64 levels"]
+
+
 def test_plain_text_descriptions_become_escaped_paragraphs(user: Any) -> None:
     row = {"id": "1", "title": "Chef", "description": "Salt & pepper <3\nevery day\n\nApply"}
 

@@ -368,6 +368,33 @@ def test_the_upload_check_fragment_reports_a_good_file(client: Client) -> None:
     assert "All 1 row is good." in html
 
 
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        # It grew the web process to 23 GB as soon as the file was chosen.
+        ("deep.json", b"[" * 200_000, "nested deeper than 512 levels (at row 1)"),
+        # Named .txt, its format is sniffed from a first line of 4,096 "[".
+        ("deep.txt", b"[" * 200_000, "nested deeper than 512 levels (at row 1)"),
+    ],
+)
+def test_the_upload_check_refuses_deep_json_with_a_message(
+    client: Client, name: str, data: bytes, message: str
+) -> None:
+    upload = SimpleUploadedFile(name, data)
+    response = client.post(CHECK, {"kind": "file", "upload": upload}, **HTMX)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+
+
+def test_the_upload_check_reports_a_deep_jsonl_line_as_a_row_error(client: Client) -> None:
+    data = b'{"id": "1", "title": "A"}\n' + b"[" * 100_000 + b"\n"
+    upload = SimpleUploadedFile("jobs.jsonl", data)
+    response = client.post(CHECK, {"kind": "file", "upload": upload}, **HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "1 of 2 rows has errors;" in html and "nested deeper than 64 levels" in html
+
+
 def test_the_upload_check_refuses_a_spreadsheet(client: Client) -> None:
     upload = SimpleUploadedFile("jobs.xlsx", b"PK\x03\x04binary")
     html = client.post(CHECK, {"kind": "file", "upload": upload}, **HTMX).content.decode()
