@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from ingestion import safejson
 from ingestion.models import Source, SourceKind, UploadChunk
+from ingestion.upload_limits import too_big_message
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -146,11 +147,7 @@ def _read_full(fileobj: IO[bytes], size: int) -> bytes:
 
 
 def _too_big(name: str) -> UploadError:
-    limit = settings.INTAKE_UPLOAD_MAX_BYTES
-    return UploadError(
-        f"{name!r} is larger than the {limit / (1024 * 1024):,.0f} MB limit "
-        "(INTAKE_UPLOAD_MAX_BYTES)."
-    )
+    return UploadError(too_big_message(name))
 
 
 def upload_store(*, source: Source, name: str, fileobj: IO[bytes], fmt: str | None = None) -> None:
@@ -263,6 +260,9 @@ def upload_check(fileobj: IO[bytes], *, kind: str, fmt: str) -> UploadReport:
     if kind not in (SourceKind.FILE, SourceKind.URLS):
         raise UploadError(f"Sources of kind {kind!r} take no uploaded file.")
     report = UploadReport(fmt=fmt)
+    # However the file came, no more than the limit is read: the check stops where storing it
+    # would be refused.
+    fileobj = io.BufferedReader(_Capped(fileobj, settings.INTAKE_UPLOAD_MAX_BYTES))
     try:
         if kind == SourceKind.FILE:
             for _posting, errors in parse_postings(fileobj, fmt):
@@ -273,6 +273,26 @@ def upload_check(fileobj: IO[bytes], *, kind: str, fmt: str) -> UploadReport:
     except (SourceFailed, UploadError) as exc:
         report.error = str(exc)
     return report
+
+
+class _Capped(io.RawIOBase):
+    """The first `limit` bytes of a binary stream; UploadError on reading past them."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(min(len(buffer), self._left + 1))
+        if len(data) > self._left:
+            raise UploadError(too_big_message())
+        self._left -= len(data)
+        buffer[: len(data)] = data
+        return len(data)
 
 
 # --- reading helpers shared by the file and URL list adapters ----------------------------------

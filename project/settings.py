@@ -222,6 +222,14 @@ INTAKE_PAYLOAD_TTL_DAYS = env_float("INTAKE_PAYLOAD_TTL_DAYS", 30.0, minimum=0)
 # Uploads: the largest file accepted, and the most URLs in a URL list.
 INTAKE_UPLOAD_MAX_BYTES = env_int("INTAKE_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
 INTAKE_URL_LIST_MAX = env_int("INTAKE_URL_LIST_MAX", 1000, minimum=1)
+# Enforced as the bytes arrive (ingestion/upload_limits.py): the first handler skips a file at
+# INTAKE_UPLOAD_MAX_BYTES; project/asgi.py refuses a larger request body with 413 before
+# Django reads it. Django's defaults follow (memory up to 2.5 MB, then a temporary file).
+FILE_UPLOAD_HANDLERS = [
+    "ingestion.upload_limits.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 # Ingest: pending jobs per chunk (each chunk one RQ job) and per committed batch. Each chunk
 # costs a forked work horse with its own database connection, and each batch one
 # near-duplicate lookup whose cost grows with the owner's jobs rather than with the batch

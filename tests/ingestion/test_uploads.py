@@ -210,6 +210,17 @@ def test_the_check_reports_a_missing_required_column_as_a_file_error() -> None:
     assert report.error == "The file has no 'title' column; found: 'id', 'name', 'url'."
 
 
+def test_the_check_stops_reading_at_the_size_limit(settings: Any) -> None:
+    settings.INTAKE_UPLOAD_MAX_BYTES = 256 * 1024
+    data = io.BytesIO(postings_jsonl(posting_row(n) for n in range(1, 2000)))
+    assert len(data.getvalue()) > 4 * settings.INTAKE_UPLOAD_MAX_BYTES
+
+    report = upload_check(data, kind="file", fmt="jsonl")
+
+    assert report.error == "The file is larger than the 256 KB limit (INTAKE_UPLOAD_MAX_BYTES)."
+    assert data.tell() <= settings.INTAKE_UPLOAD_MAX_BYTES + 1
+
+
 def test_the_check_of_a_url_list_reports_bad_and_duplicate_urls() -> None:
     data = url_list_csv(
         ["https://acme.example/a", "ftp://acme.example/b", "https://ACME.example/a"]

@@ -338,6 +338,84 @@ def test_a_file_source_without_a_file_is_refused_at_the_file_field(client: Clien
     assert "needs an uploaded file" in response.context["form"].errors["upload"][0]
 
 
+# --- the upload size limit, as the bytes arrive -------------------------------------------------
+
+
+def _big_csv(size: int) -> bytes:
+    rows = []
+    n = 0
+    while sum(map(len, rows)) < size:
+        n += 1
+        rows.append(postings_csv([posting_row(n)]).split(b"\r\n", 1)[1])
+    return postings_csv([posting_row(0)]) + b"".join(rows)
+
+
+@pytest.fixture
+def unparsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a file is parsed: a refused file must not be read row by row."""
+
+    def parse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the file was parsed")
+
+    monkeypatch.setattr("ingestion.uploads.upload_check", parse)
+
+
+def test_a_file_over_the_limit_is_refused_as_it_arrives_keeping_the_other_fields(
+    client: Client, settings: Any, unparsed: None
+) -> None:
+    settings.INTAKE_UPLOAD_MAX_BYTES = 64 * 1024
+    upload = SimpleUploadedFile("big.csv", _big_csv(200 * 1024), content_type="text/csv")
+    # The fields after the file in the request are still read.
+    data = _full_form(kind="file", company="Acme", upload=upload, locations="Berlin")
+
+    response = client.post(NEW, data)
+
+    assert response.status_code == 200
+    assert not Source.objects.exists() and not UploadChunk.objects.exists()
+    form = response.context["form"]
+    assert form.errors["upload"] == [
+        "This file cannot be used: 'big.csv' is larger than the 64 KB limit "
+        "(INTAKE_UPLOAD_MAX_BYTES)."
+    ]
+    assert form["locations"].value() == "Berlin"
+
+
+def test_the_form_says_the_limit_and_carries_it_for_the_page_to_check(
+    client: Client, settings: Any
+) -> None:
+    settings.INTAKE_UPLOAD_MAX_BYTES = 3 * 1024 * 1024
+    html = client.get(NEW).content.decode()
+    assert "At most 3 MB." in html
+    assert 'data-max-bytes="3145728"' in html
+    assert 'data-too-big="is larger than the 3 MB limit (INTAKE_UPLOAD_MAX_BYTES)."' in html
+    assert "js/upload-limit.js" in html
+
+
+def test_the_upload_check_refuses_a_file_over_the_limit_without_parsing_it(
+    client: Client, settings: Any, unparsed: None
+) -> None:
+    settings.INTAKE_UPLOAD_MAX_BYTES = 64 * 1024
+    upload = SimpleUploadedFile("big.csv", _big_csv(200 * 1024), content_type="text/csv")
+
+    response = client.post(CHECK, {"kind": "file", "upload": upload}, **HTMX)
+
+    html = response.content.decode()
+    assert response.status_code == 200 and 'data-role="file-error"' in html
+    assert "&#x27;big.csv&#x27; is larger than the 64 KB limit (INTAKE_UPLOAD_MAX_BYTES)." in html
+
+
+def test_a_request_declaring_more_than_a_file_and_its_form_is_refused_unread(
+    client: Client, settings: Any, unparsed: None
+) -> None:
+    settings.INTAKE_UPLOAD_MAX_BYTES = 64 * 1024
+    # Beyond the file limit and the room for the other fields (DATA_UPLOAD_MAX_MEMORY_SIZE).
+    upload = SimpleUploadedFile("big.csv", _big_csv(3 * 1024 * 1024), content_type="text/csv")
+
+    response = client.post(CHECK, {"kind": "file", "upload": upload}, **HTMX)
+
+    assert "The file is larger than the 64 KB limit" in response.content.decode()
+
+
 # --- the upload check fragment -------------------------------------------------------------------
 
 
