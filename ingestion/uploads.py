@@ -12,8 +12,10 @@ Formats: csv | json | jsonl. The format comes from the file name (.csv, .json, .
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
@@ -31,6 +33,11 @@ if TYPE_CHECKING:
 
 CHUNK_BYTES = 1024 * 1024
 FORMATS = ("csv", "json", "jsonl")
+# The longest row read (a CSV record's line, in characters; a JSONL line, in bytes), and the
+# longest JSON string of an array file: a longer row is a row error, skipped without being
+# held; a longer string stops the JSON file (its parser cannot skip it). Far beyond a
+# posting at INTAKE_DESCRIPTION_MAX_CHARS, so such a field is read and refused by name.
+ROW_MAX = 16 * 1024 * 1024
 # How many row errors a report keeps (the counts cover every row).
 REPORT_MAX_ERRORS = 100
 
@@ -110,9 +117,43 @@ def upload_format(name: str, head: bytes = b"", fmt: str | None = None) -> str:
                 f"{name!r} is not a CSV, JSON or JSONL file. Save a spreadsheet as "
                 "'CSV UTF-8' and upload that."
             )
-    if b"\x00" in head:
-        raise UploadError(f"{name!r} is not a text file (it contains binary data).")
+    binary = _binary_kind(head)
+    if binary:
+        raise UploadError(f"{name!r} is not a CSV, JSON or JSONL text file: it is {binary}.")
     return detected
+
+
+# Formats people upload by mistake, by their first bytes (whatever the file is called).
+_MAGIC = (
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (an .xlsx or .docx file is one); save it as 'CSV UTF-8'"),
+    (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        "an Office document (.xls, .doc); save it as 'CSV UTF-8'",
+    ),
+    (b"\x1f\x8b", "compressed (gzip); upload it uncompressed"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"\xff\xfe", "UTF-16 text; save it as UTF-8"),
+    (b"\xfe\xff", "UTF-16 text; save it as UTF-8"),
+)
+
+
+def _binary_kind(head: bytes) -> str:
+    """What a file that is not text is, judged by its first bytes ("" for text). A few stray
+    NULs in a text file are not enough (its rows drop them); many are."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    nuls = head.count(b"\x00")
+    if nuls >= 8 and nuls * 20 > len(head):
+        one_side = b"\x00" not in head[0::2] or b"\x00" not in head[1::2]
+        if one_side and nuls * 3 > len(head):  # ASCII as UTF-16: every other byte
+            return "UTF-16 text; save it as UTF-8"
+        return "binary data"
+    return ""
 
 
 def _sniff(head: bytes) -> str:
@@ -328,13 +369,85 @@ def json_start(fileobj: IO[bytes]) -> tuple[bytes, BinaryIO]:
     return first, io.BufferedReader(_Rejoined(first, fileobj), buffer_size=64 * 1024)
 
 
+def _too_long_row(unit: str) -> str:
+    return f"longer than {ROW_MAX:,} {unit}: not read"
+
+
+def csv_rows(fileobj: IO[bytes]) -> Generator[list[str] | str, None, None]:
+    """Each record of a UTF-8 CSV file as its cells, or, for a record that cannot be read, why
+    (a line longer than ROW_MAX characters, read past without being held whole; a cell the csv
+    module refuses), the reading going on with the next record. A BOM is dropped; CRLF and
+    quoted new lines are read as the csv module does. UnicodeDecodeError propagates. The
+    caller's file stays open."""
+    csv.field_size_limit(ROW_MAX)
+    text = io.TextIOWrapper(fileobj, encoding="utf-8-sig", newline="")
+    long_line = False  # the last reader stopped at a line too long to read
+    long_line_odd = False  # that line had an odd number of quotes
+
+    def read_past(line: str) -> bool:
+        """Read past the rest of the physical line that starts with `line`; whether it has an
+        odd number of quotes (it opens or closes a quoted cell)."""
+        odd = line.count('"') % 2
+        while line and not line.endswith(("\n", "\r")):
+            line = text.readline(ROW_MAX)
+            odd ^= line.count('"') % 2
+        return bool(odd)
+
+    def lines() -> Iterator[str]:
+        nonlocal long_line, long_line_odd
+        while line := text.readline(ROW_MAX + 1):
+            if len(line) > ROW_MAX:
+                long_line, long_line_odd = True, read_past(line)
+                return  # this reader ends here; the next one starts after the record
+            yield line
+
+    try:
+        while True:
+            reader = csv.reader(lines())
+            cut = False  # the reader was in a quoted cell when the long line came
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    yield f"cannot be read: {exc}"
+                    continue
+                if long_line:
+                    cut = True  # the record the long line belongs to, cut short: not a row
+                else:
+                    yield cells
+            if not long_line:
+                return
+            long_line = False
+            # Still in a quoted cell after the long line: its record goes on to the line
+            # that closes the cell.
+            quoted = cut != long_line_odd
+            while quoted and (line := text.readline(ROW_MAX + 1)):
+                quoted = read_past(line) != quoted
+            yield _too_long_row("characters")
+    finally:
+        with contextlib.suppress(ValueError):  # the caller closed its file first
+            text.detach()
+
+
 def jsonl_values(fileobj: IO[bytes]) -> Iterator[tuple[int, Any, str]]:
     """(line number, value, "") for each non-blank line of a JSONL file, or
-    (line number, None, why) for a line that is not valid JSON or is nested deeper than
-    safejson.MAX_DEPTH. Decimals stay exact."""
-    for number, line in enumerate(fileobj, 1):
+    (line number, None, why) for a line that is not valid JSON, is nested deeper than
+    safejson.MAX_DEPTH or is longer than ROW_MAX bytes (skipped without being held whole).
+    Decimals stay exact."""
+    number = 0
+    while line := fileobj.readline(ROW_MAX + 1):
+        number += 1
+        if len(line) > ROW_MAX:
+            while line and not line.endswith(b"\n"):
+                line = fileobj.readline(ROW_MAX)
+            yield number, None, _too_long_row("bytes")
+            continue
         if number == 1:
             line = line.removeprefix(_BOM)
+        if b"\x00" in line:
+            line = line.replace(b"\x00", b"")  # never valid JSON; it would refuse the row
         if not line.strip():
             continue
         try:

@@ -225,6 +225,10 @@ INTAKE_URL_LIST_MAX = env_int("INTAKE_URL_LIST_MAX", 1000, minimum=1)
 # Enforced as the bytes arrive (ingestion/upload_limits.py): the first handler skips a file at
 # INTAKE_UPLOAD_MAX_BYTES; project/asgi.py refuses a larger request body with 413 before
 # Django reads it. Django's defaults follow (memory up to 2.5 MB, then a temporary file).
+# A posting's description and requirements (HTML, as sent) are refused beyond this many
+# characters: a row error in an upload, an invalid item from a board. Real postings are far
+# shorter; processing one holds several copies of its text and its simhash's arrays.
+INTAKE_DESCRIPTION_MAX_CHARS = env_int("INTAKE_DESCRIPTION_MAX_CHARS", 500_000, minimum=1000)
 FILE_UPLOAD_HANDLERS = [
     "ingestion.upload_limits.UploadLimitHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",

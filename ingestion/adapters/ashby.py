@@ -20,6 +20,7 @@ from ingestion.adapters.greenhouse import iter_jobs
 from ingestion.adapters.recognize import clean_board_identifier
 from ingestion.fetching import FetchError
 from ingestion.normalize import parse_datetime
+from ingestion.textclean import clean_text
 
 _WORKPLACE = {"onsite": "onsite", "remote": "remote", "hybrid": "hybrid"}
 # compensation.summaryComponents[].interval ("1 YEAR") to Intake's salary periods.
@@ -56,7 +57,7 @@ class AshbyAdapter(Adapter):
         except (ijson.JSONError, ValueError) as exc:  # ValueError: JsonTooDeep, bad \u escapes
             raise SourceFailed(
                 f"Ashby job board '{self.org}' answered with something that is not the posting "
-                f"API's JSON ({exc})."
+                f"API's JSON ({clean_text(str(exc))})."
             ) from exc
 
     @classmethod

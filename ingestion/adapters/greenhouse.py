@@ -21,6 +21,7 @@ from ingestion.adapters.base import Adapter, Posting, SourceFailed
 from ingestion.adapters.recognize import clean_board_identifier
 from ingestion.fetching import FetchError
 from ingestion.normalize import parse_datetime
+from ingestion.textclean import clean_text
 
 # Custom fields ("metadata") a board may use for the employment type; names vary by company.
 _EMPLOYMENT_TYPE_FIELD = re.compile(r"employment|job type|commitment|contract type", re.I)
@@ -55,7 +56,7 @@ class GreenhouseAdapter(Adapter):
         except (ijson.JSONError, ValueError) as exc:  # ValueError: JsonTooDeep, bad \u escapes
             raise SourceFailed(
                 f"Greenhouse board '{self.token}' answered with something that is not the "
-                f"job board API's JSON ({exc})."
+                f"job board API's JSON ({clean_text(str(exc))})."
             ) from exc
 
     def fetch_detail(self, posting: Posting) -> Posting:

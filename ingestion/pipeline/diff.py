@@ -142,7 +142,7 @@ class SourceDiff:
         started = time.monotonic()
         out = self.outcome
         try:
-            postings = get_adapter(self.source, self.fetcher).list_postings()
+            postings = get_adapter(self.source, self.fetcher).postings()
             for batch in batched(postings, BATCH_SIZE):
                 self._apply(batch)
             out.complete = True

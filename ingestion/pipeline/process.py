@@ -310,7 +310,7 @@ class BatchProcessor:
             adapter = self._adapters[source.pk] = get_adapter(
                 source, self._get_fetcher().for_source(source.pk)
             )
-        posting = adapter.fetch_detail(_posting_of(job))
+        posting = adapter.detail(_posting_of(job))
         job.title = posting.title or job.title
         job.url = posting.url or job.url
         job.location = posting.location or job.location

@@ -16,26 +16,32 @@ from ingestion import safejson
 from ingestion.safejson import MAX_DEPTH, STREAM_MAX_DEPTH, JsonTooDeep
 
 
-def _reference_depth(text: str) -> int:
-    """The nesting depth of JSON text, one character at a time: the definition."""
-    depth = deepest = 0
+def _reference(data: bytes) -> tuple[int, int]:
+    """The nesting depth of JSON text and its longest string (an escape pair counting as one
+    byte), one byte at a time: the definition."""
+    depth = deepest = longest = length = 0
     in_string = escaped = False
-    for char in text:
+    for byte in data:
+        char = chr(byte)
         if in_string:
             if escaped:
                 escaped = False
             elif char == "\\":
                 escaped = True
+                length += 1
             elif char == '"':
                 in_string = False
+                longest = max(longest, length)
+            else:
+                length += 1
         elif char == '"':
-            in_string = True
+            in_string, length = True, 0
         elif char in "[{":
             depth += 1
             deepest = max(deepest, depth)
         elif char in "]}":
             depth -= 1
-    return deepest
+    return deepest, longest
 
 
 def _random_value(rnd: random.Random, level: int = 0) -> Any:
@@ -51,22 +57,42 @@ def _random_value(rnd: random.Random, level: int = 0) -> Any:
     return {f"{rnd.choice(keys)}{i}": _random_value(rnd, level + 1) for i in range(count)}
 
 
-def _depth_in_pieces(data: bytes, size: int) -> tuple[int, int]:
-    scanner = safejson._DepthScanner()
+def _scan_in_pieces(data: bytes, size: int, string_limit: int) -> tuple[int, int, bool]:
+    scanner = safejson._DepthScanner(string_limit)
     deepest = 0
     for start in range(0, len(data), size):
         deepest = max(deepest, scanner.feed(data[start : start + size]))
-    return deepest, scanner.depth
+    return deepest, scanner.depth, scanner.string_too_long
 
 
-def test_the_measured_depth_is_the_texts_whatever_the_pieces() -> None:
+def test_the_measured_depth_and_string_lengths_are_the_texts_whatever_the_pieces() -> None:
     rnd = random.Random(11)
     for _ in range(600):
         text = json.dumps(_random_value(rnd), ensure_ascii=rnd.random() < 0.5)
         data = text.encode()
-        expected = _reference_depth(text)
+        deepest, longest = _reference(data)
         for size in (1, 2, 3, 7, 64, len(data) or 1):
-            assert _depth_in_pieces(data, size) == (expected, 0), (text, size)
+            for limit in (longest - 1, longest):
+                found = _scan_in_pieces(data, size, limit)
+                assert found == (deepest, 0, longest > limit), (text, size, limit)
+
+
+def test_items_refuses_a_string_longer_than_the_limit_in_any_pieces() -> None:
+    ok = json.dumps(["a" * 90 + "\n" * 10, "x"]).encode()  # 100 bytes with escapes as one
+    long = json.dumps(["a" * 90 + "\n" * 11, "x"]).encode()
+    for read_size in (1, 7, 64, 65536):
+        assert len(list(safejson.items(_Trickle(ok, read_size), "item", string_limit=100))) == 2
+        with pytest.raises(safejson.JsonTooLong, match="a value longer than 100 bytes"):
+            list(safejson.items(_Trickle(long, read_size), "item", string_limit=100))
+
+
+def test_items_drops_nul_bytes_which_would_stop_the_whole_document() -> None:
+    document = b'[{"a": "x\x00y"}, {"b": 2}]'
+
+    assert [value for value, _ in safejson.items(io.BytesIO(document), "item")] == [
+        {"a": "xy"},
+        {"b": 2},
+    ]
 
 
 def test_loads_refuses_a_document_deeper_than_the_limit_and_reads_one_at_it() -> None:

@@ -450,9 +450,9 @@ def test_the_upload_check_fragment_reports_a_good_file(client: Client) -> None:
     ("name", "data", "message"),
     [
         # It grew the web process to 23 GB as soon as the file was chosen.
-        ("deep.json", b"[" * 200_000, "nested deeper than 512 levels (at row 1)"),
+        ("deep.json", b"[" * 200_000, "nested deeper than 512 levels: it cannot be read"),
         # Named .txt, its format is sniffed from a first line of 4,096 "[".
-        ("deep.txt", b"[" * 200_000, "nested deeper than 512 levels (at row 1)"),
+        ("deep.txt", b"[" * 200_000, "nested deeper than 512 levels: it cannot be read"),
     ],
 )
 def test_the_upload_check_refuses_deep_json_with_a_message(
@@ -471,6 +471,14 @@ def test_the_upload_check_reports_a_deep_jsonl_line_as_a_row_error(client: Clien
     html = response.content.decode()
     assert response.status_code == 200
     assert "1 of 2 rows has errors;" in html and "nested deeper than 64 levels" in html
+
+
+def test_the_upload_check_accepts_a_csv_with_a_stray_nul(client: Client) -> None:
+    # A single NUL used to refuse the whole file as binary.
+    data = postings_csv([posting_row(1, title="Chef\x00"), posting_row(2)])
+    upload = SimpleUploadedFile("jobs.csv", data)
+    html = client.post(CHECK, {"kind": "file", "upload": upload}, **HTMX).content.decode()
+    assert "All 2 rows are good." in html
 
 
 def test_the_upload_check_refuses_a_spreadsheet(client: Client) -> None:
