@@ -208,6 +208,14 @@ INTAKE_FETCH_TRIES = env_int("INTAKE_FETCH_TRIES", 3, minimum=1)
 INTAKE_FETCH_BACKOFF = env_float("INTAKE_FETCH_BACKOFF", 0.5, minimum=0)
 INTAKE_FETCH_MAX_RETRY_AFTER = env_float("INTAKE_FETCH_MAX_RETRY_AFTER", 60.0, minimum=0)
 INTAKE_FETCH_MAX_BYTES = env_int("INTAKE_FETCH_MAX_BYTES", 256 * 1024 * 1024, minimum=1024)
+# Memory: an HTML page or one posting's detail (JSON-LD careers pages and the pages they link
+# to, URL-list pages, a Greenhouse job) is capped lower than a board's listing, since several
+# are read at once and held whole; and the bodies read whole by all the fetches of a process
+# at once share one budget (a listing streamed is not held whole and does not count).
+INTAKE_FETCH_PAGE_MAX_BYTES = env_int("INTAKE_FETCH_PAGE_MAX_BYTES", 8 * 1024 * 1024, minimum=1024)
+INTAKE_FETCH_MEMORY_BUDGET = env_int(
+    "INTAKE_FETCH_MEMORY_BUDGET", 64 * 1024 * 1024, minimum=64 * 1024
+)
 INTAKE_FETCH_PER_HOST = env_int("INTAKE_FETCH_PER_HOST", 4, minimum=1)
 INTAKE_FETCH_USER_AGENT = env_str(
     "INTAKE_FETCH_USER_AGENT", "Intake/0.1 (+self-hosted job ingestion)"

@@ -63,7 +63,7 @@ class GreenhouseAdapter(Adapter):
         """The job with its content (and pay ranges). A FetchError propagates: it is this
         posting's failure (404: removed since the listing), not the board's."""
         url = f"{self._board_url()}/jobs/{quote(posting.external_id, safe='')}"
-        data = self.fetcher.get_json(url, params={"pay_transparency": "true"})
+        data = self.fetcher.get_json(url, params={"pay_transparency": "true"}, page=True)
         if not isinstance(data, dict):
             raise FetchError(f"{url} did not answer with a Greenhouse job.", url=url)
         detailed = job_posting(data)

@@ -546,7 +546,7 @@ class JsonLdAdapter(Adapter):
     def list_postings(self) -> Iterator[Posting]:
         url = clean_page_url(self.source.identifier)
         try:
-            page = self.fetcher.get(url)
+            page = self.fetcher.get(url, page=True)
         except FetchError as exc:
             raise SourceFailed(f"Could not read the careers page {url}: {exc}") from exc
         page_url = normalize_url(page.url)
@@ -590,7 +590,7 @@ class JsonLdAdapter(Adapter):
 
     def _read_page(self, url: str) -> list[Posting] | FetchError:
         try:
-            page = self.fetcher.get(url)
+            page = self.fetcher.get(url, page=True)
         except FetchError as exc:
             if exc.status in (401, 403, 404, 410):
                 return []  # not a posting page (or not one we may read)

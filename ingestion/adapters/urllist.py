@@ -231,7 +231,7 @@ class UrlListAdapter(Adapter):
     def _read(self, entry: UrlEntry) -> list[Posting]:
         external_id = fit_external_id(entry.key)
         try:
-            page = self.fetcher.get(entry.url)
+            page = self.fetcher.get(entry.url, page=True)
         except FetchError as exc:
             return [
                 Posting(

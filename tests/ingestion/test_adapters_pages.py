@@ -18,7 +18,7 @@ from ingestion.adapters.urllist import UrlListAdapter
 from ingestion.fetching import Fetcher
 from ingestion.models import Source
 from ingestion.uploads import UploadError, upload_store
-from tests.fixture_server import FixtureServer
+from tests.fixture_server import FixtureServer, Reply
 from tests.ingestion.pages import (
     careers_page,
     jsonld_posting,
@@ -322,6 +322,18 @@ def test_linked_pages_that_fail_in_numbers_fail_the_listing_rather_than_expire_j
     server.route("/jobs/2", body="down", status=503)
 
     with pytest.raises(SourceFailed, match="1 of the 5 pages linked .* could not be fetched"):
+        _jsonld_list(user, fetcher, url)
+
+
+def test_linked_gzip_bombs_stop_at_the_page_cap_and_fail_the_listing(
+    server: FixtureServer, fetcher: Fetcher, user: Any, settings: Any
+) -> None:
+    settings.INTAKE_FETCH_PAGE_MAX_BYTES = 1024 * 1024
+    url = mount_careers_site(server, [jsonld_posting(n) for n in (1, 2, 3)])
+    bomb = Reply(200, b"<p>" * (20 * 1024 * 1024), {"Content-Type": "text/html"}, gzip=True)
+    server.route("/jobs/2", handler=lambda request: bomb)
+
+    with pytest.raises(SourceFailed, match=r"could not be fetched .*INTAKE_FETCH_PAGE_MAX_BYTES"):
         _jsonld_list(user, fetcher, url)
 
 
