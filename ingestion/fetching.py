@@ -250,13 +250,17 @@ def _check_url(url: httpx.URL) -> None:
 
 
 def _check_address(host: str, ip: IPAddress) -> None:
-    reason = _blocked_reason(ip, allow_private=settings.INTAKE_ALLOW_PRIVATE_NETWORK)
+    allow_private = settings.INTAKE_ALLOW_PRIVATE_NETWORK
+    reason = _blocked_reason(ip, allow_private=allow_private)
     if reason:
         where = str(ip) if host == str(ip) else f"{host} ({ip})"
-        raise _Refused(
-            f"Refused to fetch from {where}: {reason}, not a public one. Private networks "
-            "are refused unless INTAKE_ALLOW_PRIVATE_NETWORK is on."
-        )
+        # The setting lifts the refusal of every address but the metadata ones: name it only
+        # when it would help.
+        if _blocked_reason(ip, allow_private=True):
+            why = "cloud metadata addresses are always refused, whatever the settings"
+        else:
+            why = "private networks are refused unless INTAKE_ALLOW_PRIVATE_NETWORK is on"
+        raise _Refused(f"Refused to fetch from {where}: {reason}, not a public one; {why}.")
 
 
 def _resolve(host: str, port: int) -> list[str]:

@@ -434,8 +434,19 @@ def test_a_redirect_to_a_name_resolving_to_a_private_address_is_refused(
 
 
 def test_metadata_addresses_stay_refused_when_private_networks_are_allowed(fast, fetcher):
-    with pytest.raises(FetchError, match="metadata"):
+    with pytest.raises(FetchError, match="metadata") as caught:
         fetcher.get("http://169.254.169.254/latest/meta-data/")
+
+    # The setting is on: naming it as the way out would not be true.
+    assert "INTAKE_ALLOW_PRIVATE_NETWORK" not in str(caught.value)
+    assert "cloud metadata addresses are always refused" in str(caught.value)
+
+
+def test_a_private_address_refused_names_the_setting_that_allows_it(fetcher):
+    with pytest.raises(FetchError) as caught:
+        fetcher.get("http://10.1.2.3/jobs")
+
+    assert "unless INTAKE_ALLOW_PRIVATE_NETWORK is on" in str(caught.value)
 
 
 def test_redirects_are_followed_and_the_final_url_reported(fast, fetcher, fixture_server):
