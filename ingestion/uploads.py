@@ -12,9 +12,9 @@ Formats: csv | json | jsonl. The format comes from the file name (.csv, .json, .
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
+import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,11 +33,12 @@ if TYPE_CHECKING:
 
 CHUNK_BYTES = 1024 * 1024
 FORMATS = ("csv", "json", "jsonl")
-# The longest row read (a CSV record's line, in characters; a JSONL line, in bytes), and the
-# longest JSON string of an array file: a longer row is a row error, skipped without being
-# held; a longer string stops the JSON file (its parser cannot skip it). Far beyond a
-# posting at INTAKE_DESCRIPTION_MAX_CHARS, so such a field is read and refused by name.
-ROW_MAX = 16 * 1024 * 1024
+# The longest row read (a CSV record's line, in characters; a JSONL line, in bytes): a longer
+# one is a row error, read past without being held. Far beyond a posting at
+# INTAKE_DESCRIPTION_MAX_CHARS, so such a field is read and refused by name; short enough that
+# the copies parsing a CSV line makes (line, the csv module's buffer, the cell: four bytes a
+# character at worst) stay within a few hundred MB.
+ROW_MAX = 12 * 1024 * 1024
 # How many row errors a report keeps (the counts cover every row).
 REPORT_MAX_ERRORS = 100
 
@@ -373,62 +374,74 @@ def _too_long_row(unit: str) -> str:
     return f"longer than {ROW_MAX:,} {unit}: not read"
 
 
+# A CR that ends a line of a file saved with bare CR line ends (not one of CRLF).
+_BARE_CR = re.compile(rb"(?<=\r)(?!\n)")
+
+
 def csv_rows(fileobj: IO[bytes]) -> Generator[list[str] | str, None, None]:
     """Each record of a UTF-8 CSV file as its cells, or, for a record that cannot be read, why
-    (a line longer than ROW_MAX characters, read past without being held whole; a cell the csv
-    module refuses), the reading going on with the next record. A BOM is dropped; CRLF and
-    quoted new lines are read as the csv module does. UnicodeDecodeError propagates. The
-    caller's file stays open."""
+    (a line longer than ROW_MAX bytes, read past without being held whole; a cell the csv
+    module refuses), the reading going on with the next record. A BOM is dropped; lines may
+    end in LF, CRLF or CR, and quoted cells span lines, as the csv module reads them from a
+    file opened with newline="". UnicodeDecodeError propagates. The caller's file stays open.
+
+    Lines are cut from the bytes, not from decoded text, so the limit is the file's size of a
+    row whatever its characters (a Python string, and the csv module's buffer, take up to
+    four bytes a character)."""
     csv.field_size_limit(ROW_MAX)
-    text = io.TextIOWrapper(fileobj, encoding="utf-8-sig", newline="")
     long_line = False  # the last reader stopped at a line too long to read
     long_line_odd = False  # that line had an odd number of quotes
 
-    def read_past(line: str) -> bool:
+    def read_past(line: bytes) -> bool:
         """Read past the rest of the physical line that starts with `line`; whether it has an
         odd number of quotes (it opens or closes a quoted cell)."""
-        odd = line.count('"') % 2
-        while line and not line.endswith(("\n", "\r")):
-            line = text.readline(ROW_MAX)
-            odd ^= line.count('"') % 2
+        odd = line.count(b'"') % 2
+        while line and not line.endswith(b"\n"):
+            line = fileobj.readline(ROW_MAX)
+            odd ^= line.count(b'"') % 2
         return bool(odd)
 
     def lines() -> Iterator[str]:
         nonlocal long_line, long_line_odd
-        while line := text.readline(ROW_MAX + 1):
+        first = True
+        while line := fileobj.readline(ROW_MAX + 1):
             if len(line) > ROW_MAX:
                 long_line, long_line_odd = True, read_past(line)
                 return  # this reader ends here; the next one starts after the record
-            yield line
+            if first:
+                line = line.removeprefix(_BOM)
+                first = False
+            if b"\r" in line[:-2]:
+                for piece in _BARE_CR.split(line):
+                    if piece:
+                        yield piece.decode("utf-8")
+            else:
+                yield line.decode("utf-8")
 
-    try:
+    while True:
+        reader = csv.reader(lines())
+        cut = False  # the reader was in a quoted cell when the long line came
         while True:
-            reader = csv.reader(lines())
-            cut = False  # the reader was in a quoted cell when the long line came
-            while True:
-                try:
-                    cells = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as exc:
-                    yield f"cannot be read: {exc}"
-                    continue
-                if long_line:
-                    cut = True  # the record the long line belongs to, cut short: not a row
-                else:
-                    yield cells
-            if not long_line:
-                return
-            long_line = False
-            # Still in a quoted cell after the long line: its record goes on to the line
-            # that closes the cell.
-            quoted = cut != long_line_odd
-            while quoted and (line := text.readline(ROW_MAX + 1)):
-                quoted = read_past(line) != quoted
-            yield _too_long_row("characters")
-    finally:
-        with contextlib.suppress(ValueError):  # the caller closed its file first
-            text.detach()
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                yield f"cannot be read: {exc}"
+                continue
+            if long_line:
+                cut = True  # the record the long line belongs to, cut short: not a row
+            else:
+                yield cells
+        if not long_line:
+            return
+        long_line = False
+        # Still in a quoted cell after the long line: its record goes on to the line that
+        # closes the cell.
+        quoted = cut != long_line_odd
+        while quoted and (line := fileobj.readline(ROW_MAX + 1)):
+            quoted = read_past(line) != quoted
+        yield _too_long_row("bytes")
 
 
 def jsonl_values(fileobj: IO[bytes]) -> Iterator[tuple[int, Any, str]]:

@@ -23,6 +23,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 import ijson
+from django.conf import settings
 
 from ingestion import safejson
 from ingestion.adapters.base import Adapter, Posting, SourceFailed, posting_problems
@@ -168,8 +169,12 @@ def posting_from_record(
     posting.location = text("location")
     posting.department = text("department")
     posting.employment_type = text("employment_type")
+    limit = settings.INTAKE_DESCRIPTION_MAX_CHARS
     for name, attribute in _HTML_FIELDS:
         value = text(name)
+        if len(value) > limit:  # refused as it is, before copies of it are made as HTML
+            error(name, f"{name} is longer than {limit:,} characters")
+            continue
         setattr(posting, attribute, value if looks_like_html(value) else text_to_html(value))
 
     remote = _value(record, "remote")
@@ -286,7 +291,7 @@ def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
             yield row, record
     except UnicodeDecodeError as exc:
         raise SourceFailed(
-            f"The file is not UTF-8 text ({exc.reason} at byte {exc.start} of a block): "
+            f"The file is not UTF-8 text ({exc.reason} at byte {exc.start} of a line): "
             "save it as 'CSV UTF-8'."
         ) from exc
     finally:

@@ -339,6 +339,20 @@ def test_a_csv_with_bom_crlf_multiline_fields_and_extra_columns_is_read(user: An
     assert first.invalid_reasons == second.invalid_reasons == []
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r"])
+def test_a_csv_with_lf_or_bare_cr_line_ends_is_read(user: Any, newline: str) -> None:
+    data = newline.join(
+        ["ID,Job Title,Description", '1,Chef,"Line one' + newline + 'line two"', "2,Cook,x", ""]
+    ).encode()
+
+    first, second = _list(user, "jobs.csv", data)
+
+    assert (first.title, second.title) == ("Chef", "Cook")
+    # The quoted cell keeps both of its lines.
+    assert "Line one" in first.description_html and "line two" in first.description_html
+    assert first.invalid_reasons == second.invalid_reasons == []
+
+
 def test_a_csv_without_a_required_column_fails_the_source(user: Any) -> None:
     data = b"external_id,name,location\n1,Engineer,Berlin\n"
 
@@ -545,9 +559,9 @@ def test_a_row_longer_than_the_row_limit_is_skipped_unread(user: Any, monkeypatc
 
     assert [p.invalid_reasons for p in csv_postings] == [
         [],
-        ["row 2: longer than 4,096 characters: not read"],
+        ["row 2: longer than 4,096 bytes: not read"],
         [],
-        ["row 4: longer than 4,096 characters: not read"],
+        ["row 4: longer than 4,096 bytes: not read"],
         [],
     ]
     assert [p.external_id for p in csv_postings if not p.invalid_reasons] == [
