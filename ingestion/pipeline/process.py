@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,7 +147,7 @@ def process_chunk(ctx: RunContext, number: int) -> bool:
     chunk = WorkChunk.objects.get(run=run, number=number)
     processor = BatchProcessor(ctx)
     try:
-        for ids in batched(chunk.job_ids, settings.INTAKE_BATCH_SIZE):
+        for ids in _batches(chunk.job_ids):
             processor.process(ids)
     finally:
         processor.close()
@@ -156,6 +157,13 @@ def process_chunk(ctx: RunContext, number: int) -> bool:
 
         publish_summary(ctx)
     return last
+
+
+def _batches(job_ids: list[int]) -> Iterator[list[int]]:
+    """A chunk's jobs in batches of INTAKE_BATCH_SIZE, a batch ending sooner once its raw
+    descriptions add up to batching.TEXT_BUDGET (one query for the sizes of the chunk)."""
+    sizes = sql.text_sizes(Job, "raw_description", job_ids)
+    return batched(job_ids, settings.INTAKE_BATCH_SIZE, weight=lambda pk: sizes.get(pk, 0))
 
 
 def _worker_name() -> str:

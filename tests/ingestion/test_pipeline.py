@@ -11,6 +11,7 @@ import pytest
 from ingestion import services
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source, WorkChunk
 from ingestion.pipeline import process
+from ingestion.pipeline.diff import SourceDiff
 from ingestion.selectors import outcome_counts
 from runs.models import RunStatus
 from tests.fixture_server import Reply
@@ -350,6 +351,43 @@ def test_chunks_are_separate_jobs_and_the_last_one_finishes_the_run(
     assert {c.status for c in chunks} == {"done"}
     assert len(run.queue_job_ids) == 7  # the run and its six chunks
     assert (run.items_done, run.jobs_ready) == (10, 10)
+
+
+def test_batches_hold_a_bounded_amount_of_text_in_the_listing_and_the_processing(
+    work, user, monkeypatch
+):
+    monkeypatch.setattr("ingestion.pipeline.batching.TEXT_BUDGET", 10_000)
+    listed: list[int] = []
+    processed: list[int] = []
+    apply, process_batch = SourceDiff._apply, process.BatchProcessor.process
+
+    def spy_apply(self, batch):  # type: ignore[no-untyped-def]
+        listed.append(len(batch))
+        return apply(self, batch)
+
+    def spy_process(self, ids):  # type: ignore[no-untyped-def]
+        processed.append(len(ids))
+        return process_batch(self, ids)
+
+    monkeypatch.setattr(SourceDiff, "_apply", spy_apply)
+    monkeypatch.setattr(process.BatchProcessor, "process", spy_process)
+    rows = [posting_row(n, description=f"<p>{'lorem ipsum ' * 400} {n}</p>") for n in range(1, 13)]
+    services.source_create(
+        owner=user,
+        kind="file",
+        company="Initech",
+        upload=io.BytesIO(postings_csv(rows)),
+        upload_name="jobs.csv",
+    )
+
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert Job.objects.filter(status=JobStatus.READY).count() == 12
+    # About 4,800 characters each: a batch of the listing or of the processing ends with the
+    # third, which passes 10,000 (12 would have been one batch).
+    assert listed == [3] * 4
+    assert sum(processed) == 12 and max(processed) == 3
 
 
 # --- the other source kinds through the same pipeline ------------------------------------------
