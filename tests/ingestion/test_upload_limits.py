@@ -4,18 +4,16 @@ file and parsed first."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from django.urls import reverse
 
 from ingestion.models import Source
 from ingestion.upload_limits import request_max_bytes
-from tests.support import Proc, session_cookies, start_asgi
+from tests.support import Proc, signed_in_client, start_asgi
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,21 +29,12 @@ def web(procs: list[Proc], tmp_path: Path, redis_client: Any) -> str:
     return base
 
 
-@contextlib.contextmanager
-def web_client(base: str, user: Any) -> Iterator[httpx.Client]:
-    """A signed-in client with the CSRF token the forms need."""
-    with httpx.Client(base_url=base, cookies=session_cookies(user), timeout=60) as client:
-        client.get(NEW).raise_for_status()
-        client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
-        yield client
-
-
 def _multipart(name: str, size: int) -> dict[str, Any]:
     return {"files": {"upload": (name, b"x" * size, "text/csv")}, "data": {"kind": "file"}}
 
 
 def test_a_body_declared_over_the_limit_is_refused_with_413_and_a_message(web, user):
-    with web_client(web, user) as client:
+    with signed_in_client(web, user) as client:
         response = client.post(CHECK, **_multipart("big.csv", 5 * LIMIT))
 
         assert response.status_code == 413
@@ -63,7 +52,7 @@ def test_a_body_sent_without_a_length_is_refused_once_it_passes_the_limit(web, u
             sent += 65536
             yield b"x" * 65536
 
-    with web_client(web, user) as client:
+    with signed_in_client(web, user) as client:
         response = client.post(
             CHECK, content=body(), headers={"Content-Type": "multipart/form-data; boundary=b"}
         )
@@ -74,7 +63,7 @@ def test_a_body_sent_without_a_length_is_refused_once_it_passes_the_limit(web, u
 
 def test_a_file_just_over_the_limit_is_a_form_error_and_nothing_is_saved(web, user):
     # Within the room left for the form's other fields: the upload handler refuses it.
-    with web_client(web, user) as client:
+    with signed_in_client(web, user) as client:
         response = client.post(
             NEW,
             files={"upload": ("big.csv", b"external_id,title\n" + b"x" * LIMIT, "text/csv")},
@@ -87,7 +76,7 @@ def test_a_file_just_over_the_limit_is_a_form_error_and_nothing_is_saved(web, us
 
 
 def test_a_file_under_the_limit_goes_through(web, user):
-    with web_client(web, user) as client:
+    with signed_in_client(web, user) as client:
         response = client.post(
             CHECK,
             files={"upload": ("jobs.csv", b"external_id,title\n1,Chef\n", "text/csv")},
