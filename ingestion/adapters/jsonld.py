@@ -17,10 +17,12 @@ marking it invalid when a field Google requires is missing.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import html as htmllib
 import logging
 import re
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -206,15 +208,90 @@ def _loads_lenient(raw: str) -> Any:
     raise error
 
 
+# --- HTML ------------------------------------------------------------------------------------
+# A page is parsed into a DOM, which takes many times the memory of its text (per tag, not per
+# byte) and, for nested blocks, time that grows with the square of their depth (lexbor checks
+# the open elements at each one). A page beyond these is not parsed.
+HTML_MAX_TAGS = 100_000
+HTML_MAX_DEPTH = 1_000
+# Elements that never hold others (void) or close by themselves when a sibling starts: they
+# do not deepen the nesting that is estimated.
+_NOT_NESTING = frozenset({
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+    "source", "track", "wbr", "li", "p", "td", "th", "tr", "dt", "dd", "option", "optgroup",
+    "thead", "tbody", "tfoot", "colgroup", "caption", "rb", "rt", "rp",
+})  # fmt: skip
+_TAG_START = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:-]*)")
+# Elements whose content is text, not tags (a JSON-LD block's "<p>" is not an element).
+_RAW_TEXT_END = {
+    name: re.compile(rf"</{name}[\s/>]", re.IGNORECASE)
+    for name in ("script", "style", "textarea", "title", "xmp", "noscript")
+}
+# DOMs built at once in a process (a source reads FETCH_THREADS pages at once).
+_PARSES = threading.BoundedSemaphore(2)
+
+
+class PageNotRead(ValueError):
+    """A page too large or too deeply nested to parse; the message says which."""
+
+
+def _html_problem(html: str) -> str:
+    """Why `html` is not parsed ("" when it is fine): more than HTML_MAX_TAGS tags, or elements
+    nested deeper than HTML_MAX_DEPTH (estimated from the tags, in one linear pass)."""
+    if html.count("<") > HTML_MAX_TAGS:
+        return f"the page has more than {HTML_MAX_TAGS:,} HTML tags: not read"
+    depth = 0
+    position = 0
+    search = _TAG_START.search
+    while match := search(html, position):
+        end = html.find(">", match.end())
+        if end < 0:
+            break
+        position = end + 1
+        name = match.group(2).lower()
+        if name in _RAW_TEXT_END and not match.group(1):
+            closing = _RAW_TEXT_END[name].search(html, position)
+            position = closing.end() if closing else len(html)
+            continue
+        if html[end - 1] == "/" or name in _NOT_NESTING:
+            continue
+        if match.group(1):
+            depth = max(0, depth - 1)
+        else:
+            depth += 1
+            if depth > HTML_MAX_DEPTH:
+                return f"the page nests HTML elements deeper than {HTML_MAX_DEPTH:,}: not read"
+    return ""
+
+
+@contextlib.contextmanager
+def parsed_html(html: str) -> Iterator[LexborHTMLParser]:
+    """The DOM of `html`, built when no more than two others are (per process);
+    PageNotRead for a page beyond HTML_MAX_TAGS or HTML_MAX_DEPTH."""
+    problem = _html_problem(html)
+    if problem:
+        raise PageNotRead(problem)
+    with _PARSES:
+        tree = LexborHTMLParser(html)
+        try:
+            yield tree
+        finally:
+            del tree
+
+
 def jsonld_blocks(html: str) -> list[Any]:
     """The parsed JSON of every `application/ld+json` script of a page, in page order; a
-    block that cannot be parsed is left out (logged)."""
+    block that cannot be parsed is left out (logged). PageNotRead for a page that is not
+    parsed (parsed_html)."""
     blocks: list[Any] = []
-    for node in LexborHTMLParser(html).css("script[type]"):
-        kind = (node.attributes.get("type") or "").split(";")[0].strip().lower()
-        if kind != "application/ld+json":
-            continue
-        raw = node.text(deep=True) or ""
+    with parsed_html(html) as tree:
+        scripts = [
+            node.text(deep=True) or ""
+            for node in tree.css("script[type]")
+            if (node.attributes.get("type") or "").split(";")[0].strip().lower()
+            == "application/ld+json"
+        ]
+    for raw in scripts:
         if not raw.strip():
             continue
         try:
@@ -467,8 +544,10 @@ def page_links(html: str, page_url: str) -> list[str]:
     javascript:, fragments of the page itself and links to files (PDF, images) left out."""
     page = normalize_url(page_url)
     seen: dict[str, None] = {}
-    for anchor in LexborHTMLParser(html).css("a[href]"):
-        href = (anchor.attributes.get("href") or "").strip()
+    with parsed_html(html) as tree:
+        hrefs = [anchor.attributes.get("href") or "" for anchor in tree.css("a[href]")]
+    for href in hrefs:
+        href = href.strip()
         if not href or href.startswith("#"):
             continue
         try:
@@ -551,10 +630,13 @@ class JsonLdAdapter(Adapter):
             raise SourceFailed(f"Could not read the careers page {url}: {exc}") from exc
         page_url = normalize_url(page.url)
         html = page.text
-        blocks = jsonld_blocks(html)
+        try:
+            blocks = jsonld_blocks(html)
+            candidates = page_links(html, page_url)
+        except PageNotRead as exc:
+            raise SourceFailed(f"Could not read the careers page {url}: {exc}") from exc
         found = _postings_from_blocks(blocks, page_url)
         listed = {p.url for p in found} | {url, page_url}
-        candidates = page_links(html, page_url)
         for link in _item_list_urls(blocks):
             try:
                 resolved = normalize_url(urljoin(page_url, link))
@@ -597,4 +679,7 @@ class JsonLdAdapter(Adapter):
             return exc
         if "html" not in page.content_type and page.content_type:
             return []
-        return postings_from_html(page.text, url)
+        try:
+            return postings_from_html(page.text, url)
+        except PageNotRead as exc:  # a failed page, as one that could not be fetched
+            return FetchError(f"{url}: {exc}", url=url)

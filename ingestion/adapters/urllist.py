@@ -30,7 +30,12 @@ from django.conf import settings
 
 from ingestion import safejson
 from ingestion.adapters.base import Adapter, Posting, SourceFailed
-from ingestion.adapters.jsonld import fit_external_id, normalize_url, ordered_parallel
+from ingestion.adapters.jsonld import (
+    PageNotRead,
+    fit_external_id,
+    normalize_url,
+    ordered_parallel,
+)
 from ingestion.adapters.jsonld import postings_from_html as postings_from_html
 from ingestion.fetching import FetchError
 from ingestion.textclean import clean_text, has_unsafe
@@ -240,7 +245,10 @@ class UrlListAdapter(Adapter):
                     invalid_reasons=[f"{FETCH_FAILED}{exc}"],
                 )
             ]
-        postings = postings_from_html(page.text, normalize_url(page.url), fallback_id=entry.key)
+        try:
+            postings = postings_from_html(page.text, normalize_url(page.url), fallback_id=entry.key)
+        except PageNotRead as exc:
+            return [Posting(external_id=external_id, url=entry.url, invalid_reasons=[str(exc)])]
         if not postings:
             return [
                 Posting(

@@ -6,7 +6,7 @@ artifacts/hostile-input-rss.txt; docs/operations.md records them.
 Before these bounds: 200 KB of "[" grew the web process to 23 GB from the upload check; a 300 MB
 upload was received and parsed before the size limit refused it; a 10 MB description cell made
 a 600 MB work horse; a careers page linking 8 gzip bombs made a 2.2 GB one; a "\\u0000" failed
-its whole source on PostgreSQL."""
+its whole source on PostgreSQL; one page of 8 MB of "<b>" took 540 MB to parse."""
 
 from __future__ import annotations
 
@@ -280,6 +280,20 @@ def test_hostile_input_gets_clear_answers_within_bounded_memory(
     assert run.status == RunStatus.ERROR and "INTAKE_FETCH_PAGE_MAX_BYTES" in run.error_message
     wire = len(bomb) * 8 / MB
     record("horse", f"ingest: careers page, 8 gzip bombs ({wire:.1f} MB sent)", "error: page cap")
+
+    # A careers page linking 8 pages of 8 MB of tags, each under the page cap, and one
+    # deep one: a DOM of one of them took 540 MB; nested blocks take CPU with the square.
+    tags = b"<b>" * (8 * MB // 3 - 100)
+    links = [f"/tags/{n}" for n in range(8)]
+    for link in links:
+        fixture_server.route(link, body=tags)
+    fixture_server.route("/tags/deep", body=b"<div>" * 100_000)
+    fixture_server.route("/tag-soup", body=careers_page([*links, "/tags/deep", "/jobs/1"]))
+    soup = services.source_create(owner=user, url=fixture_server.url("/tag-soup"), company="Soup")
+    rss.reset()
+    run = _run(user, soup)
+    assert run.status == RunStatus.ERROR and "HTML tags: not read" in run.error_message
+    record("horse", "ingest: careers page, 8 pages of 8 MB of tags", "error: not parsed")
 
     assert not over, f"over {RSS_BOUND_MB} MB: {over}"
     assert json.dumps(figures)  # the rows are plain data for the artifact
