@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from django.conf import settings
 
+from ingestion import htmlbounds
 from ingestion.textclean import clean_text, has_unsafe
 
 if TYPE_CHECKING:
@@ -71,7 +72,8 @@ _text_values = operator.attrgetter(*_TEXT_FIELDS)
 def posting_problems(posting: Posting) -> list[tuple[str, str]]:
     """Make `posting` storable, in place: control characters and lone surrogates out of its
     text (ingestion.textclean), and a description or requirements longer than
-    INTAKE_DESCRIPTION_MAX_CHARS emptied. Returns each refused field as (field, message)."""
+    INTAKE_DESCRIPTION_MAX_CHARS, or beyond ingestion.htmlbounds, emptied. Returns each
+    refused field as (field, message)."""
     values = _text_values(posting)
     if has_unsafe("".join(values)):  # one check for all of them: the usual answer is no
         for name, value in zip(_TEXT_FIELDS, values, strict=True):
@@ -79,9 +81,15 @@ def posting_problems(posting: Posting) -> list[tuple[str, str]]:
     limit = settings.INTAKE_DESCRIPTION_MAX_CHARS
     problems = []
     for name, label in _LONG_TEXT_FIELDS.items():
-        if len(getattr(posting, name)) > limit:
-            setattr(posting, name, "")  # not kept: the posting is refused and it is large
-            problems.append((label, f"{label} is longer than {limit:,} characters"))
+        value = getattr(posting, name)
+        if len(value) > limit:
+            problem = f"is longer than {limit:,} characters"
+        else:
+            # Sanitizing and reading it as text would parse it: a deep one costs minutes.
+            problem = htmlbounds.problem(value)
+        if problem:
+            setattr(posting, name, "")  # not kept: the posting is refused
+            problems.append((label, f"{label} {problem}"))
     return problems
 
 

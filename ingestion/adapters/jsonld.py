@@ -35,7 +35,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from django.db import connections
 from selectolax.lexbor import LexborHTMLParser
 
-from ingestion import safejson
+from ingestion import htmlbounds, safejson
 from ingestion.adapters.base import Adapter, Posting, SourceFailed
 from ingestion.fetching import FetchError
 
@@ -209,25 +209,8 @@ def _loads_lenient(raw: str) -> Any:
 
 
 # --- HTML ------------------------------------------------------------------------------------
-# A page is parsed into a DOM, which takes many times the memory of its text (per tag, not per
-# byte) and, for nested blocks, time that grows with the square of their depth (lexbor checks
-# the open elements at each one). A page beyond these is not parsed.
-HTML_MAX_TAGS = 100_000
-HTML_MAX_DEPTH = 1_000
-# Elements that never hold others (void) or close by themselves when a sibling starts: they
-# do not deepen the nesting that is estimated.
-_NOT_NESTING = frozenset({
-    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
-    "source", "track", "wbr", "li", "p", "td", "th", "tr", "dt", "dd", "option", "optgroup",
-    "thead", "tbody", "tfoot", "colgroup", "caption", "rb", "rt", "rp",
-})  # fmt: skip
-_TAG_START = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:-]*)")
-# Elements whose content is text, not tags (a JSON-LD block's "<p>" is not an element).
-_RAW_TEXT_END = {
-    name: re.compile(rf"</{name}[\s/>]", re.IGNORECASE)
-    for name in ("script", "style", "textarea", "title", "xmp", "noscript")
-}
-# DOMs built at once in a process (a source reads FETCH_THREADS pages at once).
+# DOMs built at once in a process (a source reads FETCH_THREADS pages at once; each DOM takes
+# many times its page).
 _PARSES = threading.BoundedSemaphore(2)
 
 
@@ -235,42 +218,13 @@ class PageNotRead(ValueError):
     """A page too large or too deeply nested to parse; the message says which."""
 
 
-def _html_problem(html: str) -> str:
-    """Why `html` is not parsed ("" when it is fine): more than HTML_MAX_TAGS tags, or elements
-    nested deeper than HTML_MAX_DEPTH (estimated from the tags, in one linear pass)."""
-    if html.count("<") > HTML_MAX_TAGS:
-        return f"the page has more than {HTML_MAX_TAGS:,} HTML tags: not read"
-    depth = 0
-    position = 0
-    search = _TAG_START.search
-    while match := search(html, position):
-        end = html.find(">", match.end())
-        if end < 0:
-            break
-        position = end + 1
-        name = match.group(2).lower()
-        if name in _RAW_TEXT_END and not match.group(1):
-            closing = _RAW_TEXT_END[name].search(html, position)
-            position = closing.end() if closing else len(html)
-            continue
-        if html[end - 1] == "/" or name in _NOT_NESTING:
-            continue
-        if match.group(1):
-            depth = max(0, depth - 1)
-        else:
-            depth += 1
-            if depth > HTML_MAX_DEPTH:
-                return f"the page nests HTML elements deeper than {HTML_MAX_DEPTH:,}: not read"
-    return ""
-
-
 @contextlib.contextmanager
 def parsed_html(html: str) -> Iterator[LexborHTMLParser]:
     """The DOM of `html`, built when no more than two others are (per process);
-    PageNotRead for a page beyond HTML_MAX_TAGS or HTML_MAX_DEPTH."""
-    problem = _html_problem(html)
+    PageNotRead for a page beyond htmlbounds' limits."""
+    problem = htmlbounds.problem(html)
     if problem:
-        raise PageNotRead(problem)
+        raise PageNotRead(f"the page {problem}: not read")
     with _PARSES:
         tree = LexborHTMLParser(html)
         try:

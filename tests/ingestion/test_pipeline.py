@@ -445,6 +445,7 @@ def test_board_texts_with_nul_are_stored_and_a_description_over_the_cap_is_inval
     jobs[0]["title"] = "Role\u0000 1"
     jobs[0]["content"] = "&lt;p&gt;Models\u0000 &amp; data&lt;/p&gt;"
     jobs[1]["content"] = "&lt;p&gt;" + "x" * 6000 + "&lt;/p&gt;"
+    jobs[2]["content"] = "&lt;ul&gt;" * 1001  # under 5,000 characters, deeper than 1,000
     mount_greenhouse(boards, "acme", jobs)
 
     run = work(services.ingest_start(owner=user))
@@ -452,10 +453,12 @@ def test_board_texts_with_nul_are_stored_and_a_description_over_the_cap_is_inval
     assert run.status == RunStatus.FINISHED, run.error_message
     assert Job.objects.get(external_id="1").title == "Role 1"
     assert Job.objects.get(external_id="1").description == "<p>Models &amp; data</p>"
-    assert set(Job.objects.values_list("external_id", flat=True)) == {"1", "3", "4"}
-    invalid = RunItem.objects.get(run=run, outcome=ItemOutcome.INVALID)
-    assert invalid.external_id == "2"
-    assert invalid.reason == "description is longer than 5,000 characters"
+    assert set(Job.objects.values_list("external_id", flat=True)) == {"1", "4"}
+    invalid = RunItem.objects.filter(run=run, outcome=ItemOutcome.INVALID).order_by("id")
+    assert [(i.external_id, i.reason) for i in invalid] == [
+        ("2", "description is longer than 5,000 characters"),
+        ("3", "description nests HTML elements deeper than 1,000"),
+    ]
 
 
 def test_a_detail_over_the_cap_fails_its_job_alone(boards, work, user, greenhouse_source, settings):
