@@ -15,8 +15,13 @@ What every fetch guarantees, whoever calls it:
 * Retries. INTAKE_FETCH_TRIES tries on network errors, 429 and 5xx, with exponential back-off
   and jitter, honouring Retry-After up to INTAKE_FETCH_MAX_RETRY_AFTER. Other 4xx are final.
   stream() retries only before its body is handed over.
-* Size. At most INTAKE_FETCH_MAX_BYTES (or `max_bytes=`) of *decompressed* body: we ask for
-  gzip/deflate only and inflate ourselves in bounded steps, so a gzip bomb never gets far.
+* Size. At most INTAKE_FETCH_MAX_BYTES (a board's listing) or, with `page=True`,
+  INTAKE_FETCH_PAGE_MAX_BYTES (an HTML page or one posting's detail), or `max_bytes=`, of
+  *decompressed* body: we ask for gzip/deflate only and inflate ourselves in bounded steps, so
+  a gzip bomb never gets far.
+* Memory. A body read whole (get(), not stream()) counts, as it arrives, against
+  INTAKE_FETCH_MEMORY_BUDGET, shared by every fetch of the process: parallel fetches cannot
+  multiply the cap. A call that would pass it stops with FetchError.
 * Politeness. At most INTAKE_FETCH_PER_HOST requests in flight per host, across every Fetcher
   and thread of the process.
 * A record. The outcome of each call (after its tries) is stored as a RawPayload, in its own
@@ -27,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import logging
 import random
 import socket
@@ -44,6 +48,8 @@ import httpcore
 import httpx
 from django.conf import settings
 from django.db import connection, transaction
+
+from ingestion import safejson
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +91,9 @@ class FetchResponse:
         return self.content.decode(_charset(self.content_type), errors="replace")
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        """The body as JSON; ValueError when it is not, or nests deeper than
+        safejson.MAX_DEPTH."""
+        return safejson.loads(self.content)
 
 
 class StreamedResponse:
@@ -242,13 +250,17 @@ def _check_url(url: httpx.URL) -> None:
 
 
 def _check_address(host: str, ip: IPAddress) -> None:
-    reason = _blocked_reason(ip, allow_private=settings.INTAKE_ALLOW_PRIVATE_NETWORK)
+    allow_private = settings.INTAKE_ALLOW_PRIVATE_NETWORK
+    reason = _blocked_reason(ip, allow_private=allow_private)
     if reason:
         where = str(ip) if host == str(ip) else f"{host} ({ip})"
-        raise _Refused(
-            f"Refused to fetch from {where}: {reason}, not a public one. Private networks "
-            "are refused unless INTAKE_ALLOW_PRIVATE_NETWORK is on."
-        )
+        # The setting lifts the refusal of every address but the metadata ones: name it only
+        # when it would help.
+        if _blocked_reason(ip, allow_private=True):
+            why = "cloud metadata addresses are always refused, whatever the settings"
+        else:
+            why = "private networks are refused unless INTAKE_ALLOW_PRIVATE_NETWORK is on"
+        raise _Refused(f"Refused to fetch from {where}: {reason}, not a public one; {why}.")
 
 
 def _resolve(host: str, port: int) -> list[str]:
@@ -393,6 +405,33 @@ def _host_slot(host: str) -> threading.BoundedSemaphore:
         if slot is None:
             slot = _host_slots[(host, limit)] = threading.BoundedSemaphore(limit)
         return slot
+
+
+# --- Memory budget --------------------------------------------------------------------------
+
+
+class _MemoryBudget:
+    """Bytes of response bodies being read whole by the fetches of this process (a work horse
+    reads up to jsonld.FETCH_THREADS pages at once)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        """Hold `size` more bytes, or False when that would pass INTAKE_FETCH_MEMORY_BUDGET."""
+        with self._lock:
+            if self.held + size > settings.INTAKE_FETCH_MEMORY_BUDGET:
+                return False
+            self.held += size
+            return True
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.held -= size
+
+
+_memory_budget = _MemoryBudget()
 
 
 # --- Decompression --------------------------------------------------------------------------
@@ -578,12 +617,26 @@ class _Call:
     the response and the host slot it holds."""
 
     def __init__(
-        self, fetcher: Fetcher, url: str, params: dict[str, Any] | None, max_bytes: int | None
+        self,
+        fetcher: Fetcher,
+        url: str,
+        params: dict[str, Any] | None,
+        max_bytes: int | None,
+        page: bool = False,
     ) -> None:
         self.fetcher = fetcher
         self.url = url
         self.params = params
-        self.max_bytes = settings.INTAKE_FETCH_MAX_BYTES if max_bytes is None else max_bytes
+        if max_bytes is not None:
+            self.max_bytes, self.cap_name = max_bytes, "max_bytes"
+        elif page:
+            self.max_bytes = settings.INTAKE_FETCH_PAGE_MAX_BYTES
+            self.cap_name = "INTAKE_FETCH_PAGE_MAX_BYTES"
+        else:
+            self.max_bytes, self.cap_name = (
+                settings.INTAKE_FETCH_MAX_BYTES,
+                "INTAKE_FETCH_MAX_BYTES",
+            )
         self.deadline_seconds = settings.INTAKE_FETCH_DEADLINE
         self.deadline = time.monotonic() + self.deadline_seconds
         self.record = _Record(url=url)
@@ -753,7 +806,7 @@ class _Call:
         if declared.isdigit() and not encoded and int(declared) > self.max_bytes:
             raise self.error(
                 f"{self.record.url} is {int(declared)} bytes, more than the "
-                f"{self.max_bytes} byte cap (INTAKE_FETCH_MAX_BYTES); not read"
+                f"{self.max_bytes} byte cap ({self.cap_name}); not read"
             )
 
     def body_chunks(self) -> Iterator[bytes]:
@@ -765,16 +818,27 @@ class _Call:
             if self.record.size > self.max_bytes:
                 raise self.error(
                     f"{self.record.url} sent more than the {self.max_bytes} byte cap "
-                    "(INTAKE_FETCH_MAX_BYTES, counted decompressed); stopped reading"
+                    f"({self.cap_name}, counted decompressed); stopped reading"
                 )
             yield chunk
         self.record.complete = True
 
     def read_all(self) -> bytes:
+        """The whole body, its bytes held against the process's memory budget meanwhile."""
         body = bytearray()
-        for chunk in self.body_chunks():
-            body += chunk
-        return bytes(body)
+        try:
+            for chunk in self.body_chunks():
+                if not _memory_budget.take(len(chunk)):
+                    raise self.error(
+                        f"{self.record.url}: stopped reading after {len(body)} bytes: the "
+                        "fetches of this process are holding their memory budget "
+                        f"({settings.INTAKE_FETCH_MEMORY_BUDGET} bytes, "
+                        "INTAKE_FETCH_MEMORY_BUDGET) already"
+                    )
+                body += chunk
+            return bytes(body)
+        finally:
+            _memory_budget.give(len(body))
 
     def streamed_chunks(self) -> Iterator[bytes]:
         """body_chunks() for a caller reading at its own pace on its own thread: each read
@@ -866,11 +930,17 @@ class Fetcher:
         return clone
 
     def get(
-        self, url: str, *, params: dict[str, Any] | None = None, max_bytes: int | None = None
+        self,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        max_bytes: int | None = None,
+        page: bool = False,
     ) -> FetchResponse:
-        """GET `url`; FetchError for any non-2xx answer or failure. `max_bytes` overrides
-        INTAKE_FETCH_MAX_BYTES for this call."""
-        call = _Call(self, url, params, max_bytes)
+        """GET `url`; FetchError for any non-2xx answer or failure. The body is capped at
+        INTAKE_FETCH_MAX_BYTES, or INTAKE_FETCH_PAGE_MAX_BYTES with `page` (an HTML page, one
+        posting's detail), or `max_bytes`."""
+        call = _Call(self, url, params, max_bytes, page)
         error: BaseException | None = None
         try:
             content = call.open(read=True)
@@ -883,9 +953,14 @@ class Fetcher:
             call.finish(error)
 
     def get_json(
-        self, url: str, *, params: dict[str, Any] | None = None, max_bytes: int | None = None
+        self,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        max_bytes: int | None = None,
+        page: bool = False,
     ) -> Any:
-        response = self.get(url, params=params, max_bytes=max_bytes)
+        response = self.get(url, params=params, max_bytes=max_bytes, page=page)
         try:
             return response.json()
         except ValueError as exc:

@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from ingestion.models import Source, SourceKind
 from ingestion.services import UPLOAD_KINDS
+from ingestion.upload_limits import size_text, too_big_message
 
 REGION_CHOICES = [("", "Global (jobs.lever.co)"), ("eu", "EU (jobs.eu.lever.co)")]
 
@@ -110,6 +112,9 @@ class SourceForm(forms.Form):
                 "enabled": source.enabled,
             }
         super().__init__(*args, **kwargs)
+        if "upload" in self.fields:
+            limit = size_text(settings.INTAKE_UPLOAD_MAX_BYTES)
+            self.fields["upload"].help_text += f" At most {limit}."
         if source is not None:
             for name in ("url", "kind", "identifier"):
                 del self.fields[name]
@@ -126,6 +131,16 @@ class SourceForm(forms.Form):
     @property
     def takes_upload(self) -> bool:
         return "upload" in self.fields
+
+    @property
+    def upload_max_bytes(self) -> int:
+        """The largest file accepted: the page refuses a larger one before sending it."""
+        return settings.INTAKE_UPLOAD_MAX_BYTES
+
+    @property
+    def upload_too_big(self) -> str:
+        """What follows a file's name when it is larger than that."""
+        return too_big_message().removeprefix("The file ")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -12,9 +12,10 @@ Formats: csv | json | jsonl. The format comes from the file name (.csv, .json, .
 
 from __future__ import annotations
 
+import csv
 import io
-import json
-from collections.abc import Iterator
+import re
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
@@ -23,13 +24,21 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ingestion import safejson
 from ingestion.models import Source, SourceKind, UploadChunk
+from ingestion.upload_limits import too_big_message
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 CHUNK_BYTES = 1024 * 1024
 FORMATS = ("csv", "json", "jsonl")
+# The longest row read (a CSV record's line, in characters; a JSONL line, in bytes): a longer
+# one is a row error, read past without being held. Far beyond a posting at
+# INTAKE_DESCRIPTION_MAX_CHARS, so such a field is read and refused by name; short enough that
+# the copies parsing a CSV line makes (line, the csv module's buffer, the cell: four bytes a
+# character at worst) stay within a few hundred MB.
+ROW_MAX = 12 * 1024 * 1024
 # How many row errors a report keeps (the counts cover every row).
 REPORT_MAX_ERRORS = 100
 
@@ -109,9 +118,43 @@ def upload_format(name: str, head: bytes = b"", fmt: str | None = None) -> str:
                 f"{name!r} is not a CSV, JSON or JSONL file. Save a spreadsheet as "
                 "'CSV UTF-8' and upload that."
             )
-    if b"\x00" in head:
-        raise UploadError(f"{name!r} is not a text file (it contains binary data).")
+    binary = _binary_kind(head)
+    if binary:
+        raise UploadError(f"{name!r} is not a CSV, JSON or JSONL text file: it is {binary}.")
     return detected
+
+
+# Formats people upload by mistake, by their first bytes (whatever the file is called).
+_MAGIC = (
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (an .xlsx or .docx file is one); save it as 'CSV UTF-8'"),
+    (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        "an Office document (.xls, .doc); save it as 'CSV UTF-8'",
+    ),
+    (b"\x1f\x8b", "compressed (gzip); upload it uncompressed"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"\xff\xfe", "UTF-16 text; save it as UTF-8"),
+    (b"\xfe\xff", "UTF-16 text; save it as UTF-8"),
+)
+
+
+def _binary_kind(head: bytes) -> str:
+    """What a file that is not text is, judged by its first bytes ("" for text). A few stray
+    NULs in a text file are not enough (its rows drop them); many are."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    nuls = head.count(b"\x00")
+    if nuls >= 8 and nuls * 20 > len(head):
+        one_side = b"\x00" not in head[0::2] or b"\x00" not in head[1::2]
+        if one_side and nuls * 3 > len(head):  # ASCII as UTF-16: every other byte
+            return "UTF-16 text; save it as UTF-8"
+        return "binary data"
+    return ""
 
 
 def _sniff(head: bytes) -> str:
@@ -121,7 +164,7 @@ def _sniff(head: bytes) -> str:
     if text.startswith(b"{"):
         first_line, _, rest = text.partition(b"\n")
         try:
-            first = json.loads(first_line)
+            first = safejson.loads(first_line)
         except ValueError:
             return "json"  # an object spread over several lines
         if isinstance(first, dict) and "jobs" in first:
@@ -146,11 +189,7 @@ def _read_full(fileobj: IO[bytes], size: int) -> bytes:
 
 
 def _too_big(name: str) -> UploadError:
-    limit = settings.INTAKE_UPLOAD_MAX_BYTES
-    return UploadError(
-        f"{name!r} is larger than the {limit / (1024 * 1024):,.0f} MB limit "
-        "(INTAKE_UPLOAD_MAX_BYTES)."
-    )
+    return UploadError(too_big_message(name))
 
 
 def upload_store(*, source: Source, name: str, fileobj: IO[bytes], fmt: str | None = None) -> None:
@@ -263,6 +302,9 @@ def upload_check(fileobj: IO[bytes], *, kind: str, fmt: str) -> UploadReport:
     if kind not in (SourceKind.FILE, SourceKind.URLS):
         raise UploadError(f"Sources of kind {kind!r} take no uploaded file.")
     report = UploadReport(fmt=fmt)
+    # However the file came, no more than the limit is read: the check stops where storing it
+    # would be refused.
+    fileobj = io.BufferedReader(_Capped(fileobj, settings.INTAKE_UPLOAD_MAX_BYTES))
     try:
         if kind == SourceKind.FILE:
             for _posting, errors in parse_postings(fileobj, fmt):
@@ -273,6 +315,26 @@ def upload_check(fileobj: IO[bytes], *, kind: str, fmt: str) -> UploadReport:
     except (SourceFailed, UploadError) as exc:
         report.error = str(exc)
     return report
+
+
+class _Capped(io.RawIOBase):
+    """The first `limit` bytes of a binary stream; UploadError on reading past them."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(min(len(buffer), self._left + 1))
+        if len(data) > self._left:
+            raise UploadError(too_big_message())
+        self._left -= len(data)
+        buffer[: len(data)] = data
+        return len(data)
 
 
 # --- reading helpers shared by the file and URL list adapters ----------------------------------
@@ -308,17 +370,104 @@ def json_start(fileobj: IO[bytes]) -> tuple[bytes, BinaryIO]:
     return first, io.BufferedReader(_Rejoined(first, fileobj), buffer_size=64 * 1024)
 
 
+def _too_long_row(unit: str) -> str:
+    return f"longer than {ROW_MAX:,} {unit}: not read"
+
+
+# A CR that ends a line of a file saved with bare CR line ends (not one of CRLF).
+_BARE_CR = re.compile(rb"(?<=\r)(?!\n)")
+
+
+def csv_rows(fileobj: IO[bytes]) -> Generator[list[str] | str, None, None]:
+    """Each record of a UTF-8 CSV file as its cells, or, for a record that cannot be read, why
+    (a line longer than ROW_MAX bytes, read past without being held whole; a cell the csv
+    module refuses), the reading going on with the next record. A BOM is dropped; lines may
+    end in LF, CRLF or CR, and quoted cells span lines, as the csv module reads them from a
+    file opened with newline="". UnicodeDecodeError propagates. The caller's file stays open.
+
+    Lines are cut from the bytes, not from decoded text, so the limit is the file's size of a
+    row whatever its characters (a Python string, and the csv module's buffer, take up to
+    four bytes a character)."""
+    csv.field_size_limit(ROW_MAX)
+    long_line = False  # the last reader stopped at a line too long to read
+    long_line_odd = False  # that line had an odd number of quotes
+
+    def read_past(line: bytes) -> bool:
+        """Read past the rest of the physical line that starts with `line`; whether it has an
+        odd number of quotes (it opens or closes a quoted cell)."""
+        odd = line.count(b'"') % 2
+        while line and not line.endswith(b"\n"):
+            line = fileobj.readline(ROW_MAX)
+            odd ^= line.count(b'"') % 2
+        return bool(odd)
+
+    def lines() -> Iterator[str]:
+        nonlocal long_line, long_line_odd
+        first = True
+        while line := fileobj.readline(ROW_MAX + 1):
+            if len(line) > ROW_MAX:
+                long_line, long_line_odd = True, read_past(line)
+                return  # this reader ends here; the next one starts after the record
+            if first:
+                line = line.removeprefix(_BOM)
+                first = False
+            if b"\r" in line[:-2]:
+                for piece in _BARE_CR.split(line):
+                    if piece:
+                        yield piece.decode("utf-8")
+            else:
+                yield line.decode("utf-8")
+
+    while True:
+        reader = csv.reader(lines())
+        cut = False  # the reader was in a quoted cell when the long line came
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                yield f"cannot be read: {exc}"
+                continue
+            if long_line:
+                cut = True  # the record the long line belongs to, cut short: not a row
+            else:
+                yield cells
+        if not long_line:
+            return
+        long_line = False
+        # Still in a quoted cell after the long line: its record goes on to the line that
+        # closes the cell.
+        quoted = cut != long_line_odd
+        while quoted and (line := fileobj.readline(ROW_MAX + 1)):
+            quoted = read_past(line) != quoted
+        yield _too_long_row("bytes")
+
+
 def jsonl_values(fileobj: IO[bytes]) -> Iterator[tuple[int, Any, str]]:
     """(line number, value, "") for each non-blank line of a JSONL file, or
-    (line number, None, why) for a line that is not valid JSON. Decimals stay exact."""
-    for number, line in enumerate(fileobj, 1):
+    (line number, None, why) for a line that is not valid JSON, is nested deeper than
+    safejson.MAX_DEPTH or is longer than ROW_MAX bytes (skipped without being held whole).
+    Decimals stay exact."""
+    number = 0
+    while line := fileobj.readline(ROW_MAX + 1):
+        number += 1
+        if len(line) > ROW_MAX:
+            while line and not line.endswith(b"\n"):
+                line = fileobj.readline(ROW_MAX)
+            yield number, None, _too_long_row("bytes")
+            continue
         if number == 1:
             line = line.removeprefix(_BOM)
+        if b"\x00" in line:
+            line = line.replace(b"\x00", b"")  # never valid JSON; it would refuse the row
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line.decode("utf-8"), parse_float=Decimal), ""
+            yield number, safejson.loads(line.decode("utf-8"), parse_float=Decimal), ""
         except UnicodeDecodeError:
             yield number, None, "not valid UTF-8 text"
+        except safejson.JsonTooDeep as exc:
+            yield number, None, str(exc)
         except ValueError as exc:
             yield number, None, f"not valid JSON: {exc}"

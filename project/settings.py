@@ -222,6 +222,14 @@ INTAKE_FETCH_TRIES = env_int("INTAKE_FETCH_TRIES", 3, minimum=1)
 INTAKE_FETCH_BACKOFF = env_float("INTAKE_FETCH_BACKOFF", 0.5, minimum=0)
 INTAKE_FETCH_MAX_RETRY_AFTER = env_float("INTAKE_FETCH_MAX_RETRY_AFTER", 60.0, minimum=0)
 INTAKE_FETCH_MAX_BYTES = env_int("INTAKE_FETCH_MAX_BYTES", 256 * 1024 * 1024, minimum=1024)
+# Memory: an HTML page or one posting's detail (JSON-LD careers pages and the pages they link
+# to, URL-list pages, a Greenhouse job) is capped lower than a board's listing, since several
+# are read at once and held whole; and the bodies read whole by all the fetches of a process
+# at once share one budget (a listing streamed is not held whole and does not count).
+INTAKE_FETCH_PAGE_MAX_BYTES = env_int("INTAKE_FETCH_PAGE_MAX_BYTES", 8 * 1024 * 1024, minimum=1024)
+INTAKE_FETCH_MEMORY_BUDGET = env_int(
+    "INTAKE_FETCH_MEMORY_BUDGET", 64 * 1024 * 1024, minimum=64 * 1024
+)
 INTAKE_FETCH_PER_HOST = env_int("INTAKE_FETCH_PER_HOST", 4, minimum=1)
 INTAKE_FETCH_USER_AGENT = env_str(
     "INTAKE_FETCH_USER_AGENT", "Intake/0.1 (+self-hosted job ingestion)"
@@ -236,6 +244,18 @@ INTAKE_PAYLOAD_TTL_DAYS = env_float("INTAKE_PAYLOAD_TTL_DAYS", 30.0, minimum=0)
 # Uploads: the largest file accepted, and the most URLs in a URL list.
 INTAKE_UPLOAD_MAX_BYTES = env_int("INTAKE_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
 INTAKE_URL_LIST_MAX = env_int("INTAKE_URL_LIST_MAX", 1000, minimum=1)
+# Enforced as the bytes arrive (ingestion/upload_limits.py): the first handler skips a file at
+# INTAKE_UPLOAD_MAX_BYTES; project/asgi.py refuses a larger request body with 413 before
+# Django reads it. Django's defaults follow (memory up to 2.5 MB, then a temporary file).
+# A posting's description and requirements (HTML, as sent) are refused beyond this many
+# characters: a row error in an upload, an invalid item from a board. Real postings are far
+# shorter; processing one holds several copies of its text and its simhash's arrays.
+INTAKE_DESCRIPTION_MAX_CHARS = env_int("INTAKE_DESCRIPTION_MAX_CHARS", 500_000, minimum=1000)
+FILE_UPLOAD_HANDLERS = [
+    "ingestion.upload_limits.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 # Ingest: pending jobs per chunk (each chunk one RQ job) and per committed batch. Each chunk
 # costs a forked work horse with its own database connection, and each batch one
 # near-duplicate lookup whose cost grows with the owner's jobs rather than with the batch

@@ -235,6 +235,73 @@ def session_cookies(user: Any) -> dict[str, str]:
     return {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value}
 
 
+@contextlib.contextmanager
+def signed_in_client(base_url: str, user: Any, *, timeout: float = 60) -> Iterator[httpx.Client]:
+    """An httpx client of a live server, signed in as `user`, sending the CSRF token the
+    forms need (from a first page view)."""
+    with httpx.Client(base_url=base_url, cookies=session_cookies(user), timeout=timeout) as client:
+        client.get("/sources/new/").raise_for_status()
+        client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+        yield client
+
+
+class PeakRSS:
+    """Samples the resident memory of process trees in a thread: `peak(name)` is the largest
+    RSS one process of the tree registered as `name` reached since `reset()` (a work horse
+    forked by a worker is part of the worker's tree, and counted alone: horses are
+    separate processes)."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self._roots: dict[str, int] = {}
+        self._peaks: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def watch(self, name: str, pid: int, *, children_only: bool = False) -> None:
+        with self._lock:
+            self._roots[name] = -pid if children_only else pid
+            self._peaks[name] = 0
+
+    def reset(self) -> None:
+        with self._lock:
+            self._peaks = dict.fromkeys(self._roots, 0)
+
+    def peak(self, name: str) -> int:
+        time.sleep(self._interval * 3)  # a last sample
+        with self._lock:
+            return self._peaks[name]
+
+    def _sample(self, pid: int) -> int:
+        children_only = pid < 0
+        try:
+            root = psutil.Process(abs(pid))
+            tree = root.children(recursive=True) + ([] if children_only else [root])
+        except psutil.NoSuchProcess:
+            return 0
+        largest = 0
+        for proc in tree:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                largest = max(largest, proc.memory_info().rss)
+        return largest
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                roots = dict(self._roots)
+            for name, pid in roots.items():
+                rss = self._sample(pid)
+                with self._lock:
+                    self._peaks[name] = max(self._peaks.get(name, 0), rss)
+            self._stop.wait(self._interval)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 class SSEClient:
     """Reads an SSE response in a background thread; events land in a queue."""
 

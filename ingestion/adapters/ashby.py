@@ -20,6 +20,7 @@ from ingestion.adapters.greenhouse import iter_jobs
 from ingestion.adapters.recognize import clean_board_identifier
 from ingestion.fetching import FetchError
 from ingestion.normalize import parse_datetime
+from ingestion.textclean import clean_text
 
 _WORKPLACE = {"onsite": "onsite", "remote": "remote", "hybrid": "hybrid"}
 # compensation.summaryComponents[].interval ("1 YEAR") to Intake's salary periods.
@@ -38,8 +39,10 @@ class AshbyAdapter(Adapter):
         url = f"{base}/posting-api/job-board/{quote(self.org, safe='')}"
         try:
             with self.fetcher.stream(url, params={"includeCompensation": "true"}) as response:
-                for item in iter_jobs(response.reader(), f"Ashby job board '{self.org}'"):
-                    if not isinstance(item, dict):
+                for item, problem in iter_jobs(response.reader(), f"Ashby job board '{self.org}'"):
+                    if problem:
+                        yield Posting(external_id="", invalid_reasons=[f"job: {problem}"])
+                    elif not isinstance(item, dict):
                         yield Posting(external_id="", invalid_reasons=["job: not a JSON object"])
                     elif item.get("isListed") is not False:
                         yield job_posting(item)
@@ -51,10 +54,10 @@ class AshbyAdapter(Adapter):
                     f"company's job board URL."
                 ) from exc
             raise SourceFailed(f"Ashby job board '{self.org}' could not be read: {exc}") from exc
-        except ijson.JSONError as exc:
+        except (ijson.JSONError, ValueError) as exc:  # ValueError: JsonTooDeep, bad \u escapes
             raise SourceFailed(
                 f"Ashby job board '{self.org}' answered with something that is not the posting "
-                f"API's JSON ({exc})."
+                f"API's JSON ({clean_text(str(exc))})."
             ) from exc
 
     @classmethod

@@ -9,11 +9,17 @@ one posting is reported on that posting (`invalid_reasons`) and the rest go on.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
+
+from django.conf import settings
+
+from ingestion import htmlbounds
+from ingestion.textclean import clean_text, has_unsafe
 
 if TYPE_CHECKING:
     from ingestion.fetching import Fetcher
@@ -55,8 +61,52 @@ class Posting:
     row: int | None = None
 
 
+# Posting's text fields, and those whose length has no column to fit (a longer value is
+# refused, not cut: a description cut short would be stored as if whole), by the name users
+# know them by.
+_TEXT_FIELDS = tuple(f.name for f in fields(Posting) if f.type == "str")
+_LONG_TEXT_FIELDS = {"description_html": "description", "requirements_html": "requirements"}
+_text_values = operator.attrgetter(*_TEXT_FIELDS)
+
+
+def posting_problems(posting: Posting) -> list[tuple[str, str]]:
+    """Make `posting` storable, in place: control characters and lone surrogates out of its
+    text (ingestion.textclean), and a description or requirements longer than
+    INTAKE_DESCRIPTION_MAX_CHARS, or beyond ingestion.htmlbounds, emptied. Returns each
+    refused field as (field, message)."""
+    values = _text_values(posting)
+    if has_unsafe("".join(values)):  # one check for all of them: the usual answer is no
+        for name, value in zip(_TEXT_FIELDS, values, strict=True):
+            setattr(posting, name, clean_text(value))
+    limit = settings.INTAKE_DESCRIPTION_MAX_CHARS
+    problems = []
+    for name, label in _LONG_TEXT_FIELDS.items():
+        value = getattr(posting, name)
+        if len(value) > limit:
+            problem = f"is longer than {limit:,} characters"
+        else:
+            # Sanitizing and reading it as text would parse it: a deep one costs minutes.
+            problem = htmlbounds.problem(value)
+        if problem:
+            setattr(posting, name, "")  # not kept: the posting is refused
+            problems.append((label, f"{label} {problem}"))
+    return problems
+
+
+def posting_checked(posting: Posting) -> Posting:
+    """`posting` made storable (posting_problems), a refused field added to its
+    invalid_reasons; the reasons themselves cleaned (they quote what the source sent)."""
+    for _label, message in posting_problems(posting):
+        posting.invalid_reasons.append(message)
+    posting.invalid_reasons = [clean_text(reason) for reason in posting.invalid_reasons]
+    return posting
+
+
 class Adapter:
-    """Base class: one subclass per source kind, registered in ingestion.adapters."""
+    """Base class: one subclass per source kind, registered in ingestion.adapters.
+
+    The pipeline calls `postings()` and `detail()`, which check what the subclass's
+    `list_postings()` and `fetch_detail()` produce (posting_checked)."""
 
     kind: ClassVar[str]
 
@@ -70,6 +120,19 @@ class Adapter:
     def fetch_detail(self, posting: Posting) -> Posting:
         """Fill in what the listing lacked (called only when `posting.needs_detail`)."""
         return posting
+
+    def postings(self) -> Iterator[Posting]:
+        """list_postings(), each posting checked: a refused field makes it invalid."""
+        for posting in self.list_postings():
+            yield posting_checked(posting)
+
+    def detail(self, posting: Posting) -> Posting:
+        """fetch_detail(), checked; ValueError (the job's error) for a refused field."""
+        detailed = self.fetch_detail(posting)
+        problems = posting_problems(detailed)
+        if problems:
+            raise ValueError("; ".join(message for _label, message in problems))
+        return detailed
 
     @classmethod
     def clean_identifier(cls, identifier: str) -> str:

@@ -15,9 +15,7 @@ adapter cannot read at all (no `title` column, broken JSON, not UTF-8) raises So
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import re
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -25,15 +23,25 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 import ijson
+from django.conf import settings
 
-from ingestion.adapters.base import Adapter, Posting, SourceFailed
+from ingestion import safejson
+from ingestion.adapters.base import Adapter, Posting, SourceFailed, posting_problems
 from ingestion.adapters.jsonld import (
     looks_like_html,
     parse_amount,
     parse_when,
     text_to_html,
 )
-from ingestion.uploads import RowError, UploadError, json_start, jsonl_values, upload_open
+from ingestion.textclean import clean_text
+from ingestion.uploads import (
+    RowError,
+    UploadError,
+    csv_rows,
+    json_start,
+    jsonl_values,
+    upload_open,
+)
 
 REQUIRED = ("external_id", "title")
 # Alternative names of fields, after normalization (lowercase, "_" for spaces and hyphens).
@@ -80,7 +88,6 @@ _SINGLE = re.compile(r"\d[\d.,]*\s*[kK]?")
 # Job's column sizes: longer values are refused (ids, titles, URLs) or cut (the rest).
 _MAX = {"external_id": 255, "title": 500, "url": 2000, "location": 500, "department": 200}
 _HTML_FIELDS = (("description", "description_html"), ("requirements", "requirements_html"))
-_CSV_FIELD_LIMIT = 64 * 1024 * 1024  # descriptions can be long; the csv default is 128 KB
 
 
 @functools.lru_cache(maxsize=1024)
@@ -162,8 +169,12 @@ def posting_from_record(
     posting.location = text("location")
     posting.department = text("department")
     posting.employment_type = text("employment_type")
+    limit = settings.INTAKE_DESCRIPTION_MAX_CHARS
     for name, attribute in _HTML_FIELDS:
         value = text(name)
+        if len(value) > limit:  # refused as it is, before copies of it are made as HTML
+            error(name, f"{name} is longer than {limit:,} characters")
+            continue
         setattr(posting, attribute, value if looks_like_html(value) else text_to_html(value))
 
     remote = _value(record, "remote")
@@ -218,7 +229,9 @@ def posting_from_record(
     if period:
         posting.salary_period = period
 
-    posting.invalid_reasons = [str(e) for e in errors]
+    for name, message in posting_problems(posting):
+        error(name, message)
+    posting.invalid_reasons = [clean_text(str(e)) for e in errors]
     return posting, errors
 
 
@@ -246,17 +259,16 @@ def _salary_from_text(posting: Posting, text: str) -> None:
 # --- readers --------------------------------------------------------------------------------
 
 
-def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
-    csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
-    # utf-8-sig drops a BOM; newline="" lets the csv module handle CRLF and quoted newlines.
-    text = io.TextIOWrapper(fileobj, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
+def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    rows = csv_rows(fileobj)
     try:
-        header = next(reader, None)
-        while header is not None and not any(cell.strip() for cell in header):
-            header = next(reader, None)
+        header = next(rows, None)
+        while isinstance(header, list) and not any(cell.strip() for cell in header):
+            header = next(rows, None)
         if header is None:
             raise SourceFailed("The file is empty: expected a header row and postings.")
+        if isinstance(header, str):
+            raise SourceFailed(f"The file's header row is {header}.")
         names = [field_name(cell) for cell in header]
         for required in REQUIRED:
             if required not in names:
@@ -265,7 +277,10 @@ def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise SourceFailed(
                     f"The file has no {required!r} column{also}; found: {found or 'nothing'}."
                 )
-        for row, cells in enumerate(reader, 1):
+        for row, cells in enumerate(rows, 1):
+            if isinstance(cells, str):
+                yield row, _Broken(cells)
+                continue
             if not any(cell.strip() for cell in cells):
                 continue
             record: dict[str, Any] = {}
@@ -276,13 +291,11 @@ def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
             yield row, record
     except UnicodeDecodeError as exc:
         raise SourceFailed(
-            f"The file is not UTF-8 text ({exc.reason} at byte {exc.start} of a block): "
+            f"The file is not UTF-8 text ({exc.reason} at byte {exc.start} of a line): "
             "save it as 'CSV UTF-8'."
         ) from exc
-    except csv.Error as exc:
-        raise SourceFailed(f"The CSV file cannot be read: {exc}.") from exc
     finally:
-        text.detach()  # leave the caller's file open
+        rows.close()  # now, while the caller's file is open
 
 
 def _normalized(obj: dict[str, Any]) -> dict[str, Any]:
@@ -303,10 +316,19 @@ def _json_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
     prefix = "item" if first == b"[" else "jobs.item"
     row = 0
     try:
-        for row, item in enumerate(ijson.items(stream, prefix), 1):  # noqa: B007
-            yield row, item
+        for row, (item, problem) in enumerate(safejson.items(stream, prefix), 1):  # noqa: B007
+            yield row, _Broken(problem) if problem else item
+    except (safejson.JsonTooDeep, safejson.JsonTooLong) as exc:
+        raise SourceFailed(f"The JSON file {exc.problem}: it cannot be read.") from exc
     except ijson.JSONError as exc:
-        raise SourceFailed(f"The JSON file is not valid after row {row}: {exc}") from exc
+        # ijson quotes the bytes around the error, which may be anything.
+        raise SourceFailed(
+            f"The JSON file is not valid after row {row}: {clean_text(str(exc))}"
+        ) from exc
+    except UnicodeDecodeError as exc:  # ijson's for a lone "\udc00" escape
+        raise SourceFailed(
+            f"The JSON file is not valid after row {row}: a \\u escape is not a character."
+        ) from exc
     if prefix == "jobs.item" and row == 0:
         raise SourceFailed(
             'The JSON file is an object without postings: expected {"jobs": [...]} or an '
@@ -352,6 +374,10 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
 
 class FileAdapter(Adapter):
     kind = "file"
+
+    def postings(self) -> Iterator[Posting]:
+        # posting_from_record checked every row already, as row errors naming the row.
+        return self.list_postings()
 
     def list_postings(self) -> Iterator[Posting]:
         try:

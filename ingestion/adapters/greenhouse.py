@@ -7,7 +7,6 @@ it is parsed as it arrives (ijson over "jobs.item") and never held whole.
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
@@ -17,10 +16,12 @@ from urllib.parse import quote
 import ijson
 from django.conf import settings
 
+from ingestion import safejson
 from ingestion.adapters.base import Adapter, Posting, SourceFailed
 from ingestion.adapters.recognize import clean_board_identifier
 from ingestion.fetching import FetchError
 from ingestion.normalize import parse_datetime
+from ingestion.textclean import clean_text
 
 # Custom fields ("metadata") a board may use for the employment type; names vary by company.
 _EMPLOYMENT_TYPE_FIELD = re.compile(r"employment|job type|commitment|contract type", re.I)
@@ -43,21 +44,26 @@ class GreenhouseAdapter(Adapter):
         url = f"{self._board_url()}/jobs"
         try:
             with self.fetcher.stream(url, params={"content": "true"}) as response:
-                for item in iter_jobs(response.reader(), f"Greenhouse board '{self.token}'"):
-                    yield job_posting(item) if isinstance(item, dict) else _not_an_object()
+                for item, problem in iter_jobs(
+                    response.reader(), f"Greenhouse board '{self.token}'"
+                ):
+                    if problem:
+                        yield Posting(external_id="", invalid_reasons=[f"job: {problem}"])
+                    else:
+                        yield job_posting(item) if isinstance(item, dict) else _not_an_object()
         except FetchError as exc:
             raise self._failed(exc) from exc
-        except ijson.JSONError as exc:
+        except (ijson.JSONError, ValueError) as exc:  # ValueError: JsonTooDeep, bad \u escapes
             raise SourceFailed(
                 f"Greenhouse board '{self.token}' answered with something that is not the "
-                f"job board API's JSON ({exc})."
+                f"job board API's JSON ({clean_text(str(exc))})."
             ) from exc
 
     def fetch_detail(self, posting: Posting) -> Posting:
         """The job with its content (and pay ranges). A FetchError propagates: it is this
         posting's failure (404: removed since the listing), not the board's."""
         url = f"{self._board_url()}/jobs/{quote(posting.external_id, safe='')}"
-        data = self.fetcher.get_json(url, params={"pay_transparency": "true"})
+        data = self.fetcher.get_json(url, params={"pay_transparency": "true"}, page=True)
         if not isinstance(data, dict):
             raise FetchError(f"{url} did not answer with a Greenhouse job.", url=url)
         detailed = job_posting(data)
@@ -79,16 +85,17 @@ class GreenhouseAdapter(Adapter):
         return clean_board_identifier(cls.kind, "Greenhouse board token", identifier)
 
 
-def iter_jobs(reader: Any, what: str) -> Iterator[Any]:
-    """Each element of the top-level "jobs" array, parsed as it arrives (Greenhouse's and
-    Ashby's boards share this shape).
+def iter_jobs(reader: Any, what: str) -> Iterator[tuple[Any, str]]:
+    """(element, "") for each element of the top-level "jobs" array, parsed as it arrives
+    (Greenhouse's and Ashby's boards share this shape); (None, why) for an element nested
+    deeper than safejson.MAX_DEPTH. safejson.JsonTooDeep for a deeper document.
 
     No element at all is either an empty board or an answer of another shape ({} from a
     proxy, an error object): the first bytes, kept as they pass, tell which, so a broken
     answer is not taken for a board whose jobs all closed."""
     head = _Head(reader)
     empty = True
-    for item in ijson.items(head, "jobs.item"):
+    for item in safejson.items(head, "jobs.item"):
         empty = False
         yield item
     if empty and not head.has_jobs_list():
@@ -116,7 +123,7 @@ class _Head:
         if not self.complete:
             return False  # a large answer without a single job is not an empty board
         try:
-            data = json.loads(self.head)
+            data = safejson.loads(self.head)
         except ValueError:
             return False
         return isinstance(data, dict) and isinstance(data.get("jobs"), list)

@@ -17,11 +17,12 @@ marking it invalid when a field Google requires is missing.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import html as htmllib
-import json
 import logging
 import re
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +35,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from django.db import connections
 from selectolax.lexbor import LexborHTMLParser
 
+from ingestion import htmlbounds, safejson
 from ingestion.adapters.base import Adapter, Posting, SourceFailed
 from ingestion.fetching import FetchError
 
@@ -199,22 +201,51 @@ def _loads_lenient(raw: str) -> Any:
         text = fix(text)
         try:
             # strict=False: raw newlines and tabs inside strings are common.
-            return json.loads(text, strict=False)
+            return safejson.loads(text, strict=False)
         except ValueError as exc:
             error = exc
     assert error is not None
     raise error
 
 
+# --- HTML ------------------------------------------------------------------------------------
+# DOMs built at once in a process (a source reads FETCH_THREADS pages at once; each DOM takes
+# many times its page).
+_PARSES = threading.BoundedSemaphore(2)
+
+
+class PageNotRead(ValueError):
+    """A page too large or too deeply nested to parse; the message says which."""
+
+
+@contextlib.contextmanager
+def parsed_html(html: str) -> Iterator[LexborHTMLParser]:
+    """The DOM of `html`, built when no more than two others are (per process);
+    PageNotRead for a page beyond htmlbounds' limits."""
+    problem = htmlbounds.problem(html)
+    if problem:
+        raise PageNotRead(f"the page {problem}: not read")
+    with _PARSES:
+        tree = LexborHTMLParser(html)
+        try:
+            yield tree
+        finally:
+            del tree
+
+
 def jsonld_blocks(html: str) -> list[Any]:
     """The parsed JSON of every `application/ld+json` script of a page, in page order; a
-    block that cannot be parsed is left out (logged)."""
+    block that cannot be parsed is left out (logged). PageNotRead for a page that is not
+    parsed (parsed_html)."""
     blocks: list[Any] = []
-    for node in LexborHTMLParser(html).css("script[type]"):
-        kind = (node.attributes.get("type") or "").split(";")[0].strip().lower()
-        if kind != "application/ld+json":
-            continue
-        raw = node.text(deep=True) or ""
+    with parsed_html(html) as tree:
+        scripts = [
+            node.text(deep=True) or ""
+            for node in tree.css("script[type]")
+            if (node.attributes.get("type") or "").split(";")[0].strip().lower()
+            == "application/ld+json"
+        ]
+    for raw in scripts:
         if not raw.strip():
             continue
         try:
@@ -467,8 +498,10 @@ def page_links(html: str, page_url: str) -> list[str]:
     javascript:, fragments of the page itself and links to files (PDF, images) left out."""
     page = normalize_url(page_url)
     seen: dict[str, None] = {}
-    for anchor in LexborHTMLParser(html).css("a[href]"):
-        href = (anchor.attributes.get("href") or "").strip()
+    with parsed_html(html) as tree:
+        hrefs = [anchor.attributes.get("href") or "" for anchor in tree.css("a[href]")]
+    for href in hrefs:
+        href = href.strip()
         if not href or href.startswith("#"):
             continue
         try:
@@ -546,15 +579,18 @@ class JsonLdAdapter(Adapter):
     def list_postings(self) -> Iterator[Posting]:
         url = clean_page_url(self.source.identifier)
         try:
-            page = self.fetcher.get(url)
+            page = self.fetcher.get(url, page=True)
         except FetchError as exc:
             raise SourceFailed(f"Could not read the careers page {url}: {exc}") from exc
         page_url = normalize_url(page.url)
         html = page.text
-        blocks = jsonld_blocks(html)
+        try:
+            blocks = jsonld_blocks(html)
+            candidates = page_links(html, page_url)
+        except PageNotRead as exc:
+            raise SourceFailed(f"Could not read the careers page {url}: {exc}") from exc
         found = _postings_from_blocks(blocks, page_url)
         listed = {p.url for p in found} | {url, page_url}
-        candidates = page_links(html, page_url)
         for link in _item_list_urls(blocks):
             try:
                 resolved = normalize_url(urljoin(page_url, link))
@@ -590,11 +626,14 @@ class JsonLdAdapter(Adapter):
 
     def _read_page(self, url: str) -> list[Posting] | FetchError:
         try:
-            page = self.fetcher.get(url)
+            page = self.fetcher.get(url, page=True)
         except FetchError as exc:
             if exc.status in (401, 403, 404, 410):
                 return []  # not a posting page (or not one we may read)
             return exc
         if "html" not in page.content_type and page.content_type:
             return []
-        return postings_from_html(page.text, url)
+        try:
+            return postings_from_html(page.text, url)
+        except PageNotRead as exc:  # a failed page, as one that could not be fetched
+            return FetchError(f"{url}: {exc}", url=url)

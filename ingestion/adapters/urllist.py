@@ -20,8 +20,6 @@ outcome `error` (a transient failure, worth a retry), every other reason to `inv
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -30,11 +28,25 @@ from urllib.parse import urlsplit
 import ijson
 from django.conf import settings
 
+from ingestion import safejson
 from ingestion.adapters.base import Adapter, Posting, SourceFailed
-from ingestion.adapters.jsonld import fit_external_id, normalize_url, ordered_parallel
+from ingestion.adapters.jsonld import (
+    PageNotRead,
+    fit_external_id,
+    normalize_url,
+    ordered_parallel,
+)
 from ingestion.adapters.jsonld import postings_from_html as postings_from_html
 from ingestion.fetching import FetchError
-from ingestion.uploads import RowError, UploadError, json_start, jsonl_values, upload_open
+from ingestion.textclean import clean_text, has_unsafe
+from ingestion.uploads import (
+    RowError,
+    UploadError,
+    csv_rows,
+    json_start,
+    jsonl_values,
+    upload_open,
+)
 
 URL_MAX = 2000  # Job.url
 
@@ -75,12 +87,15 @@ def _too_many(limit: int) -> SourceFailed:
 
 
 def _csv_rows(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
-    text = io.TextIOWrapper(fileobj, encoding="utf-8-sig", newline="")
+    rows = csv_rows(fileobj)
     try:
         column = 0
         header_row = 0  # rows are numbered after the header, when there is one
         seen_content = False
-        for row, cells in enumerate(csv.reader(text), 1):
+        for row, cells in enumerate(rows, 1):
+            if isinstance(cells, str):
+                yield row - header_row, _Broken(cells)
+                continue
             if not seen_content and any(cell.strip() for cell in cells):
                 seen_content = True
                 names = [cell.strip().lower() for cell in cells]
@@ -90,10 +105,8 @@ def _csv_rows(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
             yield row - header_row, cells[column] if column < len(cells) else ""
     except UnicodeDecodeError as exc:
         raise SourceFailed(f"The file is not UTF-8 text ({exc.reason}).") from exc
-    except csv.Error as exc:
-        raise SourceFailed(f"The CSV file cannot be read: {exc}.") from exc
     finally:
-        text.detach()
+        rows.close()  # now, while the caller's file is open
 
 
 def _json_rows(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
@@ -103,10 +116,19 @@ def _json_rows(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
     row = 0
     try:
         prefix = "item" if first == b"[" else "urls.item"
-        for row, item in enumerate(ijson.items(stream, prefix), 1):  # noqa: B007
-            yield row, item
+        for row, (item, problem) in enumerate(safejson.items(stream, prefix), 1):  # noqa: B007
+            yield row, _Broken(problem) if problem else item
+    except (safejson.JsonTooDeep, safejson.JsonTooLong) as exc:
+        raise SourceFailed(f"The JSON file {exc.problem}: it cannot be read.") from exc
     except ijson.JSONError as exc:
-        raise SourceFailed(f"The JSON file is not valid after row {row}: {exc}") from exc
+        # ijson quotes the bytes around the error, which may be anything.
+        raise SourceFailed(
+            f"The JSON file is not valid after row {row}: {clean_text(str(exc))}"
+        ) from exc
+    except UnicodeDecodeError as exc:  # ijson's for a lone "\udc00" escape
+        raise SourceFailed(
+            f"The JSON file is not valid after row {row}: a \\u escape is not a character."
+        ) from exc
 
 
 class _Broken:
@@ -143,7 +165,10 @@ def url_list_entries(fileobj: IO[bytes], fmt: str) -> list[UrlEntry]:
     first_row: dict[str, int] = {}
     for row, value in url_list_rows(fileobj, fmt):
         raw = value.get("url") if isinstance(value, dict) else value
-        entry = UrlEntry(row=row, url=raw.strip()[:URL_MAX] if isinstance(raw, str) else "")
+        # What is kept of the URL is stored (an invalid row's item): never a NUL.
+        entry = UrlEntry(
+            row=row, url=clean_text(raw.strip()[:URL_MAX]) if isinstance(raw, str) else ""
+        )
         entries.append(entry)
         if isinstance(value, _Broken):
             problem = RowError(row, "", value.message, label)
@@ -154,6 +179,8 @@ def url_list_entries(fileobj: IO[bytes], fmt: str) -> list[UrlEntry]:
                 else "expected a URL or an object with 'url'"
             )
             problem = RowError(row, "url", message, label)
+        elif has_unsafe(raw):
+            problem = RowError(row, "url", "url contains a control character", label)
         elif message := check_url(entry.url):
             problem = RowError(row, "url", message, label)
         else:
@@ -209,7 +236,7 @@ class UrlListAdapter(Adapter):
     def _read(self, entry: UrlEntry) -> list[Posting]:
         external_id = fit_external_id(entry.key)
         try:
-            page = self.fetcher.get(entry.url)
+            page = self.fetcher.get(entry.url, page=True)
         except FetchError as exc:
             return [
                 Posting(
@@ -218,7 +245,10 @@ class UrlListAdapter(Adapter):
                     invalid_reasons=[f"{FETCH_FAILED}{exc}"],
                 )
             ]
-        postings = postings_from_html(page.text, normalize_url(page.url), fallback_id=entry.key)
+        try:
+            postings = postings_from_html(page.text, normalize_url(page.url), fallback_id=entry.key)
+        except PageNotRead as exc:
+            return [Posting(external_id=external_id, url=entry.url, invalid_reasons=[str(exc)])]
         if not postings:
             return [
                 Posting(

@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 1000
 # Descriptions kept per source to find the paragraphs its company repeats in every posting.
 BOILERPLATE_SAMPLE = 200
+# Longer descriptions stay out of the sample (it is kept for the whole listing): they are
+# not a company's typical posting, and 200 of them could be large.
+BOILERPLATE_SAMPLE_MAX_CHARS = 64 * 1024
 BOILERPLATE_MIN_SAMPLE = 3
 # Each invalid or unreadable posting of a source gets a feed event up to this many; the rest
 # are counted in one closing event (and every one is in the run's items and report).
@@ -142,8 +145,8 @@ class SourceDiff:
         started = time.monotonic()
         out = self.outcome
         try:
-            postings = get_adapter(self.source, self.fetcher).list_postings()
-            for batch in batched(postings, BATCH_SIZE):
+            postings = get_adapter(self.source, self.fetcher).postings()
+            for batch in batched(postings, BATCH_SIZE, weight=posting_text_size):
                 self._apply(batch)
             out.complete = True
         except (RunAborted, RunGone):
@@ -201,7 +204,10 @@ class SourceDiff:
             self.outcome.counts[outcome] += 1
             if outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED):
                 upserts.append((posting, chash))
-                if len(self.outcome.sample) < BOILERPLATE_SAMPLE and posting.description_html:
+                if (
+                    len(self.outcome.sample) < BOILERPLATE_SAMPLE
+                    and 0 < len(posting.description_html) <= BOILERPLATE_SAMPLE_MAX_CHARS
+                ):
                     self.outcome.sample.append(posting.description_html)
             elif outcome == ItemOutcome.UNCHANGED:
                 unchanged_ids.append(stored[key][0])
@@ -337,6 +343,11 @@ class SourceDiff:
         if stored_hash == chash:
             return ItemOutcome.UNCHANGED, "", chash
         return ItemOutcome.UPDATED, "content changed", chash
+
+
+def posting_text_size(posting: Posting) -> int:
+    """What a posting weighs in a batch: its long texts."""
+    return len(posting.description_html) + len(posting.requirements_html)
 
 
 def _posting_label(posting: Posting) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,7 +169,7 @@ def process_chunk(ctx: RunContext, number: int) -> bool:
     processor = BatchProcessor(ctx)
     offset = chunk.done_count
     try:
-        for ids in batched(chunk.job_ids[offset:], settings.INTAKE_BATCH_SIZE):
+        for ids in _batches(chunk.job_ids[offset:]):
             _process_batch(processor, chunk, ids, offset)
             offset += len(ids)
     except ChunkTaken:
@@ -199,6 +200,13 @@ def _process_batch(
     dbretry.retry_transient(
         attempt, what=f"a batch of chunk {chunk.number} of run {processor.run.pk}"
     )
+
+
+def _batches(job_ids: list[int]) -> Iterator[list[int]]:
+    """A chunk's jobs in batches of INTAKE_BATCH_SIZE, a batch ending sooner once its raw
+    descriptions add up to batching.TEXT_BUDGET (one query for the sizes of the chunk)."""
+    sizes = sql.text_sizes(Job, "raw_description", job_ids)
+    return batched(job_ids, settings.INTAKE_BATCH_SIZE, weight=lambda pk: sizes.get(pk, 0))
 
 
 def _worker_name() -> str:
@@ -361,7 +369,7 @@ class BatchProcessor:
             adapter = self._adapters[source.pk] = get_adapter(
                 source, self._get_fetcher().for_source(source.pk)
             )
-        posting = adapter.fetch_detail(_posting_of(job))
+        posting = adapter.detail(_posting_of(job))
         job.title = posting.title or job.title
         job.url = posting.url or job.url
         job.location = posting.location or job.location

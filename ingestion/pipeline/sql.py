@@ -62,6 +62,26 @@ def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall()
 
 
+def text_sizes(model: type[Model], column: str, ids: Sequence[int]) -> dict[int, int]:
+    """{id: the size in bytes of `column`} for these rows of `model`. PostgreSQL reads it
+    from the value's header (octet_length does not decompress a TOASTed value)."""
+    if not ids:
+        return {}
+    table = model._meta.db_table
+    quoted = connection.ops.quote_name(column)
+    if connection.vendor == "postgresql":
+        query = f"SELECT id, octet_length({quoted}) FROM {table} WHERE id = ANY(%b)"
+        return dict(fetch_all(query, [list(ids)]))
+    # SQLite (before 3.43) has no octet_length.
+    sizes: dict[int, int] = {}
+    for start in range(0, len(ids), 500):  # SQLite caps the parameters of one statement
+        part = list(ids[start : start + 500])
+        marks = ", ".join(["%s"] * len(part))
+        query = f"SELECT id, length(CAST({quoted} AS BLOB)) FROM {table} WHERE id IN ({marks})"
+        sizes.update(fetch_all(query, part))
+    return sizes
+
+
 def set_based() -> bool:
     """Whether batches go to the database as one statement over `unnest()`ed arrays
     (PostgreSQL) rather than one execution per row."""

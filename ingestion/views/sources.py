@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from django.utils.html import escape
 from django.views.decorators.http import require_http_methods, require_POST
 
-from ingestion import selectors, services, uploads
+from ingestion import selectors, services, upload_limits, uploads
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.forms import QuickAddForm, SourceForm
 from ingestion.models import Source, SourceKind
@@ -156,6 +156,16 @@ def _upload_allowed(form: SourceForm, kind: str) -> tuple[bool, uploads.UploadRe
     return True, report
 
 
+def _valid(form: SourceForm, request: HttpRequest) -> bool:
+    """form.is_valid(), and no upload refused while it arrived (too large)."""
+    valid = form.is_valid()
+    refused = upload_limits.refusal(request)
+    if refused and "upload" in form.fields:
+        form.add_error("upload", f"This file cannot be used: {refused}")
+        return False
+    return valid
+
+
 def _is_htmx(form: SourceForm) -> bool:
     # Only a plain browser loses the chosen file when the page is rendered again.
     return bool(getattr(form, "htmx", False))
@@ -216,7 +226,7 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
     form = SourceForm(request.POST, request.FILES)
     form.htmx = bool(request.htmx)  # type: ignore[attr-defined]
     report = None
-    if form.is_valid():
+    if _valid(form, request):
         data = form.cleaned_data
         kind = data["kind"] or None
         allowed, report = _upload_allowed(form, kind or "")
@@ -303,7 +313,10 @@ def source_check_upload(request: HtmxHttpRequest) -> HttpResponse:
     kind = Params(request.POST, strict=False).choice("kind", SourceKind.values)
     upload = request.FILES.get("upload")
     context: dict[str, Any] = {"kind": kind}
-    if upload is None:
+    refused = upload_limits.refusal(request)
+    if refused:
+        context["report"] = uploads.UploadReport(fmt="", error=refused)
+    elif upload is None:
         context["empty"] = True
     elif kind not in UPLOAD_KINDS:
         context["wrong_kind"] = True
@@ -323,7 +336,7 @@ def source_edit(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
     form = SourceForm(request.POST, request.FILES, source=source)
     form.htmx = bool(request.htmx)  # type: ignore[attr-defined]
     report = None
-    if form.is_valid():
+    if _valid(form, request):
         data = form.cleaned_data
         allowed, report = _upload_allowed(form, source.kind)
         if allowed:

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from ingestion.models import Source
-from tests.browser.conftest import ALICE_PASSWORD, SCREENSHOTS
+from tests.browser.conftest import ALICE_PASSWORD, CHILD_ENV, SCREENSHOTS
 from tests.ingestion.pages import posting_row, postings_csv
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -106,3 +106,44 @@ def test_sources_are_added_checked_selected_and_toggled_on_the_configure_page(
     )
     assert same_document(page)
     assert not Source.objects.filter(owner=user, company="Initech").exists()
+
+
+@pytest.mark.parametrize("child_env_overrides", [{**CHILD_ENV, "INTAKE_UPLOAD_MAX_BYTES": "65536"}])
+def test_a_file_over_the_upload_limit_is_refused_in_the_page_before_it_is_sent(
+    page: Page, user, asgi, tmp_path: Path, shot: Callable[[Page, str], None]
+):
+    sign_in(page, "alice", ALICE_PASSWORD)
+    page.goto("/sources/new/")
+    expect(page.get_by_text("At most 64 KB.")).to_be_visible()
+    posted: list[str] = []
+    page.on(
+        "request", lambda request: posted.append(request.url) if request.method == "POST" else None
+    )
+    page.get_by_label("Kind").select_option("file")
+    page.get_by_label("Company", exact=True).fill("Initech")
+    posted.clear()
+
+    big = tmp_path / "big.csv"
+    big.write_bytes(postings_csv([posting_row(n) for n in range(1, 60)]))
+    assert big.stat().st_size > 65536
+    page.locator("#id_upload").set_input_files(big)
+
+    check = page.locator("#upload-check")
+    expect(check).to_contain_text(
+        "This file cannot be used: 'big.csv' is larger than the 64 KB limit "
+        "(INTAKE_UPLOAD_MAX_BYTES). Nothing was sent."
+    )
+    expect(page.locator("#id_upload")).to_have_attribute("aria-invalid", "true")
+    shot(page, "refused")
+
+    # Submitting the form does not send it either.
+    page.get_by_role("button", name="Add source").click()
+    expect(check).to_contain_text("Nothing was sent.")
+    assert posted == [], f"the page sent {posted}"
+    assert not Source.objects.filter(owner=user, company="Initech").exists()
+
+    # A file within the limit is checked as before.
+    small = tmp_path / "small.csv"
+    small.write_bytes(postings_csv([posting_row(1)]))
+    page.locator("#id_upload").set_input_files(small)
+    expect(check).to_contain_text("All 1 row is good.")

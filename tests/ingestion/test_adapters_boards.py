@@ -168,6 +168,45 @@ def test_greenhouse_answer_that_is_not_json_fails_the_source(boards, fetcher, us
         _postings(GreenhouseAdapter(_source(user, "greenhouse"), fetcher))
 
 
+def test_greenhouse_job_nested_too_deep_is_invalid_and_the_others_listed(boards, fetcher, user):
+    deep: Any = "x"
+    for _ in range(100):
+        deep = [deep]
+    mount_greenhouse(boards, "acme", [greenhouse_job(1), {**greenhouse_job(2), "x": deep}])
+
+    first, second = _postings(GreenhouseAdapter(_source(user, "greenhouse"), fetcher))
+
+    assert first.external_id == "1" and not first.invalid_reasons
+    assert second.invalid_reasons == ["job: nested deeper than 64 levels"]
+
+
+def test_greenhouse_board_nested_beyond_reading_fails_the_source_at_once(boards, fetcher, user):
+    # 100,000 levels: ijson alone wants tens of GB for its prefixes.
+    boards.route("/v1/boards/acme/jobs", body=b'{"jobs": [' + b"[" * 100_000)
+
+    with pytest.raises(SourceFailed, match="nested deeper than 512 levels"):
+        _postings(GreenhouseAdapter(_source(user, "greenhouse"), fetcher))
+
+
+def test_ashby_job_nested_too_deep_is_invalid(boards, fetcher, user):
+    deep: Any = {}
+    for _ in range(100):
+        deep = {"a": deep}
+    mount_ashby(boards, "acme", [{**ashby_job("a1"), "x": deep}, ashby_job("a2")])
+
+    first, second = _postings(AshbyAdapter(_source(user, "ashby"), fetcher))
+
+    assert first.invalid_reasons == ["job: nested deeper than 64 levels"]
+    assert second.external_id == "a2" and not second.invalid_reasons
+
+
+def test_lever_page_nested_too_deep_fails_the_source_with_a_message(boards, fetcher, user):
+    boards.route("/v0/postings/acme", body=b"[" * 100_000, content_type="application/json")
+
+    with pytest.raises(SourceFailed, match="did not answer with valid JSON: nested deeper than 64"):
+        _postings(LeverAdapter(_source(user, "lever"), fetcher))
+
+
 def test_greenhouse_empty_board_lists_nothing_without_failing(boards, fetcher, user):
     mount_greenhouse(boards, "acme", [])
 

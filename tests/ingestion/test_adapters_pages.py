@@ -13,16 +13,22 @@ from typing import Any
 import pytest
 
 from ingestion.adapters.base import Posting, SourceFailed
-from ingestion.adapters.jsonld import JsonLdAdapter, page_links, postings_from_html
+from ingestion.adapters.jsonld import (
+    JsonLdAdapter,
+    PageNotRead,
+    page_links,
+    postings_from_html,
+)
 from ingestion.adapters.urllist import UrlListAdapter
 from ingestion.fetching import Fetcher
 from ingestion.models import Source
 from ingestion.uploads import UploadError, upload_store
-from tests.fixture_server import FixtureServer
+from tests.fixture_server import FixtureServer, Reply
 from tests.ingestion.pages import (
     careers_page,
     jsonld_posting,
     jsonld_posting_page,
+    jsonld_script,
     mount_careers_site,
     mount_posting_pages,
     url_list_csv,
@@ -123,6 +129,17 @@ def test_a_malformed_block_is_skipped_and_the_good_one_beside_it_kept() -> None:
     broken = '{"@type": "JobPosting", "title": "Broken" "description": }'
 
     postings = postings_from_html(jsonld_posting_page(broken, jsonld_posting(5)), PAGE)
+
+    assert [p.external_id for p in postings] == ["AR-00005"]
+
+
+def test_a_block_nested_too_deep_is_skipped_and_the_good_one_beside_it_kept() -> None:
+    # 100,000 levels: json.loads alone dies of a RecursionError (and its fix-ups with it).
+    deep = "[" * 100_000
+    escaped = "&#91;" * 1000  # becomes 1,000 levels only once the block is unescaped
+
+    page = jsonld_posting_page(deep, escaped + "&quot;", jsonld_posting(5))
+    postings = postings_from_html(page, PAGE)
 
     assert [p.external_id for p in postings] == ["AR-00005"]
 
@@ -312,6 +329,69 @@ def test_linked_pages_that_fail_in_numbers_fail_the_listing_rather_than_expire_j
 
     with pytest.raises(SourceFailed, match="1 of the 5 pages linked .* could not be fetched"):
         _jsonld_list(user, fetcher, url)
+
+
+def test_linked_gzip_bombs_stop_at_the_page_cap_and_fail_the_listing(
+    server: FixtureServer, fetcher: Fetcher, user: Any, settings: Any
+) -> None:
+    settings.INTAKE_FETCH_PAGE_MAX_BYTES = 1024 * 1024
+    url = mount_careers_site(server, [jsonld_posting(n) for n in (1, 2, 3)])
+    bomb = Reply(200, b"<p>" * (20 * 1024 * 1024), {"Content-Type": "text/html"}, gzip=True)
+    server.route("/jobs/2", handler=lambda request: bomb)
+
+    with pytest.raises(SourceFailed, match=r"could not be fetched .*INTAKE_FETCH_PAGE_MAX_BYTES"):
+        _jsonld_list(user, fetcher, url)
+
+
+def test_a_page_with_too_many_tags_or_too_deep_nesting_is_not_parsed() -> None:
+    too_many = "<b>" * 100_001
+    too_deep = "<div>" * 1_001 + jsonld_script(jsonld_posting(1))
+    fine = jsonld_posting_page(
+        jsonld_posting(1),
+        # Many tags that do not nest: void, self-closed (SVG) and self-closing (li, p) ones.
+        body="<ul>" + "<li>x<br><img src=a.png>" * 3000 + "</ul>" + '<path d="M0"/>' * 3000,
+    )
+
+    with pytest.raises(PageNotRead, match="more than 100,000 HTML tags"):
+        postings_from_html(too_many, PAGE)
+    with pytest.raises(PageNotRead, match="nests HTML elements deeper than 1,000"):
+        postings_from_html(too_deep, PAGE)
+    assert [p.external_id for p in postings_from_html(fine, PAGE)] == ["AR-00001"]
+    assert postings_from_html("<div>" * 1_000 + jsonld_script(jsonld_posting(1)), PAGE)
+
+
+def test_a_linked_page_too_large_to_parse_fails_like_one_not_fetched(
+    server: FixtureServer, fetcher: Fetcher, user: Any
+) -> None:
+    url = mount_careers_site(server, [jsonld_posting(n) for n in (1, 2, 3)])
+    server.route("/jobs/2", body="<b>" * 1_000_000)  # 3 MB: under the page cap
+
+    with pytest.raises(SourceFailed, match="more than 100,000 HTML tags"):
+        _jsonld_list(user, fetcher, url)
+
+
+def test_a_careers_page_too_deep_to_parse_fails_the_source(
+    server: FixtureServer, fetcher: Fetcher, user: Any
+) -> None:
+    server.route("/careers", body="<section>" * 50_000)
+
+    with pytest.raises(SourceFailed, match="Could not read the careers page .* deeper than"):
+        _jsonld_list(user, fetcher, server.url("/careers"))
+
+
+def test_a_url_list_page_too_deep_to_parse_is_an_invalid_row(
+    server: FixtureServer, fetcher: Fetcher, user: Any
+) -> None:
+    urls = mount_posting_pages(server, [jsonld_posting(1)])
+    server.route("/deep", body="<div>" * 50_000)
+    urls.append(server.url("/deep"))
+
+    postings = _url_list(user, fetcher, "urls.csv", url_list_csv(urls))
+
+    assert not postings[0].invalid_reasons
+    assert postings[1].invalid_reasons == [
+        "row 2: the page nests HTML elements deeper than 1,000: not read"
+    ]
 
 
 def test_the_number_of_links_followed_is_capped(

@@ -256,6 +256,58 @@ def test_max_bytes_overrides_the_cap_for_one_call(fast, fetcher, fixture_server)
     assert len(fetcher.get(fixture_server.url("/page"), max_bytes=5000).content) == 5000
 
 
+def test_a_page_is_capped_lower_than_a_listing_and_the_message_names_its_setting(
+    fast, fetcher, fixture_server
+):
+    fast.INTAKE_FETCH_PAGE_MAX_BYTES = 100_000
+    bomb = Reply(200, b"<p>" * 200_000, {"Content-Type": "text/html"}, gzip=True)
+    fixture_server.route("/page", handler=lambda request: bomb)
+
+    assert len(fetcher.get(fixture_server.url("/page")).content) == 600_000  # a listing
+    with pytest.raises(FetchError, match=r"100000 byte cap \(INTAKE_FETCH_PAGE_MAX_BYTES"):
+        fetcher.get(fixture_server.url("/page"), page=True)
+
+
+def test_bodies_read_at_once_share_one_memory_budget(fast, fixture_server):
+    fast.INTAKE_FETCH_MEMORY_BUDGET = 300_000
+    release = threading.Event()
+    first_half_sent = threading.Event()
+
+    def slow(request: object) -> Reply:
+        def body():  # type: ignore[no-untyped-def]
+            yield b"a" * 200_000
+            first_half_sent.set()
+            release.wait(10)
+            yield b"a" * 50_000
+
+        return Reply(200, body())
+
+    fixture_server.route("/slow", handler=slow)
+    fixture_server.route("/other", body=b"b" * 200_000)
+    results: list[object] = []
+
+    def fetch_slow() -> None:
+        with Fetcher(store=False) as fetcher:
+            results.append(len(fetcher.get(fixture_server.url("/slow")).content))
+
+    thread = threading.Thread(target=fetch_slow)
+    thread.start()
+    try:
+        assert first_half_sent.wait(10)
+        time.sleep(0.3)  # the first 200,000 bytes are read and held
+        with Fetcher(store=False) as other, pytest.raises(FetchError) as caught:
+            other.get(fixture_server.url("/other"))
+        assert "INTAKE_FETCH_MEMORY_BUDGET" in str(caught.value)
+    finally:
+        release.set()
+        thread.join(10)
+
+    assert results == [250_000]  # the first one was not disturbed
+    assert fetching._memory_budget.held == 0
+    with Fetcher(store=False) as other:  # and with the budget free again, the other fits
+        assert len(other.get(fixture_server.url("/other")).content) == 200_000
+
+
 def test_gzip_bodies_arrive_decompressed_in_get_and_stream(fast, fetcher, fixture_server):
     body = b'{"jobs": []}' * 1000
     fixture_server.route("/gz", handler=lambda request: Reply(200, body, gzip=True))
@@ -382,8 +434,19 @@ def test_a_redirect_to_a_name_resolving_to_a_private_address_is_refused(
 
 
 def test_metadata_addresses_stay_refused_when_private_networks_are_allowed(fast, fetcher):
-    with pytest.raises(FetchError, match="metadata"):
+    with pytest.raises(FetchError, match="metadata") as caught:
         fetcher.get("http://169.254.169.254/latest/meta-data/")
+
+    # The setting is on: naming it as the way out would not be true.
+    assert "INTAKE_ALLOW_PRIVATE_NETWORK" not in str(caught.value)
+    assert "cloud metadata addresses are always refused" in str(caught.value)
+
+
+def test_a_private_address_refused_names_the_setting_that_allows_it(fetcher):
+    with pytest.raises(FetchError) as caught:
+        fetcher.get("http://10.1.2.3/jobs")
+
+    assert "unless INTAKE_ALLOW_PRIVATE_NETWORK is on" in str(caught.value)
 
 
 def test_redirects_are_followed_and_the_final_url_reported(fast, fetcher, fixture_server):

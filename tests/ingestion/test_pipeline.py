@@ -11,6 +11,7 @@ import pytest
 from ingestion import services
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source, WorkChunk
 from ingestion.pipeline import process
+from ingestion.pipeline.diff import SourceDiff
 from ingestion.selectors import outcome_counts
 from runs.models import RunStatus
 from tests.fixture_server import Reply
@@ -27,6 +28,7 @@ from tests.ingestion.pages import (
     mount_posting_pages,
     posting_row,
     postings_csv,
+    postings_jsonl,
     url_list_csv,
 )
 
@@ -385,6 +387,43 @@ def test_chunks_are_separate_jobs_and_the_last_one_finishes_the_run(
     assert (run.items_done, run.jobs_ready) == (10, 10)
 
 
+def test_batches_hold_a_bounded_amount_of_text_in_the_listing_and_the_processing(
+    work, user, monkeypatch
+):
+    monkeypatch.setattr("ingestion.pipeline.batching.TEXT_BUDGET", 10_000)
+    listed: list[int] = []
+    processed: list[int] = []
+    apply, process_batch = SourceDiff._apply, process.BatchProcessor.process
+
+    def spy_apply(self, batch):  # type: ignore[no-untyped-def]
+        listed.append(len(batch))
+        return apply(self, batch)
+
+    def spy_process(self, ids):  # type: ignore[no-untyped-def]
+        processed.append(len(ids))
+        return process_batch(self, ids)
+
+    monkeypatch.setattr(SourceDiff, "_apply", spy_apply)
+    monkeypatch.setattr(process.BatchProcessor, "process", spy_process)
+    rows = [posting_row(n, description=f"<p>{'lorem ipsum ' * 400} {n}</p>") for n in range(1, 13)]
+    services.source_create(
+        owner=user,
+        kind="file",
+        company="Initech",
+        upload=io.BytesIO(postings_csv(rows)),
+        upload_name="jobs.csv",
+    )
+
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert Job.objects.filter(status=JobStatus.READY).count() == 12
+    # About 4,800 characters each: a batch of the listing or of the processing ends with the
+    # third, which passes 10,000 (12 would have been one batch).
+    assert listed == [3] * 4
+    assert sum(processed) == 12 and max(processed) == 3
+
+
 # --- the other source kinds through the same pipeline ------------------------------------------
 
 
@@ -408,6 +447,88 @@ def test_an_uploaded_file_ingests_its_good_rows_and_names_each_bad_row(work, use
     # Each bad row is announced in the feed up to a cap; the rest in one closing event.
     assert run.events.filter(type="item.invalid").count() == 10
     assert "5 more postings" in run.events.get(type="source.items_failed").message
+
+
+def test_a_jsonl_row_with_nul_characters_is_stored_and_the_others_with_it(work, user):
+    # On PostgreSQL the COPY of the batch failed on 0x00, and the whole source with it.
+    rows = [posting_row(n) for n in range(1, 6)]
+    rows[2] = posting_row(3, title="Chef\x00 de partie", description="Salt\x00 and\x07 pepper")
+    source = services.source_create(
+        owner=user,
+        kind="file",
+        company="Initech",
+        upload=io.BytesIO(postings_jsonl(rows)),
+        upload_name="jobs.jsonl",
+    )
+    assert b"\\u0000" in postings_jsonl(rows)
+
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED, run.error_message
+    jobs = Job.objects.filter(source=source, status=JobStatus.READY)
+    assert jobs.count() == 5
+    job = jobs.get(external_id="F-000003")
+    assert job.title == "Chef de partie" and job.description == "<p>Salt and pepper</p>"
+
+
+def test_board_texts_with_nul_are_stored_and_a_description_over_the_cap_is_invalid(
+    boards, work, user, greenhouse_source, settings
+):
+    settings.INTAKE_DESCRIPTION_MAX_CHARS = 5000
+    jobs = [greenhouse_job(i, f"Role {i}") for i in range(1, 5)]
+    jobs[0]["title"] = "Role\u0000 1"
+    jobs[0]["content"] = "&lt;p&gt;Models\u0000 &amp; data&lt;/p&gt;"
+    jobs[1]["content"] = "&lt;p&gt;" + "x" * 6000 + "&lt;/p&gt;"
+    jobs[2]["content"] = "&lt;ul&gt;" * 1001  # under 5,000 characters, deeper than 1,000
+    mount_greenhouse(boards, "acme", jobs)
+
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert Job.objects.get(external_id="1").title == "Role 1"
+    assert Job.objects.get(external_id="1").description == "<p>Models &amp; data</p>"
+    assert set(Job.objects.values_list("external_id", flat=True)) == {"1", "4"}
+    invalid = RunItem.objects.filter(run=run, outcome=ItemOutcome.INVALID).order_by("id")
+    assert [(i.external_id, i.reason) for i in invalid] == [
+        ("2", "description is longer than 5,000 characters"),
+        ("3", "description nests HTML elements deeper than 1,000"),
+    ]
+
+
+def test_a_detail_over_the_cap_fails_its_job_alone(boards, work, user, greenhouse_source, settings):
+    settings.INTAKE_DESCRIPTION_MAX_CHARS = 5000
+    jobs = [greenhouse_job(i, f"Role {i}") for i in range(1, 4)]
+    jobs[1]["content"] = "&lt;p&gt;" + "x" * 6000 + "&lt;/p&gt;"
+    mount_greenhouse(boards, "acme", jobs, listing_content=False)
+
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED, run.error_message
+    statuses = dict(Job.objects.values_list("external_id", "status"))
+    assert statuses == {"1": JobStatus.READY, "2": JobStatus.ERROR, "3": JobStatus.READY}
+    assert Job.objects.get(external_id="2").error_message == (
+        "description is longer than 5,000 characters"
+    )
+
+
+def test_a_url_with_a_control_character_is_an_invalid_row_stored_without_it(boards, work, user):
+    urls = mount_posting_pages(boards, [jsonld_posting(1)])
+    urls.append("https://jobs.example.com/a\x00b")
+    services.source_create(
+        owner=user,
+        kind="urls",
+        company="Acme",
+        upload=io.BytesIO(url_list_csv(urls)),
+        upload_name="urls.csv",
+    )
+
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED, run.error_message
+    invalid = RunItem.objects.get(run=run, outcome=ItemOutcome.INVALID)
+    assert invalid.url == "https://jobs.example.com/ab"
+    assert invalid.reason == "row 2: url contains a control character"
+    assert Job.objects.filter(status=JobStatus.READY).count() == 1
 
 
 def test_a_url_list_reads_each_page_and_a_failed_url_is_an_error_item(boards, work, user):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -28,6 +29,7 @@ from tests.ingestion.pages import (
     generate_postings_file,
     posting_row,
     postings_csv,
+    postings_file,
     postings_json,
     postings_jsonl,
     url_list_csv,
@@ -158,11 +160,32 @@ def test_spreadsheets_and_binary_files_are_refused(user: Any) -> None:
 
     with pytest.raises(UploadError, match="not a CSV, JSON or JSONL file"):
         upload_store(source=source, name="jobs.xlsx", fileobj=io.BytesIO(b"PK\x03\x04"))
-    with pytest.raises(UploadError, match="not a text file"):
-        upload_store(source=source, name="jobs", fileobj=io.BytesIO(b"\x00\x01\x02"))
+    with pytest.raises(UploadError, match="not a CSV, JSON or JSONL text file: it is binary"):
+        upload_store(source=source, name="jobs", fileobj=io.BytesIO(b"\x00\x01\x02" * 64))
     with pytest.raises(UploadError, match="is empty"):
         upload_store(source=source, name="jobs.csv", fileobj=io.BytesIO(b""))
     assert not UploadChunk.objects.filter(source=source).exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "kind"),
+    [
+        ("jobs.csv", b"%PDF-1.7\n%\xe2\xe3\n1 0 obj", "a PDF document"),
+        ("jobs.csv", b"PK\x03\x04\x14\x00\x06\x00", "a ZIP archive"),
+        ("jobs.txt", b"\x1f\x8b\x08\x00", "compressed (gzip)"),
+        ("jobs.csv", "external_id,title\n1,Chef\n".encode("utf-16-le"), "UTF-16 text"),
+        ("jobs.csv", "external_id,title\n1,Chef\n".encode("utf-16"), "UTF-16 text"),
+    ],
+)
+def test_a_binary_file_is_refused_whatever_its_name(name: str, data: bytes, kind: str) -> None:
+    with pytest.raises(UploadError, match=re.escape(f"text file: it is {kind}")):
+        upload_format(name, data)
+
+
+def test_a_text_file_with_a_stray_nul_is_accepted() -> None:
+    head = postings_csv([posting_row(1, description="a\x00b"), posting_row(2)])
+
+    assert upload_format("jobs.csv", head) == "csv"
 
 
 def test_opening_a_source_without_an_upload_says_so(user: Any) -> None:
@@ -208,6 +231,17 @@ def test_the_check_reports_a_missing_required_column_as_a_file_error() -> None:
 
     assert not report.ok
     assert report.error == "The file has no 'title' column; found: 'id', 'name', 'url'."
+
+
+def test_the_check_stops_reading_at_the_size_limit(settings: Any) -> None:
+    settings.INTAKE_UPLOAD_MAX_BYTES = 256 * 1024
+    data = io.BytesIO(postings_jsonl(posting_row(n) for n in range(1, 2000)))
+    assert len(data.getvalue()) > 4 * settings.INTAKE_UPLOAD_MAX_BYTES
+
+    report = upload_check(data, kind="file", fmt="jsonl")
+
+    assert report.error == "The file is larger than the 256 KB limit (INTAKE_UPLOAD_MAX_BYTES)."
+    assert data.tell() <= settings.INTAKE_UPLOAD_MAX_BYTES + 1
 
 
 def test_the_check_of_a_url_list_reports_bad_and_duplicate_urls() -> None:
@@ -305,6 +339,20 @@ def test_a_csv_with_bom_crlf_multiline_fields_and_extra_columns_is_read(user: An
     assert first.invalid_reasons == second.invalid_reasons == []
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r"])
+def test_a_csv_with_lf_or_bare_cr_line_ends_is_read(user: Any, newline: str) -> None:
+    data = newline.join(
+        ["ID,Job Title,Description", '1,Chef,"Line one' + newline + 'line two"', "2,Cook,x", ""]
+    ).encode()
+
+    first, second = _list(user, "jobs.csv", data)
+
+    assert (first.title, second.title) == ("Chef", "Cook")
+    # The quoted cell keeps both of its lines.
+    assert "Line one" in first.description_html and "line two" in first.description_html
+    assert first.invalid_reasons == second.invalid_reasons == []
+
+
 def test_a_csv_without_a_required_column_fails_the_source(user: Any) -> None:
     data = b"external_id,name,location\n1,Engineer,Berlin\n"
 
@@ -374,6 +422,183 @@ def test_a_jsonl_file_reports_broken_lines_by_number_and_keeps_the_rest(user: An
     assert postings[1].invalid_reasons[0].startswith("line 2: not valid JSON: Expecting value")
     assert postings[2].invalid_reasons == ["line 4: title is required"]
     assert [p.row for p in postings] == [1, 2, 4]
+
+
+# --- nesting depth ---------------------------------------------------------------------------
+
+_DEEP = "[" * 100 + "]" * 100  # deeper than safejson.MAX_DEPTH (64)
+
+
+def test_a_jsonl_line_nested_too_deep_is_a_row_error_and_the_rest_go_in(user: Any) -> None:
+    lines: list[Any] = [posting_row(1), '{"id": "2", "title": "Deep", "x": ' + _DEEP + "}"]
+    lines.append("[" * 100_000)  # json.loads alone dies of a RecursionError on this one
+    lines.append(posting_row(4))
+
+    postings = _list(user, "jobs.jsonl", postings_jsonl(lines))
+
+    assert [p.invalid_reasons for p in postings] == [
+        [],
+        ["line 2: nested deeper than 64 levels"],
+        ["line 3: nested deeper than 64 levels"],
+        [],
+    ]
+
+
+def test_a_json_element_nested_too_deep_is_a_row_error_and_the_rest_go_in(user: Any) -> None:
+    data = postings_json([posting_row(1), {"id": "2", "title": "Deep", "x": json.loads(_DEEP)}])
+    data = data[:-1] + b", " + json.dumps(posting_row(3)).encode() + b"]"
+
+    postings = _list(user, "jobs.json", data)
+
+    assert [p.invalid_reasons for p in postings] == [
+        [],
+        ["row 2: nested deeper than 64 levels"],
+        [],
+    ]
+
+
+@pytest.mark.parametrize("name", ["deep.json", "deep.txt"])
+def test_a_json_file_of_200kb_of_brackets_is_refused_whole_at_once(name: str) -> None:
+    # It grew the web process to 23 GB: ijson's prefixes grow with the square of the depth.
+    data = b"[" * 200_000
+    fmt = upload_format(name, data[:4096])
+
+    report = upload_check(io.BytesIO(data), kind="file", fmt=fmt)
+
+    assert report.error == ("The JSON file is nested deeper than 512 levels: it cannot be read.")
+
+
+def test_a_json_file_with_a_lone_surrogate_escape_is_refused_with_a_message() -> None:
+    data = b'[{"id": "1", "title": "A"}, {"id": "2", "title": "\\udc00"}]'
+
+    report = upload_check(io.BytesIO(data), kind="file", fmt="json")
+
+    assert report.error == (
+        "The JSON file is not valid after row 1: a \\u escape is not a character."
+    )
+
+
+def test_the_check_of_a_url_list_refuses_a_deep_element_as_a_row() -> None:
+    data = json.dumps(["https://a.example/1", json.loads(_DEEP), "https://a.example/3"])
+
+    report = upload_check(io.BytesIO(data.encode()), kind="urls", fmt="json")
+
+    assert (report.good, report.bad) == (2, 1)
+    assert [str(e) for e in report.errors] == ["row 2: nested deeper than 64 levels"]
+
+
+# --- control characters and field lengths ------------------------------------------------------
+
+
+def test_nul_and_control_characters_are_dropped_from_every_format(user: Any) -> None:
+    rows = [posting_row(1, title="Ch\x00ef\x07", description="Salt\x00 & \x1bpepper")]
+    files = {
+        "jobs.csv": postings_csv(rows),
+        "jobs.json": postings_json(rows),
+        "jobs.jsonl": postings_jsonl(rows),  # "\u0000" escapes, as json.dumps writes them
+        "raw.jsonl": postings_jsonl(rows).replace(b"\\u0000", b"\x00"),  # a raw NUL byte
+    }
+    for name, data in files.items():
+        (posting,) = _list(user, name, data)
+
+        assert posting.invalid_reasons == [], name
+        assert posting.title == "Chef", name
+        assert posting.description_html == "<p>Salt &amp; pepper</p>", name
+
+
+def test_a_lone_surrogate_becomes_a_replacement_character(user: Any) -> None:
+    (posting,) = _list(user, "jobs.jsonl", b'{"id": "1", "title": "Chef \\udc00"}\n')
+
+    assert posting.title == "Chef \ufffd" and not posting.invalid_reasons
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+def test_a_description_over_the_cap_is_a_row_error_naming_it(
+    user: Any, settings: Any, fmt: str
+) -> None:
+    settings.INTAKE_DESCRIPTION_MAX_CHARS = 1000
+    rows = [
+        posting_row(1, description="x" * 1001, requirements=""),
+        posting_row(2, description="y" * 900, requirements=""),
+        posting_row(3, description="Short.", requirements="z" * 2000),
+    ]
+
+    postings = _list(user, f"jobs.{fmt}", postings_file(rows, fmt))
+
+    label = "line" if fmt == "jsonl" else "row"
+    assert [p.invalid_reasons for p in postings] == [
+        [f"{label} 1: description is longer than 1,000 characters"],
+        [],
+        [f"{label} 3: requirements is longer than 1,000 characters"],
+    ]
+    assert postings[0].description_html == ""  # not kept
+    report = upload_check(io.BytesIO(postings_file(rows, fmt)), kind="file", fmt=fmt)
+    assert [(e.row, e.field) for e in report.errors] == [(1, "description"), (3, "requirements")]
+
+
+def test_a_description_nested_too_deep_to_parse_is_a_row_error_naming_it(user: Any) -> None:
+    # Sanitizing 100,000 nested <div> took 35 s, reading them as text 74 s more.
+    rows = [posting_row(1, description="<div>" * 100_000), posting_row(2)]
+
+    postings = _list(user, "jobs.jsonl", postings_jsonl(rows))
+
+    assert [p.invalid_reasons for p in postings] == [
+        ["line 1: description nests HTML elements deeper than 1,000"],
+        [],
+    ]
+
+
+def test_a_10_mb_csv_cell_is_a_row_error_and_the_other_rows_go_in(user: Any) -> None:
+    rows = [posting_row(1), posting_row(2, description="word " * 2_000_000), posting_row(3)]
+
+    postings = _list(user, "jobs.csv", postings_csv(rows))
+
+    assert [p.invalid_reasons for p in postings] == [
+        [],
+        ["row 2: description is longer than 500,000 characters"],
+        [],
+    ]
+
+
+def test_a_row_longer_than_the_row_limit_is_skipped_unread(user: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(uploads, "ROW_MAX", 4096)
+    long_row = posting_row(2, description="x" * 10_000)
+    quoted = posting_row(3, description="a\n" + "y" * 5000 + "\nb")  # a multi-line cell
+    rows = [posting_row(1), long_row, posting_row(4), quoted, posting_row(5)]
+
+    csv_postings = _list(user, "jobs.csv", postings_csv(rows))
+    jsonl_postings = _list(user, "jobs.jsonl", postings_jsonl(rows))
+
+    assert [p.invalid_reasons for p in csv_postings] == [
+        [],
+        ["row 2: longer than 4,096 bytes: not read"],
+        [],
+        ["row 4: longer than 4,096 bytes: not read"],
+        [],
+    ]
+    assert [p.external_id for p in csv_postings if not p.invalid_reasons] == [
+        "F-000001",
+        "F-000004",
+        "F-000005",
+    ]
+    assert [p.invalid_reasons for p in jsonl_postings] == [
+        [],
+        ["line 2: longer than 4,096 bytes: not read"],
+        [],
+        ["line 4: longer than 4,096 bytes: not read"],
+        [],
+    ]
+
+
+def test_a_json_file_with_a_value_over_the_stream_limit_is_refused_whole(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr("ingestion.safejson.STREAM_STRING_MAX", 4096)
+    data = postings_json([posting_row(1), posting_row(2, description="x" * 10_000)])
+
+    report = upload_check(io.BytesIO(data), kind="file", fmt="json")
+
+    assert report.error == ("The JSON file has a value longer than 4,096 bytes: it cannot be read.")
 
 
 def test_plain_text_descriptions_become_escaped_paragraphs(user: Any) -> None:

@@ -375,6 +375,84 @@ def test_a_file_fields_clear_box_is_not_taken_for_a_file(client: Client) -> None
     assert not Source.objects.exists()
 
 
+# --- the upload size limit, as the bytes arrive -------------------------------------------------
+
+
+def _big_csv(size: int) -> bytes:
+    rows = []
+    n = 0
+    while sum(map(len, rows)) < size:
+        n += 1
+        rows.append(postings_csv([posting_row(n)]).split(b"\r\n", 1)[1])
+    return postings_csv([posting_row(0)]) + b"".join(rows)
+
+
+@pytest.fixture
+def unparsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a file is parsed: a refused file must not be read row by row."""
+
+    def parse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the file was parsed")
+
+    monkeypatch.setattr("ingestion.uploads.upload_check", parse)
+
+
+def test_a_file_over_the_limit_is_refused_as_it_arrives_keeping_the_other_fields(
+    client: Client, settings: Any, unparsed: None
+) -> None:
+    settings.INTAKE_UPLOAD_MAX_BYTES = 64 * 1024
+    upload = SimpleUploadedFile("big.csv", _big_csv(200 * 1024), content_type="text/csv")
+    # The fields after the file in the request are still read.
+    data = _full_form(kind="file", company="Acme", upload=upload, locations="Berlin")
+
+    response = client.post(NEW, data)
+
+    assert response.status_code == 200
+    assert not Source.objects.exists() and not UploadChunk.objects.exists()
+    form = response.context["form"]
+    assert form.errors["upload"] == [
+        "This file cannot be used: 'big.csv' is larger than the 64 KB limit "
+        "(INTAKE_UPLOAD_MAX_BYTES)."
+    ]
+    assert form["locations"].value() == "Berlin"
+
+
+def test_the_form_says_the_limit_and_carries_it_for_the_page_to_check(
+    client: Client, settings: Any
+) -> None:
+    settings.INTAKE_UPLOAD_MAX_BYTES = 3 * 1024 * 1024
+    html = client.get(NEW).content.decode()
+    assert "At most 3 MB." in html
+    assert 'data-max-bytes="3145728"' in html
+    assert 'data-too-big="is larger than the 3 MB limit (INTAKE_UPLOAD_MAX_BYTES)."' in html
+    assert "js/upload-limit.js" in html
+
+
+def test_the_upload_check_refuses_a_file_over_the_limit_without_parsing_it(
+    client: Client, settings: Any, unparsed: None
+) -> None:
+    settings.INTAKE_UPLOAD_MAX_BYTES = 64 * 1024
+    upload = SimpleUploadedFile("big.csv", _big_csv(200 * 1024), content_type="text/csv")
+
+    response = client.post(CHECK, {"kind": "file", "upload": upload}, **HTMX)
+
+    html = response.content.decode()
+    assert response.status_code == 200 and 'data-role="file-error"' in html
+    assert "&#x27;big.csv&#x27; is larger than the 64 KB limit (INTAKE_UPLOAD_MAX_BYTES)." in html
+
+
+def test_a_request_declaring_more_than_a_file_and_its_form_is_refused_unread(
+    client: Client, settings: Any, unparsed: None
+) -> None:
+    settings.INTAKE_UPLOAD_MAX_BYTES = 64 * 1024
+    # Beyond the file limit and the room for the other fields (DATA_UPLOAD_MAX_MEMORY_SIZE).
+    upload = SimpleUploadedFile("big.csv", _big_csv(3 * 1024 * 1024), content_type="text/csv")
+
+    response = client.post(CHECK, {"kind": "file", "upload": upload}, **HTMX)
+
+    assert "The file is larger than the 64 KB limit" in response.content.decode()
+
+
 # --- the upload check fragment -------------------------------------------------------------------
 
 
@@ -403,6 +481,41 @@ def test_the_upload_check_fragment_reports_a_good_file(client: Client) -> None:
     upload = SimpleUploadedFile("jobs.csv", postings_csv([posting_row(1)]))
     html = client.post(CHECK, {"kind": "file", "upload": upload}, **HTMX).content.decode()
     assert "All 1 row is good." in html
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        # It grew the web process to 23 GB as soon as the file was chosen.
+        ("deep.json", b"[" * 200_000, "nested deeper than 512 levels: it cannot be read"),
+        # Named .txt, its format is sniffed from a first line of 4,096 "[".
+        ("deep.txt", b"[" * 200_000, "nested deeper than 512 levels: it cannot be read"),
+    ],
+)
+def test_the_upload_check_refuses_deep_json_with_a_message(
+    client: Client, name: str, data: bytes, message: str
+) -> None:
+    upload = SimpleUploadedFile(name, data)
+    response = client.post(CHECK, {"kind": "file", "upload": upload}, **HTMX)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+
+
+def test_the_upload_check_reports_a_deep_jsonl_line_as_a_row_error(client: Client) -> None:
+    data = b'{"id": "1", "title": "A"}\n' + b"[" * 100_000 + b"\n"
+    upload = SimpleUploadedFile("jobs.jsonl", data)
+    response = client.post(CHECK, {"kind": "file", "upload": upload}, **HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "1 of 2 rows has errors;" in html and "nested deeper than 64 levels" in html
+
+
+def test_the_upload_check_accepts_a_csv_with_a_stray_nul(client: Client) -> None:
+    # A single NUL used to refuse the whole file as binary.
+    data = postings_csv([posting_row(1, title="Chef\x00"), posting_row(2)])
+    upload = SimpleUploadedFile("jobs.csv", data)
+    html = client.post(CHECK, {"kind": "file", "upload": upload}, **HTMX).content.decode()
+    assert "All 2 rows are good." in html
 
 
 def test_the_upload_check_refuses_a_spreadsheet(client: Client) -> None:
