@@ -399,9 +399,9 @@ def test_batches_hold_a_bounded_amount_of_text_in_the_listing_and_the_processing
         listed.append(len(batch))
         return apply(self, batch)
 
-    def spy_process(self, ids):  # type: ignore[no-untyped-def]
+    def spy_process(self, ids, **kwargs):  # type: ignore[no-untyped-def]
         processed.append(len(ids))
-        return process_batch(self, ids)
+        return process_batch(self, ids, **kwargs)
 
     monkeypatch.setattr(SourceDiff, "_apply", spy_apply)
     monkeypatch.setattr(process.BatchProcessor, "process", spy_process)
