@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.support import ROOT
 
@@ -26,6 +26,10 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 ALICE_PASSWORD = "alice-pass-123"
+# Playwright's expectations wait 5 s by default; on a 2-core machine running the web server,
+# workers and Chromium beside other test processes, an htmx round trip that includes parsing
+# an upload took longer than that. An expectation that holds still passes as soon as it holds.
+expect.set_options(timeout=15_000)
 BOB_PASSWORD = "bob-pass-123"
 
 # Playwright's sync API leaves its asyncio loop marked as running in this thread while it is
