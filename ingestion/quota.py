@@ -28,8 +28,8 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from runs.exceptions import RunError
 from runs.models import IngestionRun, RunKind
-from runs.services import RunError
 
 logger = logging.getLogger(__name__)
 

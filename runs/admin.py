@@ -3,6 +3,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from runs import services
+from runs.exceptions import RunNotActive
 from runs.models import IngestionRun, RunEvent
 
 
@@ -72,7 +73,7 @@ class IngestionRunAdmin(admin.ModelAdmin):
         for run in queryset:
             try:
                 services.run_request_abort(run)
-            except services.RunNotActive as exc:
+            except RunNotActive as exc:
                 self.message_user(request, str(exc), messages.WARNING)
             else:
                 self.message_user(request, f"Abort requested for run #{run.pk} ({run.status}).")

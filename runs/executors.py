@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from runs.exceptions import RunError
+
 if TYPE_CHECKING:
     from runs.context import RunContext
 
@@ -34,8 +36,6 @@ def register(kind: str) -> Callable[[Executor], Executor]:
 
 
 def get_executor(kind: str) -> Executor:
-    from runs.services import RunError
-
     try:
         return _EXECUTORS[kind]
     except KeyError:

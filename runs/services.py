@@ -22,6 +22,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from runs import executors, feed
+from runs.exceptions import IllegalTransition, RunError, RunGone, RunInProgress, RunNotActive
 from runs.models import (
     ACTIVE_STATUSES,
     COUNT_FIELDS,
@@ -47,43 +48,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     RunStatus.ERROR: frozenset(),
     RunStatus.ABORTED: frozenset(),
 }
-
-
-class RunError(Exception):
-    """Base for refusals the user should read: the message says what happened and why."""
-
-
-class RunInProgress(RunError):
-    def __init__(self, active_run: IngestionRun) -> None:
-        self.active_run = active_run
-        super().__init__(
-            f"Run #{active_run.pk} ({active_run.get_kind_display().lower()}, "
-            f"{active_run.status}) is already in progress. Wait for it to finish or abort it "
-            "before starting another."
-        )
-
-
-class IllegalTransition(RunError):
-    def __init__(self, run_id: int, current: str | None, target: str) -> None:
-        self.run_id = run_id
-        self.current = current
-        self.target = target
-        if current is None:
-            text = f"Run #{run_id} does not exist."
-        elif current in TERMINAL_STATUSES:
-            text = f"Run #{run_id} is already {current}; a {current} run cannot become {target}."
-        else:
-            text = f"Run #{run_id} cannot go from {current} to {target}."
-        super().__init__(text)
-
-
-class RunNotActive(RunError):
-    """An action that needs an active run was asked of a terminal one."""
-
-
-class RunGone(RunError):
-    """A worker's write was refused because the run is no longer active (aborted, reaped or
-    finished elsewhere). The worker must stop without changing anything."""
 
 
 # --- events ---------------------------------------------------------------------------------
@@ -182,8 +146,10 @@ def run_transition(
         if where is not None:
             rows = rows.filter(where)
         if rows.update(**fields) != 1:
-            current = IngestionRun.objects.filter(pk=run.pk).values_list("status", flat=True)
-            raise IllegalTransition(run.pk, current.first(), to)
+            current = (
+                IngestionRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
+            )
+            raise IllegalTransition(run.pk, current, to, terminal=current in TERMINAL_STATUSES)
         if callable(message):
             message = message(IngestionRun.objects.get(pk=run.pk))
         publish_event(

@@ -17,7 +17,8 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
 
 from runs import dbretry, executors, services
-from runs.context import RunAborted, RunContext, RunFailed
+from runs.context import RunContext
+from runs.exceptions import IllegalTransition, RunAborted, RunFailed, RunGone
 from runs.models import RUNNING_STATUSES, IngestionRun, RunStatus
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def execute_run(run_id: int) -> str:
         return "missing"
     try:
         services.run_transition(run, to=RunStatus.INITIALIZING, expected=[RunStatus.PENDING])
-    except services.IllegalTransition as exc:
+    except IllegalTransition as exc:
         # Aborted or reaped while queued: nothing to do, and nothing may be written.
         logger.info("Not executing run %s: %s", run_id, exc)
         return "skipped"
@@ -88,16 +89,16 @@ def _drive(
                 return unfinished
         ctx.checkpoint(force=True)
     except RunAborted:
-        with contextlib.suppress(services.RunGone):
+        with contextlib.suppress(RunGone):
             # Counted by the row as it ends, not by this worker: other workers' parts of
             # the run did their share too.
             services.run_finish(run, status=RunStatus.ABORTED, message=services.aborted_message)
         return "aborted"
     except RunFailed as exc:
-        with contextlib.suppress(services.RunGone):
+        with contextlib.suppress(RunGone):
             services.run_fail(run, message=str(exc))
         return "error"
-    except services.RunGone as exc:
+    except RunGone as exc:
         logger.info("Run %s was ended elsewhere; this worker stops: %s", run.pk, exc)
         return "gone"
     except Exception as exc:
@@ -113,12 +114,12 @@ def _drive(
                 "finished is kept."
             )
         logger.exception("Run %s failed", run.pk)
-        with contextlib.suppress(services.RunGone):
+        with contextlib.suppress(RunGone):
             services.run_fail(run, message=message)
         return "error"
     try:
         services.run_finish(run)
-    except services.RunGone:
+    except RunGone:
         return "gone"
     return "finished"
 
@@ -165,7 +166,7 @@ def work_horse_died(job: Job, wait_status: int | None) -> None:
                 message=f"The worker process running {part} {died}, and {part} has no "
                 "attempts left, so the run was ended; work it finished is kept.",
             )
-    except services.RunGone:
+    except RunGone:
         pass
     except Exception:
         logger.exception("Could not record the death of the work horse of %s", job.id)

@@ -25,6 +25,7 @@ from django_htmx.middleware import HtmxDetails
 
 from project.params import ParamError, Params, parse_int
 from runs import executors, feed, selectors, services
+from runs.exceptions import RunError, RunInProgress, RunNotActive
 from runs.models import IngestionRun, RunKind, RunStatus
 
 
@@ -83,11 +84,11 @@ def run_start_diagnostic(request: HttpRequest) -> HttpResponse:
         run = services.run_start(
             owner=_owner(request), kind=RunKind.DIAGNOSTIC, config={"items": items, "delay": delay}
         )
-    except services.RunInProgress as exc:
+    except RunInProgress as exc:
         # Show the run that is in progress rather than an error page.
         messages.info(request, str(exc))
         return redirect("runs:detail", run_id=exc.active_run.pk)
-    except services.RunError as exc:
+    except RunError as exc:
         messages.error(request, str(exc))
         return redirect("runs:list")
     return redirect("runs:detail", run_id=run.pk)
@@ -134,7 +135,7 @@ def run_abort(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     error = ""
     try:
         services.run_request_abort(run)
-    except services.RunNotActive as exc:
+    except RunNotActive as exc:
         error = str(exc)
     if request.htmx:
         run.refresh_from_db()

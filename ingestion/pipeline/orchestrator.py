@@ -24,7 +24,8 @@ from ingestion.pipeline import process
 from ingestion.pipeline.diff import SourceDiff, SourceOutcome
 from ingestion.pipeline.expire import expire_vanished
 from runs import executors, services
-from runs.context import RunContext, RunFailed
+from runs.context import RunContext
+from runs.exceptions import RunFailed
 from runs.models import RunKind
 
 

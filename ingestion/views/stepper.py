@@ -21,6 +21,7 @@ from ingestion.models import ItemOutcome, JobStatus, RunItem, Source
 from ingestion.views.common import HtmxHttpRequest, get_run_for_user, owner_of
 from project.params import Params
 from runs import services as run_services
+from runs.exceptions import RunError, RunInProgress
 from runs.models import IngestionRun, RunKind
 
 ITEMS_PER_PAGE = 50
@@ -49,7 +50,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def _refuse(request: HttpRequest, exc: Exception) -> HttpResponse:
     """A run that could not start: show the active run instead of an error page, or say why
     on the page the user came from."""
-    if isinstance(exc, run_services.RunInProgress):
+    if isinstance(exc, RunInProgress):
         messages.info(request, str(exc))
         return redirect(step_url(exc.active_run))
     messages.error(request, str(exc))
@@ -72,7 +73,7 @@ def preview_start(request: HttpRequest) -> HttpResponse:
         )
     except ValueError as exc:  # SourceError, or a ParamError
         return _refuse(request, exc)
-    except run_services.RunError as exc:
+    except RunError as exc:
         return _refuse(request, exc)
     return redirect("ingestion:preview", run_id=run.pk)
 
@@ -94,7 +95,7 @@ def ingest_start(request: HttpRequest) -> HttpResponse:
             run = services.ingest_start(owner=owner, source_ids=ids or None)
     except ValueError as exc:  # SourceError, or a ParamError
         return _refuse(request, exc)
-    except run_services.RunError as exc:
+    except RunError as exc:
         return _refuse(request, exc)
     return redirect("ingestion:ingest", run_id=run.pk)
 
@@ -110,7 +111,7 @@ def retry_failed(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_run_for_user(request, run_id)
     try:
         retry = services.ingest_retry_failed(owner=owner_of(request), run=run)
-    except (services.SourceError, run_services.RunError) as exc:
+    except (services.SourceError, RunError) as exc:
         return _refuse(request, exc)
     return redirect("ingestion:ingest", run_id=retry.pk)
 

@@ -18,8 +18,8 @@ from ingestion import quota, services
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import Source
 from ingestion.quota import QuotaExceeded, quota_check_run_start, quota_status, quota_take_request
+from runs.exceptions import RunError
 from runs.models import IngestionRun, RunKind, RunStatus
-from runs.services import RunError
 from tests.fixture_server import Reply
 from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from rq.job import Job, JobStatus
 
 from runs import services
+from runs.exceptions import IllegalTransition, RunError, RunGone, RunInProgress, RunNotActive
 from runs.models import IngestionRun, RunEvent, RunKind, RunStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,7 +43,7 @@ def test_start_creates_a_pending_run_with_a_created_event_and_a_queued_job(user,
 
 def test_start_refuses_a_second_active_run_and_names_the_active_one(user, redis_client):
     first = start(user)
-    with pytest.raises(services.RunInProgress, match=f"Run #{first.pk}") as info:
+    with pytest.raises(RunInProgress, match=f"Run #{first.pk}") as info:
         start(user)
     assert info.value.active_run == first
     assert IngestionRun.objects.filter(owner=user).count() == 1
@@ -76,12 +77,12 @@ def test_an_idempotency_key_returns_the_same_run(user, redis_client):
 
 
 def test_a_blank_idempotency_key_is_refused(user, redis_client):
-    with pytest.raises(services.RunError, match="idempotency key"):
+    with pytest.raises(RunError, match="idempotency key"):
         start(user, idempotency_key="  ")
 
 
 def test_an_unknown_kind_is_refused_clearly(user):
-    with pytest.raises(services.RunError, match="Unknown run kind"):
+    with pytest.raises(RunError, match="Unknown run kind"):
         services.run_start(owner=user, kind="bogus")
 
 
@@ -116,7 +117,7 @@ def test_illegal_transitions_are_refused(user, redis_client, path, illegal):
     for status in path:
         services.run_transition(run, to=status)
     before = IngestionRun.objects.get(pk=run.pk).status
-    with pytest.raises(services.IllegalTransition):
+    with pytest.raises(IllegalTransition):
         services.run_transition(run, to=illegal)
     assert IngestionRun.objects.get(pk=run.pk).status == before
 
@@ -127,7 +128,7 @@ def test_terminal_states_are_final(user, redis_client, terminal):
     services.run_transition(run, to=RunStatus.INITIALIZING)
     services.run_transition(run, to=terminal)
     for target in RunStatus.values:
-        with pytest.raises(services.IllegalTransition, match="already"):
+        with pytest.raises(IllegalTransition, match="already"):
             services.run_transition(run, to=target)
     assert IngestionRun.objects.get(pk=run.pk).status == terminal
 
@@ -169,7 +170,7 @@ def test_abort_of_a_finished_or_failed_run_is_refused_with_a_clear_message(
     run = start(user)
     services.run_transition(run, to=RunStatus.INITIALIZING)
     services.run_transition(run, to=terminal)
-    with pytest.raises(services.RunNotActive, match=f"already {terminal}"):
+    with pytest.raises(RunNotActive, match=f"already {terminal}"):
         services.run_request_abort(run)
 
 
@@ -188,13 +189,13 @@ def test_late_writes_to_an_ended_run_change_nothing(user, redis_client):
     services.run_fail(IngestionRun.objects.get(pk=run.pk), message="reaped")
     events_before = RunEvent.objects.filter(run=run).count()
 
-    with pytest.raises(services.RunGone):
+    with pytest.raises(RunGone):
         services.run_heartbeat(worker_view)
-    with pytest.raises(services.RunGone):
+    with pytest.raises(RunGone):
         services.run_update_progress(worker_view, done=5, increments={"ready": 5})
-    with pytest.raises(services.RunGone):
+    with pytest.raises(RunGone):
         services.publish_event(worker_view, type="item.done", require_active=True)
-    with pytest.raises(services.RunGone):
+    with pytest.raises(RunGone):
         services.run_finish(worker_view)
 
     run.refresh_from_db()
@@ -271,7 +272,7 @@ def test_the_reaper_does_not_end_a_run_that_beat_after_it_looked(user, redis_cli
     IngestionRun.objects.filter(pk=run.pk).update(heartbeat_at=old)
     judged = IngestionRun.objects.get(pk=run.pk)
     services.run_heartbeat(judged)  # the worker beats between the reaper's read and write
-    with pytest.raises(services.IllegalTransition):
+    with pytest.raises(IllegalTransition):
         services.run_transition(
             judged,
             to=RunStatus.ERROR,
@@ -301,7 +302,8 @@ def test_reap_stale_runs_command_reports_what_it_did(user, redis_client, setting
 
 
 def test_a_checkpoint_reads_the_abort_flag_between_heartbeats(user, redis_client, settings):
-    from runs.context import RunAborted, RunContext
+    from runs.context import RunContext
+    from runs.exceptions import RunAborted
 
     settings.INTAKE_HEARTBEAT_INTERVAL = 3600
     run = start(user)
@@ -321,7 +323,7 @@ def test_a_checkpoint_of_a_reaped_run_stops_the_worker(user, redis_client):
     services.run_transition(run, to=RunStatus.INITIALIZING)
     ctx = RunContext(IngestionRun.objects.get(pk=run.pk))
     services.run_fail(IngestionRun.objects.get(pk=run.pk), message="reaped")
-    with pytest.raises(services.RunGone):
+    with pytest.raises(RunGone):
         ctx.checkpoint(force=True)
 
 
@@ -353,7 +355,7 @@ def test_starting_a_run_ends_the_owners_stale_run_instead_of_refusing(user, redi
 def test_starting_a_run_still_refuses_while_the_active_run_beats(user, redis_client, settings):
     settings.INTAKE_RUN_STALE_AFTER = 30
     alive = running_run_silent_for(user, 10)
-    with pytest.raises(services.RunInProgress, match=f"Run #{alive.pk}"):
+    with pytest.raises(RunInProgress, match=f"Run #{alive.pk}"):
         start(user)
     assert IngestionRun.objects.get(pk=alive.pk).status == RunStatus.INITIALIZING
 
@@ -429,7 +431,7 @@ def test_a_pending_run_no_worker_took_is_ended_when_its_owner_starts_another(
 
 def test_the_abort_message_counts_what_every_worker_did(user, redis_client):
     from runs import tasks
-    from runs.context import RunAborted
+    from runs.exceptions import RunAborted
 
     run = start(user)
     services.run_transition(run, to=RunStatus.INITIALIZING)

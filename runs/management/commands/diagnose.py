@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs import services
+from runs.exceptions import RunError
 from runs.models import RunKind
 
 
@@ -36,7 +37,7 @@ class Command(BaseCommand):
                 kind=RunKind.DIAGNOSTIC,
                 config={"items": options["items"], "delay": options["delay"]},
             )
-        except services.RunError as exc:
+        except RunError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Started run #{run.pk}.")
         if not options["wait"]:
