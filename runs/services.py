@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from runs import executors, feed
+from runs import executors, feed, queue
 from runs.exceptions import IllegalTransition, RunError, RunGone, RunInProgress, RunNotActive
 from runs.models import (
     ACTIVE_STATUSES,
@@ -201,7 +201,7 @@ def run_start(
                 idempotency_key=idempotency_key,
                 preview=preview,
             )
-            job_id = f"intake-run-{run.pk}"
+            job_id = queue.run_job_id(run.pk)
             run.queue_job_ids = [job_id]
             run.save(update_fields=["queue_job_ids"])
             publish_event(run, type="run.created", message="Run queued; waiting for a worker.")
@@ -223,12 +223,8 @@ def run_start(
 
 
 def _enqueue_run(run_id: int, job_id: str) -> None:
-    from runs import tasks
-
     try:
-        tasks.get_queue().enqueue(
-            tasks.execute_run, run_id, job_id=job_id, result_ttl=3600, failure_ttl=7 * 86400
-        )
+        queue.enqueue_run(run_id, job_id)
     except Exception as exc:  # Redis down: the run must not sit pending forever
         logger.exception("Could not queue run %s", run_id)
         run = IngestionRun.objects.get(pk=run_id)
@@ -245,7 +241,7 @@ def run_enqueue_parts(
     run: IngestionRun, func_path: str, parts: list[tuple[str, tuple[Any, ...]]]
 ) -> list[str]:
     """Queue parts of a running run's work (see runs.tasks.execute_part) after commit."""
-    job_ids = [f"intake-run-{run.pk}-{part_id}" for part_id, _ in parts]
+    job_ids = [queue.part_job_id(run.pk, part_id) for part_id, _ in parts]
     with transaction.atomic():
         current = (
             IngestionRun.objects.select_for_update()
@@ -263,27 +259,8 @@ def run_enqueue_parts(
 
 
 def _enqueue_parts(run_id: int, func_path: str, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
-    from rq import Queue, Retry
-
-    from runs import tasks
-
     try:
-        queue = tasks.get_queue()
-        queue.enqueue_many(
-            [
-                Queue.prepare_data(
-                    tasks.execute_part,
-                    args=(run_id, func_path, *args),
-                    job_id=job_id,
-                    result_ttl=3600,
-                    failure_ttl=7 * 86400,
-                    # A part whose work horse died (or whose database connection broke) is
-                    # queued again at once, at the front: parts resume where they stopped.
-                    retry=Retry(max=tasks.PART_RETRIES, enqueue_at_front=True),
-                )
-                for job_id, args in calls
-            ]
-        )
+        queue.enqueue_parts(run_id, func_path, calls)
     except Exception as exc:  # Redis down: end the run rather than wait for parts never run
         logger.exception("Could not queue the parts of run %s", run_id)
         with contextlib.suppress(RunGone):
@@ -462,7 +439,7 @@ def run_request_abort(run: IngestionRun) -> IngestionRun:
         pass
     else:
         job_ids = list(run.queue_job_ids)
-        transaction.on_commit(lambda: _cancel_queued_jobs(job_ids), robust=True)
+        transaction.on_commit(lambda: queue.cancel_jobs(job_ids), robust=True)
         return run
 
     run.refresh_from_db()
@@ -486,12 +463,6 @@ def run_request_abort(run: IngestionRun) -> IngestionRun:
     raise RunNotActive(
         f"Run #{run.pk} is already {run.status}; only a pending or running run can be aborted."
     )
-
-
-def _cancel_queued_jobs(job_ids: list[str]) -> None:
-    from runs import tasks
-
-    tasks.cancel_jobs(job_ids)
 
 
 # --- the reaper -----------------------------------------------------------------------------
@@ -605,7 +576,7 @@ def run_end_if_stale(
     if not ended:
         return False  # it moved (beat, finished, aborted) since it was read: leave it be
     job_ids = list(run.queue_job_ids)
-    transaction.on_commit(partial(_cancel_queued_jobs, job_ids), robust=True)
+    transaction.on_commit(partial(queue.cancel_jobs, job_ids), robust=True)
     run.refresh_from_db()
     logger.warning("Ended stale run %s (%s)", run.pk, run.status)
     return True

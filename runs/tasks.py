@@ -1,38 +1,22 @@
-"""RQ tasks: thin, take ids, call services."""
+"""RQ tasks: thin, take ids, call services. runs.queue queues them by these names."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import signal
 from collections.abc import Callable
 from typing import Any
 
-import django_rq
 from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
-from rq.command import send_stop_job_command
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Job, JobStatus, get_current_job
+from rq.job import Job, get_current_job
 
-from runs import dbretry, executors, services
+from runs import dbretry, executors, queue, services
 from runs.context import RunContext
 from runs.exceptions import IllegalTransition, RunAborted, RunFailed, RunGone
 from runs.models import RUNNING_STATUSES, IngestionRun, RunStatus
 
 logger = logging.getLogger(__name__)
-
-QUEUE_NAME = "default"
-# Further attempts at a part (RQ's Retry(max=...): 2 means 3 attempts in all).
-PART_RETRIES = 2
-
-
-def get_queue():  # type: ignore[no-untyped-def]
-    # In a work horse, queue on the worker's own connection: it waits out a Redis outage
-    # (runs.outage), where a new one would fail the run that is queuing its parts.
-    job = get_current_job()
-    return django_rq.get_queue(QUEUE_NAME, connection=job.connection if job else None)
 
 
 def execute_run(run_id: int) -> str:
@@ -132,39 +116,38 @@ def work_horse_died(job: Job, wait_status: int | None) -> None:
     feed says so. A run's own job is not retried (its listing cannot resume), and a part out
     of attempts cannot go on: the run ends now, saying what happened to its worker, instead
     of waiting for the stale check to call it unresponsive."""
-    func = job.func_name
-    if func not in (_EXECUTE_RUN, _EXECUTE_PART) or not job.args:
-        return
-    run_id = int(job.args[0])
-    died = _death(wait_status)
     try:
-        run = IngestionRun.objects.filter(pk=run_id, status__in=RUNNING_STATUSES).first()
+        lost = queue.lost_job(job, wait_status)
+        if lost is None:
+            return
+        run = IngestionRun.objects.filter(pk=lost.run_id, status__in=RUNNING_STATUSES).first()
         if run is None:
             return  # already ended (aborted, reaped): nothing is waiting for this job
-        if func == _EXECUTE_RUN:
+        if lost.part is None:
             services.run_fail(
                 run,
-                message=f"The worker process running this run {died}. The run cannot resume "
-                "from where it stopped, so it was ended; work it finished is kept.",
+                message=f"The worker process running this run {lost.death}. The run cannot "
+                "resume from where it stopped, so it was ended; work it finished is kept.",
             )
-            return
-        part = job.id.removeprefix(f"intake-run-{run_id}-").replace("-", " ")
-        if job.should_retry:
-            attempt = PART_RETRIES - (job.retries_left or 0) + 2
+        elif lost.retried:
             services.publish_event(
                 run,
                 type="run.part_retried",
-                message=f"The worker process running {part} {died}; {part} is queued again "
-                f"and resumes after its last committed batch (attempt {attempt} of "
-                f"{PART_RETRIES + 1}).",
-                payload={"jobId": job.id, "attempt": attempt, "waitStatus": wait_status},
+                message=f"The worker process running {lost.part} {lost.death}; {lost.part} is "
+                f"queued again and resumes after its last committed batch (attempt "
+                f"{lost.attempt} of {lost.attempts}).",
+                payload={
+                    "jobId": lost.job_id,
+                    "attempt": lost.attempt,
+                    "waitStatus": lost.wait_status,
+                },
                 require_active=True,
             )
         else:
             services.run_fail(
                 run,
-                message=f"The worker process running {part} {died}, and {part} has no "
-                "attempts left, so the run was ended; work it finished is kept.",
+                message=f"The worker process running {lost.part} {lost.death}, and {lost.part} "
+                "has no attempts left, so the run was ended; work it finished is kept.",
             )
     except RunGone:
         pass
@@ -180,50 +163,8 @@ def work_horse_died(job: Job, wait_status: int | None) -> None:
                 close_pool()
 
 
-_EXECUTE_RUN = f"{__name__}.execute_run"
-_EXECUTE_PART = f"{__name__}.execute_part"
-
-
-def _death(wait_status: int | None) -> str:
-    """How a process ended, from its waitpid status, as the end of a sentence."""
-    if wait_status is not None and os.WIFSIGNALED(wait_status):
-        number = os.WTERMSIG(wait_status)
-        try:
-            name = f" ({signal.Signals(number).name})"
-        except ValueError:
-            name = ""
-        return f"was killed by signal {number}{name}"
-    if wait_status is not None and os.WIFEXITED(wait_status):
-        return f"exited unexpectedly with status {os.WEXITSTATUS(wait_status)}"
-    return "died unexpectedly"
-
-
 def reap_stale_runs() -> int:
     """The stale-run check as an RQ job, for whoever wants to queue one; `manage.py cron`
     runs the check itself, so that it needs no worker."""
     close_old_connections()
     return len(services.run_reap_stale())
-
-
-def cancel_jobs(job_ids: list[str]) -> None:
-    """Best effort: drop queued jobs and stop started ones (a stuck worker's last resort).
-    Our run state lives in the database; this only saves a worker from useless work."""
-    queue = get_queue()
-    for job_id in job_ids:
-        try:
-            job = Job.fetch(job_id, connection=queue.connection)
-        except NoSuchJobError:
-            continue
-        except Exception:
-            logger.warning("Could not look up queued job %s", job_id, exc_info=True)
-            continue
-        try:
-            status = job.get_status()
-            if status == JobStatus.STARTED:
-                send_stop_job_command(queue.connection, job_id)
-            elif status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
-                job.cancel()
-        except (InvalidJobOperation, NoSuchJobError):
-            pass
-        except Exception:
-            logger.warning("Could not cancel job %s", job_id, exc_info=True)

@@ -103,10 +103,10 @@ def queued_part(run, redis_client):  # type: ignore[no-untyped-def]
 
 
 def test_parts_are_queued_with_attempts_left_for_a_dead_work_horse(user, redis_client):
-    from runs import tasks
+    from runs import queue
 
     job = queued_part(running_run(user), redis_client)
-    assert job.retries_left == tasks.PART_RETRIES == 2  # three attempts in all
+    assert job.retries_left == queue.PART_RETRIES == 2  # three attempts in all
 
 
 def test_a_part_whose_work_horse_was_killed_tells_the_run_it_is_retried(
