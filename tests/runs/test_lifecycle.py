@@ -430,7 +430,7 @@ def test_a_pending_run_no_worker_took_is_ended_when_its_owner_starts_another(
 
 
 def test_the_abort_message_counts_what_every_worker_did(user, redis_client):
-    from runs import tasks
+    from runs import execution
     from runs.exceptions import RunAborted
 
     run = start(user)
@@ -444,7 +444,7 @@ def test_the_abort_message_counts_what_every_worker_did(user, redis_client):
     def aborted_at_a_checkpoint(ctx):  # type: ignore[no-untyped-def]
         raise RunAborted("abort requested")
 
-    assert tasks._drive(this_worker, aborted_at_a_checkpoint, "deferred") == "aborted"
+    assert execution.run_execute(this_worker, aborted_at_a_checkpoint, "deferred") == "aborted"
     message = run.events.order_by("-seq").first().message
     assert message == "Aborted at your request after 7,000 items; finished work is kept."
 
@@ -461,7 +461,7 @@ def test_a_short_silence_is_told_precisely_enough_to_be_past_its_limit(
 def test_a_database_error_no_retry_can_cover_ends_the_run_saying_so(user, redis_client):
     from django.db import OperationalError
 
-    from runs import tasks
+    from runs import execution
 
     run = start(user)
     services.run_transition(run, to=RunStatus.INITIALIZING)
@@ -469,7 +469,7 @@ def test_a_database_error_no_retry_can_cover_ends_the_run_saying_so(user, redis_
     def lose_the_connection(ctx):  # type: ignore[no-untyped-def]
         raise OperationalError("server closed the connection unexpectedly")
 
-    assert tasks._drive(run, lose_the_connection, "deferred") == "error"
+    assert execution.run_execute(run, lose_the_connection, "deferred") == "error"
     run.refresh_from_db()
     assert run.error_message == (
         "The database connection failed (server closed the connection unexpectedly). The run "
