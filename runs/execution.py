@@ -17,7 +17,7 @@ from rq.job import get_current_job
 
 from runs import dbretry, executors, services
 from runs.context import RunContext
-from runs.exceptions import IllegalTransition, RunAborted, RunFailed, RunGone
+from runs.exceptions import IllegalTransition, RunAborted, RunError, RunFailed, RunGone
 from runs.models import RUNNING_STATUSES, IngestionRun, RunStatus
 from runs.queue import LostJob
 
@@ -40,10 +40,16 @@ def run_pick_up(run_id: int) -> str:
         logger.info("Not executing run %s: %s", run_id, exc)
         return "skipped"
 
+    def work(ctx: RunContext) -> bool:
+        executor = executors.get_executor(run.kind)
+        if executor is None:
+            raise RunError(
+                f"Runs of kind {run.kind!r} cannot be executed by this version of Intake."
+            )
+        return executor(ctx) is not executors.DEFERRED
+
     # "deferred": its part jobs carry on and the last one finishes the run.
-    return run_execute(
-        run, lambda ctx: executors.get_executor(run.kind)(ctx) is not executors.DEFERRED, "deferred"
-    )
+    return run_execute(run, work, "deferred")
 
 
 def run_execute_part(run_id: int, func_path: str, args: tuple[Any, ...]) -> str:

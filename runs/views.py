@@ -26,7 +26,8 @@ from django_htmx.middleware import HtmxDetails
 from project.params import ParamError, Params, parse_int
 from runs import executors, feed, selectors, services
 from runs.exceptions import RunError, RunInProgress, RunNotActive
-from runs.models import IngestionRun, RunKind, RunStatus
+from runs.models import IngestionRun, RunStatus
+from runs.workloads import DIAGNOSTIC
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -52,7 +53,7 @@ def _get_run_for_user(request: HttpRequest, run_id: int) -> IngestionRun:
 def run_list(request: HtmxHttpRequest) -> HttpResponse:
     params = Params(request.GET, strict=False)
     status = params.choice("status", RunStatus.values)
-    kind = params.choice("kind", RunKind.values)
+    kind = params.choice("kind", executors.kinds())
     runs = selectors.runs_for_owner(_owner(request), status=status or None, kind=kind or None)
     page = Paginator(runs, 25).get_page(params.page())
     for run in page.object_list:
@@ -62,7 +63,7 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
         "status": status,
         "kind": kind,
         "statuses": RunStatus.choices,
-        "kinds": RunKind.choices,
+        "kinds": executors.kind_choices(),
         "active_run": services.run_active_for_owner(_owner(request)),
         "ignored": params.ignored,
     }
@@ -82,7 +83,7 @@ def run_start_diagnostic(request: HttpRequest) -> HttpResponse:
         return redirect("runs:list")
     try:
         run = services.run_start(
-            owner=_owner(request), kind=RunKind.DIAGNOSTIC, config={"items": items, "delay": delay}
+            owner=_owner(request), kind=DIAGNOSTIC, config={"items": items, "delay": delay}
         )
     except RunInProgress as exc:
         # Show the run that is in progress rather than an error page.

@@ -9,7 +9,8 @@ from django.db import connection
 
 from runs import services
 from runs.exceptions import RunInProgress
-from runs.models import IngestionRun, RunKind
+from runs.models import IngestionRun
+from runs.workloads import DIAGNOSTIC
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,7 +23,7 @@ def test_ten_concurrent_starts_create_exactly_one_run(user, redis_client):
     def attempt() -> None:
         try:
             barrier.wait()
-            outcome: object = services.run_start(owner=user, kind=RunKind.DIAGNOSTIC)
+            outcome: object = services.run_start(owner=user, kind=DIAGNOSTIC)
         except Exception as exc:  # collected and judged below
             outcome = exc
         finally:

@@ -13,13 +13,14 @@ from rq.job import Job, JobStatus
 
 from runs import services
 from runs.exceptions import IllegalTransition, RunError, RunGone, RunInProgress, RunNotActive
-from runs.models import IngestionRun, RunEvent, RunKind, RunStatus
+from runs.models import IngestionRun, RunEvent, RunStatus
+from runs.workloads import DIAGNOSTIC
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def start(user, **kwargs) -> IngestionRun:  # type: ignore[no-untyped-def]
-    return services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 3}, **kwargs)
+    return services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 3}, **kwargs)
 
 
 def running_run_silent_for(user, seconds: float) -> IngestionRun:  # type: ignore[no-untyped-def]
@@ -52,7 +53,7 @@ def test_start_refuses_a_second_active_run_and_names_the_active_one(user, redis_
 def test_the_database_itself_refuses_a_second_active_run(user, redis_client):
     start(user)
     with pytest.raises(IntegrityError), transaction.atomic():
-        IngestionRun.objects.create(owner=user, kind=RunKind.DIAGNOSTIC)
+        IngestionRun.objects.create(owner=user, kind=DIAGNOSTIC)
 
 
 def test_another_owner_may_run_at_the_same_time(user, other_user, redis_client):

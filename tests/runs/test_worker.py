@@ -12,6 +12,7 @@ from django.db import connection
 from rq import Worker
 
 from runs.worker import IntakeWorker
+from runs.workloads import DIAGNOSTIC
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,9 +87,9 @@ def sigkill_status() -> int:
 
 def running_run(user):  # type: ignore[no-untyped-def]
     from runs import services
-    from runs.models import IngestionRun, RunKind, RunStatus
+    from runs.models import IngestionRun, RunStatus
 
-    run = services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 1})
+    run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
     services.run_transition(run, to=RunStatus.INITIALIZING)
     return IngestionRun.objects.get(pk=run.pk)
 

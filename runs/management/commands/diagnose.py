@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs import services
 from runs.exceptions import RunError
-from runs.models import RunKind
+from runs.workloads import DIAGNOSTIC
 
 
 class Command(BaseCommand):
@@ -34,7 +34,7 @@ class Command(BaseCommand):
         try:
             run = services.run_start(
                 owner=user,
-                kind=RunKind.DIAGNOSTIC,
+                kind=DIAGNOSTIC,
                 config={"items": options["items"], "delay": options["delay"]},
             )
         except RunError as exc:
