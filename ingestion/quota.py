@@ -46,7 +46,7 @@ FAIL_OPEN_LOG_INTERVAL = 60.0
 
 
 class QuotaExceeded(RunError):
-    """A daily quota is used up. A RunError, so every door (page, API, command) already shows
+    """A daily quota is used up. A RunError, so every door (page, admin, command) already shows
     it as a refusal; `resets_at` is when it resets (an aware datetime in TIME_ZONE) and
     `quota` says which one ("runs" or "requests")."""
 

@@ -66,7 +66,7 @@ class IngestionRunAdmin(admin.ModelAdmin):
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # runs start through the app, the API or `manage.py`, never a bare row
+        return False  # runs start through the pages or `manage.py`, never a bare row
 
     @admin.action(description="Abort selected runs")
     def abort_runs(self, request: HttpRequest, queryset: QuerySet[IngestionRun]) -> None:

@@ -26,7 +26,7 @@ RUNNING_STATUSES = (RunStatus.INITIALIZING, RunStatus.INGESTING)
 TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.ERROR, RunStatus.ABORTED)
 
 # Snapshot counters, in the order they are shown. Keys are the field names; values the
-# camelCase names the JSON contracts (SSE, API) use.
+# camelCase names the JSON Intake sends (events, the events endpoint, reports) use.
 COUNT_FIELDS = {
     "jobs_new": "new",
     "jobs_updated": "updated",
@@ -147,7 +147,8 @@ class IngestionRun(models.Model):
         return {name: getattr(self, field) for field, name in COUNT_FIELDS.items()}
 
     def snapshot(self) -> dict[str, Any]:
-        """The run's state as every event and API response carries it (camelCase)."""
+        """The run's state as every event, the events endpoint and the report carry it
+        (camelCase)."""
 
         def iso(value: Any) -> str | None:
             return value.isoformat() if value else None

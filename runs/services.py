@@ -1,5 +1,5 @@
-"""Writes to the run lifecycle. Views, tasks, commands, admin actions and API handlers all call
-these: one code path per action, whichever door it comes through.
+"""Writes to the run lifecycle. Views, tasks, commands and admin actions all call these: one
+code path per action, whichever door it comes through.
 
 Every status change is a conditional UPDATE whose row count says whether it won
 (`run_transition`); every event is appended by `publish_event` in the caller's transaction and
