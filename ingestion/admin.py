@@ -7,7 +7,7 @@ from django.http import HttpRequest
 
 from ingestion import services
 from ingestion.models import Job, RawPayload, RunItem, Source, WorkChunk
-from runs.services import RunError
+from runs.exceptions import RunError
 
 
 @admin.register(Source)

@@ -7,9 +7,9 @@ class IngestionConfig(AppConfig):
 
     def ready(self) -> None:
         from ingestion.pipeline import orchestrator  # noqa: F401  (registers preview, ingest)
+        from ingestion.run_kinds import INGEST, PREVIEW
         from runs import executors
-        from runs.models import RunKind
 
         # Previews and ingests are shown on the stepper's steps, not the generic run page.
-        executors.register_page(RunKind.PREVIEW, "ingestion:preview")
-        executors.register_page(RunKind.INGEST, "ingestion:ingest")
+        executors.register_page(PREVIEW, "ingestion:preview")
+        executors.register_page(INGEST, "ingestion:ingest")

@@ -28,13 +28,14 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from runs.models import IngestionRun, RunKind
-from runs.services import RunError
+from ingestion import run_kinds
+from runs.exceptions import RunError
+from runs.models import IngestionRun
 
 logger = logging.getLogger(__name__)
 
 # Runs of these kinds count against the runs quota.
-COUNTED_KINDS = (RunKind.PREVIEW, RunKind.INGEST)
+COUNTED_KINDS = (run_kinds.PREVIEW, run_kinds.INGEST)
 # A day's counter outlives its day by a day, so a clock skew between machines around
 # midnight cannot resurrect an expired key with a fresh count.
 REQUEST_KEY_TTL = 2 * 86400
@@ -45,7 +46,7 @@ FAIL_OPEN_LOG_INTERVAL = 60.0
 
 
 class QuotaExceeded(RunError):
-    """A daily quota is used up. A RunError, so every door (page, API, command) already shows
+    """A daily quota is used up. A RunError, so every door (page, admin, command) already shows
     it as a refusal; `resets_at` is when it resets (an aware datetime in TIME_ZONE) and
     `quota` says which one ("runs" or "requests")."""
 

@@ -10,12 +10,13 @@ from typing import IO, Any
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
+from ingestion import run_kinds
 from ingestion.adapters import adapter_class
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.models import Job, JobStatus, Source, SourceKind
 from ingestion.quota import quota_check_run_start
 from runs import services as run_services
-from runs.models import IngestionRun, RunKind, RunStatus
+from runs.models import IngestionRun, RunStatus
 
 UPLOAD_KINDS = (SourceKind.FILE, SourceKind.URLS)
 
@@ -215,7 +216,7 @@ def preview_start(
     quota_check_run_start(owner, idempotency_key=idempotency_key)  # QuotaExceeded: a RunError
     config = sources_config(select_sources(owner, source_ids))
     return run_services.run_start(
-        owner=owner, kind=RunKind.PREVIEW, config=config, idempotency_key=idempotency_key
+        owner=owner, kind=run_kinds.PREVIEW, config=config, idempotency_key=idempotency_key
     )
 
 
@@ -231,7 +232,7 @@ def ingest_start(
     so the ingest applies the boards as they are now; its own items say what it did."""
     quota_check_run_start(owner, idempotency_key=idempotency_key)  # QuotaExceeded: a RunError
     if preview is not None:
-        if preview.owner_id != owner.pk or preview.kind != RunKind.PREVIEW:
+        if preview.owner_id != owner.pk or preview.kind != run_kinds.PREVIEW:
             raise SourceError(f"Run #{preview.pk} is not one of your previews.")
         if preview.status != RunStatus.FINISHED:
             raise SourceError(
@@ -243,7 +244,7 @@ def ingest_start(
         config = sources_config(select_sources(owner, source_ids))
     return run_services.run_start(
         owner=owner,
-        kind=RunKind.INGEST,
+        kind=run_kinds.INGEST,
         config=config,
         preview=preview,
         idempotency_key=idempotency_key,
@@ -253,7 +254,7 @@ def ingest_start(
 def ingest_retry_failed(*, owner: User, run: IngestionRun) -> IngestionRun:
     """A new ingest over the jobs that failed in `run` only (the boards are not read again)."""
     quota_check_run_start(owner)  # QuotaExceeded: a RunError
-    if run.owner_id != owner.pk or run.kind != RunKind.INGEST:
+    if run.owner_id != owner.pk or run.kind != run_kinds.INGEST:
         raise SourceError(f"Run #{run.pk} is not one of your ingests.")
     if not run.is_terminal:
         raise SourceError(f"Run #{run.pk} is still {run.status}; retry once it has ended.")
@@ -261,4 +262,4 @@ def ingest_retry_failed(*, owner: User, run: IngestionRun) -> IngestionRun:
     if not failed:
         raise SourceError(f"Run #{run.pk} has no failed jobs to retry.")
     config = {**run.config, "retry_of": run.pk}
-    return run_services.run_start(owner=owner, kind=RunKind.INGEST, config=config)
+    return run_services.run_start(owner=owner, kind=run_kinds.INGEST, config=config)

@@ -7,7 +7,7 @@ job below is idempotent."""
 from rq import cron
 
 from ingestion.tasks import cleanup_payloads
-from runs.tasks import QUEUE_NAME
+from runs.queue import QUEUE_NAME
 
 # Daily at 03:00 (the scheduler's local time); an interval would also run it at every start.
 # With no worker to run it, a day's job is dropped rather than pile up behind the next.

@@ -3,6 +3,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from runs import services
+from runs.exceptions import RunNotActive
 from runs.models import IngestionRun, RunEvent
 
 
@@ -65,14 +66,14 @@ class IngestionRunAdmin(admin.ModelAdmin):
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # runs start through the app, the API or `manage.py`, never a bare row
+        return False  # runs start through the pages or `manage.py`, never a bare row
 
     @admin.action(description="Abort selected runs")
     def abort_runs(self, request: HttpRequest, queryset: QuerySet[IngestionRun]) -> None:
         for run in queryset:
             try:
                 services.run_request_abort(run)
-            except services.RunNotActive as exc:
+            except RunNotActive as exc:
                 self.message_user(request, str(exc), messages.WARNING)
             else:
                 self.message_user(request, f"Abort requested for run #{run.pk} ({run.status}).")

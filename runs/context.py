@@ -13,19 +13,10 @@ from django.conf import settings
 from django.db import connections
 
 from runs import dbretry, services
+from runs.exceptions import IllegalTransition, RunAborted, RunGone
 from runs.models import IngestionRun, RunStatus
 
 logger = logging.getLogger(__name__)
-
-
-class RunAborted(Exception):
-    """Raised at a checkpoint when an abort was requested: the executor unwinds, what it
-    committed stays, and the task ends the run as aborted."""
-
-
-class RunFailed(Exception):
-    """Raised by an executor when the run as a whole failed for a reason the user should
-    read (every source failed): the run ends as error with this message, no stack trace."""
 
 
 class RunContext:
@@ -80,8 +71,8 @@ class RunContext:
             services.run_transition(
                 self.run, to=status, expected=[RunStatus.INITIALIZING], message=message
             )
-        except services.IllegalTransition as exc:
-            raise services.RunGone(str(exc)) from exc
+        except IllegalTransition as exc:
+            raise RunGone(str(exc)) from exc
 
     def progress(
         self,

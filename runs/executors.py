@@ -1,16 +1,24 @@
-"""Which code executes a run of each kind. Apps register theirs at start-up (the runs app the
-diagnostic workload; ingestion its preview and ingest pipelines), so the generic lifecycle
-never imports what it executes."""
+"""The registry of run kinds: each kind is declared once, with its label and the code that
+executes it, by the app that owns it (the runs app the diagnostic workload; ingestion its
+preview and ingest pipelines) when Django starts it. The kind column's choices, the kind
+filters and the check `run_start` makes all read this registry, so the generic lifecycle
+never imports what it executes and a new kind needs no migration.
+
+At the bottom of the app: it imports no other runs module, so the models can read it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TypeVar
 
-if TYPE_CHECKING:
-    from runs.context import RunContext
+# Run kinds are stored in IngestionRun.kind, a column this long.
+KIND_MAX_LENGTH = 16
 
-Executor = Callable[["RunContext"], object]
+# An executor is called with the run's runs.context.RunContext; what it returns is ignored
+# unless it is DEFERRED.
+Executor = Callable[..., object]
+E = TypeVar("E", bound=Executor)
 
 
 class _Deferred:
@@ -19,29 +27,47 @@ class _Deferred:
 
 
 # An executor returns DEFERRED when it handed the rest of the work to part jobs
-# (RunContext.enqueue_part): the task must not finish the run, the last part does.
+# (RunContext.enqueue_parts): the run's own job must not finish the run, the last part does.
 DEFERRED = _Deferred()
 
-_EXECUTORS: dict[str, Executor] = {}
+
+@dataclass(frozen=True)
+class Kind:
+    value: str
+    label: str
+    executor: Executor
 
 
-def register(kind: str) -> Callable[[Executor], Executor]:
-    def decorator(func: Executor) -> Executor:
-        _EXECUTORS[kind] = func
+_KINDS: dict[str, Kind] = {}
+
+
+def register(kind: str, *, label: str) -> Callable[[E], E]:
+    """Declare the run kind `kind`, shown as `label`, executed by the decorated function."""
+    if not 0 < len(kind) <= KIND_MAX_LENGTH:
+        raise ValueError(f"A run kind is 1 to {KIND_MAX_LENGTH} characters: {kind!r}")
+
+    def decorator(func: E) -> E:
+        _KINDS[kind] = Kind(value=kind, label=label, executor=func)
         return func
 
     return decorator
 
 
-def get_executor(kind: str) -> Executor:
-    from runs.services import RunError
+def get_executor(kind: str) -> Executor | None:
+    """The function that executes runs of `kind`; None when no app declared that kind."""
+    declared = _KINDS.get(kind)
+    return declared.executor if declared else None
 
-    try:
-        return _EXECUTORS[kind]
-    except KeyError:
-        raise RunError(
-            f"Runs of kind {kind!r} cannot be executed by this version of Intake."
-        ) from None
+
+def kinds() -> list[str]:
+    """Every declared kind, in the order the apps declared them."""
+    return list(_KINDS)
+
+
+def kind_choices() -> list[tuple[str, str]]:
+    """(kind, label) for every declared kind, in the order the apps declared them: the kind
+    column's choices (get_kind_display, the admin's filter) and the runs page's filter."""
+    return [(declared.value, declared.label) for declared in _KINDS.values()]
 
 
 # The page that shows a run of each kind, when an app has a better one than the generic run

@@ -9,13 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-
-class RunKind(models.TextChoices):
-    PREVIEW = "preview", "Preview"
-    INGEST = "ingest", "Ingest"
-    # A synthetic workload that exercises workers, heartbeats, abort and the live feed
-    # end to end: how an operator checks a deployment before pointing it at real boards.
-    DIAGNOSTIC = "diagnostic", "Diagnostic"
+from runs import executors
 
 
 class RunStatus(models.TextChoices):
@@ -32,7 +26,7 @@ RUNNING_STATUSES = (RunStatus.INITIALIZING, RunStatus.INGESTING)
 TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.ERROR, RunStatus.ABORTED)
 
 # Snapshot counters, in the order they are shown. Keys are the field names; values the
-# camelCase names the JSON contracts (SSE, API) use.
+# camelCase names the JSON Intake sends (events, the events endpoint, reports) use.
 COUNT_FIELDS = {
     "jobs_new": "new",
     "jobs_updated": "updated",
@@ -47,7 +41,10 @@ class IngestionRun(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs"
     )
-    kind = models.CharField(max_length=16, choices=RunKind.choices)
+    # The apps declare the kinds (runs.executors.register): the choices are read from that
+    # registry whenever they are needed, and no database constraint lists them, so a new
+    # kind needs no migration.
+    kind = models.CharField(max_length=executors.KIND_MAX_LENGTH, choices=executors.kind_choices)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
     config = models.JSONField(
         default=dict, blank=True, help_text="Sources and filters as they were."
@@ -102,9 +99,6 @@ class IngestionRun(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=RunStatus.values), name="runs_ingestionrun_status_valid"
             ),
-            models.CheckConstraint(
-                condition=Q(kind__in=RunKind.values), name="runs_ingestionrun_kind_valid"
-            ),
         ]
         indexes = [
             # The history page: a user's runs, newest first.
@@ -153,7 +147,8 @@ class IngestionRun(models.Model):
         return {name: getattr(self, field) for field, name in COUNT_FIELDS.items()}
 
     def snapshot(self) -> dict[str, Any]:
-        """The run's state as every event and API response carries it (camelCase)."""
+        """The run's state as every event, the events endpoint and the report carry it
+        (camelCase)."""
 
         def iso(value: Any) -> str | None:
             return value.isoformat() if value else None

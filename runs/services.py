@@ -1,5 +1,5 @@
-"""Writes to the run lifecycle. Views, tasks, commands, admin actions and API handlers all call
-these: one code path per action, whichever door it comes through.
+"""Writes to the run lifecycle. Views, tasks, commands and admin actions all call these: one
+code path per action, whichever door it comes through.
 
 Every status change is a conditional UPDATE whose row count says whether it won
 (`run_transition`); every event is appended by `publish_event` in the caller's transaction and
@@ -21,7 +21,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from runs import executors, feed
+from runs import executors, feed, queue
+from runs.exceptions import IllegalTransition, RunError, RunGone, RunInProgress, RunNotActive
 from runs.models import (
     ACTIVE_STATUSES,
     COUNT_FIELDS,
@@ -29,7 +30,6 @@ from runs.models import (
     TERMINAL_STATUSES,
     IngestionRun,
     RunEvent,
-    RunKind,
     RunStatus,
 )
 
@@ -47,43 +47,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     RunStatus.ERROR: frozenset(),
     RunStatus.ABORTED: frozenset(),
 }
-
-
-class RunError(Exception):
-    """Base for refusals the user should read: the message says what happened and why."""
-
-
-class RunInProgress(RunError):
-    def __init__(self, active_run: IngestionRun) -> None:
-        self.active_run = active_run
-        super().__init__(
-            f"Run #{active_run.pk} ({active_run.get_kind_display().lower()}, "
-            f"{active_run.status}) is already in progress. Wait for it to finish or abort it "
-            "before starting another."
-        )
-
-
-class IllegalTransition(RunError):
-    def __init__(self, run_id: int, current: str | None, target: str) -> None:
-        self.run_id = run_id
-        self.current = current
-        self.target = target
-        if current is None:
-            text = f"Run #{run_id} does not exist."
-        elif current in TERMINAL_STATUSES:
-            text = f"Run #{run_id} is already {current}; a {current} run cannot become {target}."
-        else:
-            text = f"Run #{run_id} cannot go from {current} to {target}."
-        super().__init__(text)
-
-
-class RunNotActive(RunError):
-    """An action that needs an active run was asked of a terminal one."""
-
-
-class RunGone(RunError):
-    """A worker's write was refused because the run is no longer active (aborted, reaped or
-    finished elsewhere). The worker must stop without changing anything."""
 
 
 # --- events ---------------------------------------------------------------------------------
@@ -182,8 +145,10 @@ def run_transition(
         if where is not None:
             rows = rows.filter(where)
         if rows.update(**fields) != 1:
-            current = IngestionRun.objects.filter(pk=run.pk).values_list("status", flat=True)
-            raise IllegalTransition(run.pk, current.first(), to)
+            current = (
+                IngestionRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
+            )
+            raise IllegalTransition(run.pk, current, to, terminal=current in TERMINAL_STATUSES)
         if callable(message):
             message = message(IngestionRun.objects.get(pk=run.pk))
         publish_event(
@@ -212,9 +177,9 @@ def run_start(
     for the owner is refused with RunInProgress naming the active one; the database's
     conditional unique constraint decides races between concurrent starts.
     """
-    if kind not in RunKind.values:
-        raise RunError(f"Unknown run kind {kind!r}; expected one of {', '.join(RunKind.values)}.")
-    executors.get_executor(kind)  # refuse early and clearly when nothing can execute it
+    if executors.get_executor(kind) is None:
+        known = ", ".join(executors.kinds())
+        raise RunError(f"Unknown run kind {kind!r}; expected one of {known}.")
     if idempotency_key is not None:
         idempotency_key = idempotency_key.strip()
         if not idempotency_key or len(idempotency_key) > 255:
@@ -235,7 +200,7 @@ def run_start(
                 idempotency_key=idempotency_key,
                 preview=preview,
             )
-            job_id = f"intake-run-{run.pk}"
+            job_id = queue.run_job_id(run.pk)
             run.queue_job_ids = [job_id]
             run.save(update_fields=["queue_job_ids"])
             publish_event(run, type="run.created", message="Run queued; waiting for a worker.")
@@ -257,12 +222,8 @@ def run_start(
 
 
 def _enqueue_run(run_id: int, job_id: str) -> None:
-    from runs import tasks
-
     try:
-        tasks.get_queue().enqueue(
-            tasks.execute_run, run_id, job_id=job_id, result_ttl=3600, failure_ttl=7 * 86400
-        )
+        queue.enqueue_run(run_id, job_id)
     except Exception as exc:  # Redis down: the run must not sit pending forever
         logger.exception("Could not queue run %s", run_id)
         run = IngestionRun.objects.get(pk=run_id)
@@ -279,7 +240,7 @@ def run_enqueue_parts(
     run: IngestionRun, func_path: str, parts: list[tuple[str, tuple[Any, ...]]]
 ) -> list[str]:
     """Queue parts of a running run's work (see runs.tasks.execute_part) after commit."""
-    job_ids = [f"intake-run-{run.pk}-{part_id}" for part_id, _ in parts]
+    job_ids = [queue.part_job_id(run.pk, part_id) for part_id, _ in parts]
     with transaction.atomic():
         current = (
             IngestionRun.objects.select_for_update()
@@ -297,27 +258,8 @@ def run_enqueue_parts(
 
 
 def _enqueue_parts(run_id: int, func_path: str, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
-    from rq import Queue, Retry
-
-    from runs import tasks
-
     try:
-        queue = tasks.get_queue()
-        queue.enqueue_many(
-            [
-                Queue.prepare_data(
-                    tasks.execute_part,
-                    args=(run_id, func_path, *args),
-                    job_id=job_id,
-                    result_ttl=3600,
-                    failure_ttl=7 * 86400,
-                    # A part whose work horse died (or whose database connection broke) is
-                    # queued again at once, at the front: parts resume where they stopped.
-                    retry=Retry(max=tasks.PART_RETRIES, enqueue_at_front=True),
-                )
-                for job_id, args in calls
-            ]
-        )
+        queue.enqueue_parts(run_id, func_path, calls)
     except Exception as exc:  # Redis down: end the run rather than wait for parts never run
         logger.exception("Could not queue the parts of run %s", run_id)
         with contextlib.suppress(RunGone):
@@ -496,7 +438,7 @@ def run_request_abort(run: IngestionRun) -> IngestionRun:
         pass
     else:
         job_ids = list(run.queue_job_ids)
-        transaction.on_commit(lambda: _cancel_queued_jobs(job_ids), robust=True)
+        transaction.on_commit(lambda: queue.cancel_jobs(job_ids), robust=True)
         return run
 
     run.refresh_from_db()
@@ -520,12 +462,6 @@ def run_request_abort(run: IngestionRun) -> IngestionRun:
     raise RunNotActive(
         f"Run #{run.pk} is already {run.status}; only a pending or running run can be aborted."
     )
-
-
-def _cancel_queued_jobs(job_ids: list[str]) -> None:
-    from runs import tasks
-
-    tasks.cancel_jobs(job_ids)
 
 
 # --- the reaper -----------------------------------------------------------------------------
@@ -639,7 +575,7 @@ def run_end_if_stale(
     if not ended:
         return False  # it moved (beat, finished, aborted) since it was read: leave it be
     job_ids = list(run.queue_job_ids)
-    transaction.on_commit(partial(_cancel_queued_jobs, job_ids), robust=True)
+    transaction.on_commit(partial(queue.cancel_jobs, job_ids), robust=True)
     run.refresh_from_db()
     logger.warning("Ended stale run %s (%s)", run.pk, run.status)
     return True

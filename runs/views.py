@@ -25,7 +25,9 @@ from django_htmx.middleware import HtmxDetails
 
 from project.params import ParamError, Params, parse_int
 from runs import executors, feed, selectors, services
-from runs.models import IngestionRun, RunKind, RunStatus
+from runs.exceptions import RunError, RunInProgress, RunNotActive
+from runs.models import IngestionRun, RunStatus
+from runs.workloads import DIAGNOSTIC
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -51,7 +53,7 @@ def _get_run_for_user(request: HttpRequest, run_id: int) -> IngestionRun:
 def run_list(request: HtmxHttpRequest) -> HttpResponse:
     params = Params(request.GET, strict=False)
     status = params.choice("status", RunStatus.values)
-    kind = params.choice("kind", RunKind.values)
+    kind = params.choice("kind", executors.kinds())
     runs = selectors.runs_for_owner(_owner(request), status=status or None, kind=kind or None)
     page = Paginator(runs, 25).get_page(params.page())
     for run in page.object_list:
@@ -61,7 +63,7 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
         "status": status,
         "kind": kind,
         "statuses": RunStatus.choices,
-        "kinds": RunKind.choices,
+        "kinds": executors.kind_choices(),
         "active_run": services.run_active_for_owner(_owner(request)),
         "ignored": params.ignored,
     }
@@ -81,13 +83,13 @@ def run_start_diagnostic(request: HttpRequest) -> HttpResponse:
         return redirect("runs:list")
     try:
         run = services.run_start(
-            owner=_owner(request), kind=RunKind.DIAGNOSTIC, config={"items": items, "delay": delay}
+            owner=_owner(request), kind=DIAGNOSTIC, config={"items": items, "delay": delay}
         )
-    except services.RunInProgress as exc:
+    except RunInProgress as exc:
         # Show the run that is in progress rather than an error page.
         messages.info(request, str(exc))
         return redirect("runs:detail", run_id=exc.active_run.pk)
-    except services.RunError as exc:
+    except RunError as exc:
         messages.error(request, str(exc))
         return redirect("runs:list")
     return redirect("runs:detail", run_id=run.pk)
@@ -134,7 +136,7 @@ def run_abort(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     error = ""
     try:
         services.run_request_abort(run)
-    except services.RunNotActive as exc:
+    except RunNotActive as exc:
         error = str(exc)
     if request.htmx:
         run.refresh_from_db()

@@ -8,12 +8,16 @@ import time
 
 from runs import executors
 from runs.context import RunContext
-from runs.models import RunKind, RunStatus
+from runs.models import RunStatus
+
+# A synthetic workload that exercises workers, heartbeats, abort and the live feed end to
+# end: how an operator checks a deployment before pointing it at real boards.
+DIAGNOSTIC = "diagnostic"
 
 MAX_ITEMS = 1_000_000
 
 
-@executors.register(RunKind.DIAGNOSTIC)
+@executors.register(DIAGNOSTIC, label="Diagnostic")
 def diagnostic(ctx: RunContext) -> None:
     """config: items (int, default 20), delay (seconds per item, default 0.1),
     fail_every (mark every n-th item failed), crash_at (raise at that item: an internal

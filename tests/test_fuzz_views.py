@@ -56,8 +56,10 @@ from rq import SimpleWorker
 
 from ingestion import services
 from ingestion.models import ItemOutcome, Job, JobStatus, RawPayload, Source, SourceKind
+from runs import executors
 from runs import services as run_services
-from runs.models import IngestionRun, RunKind, RunStatus
+from runs.models import IngestionRun, RunStatus
+from runs.workloads import DIAGNOSTIC
 from tests.fixture_server import FixtureServer
 from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 
@@ -121,10 +123,10 @@ def _build_world(server: FixtureServer) -> World:
     _work()
     for user in users:
         config = {"items": 3, "delay": 0}
-        run_services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config=config)
+        run_services.run_start(owner=user, kind=DIAGNOSTIC, config=config)
     _work()
     # One run still going (the other user's: the owner can start runs in the examples).
-    run_services.run_start(owner=other, kind=RunKind.DIAGNOSTIC, config={"items": 3})
+    run_services.run_start(owner=other, kind=DIAGNOSTIC, config={"items": 3})
 
     world = World(owner=owner, other=other)
     models = {"run_id": IngestionRun, "source_id": Source, "job_id": Job}
@@ -137,7 +139,7 @@ def _build_world(server: FixtureServer) -> World:
     world.valid_values = [
         *(str(i) for i in all_ids),
         *RunStatus.values,
-        *RunKind.values,
+        *executors.kinds(),
         *ItemOutcome.values,
         *JobStatus.values,
         *SourceKind.values,

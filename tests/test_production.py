@@ -19,7 +19,8 @@ from rq import SimpleWorker
 from ingestion import services
 from ingestion.models import Job, Source
 from runs import services as run_services
-from runs.models import IngestionRun, RunKind
+from runs.models import IngestionRun
+from runs.workloads import DIAGNOSTIC
 from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 from tests.support import ROOT
 
@@ -143,9 +144,9 @@ def pages(transactional_db, user, fixture_server, settings, redis_client) -> lis
     work()
     ingest = services.ingest_start(owner=user, preview=IngestionRun.objects.get(pk=preview.pk))
     work()
-    run_services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 2, "delay": 0})
+    run_services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 2, "delay": 0})
     work()
-    diagnostic = IngestionRun.objects.get(owner=user, kind=RunKind.DIAGNOSTIC)
+    diagnostic = IngestionRun.objects.get(owner=user, kind=DIAGNOSTIC)
     job = Job.objects.filter(owner=user).first()
     assert job is not None and Source.objects.filter(owner=user).count() == 1
     return [
@@ -196,7 +197,7 @@ def test_the_inline_detector_finds_what_it_looks_for():
 def test_fragments_json_and_redirects_carry_it_too(user, redis_client):
     client = Client()
     client.force_login(user)
-    run = run_services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 1})
+    run = run_services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
     for response in (
         client.get("/runs/", HTTP_HX_REQUEST="true"),
         client.get(f"/runs/{run.pk}/events/"),

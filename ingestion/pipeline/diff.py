@@ -26,8 +26,8 @@ from ingestion.models import ItemOutcome, Job, JobStatus, Source
 from ingestion.pipeline import sql
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.filters import PostingFilter
-from runs.context import RunAborted, RunContext
-from runs.services import RunGone
+from runs.context import RunContext
+from runs.exceptions import RunAborted, RunGone
 
 logger = logging.getLogger(__name__)
 

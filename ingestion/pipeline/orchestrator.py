@@ -23,19 +23,20 @@ from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline import process
 from ingestion.pipeline.diff import SourceDiff, SourceOutcome
 from ingestion.pipeline.expire import expire_vanished
+from ingestion.run_kinds import INGEST, PREVIEW
 from runs import executors, services
-from runs.context import RunContext, RunFailed
-from runs.models import RunKind
+from runs.context import RunContext
+from runs.exceptions import RunFailed
 
 
-@executors.register(RunKind.PREVIEW)
+@executors.register(PREVIEW, label="Preview")
 def execute_preview(ctx: RunContext) -> None:
     """A dry run: what an ingest would do now. Writes RunItems, never a Job."""
     _list_sources(ctx, write=False)
     publish_summary(ctx)
 
 
-@executors.register(RunKind.INGEST)
+@executors.register(INGEST, label="Ingest")
 def execute_ingest(ctx: RunContext) -> object:
     run = ctx.run
     stream = process.ChunkStream(ctx)
@@ -201,7 +202,7 @@ def publish_summary(ctx: RunContext) -> None:
     run = ctx.run
     run.refresh_from_db()
     counts = run.counts()
-    if run.kind == RunKind.PREVIEW:
+    if run.kind == PREVIEW:
         text = (
             f"Preview: {counts['new']:,} new, {counts['updated']:,} updated, "
             f"{counts['expired']:,} would expire, {counts['skipped']:,} duplicate or filtered, "

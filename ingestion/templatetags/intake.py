@@ -16,8 +16,9 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.urls import reverse
 from django.utils import timezone
 
+from ingestion import run_kinds
 from ingestion.quota import COUNTED_KINDS, QuotaStatus, format_reset, format_span, quota_status
-from runs.models import IngestionRun, RunKind
+from runs.models import IngestionRun
 
 register = template.Library()
 
@@ -39,7 +40,7 @@ class SummaryBar:
 
     @property
     def is_preview(self) -> bool:
-        return self.last_run is not None and self.last_run.kind == RunKind.PREVIEW
+        return self.last_run is not None and self.last_run.kind == run_kinds.PREVIEW
 
     @property
     def state(self) -> str:
@@ -62,7 +63,7 @@ def summary_bar_data(user: User) -> SummaryBar:
     url = when_verb = when_text = duration_text = ""
     when = None
     if last is not None:
-        name = "ingestion:preview" if last.kind == RunKind.PREVIEW else "ingestion:ingest"
+        name = "ingestion:preview" if last.kind == run_kinds.PREVIEW else "ingestion:ingest"
         url = reverse(name, args=[last.pk])
         if last.finished_at:
             when, when_verb = last.finished_at, "finished"

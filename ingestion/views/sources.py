@@ -15,14 +15,14 @@ from django.template.loader import render_to_string
 from django.utils.html import escape
 from django.views.decorators.http import require_http_methods, require_POST
 
-from ingestion import selectors, services, upload_limits, uploads
+from ingestion import run_kinds, selectors, services, upload_limits, uploads
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.forms import QuickAddForm, SourceForm
 from ingestion.models import Source, SourceKind
 from ingestion.services import UPLOAD_KINDS, SourceError
 from ingestion.views.common import HtmxHttpRequest, get_source_for_user, owner_of
 from project.params import Params
-from runs.models import IngestionRun, RunKind
+from runs.models import IngestionRun
 
 # How far back "last run" looks: enough for any source used lately, one small query.
 LAST_RUNS_LOOKED_AT = 50
@@ -40,7 +40,7 @@ def _last_runs(owner: User) -> dict[int, IngestionRun]:
     run's sources are in its config snapshot (JSON), which no index reaches, so the recent
     runs are read and matched here rather than per source."""
     runs = (
-        IngestionRun.objects.filter(owner=owner, kind__in=(RunKind.PREVIEW, RunKind.INGEST))
+        IngestionRun.objects.filter(owner=owner, kind__in=(run_kinds.PREVIEW, run_kinds.INGEST))
         .order_by("-created_at", "-id")
         .only("id", "kind", "status", "created_at", "config")[:LAST_RUNS_LOOKED_AT]
     )

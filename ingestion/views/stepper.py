@@ -16,12 +16,13 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from ingestion import selectors, services
+from ingestion import run_kinds, selectors, services
 from ingestion.models import ItemOutcome, JobStatus, RunItem, Source
 from ingestion.views.common import HtmxHttpRequest, get_run_for_user, owner_of
 from project.params import Params
 from runs import services as run_services
-from runs.models import IngestionRun, RunKind
+from runs.exceptions import RunError, RunInProgress
+from runs.models import IngestionRun
 
 ITEMS_PER_PAGE = 50
 FEED_PAGE_EVENTS = 2000  # the live view keeps as many (run-live.js FEED_MAX)
@@ -29,9 +30,9 @@ FEED_PAGE_EVENTS = 2000  # the live view keeps as many (run-live.js FEED_MAX)
 
 def step_url(run: IngestionRun) -> str:
     """Where a run is shown: its stepper step, or the generic run page for other kinds."""
-    if run.kind == RunKind.PREVIEW:
+    if run.kind == run_kinds.PREVIEW:
         return reverse("ingestion:preview", args=[run.pk])
-    if run.kind == RunKind.INGEST:
+    if run.kind == run_kinds.INGEST:
         return reverse("ingestion:ingest", args=[run.pk])
     return reverse("runs:detail", args=[run.pk])
 
@@ -49,7 +50,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def _refuse(request: HttpRequest, exc: Exception) -> HttpResponse:
     """A run that could not start: show the active run instead of an error page, or say why
     on the page the user came from."""
-    if isinstance(exc, run_services.RunInProgress):
+    if isinstance(exc, RunInProgress):
         messages.info(request, str(exc))
         return redirect(step_url(exc.active_run))
     messages.error(request, str(exc))
@@ -72,7 +73,7 @@ def preview_start(request: HttpRequest) -> HttpResponse:
         )
     except ValueError as exc:  # SourceError, or a ParamError
         return _refuse(request, exc)
-    except run_services.RunError as exc:
+    except RunError as exc:
         return _refuse(request, exc)
     return redirect("ingestion:preview", run_id=run.pk)
 
@@ -94,7 +95,7 @@ def ingest_start(request: HttpRequest) -> HttpResponse:
             run = services.ingest_start(owner=owner, source_ids=ids or None)
     except ValueError as exc:  # SourceError, or a ParamError
         return _refuse(request, exc)
-    except run_services.RunError as exc:
+    except RunError as exc:
         return _refuse(request, exc)
     return redirect("ingestion:ingest", run_id=run.pk)
 
@@ -110,7 +111,7 @@ def retry_failed(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_run_for_user(request, run_id)
     try:
         retry = services.ingest_retry_failed(owner=owner_of(request), run=run)
-    except (services.SourceError, run_services.RunError) as exc:
+    except (services.SourceError, RunError) as exc:
         return _refuse(request, exc)
     return redirect("ingestion:ingest", run_id=retry.pk)
 
@@ -119,7 +120,7 @@ def retry_failed(request: HttpRequest, run_id: int) -> HttpResponse:
 @require_GET
 def preview_page(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = get_run_for_user(request, run_id)
-    if run.kind != RunKind.PREVIEW:
+    if run.kind != run_kinds.PREVIEW:
         return redirect(step_url(run))
     return _run_step(request, run, step="preview")
 
@@ -128,7 +129,7 @@ def preview_page(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 @require_GET
 def ingest_page(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = get_run_for_user(request, run_id)
-    if run.kind != RunKind.INGEST:
+    if run.kind != run_kinds.INGEST:
         return redirect(step_url(run))
     return _run_step(request, run, step="ingest")
 
@@ -172,10 +173,10 @@ def _results_context(request: HttpRequest, run: IngestionRun) -> dict:
     totals = selectors.outcome_counts(run)
     context["totals"] = [totals[v] for v in ItemOutcome.values]
     context.update(_items_context(request, run))
-    if run.kind == RunKind.PREVIEW:
+    if run.kind == run_kinds.PREVIEW:
         context["staleness"] = preview_staleness(run)
         context["ingests"] = list(run.ingests.order_by("-id")[:5])
-    if run.kind == RunKind.INGEST:
+    if run.kind == run_kinds.INGEST:
         context["failed_jobs"] = run.jobs_failed and selectors.failed_job_count(run)
     return context
 

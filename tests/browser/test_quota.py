@@ -11,7 +11,8 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from ingestion.models import Source
-from runs.models import IngestionRun, RunKind, RunStatus
+from ingestion.run_kinds import PREVIEW
+from runs.models import IngestionRun, RunStatus
 from tests.browser.conftest import ALICE_PASSWORD, CHILD_ENV, SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -38,7 +39,7 @@ def test_with_a_quota_of_one_run_a_second_run_is_refused_with_the_reset_time(pag
     now = timezone.now()
     today = IngestionRun.objects.create(
         owner=user,
-        kind=RunKind.PREVIEW,
+        kind=PREVIEW,
         status=RunStatus.FINISHED,
         started_at=now - timedelta(seconds=3),
         finished_at=now,

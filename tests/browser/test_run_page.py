@@ -12,7 +12,8 @@ from django.utils import timezone
 from playwright.sync_api import BrowserContext, Page, Route, expect
 
 from runs import services
-from runs.models import IngestionRun, RunEvent, RunKind, RunStatus
+from runs.models import IngestionRun, RunEvent, RunStatus
+from runs.workloads import DIAGNOSTIC
 from tests.browser.conftest import ALICE_PASSWORD, BOB_PASSWORD
 from tests.support import wait_for
 
@@ -232,7 +233,7 @@ def test_another_user_cannot_see_a_run_that_is_not_theirs(
     redis_client,
     shot: Callable[[Page, str], None],
 ):
-    run = services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 1})
+    run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
     owner_page = new_context().new_page()
     sign_in(owner_page, "alice", ALICE_PASSWORD)
     assert owner_page.request.get(f"/runs/{run.pk}/events/").status == 200
@@ -255,7 +256,7 @@ def test_the_runs_list_shows_status_badges_and_filters_by_status(
         started = timezone.now() - timedelta(seconds=30)
         return IngestionRun.objects.create(
             owner=user,
-            kind=RunKind.DIAGNOSTIC,
+            kind=DIAGNOSTIC,
             status=status,
             total_jobs=10,
             items_done=done,

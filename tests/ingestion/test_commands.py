@@ -10,7 +10,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from ingestion.models import Job, JobStatus, Source
-from runs.models import IngestionRun, RunKind, RunStatus
+from ingestion.run_kinds import PREVIEW
+from runs.models import IngestionRun, RunStatus
 from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -105,7 +106,7 @@ def test_ingest_dry_run_json_prints_the_preview_summary_and_writes_no_job(
     mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 4)])
     out = call("ingest", "--owner", "alice", "Acme", "--dry-run", "--json", "--timeout", "60")
     summary = json.loads(out)
-    assert summary["run"]["kind"] == RunKind.PREVIEW and summary["run"]["status"] == "finished"
+    assert summary["run"]["kind"] == PREVIEW and summary["run"]["status"] == "finished"
     assert summary["outcomes"]["new"] == 3
     assert summary["sources"][0]["listed"] == 3
     assert not Job.objects.exists()

@@ -18,8 +18,10 @@ from ingestion import quota, services
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import Source
 from ingestion.quota import QuotaExceeded, quota_check_run_start, quota_status, quota_take_request
-from runs.models import IngestionRun, RunKind, RunStatus
-from runs.services import RunError
+from ingestion.run_kinds import INGEST, PREVIEW
+from runs.exceptions import RunError
+from runs.models import IngestionRun, RunStatus
+from runs.workloads import DIAGNOSTIC
 from tests.fixture_server import Reply
 from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 
@@ -35,7 +37,7 @@ def clean_redis(redis_client: redis.Redis, settings) -> redis.Redis:  # type: ig
     return redis_client
 
 
-def finished_run(owner, kind=RunKind.PREVIEW, **fields) -> IngestionRun:  # type: ignore[no-untyped-def]
+def finished_run(owner, kind=PREVIEW, **fields) -> IngestionRun:  # type: ignore[no-untyped-def]
     now = timezone.now()
     defaults = {
         "status": RunStatus.FINISHED,
@@ -88,15 +90,15 @@ def test_an_ingest_is_refused_too_but_a_repeated_idempotency_key_returns_its_run
 
 def test_diagnostic_runs_do_not_count(settings, user):
     settings.INTAKE_QUOTA_RUNS_PER_DAY = 1
-    finished_run(user, kind=RunKind.DIAGNOSTIC)
-    finished_run(user, kind=RunKind.DIAGNOSTIC)
+    finished_run(user, kind=DIAGNOSTIC)
+    finished_run(user, kind=DIAGNOSTIC)
     quota_check_run_start(user)
     assert quota_status(user).runs_used == 0
 
 
 def test_runs_of_yesterday_do_not_count(settings, user):
     settings.INTAKE_QUOTA_RUNS_PER_DAY = 1
-    run = finished_run(user, kind=RunKind.INGEST)
+    run = finished_run(user, kind=INGEST)
     midnight = next_midnight_utc() - timedelta(days=1)
     IngestionRun.objects.filter(pk=run.pk).update(created_at=midnight - timedelta(seconds=1))
     quota_check_run_start(user)
@@ -228,9 +230,9 @@ def test_the_summary_bar_shows_the_last_run_its_counts_and_the_quota(
 ):
     settings.INTAKE_QUOTA_RUNS_PER_DAY = 10
     settings.INTAKE_QUOTA_REQUESTS_PER_DAY = 20_000
-    finished_run(user, kind=RunKind.PREVIEW, jobs_new=9)
-    run = finished_run(user, kind=RunKind.INGEST, jobs_new=5, jobs_ready=3)
-    finished_run(user, kind=RunKind.DIAGNOSTIC)  # newer, but not a step of the stepper
+    finished_run(user, kind=PREVIEW, jobs_new=9)
+    run = finished_run(user, kind=INGEST, jobs_new=5, jobs_ready=3)
+    finished_run(user, kind=DIAGNOSTIC)  # newer, but not a step of the stepper
     for _ in range(500):
         quota_take_request(user.pk)
     with django_assert_max_num_queries(2):
@@ -248,7 +250,7 @@ def test_the_summary_bar_shows_the_last_run_its_counts_and_the_quota(
 
 
 def test_the_summary_bar_says_what_a_preview_would_bring_and_links_to_its_page(user):
-    run = finished_run(user, kind=RunKind.PREVIEW, jobs_new=4, status=RunStatus.ERROR)
+    run = finished_run(user, kind=PREVIEW, jobs_new=4, status=RunStatus.ERROR)
     html = render_bar(user)
     assert f'href="/preview/{run.pk}/"' in html
     assert '<strong data-summary="new">4</strong> would be new' in html

@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from ingestion import selectors
 from ingestion.models import Job, JobStatus, Source
-from runs.models import IngestionRun, RunKind, RunStatus
+from ingestion.run_kinds import INGEST
+from runs.models import IngestionRun, RunStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -267,7 +268,7 @@ def test_a_page_reads_dated_then_undated_jobs_in_order_across_the_boundary(user,
 
 
 def test_the_run_scoped_list_shows_the_jobs_the_run_touched(client, user, other_user):
-    run = IngestionRun.objects.create(owner=user, kind=RunKind.INGEST, status=RunStatus.FINISHED)
+    run = IngestionRun.objects.create(owner=user, kind=INGEST, status=RunStatus.FINISHED)
     touched = make_job(user, last_run=run, status=JobStatus.ERROR)
     make_job(user)
     response = client.get(f"/jobs/?run={run.pk}")
@@ -276,9 +277,7 @@ def test_the_run_scoped_list_shows_the_jobs_the_run_touched(client, user, other_
     assert "touched last" in body and f'<input type="hidden" name="run" value="{run.pk}">' in body
     assert listed(client.get(f"/jobs/?run={run.pk}&status=ready")) == []
 
-    theirs = IngestionRun.objects.create(
-        owner=other_user, kind=RunKind.INGEST, status=RunStatus.FINISHED
-    )
+    theirs = IngestionRun.objects.create(owner=other_user, kind=INGEST, status=RunStatus.FINISHED)
     assert client.get(f"/jobs/?run={theirs.pk}").status_code == 404
 
 

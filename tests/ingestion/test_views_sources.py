@@ -12,7 +12,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ingestion.models import Job, Source, UploadChunk
-from runs.models import IngestionRun, RunKind, RunStatus
+from ingestion.run_kinds import INGEST, PREVIEW
+from runs.models import IngestionRun, RunStatus
+from runs.workloads import DIAGNOSTIC
 from tests.ingestion.pages import posting_row, postings_csv, url_list_csv
 
 pytestmark = pytest.mark.django_db
@@ -136,9 +138,9 @@ def test_last_run_is_the_newest_run_that_read_the_source(client: Client, user: A
             config={"sources": [{"id": i} for i in ids]},
         )  # fmt: skip
 
-    run([acme.pk, other.pk], RunKind.PREVIEW)
-    newest = run([acme.pk], RunKind.INGEST)
-    IngestionRun.objects.create(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 3})
+    run([acme.pk, other.pk], PREVIEW)
+    newest = run([acme.pk], INGEST)
+    IngestionRun.objects.create(owner=user, kind=DIAGNOSTIC, config={"items": 3})
 
     sources = {s.pk: s for s in client.get(CONFIGURE).context["sources"]}
     assert sources[acme.pk].last_run.pk == newest.pk

@@ -11,8 +11,10 @@ from django.utils import timezone
 
 from ingestion import services
 from ingestion.models import Job, JobStatus, Source
+from ingestion.run_kinds import INGEST, PREVIEW
 from runs import services as run_services
-from runs.models import IngestionRun, RunKind, RunStatus
+from runs.models import IngestionRun, RunStatus
+from runs.workloads import DIAGNOSTIC
 from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,7 +77,7 @@ def test_preview_start_runs_the_selected_sources(client, user, greenhouse_source
     response = client.post("/preview/", {"source": [greenhouse_source.pk]})
     run = IngestionRun.objects.get()
     assert response["Location"] == f"/preview/{run.pk}/"
-    assert run.kind == RunKind.PREVIEW
+    assert run.kind == PREVIEW
     assert [s["id"] for s in run.config["sources"]] == [greenhouse_source.pk]
 
 
@@ -117,7 +119,7 @@ def test_a_finished_preview_shows_its_diff_and_offers_to_ingest_it(
     assert page.count('data-outcome="new"') == 3 and page.count('data-outcome="invalid"') == 1
 
     response = client.post("/ingest/", {"preview": preview.pk})
-    ingest = IngestionRun.objects.get(kind=RunKind.INGEST)
+    ingest = IngestionRun.objects.get(kind=INGEST)
     assert response["Location"] == f"/ingest/{ingest.pk}/" and ingest.preview == preview
     work(ingest)
     page = client.get(f"/ingest/{ingest.pk}/").content.decode()
@@ -253,5 +255,5 @@ def test_the_generic_run_page_and_the_runs_list_lead_to_the_step_pages(
     assert client.get(f"/runs/{preview.pk}/")["Location"] == f"/preview/{preview.pk}/"
     assert f'href="/preview/{preview.pk}/"' in client.get("/runs/").content.decode()
     run_services.run_request_abort(preview)
-    diagnostic = run_services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 1})
+    diagnostic = run_services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
     assert client.get(f"/runs/{diagnostic.pk}/").status_code == 200  # keeps the generic page

@@ -8,7 +8,9 @@ import pytest
 from django.db import connection
 
 from runs import services
-from runs.models import IngestionRun, RunKind
+from runs.exceptions import RunInProgress
+from runs.models import IngestionRun
+from runs.workloads import DIAGNOSTIC
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,7 +23,7 @@ def test_ten_concurrent_starts_create_exactly_one_run(user, redis_client):
     def attempt() -> None:
         try:
             barrier.wait()
-            outcome: object = services.run_start(owner=user, kind=RunKind.DIAGNOSTIC)
+            outcome: object = services.run_start(owner=user, kind=DIAGNOSTIC)
         except Exception as exc:  # collected and judged below
             outcome = exc
         finally:
@@ -39,7 +41,7 @@ def test_ten_concurrent_starts_create_exactly_one_run(user, redis_client):
     assert len(runs) == 1
     winner = runs[0]
     started = [r for r in results if isinstance(r, IngestionRun)]
-    refused = [r for r in results if isinstance(r, services.RunInProgress)]
+    refused = [r for r in results if isinstance(r, RunInProgress)]
     assert [r.pk for r in started] == [winner.pk]
     assert len(refused) == 9, [repr(r) for r in results]
     for refusal in refused:

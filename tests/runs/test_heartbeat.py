@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from runs import services
 from runs.context import RunContext
-from runs.models import IngestionRun, RunKind, RunStatus
+from runs.models import IngestionRun, RunStatus
+from runs.workloads import DIAGNOSTIC
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,7 +25,7 @@ def fast(settings):  # type: ignore[no-untyped-def]
 
 
 def running(user) -> IngestionRun:  # type: ignore[no-untyped-def]
-    run = services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 1})
+    run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
     services.run_transition(run, to=RunStatus.INITIALIZING)
     return IngestionRun.objects.get(pk=run.pk)
 

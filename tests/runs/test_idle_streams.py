@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from runs import services
-from runs.models import RunKind
+from runs.workloads import DIAGNOSTIC
 from tests.support import SSEClient, children_database_url, session_cookies, start_asgi, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -32,7 +32,7 @@ def test_two_hundred_idle_sse_clients_hold_only_a_handful_of_connections(
         tmp_path, DATABASE_URL=f"{children_database_url()}?application_name={APP_NAME}"
     )
     procs.append(web)
-    run = services.run_start(owner=user, kind=RunKind.DIAGNOSTIC)  # no worker: stays pending
+    run = services.run_start(owner=user, kind=DIAGNOSTIC)  # no worker: stays pending
     cookies = session_cookies(user)
 
     clients = [SSEClient(base, f"/runs/{run.pk}/stream/", cookies=cookies) for _ in range(CLIENTS)]

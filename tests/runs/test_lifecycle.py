@@ -12,13 +12,15 @@ from django.utils import timezone
 from rq.job import Job, JobStatus
 
 from runs import services
-from runs.models import IngestionRun, RunEvent, RunKind, RunStatus
+from runs.exceptions import IllegalTransition, RunError, RunGone, RunInProgress, RunNotActive
+from runs.models import IngestionRun, RunEvent, RunStatus
+from runs.workloads import DIAGNOSTIC
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def start(user, **kwargs) -> IngestionRun:  # type: ignore[no-untyped-def]
-    return services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 3}, **kwargs)
+    return services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 3}, **kwargs)
 
 
 def running_run_silent_for(user, seconds: float) -> IngestionRun:  # type: ignore[no-untyped-def]
@@ -42,7 +44,7 @@ def test_start_creates_a_pending_run_with_a_created_event_and_a_queued_job(user,
 
 def test_start_refuses_a_second_active_run_and_names_the_active_one(user, redis_client):
     first = start(user)
-    with pytest.raises(services.RunInProgress, match=f"Run #{first.pk}") as info:
+    with pytest.raises(RunInProgress, match=f"Run #{first.pk}") as info:
         start(user)
     assert info.value.active_run == first
     assert IngestionRun.objects.filter(owner=user).count() == 1
@@ -51,7 +53,7 @@ def test_start_refuses_a_second_active_run_and_names_the_active_one(user, redis_
 def test_the_database_itself_refuses_a_second_active_run(user, redis_client):
     start(user)
     with pytest.raises(IntegrityError), transaction.atomic():
-        IngestionRun.objects.create(owner=user, kind=RunKind.DIAGNOSTIC)
+        IngestionRun.objects.create(owner=user, kind=DIAGNOSTIC)
 
 
 def test_another_owner_may_run_at_the_same_time(user, other_user, redis_client):
@@ -76,12 +78,12 @@ def test_an_idempotency_key_returns_the_same_run(user, redis_client):
 
 
 def test_a_blank_idempotency_key_is_refused(user, redis_client):
-    with pytest.raises(services.RunError, match="idempotency key"):
+    with pytest.raises(RunError, match="idempotency key"):
         start(user, idempotency_key="  ")
 
 
 def test_an_unknown_kind_is_refused_clearly(user):
-    with pytest.raises(services.RunError, match="Unknown run kind"):
+    with pytest.raises(RunError, match="Unknown run kind"):
         services.run_start(owner=user, kind="bogus")
 
 
@@ -116,7 +118,7 @@ def test_illegal_transitions_are_refused(user, redis_client, path, illegal):
     for status in path:
         services.run_transition(run, to=status)
     before = IngestionRun.objects.get(pk=run.pk).status
-    with pytest.raises(services.IllegalTransition):
+    with pytest.raises(IllegalTransition):
         services.run_transition(run, to=illegal)
     assert IngestionRun.objects.get(pk=run.pk).status == before
 
@@ -127,7 +129,7 @@ def test_terminal_states_are_final(user, redis_client, terminal):
     services.run_transition(run, to=RunStatus.INITIALIZING)
     services.run_transition(run, to=terminal)
     for target in RunStatus.values:
-        with pytest.raises(services.IllegalTransition, match="already"):
+        with pytest.raises(IllegalTransition, match="already"):
             services.run_transition(run, to=target)
     assert IngestionRun.objects.get(pk=run.pk).status == terminal
 
@@ -169,7 +171,7 @@ def test_abort_of_a_finished_or_failed_run_is_refused_with_a_clear_message(
     run = start(user)
     services.run_transition(run, to=RunStatus.INITIALIZING)
     services.run_transition(run, to=terminal)
-    with pytest.raises(services.RunNotActive, match=f"already {terminal}"):
+    with pytest.raises(RunNotActive, match=f"already {terminal}"):
         services.run_request_abort(run)
 
 
@@ -188,13 +190,13 @@ def test_late_writes_to_an_ended_run_change_nothing(user, redis_client):
     services.run_fail(IngestionRun.objects.get(pk=run.pk), message="reaped")
     events_before = RunEvent.objects.filter(run=run).count()
 
-    with pytest.raises(services.RunGone):
+    with pytest.raises(RunGone):
         services.run_heartbeat(worker_view)
-    with pytest.raises(services.RunGone):
+    with pytest.raises(RunGone):
         services.run_update_progress(worker_view, done=5, increments={"ready": 5})
-    with pytest.raises(services.RunGone):
+    with pytest.raises(RunGone):
         services.publish_event(worker_view, type="item.done", require_active=True)
-    with pytest.raises(services.RunGone):
+    with pytest.raises(RunGone):
         services.run_finish(worker_view)
 
     run.refresh_from_db()
@@ -271,7 +273,7 @@ def test_the_reaper_does_not_end_a_run_that_beat_after_it_looked(user, redis_cli
     IngestionRun.objects.filter(pk=run.pk).update(heartbeat_at=old)
     judged = IngestionRun.objects.get(pk=run.pk)
     services.run_heartbeat(judged)  # the worker beats between the reaper's read and write
-    with pytest.raises(services.IllegalTransition):
+    with pytest.raises(IllegalTransition):
         services.run_transition(
             judged,
             to=RunStatus.ERROR,
@@ -301,7 +303,8 @@ def test_reap_stale_runs_command_reports_what_it_did(user, redis_client, setting
 
 
 def test_a_checkpoint_reads_the_abort_flag_between_heartbeats(user, redis_client, settings):
-    from runs.context import RunAborted, RunContext
+    from runs.context import RunContext
+    from runs.exceptions import RunAborted
 
     settings.INTAKE_HEARTBEAT_INTERVAL = 3600
     run = start(user)
@@ -321,7 +324,7 @@ def test_a_checkpoint_of_a_reaped_run_stops_the_worker(user, redis_client):
     services.run_transition(run, to=RunStatus.INITIALIZING)
     ctx = RunContext(IngestionRun.objects.get(pk=run.pk))
     services.run_fail(IngestionRun.objects.get(pk=run.pk), message="reaped")
-    with pytest.raises(services.RunGone):
+    with pytest.raises(RunGone):
         ctx.checkpoint(force=True)
 
 
@@ -353,7 +356,7 @@ def test_starting_a_run_ends_the_owners_stale_run_instead_of_refusing(user, redi
 def test_starting_a_run_still_refuses_while_the_active_run_beats(user, redis_client, settings):
     settings.INTAKE_RUN_STALE_AFTER = 30
     alive = running_run_silent_for(user, 10)
-    with pytest.raises(services.RunInProgress, match=f"Run #{alive.pk}"):
+    with pytest.raises(RunInProgress, match=f"Run #{alive.pk}"):
         start(user)
     assert IngestionRun.objects.get(pk=alive.pk).status == RunStatus.INITIALIZING
 
@@ -428,8 +431,8 @@ def test_a_pending_run_no_worker_took_is_ended_when_its_owner_starts_another(
 
 
 def test_the_abort_message_counts_what_every_worker_did(user, redis_client):
-    from runs import tasks
-    from runs.context import RunAborted
+    from runs import execution
+    from runs.exceptions import RunAborted
 
     run = start(user)
     services.run_transition(run, to=RunStatus.INITIALIZING)
@@ -442,7 +445,7 @@ def test_the_abort_message_counts_what_every_worker_did(user, redis_client):
     def aborted_at_a_checkpoint(ctx):  # type: ignore[no-untyped-def]
         raise RunAborted("abort requested")
 
-    assert tasks._drive(this_worker, aborted_at_a_checkpoint, "deferred") == "aborted"
+    assert execution.run_execute(this_worker, aborted_at_a_checkpoint, "deferred") == "aborted"
     message = run.events.order_by("-seq").first().message
     assert message == "Aborted at your request after 7,000 items; finished work is kept."
 
@@ -459,7 +462,7 @@ def test_a_short_silence_is_told_precisely_enough_to_be_past_its_limit(
 def test_a_database_error_no_retry_can_cover_ends_the_run_saying_so(user, redis_client):
     from django.db import OperationalError
 
-    from runs import tasks
+    from runs import execution
 
     run = start(user)
     services.run_transition(run, to=RunStatus.INITIALIZING)
@@ -467,7 +470,7 @@ def test_a_database_error_no_retry_can_cover_ends_the_run_saying_so(user, redis_
     def lose_the_connection(ctx):  # type: ignore[no-untyped-def]
         raise OperationalError("server closed the connection unexpectedly")
 
-    assert tasks._drive(run, lose_the_connection, "deferred") == "error"
+    assert execution.run_execute(run, lose_the_connection, "deferred") == "error"
     run.refresh_from_db()
     assert run.error_message == (
         "The database connection failed (server closed the connection unexpectedly). The run "

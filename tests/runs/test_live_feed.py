@@ -7,14 +7,15 @@ import time
 import pytest
 
 from runs import services
-from runs.models import IngestionRun, RunEvent, RunKind, RunStatus
+from runs.models import IngestionRun, RunEvent, RunStatus
+from runs.workloads import DIAGNOSTIC
 from tests.support import SSEClient, session_cookies, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def start(user, **config) -> IngestionRun:  # type: ignore[no-untyped-def]
-    return services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config=config)
+    return services.run_start(owner=user, kind=DIAGNOSTIC, config=config)
 
 
 def finished(envelope: dict) -> bool:

@@ -20,7 +20,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from runs import services
-from runs.models import IngestionRun, RunKind, RunStatus
+from runs.models import IngestionRun, RunStatus
+from runs.workloads import DIAGNOSTIC
 from tests.support import Proc, ValkeyServer, child_env, start_worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -38,9 +39,7 @@ def test_a_run_whose_worker_was_killed_is_ended_by_the_scheduled_reaper(
 ):
     doomed = start_worker(tmp_path, name="doomed", **FAST)
     procs.append(doomed)
-    run = services.run_start(
-        owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 5000, "delay": 0.05}
-    )
+    run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 5000, "delay": 0.05})
     wait_for(
         lambda: IngestionRun.objects.filter(pk=run.pk, items_done__gte=3).exists(),
         timeout=30,
@@ -66,7 +65,7 @@ def test_a_run_whose_worker_was_killed_is_ended_by_the_scheduled_reaper(
     assert elapsed < 20, f"took {elapsed:.1f} s"
     assert run.items_done >= done_at_kill  # what was done before the kill is kept
 
-    again = services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 2, "delay": 0})
+    again = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 2, "delay": 0})
     wait_for(
         lambda: IngestionRun.objects.get(pk=again.pk).status == RunStatus.FINISHED,
         timeout=30,
@@ -78,9 +77,7 @@ def test_a_run_whose_worker_was_killed_is_ended_by_the_scheduled_reaper(
 
 
 def diagnostic_under_way(user, worker: Proc) -> IngestionRun:  # type: ignore[no-untyped-def]
-    run = services.run_start(
-        owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 5000, "delay": 0.05}
-    )
+    run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 5000, "delay": 0.05})
     wait_for(
         lambda: IngestionRun.objects.filter(pk=run.pk, items_done__gte=3).exists(),
         timeout=30,
@@ -117,7 +114,7 @@ def test_with_every_worker_dead_the_status_poll_ends_the_run_within_the_stale_li
     # The limit (3 s) after the last beat, and the poll's interval.
     assert elapsed < FAST["INTAKE_RUN_STALE_AFTER"] + 5, f"took {elapsed:.1f} s"
     print(f"\nFIGURE every worker killed: ended by the status poll {elapsed:.1f} s later")
-    again = services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 1})
+    again = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
     assert again.status == RunStatus.PENDING  # the owner is not locked out
 
 
@@ -190,7 +187,7 @@ def test_a_run_whose_work_horse_is_killed_ends_at_once_saying_so(
     assert run.status == RunStatus.ERROR
     assert "was killed by signal 9 (SIGKILL)" in run.error_message
     print(f"\nFIGURE kill -9 of a run's own work horse: run ended {elapsed:.2f} s later")
-    again = services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 2})
+    again = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 2})
     wait_for(
         lambda: IngestionRun.objects.get(pk=again.pk).status == RunStatus.FINISHED,
         timeout=30,
@@ -217,7 +214,7 @@ def test_the_cron_process_ends_stale_runs_with_no_worker_and_with_redis_down(
         beat_at = timezone.now()
         run = IngestionRun.objects.create(
             owner=user,
-            kind=RunKind.DIAGNOSTIC,
+            kind=DIAGNOSTIC,
             status=RunStatus.INGESTING,
             started_at=beat_at - timedelta(seconds=1),
             heartbeat_at=beat_at,

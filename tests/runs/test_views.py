@@ -9,7 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from runs import services
-from runs.models import IngestionRun, RunKind, RunStatus
+from runs.models import IngestionRun, RunStatus
+from runs.workloads import DIAGNOSTIC
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,7 +22,7 @@ def signed_in(client, user):  # type: ignore[no-untyped-def]
 
 
 def start(user, **config) -> IngestionRun:  # type: ignore[no-untyped-def]
-    return services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config=config or {"items": 3})
+    return services.run_start(owner=user, kind=DIAGNOSTIC, config=config or {"items": 3})
 
 
 @pytest.mark.parametrize("name", ["runs:list"])

@@ -12,6 +12,7 @@ from django.db import connection
 from rq import Worker
 
 from runs.worker import IntakeWorker
+from runs.workloads import DIAGNOSTIC
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,9 +87,9 @@ def sigkill_status() -> int:
 
 def running_run(user):  # type: ignore[no-untyped-def]
     from runs import services
-    from runs.models import IngestionRun, RunKind, RunStatus
+    from runs.models import IngestionRun, RunStatus
 
-    run = services.run_start(owner=user, kind=RunKind.DIAGNOSTIC, config={"items": 1})
+    run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
     services.run_transition(run, to=RunStatus.INITIALIZING)
     return IngestionRun.objects.get(pk=run.pk)
 
@@ -103,10 +104,10 @@ def queued_part(run, redis_client):  # type: ignore[no-untyped-def]
 
 
 def test_parts_are_queued_with_attempts_left_for_a_dead_work_horse(user, redis_client):
-    from runs import tasks
+    from runs import queue
 
     job = queued_part(running_run(user), redis_client)
-    assert job.retries_left == tasks.PART_RETRIES == 2  # three attempts in all
+    assert job.retries_left == queue.PART_RETRIES == 2  # three attempts in all
 
 
 def test_a_part_whose_work_horse_was_killed_tells_the_run_it_is_retried(

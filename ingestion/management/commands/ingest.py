@@ -10,6 +10,7 @@ from django.db.models import Q
 from ingestion import report, services
 from ingestion.models import Source
 from runs import services as run_services
+from runs.exceptions import RunError
 from runs.models import IngestionRun, RunStatus
 
 
@@ -48,7 +49,7 @@ class Command(BaseCommand):
                 run = services.preview_start(owner=owner, source_ids=source_ids)
             else:
                 run = services.ingest_start(owner=owner, source_ids=source_ids)
-        except (services.SourceError, run_services.RunError) as exc:
+        except (services.SourceError, RunError) as exc:
             raise CommandError(str(exc)) from exc
         quiet = options["json"] or options["verbosity"] == 0
         if not quiet:

@@ -3,6 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs import services
+from runs.exceptions import RunNotActive
 from runs.models import IngestionRun
 
 
@@ -21,7 +22,7 @@ class Command(BaseCommand):
             raise CommandError(f"Run #{options['run_id']} does not exist.")
         try:
             services.run_request_abort(run)
-        except services.RunNotActive as exc:
+        except RunNotActive as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
             f"Run #{run.pk} is {run.status}"

@@ -6,7 +6,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs import services
-from runs.models import RunKind
+from runs.exceptions import RunError
+from runs.workloads import DIAGNOSTIC
 
 
 class Command(BaseCommand):
@@ -33,10 +34,10 @@ class Command(BaseCommand):
         try:
             run = services.run_start(
                 owner=user,
-                kind=RunKind.DIAGNOSTIC,
+                kind=DIAGNOSTIC,
                 config={"items": options["items"], "delay": options["delay"]},
             )
-        except services.RunError as exc:
+        except RunError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Started run #{run.pk}.")
         if not options["wait"]:
