@@ -36,18 +36,21 @@ class Kind:
     value: str
     label: str
     executor: Executor
+    order: int = 0
 
 
 _KINDS: dict[str, Kind] = {}
 
 
-def register(kind: str, *, label: str) -> Callable[[E], E]:
-    """Declare the run kind `kind`, shown as `label`, executed by the decorated function."""
+def register(kind: str, *, label: str, order: int = 0) -> Callable[[E], E]:
+    """Declare the run kind `kind`, shown as `label`, executed by the decorated function.
+    Lists show kinds by `order`, then in the order they were declared: the apps' own kinds
+    first, an operator's tool (the diagnostic run) after them, whichever app starts first."""
     if not 0 < len(kind) <= KIND_MAX_LENGTH:
         raise ValueError(f"A run kind is 1 to {KIND_MAX_LENGTH} characters: {kind!r}")
 
     def decorator(func: E) -> E:
-        _KINDS[kind] = Kind(value=kind, label=label, executor=func)
+        _KINDS[kind] = Kind(value=kind, label=label, executor=func, order=order)
         return func
 
     return decorator
@@ -59,15 +62,20 @@ def get_executor(kind: str) -> Executor | None:
     return declared.executor if declared else None
 
 
+def _listed() -> list[Kind]:
+    # sorted() is stable: kinds of one order stay in the order they were declared.
+    return sorted(_KINDS.values(), key=lambda declared: declared.order)
+
+
 def kinds() -> list[str]:
-    """Every declared kind, in the order the apps declared them."""
-    return list(_KINDS)
+    """Every declared kind, in list order (see `register`)."""
+    return [declared.value for declared in _listed()]
 
 
 def kind_choices() -> list[tuple[str, str]]:
-    """(kind, label) for every declared kind, in the order the apps declared them: the kind
-    column's choices (get_kind_display, the admin's filter) and the runs page's filter."""
-    return [(declared.value, declared.label) for declared in _KINDS.values()]
+    """(kind, label) for every declared kind, in list order: the kind column's choices
+    (get_kind_display, the admin's filter) and the runs page's filter."""
+    return [(declared.value, declared.label) for declared in _listed()]
 
 
 # The page that shows a run of each kind, when an app has a better one than the generic run

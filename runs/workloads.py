@@ -17,7 +17,7 @@ DIAGNOSTIC = "diagnostic"
 MAX_ITEMS = 1_000_000
 
 
-@executors.register(DIAGNOSTIC, label="Diagnostic")
+@executors.register(DIAGNOSTIC, label="Diagnostic", order=1)
 def diagnostic(ctx: RunContext) -> None:
     """config: items (int, default 20), delay (seconds per item, default 0.1),
     fail_every (mark every n-th item failed), crash_at (raise at that item: an internal

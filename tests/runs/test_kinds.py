@@ -77,3 +77,9 @@ def test_a_run_of_a_kind_no_app_declares_any_more_ends_saying_so(client, user, r
 def test_a_kind_longer_than_the_kind_column_is_refused():
     with pytest.raises(ValueError, match="1 to 16 characters"):
         executors.register("x" * 17, label="Too long")
+
+
+def test_the_kinds_users_start_are_listed_before_the_diagnostic_run() -> None:
+    listed = executors.kinds()
+    assert listed.index("preview") < listed.index("ingest") < listed.index("diagnostic")
+    assert [value for value, _ in executors.kind_choices()] == listed
