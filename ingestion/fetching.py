@@ -40,7 +40,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -993,33 +993,3 @@ class Fetcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# --- Housekeeping ---------------------------------------------------------------------------
-
-
-def payload_delete_expired(
-    *, older_than_days: float | None = None, batch_size: int = 1000, dry_run: bool = False
-) -> int:
-    """Delete RawPayloads older than `older_than_days` (INTAKE_PAYLOAD_TTL_DAYS by default) in
-    batches of `batch_size`, each its own short transaction: a million rows never become one
-    giant DELETE holding locks, and an interrupted run leaves nothing half done. Returns how
-    many were deleted (or, with `dry_run`, would be).
-
-    It lives beside the code that writes the payloads until ingestion has a services module.
-    """
-    from ingestion.models import RawPayload
-
-    days = settings.INTAKE_PAYLOAD_TTL_DAYS if older_than_days is None else older_than_days
-    cutoff = datetime.now(UTC) - timedelta(days=days)
-    expired = RawPayload.objects.filter(created_at__lt=cutoff)
-    if dry_run:
-        return expired.count()
-    deleted = 0
-    while True:
-        # created_at is indexed; ids in a batch come from that index, the DELETE by primary key.
-        ids = list(expired.order_by("created_at", "id").values_list("id", flat=True)[:batch_size])
-        if not ids:
-            return deleted
-        count, _ = RawPayload.objects.filter(id__in=ids).delete()
-        deleted += count
