@@ -24,6 +24,8 @@ What every fetch guarantees, whoever calls it:
   multiply the cap. A call that would pass it stops with FetchError.
 * Politeness. At most INTAKE_FETCH_PER_HOST requests in flight per host, across every Fetcher
   and thread of the process.
+* A hook. `Fetcher(on_request=...)` is asked before each request attempt; a run's Fetcher
+  counts its owner's daily request quota there.
 * A record. The outcome of each call (after its tries) is stored as a RawPayload, in its own
   transaction, unless `store=False`; failing to store it is logged, never raised.
 """
@@ -38,7 +40,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -675,20 +677,14 @@ class _Call:
             self._slot.release()
             self._slot = None
 
-    # --- Quota (ingestion/quota.py) ---
-    def _take_quota(self) -> None:
-        """Count this request attempt against the run owner's daily request quota; a used-up
-        quota fails the call (the source then fails with the quota's message)."""
-        if self.fetcher.owner_id is None:
+    def _ask_on_request(self) -> None:
+        """Let the Fetcher's on_request hook (the run owner's request quota) refuse this
+        attempt; a refusal fails the call with the hook's reason."""
+        if self.fetcher.on_request is None:
             return
-        from ingestion.quota import QuotaExceeded, quota_take_request
-
-        try:
-            quota_take_request(self.fetcher.owner_id)
-        except QuotaExceeded as exc:
-            raise self.error(f"{exc} Not fetched: {self.record.url}") from None
-
-    # --- end quota ---
+        refusal = self.fetcher.on_request()
+        if refusal:
+            raise self.error(f"{refusal} Not fetched: {self.record.url}")
 
     def _send_following_redirects(self) -> httpx.Response:
         """One try: GET, following redirects ourselves so that each hop is vetted. Returns
@@ -711,7 +707,7 @@ class _Call:
                 raise _Refused(f"Refused to fetch {target}: not a valid URL ({exc})") from None
             self.record.url = str(request.url)
             _check_url(request.url)
-            self._take_quota()
+            self._ask_on_request()
             slot = _host_slot(request.url.host)
             if not slot.acquire(timeout=max(0.0, self.deadline - time.monotonic())):
                 raise _DeadlinePassed
@@ -889,8 +885,12 @@ class _Call:
 
 class Fetcher:
     """One per run (or per command): shares connections, records RawPayloads against
-    `run_id`/`source_id`, counts requests against `owner_id`'s daily quota when given. Safe
-    to use from several threads at once.
+    `run_id`/`source_id` (unless `store` is False). Safe to use from several threads at once.
+
+    `on_request`, when given, is asked before each request attempt (every try and every
+    redirect hop): a reason it returns refuses the attempt, and the call fails with a
+    FetchError carrying that reason. A run passes its owner's daily request quota
+    (`ingestion.quota.take_request_for`).
 
     Beware holding a stream() open while fetching from the same host on the same thread: with
     INTAKE_FETCH_PER_HOST=1 the second request waits for the first until the deadline."""
@@ -901,13 +901,12 @@ class Fetcher:
         run_id: int | None = None,
         source_id: int | None = None,
         store: bool = True,
-        owner_id: int | None = None,
+        on_request: Callable[[], str | None] | None = None,
     ) -> None:
         self.run_id = run_id
         self.source_id = source_id
         self.store = store
-        # With an owner, each request attempt counts against their daily request quota.
-        self.owner_id = owner_id
+        self.on_request = on_request
         self._client = httpx.Client(
             transport=_GuardedTransport(),
             timeout=httpx.Timeout(
