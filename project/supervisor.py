@@ -179,6 +179,7 @@ class Supervisor:
         self.foreign = set(psutil.Process().children(recursive=True))
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # logs appear as they happen
         self.selector = selectors.DefaultSelector()
+        self.last_output_at = 0.0  # when a child's output was last passed on (monotonic)
         self._orphans_reaped_at = 0.0
 
     def spawn(self, name: str, role: str, argv: list[str]) -> Child:
@@ -238,8 +239,8 @@ class Supervisor:
                     self._write(pipe.child, pipe.partial + b"\n")
                 self._unwatch(pipe)
 
-    @staticmethod
-    def _write(child: Child, data: bytes) -> None:
+    def _write(self, child: Child, data: bytes) -> None:
+        self.last_output_at = time.monotonic()
         text = data.decode(errors="replace")
         sys.stdout.flush()
         binary = getattr(sys.stdout, "buffer", None)

@@ -18,7 +18,14 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from project.embedded_redis import clear_stale_socket, embedded_lock, start_valkey, wait_for_redis
-from project.startup import browser_url, ensure_login, ensure_port_free, wait_for_http
+from project.startup import (
+    CHILDREN_READY_TIMEOUT,
+    browser_url,
+    ensure_login,
+    ensure_port_free,
+    wait_for_children,
+    wait_for_http,
+)
 from project.supervisor import (
     CRASH_LOOP_DEATHS,
     CRASH_LOOP_WINDOW,
@@ -47,7 +54,8 @@ class Command(BaseCommand):
         "Run Intake until Ctrl-C or SIGTERM: migrate, create a first 'admin' superuser with a "
         "random password if none exists, start the embedded valkey-server (only when REDIS_URL "
         "is unset), then the web server (uvicorn), the RQ workers and the cron scheduler as "
-        "child processes, and print the URL once the web server answers. A child that exits "
+        "child processes, and print the URL once the web server answers and the workers and "
+        "the cron scheduler have started. A child that exits "
         "is restarted after a delay (1 s, doubling while it keeps dying, up to 30 s); one that "
         f"exits {CRASH_LOOP_DEATHS} times within {CRASH_LOOP_WINDOW:.0f} s stops everything, "
         "and the command exits non-zero with that child's last output."
@@ -92,6 +100,14 @@ class Command(BaseCommand):
                 try:
                     self._start_children(supervisor, host, port, workers)
                     wait_for_http(supervisor, url)
+                    # The URL and the sign-in line come last, after the children's start-up
+                    # output, where a newcomer looks for them.
+                    for child in wait_for_children(supervisor, settings.REDIS_URL):
+                        self.say(
+                            f"{child.name} has not started within "
+                            f"{CHILDREN_READY_TIMEOUT:.0f} s (is Redis reachable? its output is "
+                            "above); Intake runs meanwhile, and it joins when it can."
+                        )
                     self.say(login_line, self.style.WARNING)
                     login_line = None
                     self.say(
