@@ -49,7 +49,7 @@ class FetchResponse:
 
 
 class StreamedResponse:
-    """A response whose body is read as it arrives (a 100 MB board is never held whole).
+    """A response whose body is read as it arrives (a board's listing is never held whole).
 
     The body comes decompressed; reading it raises FetchError when it crosses the size cap,
     passes the deadline or the connection breaks."""

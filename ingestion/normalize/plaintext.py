@@ -131,8 +131,8 @@ _ASCII_WHITESPACE = ("\n", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "
 
 def _other_whitespace(text: str) -> bool:
     """Whether `text` has whitespace other than single spaces (two spaces, a tab …). For
-    ASCII text a few substring scans (2.4 µs on 2 KB; isprintable() took 6); otherwise every
-    whitespace character but the space is unprintable."""
+    ASCII text a few substring scans, cheaper than isprintable(); otherwise every whitespace
+    character but the space is unprintable."""
     if "  " in text:
         return True
     if text.isascii():
@@ -141,8 +141,8 @@ def _other_whitespace(text: str) -> bool:
 
 
 def sanitized_html_to_text(html: str) -> str:
-    """html_to_text for the output of sanitize_html, and only for it: the same string, three
-    to four times faster on a 2 KB description (it runs once per ingested job). It reads the
+    """html_to_text for the output of sanitize_html, and only for it: the same string, without
+    a parse (it runs once per ingested job; docs/performance.md has the figures). It reads the
     markup with regexes and so relies on what sanitize_html emits (html5ever's serialization
     of a strict allowlist); markup the HTML parser would rebuild differently, which only
     unwrapped disallowed elements leave behind, goes to html_to_text. Any other HTML may come

@@ -88,8 +88,8 @@ _NON_WORD_RE = re.compile(r"\W")
 
 def _states(pattern: re.Pattern[str], lowered: str, keywords: tuple[str, ...]) -> bool:
     """Whether `pattern` matches around some occurrence of a keyword in `lowered`. A search
-    of the whole text costs ~100 µs on 2 KB (every word boundary is a candidate start);
-    most texts have no keyword, and the others only a few."""
+    of the whole text is costly (every word boundary is a candidate start); most texts have
+    no keyword, and the others only a few."""
     for keyword in keywords:
         at = lowered.find(keyword)
         while at >= 0:
