@@ -6,7 +6,8 @@ runs may send to the boards. They protect the boards (we are a guest there) and 
   deployment and never count. Checked by `quota_check_run_start` before a run is created.
 * Requests: every request attempt a run's Fetcher sends (each redirect hop and each retry is
   one), counted in Redis so that every worker on every machine shares one counter without a
-  database write per request. Checked by `quota_take_request` before each attempt.
+  database write per request. Checked by `quota_take_request` before each attempt: a run's
+  Fetcher is built with `on_request=take_request_for(owner_id)`.
 
 "Today" is the calendar day in settings.TIME_ZONE; the quotas reset at the next midnight
 there. A limit of 0 means unlimited. When Redis cannot be reached the request quota fails
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
@@ -309,3 +311,18 @@ def quota_take_request(owner_id: int) -> None:
         raise QuotaExceeded(
             requests_exhausted_message(limit, resets_at), resets_at=resets_at, quota="requests"
         )
+
+
+def take_request_for(owner_id: int) -> Callable[[], str | None]:
+    """The Fetcher's `on_request` hook for a run of `owner_id`: each request attempt is counted
+    (quota_take_request), and once today's quota is used up the hook answers why, which
+    refuses the attempt."""
+
+    def take_request() -> str | None:
+        try:
+            quota_take_request(owner_id)
+        except QuotaExceeded as exc:
+            return str(exc)
+        return None
+
+    return take_request

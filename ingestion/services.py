@@ -1,19 +1,21 @@
-"""Writes for sources, and starting preview and ingest runs. Views, commands, admin and the
-API call these: one code path per action."""
+"""Writes for sources, starting preview and ingest runs, and housekeeping. Views, commands,
+tasks, admin and the API call these: one code path per action."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from ingestion import run_kinds
 from ingestion.adapters import adapter_class
 from ingestion.adapters.recognize import recognize_careers_url
-from ingestion.models import Job, JobStatus, Source, SourceKind
+from ingestion.models import Job, JobStatus, RawPayload, Source, SourceKind
 from ingestion.quota import quota_check_run_start
 from runs import services as run_services
 from runs.models import IngestionRun, RunStatus
@@ -263,3 +265,25 @@ def ingest_retry_failed(*, owner: User, run: IngestionRun) -> IngestionRun:
         raise SourceError(f"Run #{run.pk} has no failed jobs to retry.")
     config = {**run.config, "retry_of": run.pk}
     return run_services.run_start(owner=owner, kind=run_kinds.INGEST, config=config)
+
+
+def payload_delete_expired(
+    *, older_than_days: float | None = None, batch_size: int = 1000, dry_run: bool = False
+) -> int:
+    """Delete RawPayloads older than `older_than_days` (INTAKE_PAYLOAD_TTL_DAYS by default) in
+    batches of `batch_size`, each its own short transaction: a million rows never become one
+    giant DELETE holding locks, and an interrupted run leaves nothing half done. Returns how
+    many were deleted (or, with `dry_run`, would be)."""
+    days = settings.INTAKE_PAYLOAD_TTL_DAYS if older_than_days is None else older_than_days
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    expired = RawPayload.objects.filter(created_at__lt=cutoff)
+    if dry_run:
+        return expired.count()
+    deleted = 0
+    while True:
+        # created_at is indexed; ids in a batch come from that index, the DELETE by primary key.
+        ids = list(expired.order_by("created_at", "id").values_list("id", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        count, _ = RawPayload.objects.filter(id__in=ids).delete()
+        deleted += count

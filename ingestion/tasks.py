@@ -7,7 +7,7 @@ from django.db import close_old_connections
 
 def cleanup_payloads() -> int:
     """Delete expired RawPayloads; queued daily by `manage.py cron` (project/cron.py)."""
-    from ingestion.fetching import payload_delete_expired
+    from ingestion.services import payload_delete_expired
 
     close_old_connections()
     return payload_delete_expired()

@@ -331,7 +331,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"browser_icons": {"()": "project.logfilters.SkipBrowserIcon404"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django_eventstream": {"level": "WARNING"}},
+    "loggers": {
+        "django_eventstream": {"level": "WARNING"},
+        # No "Not Found" line per page for the icons browsers ask for unprompted.
+        "django.request": {"filters": ["browser_icons"]},
+    },
 }

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
-from project.management.commands.start import valkey_binary
+from project.embedded_redis import valkey_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
@@ -72,3 +74,13 @@ def test_the_proxy_ssl_header_refuses_junk(monkeypatch, raw):
     monkeypatch.setenv("X_PROXY", raw)
     with pytest.raises(ImproperlyConfigured, match="is not a header name"):
         env_proxy_ssl_header("X_PROXY")
+
+
+@pytest.mark.django_db
+def test_the_404s_of_browser_icons_are_not_logged_but_other_404s_are(client, caplog):
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        for path in ("/favicon.ico", "/apple-touch-icon.png", "/no-such-page/"):
+            assert client.get(path).status_code == 404, path
+
+    logged = [record.getMessage() for record in caplog.records if record.name == "django.request"]
+    assert logged == ["Not Found: /no-such-page/"]

@@ -30,6 +30,8 @@ import redis
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 120
 STOP_TIMEOUT = 30
+# How long a test waits for more output once start has printed its URL.
+SETTLE_SECONDS = 3
 
 
 class Output:
@@ -149,6 +151,19 @@ def _wait_for_line(output: Output, pattern: str, timeout: float = 10) -> re.Matc
     pytest.fail(f"no line matching {pattern!r} in:\n{output.text()}")
 
 
+def _assert_start_up_ends_with_the_url_and_login(output: Output, port: int) -> None:
+    """The newcomer's terminal: once started, the last lines are the sign-in line and the URL,
+    after every child's start-up output, and a browser asking for its icon adds nothing."""
+    # A 404 until there is an icon; it must not be logged either way.
+    with contextlib.suppress(urllib.error.HTTPError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/favicon.ico", timeout=10).close()
+    time.sleep(SETTLE_SECONDS)  # room for anything still to come
+    lines = [line.rstrip() for line in output.lines if line.strip()]
+    assert re.match(r"Sign in (at|with your existing account at) http://", lines[-2]), lines[-8:]
+    assert lines[-1] == f"Intake is running at http://127.0.0.1:{port}/ - press Ctrl-C to stop."
+    assert "favicon" not in output.text()
+
+
 def _interrupt(proc: subprocess.Popen[str], output: Output) -> int:
     proc.send_signal(signal.SIGINT)
     try:
@@ -215,6 +230,7 @@ def test_start_runs_from_a_clean_clone_stops_on_sigint_and_keeps_its_data(
             output, rf"Sign in at http://127\.0\.0\.1:{port}/ as admin / (\S+) \(shown once"
         )
         _wait_for_line(output, rf"Intake is running at http://127\.0\.0\.1:{port}/")
+        _assert_start_up_ends_with_the_url_and_login(output, port)
         assert _can_sign_in(port, "admin", login.group(1))
 
         assert _interrupt(proc, output) == 0, output.text()
@@ -229,6 +245,7 @@ def test_start_runs_from_a_clean_clone_stops_on_sigint_and_keeps_its_data(
         _wait_for_line(output, r"Run #1 was cut off when Intake last stopped; marked as error")
         _wait_for_line(output, r"Sign in with your existing account")
         _wait_for_line(output, rf"Intake is running at http://127\.0\.0\.1:{port}/")
+        _assert_start_up_ends_with_the_url_and_login(output, port)
         assert "as admin /" not in output.text()
 
         assert _interrupt(proc, output) == 0, output.text()

@@ -23,6 +23,7 @@ from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline import process
 from ingestion.pipeline.diff import SourceDiff, SourceOutcome
 from ingestion.pipeline.expire import expire_vanished
+from ingestion.quota import take_request_for
 from ingestion.run_kinds import INGEST, PREVIEW
 from runs import executors, services
 from runs.context import RunContext
@@ -116,7 +117,7 @@ def _list_sources(
         {"sources": [e.get("id") for e in entries], "dryRun": not write},
     )
     outcomes: list[SourceOutcome] = []
-    with Fetcher(run_id=run.pk, owner_id=run.owner_id) as fetcher:
+    with Fetcher(run_id=run.pk, on_request=take_request_for(run.owner_id)) as fetcher:
         for entry in entries:
             ctx.checkpoint()
             source = sources.get(entry.get("id"))

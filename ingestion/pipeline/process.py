@@ -25,6 +25,7 @@ from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ChunkStatus, Job, JobStatus, Source, WorkChunk
 from ingestion.pipeline import sql
 from ingestion.pipeline.batching import batched
+from ingestion.quota import take_request_for
 from runs import dbretry
 from runs.context import RunContext
 from runs.models import IngestionRun, RunStatus
@@ -382,7 +383,9 @@ class BatchProcessor:
 
     def _get_fetcher(self) -> Fetcher:
         if self._fetcher is None:
-            self._fetcher = Fetcher(run_id=self.run.pk, owner_id=self.run.owner_id)
+            self._fetcher = Fetcher(
+                run_id=self.run.pk, on_request=take_request_for(self.run.owner_id)
+            )
         return self._fetcher
 
     def close(self) -> None:

@@ -9,8 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from ingestion import normalize
-from ingestion.normalize import html_to_text, sanitize_html, sanitized_html_to_text
+from ingestion.normalize import (
+    html_to_text,
+    plaintext,
+    sanitize,
+    sanitize_html,
+    sanitized_html_to_text,
+)
 from tests.ingestion import boards, pages
 
 
@@ -24,7 +29,7 @@ def fallbacks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         handed.append(html)
         return html_to_text(html)
 
-    monkeypatch.setattr(normalize, "html_to_text", counting)
+    monkeypatch.setattr(plaintext, "html_to_text", counting)
     return handed
 
 
@@ -45,7 +50,7 @@ def test_allowlist_is_the_one_the_fast_path_was_checked_against() -> None:
     checked |= {"h2", "h3", "h4", "h5", "h6", "a", "code", "pre", "hr"}
     checked |= {"table", "thead", "tbody", "tr", "th", "td"}
 
-    assert checked == normalize._ALLOWED_TAGS
+    assert checked == sanitize.ALLOWED_TAGS
 
 
 # --- (a) realistic descriptions ---------------------------------------------------------------
@@ -195,7 +200,7 @@ def test_markup_the_parser_rebuilds_is_handed_to_html_to_text(
 
 # --- (c) random tag soup ----------------------------------------------------------------------
 
-_ALLOWED = sorted(normalize._ALLOWED_TAGS - {"br", "hr"})
+_ALLOWED = sorted(sanitize.ALLOWED_TAGS - {"br", "hr"})
 # The tags whose nesting the parser repairs, drawn more often.
 _STRUCTURAL = ["li", "li", "ul", "p", "p", "div", "h2", "h3", "table", "tr", "td"]
 # Unwrapped by nh3 (its content kept), several of them scope boundaries for the parser.
@@ -317,8 +322,8 @@ def test_whitespace_to_collapse_is_never_missed() -> None:
         text = f"ab{chr(point)}cd"
         needed = " ".join(text.split()) != text
         if point < 0x80:
-            assert normalize._other_whitespace(text) == needed, hex(point)
+            assert plaintext._other_whitespace(text) == needed, hex(point)
         elif needed:
-            assert normalize._other_whitespace(text), hex(point)
-    assert normalize._other_whitespace("two  spaces")
-    assert not normalize._other_whitespace("one space each")
+            assert plaintext._other_whitespace(text), hex(point)
+    assert plaintext._other_whitespace("two  spaces")
+    assert not plaintext._other_whitespace("one space each")

@@ -3,6 +3,7 @@ limit, the SSRF guard and the raw payloads it stores."""
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from django.core.management import call_command
 from django.db import transaction
 
 from ingestion import fetching
-from ingestion.fetching import Fetcher, FetchError
+from ingestion.fetching import Fetcher, FetchError, guard, limits, retry
 from ingestion.models import RawPayload
 from tests.fixture_server import Reply
 
@@ -51,7 +52,7 @@ def public_dns(monkeypatch, fixture_server):  # type: ignore[no-untyped-def]
     Returns the addresses dialled, so a test can prove a refused one never was."""
     names: dict[str, list[str]] = {"jobs.example.com": [PUBLIC_ADDRESS]}
     dialled: list[str] = []
-    real_connect = fetching._connect_tcp
+    real_connect = guard._connect_tcp
 
     def resolve(host: str, port: int) -> list[str]:
         return names[host]
@@ -62,8 +63,8 @@ def public_dns(monkeypatch, fixture_server):  # type: ignore[no-untyped-def]
             raise httpcore.ConnectError(f"test network has no route to {address}")
         return real_connect("127.0.0.1", fixture_server.port, timeout, socket_options)
 
-    monkeypatch.setattr(fetching, "_resolve", resolve)
-    monkeypatch.setattr(fetching, "_connect_tcp", connect)
+    monkeypatch.setattr(guard, "_resolve", resolve)
+    monkeypatch.setattr(guard, "_connect_tcp", connect)
     return names, dialled
 
 
@@ -121,10 +122,10 @@ def test_retry_after_in_seconds_is_waited_for_before_the_next_try(fast, fetcher,
 def test_retry_after_as_an_http_date_is_understood():
     now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 
-    assert fetching._retry_after_seconds("Wed, 01 Jan 2025 12:00:30 GMT", now=now) == 30
-    assert fetching._retry_after_seconds("Wed, 01 Jan 2025 11:00:00 GMT", now=now) == 0
-    assert fetching._retry_after_seconds("7", now=now) == 7
-    assert fetching._retry_after_seconds("soon", now=now) is None
+    assert retry.retry_after_seconds("Wed, 01 Jan 2025 12:00:30 GMT", now=now) == 30
+    assert retry.retry_after_seconds("Wed, 01 Jan 2025 11:00:00 GMT", now=now) == 0
+    assert retry.retry_after_seconds("7", now=now) == 7
+    assert retry.retry_after_seconds("soon", now=now) is None
 
 
 def test_a_retry_after_beyond_the_cap_fails_at_once_with_a_clear_message(
@@ -231,7 +232,7 @@ def test_a_gzip_bomb_is_capped_on_decompressed_bytes(fast, fetcher, fixture_serv
 
     assert "cap" in str(caught.value)
     payload = RawPayload.objects.get()
-    assert 1024 * 1024 < payload.size <= 1024 * 1024 + fetching.CHUNK_SIZE
+    assert 1024 * 1024 < payload.size <= 1024 * 1024 + fetching.READ_BLOCK
     assert payload.truncated
 
 
@@ -303,7 +304,7 @@ def test_bodies_read_at_once_share_one_memory_budget(fast, fixture_server):
         thread.join(10)
 
     assert results == [250_000]  # the first one was not disturbed
-    assert fetching._memory_budget.held == 0
+    assert limits.memory_budget.held == 0
     with Fetcher(store=False) as other:  # and with the budget free again, the other fits
         assert len(other.get(fixture_server.url("/other")).content) == 200_000
 
@@ -373,14 +374,14 @@ def test_urls_that_are_not_public_http_are_refused(fetcher, url, why):
     ],
 )  # fmt: skip
 def test_non_public_addresses_are_blocked(address):
-    assert fetching._blocked_reason(fetching.ipaddress.ip_address(address)) is not None
+    assert guard._blocked_reason(ipaddress.ip_address(address)) is not None
 
 
 @pytest.mark.parametrize(
     "address", ["93.184.215.14", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"]
 )
 def test_public_addresses_pass(address):
-    assert fetching._blocked_reason(fetching.ipaddress.ip_address(address)) is None
+    assert guard._blocked_reason(ipaddress.ip_address(address)) is None
 
 
 def test_a_name_resolving_to_any_private_address_is_refused_before_connecting(fetcher, public_dns):

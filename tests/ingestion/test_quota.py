@@ -17,7 +17,13 @@ from django.utils import timezone
 from ingestion import quota, services
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import Source
-from ingestion.quota import QuotaExceeded, quota_check_run_start, quota_status, quota_take_request
+from ingestion.quota import (
+    QuotaExceeded,
+    quota_check_run_start,
+    quota_status,
+    quota_take_request,
+    take_request_for,
+)
 from ingestion.run_kinds import INGEST, PREVIEW
 from runs.exceptions import RunError
 from runs.models import IngestionRun, RunStatus
@@ -135,7 +141,10 @@ def test_other_users_runs_and_a_zero_limit_do_not_refuse(settings, user, other_u
 def test_requests_are_counted_across_fetchers_and_refused_past_the_limit(settings, boards, user):
     settings.INTAKE_QUOTA_REQUESTS_PER_DAY = 3
     boards.route("/page", json={"ok": True})
-    with Fetcher(owner_id=user.pk) as first, Fetcher(owner_id=user.pk) as second:
+    with (
+        Fetcher(on_request=take_request_for(user.pk)) as first,
+        Fetcher(on_request=take_request_for(user.pk)) as second,
+    ):
         first.get(boards.url("/page"))
         first.get(boards.url("/page"))
         second.get(boards.url("/page"))
@@ -154,7 +163,7 @@ def test_requests_are_counted_across_fetchers_and_refused_past_the_limit(setting
 def test_each_try_counts_as_a_request(settings, boards, user, redis_client):
     settings.INTAKE_QUOTA_REQUESTS_PER_DAY = 10
     boards.sequence("/flaky", [Reply(503), Reply(200, b"{}")])
-    with Fetcher(owner_id=user.pk) as fetcher:
+    with Fetcher(on_request=take_request_for(user.pk)) as fetcher:
         fetcher.get(boards.url("/flaky"))
     day = timezone.localdate(timezone.now())
     key = quota.request_key(user.pk, day)
@@ -211,7 +220,7 @@ def test_without_redis_the_request_quota_fails_open(settings, monkeypatch, board
     settings.INTAKE_QUOTA_REQUESTS_PER_DAY = 1
     boards.route("/page", json={})
     with caplog.at_level(logging.WARNING, logger="ingestion.quota"):
-        with Fetcher(owner_id=user.pk) as fetcher:
+        with Fetcher(on_request=take_request_for(user.pk)) as fetcher:
             for _ in range(3):
                 fetcher.get(boards.url("/page"))
         quota_check_run_start(user)

@@ -3,7 +3,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from ingestion.fetching import payload_delete_expired
+from ingestion.services import payload_delete_expired
 
 
 class Command(BaseCommand):

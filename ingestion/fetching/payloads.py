@@ -1,0 +1,106 @@
+"""The record each fetch leaves: a RawPayload row with the outcome of the call after its tries
+(URL, status, content type, decompressed size, the first INTAKE_PAYLOAD_MAX_BYTES of the body,
+tries, duration, error).
+
+It is stored in a transaction of its own, so that it stays when the caller rolls back and a
+failed INSERT cannot poison the caller's transaction; failing to store it is logged, never
+raised. The expired ones are deleted by ingestion.services.payload_delete_expired.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from ingestion.models import RawPayload
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PayloadRecord:
+    """What one call has seen so far; each try starts it afresh but for its count."""
+
+    url: str
+    started: float = field(default_factory=time.monotonic)
+    status_code: int | None = None
+    content_type: str = ""
+    size: int = 0
+    sample: bytearray = field(default_factory=bytearray)
+    complete: bool = False
+    attempts: int = 0
+    error: str = ""
+
+    def start_attempt(self) -> None:
+        self.attempts += 1
+        self.status_code = None
+        self.content_type = ""
+        self.size = 0
+        self.sample.clear()
+        self.complete = False
+
+    def add(self, block: bytes) -> None:
+        """Count a block of the (decompressed) body, keeping its start as the sample."""
+        self.size += len(block)
+        room = settings.INTAKE_PAYLOAD_MAX_BYTES - len(self.sample)
+        if room > 0:
+            self.sample += block[:room]
+
+    def fields(self, *, run_id: int | None, source_id: int | None) -> dict[str, Any]:
+        """The RawPayload row's fields."""
+        return {
+            "run_id": run_id,
+            "source_id": source_id,
+            "url": self.url[:2000],
+            "method": "GET",
+            "status_code": self.status_code,
+            "content_type": self.content_type,
+            "size": self.size,
+            "body": bytes(self.sample),
+            "truncated": not self.complete or self.size > len(self.sample),
+            "attempts": self.attempts,
+            "duration_ms": int((time.monotonic() - self.started) * 1000),
+            "error": self.error,
+        }
+
+
+def _save_payload_on_own_connection(fields: dict[str, Any]) -> None:
+    # Runs on a thread of its own, hence on a database connection of its own (autocommit).
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                # Never wait on the caller's locks (it waits for us): fail and log instead.
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '2s'")
+            RawPayload.objects.create(**fields)
+    except Exception:
+        logger.exception("Could not store the raw payload of %s", fields.get("url"))
+    finally:
+        connection.close()
+
+
+def store_payload(fields: dict[str, Any]) -> None:
+    """Store one RawPayload without touching the caller's transaction semantics; failures are
+    logged. Outside a transaction it is a plain autocommit INSERT. Inside one, PostgreSQL
+    writes it on another connection (so it stays even if the caller rolls back, and a failed
+    INSERT cannot poison the caller's transaction); SQLite cannot (the caller holds the only
+    write lock: IMMEDIATE transactions), so there it is written once the caller commits."""
+    try:
+        if not connection.in_atomic_block:
+            RawPayload.objects.create(**fields)
+        elif connection.vendor == "sqlite":
+            transaction.on_commit(lambda: store_payload(fields))
+        else:
+            writer = threading.Thread(
+                target=_save_payload_on_own_connection, args=(fields,), daemon=True
+            )
+            writer.start()
+            writer.join(timeout=10)
+    except Exception:
+        logger.exception("Could not store the raw payload of %s", fields.get("url"))

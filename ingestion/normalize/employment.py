@@ -1,0 +1,46 @@
+"""Employment types: a board's wording ("Full-time", "CONTRACTOR", "Intern") as one of
+EMPLOYMENT_TYPES."""
+
+from __future__ import annotations
+
+import re
+
+EMPLOYMENT_TYPES = (
+    "full_time",
+    "part_time",
+    "contract",
+    "temporary",
+    "internship",
+    "volunteer",
+    "per_diem",
+    "other",
+)
+# Checked in order on the words of the value: the more specific kind wins when a board says
+# two things ("Part-time internship" is an internship, "Full-time, fixed term" is temporary).
+_EMPLOYMENT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern))
+    for kind, pattern in (
+        ("internship", r"\b(intern|interns|internship|co ?op|apprentice|apprenticeship|trainee)\b"),
+        ("volunteer", r"\b(volunteer|volunteering|unpaid)\b"),
+        ("per_diem", r"\b(per ?diem|prn)\b"),
+        ("temporary", r"\b(temporary|temp|seasonal|fixed ?term|interim)\b"),
+        ("contract", r"\b(contract|contractor|contracting|freelance|freelancer|consultant)\b"),
+        ("part_time", r"\b(part ?time)\b"),
+        ("full_time", r"\b(full ?time|permanent|regular|fte|salaried|employee)\b"),
+        ("other", r"\b(other)\b"),
+    )
+)
+_NON_ALNUM_RE = re.compile(r"[^0-9a-z]+")
+
+
+def normalize_employment_type(value: str) -> str:
+    """One of EMPLOYMENT_TYPES for a board's employment type or commitment ("Full-time",
+    "FULL_TIME", "Permanent", "Intern", "CONTRACTOR", "Part-Time - Remote" ...), "" for an
+    empty value and "other" for one that names none of them."""
+    words = _NON_ALNUM_RE.sub(" ", (value or "").lower()).strip()
+    if not words:
+        return ""
+    for kind, pattern in _EMPLOYMENT_PATTERNS:
+        if pattern.search(words):
+            return kind
+    return "other"
