@@ -84,12 +84,13 @@ def jobs_for_owner(
         jobs = jobs.filter(company=company)
     if status:
         jobs = jobs.filter(status=status)
-    if remote == "remote":
-        jobs = jobs.filter(Q(workplace_type="remote") | Q(remote=True))
-    elif remote == "hybrid":
-        jobs = jobs.filter(workplace_type="hybrid")
-    elif remote == "onsite":
-        jobs = jobs.filter(Q(workplace_type="onsite") | Q(workplace_type="", remote=False))
+    if remote:
+        # As normalize.effective_workplace reads a job: its type, else the board's flag.
+        wanted = Q(workplace_type=remote)
+        flag = {"remote": True, "onsite": False}.get(remote)
+        if flag is not None:
+            wanted |= Q(workplace_type="", remote=flag)
+        jobs = jobs.filter(wanted)
     if location:
         jobs = jobs.filter(location__icontains=location)
     if posted_after is not None:

@@ -15,18 +15,16 @@ from django.views.decorators.http import require_GET
 
 from ingestion import selectors
 from ingestion.models import Job, JobStatus, Source
+from ingestion.normalize.workplace import WORKPLACE_LABELS
+from ingestion.services import UPLOAD_KINDS
 from ingestion.views.common import HtmxHttpRequest, get_job_for_user, owner_of
 from project.params import Params
 from runs.models import IngestionRun
 
 PAGE_SIZE = 50
 
-REMOTE_CHOICES = [
-    ("", "Any workplace"),
-    ("remote", "Remote"),
-    ("hybrid", "Hybrid"),
-    ("onsite", "On-site"),
-]
+# The rows show a job's workplace in the same words (the `workplace` filter of intake's tags).
+REMOTE_CHOICES = [("", "Any workplace"), *WORKPLACE_LABELS.items()]
 POSTED_CHOICES = [
     ("", "Any time"),
     ("1", "Last 24 hours"),
@@ -151,10 +149,19 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     context = {
         "job": job,
         "source": job.source,
+        "posting_link_text": _posting_link_text(job.source),
         "group": group,
         "salary": _salary(job),
     }
     return render(request, "ingestion/job_detail.html", context)
+
+
+def _posting_link_text(source: Source | None) -> str:
+    """The words of the link to a job's own page. An uploaded file or URL list is not a site
+    the posting is "on": its URL is the posting's own page, and says so."""
+    if source is None or source.kind in UPLOAD_KINDS:
+        return "Open the posting ↗"
+    return f"Open on {source.get_kind_display()} ↗"
 
 
 def _amount(value: Decimal) -> str:

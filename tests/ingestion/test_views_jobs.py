@@ -332,6 +332,50 @@ def test_the_job_page_shows_the_postings_facts(client, user):
 
 
 @pytest.mark.parametrize(
+    ("stored", "shown"),
+    [("full_time", "Full-time"), ("per_diem", "Per diem"), ("part_time", "Part-time")],
+)
+def test_the_employment_type_is_shown_in_words(client, user, stored, shown):
+    job = make_job(user, employment_type=stored)
+    body = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'<span data-role="employment">{shown}</span>' in body
+    assert stored not in body
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"workplace_type": "onsite"}, "On-site"),
+        ({"remote": False}, "On-site"),
+        ({"remote": True}, "Remote"),
+        ({"workplace_type": "hybrid", "remote": True}, "Hybrid"),
+    ],
+)
+def test_each_rows_workplace_reads_as_the_filter_option_that_lists_it(client, user, fields, words):
+    job = make_job(user, **fields)
+    page = client.get("/jobs/").content.decode()
+    options = dict(re.findall(r'<option value="(\w+)"[^>]*>([^<]+)</option>', page))
+    row = re.search(rf'<tr data-job-id="{job.pk}">(.*?)</tr>', page, re.S)
+    assert row is not None and f"<td>{words}</td>" in row.group(1)
+    matching = [value for value, label in options.items() if label == words]
+    assert len(matching) == 1
+    assert listed(client.get(f"/jobs/?remote={matching[0]}")) == [job.pk]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [("greenhouse", "Open on Greenhouse board ↗"), ("file", "Open the posting ↗")],
+)
+def test_the_posting_link_names_a_board_but_not_an_uploaded_file(client, user, kind, text):
+    source = Source.objects.create(owner=user, company="Acme", kind=kind, identifier="a")
+    job = make_job(user, source=source)
+    body = client.get(f"/jobs/{job.pk}/").content.decode()
+    link = re.search(r'data-role="posting-link">([^<]*)</a>', body)
+    assert link is not None and link.group(1) == text
+    assert "Open on Uploaded file" not in body
+
+
+@pytest.mark.parametrize(
     ("fields", "shown"),
     [
         (
