@@ -35,34 +35,53 @@ URL_MAX_LENGTH = 2000
 # --- reading helpers ---------------------------------------------------------------------------
 
 
-def _last_runs(owner: User) -> dict[int, IngestionRun]:
-    """The newest preview or ingest of each source among the owner's last runs. One query: a
-    run's sources are in its config snapshot (JSON), which no index reaches, so the recent
-    runs are read and matched here rather than per source."""
-    runs = (
+def _recent_runs(owner: User) -> list[IngestionRun]:
+    """The owner's last previews and ingests, newest first. One query: a run's sources are in
+    its config snapshot (JSON), which no index reaches, so the recent runs are read and
+    matched here rather than per source."""
+    return list(
         IngestionRun.objects.filter(owner=owner, kind__in=(run_kinds.PREVIEW, run_kinds.INGEST))
         .order_by("-created_at", "-id")
         .only("id", "kind", "status", "created_at", "config")[:LAST_RUNS_LOOKED_AT]
     )
+
+
+def _run_source_ids(run: IngestionRun) -> list[int]:
+    entries = run.config.get("sources", []) if isinstance(run.config, dict) else []
+    ids = [entry.get("id") if isinstance(entry, dict) else None for entry in entries]
+    return [source_id for source_id in ids if isinstance(source_id, int)]
+
+
+def _last_runs(runs: list[IngestionRun]) -> dict[int, IngestionRun]:
+    """The newest of `runs` that read each source."""
     found: dict[int, IngestionRun] = {}
     for run in runs:
-        entries = run.config.get("sources", []) if isinstance(run.config, dict) else []
-        for entry in entries:
-            source_id = entry.get("id") if isinstance(entry, dict) else None
-            if isinstance(source_id, int) and source_id not in found:
-                found[source_id] = run
+        for source_id in _run_source_ids(run):
+            found.setdefault(source_id, run)
     return found
+
+
+def _remembered_selection(runs: list[IngestionRun], sources: list[Source]) -> set[int]:
+    """The selection the page starts from: the sources of the user's last preview or ingest
+    (kept with the run in the database, so it follows the user to any browser), plus the
+    enabled sources added since; before any run, every enabled source."""
+    if not runs:
+        return {source.pk for source in sources if source.enabled}
+    last = runs[0]
+    added_since = {s.pk for s in sources if s.enabled and s.created_at > last.created_at}
+    return set(_run_source_ids(last)) | added_since
 
 
 def _decorate(sources: list[Source], owner: User, selected: set[int] | None) -> list[Source]:
     """Attach what a row shows beyond the model: its last run and whether it is selected
-    (by default: the enabled ones)."""
-    last_runs = _last_runs(owner)
+    (by default: as remembered from the last run)."""
+    runs = _recent_runs(owner)
+    last_runs = _last_runs(runs)
+    if selected is None:
+        selected = _remembered_selection(runs, sources)
     for source in sources:
         source.last_run = last_runs.get(source.pk)  # type: ignore[attr-defined]
-        source.selected = (  # type: ignore[attr-defined]
-            source.enabled if selected is None else source.pk in selected
-        )
+        source.selected = source.pk in selected  # type: ignore[attr-defined]
     return sources
 
 
@@ -71,9 +90,9 @@ def _table_context(owner: User, selected: set[int] | None = None) -> dict[str, A
     return {"sources": _decorate(sources, owner, selected)}
 
 
-def _row_context(source: Source, owner: User) -> dict[str, Any]:
+def _row_context(source: Source, owner: User, selected: set[int] | None) -> dict[str, Any]:
     source = selectors.sources_for_owner(owner).get(pk=source.pk)
-    _decorate([source], owner, None)
+    _decorate([source], owner, selected)
     return {"source": source}
 
 
@@ -397,7 +416,15 @@ def source_toggle(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
     if not request.htmx:
         messages.success(request, text)
         return redirect("ingestion:configure")
+    # The row keeps the tick the page shows (the form comes along), except that disabling a
+    # source unticks it and enabling one ticks it, as "enabled" means "selected by default".
+    selected = _posted_selection(request)
+    if selected is not None:
+        if source.enabled:
+            selected.add(source.pk)
+        else:
+            selected.discard(source.pk)
     row = render_to_string(
-        "ingestion/_source_row.html", _row_context(source, owner_of(request)), request
+        "ingestion/_source_row.html", _row_context(source, owner_of(request), selected), request
     )
     return HttpResponse(row + _status_oob(text))
