@@ -27,6 +27,21 @@ class SourceError(ValueError):
     """A source could not be created, changed or used; the message says why, for the user."""
 
 
+def source_target(url: str, *, kind: str | None = None) -> tuple[str, str, dict[str, Any]]:
+    """What a pasted careers URL reads as: (kind, identifier, options). Greenhouse, Lever and
+    Ashby board URLs are recognised; any other URL is a JSON-LD careers page, unless `kind`
+    names another kind (then SourceError)."""
+    recognized = recognize_careers_url(url)
+    if recognized:
+        return recognized
+    if kind in (None, "", SourceKind.JSONLD):
+        return SourceKind.JSONLD, url.strip(), {}
+    raise SourceError(
+        f"{url!r} is not a Greenhouse, Lever or Ashby board URL; choose the source's "
+        "kind and give its identifier instead."
+    )
+
+
 def source_create(
     *,
     owner: User,
@@ -49,17 +64,8 @@ def source_create(
     transaction: a bad file leaves nothing behind)."""
     options = dict(options or {})
     if url:
-        recognized = recognize_careers_url(url)
-        if recognized:
-            kind, identifier, extra = recognized
-            options = {**extra, **options}
-        elif kind in (None, "", SourceKind.JSONLD):
-            kind, identifier = SourceKind.JSONLD, url.strip()
-        else:
-            raise SourceError(
-                f"{url!r} is not a Greenhouse, Lever or Ashby board URL; choose the source's "
-                "kind and give its identifier instead."
-            )
+        kind, identifier, extra = source_target(url, kind=kind)
+        options = {**extra, **options}
     if kind not in SourceKind.values:
         raise SourceError(
             f"Unknown source kind {kind!r}; choose one of {', '.join(SourceKind.values)}."

@@ -218,6 +218,8 @@ INTAKE_ASHBY_URL = env_str("INTAKE_ASHBY_URL", "https://api.ashbyhq.com")
 INTAKE_FETCH_CONNECT_TIMEOUT = env_float("INTAKE_FETCH_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 INTAKE_FETCH_READ_TIMEOUT = env_float("INTAKE_FETCH_READ_TIMEOUT", 20.0, minimum=0.1)
 INTAKE_FETCH_DEADLINE = env_float("INTAKE_FETCH_DEADLINE", 120.0, minimum=0.1)
+# The connection test of a pasted URL (Configure) waits at most this long for the listing.
+INTAKE_PROBE_SECONDS = env_float("INTAKE_PROBE_SECONDS", 10.0, minimum=0.5)
 INTAKE_FETCH_TRIES = env_int("INTAKE_FETCH_TRIES", 3, minimum=1)
 INTAKE_FETCH_BACKOFF = env_float("INTAKE_FETCH_BACKOFF", 0.5, minimum=0)
 INTAKE_FETCH_MAX_RETRY_AFTER = env_float("INTAKE_FETCH_MAX_RETRY_AFTER", 60.0, minimum=0)

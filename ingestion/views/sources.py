@@ -3,8 +3,10 @@ row by row before saving, edit, delete, enable) and the selection a preview star
 
 from __future__ import annotations
 
+import logging
 from typing import IO, Any, cast
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -13,9 +15,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils.html import escape
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from ingestion import run_kinds, selectors, services, upload_limits, uploads
+from ingestion import probe, run_kinds, selectors, services, upload_limits, uploads
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.forms import QuickAddForm, SourceForm
 from ingestion.models import Source, SourceKind
@@ -23,6 +25,8 @@ from ingestion.services import UPLOAD_KINDS, SourceError
 from ingestion.views.common import HtmxHttpRequest, get_source_for_user, owner_of
 from project.params import Params
 from runs.models import IngestionRun
+
+logger = logging.getLogger(__name__)
 
 # How far back "last run" looks: enough for any source used lately, one small query.
 LAST_RUNS_LOOKED_AT = 50
@@ -323,6 +327,34 @@ def _quick_add(request: HtmxHttpRequest) -> HttpResponse:
         **_table_context(owner),
     }
     return render(request, "ingestion/configure.html", context, status=400)
+
+
+@login_required
+@require_GET
+async def source_probe(request: HttpRequest) -> HttpResponse:
+    """The connection test of the pasted URL (htmx, once it is pasted or changed): how many
+    postings it lists now, or why it cannot be read. Async: the listing may take up to
+    INTAKE_PROBE_SECONDS, and waits in a worker thread, not in the one thread that serves
+    every synchronous page under ASGI."""
+    user = cast(User, await request.auser())  # signed in: login_required
+    url = Params(request.GET, strict=False).text("url", max_length=URL_MAX_LENGTH).strip()
+    result = None
+    hint = recognition(url)
+    if hint.get("state") == "bad":
+        # Not a URL at all: the hint beside the field says so already; nothing to fetch.
+        result = probe.ProbeResult(ok=False, text=hint["text"])
+    elif url:
+        result = await sync_to_async(_probe, thread_sensitive=False)(user, url)
+    return render(request, "ingestion/configure.html#url-probe", {"probe": result})
+
+
+def _probe(owner: User, url: str) -> probe.ProbeResult:
+    try:
+        return probe.source_probe(owner=owner, url=url)
+    except Exception:
+        # Advisory only: whatever went wrong, the page says so and the add still works.
+        logger.exception("The connection test of %r failed", url)
+        return probe.ProbeResult(ok=False, text="The test itself failed; adding still works.")
 
 
 @login_required
