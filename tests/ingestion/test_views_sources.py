@@ -3,6 +3,7 @@ checks before saving, edit, toggle, delete, and owner scoping."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -145,6 +146,59 @@ def test_last_run_is_the_newest_run_that_read_the_source(client: Client, user: A
     sources = {s.pk: s for s in client.get(CONFIGURE).context["sources"]}
     assert sources[acme.pk].last_run.pk == newest.pk
     assert sources[other.pk].last_run.pk == newest.pk - 1
+
+
+def test_the_selection_is_remembered_from_the_last_run_and_takes_sources_added_since(
+    client: Client, user: Any
+) -> None:
+    acme = _source(user)
+    globex = _source(user, company="Globex", identifier="globex")
+    IngestionRun.objects.create(
+        owner=user, kind=PREVIEW, status=RunStatus.FINISHED, config={"sources": [{"id": globex.pk}]}
+    )
+    added = _source(user, company="Initech", identifier="initech")
+    _source(user, company="Off", identifier="off", enabled=False)
+
+    sources = client.get(CONFIGURE).context["sources"]
+    assert {s.pk for s in sources if s.selected} == {globex.pk, added.pk}
+    # Another browser of the same user: the same selection.
+    other_browser = Client()
+    other_browser.force_login(user)
+    html = other_browser.get(CONFIGURE).content.decode()
+    assert f'value="{acme.pk}" id="select-{acme.pk}">' in html
+    assert f'value="{globex.pk}" id="select-{globex.pk}" checked' in html
+
+
+def test_the_table_offers_select_all_and_none(client: Client, user: Any) -> None:
+    _source(user)
+    html = client.get(CONFIGURE).content.decode()
+    assert 'data-select="all">Select all</button>' in html
+    assert 'data-select="none">Select none</button>' in html
+    assert "js/configure.js" in html
+
+
+def test_toggle_keeps_the_pages_ticks_and_unticks_a_disabled_source(
+    client: Client, user: Any
+) -> None:
+    acme = _source(user)
+    globex = _source(user, company="Globex", identifier="globex")
+    url = reverse("ingestion:source_toggle", args=[acme.pk])
+    # The page had only Acme ticked; disabling it unticks it.
+    html = client.post(url, {"selection": "1", "source": [acme.pk]}, **HTMX).content.decode()
+    assert f'id="select-{acme.pk}">' in html
+    # Enabling it again ticks it, whatever the page had.
+    html = client.post(url, {"selection": "1", "source": [globex.pk]}, **HTMX).content.decode()
+    assert f'id="select-{acme.pk}" checked' in html
+
+
+def test_a_failed_quick_add_over_htmx_keeps_the_focus_on_the_field_in_error(
+    client: Client, user: Any
+) -> None:
+    response = client.post(NEW, {"form": "quick", "url": ""}, **HTMX)
+    html = response.content.decode()
+    field = re.search(r'<input type="text" name="url"[^>]*>', html, re.S)
+    assert field is not None and " autofocus" in field.group(0)
+    assert 'aria-invalid="true"' in field.group(0)
 
 
 def test_another_users_sources_are_not_listed(client: Client, user: Any, other_user: Any) -> None:
