@@ -17,7 +17,15 @@ from django.template.loader import render_to_string
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from ingestion import probe, run_kinds, selectors, services, upload_limits, uploads
+from ingestion import (
+    pending_uploads,
+    probe,
+    run_kinds,
+    selectors,
+    services,
+    upload_limits,
+    uploads,
+)
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.forms import QuickAddForm, SourceForm
 from ingestion.models import Source, SourceKind
@@ -171,9 +179,8 @@ def _upload_allowed(form: SourceForm, kind: str) -> tuple[bool, uploads.UploadRe
         form.add_error(
             "upload",
             f"{report.bad} of {report.total} rows have errors (listed below). Fix the file, or "
-            "tick “Save anyway” to ingest the good rows and report the bad ones"
-            + ("" if _is_htmx(form) else " — choose the file again too")
-            + ".",
+            "tick “Save anyway” to ingest the good rows and report the bad ones (the file is "
+            "kept: no need to choose it again).",
         )
         return False, report
     return True, report
@@ -189,9 +196,41 @@ def _valid(form: SourceForm, request: HttpRequest) -> bool:
     return valid
 
 
-def _is_htmx(form: SourceForm) -> bool:
-    # Only a plain browser loses the chosen file when the page is rendered again.
-    return bool(getattr(form, "htmx", False))
+# The form field that carries a kept file's token (ingestion/pending_uploads.py).
+PENDING_FIELD = "pending_upload"
+
+
+def _use_kept_upload(request: HttpRequest) -> str:
+    """Put the file kept from the form's last round (its token posted, no new file chosen) in
+    request.FILES, where the form reads it and Django closes it with the request's files.
+    The token when it did, else ""."""
+    token = Params(request.POST, strict=False).text(PENDING_FIELD, max_length=64)
+    if token and "upload" not in request.FILES:
+        owner_id = owner_of(request).pk
+        kept = pending_uploads.pending_upload_open(owner_id=owner_id, token=token)
+        if kept is not None:
+            request.FILES["upload"] = kept
+            return token
+    return ""
+
+
+def _keep_upload(request: HttpRequest, kept_token: str) -> dict[str, Any] | None:
+    """The form is shown again: keep its file for the next round (the browser forgets it), and
+    say so on the page. None when there is no usable file."""
+    upload = request.FILES.get("upload")
+    if upload is None or upload_limits.refusal(request):
+        return None
+    token = kept_token or pending_uploads.pending_upload_keep(
+        owner_id=owner_of(request).pk, upload=upload
+    )
+    return {"token": token, "name": upload.name, "size": upload.size}
+
+
+def _forget_upload(request: HttpRequest) -> None:
+    """Saved: the kept file (if any) is no longer needed."""
+    token = Params(request.POST, strict=False).text(PENDING_FIELD, max_length=64)
+    if token:
+        pending_uploads.pending_upload_discard(owner_id=owner_of(request).pk, token=token)
 
 
 _FIELD_HINTS = (
@@ -246,8 +285,8 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
     if request.POST.get("form") == "quick":
         return _quick_add(request)
 
+    kept_token = _use_kept_upload(request)
     form = SourceForm(request.POST, request.FILES)
-    form.htmx = bool(request.htmx)  # type: ignore[attr-defined]
     report = None
     if _valid(form, request):
         data = form.cleaned_data
@@ -274,12 +313,14 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
             except SourceError as exc:
                 form.add_error(_error_field(str(exc), form), str(exc))
             else:
+                _forget_upload(request)
                 messages.success(request, _added_message(source, report))
                 return redirect("ingestion:configure")
     context = {
         "form": form,
         "report": report,
         "recognized": recognition(request.POST.get("url", "")),
+        "kept_upload": _keep_upload(request, kept_token),
     }
     return render(request, "ingestion/source_form.html", context)
 
@@ -384,8 +425,8 @@ def source_edit(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
         form = SourceForm(source=source)
         return render(request, "ingestion/source_form.html", {"form": form, "source": source})
 
+    kept_token = _use_kept_upload(request) if source.kind in UPLOAD_KINDS else ""
     form = SourceForm(request.POST, request.FILES, source=source)
-    form.htmx = bool(request.htmx)  # type: ignore[attr-defined]
     report = None
     if _valid(form, request):
         data = form.cleaned_data
@@ -409,11 +450,17 @@ def source_edit(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
             except SourceError as exc:
                 form.add_error(_error_field(str(exc), form), str(exc))
             else:
+                _forget_upload(request)
                 messages.success(request, f"Saved source {source.company}.")
                 return redirect("ingestion:configure")
         # A refused save must not leave the object half-changed for the page below.
         source.refresh_from_db()
-    context = {"form": form, "source": source, "report": report}
+    context = {
+        "form": form,
+        "source": source,
+        "report": report,
+        "kept_upload": _keep_upload(request, kept_token) if form.takes_upload else None,
+    }
     return render(request, "ingestion/source_form.html", context)
 
 

@@ -397,6 +397,55 @@ def test_an_upload_with_a_bad_row_is_saved_once_confirmed(client: Client, user: 
     assert "2 good rows will be ingested; 1 bad rows reported." in page
 
 
+def test_save_anyway_needs_no_second_choice_of_the_file(
+    client: Client, user: Any, other_user: Any
+) -> None:
+    upload = SimpleUploadedFile("jobs.csv", _csv_with_a_bad_row(), content_type="text/csv")
+    first = client.post(NEW, _full_form(kind="file", company="Acme", upload=upload))
+    assert first.status_code == 200 and not Source.objects.exists()
+    html = first.content.decode()
+    token = re.search(r'name="pending_upload" value="([^"]+)"', html)
+    assert token is not None
+    assert "Keeping <strong>jobs.csv</strong>" in html
+    # Another user cannot use the token.
+    other = Client()
+    other.force_login(other_user)
+    refused = other.post(
+        NEW,
+        _full_form(kind="file", company="Acme", save_anyway="on", pending_upload=token.group(1)),
+    )
+    assert refused.status_code == 200 and not Source.objects.exists()
+
+    # The second round sends only the token and the confirmation.
+    second = client.post(
+        NEW,
+        _full_form(kind="file", company="Acme", save_anyway="on", pending_upload=token.group(1)),
+    )
+    assert second.status_code == 302
+    source = Source.objects.get(owner=user)
+    assert (source.identifier, source.upload_format) == ("jobs.csv", "csv")
+    assert UploadChunk.objects.filter(source=source).exists()
+    # Used once: the kept copy is gone.
+    third = client.post(
+        NEW,
+        _full_form(kind="file", company="Other", save_anyway="on", pending_upload=token.group(1)),
+    )
+    assert third.status_code == 200 and Source.objects.count() == 1
+
+
+def test_a_kept_file_survives_another_fields_error(client: Client, user: Any) -> None:
+    upload = SimpleUploadedFile("jobs.csv", _csv_with_a_bad_row(), content_type="text/csv")
+    # No kind and no URL: the form is refused for that, and the file is kept.
+    first = client.post(NEW, _full_form(company="Acme", upload=upload, save_anyway="on"))
+    token = re.search(r'name="pending_upload" value="([^"]+)"', first.content.decode())
+    assert token is not None
+    second = client.post(
+        NEW,
+        _full_form(kind="file", company="Acme", save_anyway="on", pending_upload=token.group(1)),
+    )
+    assert second.status_code == 302
+
+
 def test_a_clean_upload_is_saved_without_confirmation(client: Client, user: Any) -> None:
     urls = url_list_csv([f"https://jobs.example.com/{n}" for n in range(3)])
     upload = SimpleUploadedFile("urls.csv", urls, content_type="text/csv")
