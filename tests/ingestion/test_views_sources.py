@@ -746,3 +746,23 @@ def test_another_users_source_is_a_404(client: Client, other_user: Any, name: st
         assert client.get(url).status_code == 404
     theirs.refresh_from_db()
     assert (theirs.company, theirs.enabled) == ("Acme", True)
+
+
+def test_the_form_lists_the_accepted_columns(client: Client) -> None:
+    html = client.get(NEW).content.decode()
+    columns = re.search(r'data-role="upload-columns">(.*?)</details>', html, re.S)
+    assert columns is not None
+    for name in ("external_id", "title", "url", "description", "posted_at", "salary_currency"):
+        assert f"<code>{name}</code>" in columns.group(1)
+
+
+def test_the_listed_columns_keep_up_with_the_file_adapter(client: Client) -> None:
+    # The page's list is written for people; this keeps it true as the adapter learns names.
+    from ingestion.adapters import files
+
+    html = client.get(NEW).content.decode()
+    names = {*files.REQUIRED, *files.ALIASES, *files.ALIASES.values()}
+    # "externalid" is "external_id" written without its separator, which the page says works.
+    spelled = {name for name in names if name.replace("_", "") != name}
+    for name in names - {n.replace("_", "") for n in spelled}:
+        assert f"<code>{name}</code>" in html, name
