@@ -3,6 +3,7 @@ row by row before saving, edit, delete, enable) and the selection a preview star
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import IO, Any, cast
 
@@ -29,6 +30,7 @@ from ingestion import (
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.forms import QuickAddForm, SourceForm
 from ingestion.models import Source, SourceKind
+from ingestion.parse_errors import plain_parse_error
 from ingestion.services import UPLOAD_KINDS, SourceError
 from ingestion.views.common import HtmxHttpRequest, get_source_for_user, owner_of
 from project.params import Params
@@ -162,6 +164,13 @@ def _check_upload(upload: UploadedFile, kind: str) -> uploads.UploadReport:
     except uploads.UploadError as exc:
         report = uploads.UploadReport(fmt=fmt, error=str(exc))
     upload.seek(0)
+    # The parsers' wording, for people (where the parsers raise it, the words could be plain
+    # at the source; until then the check the user reads says them here).
+    report.error = plain_parse_error(report.error)
+    report.errors = [
+        dataclasses.replace(error, message=plain_parse_error(error.message))
+        for error in report.errors
+    ]
     return report
 
 
