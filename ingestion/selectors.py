@@ -158,6 +158,17 @@ def jobs_page(jobs: QuerySet[Job], *, number: int, per_page: int) -> JobPage:
     )
 
 
+def jobs_total(jobs: QuerySet[Job], page: JobPage, *, cap: int) -> tuple[int, bool]:
+    """How many jobs match, for the list's "of 1,234", and whether that is only a lower bound:
+    exact from the page itself when it is the last one, else counted up to `cap` (a count
+    over a LIMIT subquery, so it reads at most `cap` + 1 index entries however many jobs
+    there are); past `cap`: (cap, True)."""
+    if page.jobs and not page.has_next:
+        return page.end_index, False
+    counted = jobs.order_by()[: cap + 1].count()
+    return (cap, True) if counted > cap else (counted, False)
+
+
 def job_companies(owner: User) -> list[str]:
     """The owner's distinct job companies, in order, for the list's filter.
 

@@ -153,3 +153,10 @@ def workplace(job: Any) -> str:
     the rule of the jobs list's workplace filter."""
     value = effective_workplace(job.workplace_type, job.remote)
     return _as_words(value, WORKPLACE_LABELS) if value else ""
+
+
+@register.filter
+def thousands(value: int) -> str:
+    """`{{ n|thousands }}`: 11,000, as every count is written (Django's intcomma needs the
+    humanize app and follows the locale)."""
+    return f"{value:,}"

@@ -22,6 +22,8 @@ from project.params import Params
 from runs.models import IngestionRun
 
 PAGE_SIZE = 50
+# The jobs list counts its matches up to here, then says "more than 10,000".
+TOTAL_CAP = 10_000
 
 # The rows show a job's workplace in the same words (the `workplace` filter of intake's tags).
 REMOTE_CHOICES = [("", "Any workplace"), *WORKPLACE_LABELS.items()]
@@ -114,8 +116,10 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
 
     jobs = selectors.jobs_for_owner(owner, run=run, **form.filters())
     page = selectors.jobs_page(jobs, number=form.value("page"), per_page=PAGE_SIZE)
+    total, more = selectors.jobs_total(jobs, page, cap=TOTAL_CAP)
     context: dict[str, Any] = {
         "page": page,
+        "total_text": f"more than {total:,}" if more else f"{total:,}",
         "run": run,
         "filtered": form.is_filtered(),
         "current": form.current(),
