@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from ingestion import run_kinds
-from ingestion.adapters import adapter_class
+from ingestion.adapters import adapter_class, uploaded
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.models import Job, JobStatus, RawPayload, Source, SourceKind
 from ingestion.quota import quota_check_run_start
@@ -146,10 +146,8 @@ def source_delete(source: Source) -> None:
 
 
 def _store_upload(source: Source, upload: IO[bytes], name: str) -> None:
-    from ingestion import uploads
-
     try:
-        uploads.upload_store(source=source, name=name, fileobj=upload)
+        uploaded.upload_store(source=source, name=name, fileobj=upload)
     except ValueError as exc:
         raise SourceError(str(exc)) from None
 

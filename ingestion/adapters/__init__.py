@@ -10,7 +10,13 @@ if TYPE_CHECKING:
     from ingestion.fetching import Fetcher
     from ingestion.models import Source
 
-__all__ = ["Adapter", "Posting", "SourceFailed", "adapter_class", "get_adapter"]
+__all__ = [
+    "Adapter",
+    "Posting",
+    "SourceFailed",
+    "adapter_class",
+    "get_adapter",
+]
 
 
 def adapter_class(kind: str) -> type[Adapter]:

@@ -16,6 +16,8 @@ from django.utils.html import escape
 from django.views.decorators.http import require_http_methods, require_POST
 
 from ingestion import run_kinds, selectors, services, upload_limits, uploads
+from ingestion.adapters import uploaded
+from ingestion.adapters.readers import UploadReport
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.forms import QuickAddForm, SourceForm
 from ingestion.models import Source, SourceKind
@@ -114,7 +116,7 @@ def _status_oob(text: str) -> str:
 # --- uploads -----------------------------------------------------------------------------------
 
 
-def _check_upload(upload: UploadedFile, kind: str) -> uploads.UploadReport:
+def _check_upload(upload: UploadedFile, kind: str) -> UploadReport:
     """Parse the uploaded file as a run would; the file is rewound for storing."""
     upload.seek(0)
     head = upload.read(FORMAT_HEAD_BYTES)
@@ -122,19 +124,19 @@ def _check_upload(upload: UploadedFile, kind: str) -> uploads.UploadReport:
     try:
         fmt = uploads.upload_format(upload.name or "upload", head)
     except uploads.UploadError as exc:
-        return uploads.UploadReport(fmt="", error=str(exc))
+        return UploadReport(fmt="", error=str(exc))
     if not head:
-        return uploads.UploadReport(fmt=fmt, error=f"{upload.name!r} is empty.")
+        return UploadReport(fmt=fmt, error=f"{upload.name!r} is empty.")
     try:
         # The underlying file (BytesIO or a temporary file): what the parsers read from.
-        report = uploads.upload_check(cast(IO[bytes], upload.file), kind=kind, fmt=fmt)
+        report = uploaded.upload_check(cast(IO[bytes], upload.file), kind=kind, fmt=fmt)
     except uploads.UploadError as exc:
-        report = uploads.UploadReport(fmt=fmt, error=str(exc))
+        report = UploadReport(fmt=fmt, error=str(exc))
     upload.seek(0)
     return report
 
 
-def _upload_allowed(form: SourceForm, kind: str) -> tuple[bool, uploads.UploadReport | None]:
+def _upload_allowed(form: SourceForm, kind: str) -> tuple[bool, UploadReport | None]:
     """Check the form's upload (if any) for a source of `kind`; False (with the errors on the
     form) when it must not be saved yet."""
     upload = form.cleaned_data.get("upload")
@@ -261,7 +263,7 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "ingestion/source_form.html", context)
 
 
-def _added_message(source: Source, report: uploads.UploadReport | None) -> str:
+def _added_message(source: Source, report: UploadReport | None) -> str:
     text = f"Added source {source.company} ({source.get_kind_display()})."
     if report and report.bad:
         text += f" {report.good} good rows will be ingested; {report.bad} bad rows reported."
@@ -315,7 +317,7 @@ def source_check_upload(request: HtmxHttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"kind": kind}
     refused = upload_limits.refusal(request)
     if refused:
-        context["report"] = uploads.UploadReport(fmt="", error=refused)
+        context["report"] = UploadReport(fmt="", error=refused)
     elif upload is None:
         context["empty"] = True
     elif kind not in UPLOAD_KINDS:
