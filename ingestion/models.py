@@ -9,14 +9,13 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from ingestion.adapters import registry
 
-class SourceKind(models.TextChoices):
-    GREENHOUSE = "greenhouse", "Greenhouse board"
-    LEVER = "lever", "Lever postings"
-    ASHBY = "ashby", "Ashby job board"
-    JSONLD = "jsonld", "Careers page (JSON-LD)"
-    FILE = "file", "Uploaded file"
-    URLS = "urls", "List of posting URLs"
+# The kinds of ingestion.adapters.registry.KINDS, as stored (SourceKind.LEVER == "lever"): the
+# choices and check constraint of Source.kind, so a new kind is a migration away.
+SourceKind = models.TextChoices(  # type: ignore[call-overload]
+    "SourceKind", [(e.kind.upper(), (e.kind, e.label)) for e in registry.KINDS]
+)
 
 
 class Source(models.Model):

@@ -124,8 +124,6 @@ class Adapter:
     `list_postings()` and `fetch_detail()` produce (posting_checked)."""
 
     kind: ClassVar[str]
-    # A source of this kind reads an uploaded file (ingestion.uploads), not the network only.
-    reads_upload: ClassVar[bool] = False
 
     def __init__(self, source: Source, fetcher: Fetcher) -> None:
         self.source = source
@@ -147,7 +145,7 @@ class Adapter:
     def check_upload(cls, fileobj: BinaryIO, fmt: str) -> Iterator[list[RowError]]:
         """The errors of each row of an uploaded file in format `fmt` (empty: a good row), as
         a run would find them but without the network; SourceFailed for a file unusable as
-        a whole. Only for adapters that read an upload (`reads_upload`)."""
+        a whole. Only for kinds that read an upload (their registry entry's `reads_upload`)."""
         raise NotImplementedError
 
     @classmethod
@@ -161,6 +159,15 @@ class Adapter:
         if problems:
             raise ValueError("; ".join(message for _label, message in problems))
         return detailed
+
+    @classmethod
+    def board_in_url(
+        cls, host: str, segments: list[str], query: str
+    ) -> tuple[str, dict[str, str]] | None:
+        """(identifier, options) when a URL (its lowercase host, its unquoted path segments,
+        its query) is a board of this kind; asked for kinds whose registry entry says
+        `board` (ingestion.adapters.recognize)."""
+        return None
 
     @classmethod
     def clean_identifier(cls, identifier: str) -> str:

@@ -347,7 +347,6 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
 
 class FileAdapter(Adapter):
     kind = "file"
-    reads_upload = True
 
     @classmethod
     def check_upload(cls, fileobj: BinaryIO, fmt: str) -> Iterator[list[RowError]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import IO, TYPE_CHECKING
 
 from ingestion import uploads
-from ingestion.adapters import Adapter, SourceFailed, adapter_class
+from ingestion.adapters import Adapter, SourceFailed, adapter_class, registry
 from ingestion.adapters.readers import UploadReport
 
 if TYPE_CHECKING:
@@ -15,13 +15,9 @@ if TYPE_CHECKING:
 
 
 def _upload_adapter(kind: str) -> type[Adapter]:
-    try:
-        adapter = adapter_class(kind)
-    except ValueError:
-        adapter = Adapter
-    if not adapter.reads_upload:
+    if not registry.reads_upload(kind):
         raise uploads.UploadError(f"Sources of kind {kind!r} take no uploaded file.")
-    return adapter
+    return adapter_class(kind)
 
 
 def upload_check(fileobj: IO[bytes], *, kind: str, fmt: str) -> UploadReport:
@@ -45,6 +41,6 @@ def upload_check(fileobj: IO[bytes], *, kind: str, fmt: str) -> UploadReport:
 def upload_store(*, source: Source, name: str, fileobj: IO[bytes], fmt: str | None = None) -> None:
     """ingestion.uploads.upload_store, the stored file checked by the source's adapter (a URL
     list of more than INTAKE_URL_LIST_MAX URLs is refused)."""
-    adapter = adapter_class(source.kind)
-    check = adapter.check_stored if adapter.reads_upload else None
+    reads_upload = registry.reads_upload(source.kind)
+    check = adapter_class(source.kind).check_stored if reads_upload else None
     uploads.upload_store(source=source, name=name, fileobj=fileobj, fmt=fmt, check=check)

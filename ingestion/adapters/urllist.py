@@ -165,7 +165,6 @@ def url_list_entries(fileobj: IO[bytes], fmt: str) -> list[UrlEntry]:
 
 class UrlListAdapter(Adapter):
     kind = "urls"
-    reads_upload = True
 
     @classmethod
     def check_upload(cls, fileobj: BinaryIO, fmt: str) -> Iterator[list[RowError]]:
