@@ -45,7 +45,7 @@ class AshbyAdapter(Adapter):
                     elif not isinstance(item, dict):
                         yield Posting(external_id="", invalid_reasons=["job: not a JSON object"])
                     elif item.get("isListed") is not False:
-                        yield job_posting(item)
+                        yield to_posting(item)
         except FetchError as exc:
             if exc.status == 404:
                 raise SourceFailed(
@@ -81,7 +81,7 @@ class AshbyAdapter(Adapter):
         return None
 
 
-def job_posting(job: dict[str, Any]) -> Posting:
+def to_posting(job: dict[str, Any]) -> Posting:
     """Map one job of the posting API to a Posting."""
     reasons: list[str] = []
     external_id = _text(job.get("id"))

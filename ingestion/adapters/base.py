@@ -121,7 +121,8 @@ class Adapter:
     """Base class: one subclass per source kind, registered in ingestion.adapters.
 
     The pipeline calls `postings()` and `detail()`, which check what the subclass's
-    `list_postings()` and `fetch_detail()` produce (posting_checked)."""
+    `list_postings()` and `fetch_detail()` produce (posting_checked). Each adapter module
+    maps one raw record of its source to a Posting with a function named `to_posting`."""
 
     kind: ClassVar[str]
 

@@ -130,7 +130,7 @@ def _choice(
     return ""
 
 
-def posting_from_record(
+def to_posting(
     record: dict[str, Any], row: int, *, label: str = "row"
 ) -> tuple[Posting, list[RowError]]:
     """One record (keys already normalized with field_name) as a Posting, and its errors."""
@@ -340,7 +340,7 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
         else:
             # CSV records come keyed by the header's normalized names already.
             record = record if fmt == "csv" else _normalized(record)
-            yield posting_from_record(record, row, label=label)
+            yield to_posting(record, row, label=label)
             continue
         yield Posting(external_id="", row=row, invalid_reasons=[str(problem)]), [problem]
 
@@ -354,7 +354,7 @@ class FileAdapter(Adapter):
             yield errors
 
     def postings(self) -> Iterator[Posting]:
-        # posting_from_record checked every row already, as row errors naming the row.
+        # to_posting checked every row already, as row errors naming the row.
         return self.list_postings()
 
     def list_postings(self) -> Iterator[Posting]:

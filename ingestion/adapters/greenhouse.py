@@ -54,7 +54,7 @@ class GreenhouseAdapter(Adapter):
                     if problem:
                         yield Posting(external_id="", invalid_reasons=[f"job: {problem}"])
                     else:
-                        yield job_posting(item) if isinstance(item, dict) else _not_an_object()
+                        yield to_posting(item) if isinstance(item, dict) else _not_an_object()
         except FetchError as exc:
             raise self._failed(exc) from exc
         except (ijson.JSONError, ValueError) as exc:  # ValueError: JsonTooDeep, bad \u escapes
@@ -70,7 +70,7 @@ class GreenhouseAdapter(Adapter):
         data = self.fetcher.get_json(url, params={"pay_transparency": "true"}, page=True)
         if not isinstance(data, dict):
             raise FetchError(f"{url} did not answer with a Greenhouse job.", url=url)
-        detailed = job_posting(data)
+        detailed = to_posting(data)
         detailed.row = posting.row
         # Whatever the detail answered, asking again would not help.
         detailed.needs_detail = False
@@ -149,7 +149,7 @@ class _Head:
         return isinstance(data, dict) and isinstance(data.get("jobs"), list)
 
 
-def job_posting(job: dict[str, Any]) -> Posting:
+def to_posting(job: dict[str, Any]) -> Posting:
     """Map one job of the job board API (listing or detail) to a Posting."""
     reasons: list[str] = []
     raw_id = job.get("id")

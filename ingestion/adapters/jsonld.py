@@ -261,7 +261,7 @@ def _salary(posting: Posting, value: Any) -> None:
     posting.salary_period = _SALARY_PERIODS.get(_text(unit).upper(), "")
 
 
-def posting_from_jsonld(node: dict[str, Any], page_url: str, *, fallback_id: str = "") -> Posting:
+def to_posting(node: dict[str, Any], page_url: str, *, fallback_id: str = "") -> Posting:
     """One JobPosting node as a Posting; `invalid_reasons` names each field Google requires
     that is missing. external_id: the `identifier`, else `fallback_id`, else the page URL."""
     url = _text(node.get("url"))
@@ -340,7 +340,7 @@ def _postings_from_blocks(
     postings = []
     for index, node in enumerate(nodes, 1):
         fallback = base_id if index == 1 else f"{base_id}#{index}"
-        postings.append(posting_from_jsonld(node, page_url, fallback_id=fallback))
+        postings.append(to_posting(node, page_url, fallback_id=fallback))
     return postings
 
 

@@ -62,7 +62,7 @@ class LeverAdapter(Adapter):
                     f"already listed; stopped rather than loop (is the server ignoring skip?)."
                 )
             for item in items:
-                posting = posting_from(item) if isinstance(item, dict) else _not_an_object()
+                posting = to_posting(item) if isinstance(item, dict) else _not_an_object()
                 # Postings can shift between pages while we read; list each once.
                 if posting.external_id and posting.external_id in seen:
                     continue
@@ -119,7 +119,7 @@ class LeverAdapter(Adapter):
         return None
 
 
-def posting_from(item: dict[str, Any]) -> Posting:
+def to_posting(item: dict[str, Any]) -> Posting:
     """Map one posting of the postings API (mode=json) to a Posting."""
     reasons: list[str] = []
     external_id = _text(item.get("id"))
