@@ -14,9 +14,9 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from ingestion import selectors
+from ingestion.adapters import registry
 from ingestion.models import Job, JobStatus, Source
 from ingestion.normalize.workplace import WORKPLACE_LABELS
-from ingestion.services import UPLOAD_KINDS
 from ingestion.views.common import HtmxHttpRequest, get_job_for_user, owner_of
 from project.params import Params
 from runs.models import IngestionRun
@@ -163,7 +163,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 def _posting_link_text(source: Source | None) -> str:
     """The words of the link to a job's own page. An uploaded file or URL list is not a site
     the posting is "on": its URL is the posting's own page, and says so."""
-    if source is None or source.kind in UPLOAD_KINDS:
+    if source is None or registry.reads_upload(source.kind):
         return "Open the posting ↗"
     return f"Open on {source.get_kind_display()} ↗"
 
