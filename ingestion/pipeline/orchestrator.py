@@ -23,6 +23,7 @@ from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline import process
 from ingestion.pipeline.diff import SourceDiff, SourceOutcome
 from ingestion.pipeline.expire import expire_vanished
+from ingestion.pipeline.summary import publish_summary
 from ingestion.quota import take_request_for
 from ingestion.run_kinds import INGEST, PREVIEW
 from runs import executors, services
@@ -196,23 +197,3 @@ def _record_health(source: Source, outcome: SourceOutcome) -> None:
     Source.objects.filter(pk=source.pk).update(**fields)
     for key, value in fields.items():
         setattr(source, key, value)
-
-
-def publish_summary(ctx: RunContext) -> None:
-    """The final summary event (the run's counts), just before the run finishes."""
-    run = ctx.run
-    run.refresh_from_db()
-    counts = run.counts()
-    if run.kind == PREVIEW:
-        text = (
-            f"Preview: {counts['new']:,} new, {counts['updated']:,} updated, "
-            f"{counts['expired']:,} would expire, {counts['skipped']:,} duplicate or filtered, "
-            f"{counts['failed']:,} invalid or failed. Nothing was written to your jobs."
-        )
-    else:
-        text = (
-            f"{counts['new']:,} new, {counts['updated']:,} updated, {counts['ready']:,} ready, "
-            f"{counts['skipped']:,} skipped, {counts['expired']:,} expired, "
-            f"{counts['failed']:,} failed."
-        )
-    ctx.event("run.summary", text, {"counts": counts, "sources": run.summary.get("sources", [])})

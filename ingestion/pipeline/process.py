@@ -25,6 +25,7 @@ from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ChunkStatus, Job, JobStatus, Source, WorkChunk
 from ingestion.pipeline import sql
 from ingestion.pipeline.batching import batched
+from ingestion.pipeline.summary import publish_summary
 from ingestion.quota import take_request_for
 from runs import dbretry
 from runs.context import RunContext
@@ -138,8 +139,6 @@ def _complete_chunk(ctx: RunContext, number: int) -> bool:
         )
         last = not WorkChunk.objects.filter(run=run).exclude(status=ChunkStatus.DONE).exists()
         if last:
-            from ingestion.pipeline.orchestrator import publish_summary
-
             publish_summary(ctx)
         return last
 
