@@ -267,11 +267,13 @@ class _ChunkReader(io.RawIOBase):
 
 
 def _chunk_data(chunk_id: int) -> list[tuple[Any, ...]]:
-    # sql.fetch_all reads it in binary on PostgreSQL: as text a chunk's 1 MB travels as 2 MB
+    # store.fetch_all reads it in binary on PostgreSQL: as text a chunk's 1 MB travels as 2 MB
     # of hex, encoded by the server and decoded here (a 56 MB upload: ~0.2 s of CPU of each).
-    from ingestion.pipeline import sql
+    from ingestion import store
 
-    return sql.fetch_all(f"SELECT data FROM {UploadChunk._meta.db_table} WHERE id = %s", [chunk_id])
+    return store.fetch_all(
+        f"SELECT data FROM {UploadChunk._meta.db_table} WHERE id = %s", [chunk_id]
+    )
 
 
 def _open_chunks(source_id: int) -> BinaryIO:

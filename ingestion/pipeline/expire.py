@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ingestion import dedupe
+from ingestion import store
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline.diff import SourceOutcome
 from runs.context import RunContext
@@ -85,7 +85,7 @@ def expire_vanished(ctx: RunContext, source: Source, outcome: SourceOutcome, *, 
                     status=JobStatus.EXPIRED, expired_at=now, last_run=run, updated_at=now
                 )
                 # An expired job is no longer anyone's canonical original.
-                dedupe.drop_fingerprints(batch)
+                store.drop_fingerprints(batch)
             ctx.progress(increments={"expired": len(items)})
     outcome.counts[ItemOutcome.EXPIRED] += len(ids)
     verb = "expired" if write else "would expire"
