@@ -30,7 +30,9 @@ from runs.exceptions import RunAborted, RunGone
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 1000
+# Postings per transaction of the listing stage (and jobs per transaction of its expiry):
+# a batch commits whole, with its items and counters.
+LISTING_BATCH_SIZE = 1000
 # Descriptions kept per source to find the paragraphs its company repeats in every posting.
 BOILERPLATE_SAMPLE = 200
 # Longer descriptions stay out of the sample (it is kept for the whole listing): they are
@@ -145,7 +147,7 @@ class SourceDiff:
         out = self.outcome
         try:
             postings = get_adapter(self.source, self.fetcher).postings()
-            for batch in batched(postings, BATCH_SIZE, weight=posting_text_size):
+            for batch in batched(postings, LISTING_BATCH_SIZE, weight=posting_text_size):
                 self._apply(batch)
             out.complete = True
         except (RunAborted, RunGone):
