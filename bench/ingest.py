@@ -25,8 +25,9 @@ before each):
     raw       psycopg executemany of INSERT … ON CONFLICT DO UPDATE, 1000 rows a transaction
               (and COPY into a staging table + INSERT … SELECT ON CONFLICT; the faster is the
               ceiling)
-    upsert    ingestion.pipeline.diff.upsert_jobs, batches of 1000 in a transaction each (into
-              an empty table, so told every key is new, as the listing would: COPY)
+    upsert    ingestion.pipeline.diff.upsert_jobs (→ ingestion.store), batches of 1000 in a
+              transaction each (into an empty table, so told every key is new, as the
+              listing would: COPY)
 
 Peak memory is the largest RSS of any worker process or forked work horse, sampled every
 0.1 s over the workers' process trees. It prints a table and the ratios against targets;
@@ -1026,7 +1027,13 @@ def report(results: dict) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="environment: BENCH_PG (the PostgreSQL server, default "
+        "postgresql://postgres@127.0.0.1:5432), BENCH_DB (the throwaway database, default "
+        "intake_bench), BENCH_REDIS (the Redis db it flushes, default "
+        "redis://127.0.0.1:6379/9). See docs/performance.md.",
+    )
     parser.add_argument("--postings", type=int, default=50_000, help="postings (default 50000)")
     parser.add_argument(
         "--sizes",
