@@ -566,7 +566,7 @@ def ingest_stages(run: Any) -> dict[str, float]:
     while the other workers already process the chunks it queued) and the processing that
     was left when the listing ended."""
     from ingestion.models import WorkChunk
-    from ingestion.pipeline.process import LISTING_CHUNK
+    from ingestion.pipeline.chunks import LISTING_CHUNK
 
     listed = (
         WorkChunk.objects.filter(run=run, number=LISTING_CHUNK)
@@ -884,7 +884,7 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
 
     from ingestion import services as ingestion_services
     from ingestion.models import WorkChunk
-    from ingestion.pipeline.process import CHUNK_TASK
+    from ingestion.pipeline.chunks import CHUNK_TASK
     from runs import tasks
 
     out_dir = Path(args.profile)

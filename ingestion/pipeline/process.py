@@ -1,6 +1,7 @@
-"""The ingesting stage: pending jobs in chunks, each chunk its own RQ job so several workers
-share one run. Per job: fetch the detail when the listing lacked it, normalize, sanitize,
-simhash, near-duplicate check → ready, skipped or error (with the reason).
+"""The ingesting stage: one chunk of pending jobs (ingestion.pipeline.chunks cuts and queues
+them, each its own RQ job so several workers share one run). Per job: fetch the detail when
+the listing lacked it, normalize, sanitize, simhash, near-duplicate check → ready, skipped or
+error (with the reason).
 
 Work is written in batches, each one transaction (jobs, their run items and the run's
 counters together): an abort or a dead worker leaves whole batches or nothing."""
@@ -8,135 +9,28 @@ counters together): an abort or a dead worker leaves whole batches or nothing.""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from rq import get_current_job
 
 from ingestion import dedupe, normalize, simhash, store
 from ingestion.adapters import Adapter, Posting, SourceFailed, get_adapter
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ChunkStatus, Job, JobStatus, Source, WorkChunk
 from ingestion.pipeline.batching import batched
-from ingestion.pipeline.summary import publish_summary
+from ingestion.pipeline.chunks import complete_chunk, worker_name
 from ingestion.quota import take_request_for
 from runs import dbretry
 from runs.context import RunContext
-from runs.models import IngestionRun, RunStatus
 
 logger = logging.getLogger(__name__)
 
-CHUNK_TASK = "ingestion.pipeline.process.process_chunk"
 # Each failure gets its own feed event up to this many per run; past that the counts and the
 # run's items say the rest (a board of 50,000 broken postings must not flood the page).
 FAILURE_EVENTS_MAX = 25
-
-
-# Chunk 0 of an ingest stands for its listing stage: claimed while the sources are listed and
-# done when they all are, so no processing chunk can finish the run while more may come.
-LISTING_CHUNK = 0
-# Pending jobs after which the planner's statistics are refreshed, once per run.
-ANALYZE_AFTER = 1000
-
-
-class ChunkStream:
-    """Cuts an ingest's pending jobs into chunks as the listing stage produces them and
-    queues each chunk at once, so other workers process while this one still lists.
-
-    `add()` is called inside the transaction that upserted the jobs: the chunk row and its
-    RQ job (queued on commit) exist exactly when the jobs do. `close()` queues the rest and
-    marks the listing done; the worker that sees every chunk done finishes the run."""
-
-    def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
-        self.run = ctx.run
-        self._buffer: list[int] = []
-        self._number = LISTING_CHUNK
-        self.queued = 0
-        self._analyzed = False
-        WorkChunk.objects.create(
-            run=self.run,
-            number=LISTING_CHUNK,
-            status=ChunkStatus.CLAIMED,
-            claimed_at=timezone.now(),
-            claimed_by=_worker_name(),
-        )
-
-    def add(self, job_ids: list[int]) -> None:
-        self._buffer.extend(job_ids)
-        while len(self._buffer) >= (size := self._next_size()):
-            self._queue(self._buffer[:size])
-            del self._buffer[:size]
-
-    def _next_size(self) -> int:
-        """A quarter chunk first, then a half, then whole chunks: the other workers start
-        sooner, and a whole chunk costs its work horse less per job."""
-        size = settings.INTAKE_CHUNK_SIZE
-        return max(1, size >> max(0, 2 - (self._number - LISTING_CHUNK)))
-
-    def close(self) -> bool:
-        """Queue what is left and mark the listing done. Returns True when nothing is left
-        to process (the summary is published; the caller finishes the run), False when the
-        chunks' workers will."""
-        with transaction.atomic():
-            # The rest in quarter chunks, so the workers run out of work at about the same
-            # time instead of one finishing a whole chunk alone.
-            piece = max(1, settings.INTAKE_CHUNK_SIZE // 4)
-            for start in range(0, len(self._buffer), piece):
-                self._queue(self._buffer[start : start + piece])
-            self._buffer = []
-            if not self.queued:
-                self.ctx.set_stage(RunStatus.INGESTING, message="Nothing new to process.")
-            return _complete_chunk(self.ctx, LISTING_CHUNK)
-
-    def _queue(self, job_ids: list[int]) -> None:
-        with transaction.atomic():
-            if not self._analyzed and self.queued + len(job_ids) >= ANALYZE_AFTER:
-                self._analyzed = True
-                _analyze_jobs()
-            first = self.queued == 0
-            self._number += 1
-            self.queued += len(job_ids)
-            WorkChunk.objects.create(run=self.run, number=self._number, job_ids=list(job_ids))
-            self.ctx.progress(increments={"total_jobs": len(job_ids)}, force_event=first)
-            if first:
-                self.ctx.set_stage(
-                    RunStatus.INGESTING,
-                    message="Processing jobs as they are listed, in chunks of "
-                    f"{settings.INTAKE_CHUNK_SIZE:,}.",
-                )
-            self.ctx.enqueue_parts(CHUNK_TASK, [(f"chunk-{self._number}", (self._number,))])
-
-
-def _analyze_jobs() -> None:
-    """The planner's statistics may still describe the job table as it was before this
-    run's upsert (on a new installation: empty); the near-duplicate lookup would then scan
-    every job of the owner per batch instead of probing the band indexes. Autovacuum would
-    catch up a minute later, in the middle of the chunks."""
-    store.analyze(Job)
-
-
-def _complete_chunk(ctx: RunContext, number: int) -> bool:
-    """Mark chunk `number` done; True when it was the run's last unfinished chunk, whose
-    summary is then published in the same transaction: once every chunk is done the summary
-    exists, whichever worker (or retry of a chunk whose horse died) goes on to finish."""
-    run = ctx.run
-    with transaction.atomic():
-        # Lock the run row so two workers finishing the last two chunks at once are
-        # serialized: exactly one of them sees no chunk left and finishes the run.
-        IngestionRun.objects.select_for_update().filter(pk=run.pk).values_list("pk").first()
-        WorkChunk.objects.filter(run=run, number=number).update(
-            status=ChunkStatus.DONE, done_at=timezone.now()
-        )
-        last = not WorkChunk.objects.filter(run=run).exclude(status=ChunkStatus.DONE).exists()
-        if last:
-            publish_summary(ctx)
-        return last
 
 
 class ChunkTaken(Exception):
@@ -156,7 +50,7 @@ def process_chunk(ctx: RunContext, number: int) -> bool:
     claimed = (
         WorkChunk.objects.filter(run=run, number=number)
         .exclude(status=ChunkStatus.DONE)
-        .update(status=ChunkStatus.CLAIMED, claimed_at=timezone.now(), claimed_by=_worker_name())
+        .update(status=ChunkStatus.CLAIMED, claimed_at=timezone.now(), claimed_by=worker_name())
     )
     if claimed != 1:
         # Done already, by an attempt whose horse died before it could finish the run.
@@ -173,7 +67,7 @@ def process_chunk(ctx: RunContext, number: int) -> bool:
         return False
     finally:
         processor.close()
-    return _complete_chunk(ctx, number)
+    return complete_chunk(ctx, number)
 
 
 def _process_batch(
@@ -203,14 +97,6 @@ def _batches(job_ids: list[int]) -> Iterator[list[int]]:
     descriptions add up to batching.TEXT_BUDGET (one query for the sizes of the chunk)."""
     sizes = store.text_sizes(Job, "raw_description", job_ids)
     return batched(job_ids, settings.INTAKE_BATCH_SIZE, weight=lambda pk: sizes.get(pk, 0))
-
-
-def _worker_name() -> str:
-    """The RQ worker running this chunk (its name is unique per worker process), with the
-    host, so an operator can tell which machine did what."""
-    job = get_current_job()
-    name = job.worker_name if job is not None and job.worker_name else str(os.getpid())
-    return f"{socket.gethostname()}:{name}"[:200]
 
 
 @dataclass(slots=True)
