@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.urls import reverse
 
 from ingestion import services
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
@@ -107,7 +108,7 @@ def test_different_titles_are_not_near_duplicates(boards, work, user, greenhouse
     assert run.jobs_skipped == 1
 
 
-def test_the_reason_names_the_job_and_the_distance(boards, work, user, greenhouse_source):  # type: ignore[no-untyped-def]
+def test_the_reason_names_the_job_and_the_distance(boards, work, user, greenhouse_source, client):  # type: ignore[no-untyped-def]
     html = description_html(7, title="Data Engineer", size=2000)
     mount_greenhouse(boards, "acme", [greenhouse_job(1, "Data Engineer", content=html)])
     work(services.ingest_start(owner=user))
@@ -126,6 +127,9 @@ def test_the_reason_names_the_job_and_the_distance(boards, work, user, greenhous
     assert item.reason.startswith(f"near-duplicate of job #{original.pk} 'Data Engineer' (")
     assert item.reason.endswith("apart)")
     assert Job.objects.get(external_id="2").duplicate_of == original
+    client.force_login(user)
+    page = client.get(reverse("ingestion:run_items", args=[run.pk])).content.decode()
+    assert f'near-duplicate of <a href="/jobs/{original.pk}/">job #{original.pk}</a>' in page
 
 
 def test_the_preview_predicts_the_ingest_near_duplicates(boards, work, user, greenhouse_source):  # type: ignore[no-untyped-def]
