@@ -42,29 +42,18 @@ def max_distance() -> int:
     return distance
 
 
+@dataclass(slots=True)
 class Candidate:
     """A posting to decide or to compare with: its simhash, the words it was computed from,
     its company and title (None: not known, not checked), how an item names it, and its
     job's id once it has one."""
 
-    __slots__ = ("company", "job_id", "label", "simhash", "title", "words")
-
-    def __init__(
-        self,
-        simhash: int,
-        *,
-        words: int | None = None,
-        company: str | None = None,
-        title: str | None = None,
-        label: str = "",
-        job_id: int | None = None,
-    ) -> None:
-        self.simhash = simhash
-        self.words = words
-        self.company = company
-        self.title = title
-        self.label = label
-        self.job_id = job_id
+    simhash: int
+    words: int | None = None
+    company: str | None = None
+    title: str | None = None
+    label: str = ""
+    job_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
