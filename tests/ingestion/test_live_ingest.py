@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+from rq import Worker
 
 from ingestion import services
 from ingestion.models import ChunkStatus, Job, JobStatus, RunItem, Source, WorkChunk
@@ -152,7 +153,7 @@ def near_duplicates_of(owner: object) -> dict[str, str]:
 
 
 def test_the_same_listing_gives_the_same_near_duplicates_with_one_or_four_workers(
-    fixture_server, worker, procs, tmp_path, user, other_user, child_env_overrides
+    fixture_server, worker, procs, tmp_path, user, other_user, child_env_overrides, redis_client
 ):
     mount_greenhouse(fixture_server, "acme", board_with_reposts(120))
     decided = {}
@@ -161,6 +162,12 @@ def test_the_same_listing_gives_the_same_near_duplicates_with_one_or_four_worker
             procs.append(
                 start_worker(tmp_path, name=f"worker{len(procs) + 1}", **child_env_overrides)
             )
+        # Every worker listening before the run starts, so that the chunks spread.
+        wait_for(
+            lambda workers=workers: Worker.count(connection=redis_client) >= workers,
+            timeout=30,
+            what=f"{workers} workers",
+        )
         Source.objects.create(owner=owner, company="Acme", kind="greenhouse", identifier="acme")
         run = services.ingest_start(owner=owner)
         wait_for(
