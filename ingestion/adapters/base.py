@@ -40,6 +40,9 @@ class RowError:
     field: str
     message: str
     label: str = "row"  # "line" for JSONL
+    # The row repeats an earlier one: it is skipped as a duplicate (the outcome `duplicate`),
+    # not refused as an error.
+    duplicate: bool = False
 
     def __str__(self) -> str:
         return f"{self.label} {self.row}: {self.message}"
@@ -72,6 +75,9 @@ class Posting:
     needs_detail: bool = False
     # Non-empty: the posting is `invalid` and each reason names the field (and row).
     invalid_reasons: list[str] = field(default_factory=list)
+    # Non-empty: the posting repeats an earlier one of the same listing (a URL given twice
+    # in a URL list) and is `duplicate`; this says which ("row 21: duplicate of row 1").
+    duplicate_of: str = ""
     # 1-based data row in an uploaded file or URL list.
     row: int | None = None
 

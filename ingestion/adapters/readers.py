@@ -187,10 +187,13 @@ class UploadReport:
     bad: int = 0
     errors: list[RowError] = field(default_factory=list)
     error: str = ""
+    # Rows that repeat an earlier one (a run skips them as duplicates), and the first few.
+    duplicates: int = 0
+    duplicate_rows: list[RowError] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return self.good + self.bad
+        return self.good + self.bad + self.duplicates
 
     @property
     def ok(self) -> bool:
@@ -198,7 +201,11 @@ class UploadReport:
 
     def add(self, errors: Iterable[RowError]) -> None:
         errors = list(errors)
-        if errors:
+        if errors and all(error.duplicate for error in errors):
+            self.duplicates += 1
+            if len(self.duplicate_rows) < REPORT_MAX_ERRORS:
+                self.duplicate_rows.extend(errors[:1])
+        elif errors:
             self.bad += 1
             room = REPORT_MAX_ERRORS - len(self.errors)
             if room > 0:

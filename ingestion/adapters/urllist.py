@@ -6,7 +6,7 @@ first), JSON (an array of strings or of {"url": ...}, or {"urls": [...]}) or JSO
 or object per line), of at most INTAKE_URL_LIST_MAX URLs (more: the whole list is refused).
 Each URL must be http(s), have a host and carry no user name or password; URLs are compared
 normalized (lowercase scheme and host, no fragment, no default port) and a repeated one is
-invalid ("row 5: duplicate of row 2").
+a duplicate ("row 5: duplicate of row 2"), skipped like a posting listed twice.
 
 The URLs are fetched in a small thread pool (the Fetcher enforces its per-host limit) and the
 postings yielded in row order, each with `row` set; a page's postings take their external_id
@@ -154,7 +154,11 @@ def url_list_entries(fileobj: IO[bytes], fmt: str) -> list[UrlEntry]:
             entry.key = normalize_url(entry.url)
             if entry.key in first_row:
                 problem = RowError(
-                    row, "url", f"duplicate of {label} {first_row[entry.key]}", label
+                    row,
+                    "url",
+                    f"duplicate of {label} {first_row[entry.key]}",
+                    label,
+                    duplicate=True,
                 )
             else:
                 first_row[entry.key] = row
@@ -189,6 +193,14 @@ class UrlListAdapter(Adapter):
         label = row_label(self.source.upload_format)
         pages = ordered_parallel(self._read, [entry for entry in entries if not entry.errors])
         for entry in entries:
+            if entry.errors and all(error.duplicate for error in entry.errors):
+                yield Posting(
+                    external_id=fit_external_id(entry.key),
+                    url=entry.url,
+                    row=entry.row,
+                    duplicate_of="; ".join(str(error) for error in entry.errors),
+                )
+                continue
             if entry.errors:
                 yield Posting(
                     external_id=fit_external_id(entry.key),

@@ -321,6 +321,8 @@ class SourceDiff:
             return (ItemOutcome.ERROR if fetch_failed else ItemOutcome.INVALID), reasons, ""
         if not key:
             return ItemOutcome.INVALID, "the posting has no id", ""
+        if posting.duplicate_of:
+            return ItemOutcome.DUPLICATE, posting.duplicate_of, ""
         if key in self._keys:
             return ItemOutcome.DUPLICATE, f"listed twice: same id as {self._keys[key]}", ""
         self._keys[key] = label

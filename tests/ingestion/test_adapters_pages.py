@@ -475,7 +475,7 @@ def test_ftp_javascript_and_userinfo_urls_are_invalid_rows(
     ]
 
 
-def test_a_repeated_url_is_invalid_as_a_duplicate_of_its_first_row(
+def test_a_repeated_url_is_a_duplicate_of_its_first_row_not_invalid(
     server: FixtureServer, fetcher: Fetcher, user: Any
 ) -> None:
     first, second = mount_posting_pages(server, [jsonld_posting(1), jsonld_posting(2)])
@@ -483,7 +483,8 @@ def test_a_repeated_url_is_invalid_as_a_duplicate_of_its_first_row(
 
     postings = _url_list(user, fetcher, "urls.csv", data)
 
-    assert [p.invalid_reasons for p in postings] == [[], [], ["row 3: duplicate of row 1"]]
+    assert [p.invalid_reasons for p in postings] == [[], [], []]
+    assert [p.duplicate_of for p in postings] == ["", "", "row 3: duplicate of row 1"]
     assert server.hits["/jobs/1"] == 1
 
 

@@ -550,6 +550,25 @@ def test_a_url_list_reads_each_page_and_a_failed_url_is_an_error_item(boards, wo
     assert "fetch failed" in RunItem.objects.get(run=run, outcome="error").reason
 
 
+def test_a_repeated_url_in_a_url_list_is_a_duplicate_item_not_an_invalid_one(boards, work, user):
+    urls = mount_posting_pages(boards, [jsonld_posting(1), jsonld_posting(2)])
+    services.source_create(
+        owner=user,
+        kind="urls",
+        company="Acme",
+        upload=io.BytesIO(url_list_csv([*urls, urls[0]])),
+        upload_name="urls.csv",
+    )
+
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED, run.error_message
+    counts = outcome_counts(run)
+    assert (counts["new"], counts["duplicate"], counts["invalid"]) == (2, 1, 0)
+    duplicate = RunItem.objects.get(run=run, outcome=ItemOutcome.DUPLICATE)
+    assert (duplicate.row, duplicate.reason) == (3, "row 3: duplicate of row 1")
+
+
 def test_a_json_ld_careers_site_is_followed_to_its_posting_pages(boards, work, user):
     page = mount_careers_site(
         boards, [jsonld_posting(1), jsonld_posting(2), jsonld_posting(3, omit=["datePosted"])]
