@@ -41,7 +41,7 @@ from ingestion.adapters.readers import (
     same_site,
     text_to_html,
 )
-from ingestion.fetching import FetchError
+from ingestion.fetching import FetchError, url_refusal
 
 log = logging.getLogger(__name__)
 
@@ -391,21 +391,29 @@ def page_links(html: str, page_url: str) -> list[str]:
     return list(seen)
 
 
+# "javascript:alert(1)", "mailto:jobs@acme.example": a scheme, not a host; "acme.example:8080"
+# (a host and its port) is not one.
+_SCHEME_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?!\d*(?:[/?#]|$))")
+
+
 def clean_page_url(identifier: str) -> str:
-    """A user-typed page URL: https:// added when no scheme; ValueError unless http(s) with a
-    host and no user name or password."""
+    """A user-typed page URL: https:// added when it has no scheme; ValueError unless the
+    fetcher would fetch it (ingestion.fetching.url_refusal: http(s), a valid host, no user
+    name or password, no refused address), with the fetcher's reason."""
     identifier = identifier.strip()
     if not identifier:
         raise ValueError("A careers page URL is required.")
-    if "://" not in identifier:
+    if any(char.isspace() for char in identifier):
+        raise ValueError(f"{identifier!r} is not a valid URL: it contains a space.")
+    if "://" not in identifier and not _SCHEME_PREFIX.match(identifier):
         identifier = f"https://{identifier}"
-    parts = urlsplit(identifier)
-    if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError(f"{identifier!r} is not an http(s) URL.")
-    if not parts.hostname:
-        raise ValueError(f"{identifier!r} has no host.")
-    if parts.username or parts.password:
-        raise ValueError(f"{identifier!r} must not contain a user name or password.")
+    try:
+        urlsplit(identifier).port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ValueError(f"{identifier!r} is not a valid URL: {exc}.") from None
+    refusal = url_refusal(identifier)
+    if refusal:
+        raise ValueError(refusal if refusal.endswith(".") else f"{refusal}.")
     return normalize_url(identifier)
 
 
@@ -421,7 +429,10 @@ class JsonLdAdapter(Adapter):
         return clean_page_url(identifier)
 
     def list_postings(self) -> Iterator[Posting]:
-        url = clean_page_url(self.source.identifier)
+        try:
+            url = clean_page_url(self.source.identifier)
+        except ValueError as exc:  # saved before sources were checked when added
+            raise SourceFailed(str(exc)) from None
         try:
             page = self.fetcher.get(url, page=True)
         except FetchError as exc:

@@ -39,7 +39,7 @@ from ingestion.adapters.readers import (
     ordered_parallel,
     row_label,
 )
-from ingestion.fetching import FetchError
+from ingestion.fetching import FetchError, url_refusal
 from ingestion.textclean import clean_text, has_unsafe
 from ingestion.uploads import UploadError, upload_open
 
@@ -71,7 +71,9 @@ def check_url(url: str) -> str:
         return f"url {url!r} has no host"
     if parts.username is not None or parts.password is not None:
         return f"url {url!r} must not contain a user name or password"
-    return ""
+    # What the fetcher would refuse before DNS (a metadata or, unless allowed, private
+    # address; a host name that is not one), in its words; it checks again after DNS.
+    return url_refusal(url)
 
 
 def _too_many(limit: int) -> SourceFailed:

@@ -69,6 +69,21 @@ def test_add_source_treats_another_careers_url_as_a_json_ld_page(user):
     assert Source.objects.get().kind == "jsonld"
 
 
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("javascript:alert(1)", "only http and https are allowed, not javascript:"),
+        ("http://exa mple.com/careers", "it contains a space"),
+        ("http://169.254.169.254/latest", "cloud metadata addresses are always refused"),
+        ("http://127.0.0.1:8000/jobs", "unless INTAKE_ALLOW_PRIVATE_NETWORK is on"),
+    ],
+)
+def test_add_source_refuses_a_url_the_fetcher_would_refuse(user, target, message):
+    with pytest.raises(CommandError, match=message):
+        call("add_source", "--owner", "alice", target, "--company", "Ex")
+    assert not Source.objects.exists()
+
+
 def test_add_source_refuses_a_duplicate_with_a_clear_message(user):
     call("add_source", "--owner", "alice", "https://jobs.lever.co/globex")
     with pytest.raises(CommandError, match="already have a Lever postings source for 'globex'"):

@@ -68,7 +68,8 @@ class Command(BaseCommand):
                         upload_name=path.name,
                         **common,
                     )
-            elif target.lower().startswith(("http://", "https://")):
+            elif target.lower().startswith(("http://", "https://")) or (target and not kind):
+                # Without --kind the target is a URL: checked as one ("javascript:…" refused).
                 source = services.source_create(kind=kind, url=target, **common)
             elif kind:
                 source = services.source_create(kind=kind, identifier=target, **common)
