@@ -22,6 +22,7 @@ import html as htmllib
 import logging
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -274,6 +275,7 @@ def to_posting(node: dict[str, Any], page_url: str, *, fallback_id: str = "") ->
         url=url,
         description_html=_description_html(node.get("description")),
         employment_type=", ".join(_texts(node.get("employmentType"))),
+        company=_text(node.get("hiringOrganization"))[:200],
     )
     reasons: list[str] = []
 
@@ -391,6 +393,10 @@ def page_links(html: str, page_url: str) -> list[str]:
     return list(seen)
 
 
+# A source option: the source was added without a company and took its page's host for one,
+# until its first read finds the company its postings name.
+COMPANY_FROM = "company_from"
+
 # "javascript:alert(1)", "mailto:jobs@acme.example": a scheme, not a host; "acme.example:8080"
 # (a host and its port) is not one.
 _SCHEME_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?!\d*(?:[/?#]|$))")
@@ -471,6 +477,7 @@ class JsonLdAdapter(Adapter):
                 f"{len(failures)} of the {len(links)} pages linked from {url} could not be "
                 f"fetched (first: {failures[0]}); a partial listing would expire their jobs."
             )
+        self._learn_company(found)
         seen: set[str] = set()
         for posting in found:
             # One posting reachable through two links (or inline and linked) counts once.
@@ -478,6 +485,20 @@ class JsonLdAdapter(Adapter):
                 continue
             seen.add(posting.external_id)
             yield posting
+
+    def _learn_company(self, postings: list[Posting]) -> None:
+        """A source added without a company took its page's host for one: the first read
+        names it after the hiringOrganization most of its postings give, before any of its
+        jobs is stored (they are stored under the source's company)."""
+        if self.source.options.get(COMPANY_FROM) != "host":
+            return
+        names = Counter(p.company for p in postings if p.company and not p.invalid_reasons)
+        if not names:
+            return
+        company = names.most_common(1)[0][0]
+        options = {k: v for k, v in self.source.options.items() if k != COMPANY_FROM}
+        type(self.source).objects.filter(pk=self.source.pk).update(company=company, options=options)
+        self.source.company, self.source.options = company, options
 
     def _read_page(self, url: str) -> list[Posting] | FetchError:
         try:

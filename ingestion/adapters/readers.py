@@ -166,6 +166,20 @@ def _site(host: str) -> str:
     return ".".join(labels[-2:])
 
 
+def company_from_url(url: str) -> str:
+    """A company name guessed from a URL's host: its site's name ("careers.acme-corp.com" →
+    "Acme Corp"), the address itself for an IP; "" without a host."""
+    try:
+        host = (urlsplit(url.strip()).hostname or "").rstrip(".")
+    except ValueError:
+        return ""
+    site = _site(host)
+    if not site or all(part.isdigit() for part in site.split(".")) or ":" in host:
+        return host
+    name = site.split(".")[0]
+    return re.sub(r"[-_]+", " ", name).strip().title()
+
+
 def same_site(url: str, other: str) -> bool:
     """Both URLs are on one site: careers.acme.com and jobs.acme.com are; acme.co.uk and
     other.co.uk are not (a small heuristic, not the public suffix list)."""

@@ -31,6 +31,7 @@ from ingestion.adapters.base import Adapter, Posting, RowError, SourceFailed
 from ingestion.adapters.jsonld import PageNotRead, postings_from_html
 from ingestion.adapters.readers import (
     BrokenRow,
+    company_from_url,
     csv_rows,
     fit_external_id,
     json_rows,
@@ -176,6 +177,17 @@ class UrlListAdapter(Adapter):
     def check_upload(cls, fileobj: BinaryIO, fmt: str) -> Iterator[list[RowError]]:
         for entry in url_list_entries(fileobj, fmt):
             yield entry.errors
+
+    @classmethod
+    def company_in_upload(cls, fileobj: BinaryIO, fmt: str) -> str:
+        """The site of the list's first valid URL."""
+        try:
+            for entry in url_list_entries(fileobj, fmt):
+                if not entry.errors:
+                    return company_from_url(entry.url)
+        except (SourceFailed, UploadError):
+            pass  # the list's check says what is wrong with it
+        return ""
 
     @classmethod
     def check_stored(cls, fileobj: BinaryIO, fmt: str) -> None:

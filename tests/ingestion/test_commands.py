@@ -98,6 +98,58 @@ def test_add_source_reads_an_uploaded_csv(user, tmp_path):
     assert (source.kind, source.upload_name, source.upload_format) == ("file", "jobs.csv", "csv")
 
 
+def test_the_readmes_example_works_as_written(user, django_user_model):
+    django_user_model.objects.create_user("admin")
+    call("add_source", "--owner", "admin", "https://boards.greenhouse.io/yourcompany")
+    source = Source.objects.get()
+    assert (source.kind, source.identifier, source.company) == (
+        "greenhouse",
+        "yourcompany",
+        "Yourcompany",
+    )
+
+
+def test_add_source_names_a_careers_page_after_its_host_without_company(user):
+    call("add_source", "--owner", "alice", "https://careers.initech-corp.example/jobs")
+    source = Source.objects.get()
+    assert (source.kind, source.company) == ("jsonld", "Initech Corp")
+    assert source.options == {"company_from": "host"}
+
+
+def test_add_source_file_without_company_takes_the_company_its_rows_name(user, tmp_path):
+    path = tmp_path / "jobs.csv"
+    path.write_text(
+        "external_id,title,url,company_name\n"
+        "1,Engineer,https://example.com/1,Initech\n"
+        "2,Designer,https://example.com/2,Globex\n"
+        "3,Analyst,https://example.com/3,Initech\n"
+    )
+    call("add_source", "--owner", "alice", "--file", str(path))
+    assert Source.objects.get().company == "Initech"
+
+
+def test_add_source_file_without_company_column_takes_its_urls_site(user, tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    path.write_text('{"id": "1", "title": "Engineer", "url": "https://jobs.globex.com/1"}\n')
+    call("add_source", "--owner", "alice", "--file", str(path))
+    assert Source.objects.get().company == "Globex"
+
+
+def test_add_source_url_list_without_company_takes_its_first_urls_site(user, tmp_path):
+    path = tmp_path / "urls.csv"
+    path.write_text("url\nftp://nope.example/1\nhttps://www.umbrella.co.uk/jobs/2\n")
+    call("add_source", "--owner", "alice", "--kind", "urls", "--file", str(path))
+    assert Source.objects.get().company == "Umbrella"
+
+
+def test_add_source_file_naming_no_company_asks_for_one(user, tmp_path):
+    path = tmp_path / "jobs.csv"
+    path.write_text("external_id,title\n1,Engineer\n")
+    with pytest.raises(CommandError, match="A company name is required: the file names none"):
+        call("add_source", "--owner", "alice", "--file", str(path))
+    assert not Source.objects.exists()
+
+
 def test_ingest_refuses_an_unknown_owner_or_source(user):
     with pytest.raises(CommandError, match="No user named 'nobody'"):
         call("ingest", "--owner", "nobody")

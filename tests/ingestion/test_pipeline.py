@@ -23,6 +23,7 @@ from tests.ingestion.boards import (
     mount_greenhouse,
 )
 from tests.ingestion.pages import (
+    COMPANY,
     jsonld_posting,
     mount_careers_site,
     mount_posting_pages,
@@ -579,6 +580,33 @@ def test_a_json_ld_careers_site_is_followed_to_its_posting_pages(boards, work, u
     assert Job.objects.filter(status=JobStatus.READY).count() == 2
     invalid = RunItem.objects.get(run=run, outcome=ItemOutcome.INVALID)
     assert "datePosted" in invalid.reason
+
+
+def test_a_careers_page_added_without_company_is_named_by_its_postings_at_first_read(
+    boards, work, user
+):
+    page = mount_careers_site(boards, [jsonld_posting(1), jsonld_posting(2)])
+    source = services.source_create(owner=user, url=page)
+    assert source.company == "127.0.0.1"  # its host, until it is read
+
+    preview = work(services.preview_start(owner=user))
+    source.refresh_from_db()
+    assert preview.status == RunStatus.FINISHED, preview.error_message
+    assert (source.company, source.options) == (COMPANY, {})
+
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert set(Job.objects.values_list("company", flat=True)) == {COMPANY}
+
+
+def test_a_careers_page_named_by_its_user_keeps_the_name(boards, work, user):
+    page = mount_careers_site(boards, [jsonld_posting(1)])
+    source = services.source_create(owner=user, url=page, company="Acme")
+
+    work(services.preview_start(owner=user))
+
+    source.refresh_from_db()
+    assert source.company == "Acme"
 
 
 def test_retry_failed_reprocesses_only_the_failed_jobs_without_reading_the_board(
