@@ -84,12 +84,13 @@ def jobs_for_owner(
         jobs = jobs.filter(company=company)
     if status:
         jobs = jobs.filter(status=status)
-    if remote == "remote":
-        jobs = jobs.filter(Q(workplace_type="remote") | Q(remote=True))
-    elif remote == "hybrid":
-        jobs = jobs.filter(workplace_type="hybrid")
-    elif remote == "onsite":
-        jobs = jobs.filter(Q(workplace_type="onsite") | Q(workplace_type="", remote=False))
+    if remote:
+        # As normalize.effective_workplace reads a job: its type, else the board's flag.
+        wanted = Q(workplace_type=remote)
+        flag = {"remote": True, "onsite": False}.get(remote)
+        if flag is not None:
+            wanted |= Q(workplace_type="", remote=flag)
+        jobs = jobs.filter(wanted)
     if location:
         jobs = jobs.filter(location__icontains=location)
     if posted_after is not None:
@@ -155,6 +156,17 @@ def jobs_page(jobs: QuerySet[Job], *, number: int, per_page: int) -> JobPage:
     return JobPage(
         jobs=rows[:per_page], number=number, per_page=per_page, has_next=len(rows) > per_page
     )
+
+
+def jobs_total(jobs: QuerySet[Job], page: JobPage, *, cap: int) -> tuple[int, bool]:
+    """How many jobs match, for the list's "of 1,234", and whether that is only a lower bound:
+    exact from the page itself when it is the last one, else counted up to `cap` (a count
+    over a LIMIT subquery, so it reads at most `cap` + 1 index entries however many jobs
+    there are); past `cap`: (cap, True)."""
+    if page.jobs and not page.has_next:
+        return page.end_index, False
+    counted = jobs.order_by()[: cap + 1].count()
+    return (cap, True) if counted > cap else (counted, False)
 
 
 def job_companies(owner: User) -> list[str]:

@@ -27,6 +27,21 @@ class SourceError(ValueError):
     """A source could not be created, changed or used; the message says why, for the user."""
 
 
+def source_target(url: str, *, kind: str | None = None) -> tuple[str, str, dict[str, Any]]:
+    """What a pasted careers URL reads as: (kind, identifier, options). A recognised board URL
+    gives its kind; any other URL is a JSON-LD careers page, unless `kind` names another kind
+    (then SourceError)."""
+    recognized = recognize_careers_url(url)
+    if recognized:
+        return recognized
+    if kind in (None, "", registry.page_kind()):
+        return registry.page_kind(), url.strip(), {}
+    raise SourceError(
+        f"{url!r} is not a {registry.board_names()} board URL; choose the source's "
+        "kind and give its identifier instead."
+    )
+
+
 def source_create(
     *,
     owner: User,
@@ -53,17 +68,8 @@ def source_create(
     rows (the company most of them name, else the site of the first posting URL)."""
     options = dict(options or {})
     if url:
-        recognized = recognize_careers_url(url)
-        if recognized:
-            kind, identifier, extra = recognized
-            options = {**extra, **options}
-        elif kind in (None, "", registry.page_kind()):
-            kind, identifier = registry.page_kind(), url.strip()
-        else:
-            raise SourceError(
-                f"{url!r} is not a {registry.board_names()} board URL; choose the source's "
-                "kind and give its identifier instead."
-            )
+        kind, identifier, extra = source_target(url, kind=kind)
+        options = {**extra, **options}
     try:
         entry = registry.entry(kind)
     except ValueError as exc:

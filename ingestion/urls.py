@@ -10,6 +10,7 @@ urlpatterns = [
     path("start/", stepper.home, name="home"),
     path("configure/", sources.configure, name="configure"),
     path("sources/new/", sources.source_new, name="source_new"),
+    path("sources/probe/", sources.source_probe, name="source_probe"),
     path("sources/check-upload/", sources.source_check_upload, name="source_check_upload"),
     path("sources/<int:source_id>/edit/", sources.source_edit, name="source_edit"),
     path("sources/<int:source_id>/delete/", sources.source_delete, name="source_delete"),

@@ -218,6 +218,8 @@ INTAKE_ASHBY_URL = env_str("INTAKE_ASHBY_URL", "https://api.ashbyhq.com")
 INTAKE_FETCH_CONNECT_TIMEOUT = env_float("INTAKE_FETCH_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 INTAKE_FETCH_READ_TIMEOUT = env_float("INTAKE_FETCH_READ_TIMEOUT", 20.0, minimum=0.1)
 INTAKE_FETCH_DEADLINE = env_float("INTAKE_FETCH_DEADLINE", 120.0, minimum=0.1)
+# The connection test of a pasted URL (Configure) waits at most this long for the listing.
+INTAKE_PROBE_SECONDS = env_float("INTAKE_PROBE_SECONDS", 10.0, minimum=0.5)
 INTAKE_FETCH_TRIES = env_int("INTAKE_FETCH_TRIES", 3, minimum=1)
 INTAKE_FETCH_BACKOFF = env_float("INTAKE_FETCH_BACKOFF", 0.5, minimum=0)
 INTAKE_FETCH_MAX_RETRY_AFTER = env_float("INTAKE_FETCH_MAX_RETRY_AFTER", 60.0, minimum=0)
@@ -244,6 +246,9 @@ INTAKE_PAYLOAD_TTL_DAYS = env_float("INTAKE_PAYLOAD_TTL_DAYS", 30.0, minimum=0)
 # Uploads: the largest file accepted, and the most URLs in a URL list.
 INTAKE_UPLOAD_MAX_BYTES = env_int("INTAKE_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
 INTAKE_URL_LIST_MAX = env_int("INTAKE_URL_LIST_MAX", 1000, minimum=1)
+# How long a file chosen in the source form is kept for the form's next request (seconds):
+# fixing a field or confirming "Save anyway" does not mean choosing the file again.
+INTAKE_PENDING_UPLOAD_TTL = env_int("INTAKE_PENDING_UPLOAD_TTL", 3600, minimum=60)
 # Enforced as the bytes arrive (ingestion/upload_limits.py): the first handler skips a file at
 # INTAKE_UPLOAD_MAX_BYTES; project/asgi.py refuses a larger request body with 413 before
 # Django reads it. Django's defaults follow (memory up to 2.5 MB, then a temporary file).

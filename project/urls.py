@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.templatetags.static import static
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from django_rq import stats_views as rq_stats_views
@@ -21,6 +22,8 @@ _RQ_STATS_TOKEN = r"stats.json/(?P<token>[\w]+)?/?$"
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="ingestion:home", permanent=False)),
+    # Browsers (and pages without the icon link, such as django-rq's) ask for /favicon.ico.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("runs/", include("runs.urls")),

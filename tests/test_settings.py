@@ -79,8 +79,14 @@ def test_the_proxy_ssl_header_refuses_junk(monkeypatch, raw):
 @pytest.mark.django_db
 def test_the_404s_of_browser_icons_are_not_logged_but_other_404s_are(client, caplog):
     with caplog.at_level(logging.WARNING, logger="django.request"):
-        for path in ("/favicon.ico", "/apple-touch-icon.png", "/no-such-page/"):
+        for path in (
+            "/apple-touch-icon.png",
+            "/apple-touch-icon-precomposed.png",
+            "/no-such-page/",
+        ):
             assert client.get(path).status_code == 404, path
+        # The site has an icon now: /favicon.ico leads to it, no 404 at all.
+        assert client.get("/favicon.ico").status_code == 301
 
     logged = [record.getMessage() for record in caplog.records if record.name == "django.request"]
     assert logged == ["Not Found: /no-such-page/"]

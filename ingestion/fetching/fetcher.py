@@ -57,6 +57,9 @@ class _Call:
                 "INTAKE_FETCH_MAX_BYTES",
             )
         self.deadline_seconds = settings.INTAKE_FETCH_DEADLINE
+        if fetcher.ends_at is not None:
+            left = fetcher.ends_at - time.monotonic()
+            self.deadline_seconds = max(0.0, min(self.deadline_seconds, left))
         self.deadline = time.monotonic() + self.deadline_seconds
         self.record = PayloadRecord(url=url)
         self.response: httpx.Response | None = None
@@ -304,7 +307,12 @@ class Fetcher:
         source_id: int | None = None,
         store: bool = True,
         on_request: Callable[[], str | None] | None = None,
+        ends_at: float | None = None,
     ) -> None:
+        # `ends_at` (a time.monotonic() value): no call goes on past it, whatever is left of
+        # its own INTAKE_FETCH_DEADLINE; a page waiting on the answer (a connection test)
+        # sets it.
+        self.ends_at = ends_at
         self.run_id = run_id
         self.source_id = source_id
         self.store = store

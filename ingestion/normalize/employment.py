@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import re
 
-EMPLOYMENT_TYPES = (
-    "full_time",
-    "part_time",
-    "contract",
-    "temporary",
-    "internship",
-    "volunteer",
-    "per_diem",
-    "other",
-)
+# Each stored value and the words pages show for it ("Full-time", never "full_time").
+EMPLOYMENT_LABELS = {
+    "full_time": "Full-time",
+    "part_time": "Part-time",
+    "contract": "Contract",
+    "temporary": "Temporary",
+    "internship": "Internship",
+    "volunteer": "Volunteer",
+    "per_diem": "Per diem",
+    "other": "Other",
+}
+EMPLOYMENT_TYPES = tuple(EMPLOYMENT_LABELS)
 # Checked in order on the words of the value: the more specific kind wins when a board says
 # two things ("Part-time internship" is an internship, "Full-time, fixed term" is temporary).
 _EMPLOYMENT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
-WORKPLACE_TYPES = ("remote", "hybrid", "onsite")
+# Each stored value and the words pages (rows and the jobs filter alike) show for it.
+WORKPLACE_LABELS = {"remote": "Remote", "hybrid": "Hybrid", "onsite": "On-site"}
+WORKPLACE_TYPES = tuple(WORKPLACE_LABELS)
 _NON_ALNUM_RE = re.compile(r"[^0-9a-z]+")
 _WORKPLACE_VALUES = {
     "remote": "remote",
@@ -38,6 +40,17 @@ _TEXT_HYBRID_RE = re.compile(
     r"\b(this (role|position|job) is hybrid|hybrid (role|position|work model|schedule))\b",
     re.IGNORECASE,
 )
+
+
+def effective_workplace(workplace_type: str, remote: bool | None) -> str:
+    """The workplace a stored job is shown and filtered as: its normalized type, else what the
+    board's remote flag says (not remote: on-site), else "" (unknown). The jobs filter
+    (ingestion.selectors.jobs_for_owner) selects by the same rule."""
+    if workplace_type:
+        return workplace_type
+    if remote is None:
+        return ""
+    return "remote" if remote else "onsite"
 
 
 def _workplace_from_words(value: str) -> str:

@@ -17,6 +17,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ingestion import run_kinds
+from ingestion.normalize.employment import EMPLOYMENT_LABELS
+from ingestion.normalize.workplace import WORKPLACE_LABELS, effective_workplace
 from ingestion.quota import COUNTED_KINDS, QuotaStatus, format_reset, format_span, quota_status
 from runs.models import IngestionRun
 
@@ -132,3 +134,29 @@ def summary_bar(context: template.Context) -> dict[str, Any]:
     if not isinstance(user, User) or not user.is_authenticated:
         return {"summary": None}
     return {"summary": summary_bar_data(user)}
+
+
+def _as_words(value: str, labels: dict[str, str]) -> str:
+    # A value stored before its label existed still reads as words, never as "snake_case".
+    return labels.get(value) or value.replace("_", " ").capitalize()
+
+
+@register.filter
+def employment(value: str) -> str:
+    """`{{ job.employment_type|employment }}`: "Full-time" for "full_time"."""
+    return _as_words(value or "", EMPLOYMENT_LABELS)
+
+
+@register.filter
+def workplace(job: Any) -> str:
+    """`{{ job|workplace }}`: "Remote", "Hybrid", "On-site" or "" (unknown), in the words and by
+    the rule of the jobs list's workplace filter."""
+    value = effective_workplace(job.workplace_type, job.remote)
+    return _as_words(value, WORKPLACE_LABELS) if value else ""
+
+
+@register.filter
+def thousands(value: int) -> str:
+    """`{{ n|thousands }}`: 11,000, as every count is written (Django's intcomma needs the
+    humanize app and follows the locale)."""
+    return f"{value:,}"

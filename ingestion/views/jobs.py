@@ -14,19 +14,19 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from ingestion import selectors
+from ingestion.adapters import registry
 from ingestion.models import Job, JobStatus, Source
+from ingestion.normalize.workplace import WORKPLACE_LABELS
 from ingestion.views.common import HtmxHttpRequest, get_job_for_user, owner_of
 from project.params import Params
 from runs.models import IngestionRun
 
 PAGE_SIZE = 50
+# The jobs list counts its matches up to here, then says "more than 10,000".
+TOTAL_CAP = 10_000
 
-REMOTE_CHOICES = [
-    ("", "Any workplace"),
-    ("remote", "Remote"),
-    ("hybrid", "Hybrid"),
-    ("onsite", "On-site"),
-]
+# The rows show a job's workplace in the same words (the `workplace` filter of intake's tags).
+REMOTE_CHOICES = [("", "Any workplace"), *WORKPLACE_LABELS.items()]
 POSTED_CHOICES = [
     ("", "Any time"),
     ("1", "Last 24 hours"),
@@ -116,8 +116,10 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
 
     jobs = selectors.jobs_for_owner(owner, run=run, **form.filters())
     page = selectors.jobs_page(jobs, number=form.value("page"), per_page=PAGE_SIZE)
+    total, more = selectors.jobs_total(jobs, page, cap=TOTAL_CAP)
     context: dict[str, Any] = {
         "page": page,
+        "total_text": f"more than {total:,}" if more else f"{total:,}",
         "run": run,
         "filtered": form.is_filtered(),
         "current": form.current(),
@@ -151,10 +153,19 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     context = {
         "job": job,
         "source": job.source,
+        "posting_link_text": _posting_link_text(job.source),
         "group": group,
         "salary": _salary(job),
     }
     return render(request, "ingestion/job_detail.html", context)
+
+
+def _posting_link_text(source: Source | None) -> str:
+    """The words of the link to a job's own page. An uploaded file or URL list is not a site
+    the posting is "on": its URL is the posting's own page, and says so."""
+    if source is None or registry.reads_upload(source.kind):
+        return "Open the posting ↗"
+    return f"Open on {source.get_kind_display()} ↗"
 
 
 def _amount(value: Decimal) -> str:

@@ -3,8 +3,11 @@ row by row before saving, edit, delete, enable) and the selection a preview star
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from typing import IO, Any, cast
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -13,19 +16,30 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils.html import escape
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from ingestion import run_kinds, selectors, services, upload_limits, uploads
+from ingestion import (
+    pending_uploads,
+    probe,
+    run_kinds,
+    selectors,
+    services,
+    upload_limits,
+    uploads,
+)
 from ingestion.adapters import registry, uploaded
 from ingestion.adapters.lever import LeverAdapter
 from ingestion.adapters.readers import UploadReport
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.forms import QuickAddForm, SourceForm
 from ingestion.models import Source
+from ingestion.parse_errors import plain_parse_error
 from ingestion.services import SourceError
 from ingestion.views.common import HtmxHttpRequest, get_source_for_user, owner_of
 from project.params import Params
 from runs.models import IngestionRun
+
+logger = logging.getLogger(__name__)
 
 # How far back "last run" looks: enough for any source used lately, one small query.
 LAST_RUNS_LOOKED_AT = 50
@@ -38,34 +52,53 @@ URL_MAX_LENGTH = 2000
 # --- reading helpers ---------------------------------------------------------------------------
 
 
-def _last_runs(owner: User) -> dict[int, IngestionRun]:
-    """The newest preview or ingest of each source among the owner's last runs. One query: a
-    run's sources are in its config snapshot (JSON), which no index reaches, so the recent
-    runs are read and matched here rather than per source."""
-    runs = (
+def _recent_runs(owner: User) -> list[IngestionRun]:
+    """The owner's last previews and ingests, newest first. One query: a run's sources are in
+    its config snapshot (JSON), which no index reaches, so the recent runs are read and
+    matched here rather than per source."""
+    return list(
         IngestionRun.objects.filter(owner=owner, kind__in=(run_kinds.PREVIEW, run_kinds.INGEST))
         .order_by("-created_at", "-id")
         .only("id", "kind", "status", "created_at", "config")[:LAST_RUNS_LOOKED_AT]
     )
+
+
+def _run_source_ids(run: IngestionRun) -> list[int]:
+    entries = run.config.get("sources", []) if isinstance(run.config, dict) else []
+    ids = [entry.get("id") if isinstance(entry, dict) else None for entry in entries]
+    return [source_id for source_id in ids if isinstance(source_id, int)]
+
+
+def _last_runs(runs: list[IngestionRun]) -> dict[int, IngestionRun]:
+    """The newest of `runs` that read each source."""
     found: dict[int, IngestionRun] = {}
     for run in runs:
-        entries = run.config.get("sources", []) if isinstance(run.config, dict) else []
-        for entry in entries:
-            source_id = entry.get("id") if isinstance(entry, dict) else None
-            if isinstance(source_id, int) and source_id not in found:
-                found[source_id] = run
+        for source_id in _run_source_ids(run):
+            found.setdefault(source_id, run)
     return found
+
+
+def _remembered_selection(runs: list[IngestionRun], sources: list[Source]) -> set[int]:
+    """The selection the page starts from: the sources of the user's last preview or ingest
+    (kept with the run in the database, so it follows the user to any browser), plus the
+    enabled sources added since; before any run, every enabled source."""
+    if not runs:
+        return {source.pk for source in sources if source.enabled}
+    last = runs[0]
+    added_since = {s.pk for s in sources if s.enabled and s.created_at > last.created_at}
+    return set(_run_source_ids(last)) | added_since
 
 
 def _decorate(sources: list[Source], owner: User, selected: set[int] | None) -> list[Source]:
     """Attach what a row shows beyond the model: its last run and whether it is selected
-    (by default: the enabled ones)."""
-    last_runs = _last_runs(owner)
+    (by default: as remembered from the last run)."""
+    runs = _recent_runs(owner)
+    last_runs = _last_runs(runs)
+    if selected is None:
+        selected = _remembered_selection(runs, sources)
     for source in sources:
         source.last_run = last_runs.get(source.pk)  # type: ignore[attr-defined]
-        source.selected = (  # type: ignore[attr-defined]
-            source.enabled if selected is None else source.pk in selected
-        )
+        source.selected = source.pk in selected  # type: ignore[attr-defined]
     return sources
 
 
@@ -74,9 +107,9 @@ def _table_context(owner: User, selected: set[int] | None = None) -> dict[str, A
     return {"sources": _decorate(sources, owner, selected)}
 
 
-def _row_context(source: Source, owner: User) -> dict[str, Any]:
+def _row_context(source: Source, owner: User, selected: set[int] | None) -> dict[str, Any]:
     source = selectors.sources_for_owner(owner).get(pk=source.pk)
-    _decorate([source], owner, None)
+    _decorate([source], owner, selected)
     return {"source": source}
 
 
@@ -134,6 +167,13 @@ def _check_upload(upload: UploadedFile, kind: str) -> UploadReport:
     except uploads.UploadError as exc:
         report = UploadReport(fmt=fmt, error=str(exc))
     upload.seek(0)
+    # The parsers' wording, for people (where the parsers raise it, the words could be plain
+    # at the source; until then the check the user reads says them here).
+    report.error = plain_parse_error(report.error)
+    report.errors = [
+        dataclasses.replace(error, message=plain_parse_error(error.message))
+        for error in report.errors
+    ]
     return report
 
 
@@ -151,9 +191,8 @@ def _upload_allowed(form: SourceForm, kind: str) -> tuple[bool, UploadReport | N
         form.add_error(
             "upload",
             f"{report.bad} of {report.total} rows have errors (listed below). Fix the file, or "
-            "tick “Save anyway” to ingest the good rows and report the bad ones"
-            + ("" if _is_htmx(form) else " — choose the file again too")
-            + ".",
+            "tick “Save anyway” to ingest the good rows and report the bad ones (the file is "
+            "kept: no need to choose it again).",
         )
         return False, report
     return True, report
@@ -169,9 +208,41 @@ def _valid(form: SourceForm, request: HttpRequest) -> bool:
     return valid
 
 
-def _is_htmx(form: SourceForm) -> bool:
-    # Only a plain browser loses the chosen file when the page is rendered again.
-    return bool(getattr(form, "htmx", False))
+# The form field that carries a kept file's token (ingestion/pending_uploads.py).
+PENDING_FIELD = "pending_upload"
+
+
+def _use_kept_upload(request: HttpRequest) -> str:
+    """Put the file kept from the form's last round (its token posted, no new file chosen) in
+    request.FILES, where the form reads it and Django closes it with the request's files.
+    The token when it did, else ""."""
+    token = Params(request.POST, strict=False).text(PENDING_FIELD, max_length=64)
+    if token and "upload" not in request.FILES:
+        owner_id = owner_of(request).pk
+        kept = pending_uploads.pending_upload_open(owner_id=owner_id, token=token)
+        if kept is not None:
+            request.FILES["upload"] = kept
+            return token
+    return ""
+
+
+def _keep_upload(request: HttpRequest, kept_token: str) -> dict[str, Any] | None:
+    """The form is shown again: keep its file for the next round (the browser forgets it), and
+    say so on the page. None when there is no usable file."""
+    upload = request.FILES.get("upload")
+    if upload is None or upload_limits.refusal(request):
+        return None
+    token = kept_token or pending_uploads.pending_upload_keep(
+        owner_id=owner_of(request).pk, upload=upload
+    )
+    return {"token": token, "name": upload.name, "size": upload.size}
+
+
+def _forget_upload(request: HttpRequest) -> None:
+    """Saved: the kept file (if any) is no longer needed."""
+    token = Params(request.POST, strict=False).text(PENDING_FIELD, max_length=64)
+    if token:
+        pending_uploads.pending_upload_discard(owner_id=owner_of(request).pk, token=token)
 
 
 _FIELD_HINTS = (
@@ -226,8 +297,8 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
     if request.POST.get("form") == "quick":
         return _quick_add(request)
 
+    kept_token = _use_kept_upload(request)
     form = SourceForm(request.POST, request.FILES)
-    form.htmx = bool(request.htmx)  # type: ignore[attr-defined]
     report = None
     if _valid(form, request):
         data = form.cleaned_data
@@ -254,12 +325,14 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
             except SourceError as exc:
                 form.add_error(_error_field(str(exc), form), str(exc))
             else:
+                _forget_upload(request)
                 messages.success(request, _added_message(source, report))
                 return redirect("ingestion:configure")
     context = {
         "form": form,
         "report": report,
         "recognized": recognition(request.POST.get("url", "")),
+        "kept_upload": _keep_upload(request, kept_token),
     }
     return render(request, "ingestion/source_form.html", context)
 
@@ -310,6 +383,34 @@ def _quick_add(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_GET
+async def source_probe(request: HttpRequest) -> HttpResponse:
+    """The connection test of the pasted URL (htmx, once it is pasted or changed): how many
+    postings it lists now, or why it cannot be read. Async: the listing may take up to
+    INTAKE_PROBE_SECONDS, and waits in a worker thread, not in the one thread that serves
+    every synchronous page under ASGI."""
+    user = cast(User, await request.auser())  # signed in: login_required
+    url = Params(request.GET, strict=False).text("url", max_length=URL_MAX_LENGTH).strip()
+    result = None
+    hint = recognition(url)
+    if hint.get("state") == "bad":
+        # Not a URL at all: the hint beside the field says so already; nothing to fetch.
+        result = probe.ProbeResult(ok=False, text=hint["text"])
+    elif url:
+        result = await sync_to_async(_probe, thread_sensitive=False)(user, url)
+    return render(request, "ingestion/configure.html#url-probe", {"probe": result})
+
+
+def _probe(owner: User, url: str) -> probe.ProbeResult:
+    try:
+        return probe.source_probe(owner=owner, url=url)
+    except Exception:
+        # Advisory only: whatever went wrong, the page says so and the add still works.
+        logger.exception("The connection test of %r failed", url)
+        return probe.ProbeResult(ok=False, text="The test itself failed; adding still works.")
+
+
+@login_required
 @require_POST
 def source_check_upload(request: HtmxHttpRequest) -> HttpResponse:
     """The check report of the chosen file, before anything is saved (htmx, on file change)."""
@@ -336,8 +437,8 @@ def source_edit(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
         form = SourceForm(source=source)
         return render(request, "ingestion/source_form.html", {"form": form, "source": source})
 
+    kept_token = _use_kept_upload(request) if registry.reads_upload(source.kind) else ""
     form = SourceForm(request.POST, request.FILES, source=source)
-    form.htmx = bool(request.htmx)  # type: ignore[attr-defined]
     report = None
     if _valid(form, request):
         data = form.cleaned_data
@@ -361,11 +462,17 @@ def source_edit(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
             except SourceError as exc:
                 form.add_error(_error_field(str(exc), form), str(exc))
             else:
+                _forget_upload(request)
                 messages.success(request, f"Saved source {source.company}.")
                 return redirect("ingestion:configure")
         # A refused save must not leave the object half-changed for the page below.
         source.refresh_from_db()
-    context = {"form": form, "source": source, "report": report}
+    context = {
+        "form": form,
+        "source": source,
+        "report": report,
+        "kept_upload": _keep_upload(request, kept_token) if form.takes_upload else None,
+    }
     return render(request, "ingestion/source_form.html", context)
 
 
@@ -400,7 +507,15 @@ def source_toggle(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
     if not request.htmx:
         messages.success(request, text)
         return redirect("ingestion:configure")
+    # The row keeps the tick the page shows (the form comes along), except that disabling a
+    # source unticks it and enabling one ticks it, as "enabled" means "selected by default".
+    selected = _posted_selection(request)
+    if selected is not None:
+        if source.enabled:
+            selected.add(source.pk)
+        else:
+            selected.discard(source.pk)
     row = render_to_string(
-        "ingestion/_source_row.html", _row_context(source, owner_of(request)), request
+        "ingestion/_source_row.html", _row_context(source, owner_of(request), selected), request
     )
     return HttpResponse(row + _status_oob(text))

@@ -139,3 +139,38 @@ def shot(request: pytest.FixtureRequest) -> Callable[[Page, str], None]:
         page.screenshot(path=SCREENSHOTS / f"{test_name}-{step}.png", full_page=True)
 
     return take
+
+
+# axe-core, vendored for the tests only (tests/browser/vendor/README.md says how to update it).
+AXE = Path(__file__).parent / "vendor" / "axe-4.14.1.min.js"
+AXE_IMPACTS = ("serious", "critical")
+
+
+@pytest.fixture(scope="package")
+def axe_source() -> str:
+    return AXE.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def axe(axe_source: str) -> Callable[[Page], list[str]]:
+    """Runs axe-core on the page as it is now and returns its serious and critical violations,
+    one line each (rule, impact, the first offending elements). The script is evaluated
+    through the DevTools protocol, which the page's Content-Security-Policy does not govern,
+    so the app's policy stays as strict as it is in production."""
+
+    def check(page: Page) -> list[str]:
+        if not page.evaluate("typeof window.axe === 'object'"):
+            page.evaluate(axe_source)
+        result = page.evaluate(
+            """async (impacts) => {
+                const found = await window.axe.run(document, {resultTypes: ['violations']});
+                return found.violations
+                    .filter((v) => impacts.includes(v.impact))
+                    .map((v) => `${v.id} (${v.impact}): ${v.help} — ` +
+                        v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', '));
+            }""",
+            list(AXE_IMPACTS),
+        )
+        return list(result)
+
+    return check

@@ -147,3 +147,46 @@ def test_a_file_over_the_upload_limit_is_refused_in_the_page_before_it_is_sent(
     small.write_bytes(postings_csv([posting_row(1)]))
     page.locator("#id_upload").set_input_files(small)
     expect(check).to_contain_text("All 1 row is good.")
+
+
+def test_each_source_row_is_one_tab_stop_and_select_all_or_none_ticks_every_row(page: Page, user):
+    ids = [
+        Source.objects.create(
+            owner=user, company=f"Company {n}", kind="greenhouse", identifier=f"c{n}"
+        ).pk
+        for n in range(1, 8)
+    ]
+    sign_in(page, "alice", ALICE_PASSWORD)
+    page.goto("/configure/")
+    boxes = page.locator('#source-rows input[name="source"]')
+    expect(boxes).to_have_count(7)
+    expect(page.get_by_text("7 of 7 selected")).to_be_visible()
+
+    page.get_by_role("button", name="Select none").click()
+    for n in range(7):
+        expect(boxes.nth(n)).not_to_be_checked()
+    expect(page.get_by_text("0 of 7 selected")).to_be_visible()
+    page.get_by_role("button", name="Select all").click()
+    for n in range(7):
+        expect(boxes.nth(n)).to_be_checked()
+
+    # From the first row's box, five Tab presses reach the sixth row's.
+    page.locator(f"#select-{ids[0]}").focus()
+    for _ in range(5):
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == f"select-{ids[5]}"
+    # Inside a row the arrow keys reach its other controls, and down the next row's.
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.textContent.trim()") == "Disable"
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == (
+        "Disable Company 7"
+    )
+
+
+def test_a_failed_add_keeps_the_focus_on_the_form(page: Page, user):
+    sign_in(page, "alice", ALICE_PASSWORD)
+    page.goto("/configure/")
+    page.get_by_role("button", name="Add", exact=True).click()
+    expect(page.locator("#quick-url-error")).to_be_visible()
+    expect(page.get_by_label("Careers URL")).to_be_focused()

@@ -226,3 +226,28 @@ def test_another_user_sees_none_of_the_first_users_runs_jobs_or_stream(
     expect(page.get_by_text("Secret Role")).to_have_count(0)
     page.goto("/runs/")
     expect(page.locator(f'a[href="/ingest/{run.pk}/"]')).to_have_count(0)
+
+
+def test_a_pasted_board_is_tested_before_it_is_added(
+    page: Page, user, asgi, fixture_server: FixtureServer
+):
+    mount_greenhouse(fixture_server, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 13)])
+    sign_in(page, "alice", ALICE_PASSWORD)
+    page.goto("/configure/")
+    field = page.get_by_label("Careers URL")
+    field.focus()
+    page.evaluate(
+        """() => {
+            const data = new DataTransfer();
+            data.setData('text/plain', 'https://boards.greenhouse.io/acme');
+            const field = document.activeElement;
+            field.value = 'https://boards.greenhouse.io/acme';
+            field.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true}));
+        }"""
+    )
+    expect(page.locator("#url-probe")).to_have_text("12 postings found.")
+    assert not Source.objects.exists()
+
+    field.fill("https://boards.greenhouse.io/nobody")
+    field.blur()  # a change
+    expect(page.locator("#url-probe")).to_contain_text("does not exist (404)")

@@ -98,6 +98,18 @@ def test_the_list_shows_each_jobs_columns_and_status_badge(client, user):
     assert "2024-05-17" in cells
 
 
+def test_the_list_says_how_many_jobs_match(client, user, monkeypatch):
+    monkeypatch.setattr("ingestion.views.jobs.PAGE_SIZE", 2)
+    for _ in range(5):
+        make_job(user)
+    make_job(user, company="Globex")
+    assert '<span data-role="total">6</span>' in client.get("/jobs/").content.decode()
+    third = client.get("/jobs/?page=3").content.decode()
+    assert "Jobs 5–6 of <span" in third and '<span data-role="total">6</span>' in third
+    filtered = client.get("/jobs/?company=Globex").content.decode()
+    assert '<span data-role="total">1</span>' in filtered
+
+
 def test_the_empty_list_says_so_and_points_to_ingesting(client, user):
     body = client.get("/jobs/").content.decode()
     assert "No jobs yet" in body and 'href="/start/"' in body
@@ -332,6 +344,50 @@ def test_the_job_page_shows_the_postings_facts(client, user):
 
 
 @pytest.mark.parametrize(
+    ("stored", "shown"),
+    [("full_time", "Full-time"), ("per_diem", "Per diem"), ("part_time", "Part-time")],
+)
+def test_the_employment_type_is_shown_in_words(client, user, stored, shown):
+    job = make_job(user, employment_type=stored)
+    body = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'<span data-role="employment">{shown}</span>' in body
+    assert stored not in body
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"workplace_type": "onsite"}, "On-site"),
+        ({"remote": False}, "On-site"),
+        ({"remote": True}, "Remote"),
+        ({"workplace_type": "hybrid", "remote": True}, "Hybrid"),
+    ],
+)
+def test_each_rows_workplace_reads_as_the_filter_option_that_lists_it(client, user, fields, words):
+    job = make_job(user, **fields)
+    page = client.get("/jobs/").content.decode()
+    options = dict(re.findall(r'<option value="(\w+)"[^>]*>([^<]+)</option>', page))
+    row = re.search(rf'<tr data-job-id="{job.pk}">(.*?)</tr>', page, re.S)
+    assert row is not None and f"<td>{words}</td>" in row.group(1)
+    matching = [value for value, label in options.items() if label == words]
+    assert len(matching) == 1
+    assert listed(client.get(f"/jobs/?remote={matching[0]}")) == [job.pk]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [("greenhouse", "Open on Greenhouse board ↗"), ("file", "Open the posting ↗")],
+)
+def test_the_posting_link_names_a_board_but_not_an_uploaded_file(client, user, kind, text):
+    source = Source.objects.create(owner=user, company="Acme", kind=kind, identifier="a")
+    job = make_job(user, source=source)
+    body = client.get(f"/jobs/{job.pk}/").content.decode()
+    link = re.search(r'data-role="posting-link">([^<]*)</a>', body)
+    assert link is not None and link.group(1) == text
+    assert "Open on Uploaded file" not in body
+
+
+@pytest.mark.parametrize(
     ("fields", "shown"),
     [
         (
@@ -465,13 +521,14 @@ def test_the_list_answers_from_indexes_in_a_few_queries_on_100000_jobs(
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE ingestion_job")
 
-    # session + user + page, and on a full page companies and sources (+1: the base page may
-    # grow a query of its own); a fragment: session + user + page.
-    with django_assert_max_num_queries(6):
+    # session + user + page + the capped total, and on a full page companies and sources (+1:
+    # the base page may grow a query of its own); a fragment: session + user + page + total.
+    with django_assert_max_num_queries(7):
         first = client.get("/jobs/")
     assert len(listed(first)) == 50 and "Older" in first.content.decode()
+    assert '<span data-role="total">more than 10,000</span>' in first.content.decode()
 
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         filtered = client.get(
             "/jobs/?status=ready&company=Company+042&page=3", HTTP_HX_REQUEST="true"
         )
@@ -479,7 +536,7 @@ def test_the_list_answers_from_indexes_in_a_few_queries_on_100000_jobs(
     assert len(rows) == 50
     assert {(j.status, j.company) for j in rows.values()} == {("ready", "Company 042")}
 
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         filtered = client.get(
             "/jobs/?status=ready&remote=hybrid&location=lisbon&posted=30&page=3",
             HTTP_HX_REQUEST="true",
@@ -490,7 +547,8 @@ def test_the_list_answers_from_indexes_in_a_few_queries_on_100000_jobs(
         ("ready", "hybrid", "Lisbon, Portugal")
     }
 
-    # All its matches fit one page: after the dated ones, the undated pass (+1).
+    # All its matches fit one page: after the dated ones, the undated pass (+1); the total
+    # is the page's own (no count).
     with django_assert_max_num_queries(4):
         search = client.get("/jobs/?q=rust+compiler", HTTP_HX_REQUEST="true")
     found = Job.objects.in_bulk(listed(search))
@@ -499,6 +557,7 @@ def test_the_list_answers_from_indexes_in_a_few_queries_on_100000_jobs(
     # The last page, past every dated job: one count of the dated jobs, one undated read.
     with django_assert_max_num_queries(6):
         last = client.get("/jobs/?page=2000", HTTP_HX_REQUEST="true")
+    assert '<span data-role="total">100,000</span>' in last.content.decode()
     assert len(listed(last)) == 50 and "Older" not in last.content.decode()
 
     if connection.vendor == "postgresql":

@@ -293,3 +293,20 @@ def test_the_stream_resumes_from_its_own_channel_id(signed_in, user, redis_clien
     url = reverse("runs:stream", args=[run.pk])
     response = signed_in.get(url, headers={"Last-Event-ID": f"run-{run.pk}:{last.pk}"})
     assert response.status_code == 204
+
+
+def test_the_historys_filters_and_page_live_in_the_url(signed_in, user, redis_client):
+    # 26 finished diagnostic runs: two pages of 25.
+    runs = IngestionRun.objects.bulk_create(
+        IngestionRun(owner=user, kind=DIAGNOSTIC, status=RunStatus.FINISHED, config={})
+        for _ in range(26)
+    )
+    page = signed_in.get(reverse("runs:list"), {"status": "finished", "page": "2"})
+    body = page.content.decode()
+    # A reload or a shared link shows the same filter, selected, and the same page.
+    assert '<option value="finished" selected>' in body
+    assert "Page 2 of 2" in body
+    assert f"#{min(r.pk for r in runs)}<" in body
+    assert 'href="?page=1&status=finished&kind="' in body
+    # The filter form pushes its state into the address bar.
+    assert 'hx-push-url="true"' in body and 'method="get"' in body
