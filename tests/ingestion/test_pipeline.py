@@ -7,6 +7,7 @@ import io
 import time
 
 import pytest
+from django.test import Client
 
 from ingestion import services
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source, WorkChunk
@@ -448,6 +449,92 @@ def test_an_uploaded_file_ingests_its_good_rows_and_names_each_bad_row(work, use
     # Each bad row is announced in the feed up to a cap; the rest in one closing event.
     assert run.events.filter(type="item.invalid").count() == 10
     assert "5 more postings" in run.events.get(type="source.items_failed").message
+
+
+def _aggregator_rows() -> list[dict]:
+    """One file, three companies; id 7 is both Initech's and Globex's."""
+    return [
+        posting_row(1, external_id="7", company="Initech"),
+        posting_row(2, external_id="7", company="Globex"),
+        posting_row(3, external_id="8", company="Umbrella"),
+        posting_row(4, external_id="9", company=""),  # the source's company
+    ]
+
+
+def test_a_files_rows_keep_their_own_companies_and_re_ingest_is_idempotent(work, user):
+    source = services.source_create(
+        owner=user,
+        kind="file",
+        company="Jobs Hub",
+        upload=io.BytesIO(postings_csv(_aggregator_rows())),
+        upload_name="export.csv",
+    )
+
+    preview = work(services.preview_start(owner=user))
+    assert preview.status == RunStatus.FINISHED, preview.error_message
+    assert outcome_counts(preview)["new"] == 4
+    (summary,) = preview.summary["sources"]
+    assert sorted((c["company"], c["listed"]) for c in summary["companies"]) == [
+        ("Globex", 1),
+        ("Initech", 1),
+        ("Jobs Hub", 1),
+        ("Umbrella", 1),
+    ]
+    assert summary["companiesCount"] == 4
+    client = Client()
+    client.force_login(user)
+    page = client.get(f"/preview/{preview.pk}/").content.decode()
+    assert "4 companies: " in page and "Globex (1)" in page and "Umbrella (1)" in page
+
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    keys = set(Job.objects.filter(source=source).values_list("company", "external_id"))
+    assert keys == {("Initech", "7"), ("Globex", "7"), ("Umbrella", "8"), ("Jobs Hub", "9")}
+
+    again = work(services.ingest_start(owner=user))
+    assert again.status == RunStatus.FINISHED, again.error_message
+    assert outcome_counts(again)["unchanged"] == 4
+    assert outcome_counts(again)["expired"] == 0
+    assert Job.objects.count() == 4
+
+
+def test_a_file_with_many_companies_expires_only_the_jobs_it_no_longer_lists(work, user):
+    source = services.source_create(
+        owner=user,
+        kind="file",
+        company="Jobs Hub",
+        upload=io.BytesIO(postings_csv(_aggregator_rows())),
+        upload_name="export.csv",
+    )
+    work(services.ingest_start(owner=user))
+    rows = [row for row in _aggregator_rows() if row["company"] != "Globex"]
+    services.source_update(source, upload=io.BytesIO(postings_csv(rows)), upload_name="export.csv")
+
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED, run.error_message
+    statuses = {
+        (company, ext): status
+        for company, ext, status in Job.objects.values_list("company", "external_id", "status")
+    }
+    assert statuses[("Globex", "7")] == JobStatus.EXPIRED
+    assert statuses[("Initech", "7")] == JobStatus.READY
+    assert outcome_counts(run)["expired"] == 1
+
+
+def test_a_json_files_hiring_organization_object_names_its_company(work, user):
+    rows = [posting_row(1, hiringOrganization={"@type": "Organization", "name": "Initech"})]
+    services.source_create(
+        owner=user,
+        kind="file",
+        upload=io.BytesIO(postings_jsonl(rows)),
+        upload_name="export.jsonl",
+    )
+
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert list(Job.objects.values_list("company", flat=True)) == ["Initech"]
 
 
 def test_a_jsonl_row_with_nul_characters_is_stored_and_the_others_with_it(work, user):
