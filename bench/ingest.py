@@ -25,8 +25,9 @@ before each):
     raw       psycopg executemany of INSERT … ON CONFLICT DO UPDATE, 1000 rows a transaction
               (and COPY into a staging table + INSERT … SELECT ON CONFLICT; the faster is the
               ceiling)
-    upsert    ingestion.pipeline.diff.upsert_jobs, batches of 1000 in a transaction each (into
-              an empty table, so told every key is new, as the listing would: COPY)
+    upsert    ingestion.pipeline.diff.upsert_jobs (→ ingestion.store), batches of 1000 in a
+              transaction each (into an empty table, so told every key is new, as the
+              listing would: COPY)
 
 Peak memory is the largest RSS of any worker process or forked work horse, sampled every
 0.1 s over the workers' process trees. It prints a table and the ratios against targets;
@@ -565,7 +566,7 @@ def ingest_stages(run: Any) -> dict[str, float]:
     while the other workers already process the chunks it queued) and the processing that
     was left when the listing ended."""
     from ingestion.models import WorkChunk
-    from ingestion.pipeline.process import LISTING_CHUNK
+    from ingestion.pipeline.chunks import LISTING_CHUNK
 
     listed = (
         WorkChunk.objects.filter(run=run, number=LISTING_CHUNK)
@@ -883,7 +884,7 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
 
     from ingestion import services as ingestion_services
     from ingestion.models import WorkChunk
-    from ingestion.pipeline.process import CHUNK_TASK
+    from ingestion.pipeline.chunks import CHUNK_TASK
     from runs import tasks
 
     out_dir = Path(args.profile)
@@ -1026,7 +1027,13 @@ def report(results: dict) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="environment: BENCH_PG (the PostgreSQL server, default "
+        "postgresql://postgres@127.0.0.1:5432), BENCH_DB (the throwaway database, default "
+        "intake_bench), BENCH_REDIS (the Redis db it flushes, default "
+        "redis://127.0.0.1:6379/9). See docs/performance.md.",
+    )
     parser.add_argument("--postings", type=int, default=50_000, help="postings (default 50000)")
     parser.add_argument(
         "--sizes",

@@ -11,26 +11,15 @@ table, so a fingerprint left behind by a job that moved on finds nothing."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
-from django.db.models import Q
 
-from ingestion.models import Job, JobFingerprint, JobStatus
-from ingestion.pipeline import sql
-from ingestion.pipeline.batching import batched
+from ingestion import store
 from ingestion.simhash import bands, hamming
 
 # The pigeonhole over four bands holds up to this distance.
 MAX_DISTANCE = 3
-# Batch simhashes per query: 4 IN lists of this many values stay far below SQLite's limit on
-# query parameters (32,766) and keep PostgreSQL's plans simple.
-_LOOKUP_CHUNK = 500
-# Stored rows compared with a chunk's probes at once (a block × probes matrix of uint64).
-_COMPARE_BLOCK = 1000
 
 
 def max_distance() -> int:
@@ -65,129 +54,24 @@ class _BandIndex:
         return best[1] if best else None
 
 
-# PostgreSQL: each band's probes joined to its index, the distance computed by the server,
-# so only the (rare) fingerprints within it come back instead of every one sharing a band (one
-# company's postings share bands often: dozens per probe).
-_NEAR_SQL = " UNION ".join(
-    "SELECT f.job_id, f.simhash "
-    f"FROM unnest(%(probes)s::bigint[], %(band{band})s::int[]) AS p(simhash, band) "
-    f"JOIN ingestion_jobfingerprint f ON f.owner_id = %(owner)s AND f.band{band} = p.band "
-    "WHERE bit_count((f.simhash # p.simhash)::bit(64)) <= %(distance)s"
-    for band in range(4)
-)
-# Then those whose job is still ready with that simhash, in a statement of its own and with
-# the status compared here: the plan must be a probe of the primary key whatever the
-# statistics say of the job table (joined in one statement, or with the status in its WHERE,
-# a planner that believed no job ready walked every ready job instead).
-_STILL_READY_SQL = "SELECT id, simhash, first_seen_at, status FROM ingestion_job WHERE id = ANY(%b)"
-_FINGERPRINT_COLUMNS = ("job_id", "owner_id", "simhash", "band0", "band1", "band2", "band3")
-_STORE_SQL = (
-    f"INSERT INTO ingestion_jobfingerprint ({', '.join(_FINGERPRINT_COLUMNS)}) "
-    "{rows} ON CONFLICT (job_id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _FINGERPRINT_COLUMNS[1:])
-)
-
-
 def store_fingerprints(owner_id: int, jobs: Sequence[tuple[int, int]]) -> None:
     """Record (job_id, simhash) of ready jobs of `owner_id` for the lookup, replacing what
     was recorded for them before. In the caller's transaction, with the jobs' status."""
-    rows = [(job_id, owner_id, value, *bands(value)) for job_id, value in jobs]
-    if not rows:
-        return
-    if sql.set_based():
-        sql.execute_unnest(
-            _STORE_SQL.replace(
-                "{rows}", f"SELECT * FROM {{rows}} AS v({', '.join(_FINGERPRINT_COLUMNS)})"
-            ),
-            ("bigint", "integer", "bigint", "integer", "integer", "integer", "integer"),
-            rows,
-        )
-    else:
-        placeholders = ", ".join(["%s"] * len(_FINGERPRINT_COLUMNS))
-        sql.executemany(_STORE_SQL.replace("{rows}", f"VALUES ({placeholders})"), rows)
-
-
-def drop_fingerprints(job_ids: Collection[int]) -> None:
-    """Forget the fingerprints of jobs that are no longer ready (skipped, failed, expired)."""
-    if not job_ids:
-        return
-    if sql.set_based():
-        with sql.bulk_cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM ingestion_jobfingerprint WHERE job_id = ANY(%b)", [list(job_ids)]
-            )
-        return
-    for ids in batched(list(job_ids), _LOOKUP_CHUNK * 4):
-        JobFingerprint.objects.filter(job_id__in=ids).delete()
+    store.store_fingerprints(
+        [store.FingerprintRow(job_id, owner_id, value, *bands(value)) for job_id, value in jobs]
+    )
 
 
 def _stored_index(owner_id: int, simhashes: Sequence[int], ignored: set[int]) -> _BandIndex:
     """The owner's ready jobs within MAX_DISTANCE of any of `simhashes` (but not `ignored`),
     ranked by (first_seen_at, id): found through the bands they share with them."""
-    if connection.vendor == "postgresql":
-        rows = _near_rows_postgres(owner_id, simhashes)
-    else:
-        rows = _near_rows(owner_id, simhashes)
     index = _BandIndex()
     seen: set[int] = set()
-    for job_id, value, first_seen_at in rows:
+    for job_id, value, first_seen_at in store.near_fingerprints(owner_id, simhashes, MAX_DISTANCE):
         if value is not None and job_id not in ignored and job_id not in seen:
             seen.add(job_id)
             index.add((first_seen_at.timestamp(), job_id), job_id, value)
     return index
-
-
-def _near_rows_postgres(owner_id: int, simhashes: Sequence[int]) -> list[tuple[Any, ...]]:
-    params: dict[str, Any] = {
-        "probes": list(simhashes),
-        "owner": owner_id,
-        "distance": MAX_DISTANCE,
-    }
-    all_bands = [bands(value) for value in simhashes]
-    for band in range(4):
-        params[f"band{band}"] = [b[band] for b in all_bands]
-    with sql.bulk_cursor() as cursor:
-        cursor.execute(_NEAR_SQL, params)
-        close = dict(cursor.fetchall())
-        if not close:
-            return []
-        cursor.execute(_STILL_READY_SQL, [list(close)])
-        return [
-            (pk, value, first_seen_at)
-            for pk, value, first_seen_at, status in cursor.fetchall()
-            if status == JobStatus.READY and value == close[pk]
-        ]
-
-
-def _near_rows(owner_id: int, simhashes: Sequence[int]) -> list[tuple[Any, ...]]:
-    """(id, simhash, first_seen_at) of the candidates, the portable way: one query per chunk
-    of simhashes for the fingerprints sharing a band, compared in numpy."""
-    found: list[tuple[Any, ...]] = []
-    for i in range(0, len(simhashes), _LOOKUP_CHUNK):
-        chunk_bands = [bands(value) for value in simhashes[i : i + _LOOKUP_CHUNK]]
-        probe = Q()
-        for band in range(4):
-            probe |= Q(**{f"band{band}__in": sorted({b[band] for b in chunk_bands})})
-        sharing = JobFingerprint.objects.filter(owner_id=owner_id).filter(probe)
-        # Sharing a band is common (one company's postings cluster); being within the
-        # distance is rare. Keep the fingerprints within the distance of some probe
-        # (vectorized), and only then read the jobs, if they are still ready.
-        probes = np.array(simhashes[i : i + _LOOKUP_CHUNK], dtype=np.int64).view(np.uint64)
-        close: dict[int, int] = {}
-        pairs = list(sharing.order_by().values_list("job_id", "simhash"))
-        for block in batched(pairs, _COMPARE_BLOCK):
-            values = np.array([v for _, v in block], dtype=np.int64).view(np.uint64)
-            nearest = np.bitwise_count(values[:, None] ^ probes[None, :]).min(axis=1)
-            close.update(block[k] for k in np.nonzero(nearest <= MAX_DISTANCE)[0])
-        if close:
-            found.extend(
-                row
-                for row in Job.objects.filter(id__in=close, status=JobStatus.READY)
-                .order_by()
-                .values_list("id", "simhash", "first_seen_at")
-                if row[1] == close[row[0]]
-            )
-    return found
 
 
 def find_near_duplicates(

@@ -282,8 +282,8 @@ class RunItem(models.Model):
     status it reached. The preview's diff table and a URL import's per-row status."""
 
     # A run writes an item per posting (50,000 in a large one), and a checked foreign key
-    # costs a lookup per row at commit (all such checks were 18 % of PostgreSQL's CPU in an
-    # ingest). The on_delete of those below is carried out by Django (every delete goes
+    # costs a lookup per row at commit (a large share of PostgreSQL's CPU in an ingest:
+    # docs/performance.md). The on_delete of those below is carried out by Django (every delete goes
     # through the ORM), so they are declared without a database constraint.
     # No single-column index on run: the (run, …) indexes below lead with it.
     run = models.ForeignKey(

@@ -5,13 +5,16 @@ carries the token instead of asking for the file again.
 
 On disk under VAR_DIR/pending-uploads/<owner id>-<token>/<file name>: a file may be as large as
 INTAKE_UPLOAD_MAX_BYTES, too large for the cache. The owner id in the path means a token is
-worth nothing to another user. Every keep sweeps away what is older than the TTL. With several
+worth nothing to another user. Every keep sweeps away what is older than the TTL, and an owner
+keeps at most KEEP_PER_OWNER files (the oldest go first), so repeated round trips cannot fill the
+disk within the TTL. With several
 web machines, the form's second request must reach the same machine's disk (or VAR_DIR be
 shared).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import shutil
@@ -24,6 +27,8 @@ from django.core.files.uploadedfile import UploadedFile
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
 _UNSAFE_NAME = re.compile(r"[^\w.() -]+")
 NAME_MAX = 200
+# Enough for a form open in a few tabs at once.
+KEEP_PER_OWNER = 3
 
 
 def _root() -> Path:
@@ -49,9 +54,23 @@ def _sweep() -> None:
             pass  # swept by another request meanwhile
 
 
+def _make_room(owner_id: int) -> None:
+    root = _root()
+    if not root.is_dir():
+        return
+    mine = []
+    for entry in root.glob(f"{int(owner_id)}-*"):
+        with contextlib.suppress(FileNotFoundError):  # swept by another request meanwhile
+            mine.append((entry.stat().st_mtime, entry))
+    mine.sort()
+    for _, entry in mine[: max(0, len(mine) - (KEEP_PER_OWNER - 1))]:
+        shutil.rmtree(entry, ignore_errors=True)
+
+
 def pending_upload_keep(*, owner_id: int, upload: UploadedFile) -> str:
     """Keep a copy of `upload` for `owner_id`; the token that opens it again."""
     _sweep()
+    _make_room(owner_id)
     token = secrets.token_urlsafe(16)
     folder = _dir(owner_id, token)
     assert folder is not None

@@ -40,9 +40,8 @@ MIN_PARAGRAPH_TOKENS = 4
 # posting's own. Dropped (0), a ~150-word role section is left alone and one changed word
 # moves the simhash 4 bits on average, so a lightly edited repost slips past distance 3 more
 # often than not; kept whole, 1,500 words of boilerplate pull two different roles together.
-# Measured on tests/ingestion/test_dedupe.py's postings (random one-word edits within 3 bits
-# / closest two different roles): 0 → 39% / 24 bits, 2 → 70% / 15, 3 → 90% / 9, whole
-# (~5× here) → 94% / 5.
+# 3 is the best trade on tests/ingestion/test_dedupe.py's postings (the figures are in
+# docs/performance.md).
 BOILERPLATE_WEIGHT = 3
 
 # A token is a run of letters and digits, any script (what `str.isalnum` accepts); "_" and
@@ -50,7 +49,7 @@ BOILERPLATE_WEIGHT = 3
 # `_separated` is its fast equivalent.
 _TOKEN_RE = re.compile(r"[^\W_]+")
 _SEPARATORS_RE = re.compile(r"(?:[^\w\n]|_)+")  # all but new lines, which mark paragraphs
-# The regex costs ~100 µs on 2 KB here, bytes.translate a few: ASCII text takes the fast
+# The regex costs many times what bytes.translate does: ASCII text takes the fast
 # path. Common non-ASCII punctuation (curly quotes, dashes, bullets, no-break space)
 # separates tokens either way, so it becomes a space first, which keeps most English
 # postings on the fast path.
@@ -374,8 +373,7 @@ def _bit_counts(shingles: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 # Text bytes per numpy pass of `simhash_many`. Its arrays take ~30 bytes per text byte; kept
 # to a few MB they are reused from the allocator's free memory instead of being mapped (and
-# zeroed by the kernel, in huge pages) afresh each time: a batch of 1,000 postings in one
-# pass spent a quarter of its time in page faults.
+# zeroed by the kernel, in huge pages) afresh each time (docs/performance.md).
 _PASS_BYTES = 256 * 1024
 
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import IO, Any, BinaryIO
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from ingestion import safejson
+from ingestion import safejson, store
 from ingestion.models import Source, UploadChunk
 from ingestion.upload_limits import too_big_message
 
@@ -212,21 +212,10 @@ _PART_DATA = f"SELECT data FROM {UploadChunk._meta.db_table} WHERE id = %s"
 
 
 def _part_data(part_id: int) -> list[tuple[Any, ...]]:
-    """The part's data, as a list of one row (none: the part is gone)."""
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_PART_DATA, [part_id])
-            return cursor.fetchall()
-    # In binary: as text a part's 1 MB travels as 2 MB of hex, encoded by the server and
-    # decoded here (docs/performance.md). Django's psycopg cursors bind on the client, which
-    # gives text results only: a server-binding cursor of the same connection does it.
-    import psycopg  # only on PostgreSQL, where Django has imported it already
-
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.format = psycopg.pq.Format.BINARY
-        cursor.execute(_PART_DATA, [part_id])
-        return cursor.fetchall()
+    """The part's data, as a list of one row (none: the part is gone). The store reads it
+    in binary on PostgreSQL: as text a part's 1 MB travels as 2 MB of hex, encoded by the
+    server and decoded here (docs/performance.md)."""
+    return store.fetch_all(_PART_DATA, [part_id])
 
 
 def _open_parts(source_id: int) -> BinaryIO:

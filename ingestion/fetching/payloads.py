@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 
+from ingestion import store
 from ingestion.models import RawPayload
 
 logger = logging.getLogger(__name__)
@@ -74,10 +75,8 @@ def _save_payload_on_own_connection(fields: dict[str, Any]) -> None:
     # Runs on a thread of its own, hence on a database connection of its own (autocommit).
     try:
         with transaction.atomic():
-            if connection.vendor == "postgresql":
-                # Never wait on the caller's locks (it waits for us): fail and log instead.
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL lock_timeout = '2s'")
+            # Never wait on the caller's locks (it waits for us): fail and log instead.
+            store.limit_lock_wait(2)
             RawPayload.objects.create(**fields)
     except Exception:
         logger.exception("Could not store the raw payload of %s", fields.get("url"))
@@ -94,7 +93,7 @@ def store_payload(fields: dict[str, Any]) -> None:
     try:
         if not connection.in_atomic_block:
             RawPayload.objects.create(**fields)
-        elif connection.vendor == "sqlite":
+        elif not store.concurrent_writers():
             transaction.on_commit(lambda: store_payload(fields))
         else:
             writer = threading.Thread(

@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from ingestion import normalize, simhash
+from ingestion import normalize, simhash, store
 from ingestion.adapters import Posting, SourceFailed, adapter_class, get_adapter
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ItemOutcome, Job, JobStatus, Source
-from ingestion.pipeline import sql
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.filters import PostingFilter
 from runs.context import RunContext
@@ -32,7 +31,9 @@ from runs.exceptions import RunAborted, RunGone
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 1000
+# Postings per transaction of the listing stage (and jobs per transaction of its expiry):
+# a batch commits whole, with its items and counters.
+LISTING_BATCH_SIZE = 1000
 # Descriptions kept per source to find the paragraphs its company repeats in every posting.
 BOILERPLATE_SAMPLE = 200
 # Longer descriptions stay out of the sample (it is kept for the whole listing): they are
@@ -165,7 +166,7 @@ class SourceDiff:
         out = self.outcome
         try:
             postings = get_adapter(self.source, self.fetcher).postings()
-            for batch in batched(postings, BATCH_SIZE, weight=posting_text_size):
+            for batch in batched(postings, LISTING_BATCH_SIZE, weight=posting_text_size):
                 self._apply(batch)
             out.complete = True
         except (RunAborted, RunGone):
@@ -208,7 +209,7 @@ class SourceDiff:
                 list(keys), ("external_id", "id", "content_hash", "status"), company=company
             )
         }
-        items: list[sql.ItemRow] = []
+        items: list[store.ItemRow] = []
         upserts: list[tuple[Posting, str]] = []
         unchanged_ids: list[int] = []
         for posting, company in zip(batch, companies, strict=True):
@@ -216,7 +217,7 @@ class SourceDiff:
                 self.outcome.companies[company] += 1
             outcome, reason, chash = self._classify(posting, stored, company)
             key = (company, posting.external_id.strip())
-            item = sql.ItemRow(
+            item = store.ItemRow(
                 run_id=self.run.pk,
                 source_id=self.source.pk,
                 external_id=key[1][:255],
@@ -277,7 +278,7 @@ class SourceDiff:
                         if item.job_id is not None:
                             pending.append(item.job_id)
                 self._release(pending)
-            sql.insert_items(items)
+            store.insert_items(items)
             self.ctx.progress(increments=increments)
             for item in items:
                 if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
@@ -287,20 +288,7 @@ class SourceDiff:
         self, keys: list[str], columns: tuple[str, ...], *, company: str
     ) -> list[tuple[Any, ...]]:
         """`columns` of `company`'s stored jobs with these external ids."""
-        if sql.set_based():
-            # The keys as one array parameter: Django would quote each into an IN list.
-            return sql.fetch_all(
-                f"SELECT {', '.join(columns)} FROM ingestion_job "
-                "WHERE owner_id = %s AND company = %s AND external_id = ANY(%s)",
-                [self.run.owner_id, company, keys],
-            )
-        # order_by(): the model's default order would have the database walk the company's
-        # jobs in posted order instead of probing the unique key.
-        return list(
-            Job.objects.filter(owner_id=self.run.owner_id, company=company, external_id__in=keys)
-            .order_by()
-            .values_list(*columns)
-        )
+        return store.stored_jobs(self.run.owner_id, company, keys, columns)
 
     def _release(self, job_ids: list[int], *, final: bool = False) -> None:
         """Hand new and updated jobs to on_pending once the company's boilerplate is known:
@@ -327,7 +315,7 @@ class SourceDiff:
         # update(), not save(): the source's own settings may be edited while the run goes on.
         Source.objects.filter(pk=self.source.pk).update(boilerplate=self.source.boilerplate)
 
-    def _report_item(self, item: sql.ItemRow) -> None:
+    def _report_item(self, item: store.ItemRow) -> None:
         if self._item_events >= ITEM_EVENTS_MAX:
             return
         self._item_events += 1
@@ -407,79 +395,6 @@ def _posting_label(posting: Posting) -> str:
 
 # --- the upsert -------------------------------------------------------------------------------
 
-_JOB_COLUMNS = (
-    "owner_id",
-    "source_id",
-    "company",
-    "external_id",
-    "url",
-    "title",
-    "location",
-    "remote",
-    "workplace_type",
-    "employment_type",
-    "department",
-    "raw_description",
-    "needs_detail",
-    "description",
-    "description_text",
-    "requirements",
-    "posted_at",
-    "valid_through",
-    "salary_min",
-    "salary_max",
-    "salary_currency",
-    "salary_period",
-    "salary_text",
-    "status",
-    "content_hash",
-    "first_seen_at",
-    "last_seen_at",
-    "expired_at",
-    "last_run_id",
-    "error_message",
-    "created_at",
-    "updated_at",
-)
-# On conflict everything the listing says is taken, the job goes back to pending (the
-# ingesting stage redoes sanitizing, simhash and the duplicate check), and first_seen_at /
-# created_at stay. The WHERE skips rows whose content did not change: an unchanged re-run
-# writes nothing (and an expired job listed again comes back).
-_KEEP_ON_CONFLICT = {"owner_id", "company", "external_id", "first_seen_at", "created_at"}
-# Their types, for the set-based statement on PostgreSQL (sql.execute_unnest).
-_JOB_TYPES = {
-    "owner_id": "bigint",
-    "source_id": "bigint",
-    "remote": "boolean",
-    "needs_detail": "boolean",
-    "posted_at": "timestamptz",
-    "valid_through": "timestamptz",
-    "salary_min": "numeric",
-    "salary_max": "numeric",
-    "first_seen_at": "timestamptz",
-    "last_seen_at": "timestamptz",
-    "expired_at": "timestamptz",
-    "last_run_id": "bigint",
-    "created_at": "timestamptz",
-    "updated_at": "timestamptz",
-}
-_ON_CONFLICT = (
-    "ON CONFLICT (owner_id, company, external_id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _JOB_COLUMNS if c not in _KEEP_ON_CONFLICT)
-    + ", duplicate_of_id = NULL, simhash = NULL "
-    "WHERE ingestion_job.content_hash <> EXCLUDED.content_hash "
-    "OR ingestion_job.status = 'expired'"
-)
-_UPSERT_SQL = (
-    f"INSERT INTO ingestion_job ({', '.join(_JOB_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(_JOB_COLUMNS))}) {_ON_CONFLICT}"
-)
-_UPSERT_SET_SQL = (
-    f"INSERT INTO ingestion_job ({', '.join(_JOB_COLUMNS)}) "
-    f"SELECT * FROM {{rows}} AS v({', '.join(_JOB_COLUMNS)}) {_ON_CONFLICT} "
-    "RETURNING external_id, id"
-)
-
 
 def upsert_jobs(
     run: Any,
@@ -489,93 +404,46 @@ def upsert_jobs(
     now: datetime,
     new_keys: Collection[str] = (),
 ) -> dict[str, int]:
-    """Insert or update these postings, all of one company (job_company), as `pending` jobs
-    in one statement (PostgreSQL) or one executemany against the unique key (owner, company,
-    external_id). Idempotent: the same
-    postings twice give the same rows. Returns {external_id: job id} of the rows written
-    when the database says (PostgreSQL); callers look up what it leaves out.
-
-    `new_keys`: external ids the caller has just found stored nowhere, in this transaction
-    of the owner's one active run (the database allows no second one), so nothing else can
-    be inserting them. On PostgreSQL those rows go in by COPY with ids drawn beforehand:
-    no conflict check per row, and a third of the client's time of the upsert. Should one
-    exist after all, the COPY fails on the unique key and nothing of the batch is written."""
-    ops = connection.ops
-    stamp = ops.adapt_datetimefield_value(now)
-
-    def when(value: datetime | None) -> Any:
-        return ops.adapt_datetimefield_value(value) if value else None
-
-    def money(value: Any) -> Any:
-        return ops.adapt_decimalfield_value(value, 12, 2) if value is not None else None
-
-    rows = []
-    for p, chash in postings:
-        rows.append(
-            (
-                run.owner_id,
-                source.pk,
-                job_company(p, source),
-                p.external_id.strip()[:255],
-                p.url[:2000],
-                p.title.strip()[:500],
-                p.location[:500],
-                p.remote,
-                p.workplace_type[:16],
-                p.employment_type[:32],
-                p.department[:200],
-                p.description_html,
-                p.needs_detail,
-                "",
-                "",
-                normalize.sanitize_html(p.requirements_html) if p.requirements_html else "",
-                when(p.posted_at),
-                when(p.valid_through),
-                money(p.salary_min),
-                money(p.salary_max),
-                p.salary_currency[:3],
-                p.salary_period[:8],
-                p.salary_text[:200],
-                JobStatus.PENDING.value,
-                chash,
-                stamp,
-                stamp,
-                None,
-                run.pk,
-                "",
-                stamp,
-                stamp,
-            )
+    """Write these (posting, content hash) pairs, all of one company (job_company), as
+    `pending` jobs of the run's owner (ingestion.store.upsert_jobs says how, and what it
+    returns: keyed by external id, which one company makes unambiguous)."""
+    rows = [
+        store.JobRow(
+            owner_id=run.owner_id,
+            source_id=source.pk,
+            company=job_company(p, source),
+            external_id=p.external_id.strip()[:255],
+            url=p.url[:2000],
+            title=p.title.strip()[:500],
+            location=p.location[:500],
+            remote=p.remote,
+            workplace_type=p.workplace_type[:16],
+            employment_type=p.employment_type[:32],
+            department=p.department[:200],
+            raw_description=p.description_html,
+            needs_detail=p.needs_detail,
+            description="",
+            description_text="",
+            requirements=(
+                normalize.sanitize_html(p.requirements_html) if p.requirements_html else ""
+            ),
+            posted_at=p.posted_at,
+            valid_through=p.valid_through,
+            salary_min=p.salary_min,
+            salary_max=p.salary_max,
+            salary_currency=p.salary_currency[:3],
+            salary_period=p.salary_period[:8],
+            salary_text=p.salary_text[:200],
+            status=JobStatus.PENDING.value,
+            content_hash=chash,
+            first_seen_at=now,
+            last_seen_at=now,
+            expired_at=None,
+            last_run_id=run.pk,
+            error_message="",
+            created_at=now,
+            updated_at=now,
         )
-    if sql.set_based():
-        ids: dict[str, int] = {}
-        if new_keys:
-            new_rows = [row for row in rows if row[_KEY] in new_keys]
-            if new_rows:
-                rows = [row for row in rows if row[_KEY] not in new_keys]
-                ids.update(_copy_new_jobs(new_rows))
-        if rows:
-            types = [_JOB_TYPES.get(column, "text") for column in _JOB_COLUMNS]
-            ids.update(sql.execute_unnest(_UPSERT_SET_SQL, types, rows))
-        return ids
-    sql.executemany(_UPSERT_SQL, rows)
-    return {}
-
-
-_KEY = _JOB_COLUMNS.index("external_id")
-
-
-def _copy_new_jobs(rows: list[tuple[Any, ...]]) -> dict[str, int]:
-    """Insert rows of _JOB_COLUMNS by binary COPY, with ids drawn from the table's sequence
-    first (COPY returns nothing). Returns {external_id: id}."""
-    ids = [
-        pk
-        for (pk,) in sql.fetch_all(
-            "SELECT nextval(pg_get_serial_sequence('ingestion_job', 'id')) "
-            "FROM generate_series(1, %s)",
-            [len(rows)],
-        )
+        for p, chash in postings
     ]
-    pairs = list(zip(ids, rows, strict=True))
-    sql.copy_rows(Job, ("id", *_JOB_COLUMNS), [(pk, *row) for pk, row in pairs])
-    return {row[_KEY]: pk for pk, row in pairs}
+    return store.upsert_jobs(rows, new_keys=new_keys)

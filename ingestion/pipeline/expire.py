@@ -9,12 +9,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ingestion import dedupe
+from ingestion import store
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
-from ingestion.pipeline.diff import SourceOutcome
+from ingestion.pipeline.diff import LISTING_BATCH_SIZE, SourceOutcome
 from runs.context import RunContext
-
-BATCH_SIZE = 1000
 
 
 def expiry_min_ratio(source: Source) -> float:
@@ -63,9 +61,9 @@ def expire_vanished(ctx: RunContext, source: Source, outcome: SourceOutcome, *, 
         return 0
 
     now = timezone.now()
-    for start in range(0, len(ids), BATCH_SIZE):
+    for start in range(0, len(ids), LISTING_BATCH_SIZE):
         ctx.checkpoint()
-        batch = ids[start : start + BATCH_SIZE]
+        batch = ids[start : start + LISTING_BATCH_SIZE]
         with transaction.atomic():
             items = [
                 RunItem(
@@ -89,7 +87,7 @@ def expire_vanished(ctx: RunContext, source: Source, outcome: SourceOutcome, *, 
                     status=JobStatus.EXPIRED, expired_at=now, last_run=run, updated_at=now
                 )
                 # An expired job is no longer anyone's canonical original.
-                dedupe.drop_fingerprints(batch)
+                store.drop_fingerprints(batch)
             ctx.progress(increments={"expired": len(items)})
     outcome.counts[ItemOutcome.EXPIRED] += len(ids)
     verb = "expired" if write else "would expire"

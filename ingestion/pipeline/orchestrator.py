@@ -2,9 +2,9 @@
 
 preview   run.started → per source: list + diff (RunItems only) → expiry check → summary
 ingest    run.started → per source: list + diff + upsert → expire; the pending jobs are cut
-          into chunks as they are upserted, each its own RQ job (ingestion.pipeline.process)
-          processed by other workers while the listing goes on → the last chunk: summary →
-          finished
+          into chunks as they are upserted (ingestion.pipeline.chunks), each its own RQ job
+          (ingestion.pipeline.process) processed by other workers while the listing goes
+          on → the last chunk: summary → finished
 
 One failing source does not fail the run; the run fails only when every source failed before
 any of its postings were read (or on an internal error), and says why.
@@ -20,9 +20,10 @@ from django.utils import timezone
 
 from ingestion.fetching import Fetcher
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
-from ingestion.pipeline import process
+from ingestion.pipeline.chunks import ChunkStream
 from ingestion.pipeline.diff import SourceDiff, SourceOutcome
 from ingestion.pipeline.expire import expire_vanished
+from ingestion.pipeline.summary import publish_summary
 from ingestion.quota import take_request_for
 from ingestion.run_kinds import INGEST, PREVIEW
 from runs import executors, services
@@ -40,7 +41,7 @@ def execute_preview(ctx: RunContext) -> None:
 @executors.register(INGEST, label="Ingest")
 def execute_ingest(ctx: RunContext) -> object:
     run = ctx.run
-    stream = process.ChunkStream(ctx)
+    stream = ChunkStream(ctx)
     if run.config.get("retry_of"):
         stream.add(_retry_failed_jobs(ctx, run.config["retry_of"]))
     else:
@@ -196,23 +197,3 @@ def _record_health(source: Source, outcome: SourceOutcome) -> None:
     Source.objects.filter(pk=source.pk).update(**fields)
     for key, value in fields.items():
         setattr(source, key, value)
-
-
-def publish_summary(ctx: RunContext) -> None:
-    """The final summary event (the run's counts), just before the run finishes."""
-    run = ctx.run
-    run.refresh_from_db()
-    counts = run.counts()
-    if run.kind == PREVIEW:
-        text = (
-            f"Preview: {counts['new']:,} new, {counts['updated']:,} updated, "
-            f"{counts['expired']:,} would expire, {counts['skipped']:,} duplicate or filtered, "
-            f"{counts['failed']:,} invalid or failed. Nothing was written to your jobs."
-        )
-    else:
-        text = (
-            f"{counts['new']:,} new, {counts['updated']:,} updated, {counts['ready']:,} ready, "
-            f"{counts['skipped']:,} skipped, {counts['expired']:,} expired, "
-            f"{counts['failed']:,} failed."
-        )
-    ctx.event("run.summary", text, {"counts": counts, "sources": run.summary.get("sources", [])})

@@ -1,6 +1,7 @@
-"""The ingesting stage: pending jobs in chunks, each chunk its own RQ job so several workers
-share one run. Per job: fetch the detail when the listing lacked it, normalize, sanitize,
-simhash, near-duplicate check → ready, skipped or error (with the reason).
+"""The ingesting stage: one chunk of pending jobs (ingestion.pipeline.chunks cuts and queues
+them, each its own RQ job so several workers share one run). Per job: fetch the detail when
+the listing lacked it, normalize, sanitize, simhash, near-duplicate check → ready, skipped or
+error (with the reason).
 
 Work is written in batches, each one transaction (jobs, their run items and the run's
 counters together): an abort or a dead worker leaves whole batches or nothing."""
@@ -8,140 +9,28 @@ counters together): an abort or a dead worker leaves whole batches or nothing.""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
-from rq import get_current_job
 
-from ingestion import dedupe, normalize, simhash
+from ingestion import dedupe, normalize, simhash, store
 from ingestion.adapters import Adapter, Posting, SourceFailed, get_adapter
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ChunkStatus, Job, JobStatus, Source, WorkChunk
-from ingestion.pipeline import sql
 from ingestion.pipeline.batching import batched
+from ingestion.pipeline.chunks import complete_chunk, worker_name
 from ingestion.quota import take_request_for
 from runs import dbretry
 from runs.context import RunContext
-from runs.models import IngestionRun, RunStatus
 
 logger = logging.getLogger(__name__)
 
-CHUNK_TASK = "ingestion.pipeline.process.process_chunk"
 # Each failure gets its own feed event up to this many per run; past that the counts and the
 # run's items say the rest (a board of 50,000 broken postings must not flood the page).
 FAILURE_EVENTS_MAX = 25
-
-
-# Chunk 0 of an ingest stands for its listing stage: claimed while the sources are listed and
-# done when they all are, so no processing chunk can finish the run while more may come.
-LISTING_CHUNK = 0
-# Pending jobs after which the planner's statistics are refreshed, once per run.
-ANALYZE_AFTER = 1000
-
-
-class ChunkStream:
-    """Cuts an ingest's pending jobs into chunks as the listing stage produces them and
-    queues each chunk at once, so other workers process while this one still lists.
-
-    `add()` is called inside the transaction that upserted the jobs: the chunk row and its
-    RQ job (queued on commit) exist exactly when the jobs do. `close()` queues the rest and
-    marks the listing done; the worker that sees every chunk done finishes the run."""
-
-    def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
-        self.run = ctx.run
-        self._buffer: list[int] = []
-        self._number = LISTING_CHUNK
-        self.queued = 0
-        self._analyzed = False
-        WorkChunk.objects.create(
-            run=self.run,
-            number=LISTING_CHUNK,
-            status=ChunkStatus.CLAIMED,
-            claimed_at=timezone.now(),
-            claimed_by=_worker_name(),
-        )
-
-    def add(self, job_ids: list[int]) -> None:
-        self._buffer.extend(job_ids)
-        while len(self._buffer) >= (size := self._next_size()):
-            self._queue(self._buffer[:size])
-            del self._buffer[:size]
-
-    def _next_size(self) -> int:
-        """A quarter chunk first, then a half, then whole chunks: the other workers start
-        sooner, and a whole chunk costs its work horse less per job."""
-        size = settings.INTAKE_CHUNK_SIZE
-        return max(1, size >> max(0, 2 - (self._number - LISTING_CHUNK)))
-
-    def close(self) -> bool:
-        """Queue what is left and mark the listing done. Returns True when nothing is left
-        to process (the summary is published; the caller finishes the run), False when the
-        chunks' workers will."""
-        with transaction.atomic():
-            # The rest in quarter chunks, so the workers run out of work at about the same
-            # time instead of one finishing a whole chunk alone.
-            piece = max(1, settings.INTAKE_CHUNK_SIZE // 4)
-            for start in range(0, len(self._buffer), piece):
-                self._queue(self._buffer[start : start + piece])
-            self._buffer = []
-            if not self.queued:
-                self.ctx.set_stage(RunStatus.INGESTING, message="Nothing new to process.")
-            return _complete_chunk(self.ctx, LISTING_CHUNK)
-
-    def _queue(self, job_ids: list[int]) -> None:
-        with transaction.atomic():
-            if not self._analyzed and self.queued + len(job_ids) >= ANALYZE_AFTER:
-                self._analyzed = True
-                _analyze_jobs()
-            first = self.queued == 0
-            self._number += 1
-            self.queued += len(job_ids)
-            WorkChunk.objects.create(run=self.run, number=self._number, job_ids=list(job_ids))
-            self.ctx.progress(increments={"total_jobs": len(job_ids)}, force_event=first)
-            if first:
-                self.ctx.set_stage(
-                    RunStatus.INGESTING,
-                    message="Processing jobs as they are listed, in chunks of "
-                    f"{settings.INTAKE_CHUNK_SIZE:,}.",
-                )
-            self.ctx.enqueue_parts(CHUNK_TASK, [(f"chunk-{self._number}", (self._number,))])
-
-
-def _analyze_jobs() -> None:
-    """The planner's statistics may still describe the job table as it was before this
-    run's upsert (on a new installation: empty); the near-duplicate lookup would then scan
-    every job of the owner per batch instead of probing the band indexes. Autovacuum would
-    catch up a minute later, in the middle of the chunks."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {Job._meta.db_table}")
-
-
-def _complete_chunk(ctx: RunContext, number: int) -> bool:
-    """Mark chunk `number` done; True when it was the run's last unfinished chunk, whose
-    summary is then published in the same transaction: once every chunk is done the summary
-    exists, whichever worker (or retry of a chunk whose horse died) goes on to finish."""
-    run = ctx.run
-    with transaction.atomic():
-        # Lock the run row so two workers finishing the last two chunks at once are
-        # serialized: exactly one of them sees no chunk left and finishes the run.
-        IngestionRun.objects.select_for_update().filter(pk=run.pk).values_list("pk").first()
-        WorkChunk.objects.filter(run=run, number=number).update(
-            status=ChunkStatus.DONE, done_at=timezone.now()
-        )
-        last = not WorkChunk.objects.filter(run=run).exclude(status=ChunkStatus.DONE).exists()
-        if last:
-            from ingestion.pipeline.orchestrator import publish_summary
-
-            publish_summary(ctx)
-        return last
 
 
 class ChunkTaken(Exception):
@@ -161,7 +50,7 @@ def process_chunk(ctx: RunContext, number: int) -> bool:
     claimed = (
         WorkChunk.objects.filter(run=run, number=number)
         .exclude(status=ChunkStatus.DONE)
-        .update(status=ChunkStatus.CLAIMED, claimed_at=timezone.now(), claimed_by=_worker_name())
+        .update(status=ChunkStatus.CLAIMED, claimed_at=timezone.now(), claimed_by=worker_name())
     )
     if claimed != 1:
         # Done already, by an attempt whose horse died before it could finish the run.
@@ -178,7 +67,7 @@ def process_chunk(ctx: RunContext, number: int) -> bool:
         return False
     finally:
         processor.close()
-    return _complete_chunk(ctx, number)
+    return complete_chunk(ctx, number)
 
 
 def _process_batch(
@@ -206,76 +95,13 @@ def _process_batch(
 def _batches(job_ids: list[int]) -> Iterator[list[int]]:
     """A chunk's jobs in batches of INTAKE_BATCH_SIZE, a batch ending sooner once its raw
     descriptions add up to batching.TEXT_BUDGET (one query for the sizes of the chunk)."""
-    sizes = sql.text_sizes(Job, "raw_description", job_ids)
+    sizes = store.text_sizes(Job, "raw_description", job_ids)
     return batched(job_ids, settings.INTAKE_BATCH_SIZE, weight=lambda pk: sizes.get(pk, 0))
-
-
-def _worker_name() -> str:
-    """The RQ worker running this chunk (its name is unique per worker process), with the
-    host, so an operator can tell which machine did what."""
-    job = get_current_job()
-    name = job.worker_name if job is not None and job.worker_name else str(os.getpid())
-    return f"{socket.gethostname()}:{name}"[:200]
-
-
-@dataclass(slots=True)
-class _PendingJob:
-    """The fields of a pending job the ingesting stage reads and rewrites: a plain object,
-    not a model instance (Django's model init cost ~40 µs a job, a tenth of the budget)."""
-
-    pk: int
-    source_id: int | None
-    company: str
-    external_id: str
-    title: str
-    url: str
-    location: str
-    remote: bool | None
-    workplace_type: str
-    employment_type: str
-    raw_description: str
-    needs_detail: bool
-    posted_at: Any
-    salary_min: Any
-    salary_max: Any
-    salary_currency: str
-    salary_period: str
-    salary_text: str
-    # This run's items of the job (PostgreSQL), to write its status back to by primary key.
-    item_ids: list[int] = field(default_factory=list)
-    description: str = ""
-
-
-_PENDING_FIELDS = tuple(
-    f for f in _PendingJob.__slots__ if f not in ("pk", "item_ids", "description")
-)
-# The status is compared here, not in the WHERE: the plan must probe the primary key whatever
-# the statistics say (believing few jobs pending, a planner would walk them all instead). The
-# items come with their job, each found on the (job, run) index.
-_PENDING_SQL = (
-    f"SELECT j.status, j.id, {', '.join(f'j.{f}' for f in _PENDING_FIELDS)}, "
-    "ARRAY(SELECT i.id FROM ingestion_runitem i WHERE i.run_id = %b AND i.job_id = j.id) "
-    "FROM ingestion_job j WHERE j.id = ANY(%b) ORDER BY j.id"
-)
-
-
-def _pending_rows(run_id: int, ids: list[int]) -> list[tuple[Any, ...]]:
-    """The still-pending jobs among `ids`, as rows of ("id", *_PENDING_FIELDS[, item ids]),
-    by id (the item ids on PostgreSQL only)."""
-    if sql.set_based():
-        # One array parameter: Django would quote 2,000 ids into an IN list in Python.
-        rows = sql.fetch_all(_PENDING_SQL, [run_id, ids])
-        return [row[1:] for row in rows if row[0] == "pending"]
-    return list(
-        Job.objects.filter(id__in=ids, status=JobStatus.PENDING)
-        .order_by("id")
-        .values_list("id", *_PENDING_FIELDS)
-    )
 
 
 @dataclass(slots=True)
 class _Result:
-    job: _PendingJob
+    job: store.PendingJob
     status: str = JobStatus.READY
     error: str = ""
     text: str = ""
@@ -289,14 +115,14 @@ class BatchProcessor:
         self.ctx = ctx
         self.run = ctx.run
         # Made when a job first needs its detail fetched: listings with content never do,
-        # and an HTTP client costs ~80 ms of certificate loading per chunk.
+        # and an HTTP client loads its certificates, per chunk (docs/performance.md).
         self._fetcher: Fetcher | None = None
         self._sources: dict[int, Source | None] = {}
         self._adapters: dict[int, Adapter] = {}
 
     def process(self, ids: list[int], *, chunk: WorkChunk, offset: int) -> None:
         """Process and commit one batch: `ids`, which start at `offset` of `chunk`'s jobs."""
-        jobs = [_PendingJob(*row) for row in _pending_rows(self.run.pk, ids)]
+        jobs = store.pending_jobs(self.run.pk, ids)
         results = []
         for job in jobs:
             self.ctx.checkpoint()
@@ -334,7 +160,7 @@ class BatchProcessor:
             self._sources[source_id] = Source.objects.filter(pk=source_id).first()
         return self._sources[source_id]
 
-    def _prepare(self, job: _PendingJob) -> _Result:
+    def _prepare(self, job: store.PendingJob) -> _Result:
         result = _Result(job)
         try:
             if job.needs_detail:
@@ -361,7 +187,7 @@ class BatchProcessor:
             result.error = f"unexpected error: {type(exc).__name__}: {exc}"
         return result
 
-    def _fetch_detail(self, job: _PendingJob) -> None:
+    def _fetch_detail(self, job: store.PendingJob) -> None:
         source = self._source(job.source_id)
         if source is None:
             raise ValueError("its source was deleted before its details could be fetched")
@@ -418,142 +244,50 @@ class BatchProcessor:
     # --- writing -------------------------------------------------------------------------
 
     def _write(self, results: list[_Result]) -> None:
-        ops = connection.ops
-        stamp = timezone.now()
-        now = ops.adapt_datetimefield_value(stamp)
-        jobs = []
-        for r in results:
-            job = r.job
-            jobs.append(
-                (
-                    r.status,
-                    job.title[:500],
-                    job.url[:2000],
-                    job.location[:500],
-                    job.remote,
-                    job.workplace_type[:16],
-                    job.employment_type[:32],
-                    job.description if r.status != JobStatus.ERROR else "",
-                    r.text,
-                    ops.adapt_datetimefield_value(job.posted_at) if job.posted_at else None,
-                    ops.adapt_decimalfield_value(job.salary_min, 12, 2)
-                    if job.salary_min is not None
-                    else None,
-                    ops.adapt_decimalfield_value(job.salary_max, 12, 2)
-                    if job.salary_max is not None
-                    else None,
-                    job.salary_currency[:3],
-                    job.salary_period[:8],
-                    r.simhash,
-                    r.duplicate_of,
-                    r.error,
-                    self.run.pk,
-                    now,
-                    r.status == JobStatus.ERROR,
-                    job.pk,
-                )
+        now = timezone.now()
+        jobs = [
+            store.ProcessedJob(
+                url=r.job.url[:2000],
+                title=r.job.title[:500],
+                location=r.job.location[:500],
+                remote=r.job.remote,
+                workplace_type=r.job.workplace_type[:16],
+                employment_type=r.job.employment_type[:32],
+                description=r.job.description if r.status != JobStatus.ERROR else "",
+                description_text=r.text,
+                posted_at=r.job.posted_at,
+                salary_min=r.job.salary_min,
+                salary_max=r.job.salary_max,
+                salary_currency=r.job.salary_currency[:3],
+                salary_period=r.job.salary_period[:8],
+                status=r.status,
+                simhash=r.simhash,
+                duplicate_of_id=r.duplicate_of,
+                last_run_id=self.run.pk,
+                error_message=r.error,
+                updated_at=now,
+                failed=r.status == JobStatus.ERROR,
+                id=r.job.pk,
             )
-        # Only still-pending rows: a job another worker (or a newer run) already moved is
-        # left alone. raw_description is dropped once sanitized, but a failed job keeps it
-        # (and its need of a detail fetch) for "retry failed".
-        if sql.set_based():
-            written = {
-                pk for (pk,) in sql.execute_unnest(_JOB_UPDATE_SET_SQL, _JOB_UPDATE_TYPES, jobs)
-            }
-            item_rows = [
-                (r.status, r.error or r.reason, now, item_id)
-                for r in results
-                for item_id in r.job.item_ids
-            ]
-            sql.execute_unnest(
-                _ITEM_UPDATE_SET_SQL,
-                ("text", "text", "timestamptz", "bigint"),
-                item_rows,
-                params=[[row[-1] for row in item_rows]],
-            )
-        else:
-            sql.executemany(_JOB_UPDATE_SQL, [(*row[:-1], row[-2], row[-1]) for row in jobs])
-            run_id = self.run.pk
-            items = [(r.job.pk, r.status, r.error or r.reason) for r in results]
-            sql.executemany(
-                _ITEM_UPDATE_SQL,
-                [(status, why, why, now, run_id, pk) for pk, status, why in items],
-            )
-            # The rows this batch moved carry its time (another worker's move would not).
-            written = set(
-                Job.objects.filter(id__in=[r.job.pk for r in results], updated_at=stamp)
-                .order_by()
-                .values_list("id", flat=True)
-            )
+            for r in results
+        ]
+        verdicts = [
+            store.ItemVerdict(r.job.pk, r.job.item_ids, r.status, r.error or r.reason)
+            for r in results
+        ]
+        written = store.write_processed(self.run.pk, now, jobs, verdicts)
         # The near-duplicate lookup's view of these jobs, for those this batch did move.
         ready = [(r.job.pk, r.simhash) for r in results if r.status == JobStatus.READY]
         dedupe.store_fingerprints(
             self.run.owner_id,
             [(pk, value) for pk, value in ready if pk in written and value is not None],
         )
-        dedupe.drop_fingerprints(
+        store.drop_fingerprints(
             [r.job.pk for r in results if r.status != JobStatus.READY and r.job.pk in written]
         )
 
 
-# The columns the ingesting stage writes, in the order of BatchProcessor._write's rows (which
-# end with `failed` and the job's id), and their types for the set-based form.
-_JOB_UPDATES = (
-    ("status", "text"),
-    ("title", "text"),
-    ("url", "text"),
-    ("location", "text"),
-    ("remote", "boolean"),
-    ("workplace_type", "text"),
-    ("employment_type", "text"),
-    ("description", "text"),
-    ("description_text", "text"),
-    ("posted_at", "timestamptz"),
-    ("salary_min", "numeric"),
-    ("salary_max", "numeric"),
-    ("salary_currency", "text"),
-    ("salary_period", "text"),
-    ("simhash", "bigint"),
-    ("duplicate_of_id", "bigint"),
-    ("error_message", "text"),
-    ("last_run_id", "bigint"),
-    ("updated_at", "timestamptz"),
-)
-_JOB_UPDATE_TYPES = (*(t for _, t in _JOB_UPDATES), "boolean", "bigint")
-_JOB_UPDATE_SQL = (
-    "UPDATE ingestion_job SET "
-    + ", ".join(f"{column} = %s" for column, _ in _JOB_UPDATES)
-    + ", raw_description = CASE WHEN %s THEN raw_description ELSE '' END, "
-    "needs_detail = CASE WHEN %s THEN needs_detail ELSE FALSE END "
-    "WHERE id = %s AND status = 'pending'"
-)
-_JOB_UPDATE_SET_SQL = (
-    "UPDATE ingestion_job AS j SET "
-    + ", ".join(f"{column} = v.{column}" for column, _ in _JOB_UPDATES)
-    + ", raw_description = CASE WHEN v.failed THEN j.raw_description ELSE '' END, "
-    "needs_detail = CASE WHEN v.failed THEN j.needs_detail ELSE FALSE END "
-    f"FROM {{rows}} AS v({', '.join(c for c, _ in _JOB_UPDATES)}, failed, id) "
-    "WHERE j.id = v.id AND j.status = 'pending' RETURNING j.id"
-)
-_ITEM_UPDATE_SQL = (
-    "UPDATE ingestion_runitem SET job_status = %s, "
-    "reason = CASE WHEN %s <> '' THEN %s ELSE reason END, "
-    "attempts = attempts + 1, updated_at = %s WHERE run_id = %s AND job_id = %s"
-)
-# By the items' ids (from _PENDING_SQL), bound as an array too so the plan is a probe of the
-# primary key: joined on (run, job), the planner hashed every item of the run per batch (its
-# cost model prices 2,000 index probes above a scan of a run's 50,000 items), a cost that grew
-# with the run.
-_ITEM_UPDATE_SET_SQL = (
-    "UPDATE ingestion_runitem AS i SET job_status = v.status, "
-    "reason = CASE WHEN v.why <> '' THEN v.why ELSE i.reason END, "
-    "attempts = i.attempts + 1, updated_at = v.updated_at "
-    "FROM {rows} AS v(status, why, updated_at, id) "
-    "WHERE i.id = ANY(%b) AND i.id = v.id"
-)
-
-
-def _posting_of(job: _PendingJob) -> Posting:
+def _posting_of(job: store.PendingJob) -> Posting:
     return Posting(
         external_id=job.external_id,
         title=job.title,

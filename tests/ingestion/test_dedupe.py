@@ -12,16 +12,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.utils import timezone
 
-from ingestion.dedupe import (
-    _NEAR_SQL,
-    drop_fingerprints,
-    find_near_duplicates,
-    store_fingerprints,
-)
+from ingestion.dedupe import find_near_duplicates, store_fingerprints
 from ingestion.models import Job, JobFingerprint, JobStatus
 from ingestion.normalize import html_to_text
-from ingestion.pipeline import sql
 from ingestion.simhash import bands, company_boilerplate, hamming, simhash_many, to_signed
+from ingestion.store import bulk as sql
+from ingestion.store import drop_fingerprints
+from ingestion.store.postgresql import NEAR_FINGERPRINTS_SQL as _NEAR_SQL
 
 ABOUT = """
 <h2>About Northwind Analytics</h2>
@@ -502,8 +499,8 @@ def test_lookups_by_id_probe_the_primary_key_whatever_the_statistics(user, analy
     # one) must not turn a lookup of 2,000 ids into a walk of the jobs with that status.
     if connection.vendor != "postgresql":
         pytest.skip("query plans are PostgreSQL's")
-    from ingestion.dedupe import _STILL_READY_SQL
-    from ingestion.pipeline.process import _PENDING_SQL
+    from ingestion.store.postgresql import PENDING_JOBS_SQL as _PENDING_SQL
+    from ingestion.store.postgresql import STILL_READY_SQL as _STILL_READY_SQL
 
     now = timezone.now()
     Job.objects.bulk_create(
@@ -538,7 +535,9 @@ def test_a_batch_reaches_its_run_items_by_index_not_by_walking_the_run(user, ana
     if connection.vendor != "postgresql":
         pytest.skip("query plans are PostgreSQL's")
     from ingestion.models import RunItem
-    from ingestion.pipeline.process import _ITEM_UPDATE_SET_SQL, _PENDING_SQL, _pending_rows
+    from ingestion.store.postgresql import PENDING_JOBS_SQL as _PENDING_SQL
+    from ingestion.store.postgresql import WRITE_ITEM_STATUS_SQL as _ITEM_UPDATE_SET_SQL
+    from ingestion.store.postgresql import pending_jobs as _pending_rows
     from runs.models import IngestionRun
 
     now = timezone.now()

@@ -8,6 +8,7 @@ import time
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from ingestion.pending_uploads import (
+    KEEP_PER_OWNER,
     pending_upload_discard,
     pending_upload_keep,
     pending_upload_open,
@@ -38,3 +39,19 @@ def test_an_expired_file_is_refused_and_swept_by_the_next_keep(settings):
     assert pending_upload_open(owner_id=7, token=token) is None
     pending_upload_keep(owner_id=7, upload=SimpleUploadedFile("b.csv", b"y"))
     assert not folder.exists()
+
+
+def test_an_owner_keeps_a_few_files_at_most_the_oldest_going_first():
+    tokens = []
+    for n in range(KEEP_PER_OWNER + 2):
+        tokens.append(pending_upload_keep(owner_id=7, upload=SimpleUploadedFile(f"{n}.csv", b"x")))
+        time.sleep(0.01)  # distinct modification times
+    other = pending_upload_keep(owner_id=8, upload=SimpleUploadedFile("o.csv", b"x"))
+    opened = [pending_upload_open(owner_id=7, token=token) for token in tokens]
+    for kept in opened:
+        if kept is not None:
+            kept.close()
+    assert [kept is not None for kept in opened] == [False] * 2 + [True] * KEEP_PER_OWNER
+    other_file = pending_upload_open(owner_id=8, token=other)
+    assert other_file is not None
+    other_file.close()

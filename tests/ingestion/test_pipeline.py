@@ -11,7 +11,7 @@ from django.test import Client
 
 from ingestion import services
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source, WorkChunk
-from ingestion.pipeline import process
+from ingestion.pipeline import chunks, process
 from ingestion.pipeline.diff import SourceDiff
 from ingestion.selectors import outcome_counts
 from runs.models import RunStatus
@@ -330,13 +330,13 @@ def test_chunks_queued_while_listing_wait_for_the_company_boilerplate(
     ]
     mount_greenhouse(boards, "acme", roles)
     seen_at_queue: list[list[int]] = []
-    queue = process.ChunkStream._queue
+    queue = chunks.ChunkStream._queue
 
     def spy(stream, job_ids):  # type: ignore[no-untyped-def]
         seen_at_queue.append(Source.objects.get(pk=greenhouse_source.pk).boilerplate)
         queue(stream, job_ids)
 
-    monkeypatch.setattr(process.ChunkStream, "_queue", spy)
+    monkeypatch.setattr(chunks.ChunkStream, "_queue", spy)
     run = work(services.ingest_start(owner=user))
 
     assert run.status == RunStatus.FINISHED
@@ -762,13 +762,13 @@ def test_a_chunk_whose_worker_died_resumes_after_its_last_committed_batch(
     assert len(whole.job_ids) == 4
     die_at_job(monkeypatch, 3)  # the first job of its second batch
     with pytest.raises(HorseDied):
-        tasks.execute_part(run.pk, process.CHUNK_TASK, 3)
+        tasks.execute_part(run.pk, chunks.CHUNK_TASK, 3)
     whole.refresh_from_db()
     assert (whole.status, whole.done_count) == ("claimed", 2)
     assert Job.objects.filter(id__in=whole.job_ids, status=JobStatus.READY).count() == 2
 
     monkeypatch.undo()
-    assert tasks.execute_part(run.pk, process.CHUNK_TASK, 3) == "done"  # RQ's retry
+    assert tasks.execute_part(run.pk, chunks.CHUNK_TASK, 3) == "done"  # RQ's retry
     whole.refresh_from_db()
     assert (whole.status, whole.done_count) == ("done", 4)
     run = work(run)  # the other chunks, and chunk 3's queued job, which finds it done
@@ -788,11 +788,11 @@ def test_the_retry_of_a_chunk_whose_run_was_ended_does_nothing(
     run = listed_ingest(boards, user, settings)
     die_at_job(monkeypatch, 3)
     with pytest.raises(HorseDied):
-        tasks.execute_part(run.pk, process.CHUNK_TASK, 3)
+        tasks.execute_part(run.pk, chunks.CHUNK_TASK, 3)
     monkeypatch.undo()
     run_services.run_fail(run, message="The worker stopped responding")  # the stale check
     ready = Job.objects.filter(status=JobStatus.READY).count()
-    assert tasks.execute_part(run.pk, process.CHUNK_TASK, 3) == "skipped"
+    assert tasks.execute_part(run.pk, chunks.CHUNK_TASK, 3) == "skipped"
     assert Job.objects.filter(status=JobStatus.READY).count() == ready
     assert WorkChunk.objects.get(run=run, number=3).done_count == 2
 

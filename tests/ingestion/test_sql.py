@@ -1,4 +1,4 @@
-"""The pipeline's bulk statements (ingestion.pipeline.sql) on PostgreSQL."""
+"""The store's bulk statements (ingestion.store.bulk, .postgresql) on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from ingestion import store
 from ingestion.adapters import Posting
 from ingestion.models import Job, JobStatus
-from ingestion.pipeline import sql
 from ingestion.pipeline.diff import upsert_jobs
+from ingestion.store import bulk as sql
+from ingestion.store import postgresql
 from runs.models import IngestionRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,7 +27,7 @@ def _work_mem_kb() -> int:
 
 @pytest.fixture
 def postgres() -> None:
-    if not sql.set_based():
+    if store.backend() is not postgresql:
         pytest.skip("the set-based statements are PostgreSQL's")
 
 

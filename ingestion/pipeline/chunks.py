@@ -1,0 +1,134 @@
+"""An ingest's chunks: its pending jobs cut into chunks as the listing produces them, each
+chunk its own RQ job (`CHUNK_TASK`, ingestion.pipeline.process.process_chunk) so several
+workers share one run, and the bookkeeping that lets whichever worker completes the last
+chunk finish the run."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from rq import get_current_job
+
+from ingestion import store
+from ingestion.models import ChunkStatus, Job, WorkChunk
+from ingestion.pipeline.summary import publish_summary
+from runs.context import RunContext
+from runs.models import IngestionRun, RunStatus
+
+# The RQ task of one chunk, by its dotted path (RQ imports it in the worker; a chunk queued
+# before an upgrade runs after it under the same name).
+CHUNK_TASK = "ingestion.pipeline.process.process_chunk"
+
+
+# Chunk 0 of an ingest stands for its listing stage: claimed while the sources are listed and
+# done when they all are, so no processing chunk can finish the run while more may come.
+LISTING_CHUNK = 0
+# Pending jobs after which the planner's statistics are refreshed, once per run.
+ANALYZE_AFTER = 1000
+
+
+class ChunkStream:
+    """Cuts an ingest's pending jobs into chunks as the listing stage produces them and
+    queues each chunk at once, so other workers process while this one still lists.
+
+    `add()` is called inside the transaction that upserted the jobs: the chunk row and its
+    RQ job (queued on commit) exist exactly when the jobs do. `close()` queues the rest and
+    marks the listing done; the worker that sees every chunk done finishes the run."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.run = ctx.run
+        self._buffer: list[int] = []
+        self._number = LISTING_CHUNK
+        self.queued = 0
+        self._analyzed = False
+        WorkChunk.objects.create(
+            run=self.run,
+            number=LISTING_CHUNK,
+            status=ChunkStatus.CLAIMED,
+            claimed_at=timezone.now(),
+            claimed_by=worker_name(),
+        )
+
+    def add(self, job_ids: list[int]) -> None:
+        self._buffer.extend(job_ids)
+        while len(self._buffer) >= (size := self._next_size()):
+            self._queue(self._buffer[:size])
+            del self._buffer[:size]
+
+    def _next_size(self) -> int:
+        """A quarter chunk first, then a half, then whole chunks: the other workers start
+        sooner, and a whole chunk costs its work horse less per job."""
+        size = settings.INTAKE_CHUNK_SIZE
+        return max(1, size >> max(0, 2 - (self._number - LISTING_CHUNK)))
+
+    def close(self) -> bool:
+        """Queue what is left and mark the listing done. Returns True when nothing is left
+        to process (the summary is published; the caller finishes the run), False when the
+        chunks' workers will."""
+        with transaction.atomic():
+            # The rest in quarter chunks, so the workers run out of work at about the same
+            # time instead of one finishing a whole chunk alone.
+            piece = max(1, settings.INTAKE_CHUNK_SIZE // 4)
+            for start in range(0, len(self._buffer), piece):
+                self._queue(self._buffer[start : start + piece])
+            self._buffer = []
+            if not self.queued:
+                self.ctx.set_stage(RunStatus.INGESTING, message="Nothing new to process.")
+            return complete_chunk(self.ctx, LISTING_CHUNK)
+
+    def _queue(self, job_ids: list[int]) -> None:
+        with transaction.atomic():
+            if not self._analyzed and self.queued + len(job_ids) >= ANALYZE_AFTER:
+                self._analyzed = True
+                _analyze_jobs()
+            first = self.queued == 0
+            self._number += 1
+            self.queued += len(job_ids)
+            WorkChunk.objects.create(run=self.run, number=self._number, job_ids=list(job_ids))
+            self.ctx.progress(increments={"total_jobs": len(job_ids)}, force_event=first)
+            if first:
+                self.ctx.set_stage(
+                    RunStatus.INGESTING,
+                    message="Processing jobs as they are listed, in chunks of "
+                    f"{settings.INTAKE_CHUNK_SIZE:,}.",
+                )
+            self.ctx.enqueue_parts(CHUNK_TASK, [(f"chunk-{self._number}", (self._number,))])
+
+
+def _analyze_jobs() -> None:
+    """The planner's statistics may still describe the job table as it was before this
+    run's upsert (on a new installation: empty); the near-duplicate lookup would then scan
+    every job of the owner per batch instead of probing the band indexes. Autovacuum would
+    catch up a minute later, in the middle of the chunks."""
+    store.analyze(Job)
+
+
+def complete_chunk(ctx: RunContext, number: int) -> bool:
+    """Mark chunk `number` done; True when it was the run's last unfinished chunk, whose
+    summary is then published in the same transaction: once every chunk is done the summary
+    exists, whichever worker (or retry of a chunk whose horse died) goes on to finish."""
+    run = ctx.run
+    with transaction.atomic():
+        # Lock the run row so two workers finishing the last two chunks at once are
+        # serialized: exactly one of them sees no chunk left and finishes the run.
+        IngestionRun.objects.select_for_update().filter(pk=run.pk).values_list("pk").first()
+        WorkChunk.objects.filter(run=run, number=number).update(
+            status=ChunkStatus.DONE, done_at=timezone.now()
+        )
+        last = not WorkChunk.objects.filter(run=run).exclude(status=ChunkStatus.DONE).exists()
+        if last:
+            publish_summary(ctx)
+        return last
+
+
+def worker_name() -> str:
+    """The RQ worker running this chunk (its name is unique per worker process), with the
+    host, so an operator can tell which machine did what."""
+    job = get_current_job()
+    name = job.worker_name if job is not None and job.worker_name else str(os.getpid())
+    return f"{socket.gethostname()}:{name}"[:200]
