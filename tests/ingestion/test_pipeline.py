@@ -461,14 +461,18 @@ def _aggregator_rows() -> list[dict]:
     ]
 
 
-def test_a_files_rows_keep_their_own_companies_and_re_ingest_is_idempotent(work, user):
-    source = services.source_create(
+def _aggregator_source(user):
+    return services.source_create(
         owner=user,
         kind="file",
         company="Jobs Hub",
         upload=io.BytesIO(postings_csv(_aggregator_rows())),
         upload_name="export.csv",
     )
+
+
+def test_a_files_rows_keep_their_own_companies_and_re_ingest_is_idempotent(work, user):
+    source = _aggregator_source(user)
 
     preview = work(services.preview_start(owner=user))
     assert preview.status == RunStatus.FINISHED, preview.error_message
@@ -499,13 +503,7 @@ def test_a_files_rows_keep_their_own_companies_and_re_ingest_is_idempotent(work,
 
 
 def test_a_file_with_many_companies_expires_only_the_jobs_it_no_longer_lists(work, user):
-    source = services.source_create(
-        owner=user,
-        kind="file",
-        company="Jobs Hub",
-        upload=io.BytesIO(postings_csv(_aggregator_rows())),
-        upload_name="export.csv",
-    )
+    source = _aggregator_source(user)
     work(services.ingest_start(owner=user))
     rows = [row for row in _aggregator_rows() if row["company"] != "Globex"]
     services.source_update(source, upload=io.BytesIO(postings_csv(rows)), upload_name="export.csv")
