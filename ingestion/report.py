@@ -10,7 +10,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from ingestion import selectors
+from ingestion import run_kinds, selectors, vocabulary
 from ingestion.models import RunItem
 from runs.models import IngestionRun
 
@@ -40,6 +40,8 @@ def report_summary(run: IngestionRun) -> dict[str, Any]:
         "run": run.snapshot(),
         "config": run.config,
         "outcomes": selectors.outcome_counts(run),
+        # An ingest's jobs per status the ingesting stage decided (ready, skipped, error).
+        "jobs": vocabulary.job_counts(run) if run.kind == run_kinds.INGEST else None,
         "sources": run.summary.get("sources", []),
         "durationSeconds": run.duration_seconds,
     }

@@ -12,12 +12,14 @@ any of its postings were read (or on an internal error), and says why.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from ingestion import vocabulary
 from ingestion.fetching import Fetcher
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline import process
@@ -28,21 +30,33 @@ from ingestion.run_kinds import INGEST, PREVIEW
 from runs import executors, services
 from runs.context import RunContext
 from runs.exceptions import RunFailed
+from runs.numbers import counted
+
+# Jobs a resumed run takes over per transaction.
+RESUME_BATCH = 1000
 
 
-@executors.register(PREVIEW, label="Preview")
+# What each run does in each of its statuses, said on the page, the summary bar and the feed.
+# An ingest's chunks start processing while the later sources are still listed.
+@executors.register(PREVIEW, label="Preview", phases={"initializing": "Listing and comparing"})
 def execute_preview(ctx: RunContext) -> None:
     """A dry run: what an ingest would do now. Writes RunItems, never a Job."""
     _list_sources(ctx, write=False)
     publish_summary(ctx)
 
 
-@executors.register(INGEST, label="Ingest")
+@executors.register(
+    INGEST,
+    label="Ingest",
+    phases={"initializing": "Listing, comparing and writing", "ingesting": "Processing jobs"},
+)
 def execute_ingest(ctx: RunContext) -> object:
     run = ctx.run
     stream = process.ChunkStream(ctx)
     if run.config.get("retry_of"):
         stream.add(_retry_failed_jobs(ctx, run.config["retry_of"]))
+    elif run.config.get("resume_of"):
+        _resume_pending_jobs(ctx, run.config["resume_of"], on_pending=stream.add)
     else:
         outcomes = _list_sources(ctx, write=True, on_pending=stream.add)
         # Pending jobs this run did not write: left pending by an earlier run that was
@@ -95,7 +109,64 @@ def _retry_failed_jobs(ctx: RunContext, retry_of: int) -> list[int]:
             )
             for pk, source_id, external_id, title, url, error in rows
         )
+        ctx.progress(outcomes={ItemOutcome.UNCHANGED: len(rows)})
     return [r[0] for r in rows]
+
+
+def _resume_pending_jobs(
+    ctx: RunContext, resume_of: int, *, on_pending: Callable[[list[int]], None]
+) -> None:
+    """ "Resume": the jobs that run `resume_of` (aborted or failed) wrote and left pending are
+    processed by this run, without reading the boards again. Each keeps the outcome its
+    listing gave it (new or updated)."""
+    run = ctx.run
+    left = RunItem.objects.filter(
+        run_id=resume_of,
+        job__status=JobStatus.PENDING,
+        job__last_run_id=resume_of,
+        job__owner_id=run.owner_id,
+    ).order_by("id")
+    total = left.count()
+    ctx.event(
+        "run.started",
+        f"Resuming run #{resume_of}: processing {counted(total, 'pending job')} "
+        "without reading the boards again",
+        {"resumeOf": resume_of, "jobs": total},
+    )
+    after = 0
+    while True:
+        # Keyset blocks, each read afresh: the jobs taken over stop matching as they go.
+        block = list(
+            left.filter(id__gt=after).values_list(
+                "id", "job_id", "source_id", "external_id", "title", "url", "row", "outcome"
+            )[:RESUME_BATCH]
+        )
+        if not block:
+            return
+        after = block[-1][0]
+        ctx.checkpoint()
+        ids = [r[1] for r in block]
+        with transaction.atomic():
+            Job.objects.filter(id__in=ids, status=JobStatus.PENDING).update(
+                last_run=run, updated_at=timezone.now()
+            )
+            RunItem.objects.bulk_create(
+                RunItem(
+                    run=run,
+                    source_id=source_id,
+                    job_id=pk,
+                    external_id=external_id,
+                    title=title,
+                    url=url,
+                    row=row,
+                    outcome=outcome,
+                    job_status=JobStatus.PENDING,
+                    reason=f"resumed from run #{resume_of}",
+                )
+                for _, pk, source_id, external_id, title, url, row, outcome in block
+            )
+            ctx.progress(outcomes=Counter(str(r[7]) for r in block))
+        on_pending(ids)
 
 
 def _list_sources(
@@ -203,16 +274,13 @@ def publish_summary(ctx: RunContext) -> None:
     run = ctx.run
     run.refresh_from_db()
     counts = run.counts()
+    outcomes = vocabulary.outcome_counts(run)
     if run.kind == PREVIEW:
-        text = (
-            f"Preview: {counts['new']:,} new, {counts['updated']:,} updated, "
-            f"{counts['expired']:,} would expire, {counts['skipped']:,} duplicate or filtered, "
-            f"{counts['failed']:,} invalid or failed. Nothing was written to your jobs."
-        )
+        text = f"Preview: {vocabulary.outcomes_text(outcomes)}. Nothing was written to your jobs."
     else:
-        text = (
-            f"{counts['new']:,} new, {counts['updated']:,} updated, {counts['ready']:,} ready, "
-            f"{counts['skipped']:,} skipped, {counts['expired']:,} expired, "
-            f"{counts['failed']:,} failed."
-        )
-    ctx.event("run.summary", text, {"counts": counts, "sources": run.summary.get("sources", [])})
+        text = f"{vocabulary.outcomes_text(outcomes)}. Jobs: {vocabulary.jobs_text(counts)}."
+    ctx.event(
+        "run.summary",
+        text,
+        {"counts": counts, "outcomes": outcomes, "sources": run.summary.get("sources", [])},
+    )

@@ -26,26 +26,63 @@
     if (el) el.textContent = text;
   }
 
+  // Numbers as the server writes them (runs/numbers.py): 11,000.
+  function number(n) { return Number(n || 0).toLocaleString("en-US", { maximumFractionDigits: 0 }); }
+
+  // runs/numbers.py time_left, in the same words.
+  function timeLeft(seconds) {
+    if (seconds < 60) return "under a minute left";
+    var minutes = Math.round(seconds / 60);
+    if (minutes < 60) return "about " + minutes + " min left";
+    var hours = Math.floor(minutes / 60), rest = minutes % 60;
+    return "about " + hours + " h" + (rest ? " " + rest + " min" : "") + " left";
+  }
+
+  function setBadge(badge, run) {
+    badge.className = "badge badge-" + run.status;
+    badge.textContent = run.phase || run.status.charAt(0).toUpperCase() + run.status.slice(1);
+  }
+
   function updateStatus(run) {
     var badge = q("badge");
-    if (badge) {
-      badge.className = "badge badge-" + run.status;
-      badge.textContent = run.status.charAt(0).toUpperCase() + run.status.slice(1);
+    if (badge) setBadge(badge, run);
+    // The summary bar, when it shows this run: its phase, not the state at page load.
+    var summaryBadge = document.querySelector('[data-summary="outcome"][data-run-id="' + run.id + '"]');
+    if (summaryBadge) setBadge(summaryBadge, run);
+    var summaryWhen = document.querySelector('[data-summary="when"][data-run-id="' + run.id + '"]');
+    if (summaryWhen && run.startedAt && !run.terminal) {
+      summaryWhen.textContent = "started " + new Date(run.startedAt).toTimeString().slice(0, 8);
     }
     Object.keys(run.counts).forEach(function (name) {
       var el = document.querySelector('[data-count="' + name + '"]');
-      if (el) el.textContent = run.counts[name];
+      if (el) el.textContent = number(run.counts[name]);
+    });
+    document.querySelectorAll("[data-part][data-key]").forEach(function (el) {
+      var part = run[el.dataset.part] || {};
+      el.textContent = number(part[el.dataset.key]);
     });
     var bar = q("progress-bar"), progress = q("progress"), text = q("progress-text");
     var pct = run.totalJobs ? Math.min(100, Math.round((100 * run.itemsDone) / run.totalJobs)) : 0;
     if (bar) bar.setAttribute("width", pct);
     if (progress) {
-      progress.setAttribute("aria-valuenow", run.itemsDone);
-      progress.setAttribute("aria-valuemax", run.totalJobs);
+      if (run.totalJobs) {
+        progress.setAttribute("aria-valuemin", 0);
+        progress.setAttribute("aria-valuenow", run.itemsDone);
+        progress.setAttribute("aria-valuemax", run.totalJobs);
+        progress.classList.remove("progress-indeterminate");
+      } else {
+        // No total yet: an indeterminate bar has no value at all.
+        progress.removeAttribute("aria-valuemin");
+        progress.removeAttribute("aria-valuenow");
+        progress.removeAttribute("aria-valuemax");
+        progress.classList.add("progress-indeterminate");
+      }
+      progress.hidden = run.terminal && !run.totalJobs;
     }
     if (text) {
-      var rate = !run.terminal && run.ratePerSecond ? " · " + Math.round(run.ratePerSecond) + "/s" : "";
-      text.textContent = run.itemsDone + (run.totalJobs ? " of " + run.totalJobs : "") + " done" + rate;
+      var rate = !run.terminal && run.ratePerSecond ? " · " + number(run.ratePerSecond) + "/s" : "";
+      var eta = run.etaSeconds !== null && run.etaSeconds !== undefined ? " · " + timeLeft(run.etaSeconds) : "";
+      text.textContent = number(run.itemsDone) + (run.totalJobs ? " of " + number(run.totalJobs) : "") + " done" + rate + eta;
     }
     var error = q("error");
     if (error) {

@@ -49,7 +49,8 @@ def badge(page: Page):  # type: ignore[no-untyped-def]
 
 
 def count(page: Page, name: str):  # type: ignore[no-untyped-def]
-    return page.locator(f'#run-status [data-count="{name}"]')
+    """A live counter: an outcome ("new") or an ingest's job counter ("ready")."""
+    return page.locator(f'#run-status [data-key="{name}"]')
 
 
 def mark_document(page: Page) -> None:

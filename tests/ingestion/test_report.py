@@ -95,8 +95,11 @@ def test_the_json_report_carries_the_snapshot_counts_and_per_source_outcomes(fin
     client.force_login(user)
     data = client.get(f"/runs/{finished_run.pk}/report.json").json()
     assert data["run"]["status"] == "finished"
-    assert data["run"]["counts"]["ready"] == 2 and data["run"]["counts"]["failed"] == 1
+    # The invalid posting never became a job: it is an invalid outcome, not a failed job.
+    assert data["run"]["counts"]["ready"] == 2 and data["run"]["counts"]["failed"] == 0
     assert data["outcomes"]["new"] == 2 and data["outcomes"]["invalid"] == 1
+    # The counts kept while it ran are the items' outcomes, in the same words.
+    assert data["run"]["outcomes"] == {k: v for k, v in data["outcomes"].items() if v}
     assert data["sources"][0]["company"] == "Acme"
 
 

@@ -1,0 +1,168 @@
+"""One story on every surface: the run's phase while it works, its counters in the outcome
+words (each a link to its items), numbers written one way, item lists whose filters live in
+the URL."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+
+from ingestion import selectors, services
+from ingestion.models import ItemOutcome
+from runs import services as run_services
+from runs.models import RunStatus
+from runs.numbers import counted, number
+from tests.ingestion.boards import greenhouse_job, mount_greenhouse
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def client(user) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _progressbar(page: str) -> str:
+    match = re.search(r'<div class="progress[^"]*" role="progressbar"[^>]*>', page)
+    assert match, "no progress bar"
+    return match.group(0)
+
+
+def _badge(page: str) -> str:
+    match = re.search(r'data-role="badge">([^<]*)<', page)
+    assert match
+    return match.group(1)
+
+
+def test_numbers_have_a_thousands_separator_and_plurals_agree():
+    assert number(11000) == "11,000" and number(1234.6) == "1,235" and number(None) == ""
+    assert counted(1, "bad row") == "1 bad row"
+    assert counted(11000, "job") == "11,000 jobs"
+    assert counted(2, "entry", "entries") == "2 entries"
+
+
+def test_a_queued_preview_says_queued_with_an_indeterminate_bar(client, user, greenhouse_source):
+    run = services.preview_start(owner=user)
+    page = client.get(f"/preview/{run.pk}/").content.decode()
+    assert _badge(page) == "Queued"
+    bar = _progressbar(page)
+    # No total yet: no value at all (not aria-valuemax=0), and the bar says so by its look.
+    assert "aria-valuemax" not in bar and "aria-valuenow" not in bar
+    assert "progress-indeterminate" in bar
+    assert "Pending" not in page.split('id="summary-bar"')[1].split("</section>")[0]
+
+
+def test_a_working_run_says_what_it_does_on_the_page_the_summary_bar_and_the_feed(
+    client, user, greenhouse_source
+):
+    run = services.preview_start(owner=user)
+    run_services.run_transition(run, to=RunStatus.INITIALIZING)
+    page = client.get(f"/preview/{run.pk}/").content.decode()
+    assert _badge(page) == "Listing and comparing"
+    assert f'data-summary="outcome" data-run-id="{run.pk}">Listing and comparing<' in page
+    assert "Initializing" not in page
+    event = run.events.get(type="run.initializing")
+    assert event.message.startswith("Listing and comparing.")
+    assert event.snapshot["phase"] == "Listing and comparing"
+
+
+def test_an_ingest_gets_a_determinate_bar_and_an_eta_once_its_total_is_known(
+    client, user, greenhouse_source
+):
+    run = services.ingest_start(owner=user)
+    run_services.run_transition(run, to=RunStatus.INITIALIZING)
+    page = client.get(f"/ingest/{run.pk}/").content.decode()
+    assert _badge(page) == "Listing, comparing and writing"
+    run_services.run_transition(run, to=RunStatus.INGESTING)
+    run_services.run_update_progress(run, total=11000, done=1000)
+    page = client.get(f"/ingest/{run.pk}/").content.decode()
+    assert _badge(page) == "Processing jobs"
+    bar = _progressbar(page)
+    assert 'aria-valuemax="11000"' in bar and 'aria-valuenow="1000"' in bar
+    assert "progress-indeterminate" not in bar
+    assert "1,000 of 11,000 done" in page
+    assert re.search(r"1,000 of 11,000 done · [\d,]+/s · (about \d+ (h|min)|under a minute)", page)
+    run.refresh_from_db()
+    assert run.snapshot()["etaSeconds"] is not None
+
+
+def _mixed_preview(boards, work, user):  # type: ignore[no-untyped-def]
+    mount_greenhouse(
+        boards,
+        "acme",
+        [greenhouse_job(i, f"Role {i}") for i in range(1, 4)] + [greenhouse_job(9, omit=["title"])],
+    )
+    return work(services.preview_start(owner=user))
+
+
+def test_the_live_counters_are_the_outcomes_kept_while_it_ran(
+    boards, work, user, greenhouse_source
+):
+    run = _mixed_preview(boards, work, user)
+    # Counted as the listing went, equal to the items' outcomes once it ended.
+    assert run.outcome_counts == {k: v for k, v in selectors.outcome_counts(run).items() if v}
+    assert run.outcome_counts == {"new": 3, "invalid": 1}
+    summary = run.events.get(type="run.summary")
+    assert summary.message.startswith("Preview: 3 new, 1 invalid.")
+
+
+def test_each_live_counter_is_an_outcome_word_linking_to_its_items(
+    boards, work, client, user, greenhouse_source
+):
+    run = _mixed_preview(boards, work, user)
+    page = client.get(f"/preview/{run.pk}/").content.decode()
+    status = page.split('id="run-status"')[1].split("</section>")[0]
+    labels = re.findall(r"<dt>([^<]+)</dt>", status)
+    assert labels == [label for _, label in ItemOutcome.choices]
+    assert "Skipped" not in status and "Failed" not in status and "Ready" not in status
+    link = f'href="/preview/{run.pk}/?outcome=invalid#run-items"'
+    assert re.search(re.escape(link) + r'[^>]*data-key="invalid"[^>]*>1</a>', status)
+    # The link opens the items filtered by that outcome.
+    filtered = client.get(f"/preview/{run.pk}/", {"outcome": "invalid"}).content.decode()
+    assert filtered.count("<tr data-outcome=") == 1 and 'data-outcome="invalid"' in filtered
+
+
+def test_an_ingest_counts_its_jobs_by_status_beside_the_outcomes(
+    boards, work, client, user, greenhouse_source
+):
+    mount_greenhouse(
+        boards, "acme", [greenhouse_job(1, "Role 1"), greenhouse_job(9, omit=["title"])]
+    )
+    run = work(services.ingest_start(owner=user))
+    # The invalid row never became a job: an invalid outcome, no failed job.
+    assert run.jobs_failed == 0 and run.outcome_counts == {"new": 1, "invalid": 1}
+    page = client.get(f"/ingest/{run.pk}/").content.decode()
+    assert f'href="/ingest/{run.pk}/?status=ready#run-items"' in page
+    assert "<dt>Jobs ready</dt>" in page and "<dt>Jobs error</dt>" in page
+    assert "Postings: 1 new, 1 invalid. Jobs: 1 ready, 0 skipped, 0 error." in page
+
+
+def test_the_items_filters_and_page_live_in_the_step_pages_url(
+    boards, work, client, user, greenhouse_source
+):
+    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 121)])
+    run = work(services.preview_start(owner=user))
+    page = client.get(f"/preview/{run.pk}/", {"page": 3, "outcome": "new"}).content.decode()
+    assert page.count("<tr data-outcome=") == 20 and "Page 3 of 3 · 120 postings" in page
+    assert f'hx-get="/preview/{run.pk}/?page=2&amp;outcome=new' in page
+    assert 'hx-push-url="true"' in page
+    # The htmx request for the same URL gets the items table alone.
+    fragment = client.get(
+        f"/preview/{run.pk}/", {"page": 2}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="run-items"
+    ).content.decode()
+    assert fragment.lstrip().startswith('<section id="run-items"')
+    assert fragment.count("<tr data-outcome=") == 50
+
+
+def test_the_runs_history_counts_in_the_outcome_words(
+    boards, work, client, user, greenhouse_source
+):
+    run = _mixed_preview(boards, work, user)
+    page = client.get("/runs/").content.decode()
+    assert f'<a href="/preview/{run.pk}/?outcome=new#run-items">3 new</a>' in page
+    assert f'<a href="/preview/{run.pk}/?outcome=invalid#run-items">1 invalid</a>' in page
+    assert "skip" not in page.split('id="run-table"')[1]
