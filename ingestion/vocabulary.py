@@ -99,3 +99,65 @@ def jobs_text(counts: Mapping[str, int]) -> str:
         f"{number(counts.get(counter, 0))} {labels[status].lower()}"
         for status, counter in JOB_COUNTERS.items()
     )
+
+
+@dataclass(frozen=True)
+class ListingRow:
+    """One source of a run's listing: where it is (waiting, listing, listed, failed, not
+    read), how many postings it gave and how long it took."""
+
+    source_id: int
+    label: str
+    state: str
+    listed: int
+    seconds: float | None
+    error: str
+
+
+# What a listing row's state reads as.
+LISTING_STATES = {
+    "waiting": "Waiting",
+    "listing": "Listing…",
+    "listed": "Listed",
+    "failed": "Failed",
+    "unread": "Not read",
+}
+
+
+def listing_rows(run: IngestionRun) -> list[ListingRow]:
+    """A row per source the run lists, from its config (every source) and its summary (the
+    sources done); empty for a run that reads no board (a retry or a resume)."""
+    if run.config.get("retry_of") or run.config.get("resume_of"):
+        return []
+    done = {entry.get("sourceId"): entry for entry in run.summary.get("sources", [])}
+    # Postings listed so far, each an item with an outcome other than expired: what the done
+    # sources did not list is the current source's.
+    counts = outcome_counts(run)
+    read = sum(counts.values()) - counts[ItemOutcome.EXPIRED]
+    current = max(0, read - sum(int(entry.get("listed") or 0) for entry in done.values()))
+    rows = []
+    listing_seen = False
+    for entry in run.config.get("sources") or []:
+        source_id = entry.get("id")
+        label = f"{entry.get('company', '')} ({entry.get('kind', '')})"
+        outcome = done.get(source_id)
+        if outcome is not None:
+            rows.append(
+                ListingRow(
+                    source_id=source_id,
+                    label=outcome.get("label") or label,
+                    state="failed" if outcome.get("error") else "listed",
+                    listed=int(outcome.get("listed") or 0),
+                    seconds=outcome.get("seconds"),
+                    error=str(outcome.get("error") or ""),
+                )
+            )
+            continue
+        if run.is_terminal:
+            state, listed = "unread", 0
+        elif not listing_seen and run.started_at:
+            state, listed, listing_seen = "listing", current, True
+        else:
+            state, listed = "waiting", 0
+        rows.append(ListingRow(source_id, label, state, listed, None, ""))
+    return rows

@@ -23,6 +23,7 @@ from ingestion.services import UPLOAD_KINDS, SourceError
 from ingestion.views.common import HtmxHttpRequest, get_source_for_user, owner_of
 from project.params import Params
 from runs.models import IngestionRun
+from runs.numbers import counted
 
 # How far back "last run" looks: enough for any source used lately, one small query.
 LAST_RUNS_LOOKED_AT = 50
@@ -264,7 +265,10 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
 def _added_message(source: Source, report: uploads.UploadReport | None) -> str:
     text = f"Added source {source.company} ({source.get_kind_display()})."
     if report and report.bad:
-        text += f" {report.good} good rows will be ingested; {report.bad} bad rows reported."
+        text += (
+            f" {counted(report.good, 'good row')} will be ingested; "
+            f"{counted(report.bad, 'bad row')} reported."
+        )
     return text
 
 

@@ -154,6 +154,8 @@ def _run_step(request: HtmxHttpRequest, run: IngestionRun, *, step: str) -> Http
         "preview_run": run if step == "preview" else run.preview,
         "ingest_run": run if step == "ingest" else None,
         "counters": vocabulary.run_counters(run, request.path),
+        "listing": vocabulary.listing_rows(run),
+        "listing_states": vocabulary.LISTING_STATES,
         **_results_context(request, run),
     }
     if request.htmx and request.htmx.target == "run-results":

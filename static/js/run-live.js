@@ -149,7 +149,46 @@
     // htmx's SSE extension reconnects to this attribute's URL, without Last-Event-ID.
     if (!terminal) root.setAttribute("sse-connect", streamUrl + "?after=" + lastId);
     appendFeed(envelope);
+    updateListing(envelope);
     updateStatus(envelope.run);
+  }
+
+  // The listing rows (the stepper's run pages): a source's row ends with its source event;
+  // the first one not done yet is being listed, its count what the done ones did not list.
+  var listingWords = null;
+  function updateListing(envelope) {
+    var table = document.querySelector("[data-run-listing]");
+    if (!table) return;
+    if (!listingWords) {
+      var words = document.getElementById("listing-states");
+      listingWords = words ? JSON.parse(words.textContent) : {};
+    }
+    var payload = envelope.payload || {}, run = envelope.run || {};
+    function setRow(row, state, count, seconds, error) {
+      row.dataset.state = state;
+      var cell = row.querySelector('[data-role="listing-state"]');
+      if (cell) cell.textContent = (listingWords[state] || state) + (error ? ": " + error : "");
+      if (count !== null) row.querySelector('[data-role="listing-count"]').textContent = number(count);
+      if (seconds !== null) row.querySelector('[data-role="listing-time"]').textContent = Number(seconds).toFixed(1) + " s";
+    }
+    if ((envelope.type === "source.fetched" || envelope.type === "source.failed") && payload.sourceId) {
+      var done = table.querySelector('tr[data-source-id="' + payload.sourceId + '"]');
+      if (done) {
+        done.dataset.listed = payload.listed || 0;
+        setRow(done, payload.error ? "failed" : "listed", payload.listed || 0, payload.seconds, payload.error);
+      }
+    }
+    var outcomes = run.outcomes || {}, read = 0, doneListed = 0;
+    Object.keys(outcomes).forEach(function (name) { if (name !== "expired") read += outcomes[name]; });
+    var rows = table.querySelectorAll("tr[data-source-id]"), current = null;
+    rows.forEach(function (row) {
+      var state = row.dataset.state;
+      if (state === "listed" || state === "failed") doneListed += parseInt(row.dataset.listed || "0", 10);
+      else if (run.terminal) setRow(row, "unread", null, null, "");
+      else if (!current && run.status !== "pending") current = row;
+      else if (state === "listing") setRow(row, "waiting", 0, null, "");
+    });
+    if (current) setRow(current, "listing", Math.max(0, read - doneListed), null, "");
   }
 
   function catchUp() {

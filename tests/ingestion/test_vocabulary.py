@@ -166,3 +166,50 @@ def test_the_runs_history_counts_in_the_outcome_words(
     assert f'<a href="/preview/{run.pk}/?outcome=new#run-items">3 new</a>' in page
     assert f'<a href="/preview/{run.pk}/?outcome=invalid#run-items">1 invalid</a>' in page
     assert "skip" not in page.split('id="run-table"')[1]
+
+
+def test_the_added_message_counts_rows_in_words_that_agree(user):
+    from ingestion.models import Source
+    from ingestion.uploads import UploadReport
+    from ingestion.views.sources import _added_message
+
+    source = Source(owner=user, company="Acme", kind="file", identifier="jobs.csv")
+    text = _added_message(source, UploadReport(fmt="csv", good=11000, bad=1))
+    assert text.endswith("11,000 good rows will be ingested; 1 bad row reported.")
+
+
+def _listing(page: str) -> list[tuple[str, str, str]]:
+    section = page.split('id="run-listing"')[1].split("</section>")[0]
+    return re.findall(
+        r'<tr data-source-id="\d+" data-state="(\w+)".*?'
+        r'data-role="listing-count">([^<]*)<.*?data-role="listing-time">([^<]*)<',
+        section,
+        re.S,
+    )
+
+
+def test_the_listing_shows_a_row_per_source_apart_from_the_processing_bar(
+    boards, work, client, user, greenhouse_source
+):
+    from ingestion.models import Source
+
+    Source.objects.create(owner=user, company="Beta", kind="greenhouse", identifier="beta")
+    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 4)])
+    mount_greenhouse(boards, "beta", [greenhouse_job(i, f"Beta {i}") for i in range(1, 3)])
+    run = services.preview_start(owner=user)
+    queued = client.get(f"/preview/{run.pk}/").content.decode()
+    assert [state for state, _, _ in _listing(queued)] == ["waiting", "waiting"]
+    # While the first source is listed: its row counts what was read so far.
+    run_services.run_transition(run, to=RunStatus.INITIALIZING)
+    run_services.run_update_progress(run, outcomes={"new": 2})
+    working = client.get(f"/preview/{run.pk}/").content.decode()
+    assert _listing(working) == [("listing", "2", ""), ("waiting", "0", "")]
+    run_services.run_fail(run, message="stopped by the test")
+    ended = _listing(client.get(f"/preview/{run.pk}/").content.decode())
+    assert [state for state, _, _ in ended] == ["unread", "unread"]
+
+    run = work(services.preview_start(owner=user))
+    assert run.status == RunStatus.FINISHED
+    done = _listing(client.get(f"/preview/{run.pk}/").content.decode())
+    assert [(state, count) for state, count, _ in done] == [("listed", "3"), ("listed", "2")]
+    assert all(seconds.endswith(" s") for _, _, seconds in done)
