@@ -123,6 +123,9 @@ LISTING_STATES = {
     "unread": "Not read",
 }
 
+# Sources not listed yet: while any is, an ingest's processing total is still growing.
+OPEN_LISTING_STATES = ("waiting", "listing")
+
 
 def listing_rows(run: IngestionRun) -> list[ListingRow]:
     """A row per source the run lists, from its config (every source) and its summary (the

@@ -148,13 +148,15 @@ def ingest_page(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 
 def _run_step(request: HtmxHttpRequest, run: IngestionRun, *, step: str) -> HttpResponse:
     run_services.run_end_if_stale(run)
+    listing = vocabulary.listing_rows(run)
     context = {
         "run": run,
         "step": step,
         "preview_run": run if step == "preview" else run.preview,
         "ingest_run": run if step == "ingest" else None,
         "counters": vocabulary.run_counters(run, request.path),
-        "listing": vocabulary.listing_rows(run),
+        "listing": listing,
+        "listing_open": any(row.state in vocabulary.OPEN_LISTING_STATES for row in listing),
         "listing_states": vocabulary.LISTING_STATES,
         **_results_context(request, run),
     }

@@ -62,10 +62,14 @@
       el.textContent = number(part[el.dataset.key]);
     });
     var bar = q("progress-bar"), progress = q("progress"), text = q("progress-text");
-    var pct = run.totalJobs ? Math.min(100, Math.round((100 * run.itemsDone) / run.totalJobs)) : 0;
+    // While sources are still listed the total grows: no value rather than a jumping one.
+    var open = !run.terminal && !!document.querySelector(
+      '[data-run-listing] tr[data-state="waiting"], [data-run-listing] tr[data-state="listing"]');
+    var known = run.totalJobs && !open;
+    var pct = known ? Math.min(100, Math.round((100 * run.itemsDone) / run.totalJobs)) : 0;
     if (bar) bar.setAttribute("width", pct);
     if (progress) {
-      if (run.totalJobs) {
+      if (known) {
         progress.setAttribute("aria-valuemin", 0);
         progress.setAttribute("aria-valuenow", run.itemsDone);
         progress.setAttribute("aria-valuemax", run.totalJobs);
@@ -81,8 +85,9 @@
     }
     if (text) {
       var rate = !run.terminal && run.ratePerSecond ? " · " + number(run.ratePerSecond) + "/s" : "";
-      var eta = run.etaSeconds !== null && run.etaSeconds !== undefined ? " · " + timeLeft(run.etaSeconds) : "";
-      text.textContent = number(run.itemsDone) + (run.totalJobs ? " of " + number(run.totalJobs) : "") + " done" + rate + eta;
+      var eta = known && run.etaSeconds !== null && run.etaSeconds !== undefined ? " · " + timeLeft(run.etaSeconds) : "";
+      var of = run.totalJobs ? " of " + number(run.totalJobs) + (open ? " listed so far" : "") : "";
+      text.textContent = number(run.itemsDone) + of + " done" + rate + eta;
     }
     var error = q("error");
     if (error) {

@@ -81,6 +81,12 @@ def test_an_ingest_gets_a_determinate_bar_and_an_eta_once_its_total_is_known(
     run_services.run_update_progress(run, total=11000, done=1000)
     page = client.get(f"/ingest/{run.pk}/").content.decode()
     assert _badge(page) == "Processing jobs"
+    # The source is still being listed: the total grows, so the bar claims no value yet.
+    assert "aria-valuemax" not in _progressbar(page)
+    assert "1,000 of 11,000 listed so far done" in page and "min left" not in page
+    source = {"sourceId": greenhouse_source.pk, "label": "Acme", "listed": 11000, "seconds": 2}
+    run_services.run_set_summary(run, {"sources": [source]})
+    page = client.get(f"/ingest/{run.pk}/").content.decode()
     bar = _progressbar(page)
     assert 'aria-valuemax="11000"' in bar and 'aria-valuenow="1000"' in bar
     assert "progress-indeterminate" not in bar
