@@ -95,21 +95,14 @@ def _retry_failed_jobs(ctx: RunContext, retry_of: int) -> list[int]:
         Job.objects.filter(id__in=[r[0] for r in rows], status=JobStatus.ERROR).update(
             status=JobStatus.PENDING, error_message="", last_run=run, updated_at=timezone.now()
         )
-        RunItem.objects.bulk_create(
-            RunItem(
-                run=run,
-                source_id=source_id,
-                job_id=pk,
-                external_id=external_id,
-                title=title,
-                url=url,
-                outcome=ItemOutcome.UNCHANGED,
-                job_status=JobStatus.PENDING,
-                reason=f"retry after: {error}"[:2000],
-            )
-            for pk, source_id, external_id, title, url, error in rows
+        _carry_items(
+            ctx,
+            [
+                (pk, source_id, external_id, title, url, None, ItemOutcome.UNCHANGED)
+                for pk, source_id, external_id, title, url, _ in rows
+            ],
+            reasons=[f"retry after: {r[5]}"[:2000] for r in rows],
         )
-        ctx.progress(outcomes={ItemOutcome.UNCHANGED: len(rows)})
     return [r[0] for r in rows]
 
 
@@ -150,23 +143,35 @@ def _resume_pending_jobs(
             Job.objects.filter(id__in=ids, status=JobStatus.PENDING).update(
                 last_run=run, updated_at=timezone.now()
             )
-            RunItem.objects.bulk_create(
-                RunItem(
-                    run=run,
-                    source_id=source_id,
-                    job_id=pk,
-                    external_id=external_id,
-                    title=title,
-                    url=url,
-                    row=row,
-                    outcome=outcome,
-                    job_status=JobStatus.PENDING,
-                    reason=f"resumed from run #{resume_of}",
-                )
-                for _, pk, source_id, external_id, title, url, row, outcome in block
+            _carry_items(
+                ctx,
+                [r[1:] for r in block],
+                reasons=[f"resumed from run #{resume_of}"] * len(block),
             )
-            ctx.progress(outcomes=Counter(str(r[7]) for r in block))
         on_pending(ids)
+
+
+def _carry_items(ctx: RunContext, rows: list[tuple[Any, ...]], *, reasons: list[str]) -> None:
+    """This run's items for jobs it takes over from an earlier run (retry, resume), pending:
+    rows of (job id, source id, external id, title, url, row, outcome); counted by outcome."""
+    RunItem.objects.bulk_create(
+        RunItem(
+            run=ctx.run,
+            source_id=source_id,
+            job_id=pk,
+            external_id=external_id,
+            title=title,
+            url=url,
+            row=row,
+            outcome=outcome,
+            job_status=JobStatus.PENDING,
+            reason=reason,
+        )
+        for (pk, source_id, external_id, title, url, row, outcome), reason in zip(
+            rows, reasons, strict=True
+        )
+    )
+    ctx.progress(outcomes=Counter(str(r[6]) for r in rows))
 
 
 def _list_sources(

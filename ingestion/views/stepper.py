@@ -3,6 +3,7 @@ then its summary), the items table, retry failed, and home (resume the active ru
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -109,23 +110,26 @@ def _idempotency_key(params: Params) -> str | None:
 @login_required
 @require_POST
 def retry_failed(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = get_run_for_user(request, run_id)
-    try:
-        retry = services.ingest_retry_failed(owner=owner_of(request), run=run)
-    except (services.SourceError, RunError) as exc:
-        return _refuse(request, exc)
-    return redirect("ingestion:ingest", run_id=retry.pk)
+    return _follow_up(request, run_id, services.ingest_retry_failed)
 
 
 @login_required
 @require_POST
 def resume(request: HttpRequest, run_id: int) -> HttpResponse:
+    return _follow_up(request, run_id, services.ingest_resume)
+
+
+def _follow_up(
+    request: HttpRequest, run_id: int, start: Callable[..., IngestionRun]
+) -> HttpResponse:
+    """Start an ingest that carries on from an ended one (retry its failed jobs, resume its
+    pending ones) and show it, or say on the page why it cannot start."""
     run = get_run_for_user(request, run_id)
     try:
-        resumed = services.ingest_resume(owner=owner_of(request), run=run)
+        follow_up = start(owner=owner_of(request), run=run)
     except (services.SourceError, RunError) as exc:
         return _refuse(request, exc)
-    return redirect("ingestion:ingest", run_id=resumed.pk)
+    return redirect("ingestion:ingest", run_id=follow_up.pk)
 
 
 @login_required

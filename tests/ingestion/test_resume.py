@@ -5,7 +5,6 @@ offered when the failures were invalid postings."""
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from ingestion import services
 from ingestion.models import Job, JobStatus, RunItem
@@ -16,13 +15,6 @@ from runs.models import IngestionRun, RunStatus
 from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def client(user) -> Client:  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _aborted_after_listing(boards, work, user) -> IngestionRun:  # type: ignore[no-untyped-def]
@@ -40,20 +32,20 @@ def _aborted_after_listing(boards, work, user) -> IngestionRun:  # type: ignore[
 
 
 def test_an_aborted_ingest_says_what_it_left_and_offers_resume(
-    boards, work, client, user, greenhouse_source
+    boards, work, signed_in, user, greenhouse_source
 ):
     run = _aborted_after_listing(boards, work, user)
-    page = client.get(f"/ingest/{run.pk}/").content.decode()
+    page = signed_in.get(f"/ingest/{run.pk}/").content.decode()
     assert "5 jobs still pending." in page and "was aborted" in page
     assert f'action="/runs/{run.pk}/resume/"' in page and 'data-role="resume"' in page
 
 
 def test_resume_processes_the_pending_jobs_without_reading_the_boards_again(
-    boards, work, client, user, greenhouse_source
+    boards, work, signed_in, user, greenhouse_source
 ):
     run = _aborted_after_listing(boards, work, user)
     listings = boards.hits.get("/v1/boards/acme/jobs", 0)
-    response = client.post(f"/runs/{run.pk}/resume/")
+    response = signed_in.post(f"/runs/{run.pk}/resume/")
     resumed = IngestionRun.objects.latest("id")
     assert response["Location"] == f"/ingest/{resumed.pk}/"
     assert resumed.config["resume_of"] == run.pk
@@ -70,22 +62,22 @@ def test_resume_processes_the_pending_jobs_without_reading_the_boards_again(
         JobStatus.READY
     }
     # Nothing is left to resume.
-    page = client.get(f"/ingest/{run.pk}/").content.decode()
+    page = signed_in.get(f"/ingest/{run.pk}/").content.decode()
     assert 'data-role="resume"' not in page
     with pytest.raises(services.SourceError, match="left no pending jobs"):
         services.ingest_resume(owner=user, run=run)
 
 
-def test_a_finished_ingest_cannot_be_resumed(boards, work, client, user, greenhouse_source):
+def test_a_finished_ingest_cannot_be_resumed(boards, work, signed_in, user, greenhouse_source):
     mount_greenhouse(boards, "acme", [greenhouse_job(1, "Role 1")])
     run = work(services.ingest_start(owner=user))
-    response = client.post(f"/runs/{run.pk}/resume/", follow=True)
+    response = signed_in.post(f"/runs/{run.pk}/resume/", follow=True)
     assert "only an aborted or failed ingest can be resumed" in response.content.decode()
     assert IngestionRun.objects.count() == 1
 
 
 def test_retry_is_not_offered_for_invalid_postings_and_says_why(
-    boards, work, client, user, greenhouse_source
+    boards, work, signed_in, user, greenhouse_source
 ):
     mount_greenhouse(
         boards,
@@ -93,6 +85,6 @@ def test_retry_is_not_offered_for_invalid_postings_and_says_why(
         [greenhouse_job(1, "Role 1")] + [greenhouse_job(i, omit=["title"]) for i in (8, 9)],
     )
     run = work(services.ingest_start(owner=user))
-    page = client.get(f"/ingest/{run.pk}/").content.decode()
+    page = signed_in.get(f"/ingest/{run.pk}/").content.decode()
     assert 'data-role="retry"' not in page
     assert "2 postings could not be read or were invalid and have no job to retry" in page

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.test import Client
 
 from ingestion import selectors, services
 from ingestion.models import ItemOutcome
@@ -17,13 +16,6 @@ from runs.numbers import counted, number
 from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def client(user) -> Client:  # type: ignore[no-untyped-def]
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _progressbar(page: str) -> str:
@@ -45,9 +37,9 @@ def test_numbers_have_a_thousands_separator_and_plurals_agree():
     assert counted(2, "entry", "entries") == "2 entries"
 
 
-def test_a_queued_preview_says_queued_with_an_indeterminate_bar(client, user, greenhouse_source):
+def test_a_queued_preview_says_queued_with_an_indeterminate_bar(signed_in, user, greenhouse_source):
     run = services.preview_start(owner=user)
-    page = client.get(f"/preview/{run.pk}/").content.decode()
+    page = signed_in.get(f"/preview/{run.pk}/").content.decode()
     assert _badge(page) == "Queued"
     bar = _progressbar(page)
     # No total yet: no value at all (not aria-valuemax=0), and the bar says so by its look.
@@ -57,11 +49,11 @@ def test_a_queued_preview_says_queued_with_an_indeterminate_bar(client, user, gr
 
 
 def test_a_working_run_says_what_it_does_on_the_page_the_summary_bar_and_the_feed(
-    client, user, greenhouse_source
+    signed_in, user, greenhouse_source
 ):
     run = services.preview_start(owner=user)
     run_services.run_transition(run, to=RunStatus.INITIALIZING)
-    page = client.get(f"/preview/{run.pk}/").content.decode()
+    page = signed_in.get(f"/preview/{run.pk}/").content.decode()
     assert _badge(page) == "Listing and comparing"
     assert f'data-summary="outcome" data-run-id="{run.pk}">Listing and comparing<' in page
     assert "Initializing" not in page
@@ -71,22 +63,22 @@ def test_a_working_run_says_what_it_does_on_the_page_the_summary_bar_and_the_fee
 
 
 def test_an_ingest_gets_a_determinate_bar_and_an_eta_once_its_total_is_known(
-    client, user, greenhouse_source
+    signed_in, user, greenhouse_source
 ):
     run = services.ingest_start(owner=user)
     run_services.run_transition(run, to=RunStatus.INITIALIZING)
-    page = client.get(f"/ingest/{run.pk}/").content.decode()
+    page = signed_in.get(f"/ingest/{run.pk}/").content.decode()
     assert _badge(page) == "Listing, comparing and writing"
     run_services.run_transition(run, to=RunStatus.INGESTING)
     run_services.run_update_progress(run, total=11000, done=1000)
-    page = client.get(f"/ingest/{run.pk}/").content.decode()
+    page = signed_in.get(f"/ingest/{run.pk}/").content.decode()
     assert _badge(page) == "Processing jobs"
     # The source is still being listed: the total grows, so the bar claims no value yet.
     assert "aria-valuemax" not in _progressbar(page)
     assert "1,000 of 11,000 listed so far done" in page and "min left" not in page
     source = {"sourceId": greenhouse_source.pk, "label": "Acme", "listed": 11000, "seconds": 2}
     run_services.run_set_summary(run, {"sources": [source]})
-    page = client.get(f"/ingest/{run.pk}/").content.decode()
+    page = signed_in.get(f"/ingest/{run.pk}/").content.decode()
     bar = _progressbar(page)
     assert 'aria-valuemax="11000"' in bar and 'aria-valuenow="1000"' in bar
     assert "progress-indeterminate" not in bar
@@ -117,10 +109,10 @@ def test_the_live_counters_are_the_outcomes_kept_while_it_ran(
 
 
 def test_each_live_counter_is_an_outcome_word_linking_to_its_items(
-    boards, work, client, user, greenhouse_source
+    boards, work, signed_in, user, greenhouse_source
 ):
     run = _mixed_preview(boards, work, user)
-    page = client.get(f"/preview/{run.pk}/").content.decode()
+    page = signed_in.get(f"/preview/{run.pk}/").content.decode()
     status = page.split('id="run-status"')[1].split("</section>")[0]
     labels = re.findall(r"<dt>([^<]+)</dt>", status)
     assert labels == [label for _, label in ItemOutcome.choices]
@@ -128,12 +120,12 @@ def test_each_live_counter_is_an_outcome_word_linking_to_its_items(
     link = f'href="/preview/{run.pk}/?outcome=invalid#run-items"'
     assert re.search(re.escape(link) + r'[^>]*data-key="invalid"[^>]*>1</a>', status)
     # The link opens the items filtered by that outcome.
-    filtered = client.get(f"/preview/{run.pk}/", {"outcome": "invalid"}).content.decode()
+    filtered = signed_in.get(f"/preview/{run.pk}/", {"outcome": "invalid"}).content.decode()
     assert filtered.count("<tr data-outcome=") == 1 and 'data-outcome="invalid"' in filtered
 
 
 def test_an_ingest_counts_its_jobs_by_status_beside_the_outcomes(
-    boards, work, client, user, greenhouse_source
+    boards, work, signed_in, user, greenhouse_source
 ):
     mount_greenhouse(
         boards, "acme", [greenhouse_job(1, "Role 1"), greenhouse_job(9, omit=["title"])]
@@ -141,23 +133,23 @@ def test_an_ingest_counts_its_jobs_by_status_beside_the_outcomes(
     run = work(services.ingest_start(owner=user))
     # The invalid row never became a job: an invalid outcome, no failed job.
     assert run.jobs_failed == 0 and run.outcome_counts == {"new": 1, "invalid": 1}
-    page = client.get(f"/ingest/{run.pk}/").content.decode()
+    page = signed_in.get(f"/ingest/{run.pk}/").content.decode()
     assert f'href="/ingest/{run.pk}/?status=ready#run-items"' in page
     assert "<dt>Jobs ready</dt>" in page and "<dt>Jobs error</dt>" in page
     assert "Postings: 1 new, 1 invalid. Jobs: 1 ready, 0 skipped, 0 error." in page
 
 
 def test_the_items_filters_and_page_live_in_the_step_pages_url(
-    boards, work, client, user, greenhouse_source
+    boards, work, signed_in, user, greenhouse_source
 ):
     mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 121)])
     run = work(services.preview_start(owner=user))
-    page = client.get(f"/preview/{run.pk}/", {"page": 3, "outcome": "new"}).content.decode()
+    page = signed_in.get(f"/preview/{run.pk}/", {"page": 3, "outcome": "new"}).content.decode()
     assert page.count("<tr data-outcome=") == 20 and "Page 3 of 3 · 120 postings" in page
     assert f'hx-get="/preview/{run.pk}/?page=2&amp;outcome=new' in page
     assert 'hx-push-url="true"' in page
     # The htmx request for the same URL gets the items table alone.
-    fragment = client.get(
+    fragment = signed_in.get(
         f"/preview/{run.pk}/", {"page": 2}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="run-items"
     ).content.decode()
     assert fragment.lstrip().startswith('<section id="run-items"')
@@ -165,10 +157,10 @@ def test_the_items_filters_and_page_live_in_the_step_pages_url(
 
 
 def test_the_runs_history_counts_in_the_outcome_words(
-    boards, work, client, user, greenhouse_source
+    boards, work, signed_in, user, greenhouse_source
 ):
     run = _mixed_preview(boards, work, user)
-    page = client.get("/runs/").content.decode()
+    page = signed_in.get("/runs/").content.decode()
     assert f'<a href="/preview/{run.pk}/?outcome=new#run-items">3 new</a>' in page
     assert f'<a href="/preview/{run.pk}/?outcome=invalid#run-items">1 invalid</a>' in page
     assert "skip" not in page.split('id="run-table"')[1]
@@ -195,7 +187,7 @@ def _listing(page: str) -> list[tuple[str, str, str]]:
 
 
 def test_the_listing_shows_a_row_per_source_apart_from_the_processing_bar(
-    boards, work, client, user, greenhouse_source
+    boards, work, signed_in, user, greenhouse_source
 ):
     from ingestion.models import Source
 
@@ -203,19 +195,19 @@ def test_the_listing_shows_a_row_per_source_apart_from_the_processing_bar(
     mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 4)])
     mount_greenhouse(boards, "beta", [greenhouse_job(i, f"Beta {i}") for i in range(1, 3)])
     run = services.preview_start(owner=user)
-    queued = client.get(f"/preview/{run.pk}/").content.decode()
+    queued = signed_in.get(f"/preview/{run.pk}/").content.decode()
     assert [state for state, _, _ in _listing(queued)] == ["waiting", "waiting"]
     # While the first source is listed: its row counts what was read so far.
     run_services.run_transition(run, to=RunStatus.INITIALIZING)
     run_services.run_update_progress(run, outcomes={"new": 2})
-    working = client.get(f"/preview/{run.pk}/").content.decode()
+    working = signed_in.get(f"/preview/{run.pk}/").content.decode()
     assert _listing(working) == [("listing", "2", ""), ("waiting", "0", "")]
     run_services.run_fail(run, message="stopped by the test")
-    ended = _listing(client.get(f"/preview/{run.pk}/").content.decode())
+    ended = _listing(signed_in.get(f"/preview/{run.pk}/").content.decode())
     assert [state for state, _, _ in ended] == ["unread", "unread"]
 
     run = work(services.preview_start(owner=user))
     assert run.status == RunStatus.FINISHED
-    done = _listing(client.get(f"/preview/{run.pk}/").content.decode())
+    done = _listing(signed_in.get(f"/preview/{run.pk}/").content.decode())
     assert [(state, count) for state, count, _ in done] == [("listed", "3"), ("listed", "2")]
     assert all(seconds.endswith(" s") for _, _, seconds in done)
