@@ -591,7 +591,7 @@ def load_postings(owner: Any, run: Any) -> list[tuple[Any, Any, str]]:
 
     from ingestion import normalize
     from ingestion.adapters import get_adapter
-    from ingestion.adapters.greenhouse import job_posting
+    from ingestion.adapters.greenhouse import to_posting
     from ingestion.fetching import Fetcher
     from ingestion.models import Source
 
@@ -604,7 +604,7 @@ def load_postings(owner: Any, run: Any) -> list[tuple[Any, Any, str]]:
     board_file = sorted(Path(run_work_dir).glob("board-*.json"), key=lambda p: p.stat().st_size)
     with board_file[-1].open("rb") as handle:
         for item in ijson.items(handle, "jobs.item"):
-            posting = job_posting(item)
+            posting = to_posting(item)
             rows.append((board_source, posting, normalize.content_hash(posting)))
     return rows
 

@@ -10,11 +10,21 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from ingestion.models import Source, SourceKind
-from ingestion.services import UPLOAD_KINDS
+from ingestion.adapters import registry
+from ingestion.adapters.lever import LeverAdapter
+from ingestion.models import Source
 from ingestion.upload_limits import size_text, too_big_message
 
 REGION_CHOICES = [("", "Global (jobs.lever.co)"), ("eu", "EU (jobs.eu.lever.co)")]
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def kind_choices() -> list[tuple[str, str]]:
+    """The registered kinds, read when a form is built (a kind registered later is one)."""
+    return [("", "Recognise from the URL"), *registry.choices()]
 
 
 def words_text(values: list[str]) -> str:
@@ -48,14 +58,14 @@ class SourceForm(forms.Form):
         label="Careers URL",
         max_length=2000,
         required=False,
-        help_text="A Greenhouse, Lever or Ashby board URL fills in kind and identifier; "
+        help_text=f"A {registry.board_names()} board URL fills in kind and identifier; "
         "any other page is read for its JSON-LD postings.",
         widget=forms.TextInput(attrs={"placeholder": "https://jobs.lever.co/acme"}),
     )
     kind = forms.ChoiceField(
         label="Kind",
         required=False,
-        choices=[("", "Recognise from the URL")] + list(SourceKind.choices),
+        choices=kind_choices,
     )
     company = forms.CharField(
         label="Company",
@@ -67,8 +77,7 @@ class SourceForm(forms.Form):
         label="Identifier",
         max_length=500,
         required=False,
-        help_text="Board token (Greenhouse), site name (Lever), organization (Ashby) or the "
-        "careers page URL (JSON-LD). Uploads default to the file name.",
+        help_text=f"{_first_upper(registry.identifier_help())}. Uploads default to the file name.",
     )
     lever_region = forms.ChoiceField(label="Lever region", required=False, choices=REGION_CHOICES)
     upload = forms.FileField(
@@ -120,9 +129,9 @@ class SourceForm(forms.Form):
                 del self.fields[name]
             self.fields["company"].required = True
             self.fields["company"].help_text = ""
-            if source.kind != SourceKind.LEVER:
+            if source.kind != LeverAdapter.kind:
                 del self.fields["lever_region"]
-            if source.kind not in UPLOAD_KINDS:
+            if not registry.reads_upload(source.kind):
                 del self.fields["upload"]
                 del self.fields["save_anyway"]
             else:

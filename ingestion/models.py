@@ -9,14 +9,13 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from ingestion.adapters import registry
 
-class SourceKind(models.TextChoices):
-    GREENHOUSE = "greenhouse", "Greenhouse board"
-    LEVER = "lever", "Lever postings"
-    ASHBY = "ashby", "Ashby job board"
-    JSONLD = "jsonld", "Careers page (JSON-LD)"
-    FILE = "file", "Uploaded file"
-    URLS = "urls", "List of posting URLs"
+# The kinds of ingestion.adapters.registry.KINDS, as stored (SourceKind.LEVER == "lever"): the
+# choices and check constraint of Source.kind, so a new kind is a migration away.
+SourceKind = models.TextChoices(  # type: ignore[call-overload]
+    "SourceKind", [(e.kind.upper(), (e.kind, e.label)) for e in registry.KINDS]
+)
 
 
 class Source(models.Model):
@@ -38,8 +37,9 @@ class Source(models.Model):
     remote_only = models.BooleanField(default=False)
     enabled = models.BooleanField(default=True)
 
-    # Uploaded file (kinds file and urls): stored in the database in chunks (UploadChunk) so
-    # workers on other machines can read it and a large file is streamed, never loaded whole.
+    # Uploaded file (kinds that read an upload): stored in the database in upload parts
+    # (UploadChunk rows) so workers on other machines can read it and a large file is
+    # streamed, never loaded whole.
     upload_name = models.CharField(max_length=255, blank=True)
     upload_format = models.CharField(max_length=8, blank=True)  # csv | json | jsonl
     upload_size = models.PositiveBigIntegerField(default=0)
@@ -82,7 +82,8 @@ class Source(models.Model):
 
 
 class UploadChunk(models.Model):
-    """One piece (at most 1 MiB) of a source's uploaded file, read back in seq order."""
+    """One upload part (at most 1 MiB) of a source's uploaded file, read back in seq order.
+    The class keeps its first name: renaming it would rename its table in a migration."""
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="upload_chunks")
     seq = models.PositiveIntegerField()

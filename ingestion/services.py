@@ -13,14 +13,13 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from ingestion import run_kinds, selectors
-from ingestion.adapters import adapter_class
+from ingestion.adapters import adapter_class, registry, uploaded
 from ingestion.adapters.recognize import recognize_careers_url
-from ingestion.models import Job, JobStatus, RawPayload, Source, SourceKind
+from ingestion.models import Job, JobStatus, RawPayload, Source
 from ingestion.quota import quota_check_run_start
 from runs import services as run_services
 from runs.models import IngestionRun, RunStatus
 
-UPLOAD_KINDS = (SourceKind.FILE, SourceKind.URLS)
 # An ingest that ended before processing all it listed: its pending jobs can be resumed.
 RESUMABLE_STATUSES = (RunStatus.ABORTED, RunStatus.ERROR)
 
@@ -45,30 +44,31 @@ def source_create(
     upload: IO[bytes] | None = None,
     upload_name: str = "",
 ) -> Source:
-    """Create a source. `url` may be a pasted careers URL: Greenhouse, Lever and Ashby board
-    URLs fill in kind and identifier; any other http(s) URL becomes a JSON-LD careers page.
-    File and URL-list sources take `upload` (checked and stored with the source, in one
-    transaction: a bad file leaves nothing behind)."""
+    """Create a source. `url` may be a pasted careers URL: a recognised board URL fills in
+    kind and identifier; any other http(s) URL becomes a JSON-LD careers page. Kinds that
+    read an upload take `upload` (checked and stored with the source, in one transaction: a
+    bad file leaves nothing behind)."""
     options = dict(options or {})
     if url:
         recognized = recognize_careers_url(url)
         if recognized:
             kind, identifier, extra = recognized
             options = {**extra, **options}
-        elif kind in (None, "", SourceKind.JSONLD):
-            kind, identifier = SourceKind.JSONLD, url.strip()
+        elif kind in (None, "", registry.page_kind()):
+            kind, identifier = registry.page_kind(), url.strip()
         else:
             raise SourceError(
-                f"{url!r} is not a Greenhouse, Lever or Ashby board URL; choose the source's "
+                f"{url!r} is not a {registry.board_names()} board URL; choose the source's "
                 "kind and give its identifier instead."
             )
-    if kind not in SourceKind.values:
-        raise SourceError(
-            f"Unknown source kind {kind!r}; choose one of {', '.join(SourceKind.values)}."
-        )
-    if kind in UPLOAD_KINDS:
+    try:
+        entry = registry.entry(kind)
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+    kind = entry.kind
+    if entry.reads_upload:
         if upload is None:
-            raise SourceError(f"A {SourceKind(kind).label.lower()} source needs an uploaded file.")
+            raise SourceError(f"A {entry.label.lower()} source needs an uploaded file.")
         identifier = (identifier or upload_name).strip()
         if not identifier:
             raise SourceError("Give the uploaded file a name.")
@@ -101,7 +101,7 @@ def source_create(
         existing = Source.objects.filter(owner=owner, kind=kind, identifier=identifier).first()
         name = f" (#{existing.pk}, {existing.company})" if existing else ""
         raise SourceError(
-            f"You already have a {SourceKind(kind).label} source for {identifier!r}{name}."
+            f"You already have a {entry.label} source for {identifier!r}{name}."
         ) from None
     return source
 
@@ -135,8 +135,8 @@ def source_update(source: Source, **fields: Any) -> Source:
             setattr(source, key, value)
         source.save()
         if upload is not None:
-            if source.kind not in UPLOAD_KINDS:
-                raise SourceError("Only file and URL-list sources take an uploaded file.")
+            if not registry.reads_upload(source.kind):
+                raise SourceError(f"Only {registry.upload_names()} sources take an uploaded file.")
             _store_upload(source, upload, upload_name or source.upload_name)
     return source
 
@@ -148,10 +148,8 @@ def source_delete(source: Source) -> None:
 
 
 def _store_upload(source: Source, upload: IO[bytes], name: str) -> None:
-    from ingestion import uploads
-
     try:
-        uploads.upload_store(source=source, name=name, fileobj=upload)
+        uploaded.upload_store(source=source, name=name, fileobj=upload)
     except ValueError as exc:
         raise SourceError(str(exc)) from None
 

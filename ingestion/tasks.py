@@ -20,6 +20,8 @@ def warm_up() -> None:
     import ingestion.pipeline.orchestrator  # noqa: F401
     import ingestion.pipeline.process  # noqa: F401
     from ingestion import simhash
-    from ingestion.adapters import ashby, files, greenhouse, jsonld, lever, urllist  # noqa: F401
+    from ingestion.adapters import adapter_class, registry
 
+    for kind in registry.kinds():
+        adapter_class(kind)
     simhash.warm_up()

@@ -1,10 +1,10 @@
-"""Uploaded files of sources of kind `file` (postings) and `urls` (posting URLs).
+"""The bytes of uploaded files (sources that read a file: postings, posting URLs).
 
-A file lives in the database as UploadChunk rows of at most 1 MiB, so a worker on another
-machine reads the same bytes, and a 100 MB file is streamed both ways, never held whole:
-`upload_store` writes it chunk by chunk, `upload_open` reads it back one chunk at a time.
-`upload_check` validates a file before it is saved (the Configure page shows its per-row
-errors); it runs the same row parsing as the adapters, so what it reports is what a run sees.
+A file lives in the database as upload parts (UploadChunk rows) of at most 1 MiB, so a worker
+on another machine reads the same bytes, and a 100 MB file is streamed both ways, never held
+whole: `upload_store` writes it part by part, `upload_open` reads it back one part at a time.
+This module reads no rows: what a file's rows mean is its adapter's (ingestion.adapters
+checks an upload, and gives upload_store the check of a stored file).
 
 Formats: csv | json | jsonl. The format comes from the file name (.csv, .json, .jsonl,
 .ndjson) or, for .txt and names without an extension, from the contents.
@@ -12,91 +12,29 @@ Formats: csv | json | jsonl. The format comes from the file name (.csv, .json, .
 
 from __future__ import annotations
 
-import csv
 import io
-import re
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from collections.abc import Callable
+from typing import IO, Any, BinaryIO
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ingestion import safejson
-from ingestion.models import Source, SourceKind, UploadChunk
+from ingestion.models import Source, UploadChunk
 from ingestion.upload_limits import too_big_message
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-CHUNK_BYTES = 1024 * 1024
+PART_BYTES = 1024 * 1024
 FORMATS = ("csv", "json", "jsonl")
-# The longest row read (a CSV record's line, in characters; a JSONL line, in bytes): a longer
-# one is a row error, read past without being held. Far beyond a posting at
-# INTAKE_DESCRIPTION_MAX_CHARS, so such a field is read and refused by name; short enough that
-# the copies parsing a CSV line makes (line, the csv module's buffer, the cell: four bytes a
-# character at worst) stay within a few hundred MB.
-ROW_MAX = 12 * 1024 * 1024
-# How many row errors a report keeps (the counts cover every row).
-REPORT_MAX_ERRORS = 100
+BOM = b"\xef\xbb\xbf"
 
 _EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # Extensions whose contents decide the format.
 _SNIFFED_EXTENSIONS = {"", ".txt"}
-_BOM = b"\xef\xbb\xbf"
 
 
 class UploadError(ValueError):
     """The file cannot be stored or read; the message says why, for the user."""
-
-
-@dataclass(frozen=True, slots=True)
-class RowError:
-    """One problem with one row: `row` is the 1-based data row (header excluded) of a CSV or
-    JSON array, the line number of a JSONL file; `field` is "" when the row as a whole is
-    unreadable (not valid JSON, not an object)."""
-
-    row: int
-    field: str
-    message: str
-    label: str = "row"  # "line" for JSONL
-
-    def __str__(self) -> str:
-        return f"{self.label} {self.row}: {self.message}"
-
-
-@dataclass(slots=True)
-class UploadReport:
-    """What a run would make of a file: counts of good and bad rows, the first
-    REPORT_MAX_ERRORS row errors, and `error` when the file as a whole is unusable (a missing
-    required column, too many URLs, broken JSON) — then the counts cover the rows read
-    before it."""
-
-    fmt: str
-    good: int = 0
-    bad: int = 0
-    errors: list[RowError] = field(default_factory=list)
-    error: str = ""
-
-    @property
-    def total(self) -> int:
-        return self.good + self.bad
-
-    @property
-    def ok(self) -> bool:
-        return not self.error
-
-    def add(self, errors: Iterable[RowError]) -> None:
-        errors = list(errors)
-        if errors:
-            self.bad += 1
-            room = REPORT_MAX_ERRORS - len(self.errors)
-            if room > 0:
-                self.errors.extend(errors[:room])
-        else:
-            self.good += 1
 
 
 def upload_format(name: str, head: bytes = b"", fmt: str | None = None) -> str:
@@ -158,7 +96,7 @@ def _binary_kind(head: bytes) -> str:
 
 
 def _sniff(head: bytes) -> str:
-    text = head.removeprefix(_BOM).lstrip()
+    text = head.removeprefix(BOM).lstrip()
     if text.startswith(b"["):
         return "json"
     if text.startswith(b"{"):
@@ -192,19 +130,31 @@ def _too_big(name: str) -> UploadError:
     return UploadError(too_big_message(name))
 
 
-def upload_store(*, source: Source, name: str, fileobj: IO[bytes], fmt: str | None = None) -> None:
+# What upload_store asks of a stored file before the transaction commits: it reads the file
+# (as upload_open would) in format `fmt` and raises UploadError to refuse it.
+StoredCheck = Callable[[BinaryIO, str], None]
+
+
+def upload_store(
+    *,
+    source: Source,
+    name: str,
+    fileobj: IO[bytes],
+    fmt: str | None = None,
+    check: StoredCheck | None = None,
+) -> None:
     """Store `fileobj` as the upload of `source`, replacing any previous one atomically (a
     reader sees the old file or the new one, never a mix), and set source.upload_name,
     upload_format and upload_size. Refuses, with UploadError and nothing changed: a format
-    other than csv/json/jsonl, an empty file, a file over INTAKE_UPLOAD_MAX_BYTES and, for a
-    URL list, more than INTAKE_URL_LIST_MAX URLs."""
+    other than csv/json/jsonl, an empty file, a file over INTAKE_UPLOAD_MAX_BYTES, and a file
+    `check` refuses (ingestion.adapters.upload_store passes the source's adapter's)."""
     # Browsers on Windows may send a path ("C:\\fakepath\\jobs.csv").
     name = name.replace("\\", "/").rsplit("/", 1)[-1].strip() or "upload"
     limit = settings.INTAKE_UPLOAD_MAX_BYTES
     declared = getattr(fileobj, "size", None)  # Django's UploadedFile knows it up front
     if isinstance(declared, int) and declared > limit:
         raise _too_big(name)
-    data = _read_full(fileobj, CHUNK_BYTES)
+    data = _read_full(fileobj, PART_BYTES)
     if not data:
         raise UploadError(f"{name!r} is empty.")
     detected = upload_format(name, data, fmt)
@@ -215,20 +165,12 @@ def upload_store(*, source: Source, name: str, fileobj: IO[bytes], fmt: str | No
         while data:
             size += len(data)
             if size > limit:
-                raise _too_big(name)  # rolls the chunks written so far back
+                raise _too_big(name)  # rolls the parts written so far back
             UploadChunk.objects.create(source=source, seq=seq, data=data)
             seq += 1
-            data = _read_full(fileobj, CHUNK_BYTES)
-        if source.kind == SourceKind.URLS:
-            from ingestion.adapters.base import SourceFailed
-            from ingestion.adapters.urllist import url_list_rows
-
-            try:
-                # Counts the URLs (reads at most INTAKE_URL_LIST_MAX + 1 rows).
-                for _ in url_list_rows(_open_chunks(source.pk), detected):
-                    pass
-            except SourceFailed as exc:
-                raise UploadError(str(exc)) from exc
+            data = _read_full(fileobj, PART_BYTES)
+        if check is not None:
+            check(_open_parts(source.pk), detected)  # UploadError rolls the parts back
         Source.objects.filter(pk=source.pk).update(
             upload_name=name[:255], upload_format=detected, upload_size=size,
             updated_at=timezone.now(),
@@ -236,14 +178,14 @@ def upload_store(*, source: Source, name: str, fileobj: IO[bytes], fmt: str | No
     source.upload_name, source.upload_format, source.upload_size = name[:255], detected, size
 
 
-class _ChunkReader(io.RawIOBase):
-    """The chunks of one upload, fetched one at a time in seq order. The chunk ids are read
+class _PartReader(io.RawIOBase):
+    """The parts of one upload, fetched one at a time in seq order. The part ids are read
     when the file is opened, so a replacement upload (new rows, new ids) stored meanwhile is
     noticed instead of mixed in."""
 
-    def __init__(self, chunk_ids: list[int]) -> None:
+    def __init__(self, part_ids: list[int]) -> None:
         super().__init__()
-        self._chunk_ids = chunk_ids
+        self._part_ids = part_ids
         self._next = 0
         self._data = memoryview(b"")
 
@@ -252,11 +194,11 @@ class _ChunkReader(io.RawIOBase):
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         while not self._data:
-            if self._next >= len(self._chunk_ids):
+            if self._next >= len(self._part_ids):
                 return 0
-            chunk_id = self._chunk_ids[self._next]
+            part_id = self._part_ids[self._next]
             self._next += 1
-            rows = _chunk_data(chunk_id)
+            rows = _part_data(part_id)
             if not rows:
                 raise UploadError("The uploaded file was replaced while it was being read.")
             self._data = memoryview(bytes(rows[0][0]))
@@ -266,55 +208,46 @@ class _ChunkReader(io.RawIOBase):
         return count
 
 
-def _chunk_data(chunk_id: int) -> list[tuple[Any, ...]]:
-    # sql.fetch_all reads it in binary on PostgreSQL: as text a chunk's 1 MB travels as 2 MB
-    # of hex, encoded by the server and decoded here (a 56 MB upload: ~0.2 s of CPU of each).
-    from ingestion.pipeline import sql
-
-    return sql.fetch_all(f"SELECT data FROM {UploadChunk._meta.db_table} WHERE id = %s", [chunk_id])
+_PART_DATA = f"SELECT data FROM {UploadChunk._meta.db_table} WHERE id = %s"
 
 
-def _open_chunks(source_id: int) -> BinaryIO:
-    chunk_ids = list(
+def _part_data(part_id: int) -> list[tuple[Any, ...]]:
+    """The part's data, as a list of one row (none: the part is gone)."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_PART_DATA, [part_id])
+            return cursor.fetchall()
+    # In binary: as text a part's 1 MB travels as 2 MB of hex, encoded by the server and
+    # decoded here (docs/performance.md). Django's psycopg cursors bind on the client, which
+    # gives text results only: a server-binding cursor of the same connection does it.
+    import psycopg  # only on PostgreSQL, where Django has imported it already
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.format = psycopg.pq.Format.BINARY
+        cursor.execute(_PART_DATA, [part_id])
+        return cursor.fetchall()
+
+
+def _open_parts(source_id: int) -> BinaryIO:
+    part_ids = list(
         UploadChunk.objects.filter(source_id=source_id).order_by("seq").values_list("pk", flat=True)
     )
-    return io.BufferedReader(_ChunkReader(chunk_ids), buffer_size=64 * 1024)
+    return io.BufferedReader(_PartReader(part_ids), buffer_size=64 * 1024)
 
 
 def upload_open(source: Source) -> BinaryIO:
     """The source's uploaded file as a binary file-like object (read(n), readline, iteration
-    by lines), fetching its chunks lazily. UploadError when the source has none."""
+    by lines), fetching its parts lazily. UploadError when the source has none."""
     if not source.upload_format or not UploadChunk.objects.filter(source=source).exists():
         raise UploadError(f"{source} has no uploaded file.")
-    return _open_chunks(source.pk)
+    return _open_parts(source.pk)
 
 
-def upload_check(fileobj: IO[bytes], *, kind: str, fmt: str) -> UploadReport:
-    """Validate a file before it is stored: parse every row as a run would (no network) and
-    report the counts and the first row errors. `kind` is "file" (postings) or "urls". The
-    caller rewinds `fileobj` before storing it."""
-    from ingestion.adapters.base import SourceFailed
-    from ingestion.adapters.files import parse_postings
-    from ingestion.adapters.urllist import url_list_check
-
-    if fmt not in FORMATS:
-        raise UploadError(f"Unknown file format {fmt!r}: use csv, json or jsonl.")
-    if kind not in (SourceKind.FILE, SourceKind.URLS):
-        raise UploadError(f"Sources of kind {kind!r} take no uploaded file.")
-    report = UploadReport(fmt=fmt)
-    # However the file came, no more than the limit is read: the check stops where storing it
-    # would be refused.
-    fileobj = io.BufferedReader(_Capped(fileobj, settings.INTAKE_UPLOAD_MAX_BYTES))
-    try:
-        if kind == SourceKind.FILE:
-            for _posting, errors in parse_postings(fileobj, fmt):
-                report.add(errors)
-        else:
-            for errors in url_list_check(fileobj, fmt):
-                report.add(errors)
-    except (SourceFailed, UploadError) as exc:
-        report.error = str(exc)
-    return report
+def capped(stream: IO[bytes]) -> BinaryIO:
+    """`stream` as a buffered reader of at most INTAKE_UPLOAD_MAX_BYTES: reading past them
+    raises UploadError (what storing the file would say), so a check reads no further."""
+    return io.BufferedReader(_Capped(stream, settings.INTAKE_UPLOAD_MAX_BYTES))
 
 
 class _Capped(io.RawIOBase):
@@ -335,139 +268,3 @@ class _Capped(io.RawIOBase):
         self._left -= len(data)
         buffer[: len(data)] = data
         return len(data)
-
-
-# --- reading helpers shared by the file and URL list adapters ----------------------------------
-
-
-class _Rejoined(io.RawIOBase):
-    """A binary stream with bytes already read from it put back in front."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        super().__init__()
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._head or self._rest.read(len(buffer))
-        self._head = b""
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def json_start(fileobj: IO[bytes]) -> tuple[bytes, BinaryIO]:
-    """The first significant byte of a JSON file (b"[", b"{", …; b"" when empty), and a stream
-    of the whole document without its BOM, for ijson."""
-    first = fileobj.read(1)
-    if first == _BOM[:1]:
-        fileobj.read(2)
-        first = fileobj.read(1)
-    while first and first.isspace():
-        first = fileobj.read(1)
-    return first, io.BufferedReader(_Rejoined(first, fileobj), buffer_size=64 * 1024)
-
-
-def _too_long_row(unit: str) -> str:
-    return f"longer than {ROW_MAX:,} {unit}: not read"
-
-
-# A CR that ends a line of a file saved with bare CR line ends (not one of CRLF).
-_BARE_CR = re.compile(rb"(?<=\r)(?!\n)")
-
-
-def csv_rows(fileobj: IO[bytes]) -> Generator[list[str] | str, None, None]:
-    """Each record of a UTF-8 CSV file as its cells, or, for a record that cannot be read, why
-    (a line longer than ROW_MAX bytes, read past without being held whole; a cell the csv
-    module refuses), the reading going on with the next record. A BOM is dropped; lines may
-    end in LF, CRLF or CR, and quoted cells span lines, as the csv module reads them from a
-    file opened with newline="". UnicodeDecodeError propagates. The caller's file stays open.
-
-    Lines are cut from the bytes, not from decoded text, so the limit is the file's size of a
-    row whatever its characters (a Python string, and the csv module's buffer, take up to
-    four bytes a character)."""
-    csv.field_size_limit(ROW_MAX)
-    long_line = False  # the last reader stopped at a line too long to read
-    long_line_odd = False  # that line had an odd number of quotes
-
-    def read_past(line: bytes) -> bool:
-        """Read past the rest of the physical line that starts with `line`; whether it has an
-        odd number of quotes (it opens or closes a quoted cell)."""
-        odd = line.count(b'"') % 2
-        while line and not line.endswith(b"\n"):
-            line = fileobj.readline(ROW_MAX)
-            odd ^= line.count(b'"') % 2
-        return bool(odd)
-
-    def lines() -> Iterator[str]:
-        nonlocal long_line, long_line_odd
-        first = True
-        while line := fileobj.readline(ROW_MAX + 1):
-            if len(line) > ROW_MAX:
-                long_line, long_line_odd = True, read_past(line)
-                return  # this reader ends here; the next one starts after the record
-            if first:
-                line = line.removeprefix(_BOM)
-                first = False
-            if b"\r" in line[:-2]:
-                for piece in _BARE_CR.split(line):
-                    if piece:
-                        yield piece.decode("utf-8")
-            else:
-                yield line.decode("utf-8")
-
-    while True:
-        reader = csv.reader(lines())
-        cut = False  # the reader was in a quoted cell when the long line came
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                yield f"cannot be read: {exc}"
-                continue
-            if long_line:
-                cut = True  # the record the long line belongs to, cut short: not a row
-            else:
-                yield cells
-        if not long_line:
-            return
-        long_line = False
-        # Still in a quoted cell after the long line: its record goes on to the line that
-        # closes the cell.
-        quoted = cut != long_line_odd
-        while quoted and (line := fileobj.readline(ROW_MAX + 1)):
-            quoted = read_past(line) != quoted
-        yield _too_long_row("bytes")
-
-
-def jsonl_values(fileobj: IO[bytes]) -> Iterator[tuple[int, Any, str]]:
-    """(line number, value, "") for each non-blank line of a JSONL file, or
-    (line number, None, why) for a line that is not valid JSON, is nested deeper than
-    safejson.MAX_DEPTH or is longer than ROW_MAX bytes (skipped without being held whole).
-    Decimals stay exact."""
-    number = 0
-    while line := fileobj.readline(ROW_MAX + 1):
-        number += 1
-        if len(line) > ROW_MAX:
-            while line and not line.endswith(b"\n"):
-                line = fileobj.readline(ROW_MAX)
-            yield number, None, _too_long_row("bytes")
-            continue
-        if number == 1:
-            line = line.removeprefix(_BOM)
-        if b"\x00" in line:
-            line = line.replace(b"\x00", b"")  # never valid JSON; it would refuse the row
-        if not line.strip():
-            continue
-        try:
-            yield number, safejson.loads(line.decode("utf-8"), parse_float=Decimal), ""
-        except UnicodeDecodeError:
-            yield number, None, "not valid UTF-8 text"
-        except safejson.JsonTooDeep as exc:
-            yield number, None, str(exc)
-        except ValueError as exc:
-            yield number, None, f"not valid JSON: {exc}"

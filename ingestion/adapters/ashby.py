@@ -45,7 +45,7 @@ class AshbyAdapter(Adapter):
                     elif not isinstance(item, dict):
                         yield Posting(external_id="", invalid_reasons=["job: not a JSON object"])
                     elif item.get("isListed") is not False:
-                        yield job_posting(item)
+                        yield to_posting(item)
         except FetchError as exc:
             if exc.status == 404:
                 raise SourceFailed(
@@ -62,10 +62,26 @@ class AshbyAdapter(Adapter):
 
     @classmethod
     def clean_identifier(cls, identifier: str) -> str:
-        return clean_board_identifier(cls.kind, "Ashby organization name", identifier)
+        return clean_board_identifier(cls.kind, identifier)
+
+    @classmethod
+    def board_in_url(
+        cls, host: str, segments: list[str], query: str
+    ) -> tuple[str, dict[str, str]] | None:
+        if host == "jobs.ashbyhq.com":
+            # jobs.ashbyhq.com/acme[/<job id>[/application]]
+            return (segments[0], {}) if segments else None
+        # api.ashbyhq.com/posting-api/job-board/acme[?includeCompensation=true]
+        if (
+            host == "api.ashbyhq.com"
+            and len(segments) >= 3
+            and segments[:2] == ["posting-api", "job-board"]
+        ):
+            return segments[2], {}
+        return None
 
 
-def job_posting(job: dict[str, Any]) -> Posting:
+def to_posting(job: dict[str, Any]) -> Posting:
     """Map one job of the posting API to a Posting."""
     reasons: list[str] = []
     external_id = _text(job.get("id"))

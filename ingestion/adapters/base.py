@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
 
 from django.conf import settings
 
@@ -28,6 +28,21 @@ if TYPE_CHECKING:
 
 class SourceFailed(Exception):
     """The source as a whole could not be read; the message says why, for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One problem with one row: `row` is the 1-based data row (header excluded) of a CSV or
+    JSON array, the line number of a JSONL file; `field` is "" when the row as a whole is
+    unreadable (not valid JSON, not an object)."""
+
+    row: int
+    field: str
+    message: str
+    label: str = "row"  # "line" for JSONL
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.row}: {self.message}"
 
 
 @dataclass(slots=True)
@@ -106,7 +121,8 @@ class Adapter:
     """Base class: one subclass per source kind, registered in ingestion.adapters.
 
     The pipeline calls `postings()` and `detail()`, which check what the subclass's
-    `list_postings()` and `fetch_detail()` produce (posting_checked)."""
+    `list_postings()` and `fetch_detail()` produce (posting_checked). Each adapter module
+    maps one raw record of its source to a Posting with a function named `to_posting`."""
 
     kind: ClassVar[str]
 
@@ -126,6 +142,17 @@ class Adapter:
         for posting in self.list_postings():
             yield posting_checked(posting)
 
+    @classmethod
+    def check_upload(cls, fileobj: BinaryIO, fmt: str) -> Iterator[list[RowError]]:
+        """The errors of each row of an uploaded file in format `fmt` (empty: a good row), as
+        a run would find them but without the network; SourceFailed for a file unusable as
+        a whole. Only for kinds that read an upload (their registry entry's `reads_upload`)."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_stored(cls, fileobj: BinaryIO, fmt: str) -> None:
+        """Refuse (UploadError) a stored upload no run could read; by default none is."""
+
     def detail(self, posting: Posting) -> Posting:
         """fetch_detail(), checked; ValueError (the job's error) for a refused field."""
         detailed = self.fetch_detail(posting)
@@ -133,6 +160,15 @@ class Adapter:
         if problems:
             raise ValueError("; ".join(message for _label, message in problems))
         return detailed
+
+    @classmethod
+    def board_in_url(
+        cls, host: str, segments: list[str], query: str
+    ) -> tuple[str, dict[str, str]] | None:
+        """(identifier, options) when a URL (its lowercase host, its unquoted path segments,
+        its query) is a board of this kind; asked for kinds whose registry entry says
+        `board` (ingestion.adapters.recognize)."""
+        return None
 
     @classmethod
     def clean_identifier(cls, identifier: str) -> str:

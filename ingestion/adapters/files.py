@@ -19,29 +19,25 @@ import functools
 import re
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 from urllib.parse import urlsplit
 
-import ijson
 from django.conf import settings
 
-from ingestion import safejson
-from ingestion.adapters.base import Adapter, Posting, SourceFailed, posting_problems
-from ingestion.adapters.jsonld import (
+from ingestion.adapters.base import Adapter, Posting, RowError, SourceFailed, posting_problems
+from ingestion.adapters.readers import (
+    BrokenRow,
+    csv_rows,
+    json_rows,
+    jsonl_rows,
     looks_like_html,
     parse_amount,
     parse_when,
+    row_label,
     text_to_html,
 )
 from ingestion.textclean import clean_text
-from ingestion.uploads import (
-    RowError,
-    UploadError,
-    csv_rows,
-    json_start,
-    jsonl_values,
-    upload_open,
-)
+from ingestion.uploads import UploadError, upload_open
 
 REQUIRED = ("external_id", "title")
 # Alternative names of fields, after normalization (lowercase, "_" for spaces and hyphens).
@@ -134,7 +130,7 @@ def _choice(
     return ""
 
 
-def posting_from_record(
+def to_posting(
     record: dict[str, Any], row: int, *, label: str = "row"
 ) -> tuple[Posting, list[RowError]]:
     """One record (keys already normalized with field_name) as a Posting, and its errors."""
@@ -279,7 +275,7 @@ def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
                 )
         for row, cells in enumerate(rows, 1):
             if isinstance(cells, str):
-                yield row, _Broken(cells)
+                yield row, BrokenRow(cells)
                 continue
             if not any(cell.strip() for cell in cells):
                 continue
@@ -308,47 +304,24 @@ def _normalized(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
-    first, stream = json_start(fileobj)
-    if first not in (b"[", b"{"):
-        raise SourceFailed(
-            'The JSON file must be an array of postings or an object {"jobs": [...]}.'
-        )
-    prefix = "item" if first == b"[" else "jobs.item"
-    row = 0
-    try:
-        for row, (item, problem) in enumerate(safejson.items(stream, prefix), 1):  # noqa: B007
-            yield row, _Broken(problem) if problem else item
-    except (safejson.JsonTooDeep, safejson.JsonTooLong) as exc:
-        raise SourceFailed(f"The JSON file {exc.problem}: it cannot be read.") from exc
-    except ijson.JSONError as exc:
-        # ijson quotes the bytes around the error, which may be anything.
-        raise SourceFailed(
-            f"The JSON file is not valid after row {row}: {clean_text(str(exc))}"
-        ) from exc
-    except UnicodeDecodeError as exc:  # ijson's for a lone "\udc00" escape
-        raise SourceFailed(
-            f"The JSON file is not valid after row {row}: a \\u escape is not a character."
-        ) from exc
-    if prefix == "jobs.item" and row == 0:
-        raise SourceFailed(
+    return json_rows(
+        fileobj,
+        key="jobs",
+        what="postings",
+        when_empty=(
             'The JSON file is an object without postings: expected {"jobs": [...]} or an '
             "array of postings."
-        )
+        ),
+    )
 
 
 def _jsonl_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
-    for number, value, problem in jsonl_values(fileobj):
-        yield number, _Broken(problem) if problem else value
-
-
-class _Broken:
-    def __init__(self, message: str) -> None:
-        self.message = message
+    return jsonl_rows(fileobj)
 
 
 def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list[RowError]]]:
     """Each row of a postings file as a Posting and its RowErrors (empty: a good row)."""
-    label = "line" if fmt == "jsonl" else "row"
+    label = row_label(fmt)
     records: Iterator[tuple[int, Any]]
     if fmt == "csv":
         records = _csv_records(fileobj)
@@ -359,7 +332,7 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
     else:
         raise SourceFailed(f"Unknown file format {fmt!r}.")
     for row, record in records:
-        if isinstance(record, _Broken):
+        if isinstance(record, BrokenRow):
             problem = RowError(row, "", record.message, label)
         elif not isinstance(record, dict):
             found = type(record).__name__
@@ -367,7 +340,7 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
         else:
             # CSV records come keyed by the header's normalized names already.
             record = record if fmt == "csv" else _normalized(record)
-            yield posting_from_record(record, row, label=label)
+            yield to_posting(record, row, label=label)
             continue
         yield Posting(external_id="", row=row, invalid_reasons=[str(problem)]), [problem]
 
@@ -375,8 +348,13 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
 class FileAdapter(Adapter):
     kind = "file"
 
+    @classmethod
+    def check_upload(cls, fileobj: BinaryIO, fmt: str) -> Iterator[list[RowError]]:
+        for _posting, errors in parse_postings(fileobj, fmt):
+            yield errors
+
     def postings(self) -> Iterator[Posting]:
-        # posting_from_record checked every row already, as row errors naming the row.
+        # to_posting checked every row already, as row errors naming the row.
         return self.list_postings()
 
     def list_postings(self) -> Iterator[Posting]:

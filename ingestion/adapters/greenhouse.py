@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 import ijson
 from django.conf import settings
@@ -23,6 +23,10 @@ from ingestion.fetching import FetchError
 from ingestion.normalize import parse_datetime
 from ingestion.textclean import clean_text
 
+# Hosts whose first path segment is the board token (and whose embed pages name it in ?for=).
+_BOARD_HOSTS = {"boards.greenhouse.io", "job-boards.greenhouse.io"}
+# Hosts of the job board API (api.greenhouse.io is its older name).
+_API_HOSTS = {"boards-api.greenhouse.io", "api.greenhouse.io"}
 # Custom fields ("metadata") a board may use for the employment type; names vary by company.
 _EMPLOYMENT_TYPE_FIELD = re.compile(r"employment|job type|commitment|contract type", re.I)
 # A pay range's title ("Annual base salary", "Hourly pay") is the only hint of its period.
@@ -50,7 +54,7 @@ class GreenhouseAdapter(Adapter):
                     if problem:
                         yield Posting(external_id="", invalid_reasons=[f"job: {problem}"])
                     else:
-                        yield job_posting(item) if isinstance(item, dict) else _not_an_object()
+                        yield to_posting(item) if isinstance(item, dict) else _not_an_object()
         except FetchError as exc:
             raise self._failed(exc) from exc
         except (ijson.JSONError, ValueError) as exc:  # ValueError: JsonTooDeep, bad \u escapes
@@ -66,7 +70,7 @@ class GreenhouseAdapter(Adapter):
         data = self.fetcher.get_json(url, params={"pay_transparency": "true"}, page=True)
         if not isinstance(data, dict):
             raise FetchError(f"{url} did not answer with a Greenhouse job.", url=url)
-        detailed = job_posting(data)
+        detailed = to_posting(data)
         detailed.row = posting.row
         # Whatever the detail answered, asking again would not help.
         detailed.needs_detail = False
@@ -82,7 +86,23 @@ class GreenhouseAdapter(Adapter):
 
     @classmethod
     def clean_identifier(cls, identifier: str) -> str:
-        return clean_board_identifier(cls.kind, "Greenhouse board token", identifier)
+        return clean_board_identifier(cls.kind, identifier)
+
+    @classmethod
+    def board_in_url(
+        cls, host: str, segments: list[str], query: str
+    ) -> tuple[str, dict[str, str]] | None:
+        first = segments[0] if segments else ""
+        if host in _BOARD_HOSTS:
+            if first.lower() == "embed":
+                # boards.greenhouse.io/embed/job_board?for=acme (and job_app?for=acme&token=…)
+                board = parse_qs(query).get("for", [""])[0]
+                return (board, {}) if board else None
+            return (first, {}) if first else None
+        # boards-api.greenhouse.io/v1/boards/acme/jobs[?content=true]
+        if host in _API_HOSTS and len(segments) >= 3 and segments[:2] == ["v1", "boards"]:
+            return segments[2], {}
+        return None
 
 
 def iter_jobs(reader: Any, what: str) -> Iterator[tuple[Any, str]]:
@@ -129,7 +149,7 @@ class _Head:
         return isinstance(data, dict) and isinstance(data.get("jobs"), list)
 
 
-def job_posting(job: dict[str, Any]) -> Posting:
+def to_posting(job: dict[str, Any]) -> Posting:
     """Map one job of the job board API (listing or detail) to a Posting."""
     reasons: list[str] = []
     raw_id = job.get("id")

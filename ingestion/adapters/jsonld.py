@@ -18,166 +18,38 @@ marking it invalid when a field Google requires is missing.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import html as htmllib
 import logging
 import re
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from hashlib import sha1
-from typing import Any, TypeVar
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
-from django.db import connections
 from selectolax.lexbor import LexborHTMLParser
 
 from ingestion import htmlbounds, safejson
 from ingestion.adapters.base import Adapter, Posting, SourceFailed
+from ingestion.adapters.readers import (
+    fit_external_id,
+    looks_like_html,
+    normalize_url,
+    ordered_parallel,
+    parse_amount,
+    parse_when,
+    same_site,
+    text_to_html,
+)
 from ingestion.fetching import FetchError
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-# Threads fetching pages of one source; the Fetcher's per-host limit still applies.
-FETCH_THREADS = 8
-EXTERNAL_ID_MAX = 255  # Job.external_id
 
 _SALARY_PERIODS = {"HOUR": "hour", "DAY": "day", "WEEK": "week", "MONTH": "month", "YEAR": "year"}
 _SKIPPED_EXTENSIONS = (
     ".pdf", ".jpg", ".jpeg", ".png", ".gif", ".svg", ".webp", ".ico", ".css", ".js", ".zip",
     ".doc", ".docx", ".xml", ".rss", ".mp4", ".mp3", ".woff", ".woff2",
 )  # fmt: skip
-# Second-level labels under which a registrable domain has three labels (acme.co.uk).
-_SECOND_LEVEL = {"co", "com", "org", "net", "ac", "gov", "edu", "ltd", "plc", "ne", "or"}
-
-
-# --- values ---------------------------------------------------------------------------------
-
-
-def parse_when(value: Any) -> datetime | None:
-    """A date or datetime from ISO 8601 ("2024-05-01", "2024-05-01T09:00:00Z"), RFC 2822, or
-    epoch seconds (milliseconds when large); None for empty; ValueError for anything else.
-    Naive values are taken as UTC."""
-    if value is None or isinstance(value, bool):
-        if value is None:
-            return None
-        raise ValueError(value)
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, int | float | Decimal):
-        seconds = float(value)
-        parsed = datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, tz=UTC)
-    else:
-        text = str(value).strip()
-        if not text:
-            return None
-        if text.isdigit() and len(text) >= 9:
-            return parse_when(int(text))
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            try:
-                parsed = email.utils.parsedate_to_datetime(text)
-            except (TypeError, ValueError, IndexError):
-                raise ValueError(text) from None
-    if not 1900 <= parsed.year <= 2200:
-        raise ValueError(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-_AMOUNT_JUNK = re.compile(r"[^\d.,\-kK]")
-
-
-def parse_amount(value: Any) -> Decimal | None:
-    """A money amount: a number, or text like "120,000", "$85k", "50.000,00"; None for empty;
-    ValueError for anything else (or an amount Job's salary columns cannot hold)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, int | float | Decimal):
-        amount = Decimal(str(value))
-    else:
-        text = _AMOUNT_JUNK.sub("", str(value))
-        thousands = text[-1:] in ("k", "K")
-        text = text.rstrip("kK")
-        if "," in text and "." in text:
-            # The later separator is the decimal point.
-            decimal_sep = "," if text.rfind(",") > text.rfind(".") else "."
-            other = "." if decimal_sep == "," else ","
-            text = text.replace(other, "").replace(decimal_sep, ".")
-        elif "," in text:
-            head, _, tail = text.rpartition(",")
-            text = text.replace(",", "") if len(tail) == 3 else f"{head.replace(',', '')}.{tail}"
-        try:
-            amount = Decimal(text)
-        except InvalidOperation:
-            raise ValueError(value) from None
-        if thousands:
-            amount *= 1000
-    if not amount.is_finite() or amount < 0 or amount >= Decimal("1e10"):
-        raise ValueError(value)
-    return amount.quantize(Decimal("0.01"))
-
-
-_TAG = re.compile(r"<(?:[a-zA-Z][a-zA-Z0-9]*\b[^<>]*|/[a-zA-Z][a-zA-Z0-9]*\s*)>")
-
-
-def looks_like_html(text: str) -> bool:
-    return bool(_TAG.search(text))
-
-
-def text_to_html(text: str, *, escape: bool = True) -> str:
-    """Plain text as HTML paragraphs (blank lines) and line breaks."""
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if p.strip()]
-    if escape:
-        paragraphs = [htmllib.escape(p, quote=False) for p in paragraphs]
-    return "".join(f"<p>{p.replace(chr(10), '<br>')}</p>" for p in paragraphs)
-
-
-def fit_external_id(value: str) -> str:
-    """`value`, or when longer than Job.external_id holds, its start and a hash of it."""
-    if len(value) <= EXTERNAL_ID_MAX:
-        return value
-    return f"{value[:200]}#{sha1(value.encode()).hexdigest()}"
-
-
-def normalize_url(url: str) -> str:
-    """Lowercase scheme and host, no fragment, no default port, "/" for an empty path."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"  # IPv6
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
-        host = f"{host}:{port}"
-    return urlunsplit((scheme, host, parts.path or "/", parts.query, ""))
-
-
-def _site(host: str) -> str:
-    labels = host.lower().rstrip(".").split(".")
-    if len(labels) <= 2 or all(label.isdigit() for label in labels):
-        return ".".join(labels)
-    if len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL:
-        return ".".join(labels[-3:])
-    return ".".join(labels[-2:])
-
-
-def same_site(url: str, other: str) -> bool:
-    """Both URLs are on one site: careers.acme.com and jobs.acme.com are; acme.co.uk and
-    other.co.uk are not (a small heuristic, not the public suffix list)."""
-    return _site(urlsplit(url).hostname or "") == _site(urlsplit(other).hostname or "")
-
 
 # --- JSON-LD blocks ---------------------------------------------------------------------------
 
@@ -389,7 +261,7 @@ def _salary(posting: Posting, value: Any) -> None:
     posting.salary_period = _SALARY_PERIODS.get(_text(unit).upper(), "")
 
 
-def posting_from_jsonld(node: dict[str, Any], page_url: str, *, fallback_id: str = "") -> Posting:
+def to_posting(node: dict[str, Any], page_url: str, *, fallback_id: str = "") -> Posting:
     """One JobPosting node as a Posting; `invalid_reasons` names each field Google requires
     that is missing. external_id: the `identifier`, else `fallback_id`, else the page URL."""
     url = _text(node.get("url"))
@@ -468,7 +340,7 @@ def _postings_from_blocks(
     postings = []
     for index, node in enumerate(nodes, 1):
         fallback = base_id if index == 1 else f"{base_id}#{index}"
-        postings.append(posting_from_jsonld(node, page_url, fallback_id=fallback))
+        postings.append(to_posting(node, page_url, fallback_id=fallback))
     return postings
 
 
@@ -517,34 +389,6 @@ def page_links(html: str, page_url: str) -> list[str]:
             continue
         seen.setdefault(url)
     return list(seen)
-
-
-def ordered_parallel(
-    func: Callable[[T], R], items: Iterable[T], *, threads: int = FETCH_THREADS
-) -> Iterator[R]:
-    """func(item) for each item, run in a small thread pool, yielded in the items' order. At
-    most a few results wait ahead of the consumer; stopping the iteration cancels the rest."""
-
-    def call(item: T) -> R:
-        try:
-            return func(item)
-        finally:
-            # A pool thread that touched the database (the Fetcher stores payloads) must not
-            # keep a connection open after the pool is gone.
-            connections.close_all()
-
-    pending: deque[Future[R]] = deque()
-    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="intake-fetch")
-    try:
-        iterator = iter(items)
-        for item in iterator:
-            pending.append(executor.submit(call, item))
-            if len(pending) >= threads * 4:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def clean_page_url(identifier: str) -> str:

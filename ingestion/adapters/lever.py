@@ -62,7 +62,7 @@ class LeverAdapter(Adapter):
                     f"already listed; stopped rather than loop (is the server ignoring skip?)."
                 )
             for item in items:
-                posting = posting_from(item) if isinstance(item, dict) else _not_an_object()
+                posting = to_posting(item) if isinstance(item, dict) else _not_an_object()
                 # Postings can shift between pages while we read; list each once.
                 if posting.external_id and posting.external_id in seen:
                     continue
@@ -99,10 +99,27 @@ class LeverAdapter(Adapter):
 
     @classmethod
     def clean_identifier(cls, identifier: str) -> str:
-        return clean_board_identifier(cls.kind, "Lever site name", identifier)
+        return clean_board_identifier(cls.kind, identifier)
+
+    @classmethod
+    def board_in_url(
+        cls, host: str, segments: list[str], query: str
+    ) -> tuple[str, dict[str, str]] | None:
+        options = {"region": "eu"} if host in ("jobs.eu.lever.co", "api.eu.lever.co") else {}
+        if host in ("jobs.lever.co", "jobs.eu.lever.co"):
+            # jobs.lever.co/acme[/<posting id>[/apply]]
+            return (segments[0], options) if segments else None
+        # api.lever.co/v0/postings/acme[?mode=json]
+        if (
+            host in ("api.lever.co", "api.eu.lever.co")
+            and len(segments) >= 3
+            and segments[:2] == ["v0", "postings"]
+        ):
+            return segments[2], options
+        return None
 
 
-def posting_from(item: dict[str, Any]) -> Posting:
+def to_posting(item: dict[str, Any]) -> Posting:
     """Map one posting of the postings API (mode=json) to a Posting."""
     reasons: list[str] = []
     external_id = _text(item.get("id"))

@@ -4,24 +4,19 @@
     -> ("greenhouse", "acme", {})
     recognize_careers_url("https://jobs.eu.lever.co/acme") -> ("lever", "acme", {"region": "eu"})
 
-Anything else gives None: the caller then treats an http(s) URL as a careers page read for
-its JSON-LD.
+Each kind whose registry entry says `board` is asked (its adapter's `board_in_url`). Anything
+else gives None: the caller then treats an http(s) URL as a careers page read for its JSON-LD.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
+
+from ingestion.adapters import adapter_class, registry
 
 # Board tokens, Lever sites and Ashby organization names as the public APIs accept them.
 _TOKEN = re.compile(r"[A-Za-z0-9_.-]+")
-
-# Hosts whose first path segment is the Greenhouse board token.
-_GREENHOUSE_BOARD_HOSTS = {"boards.greenhouse.io", "job-boards.greenhouse.io"}
-# Hosts of the Greenhouse job board API (api.greenhouse.io is its older name).
-_GREENHOUSE_API_HOSTS = {"boards-api.greenhouse.io", "api.greenhouse.io"}
-# The embed script's pages name the board in ?for=, not in the path.
-_GREENHOUSE_EMBED = {"embed"}
 
 
 def valid_token(token: str) -> bool:
@@ -30,9 +25,10 @@ def valid_token(token: str) -> bool:
 
 
 def recognize_careers_url(url: str) -> tuple[str, str, dict] | None:
-    """(kind, identifier, options) for a Greenhouse, Lever or Ashby board URL, else None.
+    """(kind, identifier, options) for a board URL of a kind the registry marks `board`, else
+    None.
 
-    Hosts are matched case-insensitively; the query (except Greenhouse's embed ?for=) and the
+    Hosts are matched case-insensitively; the query (unless the adapter reads it) and the
     fragment are ignored; a URL without a scheme ("jobs.lever.co/acme") is accepted."""
     text = url.strip()
     if not text:
@@ -47,63 +43,33 @@ def recognize_careers_url(url: str) -> tuple[str, str, dict] | None:
     if parts.scheme.lower() not in ("http", "https") or not host:
         return None
     segments = [unquote(segment) for segment in parts.path.split("/") if segment]
-    found = _recognize(host, segments, parts.query)
-    if found is None or not valid_token(found[1]):
-        return None
-    return found
-
-
-def _recognize(host: str, segments: list[str], query: str) -> tuple[str, str, dict] | None:
-    first = segments[0] if segments else ""
-    if host in _GREENHOUSE_BOARD_HOSTS:
-        if first.lower() in _GREENHOUSE_EMBED:
-            # boards.greenhouse.io/embed/job_board?for=acme (and job_app?for=acme&token=…)
-            board = parse_qs(query).get("for", [""])[0]
-            return ("greenhouse", board, {}) if board else None
-        return ("greenhouse", first, {}) if first else None
-    if host in _GREENHOUSE_API_HOSTS:
-        # boards-api.greenhouse.io/v1/boards/acme/jobs[?content=true]
-        if len(segments) >= 3 and segments[0] == "v1" and segments[1] == "boards":
-            return "greenhouse", segments[2], {}
-        return None
-
-    if host in ("jobs.lever.co", "jobs.eu.lever.co"):
-        # jobs.lever.co/acme[/<posting id>[/apply]]
-        options = {"region": "eu"} if host == "jobs.eu.lever.co" else {}
-        return ("lever", first, options) if first else None
-    if host in ("api.lever.co", "api.eu.lever.co"):
-        # api.lever.co/v0/postings/acme[?mode=json]
-        if len(segments) >= 3 and segments[0] == "v0" and segments[1] == "postings":
-            options = {"region": "eu"} if host == "api.eu.lever.co" else {}
-            return "lever", segments[2], options
-        return None
-
-    if host == "jobs.ashbyhq.com":
-        # jobs.ashbyhq.com/acme[/<job id>[/application]]
-        return ("ashby", first, {}) if first else None
-    if host == "api.ashbyhq.com":
-        # api.ashbyhq.com/posting-api/job-board/acme[?includeCompensation=true]
-        if len(segments) >= 3 and segments[0] == "posting-api" and segments[1] == "job-board":
-            return "ashby", segments[2], {}
-        return None
+    for entry in registry.entries():
+        if not entry.board:
+            continue
+        found = adapter_class(entry.kind).board_in_url(host, segments, parts.query)
+        if found is not None:
+            identifier, options = found
+            return (entry.kind, identifier, options) if valid_token(identifier) else None
     return None
 
 
-def clean_board_identifier(kind: str, label: str, identifier: str) -> str:
-    """The adapters' clean_identifier: a bare token, or a pasted board URL of the same kind
-    reduced to its token. ValueError (with a message for the user) otherwise."""
+def clean_board_identifier(kind: str, identifier: str) -> str:
+    """The board adapters' clean_identifier: a bare token, or a pasted board URL of the same
+    kind reduced to its token. ValueError (with a message for the user) otherwise."""
+    name = registry.entry(kind).name
+    label = f"{name} {registry.entry(kind).identifier}"
     identifier = identifier.strip()
     if not identifier:
         raise ValueError(f"Enter the {label}.")
     if "/" in identifier or ":" in identifier:
         found = recognize_careers_url(identifier)
         if found is None:
-            raise ValueError(f"No {_KIND_NAMES[kind]} board found in {identifier!r}.")
+            raise ValueError(f"No {name} board found in {identifier!r}.")
         found_kind, token, _options = found
         if found_kind != kind:
+            found_name = registry.entry(found_kind).name
             raise ValueError(
-                f"That URL points to {_KIND_NAMES[found_kind]}; choose "
-                f"{_KIND_NAMES[found_kind]} as the source kind instead."
+                f"That URL points to {found_name}; choose {found_name} as the source kind instead."
             )
         return token
     if not valid_token(identifier):
@@ -111,6 +77,3 @@ def clean_board_identifier(kind: str, label: str, identifier: str) -> str:
             f"{identifier!r} is not a valid {label}: use only letters, digits, '.', '_' and '-'."
         )
     return identifier
-
-
-_KIND_NAMES = {"greenhouse": "Greenhouse", "lever": "Lever", "ashby": "Ashby"}

@@ -22,31 +22,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 from urllib.parse import urlsplit
 
-import ijson
 from django.conf import settings
 
-from ingestion import safejson
-from ingestion.adapters.base import Adapter, Posting, SourceFailed
-from ingestion.adapters.jsonld import (
-    PageNotRead,
+from ingestion.adapters.base import Adapter, Posting, RowError, SourceFailed
+from ingestion.adapters.jsonld import PageNotRead, postings_from_html
+from ingestion.adapters.readers import (
+    BrokenRow,
+    csv_rows,
     fit_external_id,
+    json_rows,
+    jsonl_rows,
     normalize_url,
     ordered_parallel,
+    row_label,
 )
-from ingestion.adapters.jsonld import postings_from_html as postings_from_html
 from ingestion.fetching import FetchError
 from ingestion.textclean import clean_text, has_unsafe
-from ingestion.uploads import (
-    RowError,
-    UploadError,
-    csv_rows,
-    json_start,
-    jsonl_values,
-    upload_open,
-)
+from ingestion.uploads import UploadError, upload_open
 
 URL_MAX = 2000  # Job.url
 
@@ -94,7 +89,7 @@ def _csv_rows(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
         seen_content = False
         for row, cells in enumerate(rows, 1):
             if isinstance(cells, str):
-                yield row - header_row, _Broken(cells)
+                yield row - header_row, BrokenRow(cells)
                 continue
             if not seen_content and any(cell.strip() for cell in cells):
                 seen_content = True
@@ -110,42 +105,14 @@ def _csv_rows(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
 
 
 def _json_rows(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
-    first, stream = json_start(fileobj)
-    if first not in (b"[", b"{"):
-        raise SourceFailed('The JSON file must be an array of URLs or an object {"urls": [...]}.')
-    row = 0
-    try:
-        prefix = "item" if first == b"[" else "urls.item"
-        for row, (item, problem) in enumerate(safejson.items(stream, prefix), 1):  # noqa: B007
-            yield row, _Broken(problem) if problem else item
-    except (safejson.JsonTooDeep, safejson.JsonTooLong) as exc:
-        raise SourceFailed(f"The JSON file {exc.problem}: it cannot be read.") from exc
-    except ijson.JSONError as exc:
-        # ijson quotes the bytes around the error, which may be anything.
-        raise SourceFailed(
-            f"The JSON file is not valid after row {row}: {clean_text(str(exc))}"
-        ) from exc
-    except UnicodeDecodeError as exc:  # ijson's for a lone "\udc00" escape
-        raise SourceFailed(
-            f"The JSON file is not valid after row {row}: a \\u escape is not a character."
-        ) from exc
-
-
-class _Broken:
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-def _jsonl_rows(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
-    for number, value, problem in jsonl_values(fileobj):
-        yield number, _Broken(problem) if problem else value
+    return json_rows(fileobj, key="urls", what="URLs")
 
 
 def url_list_rows(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[int, Any]]:
     """(row, value) for each non-blank row of a URL list; SourceFailed once more than
     INTAKE_URL_LIST_MAX rows were read (so a huge file is not read to its end)."""
     limit = settings.INTAKE_URL_LIST_MAX
-    readers = {"csv": _csv_rows, "json": _json_rows, "jsonl": _jsonl_rows}
+    readers = {"csv": _csv_rows, "json": _json_rows, "jsonl": jsonl_rows}
     if fmt not in readers:
         raise SourceFailed(f"Unknown file format {fmt!r}.")
     count = 0
@@ -160,7 +127,7 @@ def url_list_rows(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[int, Any]]:
 
 def url_list_entries(fileobj: IO[bytes], fmt: str) -> list[UrlEntry]:
     """Every row of a URL list, validated and deduplicated (no network)."""
-    label = "line" if fmt == "jsonl" else "row"
+    label = row_label(fmt)
     entries: list[UrlEntry] = []
     first_row: dict[str, int] = {}
     for row, value in url_list_rows(fileobj, fmt):
@@ -170,7 +137,7 @@ def url_list_entries(fileobj: IO[bytes], fmt: str) -> list[UrlEntry]:
             row=row, url=clean_text(raw.strip()[:URL_MAX]) if isinstance(raw, str) else ""
         )
         entries.append(entry)
-        if isinstance(value, _Broken):
+        if isinstance(value, BrokenRow):
             problem = RowError(row, "", value.message, label)
         elif not isinstance(raw, str):
             message = (
@@ -196,14 +163,22 @@ def url_list_entries(fileobj: IO[bytes], fmt: str) -> list[UrlEntry]:
     return entries
 
 
-def url_list_check(fileobj: IO[bytes], fmt: str) -> Iterator[list[RowError]]:
-    """The errors of each row (empty: a good row), for uploads.upload_check."""
-    for entry in url_list_entries(fileobj, fmt):
-        yield entry.errors
-
-
 class UrlListAdapter(Adapter):
     kind = "urls"
+
+    @classmethod
+    def check_upload(cls, fileobj: BinaryIO, fmt: str) -> Iterator[list[RowError]]:
+        for entry in url_list_entries(fileobj, fmt):
+            yield entry.errors
+
+    @classmethod
+    def check_stored(cls, fileobj: BinaryIO, fmt: str) -> None:
+        """Refuse a list of more than INTAKE_URL_LIST_MAX URLs (reading at most one more)."""
+        try:
+            for _ in url_list_rows(fileobj, fmt):
+                pass
+        except SourceFailed as exc:
+            raise UploadError(str(exc)) from exc
 
     def list_postings(self) -> Iterator[Posting]:
         try:
@@ -211,7 +186,7 @@ class UrlListAdapter(Adapter):
                 entries = url_list_entries(fileobj, self.source.upload_format)
         except UploadError as exc:
             raise SourceFailed(str(exc)) from exc
-        label = "line" if self.source.upload_format == "jsonl" else "row"
+        label = row_label(self.source.upload_format)
         pages = ordered_parallel(self._read, [entry for entry in entries if not entry.errors])
         for entry in entries:
             if entry.errors:

@@ -16,10 +16,13 @@ from django.utils.html import escape
 from django.views.decorators.http import require_http_methods, require_POST
 
 from ingestion import run_kinds, selectors, services, upload_limits, uploads
+from ingestion.adapters import registry, uploaded
+from ingestion.adapters.lever import LeverAdapter
+from ingestion.adapters.readers import UploadReport
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.forms import QuickAddForm, SourceForm
-from ingestion.models import Source, SourceKind
-from ingestion.services import UPLOAD_KINDS, SourceError
+from ingestion.models import Source
+from ingestion.services import SourceError
 from ingestion.views.common import HtmxHttpRequest, get_source_for_user, owner_of
 from project.params import Params
 from runs.models import IngestionRun
@@ -95,14 +98,14 @@ def recognition(url: str) -> dict[str, str]:
     found = recognize_careers_url(url)
     if found:
         kind, identifier, options = found
-        text = f"Recognised: {SourceKind(kind).label} '{identifier}'"
+        text = f"Recognised: {registry.entry(kind).label} '{identifier}'"
         if options.get("region") == "eu":
             text += " (EU)"
         return {"state": "ok", "text": text}
     if url.lower().startswith(("http://", "https://")):
         return {
             "state": "info",
-            "text": "Not a Greenhouse, Lever or Ashby board: read as a careers page (JSON-LD).",
+            "text": f"Not a {registry.board_names()} board: read as a careers page (JSON-LD).",
         }
     return {"state": "bad", "text": "Paste a full http(s) URL."}
 
@@ -115,7 +118,7 @@ def _status_oob(text: str) -> str:
 # --- uploads -----------------------------------------------------------------------------------
 
 
-def _check_upload(upload: UploadedFile, kind: str) -> uploads.UploadReport:
+def _check_upload(upload: UploadedFile, kind: str) -> UploadReport:
     """Parse the uploaded file as a run would; the file is rewound for storing."""
     upload.seek(0)
     head = upload.read(FORMAT_HEAD_BYTES)
@@ -123,23 +126,23 @@ def _check_upload(upload: UploadedFile, kind: str) -> uploads.UploadReport:
     try:
         fmt = uploads.upload_format(upload.name or "upload", head)
     except uploads.UploadError as exc:
-        return uploads.UploadReport(fmt="", error=str(exc))
+        return UploadReport(fmt="", error=str(exc))
     if not head:
-        return uploads.UploadReport(fmt=fmt, error=f"{upload.name!r} is empty.")
+        return UploadReport(fmt=fmt, error=f"{upload.name!r} is empty.")
     try:
         # The underlying file (BytesIO or a temporary file): what the parsers read from.
-        report = uploads.upload_check(cast(IO[bytes], upload.file), kind=kind, fmt=fmt)
+        report = uploaded.upload_check(cast(IO[bytes], upload.file), kind=kind, fmt=fmt)
     except uploads.UploadError as exc:
-        report = uploads.UploadReport(fmt=fmt, error=str(exc))
+        report = UploadReport(fmt=fmt, error=str(exc))
     upload.seek(0)
     return report
 
 
-def _upload_allowed(form: SourceForm, kind: str) -> tuple[bool, uploads.UploadReport | None]:
+def _upload_allowed(form: SourceForm, kind: str) -> tuple[bool, UploadReport | None]:
     """Check the form's upload (if any) for a source of `kind`; False (with the errors on the
     form) when it must not be saved yet."""
     upload = form.cleaned_data.get("upload")
-    if not upload or kind not in UPLOAD_KINDS:
+    if not upload or not registry.reads_upload(kind):
         return True, None
     report = _check_upload(upload, kind)
     if report.error:
@@ -234,7 +237,7 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
         if allowed:
             upload = data.get("upload")
             recognized = recognize_careers_url(data["url"]) if data["url"] else None
-            lever = (recognized[0] if recognized else kind) == SourceKind.LEVER
+            lever = (recognized[0] if recognized else kind) == LeverAdapter.kind
             options = {"region": "eu"} if lever and data["lever_region"] == "eu" else {}
             try:
                 source = services.source_create(
@@ -262,7 +265,7 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "ingestion/source_form.html", context)
 
 
-def _added_message(source: Source, report: uploads.UploadReport | None) -> str:
+def _added_message(source: Source, report: UploadReport | None) -> str:
     text = f"Added source {source.company} ({source.get_kind_display()})."
     if report and report.bad:
         text += (
@@ -314,15 +317,15 @@ def _quick_add(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 def source_check_upload(request: HtmxHttpRequest) -> HttpResponse:
     """The check report of the chosen file, before anything is saved (htmx, on file change)."""
-    kind = Params(request.POST, strict=False).choice("kind", SourceKind.values)
+    kind = Params(request.POST, strict=False).choice("kind", registry.kinds())
     upload = request.FILES.get("upload")
     context: dict[str, Any] = {"kind": kind}
     refused = upload_limits.refusal(request)
     if refused:
-        context["report"] = uploads.UploadReport(fmt="", error=refused)
+        context["report"] = UploadReport(fmt="", error=refused)
     elif upload is None:
         context["empty"] = True
-    elif kind not in UPLOAD_KINDS:
+    elif not registry.reads_upload(kind):
         context["wrong_kind"] = True
     else:
         context["report"] = _check_upload(upload, kind)

@@ -1,4 +1,4 @@
-"""The Greenhouse, Lever and Ashby adapters against a real local server answering in each
+"""The board adapters (Greenhouse, Lever, Ashby) against a real local server answering in each
 public API's shape, and the recognition of pasted board URLs."""
 
 from __future__ import annotations

@@ -19,10 +19,11 @@ from ingestion.adapters.jsonld import (
     page_links,
     postings_from_html,
 )
+from ingestion.adapters.uploaded import upload_store
 from ingestion.adapters.urllist import UrlListAdapter
 from ingestion.fetching import Fetcher
 from ingestion.models import Source
-from ingestion.uploads import UploadError, upload_store
+from ingestion.uploads import UploadError
 from tests.fixture_server import FixtureServer, Reply
 from tests.ingestion.pages import (
     careers_page,

@@ -22,8 +22,8 @@ import pytest
 from django.urls import reverse
 
 from ingestion import services
+from ingestion.adapters.readers import ROW_MAX
 from ingestion.models import Job, Source
-from ingestion.uploads import ROW_MAX
 from runs.models import IngestionRun, RunStatus
 from tests.fixture_server import FixtureServer, Reply
 from tests.ingestion.pages import (

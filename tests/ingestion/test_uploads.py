@@ -13,18 +13,13 @@ from typing import Any
 import pytest
 
 from ingestion import uploads
-from ingestion.adapters.base import Posting, SourceFailed
+from ingestion.adapters import readers
+from ingestion.adapters.base import Posting, RowError, SourceFailed
 from ingestion.adapters.files import FileAdapter
+from ingestion.adapters.uploaded import upload_check, upload_store
 from ingestion.fetching import Fetcher
 from ingestion.models import Source, UploadChunk
-from ingestion.uploads import (
-    RowError,
-    UploadError,
-    upload_check,
-    upload_format,
-    upload_open,
-    upload_store,
-)
+from ingestion.uploads import UploadError, upload_format, upload_open
 from tests.ingestion.pages import (
     generate_postings_file,
     posting_row,
@@ -79,8 +74,8 @@ def test_reading_an_upload_fetches_one_chunk_at_a_time(user: Any, monkeypatch: A
     source = _store(user, "jobs.jsonl", b"x" * (3 * MIB))
     # Each chunk is one query (in binary on PostgreSQL, past Django's query log): count them.
     fetched: list[int] = []
-    fetch = uploads._chunk_data
-    monkeypatch.setattr(uploads, "_chunk_data", lambda pk: fetched.append(pk) or fetch(pk))
+    fetch = uploads._part_data
+    monkeypatch.setattr(uploads, "_part_data", lambda pk: fetched.append(pk) or fetch(pk))
 
     with upload_open(source) as fileobj:
         fileobj.read(100)
@@ -561,7 +556,7 @@ def test_a_10_mb_csv_cell_is_a_row_error_and_the_other_rows_go_in(user: Any) -> 
 
 
 def test_a_row_longer_than_the_row_limit_is_skipped_unread(user: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr(uploads, "ROW_MAX", 4096)
+    monkeypatch.setattr(readers, "ROW_MAX", 4096)
     long_row = posting_row(2, description="x" * 10_000)
     quoted = posting_row(3, description="a\n" + "y" * 5000 + "\nb")  # a multi-line cell
     rows = [posting_row(1), long_row, posting_row(4), quoted, posting_row(5)]

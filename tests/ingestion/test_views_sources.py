@@ -396,7 +396,7 @@ def unparsed(monkeypatch: pytest.MonkeyPatch) -> None:
     def parse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the file was parsed")
 
-    monkeypatch.setattr("ingestion.uploads.upload_check", parse)
+    monkeypatch.setattr("ingestion.adapters.uploaded.upload_check", parse)
 
 
 def test_a_file_over_the_limit_is_refused_as_it_arrives_keeping_the_other_fields(

@@ -167,8 +167,8 @@ def test_the_runs_history_counts_in_the_outcome_words(
 
 
 def test_the_added_message_counts_rows_in_words_that_agree(user):
+    from ingestion.adapters.readers import UploadReport
     from ingestion.models import Source
-    from ingestion.uploads import UploadReport
     from ingestion.views.sources import _added_message
 
     source = Source(owner=user, company="Acme", kind="file", identifier="jobs.csv")

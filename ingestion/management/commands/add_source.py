@@ -5,13 +5,14 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingestion import services
-from ingestion.models import SourceKind
+from ingestion.adapters import registry
+from ingestion.adapters.files import FileAdapter
 
 
 class Command(BaseCommand):
     help = (
-        "Add a source: a Greenhouse, Lever or Ashby board (kind + identifier, or just paste its "
-        "careers URL), a careers page carrying JSON-LD (its URL), or an uploaded file of "
+        f"Add a source: a {registry.board_names()} board (kind + identifier, or just paste "
+        "its careers URL), a careers page carrying JSON-LD (its URL), or an uploaded file of "
         "postings / list of posting URLs (--file)."
     )
 
@@ -21,10 +22,10 @@ class Command(BaseCommand):
             "target",
             nargs="?",
             default="",
-            help="A careers URL (board URLs are recognised), or the identifier for --kind "
-            "(board token, Lever site, Ashby organization).",
+            help="A careers URL (board URLs are recognised), or the identifier for --kind: "
+            f"{registry.identifier_help()}.",
         )
-        parser.add_argument("--kind", choices=SourceKind.values, help="Source kind.")
+        parser.add_argument("--kind", choices=registry.kinds(), help="Source kind.")
         parser.add_argument("--company", default="", help="Company name (default: from the id).")
         parser.add_argument(
             "--file", type=Path, help="CSV/JSON/JSONL of postings (kind file) or URLs (urls)."
@@ -43,7 +44,7 @@ class Command(BaseCommand):
         target: str = options["target"]
         kind = options["kind"]
         if options["file"] and kind is None:
-            kind = SourceKind.FILE
+            kind = FileAdapter.kind
         common: dict[str, Any] = {
             "owner": owner,
             "company": options["company"],
