@@ -39,6 +39,12 @@ def failed_job_count(run: IngestionRun) -> int:
     return Job.objects.filter(owner_id=run.owner_id, last_run=run, status=JobStatus.ERROR).count()
 
 
+def pending_job_count(run: IngestionRun) -> int:
+    """Jobs this run wrote and did not process (aborted or failed first): what "Resume"
+    would process."""
+    return Job.objects.filter(owner_id=run.owner_id, last_run=run, status=JobStatus.PENDING).count()
+
+
 # --- Jobs -----------------------------------------------------------------------------------
 
 # What the jobs list shows: never the descriptions, which are most of a row's bytes.
