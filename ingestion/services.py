@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
-from ingestion import run_kinds
+from ingestion import run_kinds, selectors
 from ingestion.adapters import adapter_class, registry, uploaded
 from ingestion.adapters.jsonld import COMPANY_FROM
 from ingestion.adapters.readers import company_from_url
@@ -21,6 +21,9 @@ from ingestion.models import Job, JobStatus, RawPayload, Source
 from ingestion.quota import quota_check_run_start
 from runs import services as run_services
 from runs.models import IngestionRun, RunStatus
+
+# An ingest that ended before processing all it listed: its pending jobs can be resumed.
+RESUMABLE_STATUSES = (RunStatus.ABORTED, RunStatus.ERROR)
 
 
 class SourceError(ValueError):
@@ -290,6 +293,23 @@ def ingest_retry_failed(*, owner: User, run: IngestionRun) -> IngestionRun:
     if not failed:
         raise SourceError(f"Run #{run.pk} has no failed jobs to retry.")
     config = {**run.config, "retry_of": run.pk}
+    return run_services.run_start(owner=owner, kind=run_kinds.INGEST, config=config)
+
+
+def ingest_resume(*, owner: User, run: IngestionRun) -> IngestionRun:
+    """A new ingest that processes the jobs an aborted or failed ingest left pending, without
+    reading the boards again (the listing already wrote them; only processing is left)."""
+    quota_check_run_start(owner)  # QuotaExceeded: a RunError
+    if run.owner_id != owner.pk or run.kind != run_kinds.INGEST:
+        raise SourceError(f"Run #{run.pk} is not one of your ingests.")
+    if run.status not in RESUMABLE_STATUSES:
+        raise SourceError(
+            f"Run #{run.pk} is {run.status}; only an aborted or failed ingest can be resumed."
+        )
+    if not selectors.pending_job_count(run):
+        raise SourceError(f"Run #{run.pk} left no pending jobs to process.")
+    config = {key: value for key, value in run.config.items() if key != "retry_of"}
+    config["resume_of"] = run.pk
     return run_services.run_start(owner=owner, kind=run_kinds.INGEST, config=config)
 
 

@@ -48,8 +48,9 @@ SUMMARY_COMPANIES_MAX = 20
 # Invalid reasons that mean "we could not read it" rather than "it is malformed".
 FETCH_FAILED_PREFIX = "fetch failed"
 
-# Which run counter each outcome feeds, per run kind. An ingest counts ready/skipped/failed
-# jobs as the ingesting stage decides them; what the diff already knows goes in here.
+# Which snapshot counter each outcome also feeds, per run kind (every outcome is counted in
+# the run's outcome counts). An ingest's ready/skipped/failed count jobs, as the ingesting
+# stage decides them: an invalid posting never became a job, so it is not a failed one.
 PREVIEW_COUNTERS = {
     ItemOutcome.NEW: "new",
     ItemOutcome.UPDATED: "updated",
@@ -63,8 +64,6 @@ INGEST_COUNTERS = {
     ItemOutcome.NEW: "new",
     ItemOutcome.UPDATED: "updated",
     ItemOutcome.EXPIRED: "expired",
-    ItemOutcome.INVALID: "failed",
-    ItemOutcome.ERROR: "failed",
 }
 
 
@@ -279,7 +278,9 @@ class SourceDiff:
                             pending.append(item.job_id)
                 self._release(pending)
             store.insert_items(items)
-            self.ctx.progress(increments=increments)
+            self.ctx.progress(
+                increments=increments, outcomes=Counter(str(item.outcome) for item in items)
+            )
             for item in items:
                 if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
                     self._report_item(item)

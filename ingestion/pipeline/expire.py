@@ -88,7 +88,9 @@ def expire_vanished(ctx: RunContext, source: Source, outcome: SourceOutcome, *, 
                 )
                 # An expired job is no longer anyone's canonical original.
                 store.drop_fingerprints(batch)
-            ctx.progress(increments={"expired": len(items)})
+            ctx.progress(
+                increments={"expired": len(items)}, outcomes={ItemOutcome.EXPIRED: len(items)}
+            )
     outcome.counts[ItemOutcome.EXPIRED] += len(ids)
     verb = "expired" if write else "would expire"
     ctx.event(

@@ -179,6 +179,19 @@ def test_ingest_dry_run_json_prints_the_preview_summary_and_writes_no_job(
     assert not Job.objects.exists()
 
 
+def test_ingest_json_counts_in_the_outcome_words_of_the_pages(
+    boards, worker, user, greenhouse_source
+):
+    mount_greenhouse(
+        boards, "acme", [greenhouse_job(1, "Role 1"), greenhouse_job(9, omit=["title"])]
+    )
+    summary = json.loads(call("ingest", "--owner", "alice", "--json", "--timeout", "60"))
+    assert summary["run"]["outcomes"] == {"new": 1, "invalid": 1}
+    assert summary["run"]["phase"] == "Finished"
+    # The ingesting stage's results in the job status words; the invalid row is no job.
+    assert summary["jobs"] == {"ready": 1, "skipped": 0, "error": 0}
+
+
 def test_ingest_wait_follows_the_run_to_the_end(boards, worker, user, greenhouse_source):
     mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 4)])
     out = call("ingest", "--owner", "alice", str(greenhouse_source.pk), "--wait", "--timeout", "60")

@@ -77,7 +77,9 @@ def test_an_ingest_writes_ready_jobs_and_a_snapshot_of_its_counts(
     assert job.company == "Acme" and job.title == "Role 1 Engineer"
     assert "<script" not in job.description and job.description.startswith("<")
     assert job.description_text and job.simhash is not None and job.raw_description == ""
-    assert (run.jobs_new, run.jobs_ready, run.jobs_failed, run.total_jobs) == (5, 5, 1, 5)
+    # The invalid posting is an outcome, not a failed job: it never became one.
+    assert (run.jobs_new, run.jobs_ready, run.jobs_failed, run.total_jobs) == (5, 5, 0, 5)
+    assert run.outcome_counts == {"new": 5, "invalid": 1}
     invalid = RunItem.objects.get(run=run, outcome=ItemOutcome.INVALID)
     assert invalid.external_id == "6" and "title" in invalid.reason
     assert "title" in run.events.get(type="item.invalid").message

@@ -436,7 +436,7 @@ def test_an_upload_with_a_bad_row_is_saved_once_confirmed(client: Client, user: 
     assert (source.kind, source.identifier, source.upload_format) == ("file", "jobs.csv", "csv")
     assert UploadChunk.objects.filter(source=source).exists()
     page = client.get(CONFIGURE).content.decode()
-    assert "2 good rows will be ingested; 1 bad rows reported." in page
+    assert "2 good rows will be ingested; 1 bad row reported." in page
 
 
 def test_save_anyway_needs_no_second_choice_of_the_file(
