@@ -246,11 +246,11 @@ def test_the_check_of_a_url_list_reports_bad_and_duplicate_urls() -> None:
 
     report = upload_check(io.BytesIO(data), kind="urls", fmt="csv")
 
-    assert (report.good, report.bad) == (1, 2)
+    assert (report.good, report.bad, report.duplicates, report.total) == (1, 1, 1, 3)
     assert [str(e) for e in report.errors] == [
         "row 2: url 'ftp://acme.example/b' is not an http(s) URL",
-        "row 3: duplicate of row 1",
     ]
+    assert [str(e) for e in report.duplicate_rows] == ["row 3: duplicate of row 1"]
 
 
 def test_the_check_of_a_too_long_url_list_says_so(settings: Any) -> None:

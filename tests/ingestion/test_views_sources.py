@@ -240,6 +240,48 @@ def test_an_unknown_careers_url_becomes_a_jsonld_source(client: Client, user: An
     assert source.identifier.startswith("https://careers.initech.example/jobs")
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("javascript:alert(1)", "Refused to fetch javascript:alert(1): only http and https"),
+        ("http://exa mple.com/careers", "is not a valid URL: it contains a space"),
+        ("https://169.254.169.254/jobs", "169.254.169.254: a cloud metadata address"),
+        ("https://[::1]/jobs", "::1: a loopback address, not a public one; private networks"),
+    ],
+)
+def test_quick_add_refuses_a_url_the_fetcher_would_refuse_at_the_url(
+    client: Client, user: Any, url: str, message: str
+) -> None:
+    response = client.post(NEW, {"form": "quick", "url": url, "company": "Acme"})
+
+    assert response.status_code == 400
+    assert not Source.objects.filter(owner=user).exists()
+    assert message in response.context["quick_form"].errors["url"][0]
+
+
+def test_a_metadata_address_is_refused_even_with_private_networks_allowed(
+    client: Client, user: Any, settings: Any
+) -> None:
+    settings.INTAKE_ALLOW_PRIVATE_NETWORK = True
+    client.post(NEW, {"form": "quick", "url": "http://127.0.0.1:8000/jobs", "company": "Dev"})
+    response = client.post(
+        NEW, {"form": "quick", "url": "http://169.254.169.254/", "company": "Acme"}
+    )
+
+    assert response.status_code == 400
+    assert "always refused" in response.context["quick_form"].errors["url"][0]
+    assert list(Source.objects.values_list("identifier", flat=True)) == [
+        "http://127.0.0.1:8000/jobs"
+    ]
+
+
+def test_the_full_form_refuses_a_page_url_the_fetcher_would_refuse(client: Client) -> None:
+    response = client.post(NEW, _full_form(kind="jsonld", identifier="javascript:alert(1)"))
+
+    assert not Source.objects.exists()
+    assert "only http and https are allowed" in response.context["form"].errors["identifier"][0]
+
+
 def test_a_duplicate_is_refused_with_a_message_next_to_the_url(client: Client, user: Any) -> None:
     _source(user)
     response = client.post(NEW, {"form": "quick", "url": "https://boards.greenhouse.io/acme"})
