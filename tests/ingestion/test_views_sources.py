@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from ingestion.models import Job, Source, UploadChunk
+from ingestion.models import Job, Source, UploadPart
 from ingestion.run_kinds import INGEST, PREVIEW
 from runs.models import IngestionRun, RunStatus
 from runs.workloads import DIAGNOSTIC
@@ -417,7 +417,7 @@ def test_an_upload_with_a_bad_row_shows_the_row_errors_and_saves_nothing(
     response = client.post(NEW, _full_form(kind="file", company="Acme", upload=upload))
     html = response.content.decode()
     assert response.status_code == 200
-    assert not Source.objects.exists() and not UploadChunk.objects.exists()
+    assert not Source.objects.exists() and not UploadPart.objects.exists()
     report = response.context["report"]
     assert (report.good, report.bad) == (2, 1)
     assert report.errors[0].row == 2 and report.errors[0].field == "title"
@@ -434,7 +434,7 @@ def test_an_upload_with_a_bad_row_is_saved_once_confirmed(client: Client, user: 
     assert response.status_code == 302
     source = Source.objects.get(owner=user)
     assert (source.kind, source.identifier, source.upload_format) == ("file", "jobs.csv", "csv")
-    assert UploadChunk.objects.filter(source=source).exists()
+    assert UploadPart.objects.filter(source=source).exists()
     page = client.get(CONFIGURE).content.decode()
     assert "2 good rows will be ingested; 1 bad row reported." in page
 
@@ -466,7 +466,7 @@ def test_save_anyway_needs_no_second_choice_of_the_file(
     assert second.status_code == 302
     source = Source.objects.get(owner=user)
     assert (source.identifier, source.upload_format) == ("jobs.csv", "csv")
-    assert UploadChunk.objects.filter(source=source).exists()
+    assert UploadPart.objects.filter(source=source).exists()
     # Used once: the kept copy is gone.
     third = client.post(
         NEW,
@@ -555,7 +555,7 @@ def test_a_file_over_the_limit_is_refused_as_it_arrives_keeping_the_other_fields
     response = client.post(NEW, data)
 
     assert response.status_code == 200
-    assert not Source.objects.exists() and not UploadChunk.objects.exists()
+    assert not Source.objects.exists() and not UploadPart.objects.exists()
     form = response.context["form"]
     assert form.errors["upload"] == [
         "This file cannot be used: 'big.csv' is larger than the 64 KB limit "
@@ -718,14 +718,14 @@ def test_edit_replaces_a_file_after_the_same_check(client: Client, user: Any) ->
     bad = SimpleUploadedFile("new.csv", _csv_with_a_bad_row())
     response = client.post(url, _full_form(company="Acme", upload=bad))
     assert response.status_code == 200 and response.context["report"].bad == 1
-    assert not UploadChunk.objects.filter(source=source).exists()
+    assert not UploadPart.objects.filter(source=source).exists()
 
     bad = SimpleUploadedFile("new.csv", _csv_with_a_bad_row())
     response = client.post(url, _full_form(company="Acme", upload=bad, save_anyway="on"))
     assert response.status_code == 302
     source.refresh_from_db()
     assert source.upload_name == "new.csv"
-    assert UploadChunk.objects.filter(source=source).exists()
+    assert UploadPart.objects.filter(source=source).exists()
 
 
 def test_toggle_flips_enabled_and_returns_the_row_over_htmx(client: Client, user: Any) -> None:
