@@ -46,7 +46,8 @@ class QuickAddForm(forms.Form):
         label="Company (optional)",
         max_length=200,
         required=False,
-        help_text="Taken from the board name when left empty.",
+        help_text="When left empty: the board's name, or the company the page's postings name "
+        "(its host until they are read).",
     )
 
 
@@ -71,7 +72,9 @@ class SourceForm(forms.Form):
         label="Company",
         max_length=200,
         required=False,
-        help_text="Taken from the board name when left empty.",
+        help_text="When left empty: the board's name, the company a page's postings name (its "
+        "host until they are read), or the one a file's rows name. A file's rows with a "
+        "company column keep their own.",
     )
     identifier = forms.CharField(
         label="Identifier",

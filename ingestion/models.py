@@ -38,7 +38,7 @@ class Source(models.Model):
     enabled = models.BooleanField(default=True)
 
     # Uploaded file (kinds that read an upload): stored in the database in upload parts
-    # (UploadChunk rows) so workers on other machines can read it and a large file is
+    # (UploadPart rows) so workers on other machines can read it and a large file is
     # streamed, never loaded whole.
     upload_name = models.CharField(max_length=255, blank=True)
     upload_format = models.CharField(max_length=8, blank=True)  # csv | json | jsonl
@@ -81,22 +81,21 @@ class Source(models.Model):
         }
 
 
-class UploadChunk(models.Model):
-    """One upload part (at most 1 MiB) of a source's uploaded file, read back in seq order.
-    The class keeps its first name: renaming it would rename its table in a migration."""
+class UploadPart(models.Model):
+    """One upload part (at most 1 MiB) of a source's uploaded file, read back in seq order."""
 
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="upload_chunks")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="upload_parts")
     seq = models.PositiveIntegerField()
     data = models.BinaryField()
 
     class Meta:
         ordering = ["source", "seq"]
         constraints = [
-            models.UniqueConstraint(fields=["source", "seq"], name="ingestion_uploadchunk_seq"),
+            models.UniqueConstraint(fields=["source", "seq"], name="ingestion_uploadpart_seq"),
         ]
 
     def __str__(self) -> str:
-        return f"chunk {self.seq} of source {self.source_id}"
+        return f"part {self.seq} of source {self.source_id}"
 
 
 class JobStatus(models.TextChoices):

@@ -39,6 +39,12 @@ def failed_job_count(run: IngestionRun) -> int:
     return Job.objects.filter(owner_id=run.owner_id, last_run=run, status=JobStatus.ERROR).count()
 
 
+def pending_job_count(run: IngestionRun) -> int:
+    """Jobs this run wrote and did not process (aborted or failed first): what "Resume"
+    would process."""
+    return Job.objects.filter(owner_id=run.owner_id, last_run=run, status=JobStatus.PENDING).count()
+
+
 # --- Jobs -----------------------------------------------------------------------------------
 
 # What the jobs list shows: never the descriptions, which are most of a row's bytes.
@@ -174,8 +180,8 @@ def job_companies(owner: User) -> list[str]:
 
     A loose index scan: one probe of ingestion_job_company_posted per company ("the least
     company after the last one"), so 250 companies cost 250 index lookups, not a read of all
-    100,000 rows that a plain DISTINCT makes on PostgreSQL (a sequential scan there, ~90 ms
-    on 100,000 jobs; this ~1 ms). The same SQL runs on SQLite."""
+    100,000 rows that a plain DISTINCT makes on PostgreSQL (a sequential scan there). The same
+    SQL runs on SQLite."""
     table = connection.ops.quote_name(Job._meta.db_table)
     sql = f"""
         WITH RECURSIVE companies(name) AS (

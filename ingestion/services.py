@@ -12,13 +12,18 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
-from ingestion import run_kinds
+from ingestion import run_kinds, selectors
 from ingestion.adapters import adapter_class, registry, uploaded
+from ingestion.adapters.jsonld import COMPANY_FROM
+from ingestion.adapters.readers import company_from_url
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.models import Job, JobStatus, RawPayload, Source
 from ingestion.quota import quota_check_run_start
 from runs import services as run_services
 from runs.models import IngestionRun, RunStatus
+
+# An ingest that ended before processing all it listed: its pending jobs can be resumed.
+RESUMABLE_STATUSES = (RunStatus.ABORTED, RunStatus.ERROR)
 
 
 class SourceError(ValueError):
@@ -59,7 +64,11 @@ def source_create(
     """Create a source. `url` may be a pasted careers URL: a recognised board URL fills in
     kind and identifier; any other http(s) URL becomes a JSON-LD careers page. Kinds that
     read an upload take `upload` (checked and stored with the source, in one transaction: a
-    bad file leaves nothing behind)."""
+    bad file leaves nothing behind).
+
+    Without `company`, one is derived: a board's from its name, a careers page's from its
+    host until its first read names the postings' hiringOrganization, an upload's from its
+    rows (the company most of them name, else the site of the first posting URL)."""
     options = dict(options or {})
     if url:
         kind, identifier, extra = source_target(url, kind=kind)
@@ -80,8 +89,13 @@ def source_create(
             identifier = adapter_class(kind).clean_identifier(identifier)
         except ValueError as exc:
             raise SourceError(str(exc)) from None
-    company = company.strip() or _company_from(identifier)
-    if not company:
+    company = company.strip()
+    if not company and kind == registry.page_kind():
+        company = company_from_url(identifier)
+        options[COMPANY_FROM] = "host"
+    elif not company and not entry.reads_upload:
+        company = _company_from(identifier)
+    if not company and not entry.reads_upload:
         raise SourceError("A company name is required.")
 
     try:
@@ -100,6 +114,14 @@ def source_create(
             )
             if upload is not None:
                 _store_upload(source, upload, upload_name or identifier)
+            if not source.company:
+                source.company = uploaded.upload_company(source)[:200]
+                if not source.company:
+                    raise SourceError(
+                        "A company name is required: the file names none (no company column, "
+                        "no posting URL)."
+                    )
+                source.save(update_fields=["company"])
     except IntegrityError:
         existing = Source.objects.filter(owner=owner, kind=kind, identifier=identifier).first()
         name = f" (#{existing.pk}, {existing.company})" if existing else ""
@@ -133,6 +155,10 @@ def source_update(source: Source, **fields: Any) -> Source:
         fields["company"] = str(fields["company"]).strip()[:200]
         if not fields["company"]:
             raise SourceError("A company name is required.")
+        # Named by its user: a careers page's first read no longer renames it.
+        options = dict(fields.get("options", source.options))
+        if options.pop(COMPANY_FROM, None) is not None and fields["company"] != source.company:
+            fields["options"] = options
     with transaction.atomic():
         for key, value in fields.items():
             setattr(source, key, value)
@@ -267,6 +293,23 @@ def ingest_retry_failed(*, owner: User, run: IngestionRun) -> IngestionRun:
     if not failed:
         raise SourceError(f"Run #{run.pk} has no failed jobs to retry.")
     config = {**run.config, "retry_of": run.pk}
+    return run_services.run_start(owner=owner, kind=run_kinds.INGEST, config=config)
+
+
+def ingest_resume(*, owner: User, run: IngestionRun) -> IngestionRun:
+    """A new ingest that processes the jobs an aborted or failed ingest left pending, without
+    reading the boards again (the listing already wrote them; only processing is left)."""
+    quota_check_run_start(owner)  # QuotaExceeded: a RunError
+    if run.owner_id != owner.pk or run.kind != run_kinds.INGEST:
+        raise SourceError(f"Run #{run.pk} is not one of your ingests.")
+    if run.status not in RESUMABLE_STATUSES:
+        raise SourceError(
+            f"Run #{run.pk} is {run.status}; only an aborted or failed ingest can be resumed."
+        )
+    if not selectors.pending_job_count(run):
+        raise SourceError(f"Run #{run.pk} left no pending jobs to process.")
+    config = {key: value for key, value in run.config.items() if key != "retry_of"}
+    config["resume_of"] = run.pk
     return run_services.run_start(owner=owner, kind=run_kinds.INGEST, config=config)
 
 

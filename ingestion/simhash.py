@@ -123,7 +123,7 @@ def hamming(a: int, b: int) -> int:
 
 @functools.cache
 def _bmp_alnum() -> np.ndarray:
-    """Which code points of the Basic Multilingual Plane `str.isalnum` accepts (~20 ms once)."""
+    """Which code points of the Basic Multilingual Plane `str.isalnum` accepts, built once."""
     return np.array([chr(c).isalnum() for c in range(0x10000)], dtype=bool)
 
 
@@ -136,7 +136,8 @@ def _separated(lowered: str) -> bytes:
                 lowered = lowered.replace(char, " ")
         if not lowered.isascii():
             # Accented letters etc.: classify code points with a table instead of the regex
-            # (~4× faster); beyond the BMP (emoji, rare scripts) the regex decides.
+            # (faster: docs/performance.md); beyond the BMP (emoji, rare scripts) the regex
+            # decides.
             points = np.frombuffer(lowered.encode("utf-32-le", "surrogatepass"), dtype="<u4")
             if points.max() > 0xFFFF:
                 return _SEPARATORS_RE.sub(" ", lowered).encode("utf-8", "surrogatepass")
@@ -359,7 +360,7 @@ def _bit_counts(shingles: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return np.add.reduceat(bits, offsets, axis=0, dtype=np.int64)
     # Bits p, p+16, p+32 and p+48 of every shingle are summed at once as four 16-bit
     # counters in one uint64 (no text under 65,536 shingles overflows one): 16 contiguous
-    # passes, 6× faster than unpacking to 64 columns and summing along the rows.
+    # passes instead of unpacking to 64 columns and summing along the rows.
     lanes = np.empty((16, len(lengths)), dtype=np.uint64)
     scratch = np.empty_like(shingles)
     for shift in range(16):

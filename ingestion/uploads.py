@@ -1,6 +1,6 @@
 """The bytes of uploaded files (sources that read a file: postings, posting URLs).
 
-A file lives in the database as upload parts (UploadChunk rows) of at most 1 MiB, so a worker
+A file lives in the database as upload parts (UploadPart rows) of at most 1 MiB, so a worker
 on another machine reads the same bytes, and a 100 MB file is streamed both ways, never held
 whole: `upload_store` writes it part by part, `upload_open` reads it back one part at a time.
 This module reads no rows: what a file's rows mean is its adapter's (ingestion.adapters
@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ingestion import safejson, store
-from ingestion.models import Source, UploadChunk
+from ingestion.models import Source, UploadPart
 from ingestion.upload_limits import too_big_message
 
 PART_BYTES = 1024 * 1024
@@ -160,13 +160,13 @@ def upload_store(
     detected = upload_format(name, data, fmt)
 
     with transaction.atomic():
-        UploadChunk.objects.filter(source=source).delete()
+        UploadPart.objects.filter(source=source).delete()
         size = seq = 0
         while data:
             size += len(data)
             if size > limit:
                 raise _too_big(name)  # rolls the parts written so far back
-            UploadChunk.objects.create(source=source, seq=seq, data=data)
+            UploadPart.objects.create(source=source, seq=seq, data=data)
             seq += 1
             data = _read_full(fileobj, PART_BYTES)
         if check is not None:
@@ -208,7 +208,7 @@ class _PartReader(io.RawIOBase):
         return count
 
 
-_PART_DATA = f"SELECT data FROM {UploadChunk._meta.db_table} WHERE id = %s"
+_PART_DATA = f"SELECT data FROM {UploadPart._meta.db_table} WHERE id = %s"
 
 
 def _part_data(part_id: int) -> list[tuple[Any, ...]]:
@@ -220,7 +220,7 @@ def _part_data(part_id: int) -> list[tuple[Any, ...]]:
 
 def _open_parts(source_id: int) -> BinaryIO:
     part_ids = list(
-        UploadChunk.objects.filter(source_id=source_id).order_by("seq").values_list("pk", flat=True)
+        UploadPart.objects.filter(source_id=source_id).order_by("seq").values_list("pk", flat=True)
     )
     return io.BufferedReader(_PartReader(part_ids), buffer_size=64 * 1024)
 
@@ -228,7 +228,7 @@ def _open_parts(source_id: int) -> BinaryIO:
 def upload_open(source: Source) -> BinaryIO:
     """The source's uploaded file as a binary file-like object (read(n), readline, iteration
     by lines), fetching its parts lazily. UploadError when the source has none."""
-    if not source.upload_format or not UploadChunk.objects.filter(source=source).exists():
+    if not source.upload_format or not UploadPart.objects.filter(source=source).exists():
         raise UploadError(f"{source} has no uploaded file.")
     return _open_parts(source.pk)
 

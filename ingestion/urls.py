@@ -21,6 +21,7 @@ urlpatterns = [
     path("ingest/<int:run_id>/", stepper.ingest_page, name="ingest"),
     path("runs/<int:run_id>/items/", stepper.run_items, name="run_items"),
     path("runs/<int:run_id>/retry/", stepper.retry_failed, name="retry_failed"),
+    path("runs/<int:run_id>/resume/", stepper.resume, name="resume"),
     path("runs/<int:run_id>/report.json", reports.run_report_json, name="report_json"),
     path("runs/<int:run_id>/report.csv", reports.run_report_csv, name="report_csv"),
     path("jobs/", jobs.job_list, name="jobs"),

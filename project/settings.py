@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import tempfile
+import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -317,6 +318,16 @@ STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request without it
 # Serve from the finders without a collectstatic step: a newcomer needs only Python.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
+# WhiteNoise answers with a file response that Django's ASGI handler reads whole, and Django
+# warns about it on the first static file a web process serves (the favicon, in a newcomer's
+# terminal). Static files are small, so reading one whole is bounded; Intake's own large
+# download, the report, streams from an async iterator, and its tests turn this warning into
+# an error.
+warnings.filterwarnings(
+    "ignore",
+    message="StreamingHttpResponse must consume synchronous iterators",
+    module="django.core.handlers.asgi",
+)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)

@@ -25,6 +25,7 @@ class IngestionRunAdmin(admin.ModelAdmin):
         "owner",
         "kind",
         "status",
+        "phase",
         "items_done",
         "total_jobs",
         "created_at",
@@ -52,6 +53,7 @@ class IngestionRunAdmin(admin.ModelAdmin):
         "jobs_skipped",
         "jobs_expired",
         "jobs_failed",
+        "outcome_counts",
         "created_at",
         "started_at",
         "finished_at",
@@ -64,6 +66,10 @@ class IngestionRunAdmin(admin.ModelAdmin):
         "idempotency_key",
         "last_event_seq",
     )
+
+    @admin.display(description="Phase")
+    def phase(self, run: IngestionRun) -> str:
+        return run.phase
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # runs start through the pages or `manage.py`, never a bare row

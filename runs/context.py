@@ -81,6 +81,7 @@ class RunContext:
         total: int | None = None,
         increments: Mapping[str, int] | None = None,
         counts: Mapping[str, int] | None = None,
+        outcomes: Mapping[str, int] | None = None,
         force_event: bool = False,
     ) -> None:
         services.run_update_progress(
@@ -89,6 +90,7 @@ class RunContext:
             total=total,
             increments=increments,
             counts=counts,
+            outcomes=outcomes,
             force_event=force_event,
         )
 

@@ -8,8 +8,8 @@ At the bottom of the app: it imports no other runs module, so the models can rea
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 # Run kinds are stored in IngestionRun.kind, a column this long.
@@ -37,20 +37,31 @@ class Kind:
     label: str
     executor: Executor
     order: int = 0
+    phases: Mapping[str, str] = field(default_factory=dict)
 
 
 _KINDS: dict[str, Kind] = {}
 
+# What a run is doing in each active status, unless its kind says better (`register`).
+DEFAULT_PHASES = {"pending": "Queued", "initializing": "Starting", "ingesting": "Processing"}
 
-def register(kind: str, *, label: str, order: int = 0) -> Callable[[E], E]:
+
+def register(
+    kind: str, *, label: str, order: int = 0, phases: Mapping[str, str] | None = None
+) -> Callable[[E], E]:
     """Declare the run kind `kind`, shown as `label`, executed by the decorated function.
     Lists show kinds by `order`, then in the order they were declared: the apps' own kinds
-    first, an operator's tool (the diagnostic run) after them, whichever app starts first."""
+    first, an operator's tool (the diagnostic run) after them, whichever app starts first.
+    `phases` names what a run of this kind does in an active status ("initializing":
+    "Listing sources"): the page, the summary bar and the feed say it instead of the
+    status."""
     if not 0 < len(kind) <= KIND_MAX_LENGTH:
         raise ValueError(f"A run kind is 1 to {KIND_MAX_LENGTH} characters: {kind!r}")
 
     def decorator(func: E) -> E:
-        _KINDS[kind] = Kind(value=kind, label=label, executor=func, order=order)
+        _KINDS[kind] = Kind(
+            value=kind, label=label, executor=func, order=order, phases=dict(phases or {})
+        )
         return func
 
     return decorator
@@ -60,6 +71,15 @@ def get_executor(kind: str) -> Executor | None:
     """The function that executes runs of `kind`; None when no app declared that kind."""
     declared = _KINDS.get(kind)
     return declared.executor if declared else None
+
+
+def phase(kind: str, status: str) -> str | None:
+    """What a run of `kind` in the active `status` is doing ("Listing sources"); None for a
+    status with no phase (a terminal one)."""
+    declared = _KINDS.get(kind)
+    if declared and status in declared.phases:
+        return declared.phases[status]
+    return DEFAULT_PHASES.get(status)
 
 
 def _listed() -> list[Kind]:
@@ -89,3 +109,19 @@ def register_page(kind: str, url_name: str) -> None:
 
 def page_url_name(kind: str) -> str | None:
     return _PAGES.get(kind)
+
+
+# A kind's own live counters (ingestion's outcomes, each a link to its items), when it has
+# better ones than the snapshot counters: kind -> function(run, page_url) -> counters that
+# templates/runs/_live.html renders (label, value, href, part, key, filter, name).
+_COUNTERS: dict[str, Callable[..., list]] = {}
+
+
+def register_counters(kind: str, func: Callable[..., list]) -> None:
+    _COUNTERS[kind] = func
+
+
+def counters(run: object, kind: str, page_url: str) -> list | None:
+    """The live counters of `run` (of `kind`) shown on `page_url`; None: the snapshot's."""
+    func = _COUNTERS.get(kind)
+    return func(run, page_url) if func else None

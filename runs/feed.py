@@ -165,7 +165,7 @@ PUBLISHER = Publisher()
 
 def warm_up() -> None:
     """Worker warm-up hook (settings.INTAKE_WORKER_WARM_UP): publishing imports django_grip
-    (with werkzeug) on first use, ~25 ms in every work horse."""
+    (with werkzeug) on first use, which every work horse would pay again."""
     import django_eventstream.utils  # noqa: F401
     import django_grip  # noqa: F401
 

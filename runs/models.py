@@ -61,6 +61,10 @@ class IngestionRun(models.Model):
     jobs_skipped = models.PositiveIntegerField(default=0)
     jobs_expired = models.PositiveIntegerField(default=0)
     jobs_failed = models.PositiveIntegerField(default=0)
+    # Items per outcome, in the executor's words (ingestion's new, updated, unchanged, …):
+    # added to through run_update_progress(outcomes=…) as the outcomes are decided, so the
+    # live counters and the results speak the same words.
+    outcome_counts = models.JSONField(default=dict, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -143,6 +147,20 @@ class IngestionRun(models.Model):
             return None
         return round(self.items_done / seconds, 1)
 
+    @property
+    def phase(self) -> str:
+        """What the run is doing now, in words ("Listing sources", "Processing"), or how it
+        ended ("Finished"): what the badge, the summary bar and the feed say."""
+        return executors.phase(self.kind, self.status) or self.get_status_display()
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the current rate, once there is a total and a rate."""
+        rate = self.rate_per_second
+        if self.is_terminal or not rate or not self.total_jobs:
+            return None
+        return max(0.0, (self.total_jobs - self.items_done) / rate)
+
     def counts(self) -> dict[str, int]:
         return {name: getattr(self, field) for field, name in COUNT_FIELDS.items()}
 
@@ -157,11 +175,14 @@ class IngestionRun(models.Model):
             "id": self.pk,
             "kind": self.kind,
             "status": self.status,
+            "phase": self.phase,
             "terminal": self.is_terminal,
             "totalJobs": self.total_jobs,
             "itemsDone": self.items_done,
             "ratePerSecond": self.rate_per_second,
+            "etaSeconds": self.eta_seconds,
             "counts": self.counts(),
+            "outcomes": dict(self.outcome_counts),
             "abortRequested": self.abort_requested_at is not None,
             "errorMessage": self.error_message,
             "createdAt": iso(self.created_at),

@@ -151,12 +151,12 @@ def run_transition(
             raise IllegalTransition(run.pk, current, to, terminal=current in TERMINAL_STATUSES)
         if callable(message):
             message = message(IngestionRun.objects.get(pk=run.pk))
-        publish_event(
-            run,
-            type=f"run.{to}",
-            message=message or error_message or _TRANSITION_MESSAGES[to],
-            payload=payload,
-        )
+        text = message or error_message or _TRANSITION_MESSAGES[to]
+        phase = executors.phase(run.kind, to)
+        if phase and to != RunStatus.PENDING:
+            # The feed says what the run does now, in the words of its badge.
+            text = f"{phase}. {text}"
+        publish_event(run, type=f"run.{to}", message=text, payload=payload)
     return run
 
 
@@ -331,12 +331,14 @@ def run_update_progress(
     total: int | None = None,
     increments: Mapping[str, int] | None = None,
     counts: Mapping[str, int] | None = None,
+    outcomes: Mapping[str, int] | None = None,
     force_event: bool = False,
 ) -> bool:
     """Record progress and counts, and publish a throttled `run.progress` event.
 
     `increments` adds to counters (safe when several workers share a run); `counts` sets
-    them. Keys are field names (`jobs_ready`) or their short names (`ready`). Progress events
+    them. Keys are field names (`jobs_ready`) or their short names (`ready`). `outcomes` adds
+    to the run's counts per outcome (its row is locked meanwhile). Progress events
     go out at most every INTAKE_PROGRESS_INTERVAL seconds per run, across all its workers,
     unless `force_event`. Returns whether an event was published. Raises RunGone when the
     run is no longer active.
@@ -352,6 +354,18 @@ def run_update_progress(
         field = _count_field(key) if key not in {"items_done", "total_jobs"} else key
         fields[field] = F(field) + value
     with transaction.atomic():
+        if outcomes:
+            # A JSON column has no portable atomic increment: read it under the row's lock.
+            current = (
+                IngestionRun.objects.select_for_update()
+                .filter(pk=run.pk)
+                .values_list("outcome_counts", flat=True)
+                .first()
+            )
+            merged = dict(current or {})
+            for name, value in outcomes.items():
+                merged[name] = merged.get(name, 0) + value
+            fields["outcome_counts"] = merged
         if IngestionRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(**fields) != 1:
             raise RunGone(f"Run #{run.pk} is no longer active; progress dropped.")
         now = timezone.now()

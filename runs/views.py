@@ -58,6 +58,12 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
     page = Paginator(runs, 25).get_page(params.page())
     for run in page.object_list:
         run.page_url = _page_url(run)
+        # A kind's own counters (ingestion's outcome words), the ones its page shows.
+        run.counters = [
+            counter
+            for counter in executors.counters(run, run.kind, run.page_url) or []
+            if counter.value
+        ]
     context = {
         "page": page,
         "status": status,
@@ -126,7 +132,12 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 def run_status(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
     services.run_end_if_stale(run)
-    return render(request, "runs/_live.html#run-status", {"run": run})
+    return render(request, "runs/_live.html#run-status", _status_context(run))
+
+
+def _status_context(run: IngestionRun, **extra: object) -> dict[str, object]:
+    """What the status fragment needs: the run and its kind's counters, if it has its own."""
+    return {"run": run, "counters": executors.counters(run, run.kind, _page_url(run)), **extra}
 
 
 @login_required
@@ -140,7 +151,9 @@ def run_abort(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
         error = str(exc)
     if request.htmx:
         run.refresh_from_db()
-        return render(request, "runs/_live.html#run-status", {"run": run, "abort_error": error})
+        return render(
+            request, "runs/_live.html#run-status", _status_context(run, abort_error=error)
+        )
     if error:
         messages.error(request, error)
     else:

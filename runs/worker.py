@@ -117,8 +117,8 @@ def warm_up() -> None:
 
     Every job runs in a work horse forked from the worker, so whatever a job would load on
     first use (modules imported lazily, tables built on demand) is loaded again by every
-    horse; loaded here, the horses inherit it. In an ingest that was ~3 % of the chunks' CPU
-    (one horse per chunk). A hook must not leave a database connection open."""
+    horse; loaded here, the horses inherit it (one horse per chunk: docs/performance.md has
+    what it saves). A hook must not leave a database connection open."""
     for path in settings.INTAKE_WORKER_WARM_UP:
         import_string(path)()
     connections.close_all()

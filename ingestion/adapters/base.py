@@ -40,6 +40,9 @@ class RowError:
     field: str
     message: str
     label: str = "row"  # "line" for JSONL
+    # The row repeats an earlier one: it is skipped as a duplicate (the outcome `duplicate`),
+    # not refused as an error.
+    duplicate: bool = False
 
     def __str__(self) -> str:
         return f"{self.label} {self.row}: {self.message}"
@@ -52,6 +55,10 @@ class Posting:
     escaping of the transport undone once, not yet sanitized (the pipeline sanitizes)."""
 
     external_id: str
+    # The company the posting names itself (an uploaded file's `company` column, a JSON-LD
+    # hiringOrganization); "" for its source's. Kept only from adapters whose
+    # `row_companies` is set: their jobs are stored under it.
+    company: str = ""
     title: str = ""
     url: str = ""
     location: str = ""
@@ -72,6 +79,9 @@ class Posting:
     needs_detail: bool = False
     # Non-empty: the posting is `invalid` and each reason names the field (and row).
     invalid_reasons: list[str] = field(default_factory=list)
+    # Non-empty: the posting repeats an earlier one of the same listing (a URL given twice
+    # in a URL list) and is `duplicate`; this says which ("row 21: duplicate of row 1").
+    duplicate_of: str = ""
     # 1-based data row in an uploaded file or URL list.
     row: int | None = None
 
@@ -125,6 +135,9 @@ class Adapter:
     maps one raw record of its source to a Posting with a function named `to_posting`."""
 
     kind: ClassVar[str]
+    # The source's postings may each belong to another company (an aggregator's export): a
+    # posting's `company`, when given, is its job's company (the source's is the default).
+    row_companies: ClassVar[bool] = False
 
     def __init__(self, source: Source, fetcher: Fetcher) -> None:
         self.source = source
@@ -140,6 +153,8 @@ class Adapter:
     def postings(self) -> Iterator[Posting]:
         """list_postings(), each posting checked: a refused field makes it invalid."""
         for posting in self.list_postings():
+            if not self.row_companies:
+                posting.company = ""
             yield posting_checked(posting)
 
     @classmethod
@@ -148,6 +163,12 @@ class Adapter:
         a run would find them but without the network; SourceFailed for a file unusable as
         a whole. Only for kinds that read an upload (their registry entry's `reads_upload`)."""
         raise NotImplementedError
+
+    @classmethod
+    def company_in_upload(cls, fileobj: BinaryIO, fmt: str) -> str:
+        """A company name for a source added without one, read from its uploaded file (""
+        when it names none). Only for kinds that read an upload."""
+        return ""
 
     @classmethod
     def check_stored(cls, fileobj: BinaryIO, fmt: str) -> None:

@@ -4,8 +4,10 @@ or {"jobs": [...]}, streamed with ijson) or JSONL (one object per line). No netw
 Fields (CSV headers and JSON keys alike; case, spaces and hyphens do not matter):
 external_id (or id, job_id), title, url, location, description (HTML or plain text),
 requirements, remote, workplace_type, employment_type, department, posted_at, valid_through,
-salary, salary_min, salary_max, salary_currency, salary_period. Others are ignored — so is
-`company`: a job's company is its source's (Posting has no company field).
+salary, salary_min, salary_max, salary_currency, salary_period, company (or company_name,
+employer, organization, hiring_organization — a JSON object's `name` is read). Others are
+ignored. A row's company is its job's company (an aggregator's export holds many); a row
+without one belongs to the source's company.
 
 A row with problems is still yielded, with `invalid_reasons` naming the row and the field
 ("row 7: title is required", "line 4: not valid JSON: ...") and `row` set; good rows go in.
@@ -16,7 +18,9 @@ adapter cannot read at all (no `title` column, broken JSON, not UTF-8) raises So
 from __future__ import annotations
 
 import functools
+import itertools
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import IO, Any, BinaryIO
@@ -27,6 +31,7 @@ from django.conf import settings
 from ingestion.adapters.base import Adapter, Posting, RowError, SourceFailed, posting_problems
 from ingestion.adapters.readers import (
     BrokenRow,
+    company_from_url,
     csv_rows,
     json_rows,
     jsonl_rows,
@@ -57,6 +62,11 @@ ALIASES = {
     "expires_at": "valid_through",
     "currency": "salary_currency",
     "salary_unit": "salary_period",
+    "company_name": "company",
+    "employer": "company",
+    "organization": "company",
+    "hiring_organization": "company",
+    "hiringorganization": "company",
 }
 _PERIODS = {
     "hour": "hour", "hourly": "hour", "per_hour": "hour",
@@ -82,7 +92,16 @@ _PERIOD_WORDS = (
 )  # fmt: skip
 _SINGLE = re.compile(r"\d[\d.,]*\s*[kK]?")
 # Job's column sizes: longer values are refused (ids, titles, URLs) or cut (the rest).
-_MAX = {"external_id": 255, "title": 500, "url": 2000, "location": 500, "department": 200}
+_MAX = {
+    "external_id": 255,
+    "title": 500,
+    "url": 2000,
+    "location": 500,
+    "department": 200,
+    "company": 200,
+}
+# Rows read for a company name when a file source is added without one.
+COMPANY_SAMPLE_ROWS = 1000
 _HTML_FIELDS = (("description", "description_html"), ("requirements", "requirements_html"))
 
 
@@ -162,6 +181,7 @@ def to_posting(
         else:
             posting.url = url
 
+    posting.company = " ".join(text("company").split())
     posting.location = text("location")
     posting.department = text("department")
     posting.employment_type = text("employment_type")
@@ -347,6 +367,26 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
 
 class FileAdapter(Adapter):
     kind = "file"
+    row_companies = True
+
+    @classmethod
+    def company_in_upload(cls, fileobj: BinaryIO, fmt: str) -> str:
+        """The company most rows name (among the first COMPANY_SAMPLE_ROWS), else the site
+        of the first posting URL."""
+        counts: Counter[str] = Counter()
+        first_url = ""
+        try:
+            for posting, _errors in itertools.islice(
+                parse_postings(fileobj, fmt), COMPANY_SAMPLE_ROWS
+            ):
+                if posting.company:
+                    counts[posting.company] += 1
+                first_url = first_url or posting.url
+        except (SourceFailed, UploadError):
+            pass  # the file's check says what is wrong with it
+        if counts:
+            return counts.most_common(1)[0][0]
+        return company_from_url(first_url) if first_url else ""
 
     @classmethod
     def check_upload(cls, fileobj: BinaryIO, fmt: str) -> Iterator[list[RowError]]:

@@ -22,6 +22,7 @@ import html as htmllib
 import logging
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -41,7 +42,7 @@ from ingestion.adapters.readers import (
     same_site,
     text_to_html,
 )
-from ingestion.fetching import FetchError
+from ingestion.fetching import FetchError, url_refusal
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +275,7 @@ def to_posting(node: dict[str, Any], page_url: str, *, fallback_id: str = "") ->
         url=url,
         description_html=_description_html(node.get("description")),
         employment_type=", ".join(_texts(node.get("employmentType"))),
+        company=_text(node.get("hiringOrganization"))[:200],
     )
     reasons: list[str] = []
 
@@ -391,21 +393,33 @@ def page_links(html: str, page_url: str) -> list[str]:
     return list(seen)
 
 
+# A source option: the source was added without a company and took its page's host for one,
+# until its first read finds the company its postings name.
+COMPANY_FROM = "company_from"
+
+# "javascript:alert(1)", "mailto:jobs@acme.example": a scheme, not a host; "acme.example:8080"
+# (a host and its port) is not one.
+_SCHEME_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?!\d*(?:[/?#]|$))")
+
+
 def clean_page_url(identifier: str) -> str:
-    """A user-typed page URL: https:// added when no scheme; ValueError unless http(s) with a
-    host and no user name or password."""
+    """A user-typed page URL: https:// added when it has no scheme; ValueError unless the
+    fetcher would fetch it (ingestion.fetching.url_refusal: http(s), a valid host, no user
+    name or password, no refused address), with the fetcher's reason."""
     identifier = identifier.strip()
     if not identifier:
         raise ValueError("A careers page URL is required.")
-    if "://" not in identifier:
+    if any(char.isspace() for char in identifier):
+        raise ValueError(f"{identifier!r} is not a valid URL: it contains a space.")
+    if "://" not in identifier and not _SCHEME_PREFIX.match(identifier):
         identifier = f"https://{identifier}"
-    parts = urlsplit(identifier)
-    if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError(f"{identifier!r} is not an http(s) URL.")
-    if not parts.hostname:
-        raise ValueError(f"{identifier!r} has no host.")
-    if parts.username or parts.password:
-        raise ValueError(f"{identifier!r} must not contain a user name or password.")
+    try:
+        urlsplit(identifier).port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ValueError(f"{identifier!r} is not a valid URL: {exc}.") from None
+    refusal = url_refusal(identifier)
+    if refusal:
+        raise ValueError(refusal if refusal.endswith(".") else f"{refusal}.")
     return normalize_url(identifier)
 
 
@@ -421,7 +435,10 @@ class JsonLdAdapter(Adapter):
         return clean_page_url(identifier)
 
     def list_postings(self) -> Iterator[Posting]:
-        url = clean_page_url(self.source.identifier)
+        try:
+            url = clean_page_url(self.source.identifier)
+        except ValueError as exc:  # saved before sources were checked when added
+            raise SourceFailed(str(exc)) from None
         try:
             page = self.fetcher.get(url, page=True)
         except FetchError as exc:
@@ -460,6 +477,7 @@ class JsonLdAdapter(Adapter):
                 f"{len(failures)} of the {len(links)} pages linked from {url} could not be "
                 f"fetched (first: {failures[0]}); a partial listing would expire their jobs."
             )
+        self._learn_company(found)
         seen: set[str] = set()
         for posting in found:
             # One posting reachable through two links (or inline and linked) counts once.
@@ -467,6 +485,20 @@ class JsonLdAdapter(Adapter):
                 continue
             seen.add(posting.external_id)
             yield posting
+
+    def _learn_company(self, postings: list[Posting]) -> None:
+        """A source added without a company took its page's host for one: the first read
+        names it after the hiringOrganization most of its postings give, before any of its
+        jobs is stored (they are stored under the source's company)."""
+        if self.source.options.get(COMPANY_FROM) != "host":
+            return
+        names = Counter(p.company for p in postings if p.company and not p.invalid_reasons)
+        if not names:
+            return
+        company = names.most_common(1)[0][0]
+        options = {k: v for k, v in self.source.options.items() if k != COMPANY_FROM}
+        type(self.source).objects.filter(pk=self.source.pk).update(company=company, options=options)
+        self.source.company, self.source.options = company, options
 
     def _read_page(self, url: str) -> list[Posting] | FetchError:
         try:

@@ -166,6 +166,20 @@ def _site(host: str) -> str:
     return ".".join(labels[-2:])
 
 
+def company_from_url(url: str) -> str:
+    """A company name guessed from a URL's host: its site's name ("careers.acme-corp.com" →
+    "Acme Corp"), the address itself for an IP; "" without a host."""
+    try:
+        host = (urlsplit(url.strip()).hostname or "").rstrip(".")
+    except ValueError:
+        return ""
+    site = _site(host)
+    if not site or all(part.isdigit() for part in site.split(".")) or ":" in host:
+        return host
+    name = site.split(".")[0]
+    return re.sub(r"[-_]+", " ", name).strip().title()
+
+
 def same_site(url: str, other: str) -> bool:
     """Both URLs are on one site: careers.acme.com and jobs.acme.com are; acme.co.uk and
     other.co.uk are not (a small heuristic, not the public suffix list)."""
@@ -187,10 +201,13 @@ class UploadReport:
     bad: int = 0
     errors: list[RowError] = field(default_factory=list)
     error: str = ""
+    # Rows that repeat an earlier one (a run skips them as duplicates), and the first few.
+    duplicates: int = 0
+    duplicate_rows: list[RowError] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return self.good + self.bad
+        return self.good + self.bad + self.duplicates
 
     @property
     def ok(self) -> bool:
@@ -198,7 +215,11 @@ class UploadReport:
 
     def add(self, errors: Iterable[RowError]) -> None:
         errors = list(errors)
-        if errors:
+        if errors and all(error.duplicate for error in errors):
+            self.duplicates += 1
+            if len(self.duplicate_rows) < REPORT_MAX_ERRORS:
+                self.duplicate_rows.extend(errors[:1])
+        elif errors:
             self.bad += 1
             room = REPORT_MAX_ERRORS - len(self.errors)
             if room > 0:

@@ -38,6 +38,13 @@ def upload_check(fileobj: IO[bytes], *, kind: str, fmt: str) -> UploadReport:
     return report
 
 
+def upload_company(source: Source) -> str:
+    """A company name for `source`, added without one, read from its stored upload by its
+    adapter ("" when the file names none)."""
+    with uploads.upload_open(source) as fileobj:
+        return adapter_class(source.kind).company_in_upload(fileobj, source.upload_format)
+
+
 def upload_store(*, source: Source, name: str, fileobj: IO[bytes], fmt: str | None = None) -> None:
     """ingestion.uploads.upload_store, the stored file checked by the source's adapter (a URL
     list of more than INTAKE_URL_LIST_MAX URLs is refused)."""

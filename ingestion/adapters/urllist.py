@@ -6,7 +6,7 @@ first), JSON (an array of strings or of {"url": ...}, or {"urls": [...]}) or JSO
 or object per line), of at most INTAKE_URL_LIST_MAX URLs (more: the whole list is refused).
 Each URL must be http(s), have a host and carry no user name or password; URLs are compared
 normalized (lowercase scheme and host, no fragment, no default port) and a repeated one is
-invalid ("row 5: duplicate of row 2").
+a duplicate ("row 5: duplicate of row 2"), skipped like a posting listed twice.
 
 The URLs are fetched in a small thread pool (the Fetcher enforces its per-host limit) and the
 postings yielded in row order, each with `row` set; a page's postings take their external_id
@@ -31,6 +31,7 @@ from ingestion.adapters.base import Adapter, Posting, RowError, SourceFailed
 from ingestion.adapters.jsonld import PageNotRead, postings_from_html
 from ingestion.adapters.readers import (
     BrokenRow,
+    company_from_url,
     csv_rows,
     fit_external_id,
     json_rows,
@@ -39,7 +40,7 @@ from ingestion.adapters.readers import (
     ordered_parallel,
     row_label,
 )
-from ingestion.fetching import FetchError
+from ingestion.fetching import FetchError, url_refusal
 from ingestion.textclean import clean_text, has_unsafe
 from ingestion.uploads import UploadError, upload_open
 
@@ -71,7 +72,9 @@ def check_url(url: str) -> str:
         return f"url {url!r} has no host"
     if parts.username is not None or parts.password is not None:
         return f"url {url!r} must not contain a user name or password"
-    return ""
+    # What the fetcher would refuse before DNS (a metadata or, unless allowed, private
+    # address; a host name that is not one), in its words; it checks again after DNS.
+    return url_refusal(url)
 
 
 def _too_many(limit: int) -> SourceFailed:
@@ -154,7 +157,11 @@ def url_list_entries(fileobj: IO[bytes], fmt: str) -> list[UrlEntry]:
             entry.key = normalize_url(entry.url)
             if entry.key in first_row:
                 problem = RowError(
-                    row, "url", f"duplicate of {label} {first_row[entry.key]}", label
+                    row,
+                    "url",
+                    f"duplicate of {label} {first_row[entry.key]}",
+                    label,
+                    duplicate=True,
                 )
             else:
                 first_row[entry.key] = row
@@ -170,6 +177,17 @@ class UrlListAdapter(Adapter):
     def check_upload(cls, fileobj: BinaryIO, fmt: str) -> Iterator[list[RowError]]:
         for entry in url_list_entries(fileobj, fmt):
             yield entry.errors
+
+    @classmethod
+    def company_in_upload(cls, fileobj: BinaryIO, fmt: str) -> str:
+        """The site of the list's first valid URL."""
+        try:
+            for entry in url_list_entries(fileobj, fmt):
+                if not entry.errors:
+                    return company_from_url(entry.url)
+        except (SourceFailed, UploadError):
+            pass  # the list's check says what is wrong with it
+        return ""
 
     @classmethod
     def check_stored(cls, fileobj: BinaryIO, fmt: str) -> None:
@@ -189,6 +207,14 @@ class UrlListAdapter(Adapter):
         label = row_label(self.source.upload_format)
         pages = ordered_parallel(self._read, [entry for entry in entries if not entry.errors])
         for entry in entries:
+            if entry.errors and all(error.duplicate for error in entry.errors):
+                yield Posting(
+                    external_id=fit_external_id(entry.key),
+                    url=entry.url,
+                    row=entry.row,
+                    duplicate_of="; ".join(str(error) for error in entry.errors),
+                )
+                continue
             if entry.errors:
                 yield Posting(
                     external_id=fit_external_id(entry.key),

@@ -32,6 +32,7 @@ What every fetch guarantees, whoever calls it, and the module that keeps the pro
 
 from ingestion.fetching.decoding import READ_BLOCK
 from ingestion.fetching.fetcher import Fetcher
+from ingestion.fetching.guard import url_refusal
 from ingestion.fetching.responses import FetchError, FetchResponse, StreamedResponse
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "FetchResponse",
     "Fetcher",
     "StreamedResponse",
+    "url_refusal",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import Iterable
@@ -77,6 +78,10 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# A host name as DNS can resolve it (IDNA-encoded; underscores occur in real names), or an IP
+# literal; httpx percent-encodes anything else ("exa mple.com" becomes "exa%20mple.com").
+_HOST_NAME = re.compile(rb"[A-Za-z0-9_.-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?")
+
 
 class Refused(Exception):
     """An SSRF refusal, raised before any connection is opened (also from inside httpx)."""
@@ -115,8 +120,23 @@ def check_url(url: httpx.URL) -> None:
         )
     if not url.host:
         raise Refused(f"Refused to fetch {url}: it has no host")
+    if not _HOST_NAME.fullmatch(url.raw_host):
+        raise Refused(f"Refused to fetch {url}: {url.host!r} is not a valid host name")
     with contextlib.suppress(ValueError):
         _check_address(url.host, ipaddress.ip_address(url.host))
+
+
+def url_refusal(url: str) -> str:
+    """Why the fetcher would refuse `url` before looking its host up ("" when it would not):
+    the same check and message, for a URL Intake is given to fetch later (a source when it
+    is added). Loopback and private host *names* are only found after DNS, by the fetcher."""
+    try:
+        check_url(httpx.URL(url))
+    except httpx.InvalidURL as exc:
+        return f"{url!r} is not a valid URL: {exc}"
+    except Refused as exc:
+        return str(exc)
+    return ""
 
 
 def _check_address(host: str, ip: IPAddress) -> None:

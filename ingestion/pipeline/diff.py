@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ingestion import dedupe, normalize, simhash, store
-from ingestion.adapters import Posting, SourceFailed, get_adapter
+from ingestion.adapters import Posting, SourceFailed, adapter_class, get_adapter
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ItemOutcome, Job, JobStatus, Source
 from ingestion.pipeline.batching import batched
@@ -42,11 +43,14 @@ BOILERPLATE_MIN_SAMPLE = 3
 # Each invalid or unreadable posting of a source gets a feed event up to this many; the rest
 # are counted in one closing event (and every one is in the run's items and report).
 ITEM_EVENTS_MAX = 10
+# Companies named in a source's summary (most postings first); the count says how many more.
+SUMMARY_COMPANIES_MAX = 20
 # Invalid reasons that mean "we could not read it" rather than "it is malformed".
 FETCH_FAILED_PREFIX = "fetch failed"
 
-# Which run counter each outcome feeds, per run kind. An ingest counts ready/skipped/failed
-# jobs as the ingesting stage decides them; what the diff already knows goes in here.
+# Which snapshot counter each outcome also feeds, per run kind (every outcome is counted in
+# the run's outcome counts). An ingest's ready/skipped/failed count jobs, as the ingesting
+# stage decides them: an invalid posting never became a job, so it is not a failed one.
 PREVIEW_COUNTERS = {
     ItemOutcome.NEW: "new",
     ItemOutcome.UPDATED: "updated",
@@ -60,8 +64,6 @@ INGEST_COUNTERS = {
     ItemOutcome.NEW: "new",
     ItemOutcome.UPDATED: "updated",
     ItemOutcome.EXPIRED: "expired",
-    ItemOutcome.INVALID: "failed",
-    ItemOutcome.ERROR: "failed",
 }
 
 
@@ -80,6 +82,9 @@ class SourceOutcome:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ItemOutcome.values, 0))
     expiry_note: str = ""
     sample: list[str] = field(default_factory=list)
+    # Postings listed per company, for sources whose rows name their own (an aggregator's
+    # file); empty otherwise: every posting is the source's company's.
+    companies: Counter[str] = field(default_factory=Counter)
 
     @property
     def valid_listed(self) -> int:
@@ -97,11 +102,22 @@ class SourceOutcome:
             "seconds": round(self.seconds, 2),
             "counts": dict(self.counts),
             "expiryNote": self.expiry_note,
+            "companies": [
+                {"company": name, "listed": count}
+                for name, count in self.companies.most_common(SUMMARY_COMPANIES_MAX)
+            ],
+            "companiesCount": len(self.companies),
         }
 
 
 def source_label(source: Source) -> str:
     return f"{source.company} ({source.get_kind_display()})"
+
+
+def job_company(posting: Posting, source: Source) -> str:
+    """The company a posting's job is stored under, the first part of its unique key: the
+    one the posting names (only adapters with `row_companies` keep one), else its source's."""
+    return posting.company.strip()[:200] or source.company
 
 
 class SourceDiff:
@@ -134,9 +150,11 @@ class SourceDiff:
             kind=source.kind,
             label=source_label(source),
         )
-        # key -> how the first posting with it is named; content hash -> that posting's key
-        self._keys: dict[str, str] = {}
-        self._contents: dict[str, str] = {}
+        # (company, key) -> how the first posting with it is named; (company, content hash)
+        # -> that posting's key
+        self._keys: dict[tuple[str, str], str] = {}
+        self._contents: dict[tuple[str, str], str] = {}
+        self.source_rows_companies = adapter_class(source.kind).row_companies
         self._item_events = 0
         # Whether the company's boilerplate has been learned in this run (after the first
         # batch), and what it is.
@@ -176,23 +194,32 @@ class SourceDiff:
 
     def _apply(self, batch: list[Posting]) -> None:
         self.ctx.checkpoint()
-        keys = {p.external_id.strip() for p in batch if p.external_id.strip()}
+        companies = [job_company(p, self.source) for p in batch]
+        keys_of: dict[str, set[str]] = {}
+        for posting, company in zip(batch, companies, strict=True):
+            if posting.external_id.strip():
+                keys_of.setdefault(company, set()).add(posting.external_id.strip())
+        # Keyed by (company, external_id), the jobs' unique key: one query per company (an
+        # aggregator's file names many; a board, one).
         stored = {
-            ext: (pk, chash, status)
+            (company, ext): (pk, chash, status)
+            for company, keys in keys_of.items()
             for ext, pk, chash, status in self._stored(
-                list(keys), ("external_id", "id", "content_hash", "status")
+                list(keys), ("external_id", "id", "content_hash", "status"), company=company
             )
         }
         items: list[store.ItemRow] = []
         upserts: list[tuple[Posting, str]] = []
         unchanged_ids: list[int] = []
-        for posting in batch:
-            outcome, reason, chash = self._classify(posting, stored)
-            key = posting.external_id.strip()
+        for posting, company in zip(batch, companies, strict=True):
+            if self.source_rows_companies:
+                self.outcome.companies[company] += 1
+            outcome, reason, chash = self._classify(posting, stored, company)
+            key = (company, posting.external_id.strip())
             item = store.ItemRow(
                 run_id=self.run.pk,
                 source_id=self.source.pk,
-                external_id=key[:255],
+                external_id=key[1][:255],
                 title=posting.title[:500],
                 url=posting.url[:2000],
                 row=posting.row,
@@ -231,29 +258,39 @@ class SourceDiff:
                 increments[counter] = increments.get(counter, 0) + 1
         with transaction.atomic():
             if self.write:
-                if upserts:
+                for company, group in _by_company(upserts, self.source).items():
                     new_keys = {
-                        item.external_id for item in items if item.outcome == ItemOutcome.NEW
+                        item.external_id
+                        for item, item_company in zip(items, companies, strict=True)
+                        if item.outcome == ItemOutcome.NEW and item_company == company
                     }
                     # New postings the listing found to be near-duplicates are stored too
                     # (skipped, pointing at the job they duplicate).
-                    new_keys.update(item.external_id for item, _, _ in near if not item.job_id)
-                    ids = upsert_jobs(
-                        self.run, self.source, upserts, now=self.now, new_keys=new_keys
+                    new_keys.update(
+                        item.external_id
+                        for item, candidate, _ in near
+                        if not item.job_id and candidate.company == company
                     )
-                    missing = [p.external_id.strip() for p, _ in upserts]
+                    ids = upsert_jobs(self.run, self.source, group, now=self.now, new_keys=new_keys)
+                    missing = [p.external_id.strip() for p, _ in group]
                     missing = [key for key in missing if key not in ids]
                     if missing:
-                        ids.update(self._stored(missing, ("external_id", "id")))
-                    for item in items:
-                        if item.job_id is None and item.outcome == ItemOutcome.NEW:
+                        ids.update(self._stored(missing, ("external_id", "id"), company=company))
+                    for item, item_company in zip(items, companies, strict=True):
+                        if (
+                            item.job_id is None
+                            and item.outcome == ItemOutcome.NEW
+                            and item_company == company
+                        ):
                             item.job_id = ids.get(item.external_id)
                     for item, candidate, _ in near:
+                        if candidate.company != company:
+                            continue
                         if item.job_id is None:
                             item.job_id = ids.get(item.external_id)
                         candidate.job_id = item.job_id
                     self.near.exclude(ids.values())
-                    store.set_duplicate_of(_duplicate_of(near))
+                store.set_duplicate_of(_duplicate_of(near))
                 if unchanged_ids:
                     Job.objects.filter(id__in=unchanged_ids).update(last_seen_at=self.now)
                 pending = []
@@ -268,14 +305,18 @@ class SourceDiff:
                 if pending and self.on_pending is not None:
                     self.on_pending(pending)
             store.insert_items(items)
-            self.ctx.progress(increments=increments)
+            self.ctx.progress(
+                increments=increments, outcomes=Counter(str(item.outcome) for item in items)
+            )
             for item in items:
                 if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
                     self._report_item(item)
 
-    def _stored(self, keys: list[str], columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
-        """`columns` of this source's company's stored jobs with these external ids."""
-        return store.stored_jobs(self.run.owner_id, self.source.company, keys, columns)
+    def _stored(
+        self, keys: list[str], columns: tuple[str, ...], *, company: str
+    ) -> list[tuple[Any, ...]]:
+        """`columns` of `company`'s stored jobs with these external ids."""
+        return store.stored_jobs(self.run.owner_id, company, keys, columns)
 
     def _learn_boilerplate(self) -> None:
         """Learn the paragraphs the company repeats from the first batch's sample, before
@@ -315,7 +356,8 @@ class SourceDiff:
             texts.append(
                 normalize.sanitized_html_to_text(normalize.sanitize_html(posting.description_html))
             )
-            candidate = dedupe.Candidate(0, company=self.source.company, title=title, label=label)
+            company = job_company(posting, self.source)
+            candidate = dedupe.Candidate(0, company=company, title=title, label=label)
             decided.append((item, candidate, posting))
         if not decided:
             return []
@@ -346,9 +388,9 @@ class SourceDiff:
         )
 
     def _classify(
-        self, posting: Posting, stored: dict[str, tuple[int, str, str]]
+        self, posting: Posting, stored: dict[tuple[str, str], tuple[int, str, str]], company: str
     ) -> tuple[str, str, str]:
-        """(outcome, reason, content hash) of one posting."""
+        """(outcome, reason, content hash) of one posting whose job is `company`'s."""
         key = posting.external_id.strip()
         label = _posting_label(posting)
         if posting.invalid_reasons:
@@ -359,28 +401,45 @@ class SourceDiff:
             return (ItemOutcome.ERROR if fetch_failed else ItemOutcome.INVALID), reasons, ""
         if not key:
             return ItemOutcome.INVALID, "the posting has no id", ""
-        if key in self._keys:
-            return ItemOutcome.DUPLICATE, f"listed twice: same id as {self._keys[key]}", ""
-        self._keys[key] = label
-        chash = normalize.content_hash(posting)
-        if chash in self._contents:
+        if posting.duplicate_of:
+            return ItemOutcome.DUPLICATE, posting.duplicate_of, ""
+        # The same id under two companies is two postings; the same content under two
+        # companies too (an aggregator's companies may share a template).
+        if (company, key) in self._keys:
             return (
                 ItemOutcome.DUPLICATE,
-                f"same content as posting '{self._contents[chash]}' under another id",
+                f"listed twice: same id as {self._keys[company, key]}",
+                "",
+            )
+        self._keys[company, key] = label
+        chash = normalize.content_hash(posting)
+        if (company, chash) in self._contents:
+            return (
+                ItemOutcome.DUPLICATE,
+                f"same content as posting '{self._contents[company, chash]}' under another id",
                 chash,
             )
-        self._contents[chash] = key
+        self._contents[company, chash] = key
         reason = self.filter.reason(posting)
         if reason:
             return ItemOutcome.FILTERED, reason, chash
-        if key not in stored:
+        if (company, key) not in stored:
             return ItemOutcome.NEW, "", chash
-        _, stored_hash, status = stored[key]
+        _, stored_hash, status = stored[company, key]
         if status == JobStatus.EXPIRED:
             return ItemOutcome.UPDATED, "listed again after it expired", chash
         if stored_hash == chash:
             return ItemOutcome.UNCHANGED, "", chash
         return ItemOutcome.UPDATED, "content changed", chash
+
+
+def _by_company(
+    upserts: list[tuple[Posting, str]], source: Source
+) -> dict[str, list[tuple[Posting, str]]]:
+    groups: dict[str, list[tuple[Posting, str]]] = {}
+    for posting, chash in upserts:
+        groups.setdefault(job_company(posting, source), []).append((posting, chash))
+    return groups
 
 
 def posting_text_size(posting: Posting) -> int:
@@ -422,13 +481,14 @@ def upsert_jobs(
     now: datetime,
     new_keys: Collection[str] = (),
 ) -> dict[str, int]:
-    """Write these (posting, content hash) pairs as `pending` jobs of the run's owner
-    (ingestion.store.upsert_jobs says how, and what it returns)."""
+    """Write these (posting, content hash) pairs, all of one company (job_company), as
+    `pending` jobs of the run's owner (ingestion.store.upsert_jobs says how, and what it
+    returns: keyed by external id, which one company makes unambiguous)."""
     rows = [
         store.JobRow(
             owner_id=run.owner_id,
             source_id=source.pk,
-            company=source.company,
+            company=job_company(p, source),
             external_id=p.external_id.strip()[:255],
             url=p.url[:2000],
             title=p.title.strip()[:500],

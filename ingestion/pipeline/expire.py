@@ -31,11 +31,15 @@ def expire_vanished(ctx: RunContext, source: Source, outcome: SourceOutcome, *, 
     if not outcome.complete:
         outcome.expiry_note = "not checked: the listing was not read completely"
         return 0
-    listed = RunItem.objects.filter(run=run, source=source).exclude(external_id="")
+    # Named by job: an external id alone is ambiguous when the source's rows name their own
+    # companies (one file's "7" may be two companies' jobs). Every item of a stored posting
+    # carries its job, and so does every new one in an ingest. (No NULL in the subquery: NOT
+    # IN over a NULL matches nothing.)
+    listed = RunItem.objects.filter(run=run, source=source, job__isnull=False)
     vanished = (
         Job.objects.filter(owner_id=run.owner_id, source=source)
         .exclude(status=JobStatus.EXPIRED)
-        .exclude(external_id__in=listed.values("external_id"))
+        .exclude(id__in=listed.values("job_id"))
     )
     ids = list(vanished.order_by("id").values_list("id", flat=True))
     if not ids:
@@ -84,7 +88,9 @@ def expire_vanished(ctx: RunContext, source: Source, outcome: SourceOutcome, *, 
                 )
                 # An expired job is no longer anyone's canonical original.
                 store.drop_fingerprints(batch)
-            ctx.progress(increments={"expired": len(items)})
+            ctx.progress(
+                increments={"expired": len(items)}, outcomes={ItemOutcome.EXPIRED: len(items)}
+            )
     outcome.counts[ItemOutcome.EXPIRED] += len(ids)
     verb = "expired" if write else "would expire"
     ctx.event(

@@ -12,6 +12,7 @@ any of its postings were read (or on an internal error), and says why.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -30,21 +31,33 @@ from ingestion.run_kinds import INGEST, PREVIEW
 from runs import executors, services
 from runs.context import RunContext
 from runs.exceptions import RunFailed
+from runs.numbers import counted
+
+# Jobs a resumed run takes over per transaction.
+RESUME_BATCH = 1000
 
 
-@executors.register(PREVIEW, label="Preview")
+# What each run does in each of its statuses, said on the page, the summary bar and the feed.
+# An ingest's chunks start processing while the later sources are still listed.
+@executors.register(PREVIEW, label="Preview", phases={"initializing": "Listing and comparing"})
 def execute_preview(ctx: RunContext) -> None:
     """A dry run: what an ingest would do now. Writes RunItems, never a Job."""
     _list_sources(ctx, write=False)
     publish_summary(ctx)
 
 
-@executors.register(INGEST, label="Ingest")
+@executors.register(
+    INGEST,
+    label="Ingest",
+    phases={"initializing": "Listing, comparing and writing", "ingesting": "Processing jobs"},
+)
 def execute_ingest(ctx: RunContext) -> object:
     run = ctx.run
     stream = ChunkStream(ctx)
     if run.config.get("retry_of"):
         stream.add(_retry_failed_jobs(ctx, run.config["retry_of"]))
+    elif run.config.get("resume_of"):
+        _resume_pending_jobs(ctx, run.config["resume_of"], on_pending=stream.add)
     else:
         outcomes = _list_sources(ctx, write=True, on_pending=stream.add)
         # Pending jobs this run did not write: left pending by an earlier run that was
@@ -83,21 +96,83 @@ def _retry_failed_jobs(ctx: RunContext, retry_of: int) -> list[int]:
         Job.objects.filter(id__in=[r[0] for r in rows], status=JobStatus.ERROR).update(
             status=JobStatus.PENDING, error_message="", last_run=run, updated_at=timezone.now()
         )
-        RunItem.objects.bulk_create(
-            RunItem(
-                run=run,
-                source_id=source_id,
-                job_id=pk,
-                external_id=external_id,
-                title=title,
-                url=url,
-                outcome=ItemOutcome.UNCHANGED,
-                job_status=JobStatus.PENDING,
-                reason=f"retry after: {error}"[:2000],
-            )
-            for pk, source_id, external_id, title, url, error in rows
+        _carry_items(
+            ctx,
+            [
+                (pk, source_id, external_id, title, url, None, ItemOutcome.UNCHANGED)
+                for pk, source_id, external_id, title, url, _ in rows
+            ],
+            reasons=[f"retry after: {r[5]}"[:2000] for r in rows],
         )
     return [r[0] for r in rows]
+
+
+def _resume_pending_jobs(
+    ctx: RunContext, resume_of: int, *, on_pending: Callable[[list[int]], None]
+) -> None:
+    """ "Resume": the jobs that run `resume_of` (aborted or failed) wrote and left pending are
+    processed by this run, without reading the boards again. Each keeps the outcome its
+    listing gave it (new or updated)."""
+    run = ctx.run
+    left = RunItem.objects.filter(
+        run_id=resume_of,
+        job__status=JobStatus.PENDING,
+        job__last_run_id=resume_of,
+        job__owner_id=run.owner_id,
+    ).order_by("id")
+    total = left.count()
+    ctx.event(
+        "run.started",
+        f"Resuming run #{resume_of}: processing {counted(total, 'pending job')} "
+        "without reading the boards again",
+        {"resumeOf": resume_of, "jobs": total},
+    )
+    after = 0
+    while True:
+        # Keyset blocks, each read afresh: the jobs taken over stop matching as they go.
+        block = list(
+            left.filter(id__gt=after).values_list(
+                "id", "job_id", "source_id", "external_id", "title", "url", "row", "outcome"
+            )[:RESUME_BATCH]
+        )
+        if not block:
+            return
+        after = block[-1][0]
+        ctx.checkpoint()
+        ids = [r[1] for r in block]
+        with transaction.atomic():
+            Job.objects.filter(id__in=ids, status=JobStatus.PENDING).update(
+                last_run=run, updated_at=timezone.now()
+            )
+            _carry_items(
+                ctx,
+                [r[1:] for r in block],
+                reasons=[f"resumed from run #{resume_of}"] * len(block),
+            )
+        on_pending(ids)
+
+
+def _carry_items(ctx: RunContext, rows: list[tuple[Any, ...]], *, reasons: list[str]) -> None:
+    """This run's items for jobs it takes over from an earlier run (retry, resume), pending:
+    rows of (job id, source id, external id, title, url, row, outcome); counted by outcome."""
+    RunItem.objects.bulk_create(
+        RunItem(
+            run=ctx.run,
+            source_id=source_id,
+            job_id=pk,
+            external_id=external_id,
+            title=title,
+            url=url,
+            row=row,
+            outcome=outcome,
+            job_status=JobStatus.PENDING,
+            reason=reason,
+        )
+        for (pk, source_id, external_id, title, url, row, outcome), reason in zip(
+            rows, reasons, strict=True
+        )
+    )
+    ctx.progress(outcomes=Counter(str(r[6]) for r in rows))
 
 
 def _list_sources(

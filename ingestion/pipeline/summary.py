@@ -3,6 +3,7 @@ ingest's last chunk)."""
 
 from __future__ import annotations
 
+from ingestion import vocabulary
 from ingestion.run_kinds import PREVIEW
 from runs.context import RunContext
 
@@ -12,16 +13,13 @@ def publish_summary(ctx: RunContext) -> None:
     run = ctx.run
     run.refresh_from_db()
     counts = run.counts()
+    outcomes = vocabulary.outcome_counts(run)
     if run.kind == PREVIEW:
-        text = (
-            f"Preview: {counts['new']:,} new, {counts['updated']:,} updated, "
-            f"{counts['expired']:,} would expire, {counts['skipped']:,} duplicate or filtered, "
-            f"{counts['failed']:,} invalid or failed. Nothing was written to your jobs."
-        )
+        text = f"Preview: {vocabulary.outcomes_text(outcomes)}. Nothing was written to your jobs."
     else:
-        text = (
-            f"{counts['new']:,} new, {counts['updated']:,} updated, {counts['ready']:,} ready, "
-            f"{counts['skipped']:,} skipped, {counts['expired']:,} expired, "
-            f"{counts['failed']:,} failed."
-        )
-    ctx.event("run.summary", text, {"counts": counts, "sources": run.summary.get("sources", [])})
+        text = f"{vocabulary.outcomes_text(outcomes)}. Jobs: {vocabulary.jobs_text(counts)}."
+    ctx.event(
+        "run.summary",
+        text,
+        {"counts": counts, "outcomes": outcomes, "sources": run.summary.get("sources", [])},
+    )

@@ -19,7 +19,8 @@ from django.utils import timezone
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
-from ingestion import run_kinds
+from ingestion import run_kinds, vocabulary
+from ingestion.models import ItemOutcome, JobStatus
 from ingestion.normalize.employment import EMPLOYMENT_LABELS
 from ingestion.normalize.workplace import WORKPLACE_LABELS, effective_workplace
 from ingestion.quota import COUNTED_KINDS, QuotaStatus, format_reset, format_span, quota_status
@@ -42,6 +43,9 @@ class SummaryBar:
     runs_text: str  # "7 of 10 runs left today"
     requests_text: str  # "19,500 of 20,000 requests left"
     reset_text: str  # "00:00 UTC (in 5 h 12 min)"
+    # (name, words, count) of what the run counted, in the outcome words: ("new", "new", 5),
+    # …, then an ingest's ("jobs-ready", "jobs ready", 3).
+    counts: list[tuple[str, str, int]]
 
     @property
     def is_preview(self) -> bool:
@@ -94,7 +98,21 @@ def summary_bar_data(user: User) -> SummaryBar:
             else "requests left: unknown (the counter is unreachable)"
         ),
         reset_text=format_reset(quota.resets_at),
+        counts=_counts(last) if last is not None else [],
     )
+
+
+def _counts(run: IngestionRun) -> list[tuple[str, str, int]]:
+    labels = dict(ItemOutcome.choices)
+    counts = [
+        (name, labels[name].lower(), value)
+        for name, value in vocabulary.outcome_counts(run).items()
+        if value
+    ]
+    if run.kind == run_kinds.INGEST:
+        ready = vocabulary.job_counts(run)[JobStatus.READY]
+        counts.append(("jobs-ready", "jobs ready", ready))
+    return counts
 
 
 def _left_text(left: int | None, limit: int, one: str, many: str, tail: str) -> str:

@@ -29,8 +29,9 @@ def run_report_json(request: HttpRequest, run_id: int) -> JsonResponse:
 @require_GET
 def run_report_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
     run = get_run_for_user(request, run_id)
+    # An async iterator: under ASGI Django streams it; a sync one it would gather whole first.
     response = StreamingHttpResponse(
-        report.report_csv_lines(run), content_type="text/csv; charset=utf-8"
+        report.report_csv_stream(run), content_type="text/csv; charset=utf-8"
     )
     response["Content-Disposition"] = f'attachment; filename="intake-run-{run.pk}-items.csv"'
     return response

@@ -38,6 +38,7 @@ from ingestion.services import SourceError
 from ingestion.views.common import HtmxHttpRequest, get_source_for_user, owner_of
 from project.params import Params
 from runs.models import IngestionRun
+from runs.numbers import counted
 
 logger = logging.getLogger(__name__)
 
@@ -340,7 +341,10 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
 def _added_message(source: Source, report: UploadReport | None) -> str:
     text = f"Added source {source.company} ({source.get_kind_display()})."
     if report and report.bad:
-        text += f" {report.good} good rows will be ingested; {report.bad} bad rows reported."
+        text += (
+            f" {counted(report.good, 'good row')} will be ingested; "
+            f"{counted(report.bad, 'bad row')} reported."
+        )
     return text
 
 

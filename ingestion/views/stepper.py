@@ -3,6 +3,7 @@ then its summary), the items table, retry failed, and home (resume the active ru
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,13 +17,14 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from ingestion import run_kinds, selectors, services
+from ingestion import run_kinds, selectors, services, vocabulary
 from ingestion.models import ItemOutcome, JobStatus, RunItem, Source
 from ingestion.views.common import HtmxHttpRequest, get_run_for_user, owner_of
 from project.params import Params
 from runs import services as run_services
 from runs.exceptions import RunError, RunInProgress
 from runs.models import IngestionRun
+from runs.numbers import counted
 
 ITEMS_PER_PAGE = 50
 FEED_PAGE_EVENTS = 2000  # the live view keeps as many (run-live.js FEED_MAX)
@@ -108,12 +110,26 @@ def _idempotency_key(params: Params) -> str | None:
 @login_required
 @require_POST
 def retry_failed(request: HttpRequest, run_id: int) -> HttpResponse:
+    return _follow_up(request, run_id, services.ingest_retry_failed)
+
+
+@login_required
+@require_POST
+def resume(request: HttpRequest, run_id: int) -> HttpResponse:
+    return _follow_up(request, run_id, services.ingest_resume)
+
+
+def _follow_up(
+    request: HttpRequest, run_id: int, start: Callable[..., IngestionRun]
+) -> HttpResponse:
+    """Start an ingest that carries on from an ended one (retry its failed jobs, resume its
+    pending ones) and show it, or say on the page why it cannot start."""
     run = get_run_for_user(request, run_id)
     try:
-        retry = services.ingest_retry_failed(owner=owner_of(request), run=run)
+        follow_up = start(owner=owner_of(request), run=run)
     except (services.SourceError, RunError) as exc:
         return _refuse(request, exc)
-    return redirect("ingestion:ingest", run_id=retry.pk)
+    return redirect("ingestion:ingest", run_id=follow_up.pk)
 
 
 @login_required
@@ -136,15 +152,22 @@ def ingest_page(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 
 def _run_step(request: HtmxHttpRequest, run: IngestionRun, *, step: str) -> HttpResponse:
     run_services.run_end_if_stale(run)
+    listing = vocabulary.listing_rows(run)
     context = {
         "run": run,
         "step": step,
         "preview_run": run if step == "preview" else run.preview,
         "ingest_run": run if step == "ingest" else None,
+        "counters": vocabulary.run_counters(run, request.path),
+        "listing": listing,
+        "listing_open": any(row.state in vocabulary.OPEN_LISTING_STATES for row in listing),
+        "listing_states": vocabulary.LISTING_STATES,
         **_results_context(request, run),
     }
     if request.htmx and request.htmx.target == "run-results":
         return render(request, "ingestion/run_step.html#results", context)
+    if request.htmx and request.htmx.target == "run-items" and run.is_terminal:
+        return render(request, "ingestion/run_step.html#items", context)
     events = list(reversed(run.events.order_by("-id")[:FEED_PAGE_EVENTS]))
     context.update(
         {
@@ -172,13 +195,35 @@ def _results_context(request: HttpRequest, run: IngestionRun) -> dict:
     context["sources"] = sources
     totals = selectors.outcome_counts(run)
     context["totals"] = [totals[v] for v in ItemOutcome.values]
+    context["outcomes_text"] = vocabulary.outcomes_text(totals)
+    context["jobs_text"] = vocabulary.jobs_text(run.counts())
     context.update(_items_context(request, run))
     if run.kind == run_kinds.PREVIEW:
         context["staleness"] = preview_staleness(run)
         context["ingests"] = list(run.ingests.order_by("-id")[:5])
     if run.kind == run_kinds.INGEST:
-        context["failed_jobs"] = run.jobs_failed and selectors.failed_job_count(run)
+        context.update(_ingest_actions(run, totals))
     return context
+
+
+def _ingest_actions(run: IngestionRun, outcomes: dict[str, int]) -> dict:
+    """What an ended ingest offers beyond its report, and why an action is not offered: Retry
+    for jobs that failed, Resume for jobs an abort or failure left pending."""
+    failed = selectors.failed_job_count(run) if run.jobs_failed else 0
+    unretryable = outcomes[ItemOutcome.INVALID] + outcomes[ItemOutcome.ERROR]
+    retry_note = ""
+    if unretryable:
+        # Invalid postings and unreadable ones never became jobs: nothing to process again.
+        retry_note = (
+            f"{counted(unretryable, 'posting')} could not be read or "
+            f"{'was' if unretryable == 1 else 'were'} invalid and "
+            f"{'has' if unretryable == 1 else 'have'} no job to retry — fix the source (or the "
+            "file) and ingest again."
+        )
+    pending = 0
+    if run.status in services.RESUMABLE_STATUSES:
+        pending = selectors.pending_job_count(run)
+    return {"failed_jobs": failed, "retry_note": retry_note, "pending_jobs": pending}
 
 
 def preview_staleness(preview: IngestionRun) -> list[str]:
@@ -245,6 +290,8 @@ def _items_context(request: HttpRequest, run: IngestionRun) -> dict:
     return {
         "items_page": page,
         "item_filters": {"outcome": outcome, "status": job_status, "source": source},
+        # Filters and pages are links to the step page itself (not this fragment's URL).
+        "step_path": step_url(run),
         "job_statuses": JobStatus.choices,
         "ignored": params.ignored,
     }

@@ -26,26 +26,68 @@
     if (el) el.textContent = text;
   }
 
+  // Numbers as the server writes them (runs/numbers.py): 11,000.
+  function number(n) { return Number(n || 0).toLocaleString("en-US", { maximumFractionDigits: 0 }); }
+
+  // runs/numbers.py time_left, in the same words.
+  function timeLeft(seconds) {
+    if (seconds < 60) return "under a minute left";
+    var minutes = Math.round(seconds / 60);
+    if (minutes < 60) return "about " + minutes + " min left";
+    var hours = Math.floor(minutes / 60), rest = minutes % 60;
+    return "about " + hours + " h" + (rest ? " " + rest + " min" : "") + " left";
+  }
+
+  function setBadge(badge, run) {
+    badge.className = "badge badge-" + run.status;
+    badge.textContent = run.phase || run.status.charAt(0).toUpperCase() + run.status.slice(1);
+  }
+
   function updateStatus(run) {
     var badge = q("badge");
-    if (badge) {
-      badge.className = "badge badge-" + run.status;
-      badge.textContent = run.status.charAt(0).toUpperCase() + run.status.slice(1);
+    if (badge) setBadge(badge, run);
+    // The summary bar, when it shows this run: its phase, not the state at page load.
+    var summaryBadge = document.querySelector('[data-summary="outcome"][data-run-id="' + run.id + '"]');
+    if (summaryBadge) setBadge(summaryBadge, run);
+    var summaryWhen = document.querySelector('[data-summary="when"][data-run-id="' + run.id + '"]');
+    if (summaryWhen && run.startedAt && !run.terminal) {
+      summaryWhen.textContent = "started " + new Date(run.startedAt).toTimeString().slice(0, 8);
     }
     Object.keys(run.counts).forEach(function (name) {
       var el = document.querySelector('[data-count="' + name + '"]');
-      if (el) el.textContent = run.counts[name];
+      if (el) el.textContent = number(run.counts[name]);
+    });
+    document.querySelectorAll("[data-part][data-key]").forEach(function (el) {
+      var part = run[el.dataset.part] || {};
+      el.textContent = number(part[el.dataset.key]);
     });
     var bar = q("progress-bar"), progress = q("progress"), text = q("progress-text");
-    var pct = run.totalJobs ? Math.min(100, Math.round((100 * run.itemsDone) / run.totalJobs)) : 0;
+    // While sources are still listed the total grows: no value rather than a jumping one.
+    var open = !run.terminal && !!document.querySelector(
+      '[data-run-listing] tr[data-state="waiting"], [data-run-listing] tr[data-state="listing"]');
+    var known = run.totalJobs && !open;
+    var pct = known ? Math.min(100, Math.round((100 * run.itemsDone) / run.totalJobs)) : 0;
     if (bar) bar.setAttribute("width", pct);
     if (progress) {
-      progress.setAttribute("aria-valuenow", run.itemsDone);
-      progress.setAttribute("aria-valuemax", run.totalJobs);
+      if (known) {
+        progress.setAttribute("aria-valuemin", 0);
+        progress.setAttribute("aria-valuenow", run.itemsDone);
+        progress.setAttribute("aria-valuemax", run.totalJobs);
+        progress.classList.remove("progress-indeterminate");
+      } else {
+        // No total yet: an indeterminate bar has no value at all.
+        progress.removeAttribute("aria-valuemin");
+        progress.removeAttribute("aria-valuenow");
+        progress.removeAttribute("aria-valuemax");
+        progress.classList.add("progress-indeterminate");
+      }
+      progress.hidden = run.terminal && !run.totalJobs;
     }
     if (text) {
-      var rate = !run.terminal && run.ratePerSecond ? " · " + Math.round(run.ratePerSecond) + "/s" : "";
-      text.textContent = run.itemsDone + (run.totalJobs ? " of " + run.totalJobs : "") + " done" + rate;
+      var rate = !run.terminal && run.ratePerSecond ? " · " + number(run.ratePerSecond) + "/s" : "";
+      var eta = known && run.etaSeconds !== null && run.etaSeconds !== undefined ? " · " + timeLeft(run.etaSeconds) : "";
+      var of = run.totalJobs ? " of " + number(run.totalJobs) + (open ? " listed so far" : "") : "";
+      text.textContent = number(run.itemsDone) + of + " done" + rate + eta;
     }
     var error = q("error");
     if (error) {
@@ -112,7 +154,46 @@
     // htmx's SSE extension reconnects to this attribute's URL, without Last-Event-ID.
     if (!terminal) root.setAttribute("sse-connect", streamUrl + "?after=" + lastId);
     appendFeed(envelope);
+    updateListing(envelope);
     updateStatus(envelope.run);
+  }
+
+  // The listing rows (the stepper's run pages): a source's row ends with its source event;
+  // the first one not done yet is being listed, its count what the done ones did not list.
+  var listingWords = null;
+  function updateListing(envelope) {
+    var table = document.querySelector("[data-run-listing]");
+    if (!table) return;
+    if (!listingWords) {
+      var words = document.getElementById("listing-states");
+      listingWords = words ? JSON.parse(words.textContent) : {};
+    }
+    var payload = envelope.payload || {}, run = envelope.run || {};
+    function setRow(row, state, count, seconds, error) {
+      row.dataset.state = state;
+      var cell = row.querySelector('[data-role="listing-state"]');
+      if (cell) cell.textContent = (listingWords[state] || state) + (error ? ": " + error : "");
+      if (count !== null) row.querySelector('[data-role="listing-count"]').textContent = number(count);
+      if (seconds !== null) row.querySelector('[data-role="listing-time"]').textContent = Number(seconds).toFixed(1) + " s";
+    }
+    if ((envelope.type === "source.fetched" || envelope.type === "source.failed") && payload.sourceId) {
+      var done = table.querySelector('tr[data-source-id="' + payload.sourceId + '"]');
+      if (done) {
+        done.dataset.listed = payload.listed || 0;
+        setRow(done, payload.error ? "failed" : "listed", payload.listed || 0, payload.seconds, payload.error);
+      }
+    }
+    var outcomes = run.outcomes || {}, read = 0, doneListed = 0;
+    Object.keys(outcomes).forEach(function (name) { if (name !== "expired") read += outcomes[name]; });
+    var rows = table.querySelectorAll("tr[data-source-id]"), current = null;
+    rows.forEach(function (row) {
+      var state = row.dataset.state;
+      if (state === "listed" || state === "failed") doneListed += parseInt(row.dataset.listed || "0", 10);
+      else if (run.terminal) setRow(row, "unread", null, null, "");
+      else if (!current && run.status !== "pending") current = row;
+      else if (state === "listing") setRow(row, "waiting", 0, null, "");
+    });
+    if (current) setRow(current, "listing", Math.max(0, read - doneListed), null, "");
   }
 
   function catchUp() {

@@ -19,7 +19,7 @@ from tests.support import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-ACTIVE_BADGE = re.compile(r"^(Pending|Initializing|Ingesting)$")
+ACTIVE_BADGE = re.compile(r"^(Queued|Starting|Processing)$")
 POSITIVE = re.compile(r"^[1-9]\d*$")
 COUNTS = ["new", "updated", "ready", "skipped", "expired", "failed"]
 
@@ -64,7 +64,7 @@ def count(page: Page, name: str):  # type: ignore[no-untyped-def]
 
 
 def counts(page: Page) -> dict[str, int]:
-    return {name: int(count(page, name).inner_text()) for name in COUNTS}
+    return {name: int(count(page, name).inner_text().replace(",", "")) for name in COUNTS}
 
 
 def feed_ids(page: Page) -> list[int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 
@@ -49,7 +50,8 @@ def badge(page: Page):  # type: ignore[no-untyped-def]
 
 
 def count(page: Page, name: str):  # type: ignore[no-untyped-def]
-    return page.locator(f'#run-status [data-count="{name}"]')
+    """A live counter: an outcome ("new") or an ingest's job counter ("ready")."""
+    return page.locator(f'#run-status [data-key="{name}"]')
 
 
 def mark_document(page: Page) -> None:
@@ -251,3 +253,49 @@ def test_a_pasted_board_is_tested_before_it_is_added(
     field.fill("https://boards.greenhouse.io/nobody")
     field.blur()  # a change
     expect(page.locator("#url-probe")).to_contain_text("does not exist (404)")
+
+
+def test_a_preview_says_its_phase_live_and_its_counters_open_their_items(
+    page: Page, fixture_server, user, worker, shot: Callable[[Page, str], None]
+):
+    jobs = [greenhouse_job(i, f"Role {i}") for i in range(1, 4)] + [
+        greenhouse_job(9, omit=["title"])
+    ]
+    gate = threading.Event()
+
+    def held_listing(request):  # type: ignore[no-untyped-def]
+        # The board answers once the page has shown the run at work.
+        gate.wait(timeout=15)
+        body = json.dumps({"jobs": jobs, "meta": {"total": len(jobs)}}).encode()
+        return Reply(200, body, {"Content-Type": "application/json"})
+
+    fixture_server.route("/v1/boards/acme/jobs", handler=held_listing)
+    Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+    sign_in(page, "alice", ALICE_PASSWORD)
+    page.goto("/configure/")
+    page.get_by_role("button", name="Preview", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/preview/\d+/$"))
+    try:
+        # At work: the phase on the badge and the summary bar, never "Initializing"; a bar
+        # with no value (no total yet), and the source's row being listed.
+        expect(badge(page)).to_have_text("Listing and comparing", timeout=15_000)
+        expect(page.locator('#summary-bar [data-summary="outcome"]')).to_have_text(
+            "Listing and comparing"
+        )
+        progress = page.locator('[data-role="progress"]')
+        assert progress.get_attribute("aria-valuemax") is None
+        assert progress.get_attribute("aria-valuenow") is None
+        expect(page.locator('#run-listing tr[data-state="listing"]')).to_have_count(1)
+        shot(page, "1-listing")
+    finally:
+        gate.set()
+    expect(badge(page)).to_have_text("Finished", timeout=30_000)
+    expect(page.locator('#run-listing tr[data-state="listed"]')).to_have_count(1)
+    expect(count(page, "new")).to_have_text("3")
+    invalid = count(page, "invalid")
+    expect(invalid).to_have_text("1")
+    invalid.click()
+    expect(page).to_have_url(re.compile(r"\?outcome=invalid#run-items$"))
+    expect(page.locator("#run-items tbody tr[data-outcome]")).to_have_count(1, timeout=10_000)
+    expect(page.locator('#run-items tr[data-outcome="invalid"]')).to_have_count(1)
+    shot(page, "2-invalid-items")

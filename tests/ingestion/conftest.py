@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import django_rq
 import pytest
+from django.test import Client
 from rq import SimpleWorker
 
 from ingestion.models import Source
@@ -41,3 +42,11 @@ def work(redis_client) -> Callable[[IngestionRun], IngestionRun]:  # type: ignor
 @pytest.fixture
 def greenhouse_source(user) -> Source:  # type: ignore[no-untyped-def]
     return Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+
+
+@pytest.fixture
+def signed_in(user) -> Client:  # type: ignore[no-untyped-def]
+    """Django's test client, signed in as `user`."""
+    client = Client()
+    client.force_login(user)
+    return client

@@ -291,7 +291,8 @@ def posting_row(n: int = 1, **overrides: Any) -> dict[str, Any]:
         "url": f"https://careers.acme.example/jobs/{n}",
         "location": f"{city}, {country}",
         "description": description_html(n),
-        "company": COMPANY,
+        # Empty: the job is the source's company's (an aggregator's export names one per row).
+        "company": "",
         "remote": "yes" if remote else "no",
         "workplace_type": "remote" if remote else ("hybrid" if n % 3 == 0 else "onsite"),
         "employment_type": _EMPLOYMENT[n % len(_EMPLOYMENT)].replace("_", "-").lower(),

@@ -412,8 +412,23 @@ def test_a_careers_page_url_without_a_scheme_gets_https() -> None:
     assert (
         JsonLdAdapter.clean_identifier(" acme.example/careers ") == "https://acme.example/careers"
     )
-    with pytest.raises(ValueError, match="not an http"):
+    with pytest.raises(ValueError, match="only http and https are allowed, not ftp:"):
         JsonLdAdapter.clean_identifier("ftp://acme.example/careers")
+
+
+def test_a_careers_page_url_is_refused_with_the_fetchers_words_before_any_fetch(
+    settings: Any,
+) -> None:
+    settings.INTAKE_ALLOW_PRIVATE_NETWORK = False
+    with pytest.raises(ValueError, match="only http and https are allowed, not javascript:"):
+        JsonLdAdapter.clean_identifier("javascript:alert(1)")
+    with pytest.raises(ValueError, match="'exa%20mple.com' is not a valid host name"):
+        JsonLdAdapter.clean_identifier("https://exa%20mple.com/careers")
+    with pytest.raises(ValueError, match="10.0.0.7: a private address"):
+        JsonLdAdapter.clean_identifier("10.0.0.7/careers")
+    assert JsonLdAdapter.clean_identifier("acme.example:8080/jobs") == (
+        "https://acme.example:8080/jobs"
+    )
 
 
 # --- the URL list adapter -----------------------------------------------------------------------
@@ -462,7 +477,8 @@ def test_ftp_javascript_and_userinfo_urls_are_invalid_rows(
 ) -> None:
     (good,) = mount_posting_pages(server, [jsonld_posting(1)])
     bad = ["ftp://files.acme.example/job.txt", "javascript:alert(1)"]
-    data = url_list_csv([*bad, good, "https://a:b@acme.example/j", "https:///jobs"])
+    metadata = "http://169.254.169.254/latest"
+    data = url_list_csv([*bad, good, "https://a:b@acme.example/j", "https:///jobs", metadata])
 
     postings = _url_list(user, fetcher, "urls.csv", data)
 
@@ -472,10 +488,14 @@ def test_ftp_javascript_and_userinfo_urls_are_invalid_rows(
         [],
         ["row 4: url 'https://a:b@acme.example/j' must not contain a user name or password"],
         ["row 5: url 'https:///jobs' has no host"],
+        [
+            "row 6: Refused to fetch from 169.254.169.254: a cloud metadata address, not a "
+            "public one; cloud metadata addresses are always refused, whatever the settings."
+        ],
     ]
 
 
-def test_a_repeated_url_is_invalid_as_a_duplicate_of_its_first_row(
+def test_a_repeated_url_is_a_duplicate_of_its_first_row_not_invalid(
     server: FixtureServer, fetcher: Fetcher, user: Any
 ) -> None:
     first, second = mount_posting_pages(server, [jsonld_posting(1), jsonld_posting(2)])
@@ -483,7 +503,8 @@ def test_a_repeated_url_is_invalid_as_a_duplicate_of_its_first_row(
 
     postings = _url_list(user, fetcher, "urls.csv", data)
 
-    assert [p.invalid_reasons for p in postings] == [[], [], ["row 3: duplicate of row 1"]]
+    assert [p.invalid_reasons for p in postings] == [[], [], []]
+    assert [p.duplicate_of for p in postings] == ["", "", "row 3: duplicate of row 1"]
     assert server.hits["/jobs/1"] == 1
 
 

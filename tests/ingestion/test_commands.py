@@ -69,6 +69,21 @@ def test_add_source_treats_another_careers_url_as_a_json_ld_page(user):
     assert Source.objects.get().kind == "jsonld"
 
 
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("javascript:alert(1)", "only http and https are allowed, not javascript:"),
+        ("http://exa mple.com/careers", "it contains a space"),
+        ("http://169.254.169.254/latest", "cloud metadata addresses are always refused"),
+        ("http://127.0.0.1:8000/jobs", "unless INTAKE_ALLOW_PRIVATE_NETWORK is on"),
+    ],
+)
+def test_add_source_refuses_a_url_the_fetcher_would_refuse(user, target, message):
+    with pytest.raises(CommandError, match=message):
+        call("add_source", "--owner", "alice", target, "--company", "Ex")
+    assert not Source.objects.exists()
+
+
 def test_add_source_refuses_a_duplicate_with_a_clear_message(user):
     call("add_source", "--owner", "alice", "https://jobs.lever.co/globex")
     with pytest.raises(CommandError, match="already have a Lever postings source for 'globex'"):
@@ -81,6 +96,58 @@ def test_add_source_reads_an_uploaded_csv(user, tmp_path):
     call("add_source", "--owner", "alice", "--file", str(path), "--company", "Initech")
     source = Source.objects.get()
     assert (source.kind, source.upload_name, source.upload_format) == ("file", "jobs.csv", "csv")
+
+
+def test_the_readmes_example_works_as_written(user, django_user_model):
+    django_user_model.objects.create_user("admin")
+    call("add_source", "--owner", "admin", "https://boards.greenhouse.io/yourcompany")
+    source = Source.objects.get()
+    assert (source.kind, source.identifier, source.company) == (
+        "greenhouse",
+        "yourcompany",
+        "Yourcompany",
+    )
+
+
+def test_add_source_names_a_careers_page_after_its_host_without_company(user):
+    call("add_source", "--owner", "alice", "https://careers.initech-corp.example/jobs")
+    source = Source.objects.get()
+    assert (source.kind, source.company) == ("jsonld", "Initech Corp")
+    assert source.options == {"company_from": "host"}
+
+
+def test_add_source_file_without_company_takes_the_company_its_rows_name(user, tmp_path):
+    path = tmp_path / "jobs.csv"
+    path.write_text(
+        "external_id,title,url,company_name\n"
+        "1,Engineer,https://example.com/1,Initech\n"
+        "2,Designer,https://example.com/2,Globex\n"
+        "3,Analyst,https://example.com/3,Initech\n"
+    )
+    call("add_source", "--owner", "alice", "--file", str(path))
+    assert Source.objects.get().company == "Initech"
+
+
+def test_add_source_file_without_company_column_takes_its_urls_site(user, tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    path.write_text('{"id": "1", "title": "Engineer", "url": "https://jobs.globex.com/1"}\n')
+    call("add_source", "--owner", "alice", "--file", str(path))
+    assert Source.objects.get().company == "Globex"
+
+
+def test_add_source_url_list_without_company_takes_its_first_urls_site(user, tmp_path):
+    path = tmp_path / "urls.csv"
+    path.write_text("url\nftp://nope.example/1\nhttps://www.umbrella.co.uk/jobs/2\n")
+    call("add_source", "--owner", "alice", "--kind", "urls", "--file", str(path))
+    assert Source.objects.get().company == "Umbrella"
+
+
+def test_add_source_file_naming_no_company_asks_for_one(user, tmp_path):
+    path = tmp_path / "jobs.csv"
+    path.write_text("external_id,title\n1,Engineer\n")
+    with pytest.raises(CommandError, match="A company name is required: the file names none"):
+        call("add_source", "--owner", "alice", "--file", str(path))
+    assert not Source.objects.exists()
 
 
 def test_ingest_refuses_an_unknown_owner_or_source(user):
@@ -110,6 +177,19 @@ def test_ingest_dry_run_json_prints_the_preview_summary_and_writes_no_job(
     assert summary["outcomes"]["new"] == 3
     assert summary["sources"][0]["listed"] == 3
     assert not Job.objects.exists()
+
+
+def test_ingest_json_counts_in_the_outcome_words_of_the_pages(
+    boards, worker, user, greenhouse_source
+):
+    mount_greenhouse(
+        boards, "acme", [greenhouse_job(1, "Role 1"), greenhouse_job(9, omit=["title"])]
+    )
+    summary = json.loads(call("ingest", "--owner", "alice", "--json", "--timeout", "60"))
+    assert summary["run"]["outcomes"] == {"new": 1, "invalid": 1}
+    assert summary["run"]["phase"] == "Finished"
+    # The ingesting stage's results in the job status words; the invalid row is no job.
+    assert summary["jobs"] == {"ready": 1, "skipped": 0, "error": 0}
 
 
 def test_ingest_wait_follows_the_run_to_the_end(boards, worker, user, greenhouse_source):

@@ -164,7 +164,11 @@ def test_hostile_input_gets_clear_answers_within_bounded_memory(
     user: Any,
     rss: PeakRSS,
     figures: list[tuple[str, str, float, str]],
+    settings: Any,
 ) -> None:
+    # The careers pages are on the fixture server (127.0.0.1): allowed here as in the worker,
+    # or adding them would be refused.
+    settings.INTAKE_ALLOW_PRIVATE_NETWORK = True
     web, base = start_asgi(tmp_path)
     procs.append(web)
     worker = start_worker(

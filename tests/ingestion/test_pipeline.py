@@ -7,6 +7,7 @@ import io
 import time
 
 import pytest
+from django.test import Client
 
 from ingestion import services
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source, WorkChunk
@@ -23,6 +24,7 @@ from tests.ingestion.boards import (
     mount_greenhouse,
 )
 from tests.ingestion.pages import (
+    COMPANY,
     jsonld_posting,
     mount_careers_site,
     mount_posting_pages,
@@ -75,7 +77,9 @@ def test_an_ingest_writes_ready_jobs_and_a_snapshot_of_its_counts(
     assert job.company == "Acme" and job.title == "Role 1 Engineer"
     assert "<script" not in job.description and job.description.startswith("<")
     assert job.description_text and job.simhash is not None and job.raw_description == ""
-    assert (run.jobs_new, run.jobs_ready, run.jobs_failed, run.total_jobs) == (5, 5, 1, 5)
+    # The invalid posting is an outcome, not a failed job: it never became one.
+    assert (run.jobs_new, run.jobs_ready, run.jobs_failed, run.total_jobs) == (5, 5, 0, 5)
+    assert run.outcome_counts == {"new": 5, "invalid": 1}
     invalid = RunItem.objects.get(run=run, outcome=ItemOutcome.INVALID)
     assert invalid.external_id == "6" and "title" in invalid.reason
     assert "title" in run.events.get(type="item.invalid").message
@@ -449,6 +453,90 @@ def test_an_uploaded_file_ingests_its_good_rows_and_names_each_bad_row(work, use
     assert "5 more postings" in run.events.get(type="source.items_failed").message
 
 
+def _aggregator_rows() -> list[dict]:
+    """One file, three companies; id 7 is both Initech's and Globex's."""
+    return [
+        posting_row(1, external_id="7", company="Initech"),
+        posting_row(2, external_id="7", company="Globex"),
+        posting_row(3, external_id="8", company="Umbrella"),
+        posting_row(4, external_id="9", company=""),  # the source's company
+    ]
+
+
+def _aggregator_source(user):
+    return services.source_create(
+        owner=user,
+        kind="file",
+        company="Jobs Hub",
+        upload=io.BytesIO(postings_csv(_aggregator_rows())),
+        upload_name="export.csv",
+    )
+
+
+def test_a_files_rows_keep_their_own_companies_and_re_ingest_is_idempotent(work, user):
+    source = _aggregator_source(user)
+
+    preview = work(services.preview_start(owner=user))
+    assert preview.status == RunStatus.FINISHED, preview.error_message
+    assert outcome_counts(preview)["new"] == 4
+    (summary,) = preview.summary["sources"]
+    assert sorted((c["company"], c["listed"]) for c in summary["companies"]) == [
+        ("Globex", 1),
+        ("Initech", 1),
+        ("Jobs Hub", 1),
+        ("Umbrella", 1),
+    ]
+    assert summary["companiesCount"] == 4
+    client = Client()
+    client.force_login(user)
+    page = client.get(f"/preview/{preview.pk}/").content.decode()
+    assert "4 companies: " in page and "Globex (1)" in page and "Umbrella (1)" in page
+
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    keys = set(Job.objects.filter(source=source).values_list("company", "external_id"))
+    assert keys == {("Initech", "7"), ("Globex", "7"), ("Umbrella", "8"), ("Jobs Hub", "9")}
+
+    again = work(services.ingest_start(owner=user))
+    assert again.status == RunStatus.FINISHED, again.error_message
+    assert outcome_counts(again)["unchanged"] == 4
+    assert outcome_counts(again)["expired"] == 0
+    assert Job.objects.count() == 4
+
+
+def test_a_file_with_many_companies_expires_only_the_jobs_it_no_longer_lists(work, user):
+    source = _aggregator_source(user)
+    work(services.ingest_start(owner=user))
+    rows = [row for row in _aggregator_rows() if row["company"] != "Globex"]
+    services.source_update(source, upload=io.BytesIO(postings_csv(rows)), upload_name="export.csv")
+
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED, run.error_message
+    statuses = {
+        (company, ext): status
+        for company, ext, status in Job.objects.values_list("company", "external_id", "status")
+    }
+    assert statuses[("Globex", "7")] == JobStatus.EXPIRED
+    assert statuses[("Initech", "7")] == JobStatus.READY
+    assert outcome_counts(run)["expired"] == 1
+
+
+def test_a_json_files_hiring_organization_object_names_its_company(work, user):
+    rows = [posting_row(1, hiringOrganization={"@type": "Organization", "name": "Initech"})]
+    services.source_create(
+        owner=user,
+        kind="file",
+        upload=io.BytesIO(postings_jsonl(rows)),
+        upload_name="export.jsonl",
+    )
+
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert list(Job.objects.values_list("company", flat=True)) == ["Initech"]
+
+
 def test_a_jsonl_row_with_nul_characters_is_stored_and_the_others_with_it(work, user):
     # On PostgreSQL the COPY of the batch failed on 0x00, and the whole source with it.
     rows = [posting_row(n) for n in range(1, 6)]
@@ -550,6 +638,25 @@ def test_a_url_list_reads_each_page_and_a_failed_url_is_an_error_item(boards, wo
     assert "fetch failed" in RunItem.objects.get(run=run, outcome="error").reason
 
 
+def test_a_repeated_url_in_a_url_list_is_a_duplicate_item_not_an_invalid_one(boards, work, user):
+    urls = mount_posting_pages(boards, [jsonld_posting(1), jsonld_posting(2)])
+    services.source_create(
+        owner=user,
+        kind="urls",
+        company="Acme",
+        upload=io.BytesIO(url_list_csv([*urls, urls[0]])),
+        upload_name="urls.csv",
+    )
+
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED, run.error_message
+    counts = outcome_counts(run)
+    assert (counts["new"], counts["duplicate"], counts["invalid"]) == (2, 1, 0)
+    duplicate = RunItem.objects.get(run=run, outcome=ItemOutcome.DUPLICATE)
+    assert (duplicate.row, duplicate.reason) == (3, "row 3: duplicate of row 1")
+
+
 def test_a_json_ld_careers_site_is_followed_to_its_posting_pages(boards, work, user):
     page = mount_careers_site(
         boards, [jsonld_posting(1), jsonld_posting(2), jsonld_posting(3, omit=["datePosted"])]
@@ -560,6 +667,33 @@ def test_a_json_ld_careers_site_is_followed_to_its_posting_pages(boards, work, u
     assert Job.objects.filter(status=JobStatus.READY).count() == 2
     invalid = RunItem.objects.get(run=run, outcome=ItemOutcome.INVALID)
     assert "datePosted" in invalid.reason
+
+
+def test_a_careers_page_added_without_company_is_named_by_its_postings_at_first_read(
+    boards, work, user
+):
+    page = mount_careers_site(boards, [jsonld_posting(1), jsonld_posting(2)])
+    source = services.source_create(owner=user, url=page)
+    assert source.company == "127.0.0.1"  # its host, until it is read
+
+    preview = work(services.preview_start(owner=user))
+    source.refresh_from_db()
+    assert preview.status == RunStatus.FINISHED, preview.error_message
+    assert (source.company, source.options) == (COMPANY, {})
+
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert set(Job.objects.values_list("company", flat=True)) == {COMPANY}
+
+
+def test_a_careers_page_named_by_its_user_keeps_the_name(boards, work, user):
+    page = mount_careers_site(boards, [jsonld_posting(1)])
+    source = services.source_create(owner=user, url=page, company="Acme")
+
+    work(services.preview_start(owner=user))
+
+    source.refresh_from_db()
+    assert source.company == "Acme"
 
 
 def test_retry_failed_reprocesses_only_the_failed_jobs_without_reading_the_board(

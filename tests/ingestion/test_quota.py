@@ -240,7 +240,9 @@ def test_the_summary_bar_shows_the_last_run_its_counts_and_the_quota(
     settings.INTAKE_QUOTA_RUNS_PER_DAY = 10
     settings.INTAKE_QUOTA_REQUESTS_PER_DAY = 20_000
     finished_run(user, kind=PREVIEW, jobs_new=9)
-    run = finished_run(user, kind=INGEST, jobs_new=5, jobs_ready=3)
+    run = finished_run(
+        user, kind=INGEST, jobs_new=5, jobs_ready=3, outcome_counts={"new": 5, "invalid": 1}
+    )
     finished_run(user, kind=DIAGNOSTIC)  # newer, but not a step of the stepper
     for _ in range(500):
         quota_take_request(user.pk)
@@ -248,23 +250,27 @@ def test_the_summary_bar_shows_the_last_run_its_counts_and_the_quota(
         html = render_bar(user)
     assert 'role="status"' in html and 'data-quota-state="ok"' in html
     assert f'href="/ingest/{run.pk}/"' in html and f"Ingest #{run.pk}" in html
-    assert '<span class="badge badge-finished" data-summary="outcome">Finished</span>' in html
+    assert f'data-summary="outcome" data-run-id="{run.pk}">Finished<' in html
     assert re.search(r'finished <time datetime="[^"]+" title="[^"]+ UTC">just now</time>', html)
     assert 'data-summary="duration">1 min 5 s<' in html
-    assert '<strong data-summary="new">5</strong> new jobs' in html
-    assert '<strong data-summary="ready">3</strong> relevant' in html
+    # The outcome words of the run's page, then the jobs it made ready.
+    assert '<strong data-summary="new">5</strong> new, ' in html
+    assert '<strong data-summary="invalid">1</strong> invalid' in html
+    assert '<strong data-summary="jobs-ready">3</strong> jobs ready' in html
     assert "8 of 10 runs left today" in html
     assert "19,500 of 20,000 requests left" in html
     assert "Nearly used up" not in html and "used up" not in html
 
 
 def test_the_summary_bar_says_what_a_preview_would_bring_and_links_to_its_page(user):
-    run = finished_run(user, kind=PREVIEW, jobs_new=4, status=RunStatus.ERROR)
+    run = finished_run(
+        user, kind=PREVIEW, jobs_new=4, status=RunStatus.ERROR, outcome_counts={"new": 4}
+    )
     html = render_bar(user)
     assert f'href="/preview/{run.pk}/"' in html
-    assert '<strong data-summary="new">4</strong> would be new' in html
-    assert "relevant" not in html
-    assert 'class="badge badge-error" data-summary="outcome">Error<' in html
+    assert 'would bring <strong data-summary="new">4</strong> new' in html
+    assert "jobs ready" not in html
+    assert f'class="badge badge-error" data-summary="outcome" data-run-id="{run.pk}">Error<' in html
 
 
 def test_the_summary_bar_warns_near_the_quota_and_says_when_it_resets_once_used_up(settings, user):

@@ -18,7 +18,7 @@ from ingestion.adapters.base import Posting, RowError, SourceFailed
 from ingestion.adapters.files import FileAdapter
 from ingestion.adapters.uploaded import upload_check, upload_store
 from ingestion.fetching import Fetcher
-from ingestion.models import Source, UploadChunk
+from ingestion.models import Source, UploadPart
 from ingestion.uploads import UploadError, upload_format, upload_open
 from tests.ingestion.pages import (
     generate_postings_file,
@@ -63,7 +63,7 @@ def test_a_multi_chunk_file_reads_back_byte_for_byte(user: Any) -> None:
 
     assert source.upload_size == len(data)
     assert (source.upload_name, source.upload_format) == ("jobs.jsonl", "jsonl")
-    chunks = UploadChunk.objects.filter(source=source).order_by("seq")
+    chunks = UploadPart.objects.filter(source=source).order_by("seq")
     assert [len(c.data) for c in chunks] == [MIB, MIB, len(data) - 2 * MIB]
     with upload_open(source) as fileobj:
         assert fileobj.read(10) == data[:10]
@@ -82,7 +82,7 @@ def test_reading_an_upload_fetches_one_chunk_at_a_time(user: Any, monkeypatch: A
         after_first = len(fetched)
         fileobj.read(MIB)
 
-    chunks = list(UploadChunk.objects.filter(source=source).order_by("seq").values_list("pk"))
+    chunks = list(UploadPart.objects.filter(source=source).order_by("seq").values_list("pk"))
     assert after_first == 1
     assert fetched == [pk for (pk,) in chunks[:2]]
 
@@ -102,7 +102,7 @@ def test_a_new_upload_replaces_the_previous_one(user: Any) -> None:
 
     with upload_open(source) as fileobj:
         assert fileobj.read() == b"external_id,title\n1,x\n"
-    assert UploadChunk.objects.filter(source=source).count() == 1
+    assert UploadPart.objects.filter(source=source).count() == 1
 
 
 def test_a_file_over_the_size_limit_is_refused_and_the_old_upload_kept(
@@ -159,7 +159,7 @@ def test_spreadsheets_and_binary_files_are_refused(user: Any) -> None:
         upload_store(source=source, name="jobs", fileobj=io.BytesIO(b"\x00\x01\x02" * 64))
     with pytest.raises(UploadError, match="is empty"):
         upload_store(source=source, name="jobs.csv", fileobj=io.BytesIO(b""))
-    assert not UploadChunk.objects.filter(source=source).exists()
+    assert not UploadPart.objects.filter(source=source).exists()
 
 
 @pytest.mark.parametrize(
@@ -246,11 +246,11 @@ def test_the_check_of_a_url_list_reports_bad_and_duplicate_urls() -> None:
 
     report = upload_check(io.BytesIO(data), kind="urls", fmt="csv")
 
-    assert (report.good, report.bad) == (1, 2)
+    assert (report.good, report.bad, report.duplicates, report.total) == (1, 1, 1, 3)
     assert [str(e) for e in report.errors] == [
         "row 2: url 'ftp://acme.example/b' is not an http(s) URL",
-        "row 3: duplicate of row 1",
     ]
+    assert [str(e) for e in report.duplicate_rows] == ["row 3: duplicate of row 1"]
 
 
 def test_the_check_of_a_too_long_url_list_says_so(settings: Any) -> None:

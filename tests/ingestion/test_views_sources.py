@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from ingestion.models import Job, Source, UploadChunk
+from ingestion.models import Job, Source, UploadPart
 from ingestion.run_kinds import INGEST, PREVIEW
 from runs.models import IngestionRun, RunStatus
 from runs.workloads import DIAGNOSTIC
@@ -240,6 +240,48 @@ def test_an_unknown_careers_url_becomes_a_jsonld_source(client: Client, user: An
     assert source.identifier.startswith("https://careers.initech.example/jobs")
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("javascript:alert(1)", "Refused to fetch javascript:alert(1): only http and https"),
+        ("http://exa mple.com/careers", "is not a valid URL: it contains a space"),
+        ("https://169.254.169.254/jobs", "169.254.169.254: a cloud metadata address"),
+        ("https://[::1]/jobs", "::1: a loopback address, not a public one; private networks"),
+    ],
+)
+def test_quick_add_refuses_a_url_the_fetcher_would_refuse_at_the_url(
+    client: Client, user: Any, url: str, message: str
+) -> None:
+    response = client.post(NEW, {"form": "quick", "url": url, "company": "Acme"})
+
+    assert response.status_code == 400
+    assert not Source.objects.filter(owner=user).exists()
+    assert message in response.context["quick_form"].errors["url"][0]
+
+
+def test_a_metadata_address_is_refused_even_with_private_networks_allowed(
+    client: Client, user: Any, settings: Any
+) -> None:
+    settings.INTAKE_ALLOW_PRIVATE_NETWORK = True
+    client.post(NEW, {"form": "quick", "url": "http://127.0.0.1:8000/jobs", "company": "Dev"})
+    response = client.post(
+        NEW, {"form": "quick", "url": "http://169.254.169.254/", "company": "Acme"}
+    )
+
+    assert response.status_code == 400
+    assert "always refused" in response.context["quick_form"].errors["url"][0]
+    assert list(Source.objects.values_list("identifier", flat=True)) == [
+        "http://127.0.0.1:8000/jobs"
+    ]
+
+
+def test_the_full_form_refuses_a_page_url_the_fetcher_would_refuse(client: Client) -> None:
+    response = client.post(NEW, _full_form(kind="jsonld", identifier="javascript:alert(1)"))
+
+    assert not Source.objects.exists()
+    assert "only http and https are allowed" in response.context["form"].errors["identifier"][0]
+
+
 def test_a_duplicate_is_refused_with_a_message_next_to_the_url(client: Client, user: Any) -> None:
     _source(user)
     response = client.post(NEW, {"form": "quick", "url": "https://boards.greenhouse.io/acme"})
@@ -375,7 +417,7 @@ def test_an_upload_with_a_bad_row_shows_the_row_errors_and_saves_nothing(
     response = client.post(NEW, _full_form(kind="file", company="Acme", upload=upload))
     html = response.content.decode()
     assert response.status_code == 200
-    assert not Source.objects.exists() and not UploadChunk.objects.exists()
+    assert not Source.objects.exists() and not UploadPart.objects.exists()
     report = response.context["report"]
     assert (report.good, report.bad) == (2, 1)
     assert report.errors[0].row == 2 and report.errors[0].field == "title"
@@ -392,9 +434,9 @@ def test_an_upload_with_a_bad_row_is_saved_once_confirmed(client: Client, user: 
     assert response.status_code == 302
     source = Source.objects.get(owner=user)
     assert (source.kind, source.identifier, source.upload_format) == ("file", "jobs.csv", "csv")
-    assert UploadChunk.objects.filter(source=source).exists()
+    assert UploadPart.objects.filter(source=source).exists()
     page = client.get(CONFIGURE).content.decode()
-    assert "2 good rows will be ingested; 1 bad rows reported." in page
+    assert "2 good rows will be ingested; 1 bad row reported." in page
 
 
 def test_save_anyway_needs_no_second_choice_of_the_file(
@@ -424,7 +466,7 @@ def test_save_anyway_needs_no_second_choice_of_the_file(
     assert second.status_code == 302
     source = Source.objects.get(owner=user)
     assert (source.identifier, source.upload_format) == ("jobs.csv", "csv")
-    assert UploadChunk.objects.filter(source=source).exists()
+    assert UploadPart.objects.filter(source=source).exists()
     # Used once: the kept copy is gone.
     third = client.post(
         NEW,
@@ -513,7 +555,7 @@ def test_a_file_over_the_limit_is_refused_as_it_arrives_keeping_the_other_fields
     response = client.post(NEW, data)
 
     assert response.status_code == 200
-    assert not Source.objects.exists() and not UploadChunk.objects.exists()
+    assert not Source.objects.exists() and not UploadPart.objects.exists()
     form = response.context["form"]
     assert form.errors["upload"] == [
         "This file cannot be used: 'big.csv' is larger than the 64 KB limit "
@@ -676,14 +718,14 @@ def test_edit_replaces_a_file_after_the_same_check(client: Client, user: Any) ->
     bad = SimpleUploadedFile("new.csv", _csv_with_a_bad_row())
     response = client.post(url, _full_form(company="Acme", upload=bad))
     assert response.status_code == 200 and response.context["report"].bad == 1
-    assert not UploadChunk.objects.filter(source=source).exists()
+    assert not UploadPart.objects.filter(source=source).exists()
 
     bad = SimpleUploadedFile("new.csv", _csv_with_a_bad_row())
     response = client.post(url, _full_form(company="Acme", upload=bad, save_anyway="on"))
     assert response.status_code == 302
     source.refresh_from_db()
     assert source.upload_name == "new.csv"
-    assert UploadChunk.objects.filter(source=source).exists()
+    assert UploadPart.objects.filter(source=source).exists()
 
 
 def test_toggle_flips_enabled_and_returns_the_row_over_htmx(client: Client, user: Any) -> None:

@@ -26,7 +26,13 @@ class Command(BaseCommand):
             f"{registry.identifier_help()}.",
         )
         parser.add_argument("--kind", choices=registry.kinds(), help="Source kind.")
-        parser.add_argument("--company", default="", help="Company name (default: from the id).")
+        parser.add_argument(
+            "--company",
+            default="",
+            help="Company name (default: the board's name; a careers page's postings' "
+            "hiringOrganization, its host until read; the company a file's rows name, else "
+            "its first posting URL's site).",
+        )
         parser.add_argument(
             "--file", type=Path, help="CSV/JSON/JSONL of postings (kind file) or URLs (urls)."
         )
@@ -68,7 +74,8 @@ class Command(BaseCommand):
                         upload_name=path.name,
                         **common,
                     )
-            elif target.lower().startswith(("http://", "https://")):
+            elif target.lower().startswith(("http://", "https://")) or (target and not kind):
+                # Without --kind the target is a URL: checked as one ("javascript:…" refused).
                 source = services.source_create(kind=kind, url=target, **common)
             elif kind:
                 source = services.source_create(kind=kind, identifier=target, **common)

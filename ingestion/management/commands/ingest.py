@@ -7,11 +7,12 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 
-from ingestion import report, services
+from ingestion import report, run_kinds, services, vocabulary
 from ingestion.models import Source
 from runs import services as run_services
 from runs.exceptions import RunError
 from runs.models import IngestionRun, RunStatus
+from runs.numbers import number
 
 
 class Command(BaseCommand):
@@ -106,10 +107,12 @@ class Command(BaseCommand):
 
 
 def _progress_line(run: IngestionRun, width: int = 30) -> str:
-    counts = run.counts()
-    tallies = ", ".join(f"{v:,} {k}" for k, v in counts.items() if v)
+    tallies = vocabulary.outcomes_text(vocabulary.outcome_counts(run))
+    if run.kind == run_kinds.INGEST:
+        tallies += f"; jobs: {vocabulary.jobs_text(run.counts())}"
     if run.total_jobs:
         share = min(1.0, run.items_done / run.total_jobs)
         bar = "#" * int(share * width)
-        return f"{run.status:<12} [{bar:<{width}}] {run.items_done:,}/{run.total_jobs:,} {tallies}"
-    return f"{run.status:<12} {run.items_done:,} read {tallies}"
+        done = f"{number(run.items_done)}/{number(run.total_jobs)}"
+        return f"{run.phase} [{bar:<{width}}] {done} {tallies}"
+    return f"{run.phase}: {number(run.items_done)} read; {tallies}"
