@@ -4,6 +4,7 @@ names the job and the distance."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from django.urls import reverse
 from ingestion import services
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from tests.ingestion.boards import description_html, greenhouse_job, mount_greenhouse
+from tests.ingestion.pages import posting_row, postings_csv
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -157,3 +159,30 @@ def test_the_preview_predicts_the_ingest_near_duplicates(boards, work, user, gre
         Job.objects.filter(status=JobStatus.SKIPPED).values_list("external_id", flat=True)
     )
     assert skipped == set(predicted)
+
+
+def test_a_files_companies_are_compared_apart_unless_told(work, user, settings):  # type: ignore[no-untyped-def]
+    # An aggregator's file: the same role listed for two companies, among other roles.
+    html = description_html(7, title="Data Engineer", size=2000)
+    rows = [
+        posting_row(
+            1, external_id="A1", company="Initech", title="Data Engineer", description=html
+        ),
+        posting_row(2, external_id="G1", company="Globex", title="Data Engineer", description=html),
+        *(posting_row(n, company="Initech") for n in range(3, 12)),
+    ]
+    services.source_create(
+        owner=user,
+        kind="file",
+        company="Jobs Hub",
+        upload=io.BytesIO(postings_csv(rows)),
+        upload_name="export.csv",
+    )
+    preview = work(services.preview_start(owner=user))
+    assert item_verdicts(preview) == {}
+    settings.INTAKE_DEDUPE_ACROSS_COMPANIES = True
+    preview = work(services.preview_start(owner=user))
+    ingest = work(services.ingest_start(owner=user))
+    assert set(item_verdicts(preview)) == set(item_verdicts(ingest)) == {"G1"}
+    skipped = Job.objects.get(status=JobStatus.SKIPPED)
+    assert (skipped.company, skipped.duplicate_of.company) == ("Globex", "Initech")
