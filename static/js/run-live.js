@@ -16,6 +16,11 @@
   var source = null;
   var pollTimer = null;
   var POLL_MS = 3000;
+  // While a run goes on and the stream says nothing for this long, read the run once: an
+  // event lost between the stream's replay and its live subscription must not leave the
+  // page on a state the run has left.
+  var QUIET_MS = 5000;
+  var lastHeard = Date.now();
   var FEED_MAX = 2000;
   var INTERRUPTED = "Live updates interrupted; refreshing every few seconds…";
 
@@ -143,6 +148,7 @@
   }
 
   function apply(envelope) {
+    lastHeard = Date.now();
     if (envelope.seq <= lastSeq) return;  // seen already
     if (envelope.seq !== lastSeq + 1) {   // one is missing: fetch them in order instead
       catchUp();
@@ -255,6 +261,11 @@
       catchUp();
     }
   });
+  window.setInterval(function () {
+    if (terminal || pollTimer || Date.now() - lastHeard < QUIET_MS) return;
+    lastHeard = Date.now();
+    catchUp();
+  }, QUIET_MS);
   // A browser without EventSource polls.
   if (!terminal && typeof window.EventSource === "undefined") startPolling();
   // If the stream has not opened within a few seconds, poll until it does.
