@@ -228,7 +228,8 @@ class ResilientRedisListener:
     Stands in for django_eventstream.views.RedisListener (same `start()` coroutine), which
     ends for good on the first connection error: after a Redis restart, live delivery would
     stop until the web process restarts. While disconnected it wakes every stream to re-read
-    its events from the database, and once resubscribed it does so once more to fill the gap.
+    its events from the database, and once (re)subscribed it does so once more to fill the
+    gap.
     """
 
     def __init__(self) -> None:
@@ -252,8 +253,11 @@ class ResilientRedisListener:
                 if was_down:
                     self.reconnects += 1
                     logger.warning("Event listener resubscribed to Redis")
-                    wake_all_streams()  # fill the gap from the database
                     was_down = False
+                # Fill the gap from the database: a stream registers, replays and waits
+                # before this subscription is live (the process's first stream starts this
+                # listener), so an event published meanwhile reached no one.
+                wake_all_streams()
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
                     if message is None:

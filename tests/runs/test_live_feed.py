@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import pytest
 
-from runs import services
+from runs import feed, services
 from runs.models import IngestionRun, RunEvent, RunStatus
 from runs.workloads import DIAGNOSTIC
 from tests.support import SSEClient, session_cookies, wait_for
@@ -239,3 +241,29 @@ def test_the_stream_ends_after_the_terminal_event_and_a_resume_after_it_gets_204
     finally:
         again.close()
     assert again.status_code == 204
+
+
+def test_the_first_subscription_makes_open_streams_re_read_what_they_missed(
+    monkeypatch, redis_client
+):
+    """The process's first stream starts the Redis listener; until its subscription is live,
+    an event published after the stream's replay reaches no one, so once subscribed the
+    listener wakes every stream to re-read the database (not only after an outage)."""
+    woken: list[bool] = []
+    monkeypatch.setattr(feed, "wake_all_streams", lambda: woken.append(True))
+
+    async def subscribe_once() -> None:
+        listener = feed.ResilientRedisListener()
+        task = asyncio.create_task(listener.start())
+        for _ in range(200):
+            if listener.connected:
+                break
+            await asyncio.sleep(0.05)
+        assert listener.connected
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(subscribe_once())
+    assert woken[:1] == [True]
