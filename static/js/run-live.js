@@ -49,6 +49,9 @@
   }
 
   function updateStatus(run) {
+    // A terminal state is final: a catch-up answer computed before the run ended may arrive
+    // after the stream's terminal event and must not put the page back to work.
+    if (terminal && !run.terminal) return;
     var badge = q("badge");
     if (badge) setBadge(badge, run);
     // The summary bar, when it shows this run: its phase, not the state at page load.
