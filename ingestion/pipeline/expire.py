@@ -66,13 +66,14 @@ def expire_vanished(ctx: RunContext, source: Source, outcome: SourceOutcome, *, 
         batch = ids[start : start + LISTING_BATCH_SIZE]
         with transaction.atomic():
             items = [
-                RunItem(
-                    run=run,
-                    source=source,
+                store.ItemRow(
+                    run_id=run.pk,
+                    source_id=source.pk,
                     job_id=pk,
                     external_id=external_id,
                     title=title,
                     url=url,
+                    row=None,
                     outcome=ItemOutcome.EXPIRED,
                     job_status=JobStatus.EXPIRED if write else "",
                     reason="no longer listed by the source",
@@ -81,7 +82,7 @@ def expire_vanished(ctx: RunContext, source: Source, outcome: SourceOutcome, *, 
                     "id", "external_id", "title", "url"
                 )
             ]
-            RunItem.objects.bulk_create(items)
+            store.insert_items(items)
             if write:
                 Job.objects.filter(id__in=batch).exclude(status=JobStatus.EXPIRED).update(
                     status=JobStatus.EXPIRED, expired_at=now, last_run=run, updated_at=now

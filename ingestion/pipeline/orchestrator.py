@@ -19,6 +19,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from ingestion import store
 from ingestion.fetching import Fetcher
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline.chunks import ChunkStream
@@ -154,22 +155,24 @@ def _resume_pending_jobs(
 def _carry_items(ctx: RunContext, rows: list[tuple[Any, ...]], *, reasons: list[str]) -> None:
     """This run's items for jobs it takes over from an earlier run (retry, resume), pending:
     rows of (job id, source id, external id, title, url, row, outcome); counted by outcome."""
-    RunItem.objects.bulk_create(
-        RunItem(
-            run=ctx.run,
-            source_id=source_id,
-            job_id=pk,
-            external_id=external_id,
-            title=title,
-            url=url,
-            row=row,
-            outcome=outcome,
-            job_status=JobStatus.PENDING,
-            reason=reason,
-        )
-        for (pk, source_id, external_id, title, url, row, outcome), reason in zip(
-            rows, reasons, strict=True
-        )
+    store.insert_items(
+        [
+            store.ItemRow(
+                run_id=ctx.run.pk,
+                source_id=source_id,
+                job_id=pk,
+                external_id=external_id,
+                title=title,
+                url=url,
+                row=row,
+                outcome=outcome,
+                job_status=JobStatus.PENDING,
+                reason=reason,
+            )
+            for (pk, source_id, external_id, title, url, row, outcome), reason in zip(
+                rows, reasons, strict=True
+            )
+        ]
     )
     ctx.progress(outcomes=Counter(str(r[6]) for r in rows))
 
