@@ -1,17 +1,15 @@
-"""Configure: the user's sources (list with health, add by pasted URL or form, uploads checked
-row by row before saving, edit, delete, enable) and the selection a preview starts from."""
+"""Configure: the user's sources (list with health, add by pasted URL or form, edit, delete,
+enable) and the selection a preview starts from. A form's file is handled by upload_form."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from typing import IO, Any, cast
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -19,22 +17,20 @@ from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ingestion import (
-    pending_uploads,
     probe,
     run_kinds,
     selectors,
     services,
     upload_limits,
-    uploads,
 )
-from ingestion.adapters import registry, uploaded
+from ingestion.adapters import registry
 from ingestion.adapters.lever import LeverAdapter
 from ingestion.adapters.readers import UploadReport
 from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.forms import QuickAddForm, SourceForm
 from ingestion.models import Source
-from ingestion.parse_errors import plain_parse_error
 from ingestion.services import SourceError
+from ingestion.views import upload_form
 from ingestion.views.common import HtmxHttpRequest, get_source_for_user, owner_of
 from project.params import Params
 from runs.models import IngestionRun
@@ -44,8 +40,6 @@ logger = logging.getLogger(__name__)
 
 # How far back "last run" looks: enough for any source used lately, one small query.
 LAST_RUNS_LOOKED_AT = 50
-# Bytes read to tell a file's format when its name does not.
-FORMAT_HEAD_BYTES = 4096
 # The longest careers URL the forms take.
 URL_MAX_LENGTH = 2000
 
@@ -148,104 +142,6 @@ def _status_oob(text: str) -> str:
     return f'<p id="configure-status" hx-swap-oob="innerHTML">{escape(text)}</p>'
 
 
-# --- uploads -----------------------------------------------------------------------------------
-
-
-def _check_upload(upload: UploadedFile, kind: str) -> UploadReport:
-    """Parse the uploaded file as a run would; the file is rewound for storing."""
-    upload.seek(0)
-    head = upload.read(FORMAT_HEAD_BYTES)
-    upload.seek(0)
-    try:
-        fmt = uploads.upload_format(upload.name or "upload", head)
-    except uploads.UploadError as exc:
-        return UploadReport(fmt="", error=str(exc))
-    if not head:
-        return UploadReport(fmt=fmt, error=f"{upload.name!r} is empty.")
-    try:
-        # The underlying file (BytesIO or a temporary file): what the parsers read from.
-        report = uploaded.upload_check(cast(IO[bytes], upload.file), kind=kind, fmt=fmt)
-    except uploads.UploadError as exc:
-        report = UploadReport(fmt=fmt, error=str(exc))
-    upload.seek(0)
-    # The parsers' wording, for people (where the parsers raise it, the words could be plain
-    # at the source; until then the check the user reads says them here).
-    report.error = plain_parse_error(report.error)
-    report.errors = [
-        dataclasses.replace(error, message=plain_parse_error(error.message))
-        for error in report.errors
-    ]
-    return report
-
-
-def _upload_allowed(form: SourceForm, kind: str) -> tuple[bool, UploadReport | None]:
-    """Check the form's upload (if any) for a source of `kind`; False (with the errors on the
-    form) when it must not be saved yet."""
-    upload = form.cleaned_data.get("upload")
-    if not upload or not registry.reads_upload(kind):
-        return True, None
-    report = _check_upload(upload, kind)
-    if report.error:
-        form.add_error("upload", f"This file cannot be used: {report.error}")
-        return False, report
-    if report.bad and not form.cleaned_data.get("save_anyway"):
-        form.add_error(
-            "upload",
-            f"{report.bad} of {report.total} rows have errors (listed below). Fix the file, or "
-            "tick “Save anyway” to ingest the good rows and report the bad ones (the file is "
-            "kept: no need to choose it again).",
-        )
-        return False, report
-    return True, report
-
-
-def _valid(form: SourceForm, request: HttpRequest) -> bool:
-    """form.is_valid(), and no upload refused while it arrived (too large)."""
-    valid = form.is_valid()
-    refused = upload_limits.refusal(request)
-    if refused and "upload" in form.fields:
-        form.add_error("upload", f"This file cannot be used: {refused}")
-        return False
-    return valid
-
-
-# The form field that carries a kept file's token (ingestion/pending_uploads.py).
-PENDING_FIELD = "pending_upload"
-
-
-def _use_kept_upload(request: HttpRequest) -> str:
-    """Put the file kept from the form's last round (its token posted, no new file chosen) in
-    request.FILES, where the form reads it and Django closes it with the request's files.
-    The token when it did, else ""."""
-    token = Params(request.POST, strict=False).text(PENDING_FIELD, max_length=64)
-    if token and "upload" not in request.FILES:
-        owner_id = owner_of(request).pk
-        kept = pending_uploads.pending_upload_open(owner_id=owner_id, token=token)
-        if kept is not None:
-            request.FILES["upload"] = kept
-            return token
-    return ""
-
-
-def _keep_upload(request: HttpRequest, kept_token: str) -> dict[str, Any] | None:
-    """The form is shown again: keep its file for the next round (the browser forgets it), and
-    say so on the page. None when there is no usable file."""
-    upload = request.FILES.get("upload")
-    if upload is None or upload_limits.refusal(request):
-        return None
-    token = kept_token or pending_uploads.pending_upload_keep(
-        owner_id=owner_of(request).pk, upload=upload
-    )
-    return {"token": token, "name": upload.name, "size": upload.size}
-
-
-def _forget_upload(request: HttpRequest) -> None:
-    """Saved: the kept file (if any) is no longer needed."""
-    token = Params(request.POST, strict=False).text(PENDING_FIELD, max_length=64)
-    if token:
-        pending_uploads.pending_upload_discard(owner_id=owner_of(request).pk, token=token)
-
-
 _FIELD_HINTS = (
     ("company", "company"),
     ("uploaded file", "upload"),
@@ -298,13 +194,13 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
     if request.POST.get("form") == "quick":
         return _quick_add(request)
 
-    kept_token = _use_kept_upload(request)
+    kept_token = upload_form.use_kept_upload(request)
     form = SourceForm(request.POST, request.FILES)
     report = None
-    if _valid(form, request):
+    if upload_form.form_valid(form, request):
         data = form.cleaned_data
         kind = data["kind"] or None
-        allowed, report = _upload_allowed(form, kind or "")
+        allowed, report = upload_form.upload_allowed(form, kind or "")
         if allowed:
             upload = data.get("upload")
             recognized = recognize_careers_url(data["url"]) if data["url"] else None
@@ -326,14 +222,14 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
             except SourceError as exc:
                 form.add_error(_error_field(str(exc), form), str(exc))
             else:
-                _forget_upload(request)
+                upload_form.forget_upload(request)
                 messages.success(request, _added_message(source, report))
                 return redirect("ingestion:configure")
     context = {
         "form": form,
         "report": report,
         "recognized": recognition(request.POST.get("url", "")),
-        "kept_upload": _keep_upload(request, kept_token),
+        "kept_upload": upload_form.keep_upload(request, kept_token),
     }
     return render(request, "ingestion/source_form.html", context)
 
@@ -429,7 +325,7 @@ def source_check_upload(request: HtmxHttpRequest) -> HttpResponse:
     elif not registry.reads_upload(kind):
         context["wrong_kind"] = True
     else:
-        context["report"] = _check_upload(upload, kind)
+        context["report"] = upload_form.check_upload(upload, kind)
     return render(request, "ingestion/_upload_check.html", context)
 
 
@@ -441,12 +337,12 @@ def source_edit(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
         form = SourceForm(source=source)
         return render(request, "ingestion/source_form.html", {"form": form, "source": source})
 
-    kept_token = _use_kept_upload(request) if registry.reads_upload(source.kind) else ""
+    kept_token = upload_form.use_kept_upload(request) if registry.reads_upload(source.kind) else ""
     form = SourceForm(request.POST, request.FILES, source=source)
     report = None
-    if _valid(form, request):
+    if upload_form.form_valid(form, request):
         data = form.cleaned_data
-        allowed, report = _upload_allowed(form, source.kind)
+        allowed, report = upload_form.upload_allowed(form, source.kind)
         if allowed:
             fields: dict[str, Any] = {
                 "company": data["company"],
@@ -466,7 +362,7 @@ def source_edit(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
             except SourceError as exc:
                 form.add_error(_error_field(str(exc), form), str(exc))
             else:
-                _forget_upload(request)
+                upload_form.forget_upload(request)
                 messages.success(request, f"Saved source {source.company}.")
                 return redirect("ingestion:configure")
         # A refused save must not leave the object half-changed for the page below.
@@ -475,7 +371,7 @@ def source_edit(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
         "form": form,
         "source": source,
         "report": report,
-        "kept_upload": _keep_upload(request, kept_token) if form.takes_upload else None,
+        "kept_upload": upload_form.keep_upload(request, kept_token) if form.takes_upload else None,
     }
     return render(request, "ingestion/source_form.html", context)
 
