@@ -23,7 +23,7 @@ from django.utils import timezone
 from ingestion import normalize, simhash, store
 from ingestion.adapters import Posting, SourceFailed, adapter_class, get_adapter
 from ingestion.fetching import Fetcher, FetchError
-from ingestion.models import ItemOutcome, Job, JobStatus, Source
+from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.filters import PostingFilter
 from runs.context import RunContext
@@ -45,6 +45,9 @@ BOILERPLATE_MIN_SAMPLE = 3
 ITEM_EVENTS_MAX = 10
 # Companies named in a source's summary (most postings first); the count says how many more.
 SUMMARY_COMPANIES_MAX = 20
+# Text columns' lengths, read from the models: a posting's values are cut to fit them.
+JOB_MAX = {f.name: f.max_length for f in Job._meta.concrete_fields if f.max_length}
+ITEM_MAX = {f.name: f.max_length for f in RunItem._meta.concrete_fields if f.max_length}
 # Invalid reasons that mean "we could not read it" rather than "it is malformed".
 FETCH_FAILED_PREFIX = "fetch failed"
 
@@ -117,7 +120,7 @@ def source_label(source: Source) -> str:
 def job_company(posting: Posting, source: Source) -> str:
     """The company a posting's job is stored under, the first part of its unique key: the
     one the posting names (only adapters with `row_companies` keep one), else its source's."""
-    return posting.company.strip()[:200] or source.company
+    return posting.company.strip()[: JOB_MAX["company"]] or source.company
 
 
 class SourceDiff:
@@ -219,9 +222,9 @@ class SourceDiff:
             item = store.ItemRow(
                 run_id=self.run.pk,
                 source_id=self.source.pk,
-                external_id=key[1][:255],
-                title=posting.title[:500],
-                url=posting.url[:2000],
+                external_id=key[1][: ITEM_MAX["external_id"]],
+                title=posting.title[: ITEM_MAX["title"]],
+                url=posting.url[: ITEM_MAX["url"]],
                 row=posting.row,
                 outcome=outcome,
                 reason=reason,
@@ -413,14 +416,14 @@ def upsert_jobs(
             owner_id=run.owner_id,
             source_id=source.pk,
             company=job_company(p, source),
-            external_id=p.external_id.strip()[:255],
-            url=p.url[:2000],
-            title=p.title.strip()[:500],
-            location=p.location[:500],
+            external_id=p.external_id.strip()[: JOB_MAX["external_id"]],
+            url=p.url[: JOB_MAX["url"]],
+            title=p.title.strip()[: JOB_MAX["title"]],
+            location=p.location[: JOB_MAX["location"]],
             remote=p.remote,
-            workplace_type=p.workplace_type[:16],
-            employment_type=p.employment_type[:32],
-            department=p.department[:200],
+            workplace_type=p.workplace_type[: JOB_MAX["workplace_type"]],
+            employment_type=p.employment_type[: JOB_MAX["employment_type"]],
+            department=p.department[: JOB_MAX["department"]],
             raw_description=p.description_html,
             needs_detail=p.needs_detail,
             description="",
@@ -432,9 +435,9 @@ def upsert_jobs(
             valid_through=p.valid_through,
             salary_min=p.salary_min,
             salary_max=p.salary_max,
-            salary_currency=p.salary_currency[:3],
-            salary_period=p.salary_period[:8],
-            salary_text=p.salary_text[:200],
+            salary_currency=p.salary_currency[: JOB_MAX["salary_currency"]],
+            salary_period=p.salary_period[: JOB_MAX["salary_period"]],
+            salary_text=p.salary_text[: JOB_MAX["salary_text"]],
             status=JobStatus.PENDING.value,
             content_hash=chash,
             first_seen_at=now,
