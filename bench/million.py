@@ -1,0 +1,325 @@
+#!/usr/bin/env python
+"""A million stored jobs: does an ingest, and do the pages, cost the same when the owner
+already holds 1,000,000 jobs as when the table is nearly empty?
+
+    cd /work/main && .venv/bin/python bench/million.py                 # 1,000,000 + 50,000
+    .venv/bin/python bench/million.py --seed 200000 --postings 10000   # a quicker look
+
+Two scenarios, each in a fresh throwaway database (`BENCH_DB`, as bench/ingest.py) on real
+`manage.py rqworker` processes:
+
+    empty     one file source of `--postings` rows is ingested (untimed), then the same
+              source's next file is ingested, timed: a third of its rows unchanged, a third
+              changed, a third new, and the first file's last third gone (expired)
+    million   the same, after seeding the owner with `--seed` jobs of 20 other sources
+              (ready, with fingerprints, written by INSERT … SELECT in the server)
+
+and prints the timed ingest's postings/s and worker CPU per posting in both, with the ratio
+(target: the million scenario within 1.2× of the empty one). Then, at the million size, the
+median server time of the jobs browser (several filters and pages) and the admin's job list,
+rendered in this process through Django's test client (target: under 200 ms each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ingest as harness  # noqa: E402  (bench/ingest.py: processes, database, workers)
+
+COMPANY = "Acme Files"
+SEED_SOURCES = 20
+TARGET_COST_RATIO = 1.2
+TARGET_PAGE_MS = 200.0
+
+
+def write_file(path: Path, start: int, count: int, *, changed_from: int | None = None) -> Path:
+    """`count` postings numbered from `start`; rows numbered `changed_from` and above get a
+    different description (so they read as updated against the previous file)."""
+    from tests.ingestion import pages
+
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(pages.FILE_COLUMNS)
+        for n in range(start, start + count):
+            row = pages.posting_row(n)
+            if changed_from is not None and n >= changed_from:
+                row["description"] += f"<p>Updated: the team now counts {n % 40 + 3} people.</p>"
+            writer.writerow([pages._cell(row[column]) for column in pages.FILE_COLUMNS])
+    return path
+
+
+def seed_jobs(owner_id: int, count: int) -> float:
+    """`count` ready jobs of SEED_SOURCES other sources of the owner, with fingerprints,
+    generated inside PostgreSQL; returns the seconds it took (untimed for the ratios)."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from ingestion.models import Job, JobFingerprint, Source
+
+    began = time.monotonic()
+    sources = [
+        Source.objects.create(
+            owner_id=owner_id,
+            company=f"Seeded {i:02d}",
+            kind="greenhouse",
+            identifier=f"seeded{i:02d}",
+        )
+        for i in range(SEED_SOURCES)
+    ]
+    first_source = sources[0].pk
+    # Every concrete column gets a value: the ones that matter are spelled out, the rest
+    # take their field's empty value, so a column added later does not break the seed.
+    given = {
+        "owner_id": "%(owner)s",
+        "source_id": f"{first_source} + (g %% {SEED_SOURCES})",
+        "company": f"'Seeded ' || lpad((g %% {SEED_SOURCES})::text, 2, '0')",
+        "external_id": "'S-' || g",
+        "url": "'https://seeded.example/jobs/' || g",
+        "title": "(ARRAY['Backend Engineer','Product Designer','Data Analyst',"
+        "'Account Executive','Site Reliability Engineer'])[1 + g %% 5] || ' ' || (g %% 997)",
+        "location": "(ARRAY['Berlin, DE','Remote','New York, US','London, GB'])[1 + g %% 4]",
+        "description": "'<p>Seeded posting ' || g || ' of a large board.</p>'",
+        "description_text": "'Seeded posting ' || g || ' of a large board.'",
+        "posted_at": "%(now)s - make_interval(mins => g %% 500000)",
+        "status": "'ready'",
+        "simhash": "(hashtextextended(g::text, 7))",
+        "content_hash": "md5(g::text)",
+        "first_seen_at": "%(now)s",
+        "last_seen_at": "%(now)s",
+        "created_at": "%(now)s",
+        "updated_at": "%(now)s",
+    }
+    columns, values = [], []
+    for field in Job._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(field.column)
+        if field.attname in given:
+            values.append(given[field.attname])
+        elif field.null:
+            values.append("NULL")
+        elif field.get_internal_type() == "BooleanField":
+            values.append("false")
+        else:
+            values.append("''")
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Job._meta.db_table} ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} FROM generate_series(1, %(count)s) AS g",
+            {"owner": owner_id, "now": now, "count": count},
+        )
+        bands = ", ".join(f"((j.simhash >> {16 * band}) & 65535)::int" for band in range(4))
+        cursor.execute(
+            f"INSERT INTO {JobFingerprint._meta.db_table} "
+            "(job_id, owner_id, simhash, band0, band1, band2, band3) "
+            f"SELECT j.id, j.owner_id, j.simhash, {bands} FROM {Job._meta.db_table} j "
+            "WHERE j.owner_id = %(owner)s AND j.external_id LIKE 'S-%%'",
+            {"owner": owner_id},
+        )
+    # Autovacuum would have visited a table this size by the time anyone looks at it (its
+    # visibility map lets counts read the indexes alone); this machine's server runs
+    # without it, so do its work once here, untimed.
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    return time.monotonic() - began
+
+
+def timed_ingest(owner: Any, source_id: int, workers: list[Any], args: argparse.Namespace) -> dict:
+    from django.utils import timezone
+
+    from ingestion import services as ingestion_services
+
+    busy = harness.wait_idle(args.wait_idle) if args.wait_idle else harness.busy_cpu(0.5)
+    cpu_before = harness.tree_cpu([w.pid for w in workers])
+    db_before = harness.postgres_cpu()
+    began = timezone.now()
+    run = ingestion_services.ingest_start(owner=owner, source_ids=[source_id])
+    run = harness.wait_terminal(run.pk, max(300.0, args.postings / 20))
+    seconds = (run.finished_at - began).total_seconds()
+    time.sleep(0.3)
+    cpu = harness.tree_cpu([w.pid for w in workers]) - cpu_before
+    db_after = harness.postgres_cpu()
+    if run.status != "finished":
+        raise RuntimeError(f"ingest run #{run.pk} ended {run.status}: {run.error_message}")
+    return {
+        "seconds": seconds,
+        "rate": args.postings / seconds,
+        "worker_ms": cpu / args.postings * 1000,
+        "db_ms": (db_after - db_before) / args.postings * 1000
+        if db_before is not None and db_after
+        else None,
+        "counts": run.counts(),
+        "busy": busy,
+    }
+
+
+def scenario(seed: int, args: argparse.Namespace, children: Any, work: Path) -> dict:
+    from django.contrib.auth.models import User
+
+    from ingestion import services as ingestion_services
+
+    harness.recreate_database()
+    harness.flush_redis()
+    owner = User.objects.create_superuser("bench", password="bench")
+    seeded = seed_jobs(owner.pk, seed) if seed else 0.0
+    third = args.postings // 3
+    first = write_file(work / "first.csv", 1, args.postings)
+    # Rows 1..third vanish (expired), third+1..2*third unchanged, 2*third+1..postings
+    # changed, and postings+1..postings+third are new.
+    second = write_file(work / "second.csv", third + 1, args.postings, changed_from=2 * third + 1)
+    with first.open("rb") as upload:
+        source = ingestion_services.source_create(
+            owner=owner, kind="file", company=COMPANY, upload=upload, upload_name=first.name
+        )
+    workers = harness.start_workers(children, args.workers, harness.child_env())
+    try:
+        warm = ingestion_services.ingest_start(owner=owner, source_ids=[source.pk])
+        warm = harness.wait_terminal(warm.pk, max(300.0, args.postings / 20))
+        if warm.status != "finished":
+            raise RuntimeError(f"first ingest ended {warm.status}: {warm.error_message}")
+        with second.open("rb") as upload:
+            ingestion_services.source_update(source, upload=upload, upload_name=second.name)
+        result = timed_ingest(owner, source.pk, workers, args)
+    finally:
+        for proc in workers:
+            children.stop(proc)
+    result["seed_seconds"] = seeded
+    print(
+        f"   {seed:>9,} stored: {result['seconds']:6.1f} s {result['rate']:7,.0f} postings/s, "
+        f"worker {result['worker_ms']:.2f} ms/posting"
+        + (f", database {result['db_ms']:.2f} ms/posting" if result["db_ms"] else "")
+        + f", counts {result['counts']} (seeded in {seeded:.0f} s, "
+        f"CPUs {result['busy']:.0f}% busy before)",
+        flush=True,
+    )
+    return result
+
+
+def page_times(args: argparse.Namespace) -> dict[str, float]:
+    """Median server time (ms) of each page at the million size, through the test client in
+    this process (no network, no browser: the server's own cost)."""
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from ingestion.models import Job
+
+    # Not setup_test_environment(): its instrumented template rendering would be timed too.
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(User.objects.get(username="bench"))
+    company = Job.objects.filter(external_id="S-12345").values_list("company", flat=True).first()
+    pages = {
+        # The framework's own floor on this machine, at this moment: a page of no data.
+        "admin index (floor)": "/admin/",
+        "jobs browser": "/jobs/",
+        "jobs, ready": "/jobs/?status=ready",
+        "jobs, one company": f"/jobs/?company={company}",
+        "jobs, search": "/jobs/?q=designer",
+        "jobs, page 40": "/jobs/?page=40",
+        "admin job list": "/admin/ingestion/job/",
+        "admin job search": "/admin/ingestion/job/?q=S-12345",
+    }
+    times = {}
+    for label, url in pages.items():
+        samples = []
+        for _ in range(args.page_samples + 1):
+            began = time.perf_counter()
+            response = client.get(url)
+            samples.append((time.perf_counter() - began) * 1000)
+            if response.status_code != 200:
+                raise RuntimeError(f"{url} answered {response.status_code}")
+        times[label] = statistics.median(samples[1:])  # the first warms the caches
+        print(f"   {label:<20} {url:<40} {times[label]:7.1f} ms", flush=True)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=1_000_000, help="jobs stored beforehand")
+    parser.add_argument("--postings", type=int, default=50_000, help="rows of each file")
+    parser.add_argument("--workers", type=int, default=2, help="RQ workers for the ingest")
+    parser.add_argument("--page-samples", type=int, default=5, help="requests per page")
+    parser.add_argument("--wait-idle", type=float, default=0.0, help="wait up to N s for idle CPUs")
+    parser.add_argument(
+        "--pages-only", action="store_true", help="seed, then time the pages; no ingest"
+    )
+    parser.add_argument("--keep-db", action="store_true", help="keep the database at the end")
+    parser.add_argument(
+        "--reuse-db", action="store_true", help="with --pages-only: time a kept database's pages"
+    )
+    args = parser.parse_args(argv)
+
+    signal.signal(signal.SIGTERM, harness._raise_on_sigterm)
+    work = Path(tempfile.mkdtemp(prefix="intake-million-"))
+    os.environ.update(
+        DATABASE_URL=harness.DATABASE_URL,
+        REDIS_URL=harness.REDIS_URL,
+        DJANGO_SETTINGS_MODULE="project.settings",
+        INTAKE_VAR_DIR=str(work / "var"),
+        LOG_LEVEL=os.environ.get("LOG_LEVEL", "WARNING"),
+    )
+    children = harness.Children(work)
+    try:
+        if not args.reuse_db:
+            harness.recreate_database()
+        import django
+
+        django.setup()
+        if args.pages_only:
+            if not args.reuse_db:
+                from django.contrib.auth.models import User
+
+                owner = User.objects.create_superuser("bench", password="bench")
+                print(f"seeded {args.seed:,} jobs in {seed_jobs(owner.pk, args.seed):.0f} s")
+            page_times(args)
+            return 0
+        print(f"== ingest of {args.postings:,} postings (a third each unchanged, changed, new)")
+        empty = scenario(0, args, children, work)
+        million = scenario(args.seed, args, children, work)
+        print(f"\n== pages at {args.seed:,} stored jobs (median of {args.page_samples})")
+        pages = page_times(args)
+        ratio = million["worker_ms"] / empty["worker_ms"]
+        wall = empty["rate"] / million["rate"]
+        print("\nratios")
+        for label, value in (("worker CPU per posting", ratio), ("wall time per posting", wall)):
+            verdict = "ok" if value <= TARGET_COST_RATIO else "MISSED"
+            print(
+                f"   {label}, {args.seed:,} stored ÷ empty {value:6.2f}×   "
+                f"target <= {TARGET_COST_RATIO}   {verdict}"
+            )
+        slowest = max((p for p in pages if "floor" not in p), key=pages.__getitem__)
+        verdict = "ok" if pages[slowest] <= TARGET_PAGE_MS else "MISSED"
+        print(
+            f"   slowest page: {slowest} {pages[slowest]:.0f} ms   "
+            f"target <= {TARGET_PAGE_MS:.0f} ms   {verdict}"
+        )
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping what was started", file=sys.stderr)
+        return 130
+    finally:
+        children.stop_all()
+        with contextlib.suppress(Exception):
+            harness.flush_redis()
+        if not args.keep_db:
+            with contextlib.suppress(Exception):
+                harness.drop_database()
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
