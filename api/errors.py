@@ -21,7 +21,7 @@ from api.problems import Problem, problem_response
 from ingestion.quota import QuotaExceeded
 from ingestion.services import SourceError
 from project.params import ParamError
-from runs.exceptions import RunError, RunInProgress, RunNotActive
+from runs.exceptions import IdempotencyMismatch, RunError, RunInProgress, RunNotActive
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,8 @@ def problem_for(exc: BaseException) -> Problem:
         return run_in_progress(exc)
     if isinstance(exc, QuotaExceeded):
         return quota_exceeded(exc)
+    if isinstance(exc, IdempotencyMismatch):
+        return Problem(422, str(exc), kind="idempotency-key-reused", extra={"runId": exc.run.pk})
     if isinstance(exc, RunNotActive):
         return Problem(409, str(exc), kind="run-not-active")
     if isinstance(exc, (RunError, SourceError)):

@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
-from ninja import Header, Query
+from ninja import Header, Query, Status
 from pydantic import Field
 
 from api.auth import user_of
@@ -328,7 +328,7 @@ def run_abort(request: HttpRequest, run_id: int) -> Any:
         )
     run_services.run_request_abort(run)
     run.refresh_from_db()
-    return 202, _run_out(run)
+    return Status(202, _run_out(run))
 
 
 def _follow_up(

@@ -64,3 +64,7 @@ def assert_problem(response: Any, status: int, kind: str | None = None) -> dict[
         assert body["type"] == f"urn:intake:problem:{kind}", body
     assert "Traceback" not in body["detail"]
     return body
+
+
+# The ingestion tests' board server, in-process RQ worker and a source.
+from tests.ingestion.conftest import boards, greenhouse_source, work  # noqa: E402, F401

@@ -1,0 +1,81 @@
+"""The API on a real ASGI server with a real RQ worker: a client that only has a token starts
+a run, follows its events over SSE and reads the result, as a program on another machine
+would."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from api import tokens
+from runs import services
+from runs.models import RunEvent
+from runs.workloads import DIAGNOSTIC
+from tests.support import SSEClient
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_token_follows_a_runs_events_over_sse(user, worker, asgi):
+    token = tokens.token_create(owner=user, name="follower")[1]
+    run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 6, "delay": 0.05})
+    client = SSEClient(
+        asgi,
+        f"/api/v1/runs/{run.pk}/events",
+        headers={"Authorization": f"Bearer {token}"},
+        params={"after": "0"},
+    )
+    try:
+        received = client.messages_until(lambda e: e["run"]["terminal"], timeout=60)
+    finally:
+        client.close()
+    stored = list(RunEvent.objects.filter(run=run).order_by("id"))
+    assert [e["id"] for e in received] == [e.pk for e in stored]
+    assert received[-1]["run"]["status"] == "finished"
+    # Nothing more will come: a resume after the last event is told so (204).
+    resumed = httpx.get(
+        f"{asgi}/api/v1/runs/{run.pk}/events",
+        headers={"Authorization": f"Bearer {token}", "Last-Event-ID": received[-1]["_sse_id"]},
+    )
+    assert resumed.status_code == 204
+
+
+def test_the_events_need_the_owners_token(user, other_user, asgi, redis_client):
+    run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
+    theirs = tokens.token_create(owner=other_user, name="theirs")[1]
+    path = f"{asgi}/api/v1/runs/{run.pk}/events"
+    for headers, status in (
+        ({}, 401),
+        ({"Authorization": "Bearer intake_nope_nope"}, 401),
+        ({"Authorization": f"Bearer {theirs}"}, 404),
+    ):
+        response = httpx.get(path, headers=headers, params={"after": "0"}, timeout=10)
+        assert response.status_code == status
+        assert response.headers["Content-Type"] == "application/problem+json"
+    mine = tokens.token_create(owner=user, name="mine")[1]
+    junk = httpx.get(path, headers={"Authorization": f"Bearer {mine}"}, params={"after": "x"})
+    assert junk.status_code == 400 and junk.json()["type"] == "urn:intake:problem:bad-parameter"
+
+
+def test_a_client_starts_a_run_and_reads_its_report_over_http(user, worker, asgi):
+    token = tokens.token_create(owner=user, name="cron")[1]
+    http = httpx.Client(base_url=f"{asgi}/api/v1", headers={"Authorization": f"Bearer {token}"})
+    # A diagnostic run has no API door; the pages' starts go through the same service.
+    run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 3, "delay": 0})
+    etag = None
+    for _ in range(300):
+        response = http.get(f"/runs/{run.pk}", headers={"If-None-Match": etag or ""})
+        if response.status_code == 200:
+            etag = response.headers["ETag"]
+            if response.json()["terminal"]:
+                break
+        else:
+            assert response.status_code == 304
+        time.sleep(0.1)
+    assert http.get(f"/runs/{run.pk}", headers={"If-None-Match": etag}).status_code == 304
+    report = http.get(f"/runs/{run.pk}/report")
+    assert report.status_code == 200 and report.json()["run"]["status"] == "finished"
+    assert http.get("/runs/current").json() is None
+    http.close()
