@@ -29,6 +29,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     *api_patterns,
+    path("account/", include("api.urls")),
     path("runs/", include("runs.urls")),
     path("", include("ingestion.urls")),
     re_path(r"^admin/django_rq/dashboard/" + _RQ_STATS_TOKEN, rq_stats_json, name="rq_admin_stats"),
