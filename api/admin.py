@@ -22,12 +22,12 @@ class ApiTokenAdmin(admin.ModelAdmin):
     raw_id_fields = ("owner",)
     actions = ["revoke"]
 
-    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> Any:
         if obj is None:
             return ["owner", "name"]
         return ["owner", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> Any:
         if obj is None:
             return []
         return ["owner", "prefix", "created_at", "last_used_at", "revoked_at"]
