@@ -8,9 +8,11 @@ handlers that call the services, registered in ROUTERS below. See docs/api.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ninja import NinjaAPI, Router, Swagger
 
-from api import errors
+from api import errors, openapi
 from api.auth import AUTH
 from api.parser import JsonOnlyParser
 from api.runs import router as runs_router
@@ -22,7 +24,13 @@ ROUTERS: list[tuple[str, Router]] = [
     ("/runs", runs_router),
 ]
 
-api = NinjaAPI(
+
+class IntakeAPI(NinjaAPI):
+    def get_openapi_schema(self, **kwargs: Any) -> Any:
+        return openapi.with_problems(super().get_openapi_schema(**kwargs))
+
+
+api = IntakeAPI(
     title="Intake API",
     version="1",
     description=(

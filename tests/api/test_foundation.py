@@ -182,3 +182,16 @@ def test_the_docs_page_loads_nothing_from_another_site(anonymous):
     assert "http://" not in html and "https://" not in html
     for asset in ("swagger-ui-bundle.js", "swagger-ui-init.js", "swagger-ui.css"):
         assert anonymous.client.get(f"/static/ninja/{asset}").status_code == 200
+
+
+def test_the_document_describes_every_error_as_a_problem(anonymous):
+    document = anonymous.get("/openapi.json").json()
+    assert "Problem" in document["components"]["schemas"]
+    operations = [op for item in document["paths"].values() for op in item.values()]
+    assert operations
+    for operation in operations:
+        responses = operation["responses"]
+        assert {"401", "500", "503"} <= set(responses), operation["operationId"]
+        for code, response in responses.items():
+            if int(code) >= 400:
+                assert list(response["content"]) == ["application/problem+json"]
