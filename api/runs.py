@@ -21,7 +21,7 @@ from api.auth import user_of
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor
 from api.problems import Problem
 from api.routing import api_router
-from api.schemas import CamelSchema, StrictCamelSchema
+from api.schemas import CamelSchema, ObjectId, StrictCamelSchema
 from ingestion import report, run_kinds
 from ingestion import services as ingestion_services
 from ingestion.models import ItemOutcome, RunItem
@@ -36,14 +36,14 @@ router = api_router(tags=["runs"])
 
 
 class StartOptions(StrictCamelSchema):
-    preview_id: int | None = Field(
+    preview_id: ObjectId | None = Field(
         None, description="Ingest: apply this finished preview's sources and filters."
     )
 
 
 class RunStart(StrictCamelSchema):
     kind: Literal["preview", "ingest"]
-    sources: list[int] | None = Field(
+    sources: list[ObjectId] | None = Field(
         None,
         max_length=1000,
         description="Source ids to read; omitted: every enabled source.",
@@ -124,7 +124,7 @@ class RunFilters(CamelSchema):
 
 class ItemFilters(CamelSchema):
     outcome: ItemOutcome | None = None
-    source: int | None = Field(None, description="Only this source's items.")
+    source: ObjectId | None = Field(None, description="Only this source's items.")
     cursor: str | None = None
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 

@@ -3,9 +3,15 @@ ways (requests are read by alias, responses written by alias: see api.main.route
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from ninja import Schema
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+# A database id as a client may send one: positive and within a bigint, so an id past it is a
+# 422 rather than a database error.
+ObjectId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class CamelSchema(Schema):

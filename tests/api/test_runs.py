@@ -315,3 +315,22 @@ def test_the_report_is_409_until_the_run_ends_then_json_or_csv(api, user, board,
         f"/runs/{run.pk}/report", headers={"Accept": "application/json;q=0.5, text/csv"}
     )
     assert preferred["Content-Type"].startswith("text/csv")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kind": "preview", "sources": [2**63]},
+        {"kind": "preview", "sources": [0]},
+        {"kind": "ingest", "options": {"previewId": -1}},
+        {"kind": "ingest", "options": {"previewId": 10**30}},
+    ],
+)
+def test_ids_past_what_the_database_holds_are_422s(api, board, body):
+    assert_problem(api.post("/runs", json=body), 422, "validation-failed")
+
+
+def test_path_and_query_ids_past_a_bigint_are_not_found_or_invalid(api, user):
+    assert_problem(api.get(f"/runs/{2**64}"), 404)
+    run = IngestionRun.objects.create(owner=user, kind=PREVIEW, status="finished")
+    assert_problem(api.get(f"/runs/{run.pk}/items", data={"source": 2**64}), 422)
