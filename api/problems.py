@@ -16,6 +16,8 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse
 
+from ingestion.upload_limits import too_big_message
+
 CONTENT_TYPE = "application/problem+json"
 # Every problem type is a URN under this prefix; docs/api.md lists them.
 TYPE_PREFIX = "urn:intake:problem:"
@@ -75,6 +77,16 @@ def problem_response(request: HttpRequest, problem: Problem) -> HttpResponse:
     for name, value in problem.headers.items():
         response[name] = value
     return response
+
+
+def too_large_refusal(scope: dict[str, Any]) -> tuple[str, bytes] | None:
+    """The 413 of a body refused before Django saw it (ingestion.upload_limits.BodyLimit): a
+    problem under /api/, else None (the pages' own answer)."""
+    path = str(scope.get("path", ""))
+    if not path.startswith("/api/"):
+        return None
+    problem = Problem(413, too_big_message(), kind="payload-too-large")
+    return CONTENT_TYPE, json.dumps(problem_body(problem, instance=path)).encode()
 
 
 def is_problem(response: HttpResponse) -> bool:

@@ -17,6 +17,13 @@ from tests.support import SSEClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+UPLOAD_LIMIT = 1024 * 1024
+
+
+@pytest.fixture
+def child_env_overrides() -> dict[str, str]:
+    return {"INTAKE_UPLOAD_MAX_BYTES": str(UPLOAD_LIMIT)}
+
 
 def test_a_token_follows_a_runs_events_over_sse(user, worker, asgi):
     token = tokens.token_create(owner=user, name="follower")[1]
@@ -79,3 +86,19 @@ def test_a_client_starts_a_run_and_reads_its_report_over_http(user, worker, asgi
     assert report.status_code == 200 and report.json()["run"]["status"] == "finished"
     assert http.get("/runs/current").json() is None
     http.close()
+
+
+def test_a_body_over_the_servers_limit_is_a_413_problem_before_it_is_read(user, asgi):
+    token = tokens.token_create(owner=user, name="big")[1]
+    body = b"x" * (5 * UPLOAD_LIMIT)
+    response = httpx.post(
+        f"{asgi}/api/v1/runs",
+        content=body,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert response.headers["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"] == "urn:intake:problem:payload-too-large"
+    assert "INTAKE_UPLOAD_MAX_BYTES" in problem["detail"] and problem["instance"] == "/api/v1/runs"
