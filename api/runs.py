@@ -162,6 +162,17 @@ def _get_run(request: HttpRequest, run_id: int) -> IngestionRun:
     return get_object_or_404(IngestionRun, pk=run_id, owner=user_of(request))
 
 
+def _invalid(pointer: str, detail: str, *, where: str = "body") -> Problem:
+    """A 422 for one field the handler itself judged."""
+    return Problem(
+        422,
+        detail,
+        kind="validation-failed",
+        title="The request is not valid",
+        errors=[{"in": where, "pointer": pointer, "detail": detail}],
+    )
+
+
 def _fingerprint(body: RunStart) -> str:
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -222,6 +233,10 @@ def run_create(
         )
     else:
         preview = None
+        if body.options.preview_id is not None and body.sources is not None:
+            raise _invalid(
+                "#/sources", "An ingest of a preview reads the preview's sources; give one."
+            )
         if body.options.preview_id is not None:
             preview = IngestionRun.objects.filter(pk=body.options.preview_id, owner=owner).first()
             if preview is None:
@@ -257,11 +272,8 @@ def run_current(request: HttpRequest) -> Any:
 def run_list(request: HttpRequest, filters: Query[RunFilters]) -> Any:
     if filters.kind and filters.kind not in executors.kinds():
         known = ", ".join(executors.kinds())
-        raise Problem(
-            422,
-            f"Unknown run kind {filters.kind!r}; expected one of {known}.",
-            kind="validation-failed",
-            errors=[{"in": "query", "pointer": "#/kind", "detail": "Unknown run kind."}],
+        raise _invalid(
+            "#/kind", f"Unknown run kind {filters.kind!r}; expected one of {known}.", where="query"
         )
     runs = IngestionRun.objects.filter(owner=user_of(request))
     if filters.status:

@@ -4,6 +4,7 @@ document and the docs page."""
 from __future__ import annotations
 
 import pytest
+import redis
 from django.db import OperationalError, connection
 from django.test import Client
 from openapi_spec_validator import validate
@@ -145,6 +146,20 @@ def test_an_unreachable_database_is_a_503_with_retry_after(api, monkeypatch):
     response = api.get("/runs/current")
     assert_problem(response, 503, "service-unavailable")
     assert int(response["Retry-After"]) > 0
+
+
+def test_an_unreachable_redis_is_a_503_with_retry_after(api, monkeypatch):
+    # Fault injection: no run endpoint fails on Redis today (the quota fails open, queueing
+    # ends the run), so a service is made to meet what redis-py raises when Redis is gone.
+    from runs import services
+
+    def down(owner):  # type: ignore[no-untyped-def]
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(services, "run_active_for_owner", down)
+    response = api.get("/runs/current")
+    body = assert_problem(response, 503, "service-unavailable")
+    assert int(response["Retry-After"]) > 0 and "6379" not in body["detail"]
 
 
 def test_an_unexpected_error_is_a_500_problem_without_a_traceback(api, monkeypatch):

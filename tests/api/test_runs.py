@@ -102,6 +102,7 @@ def test_refusals_of_the_services_are_422_problems(api, user, board):
         ({"kind": "preview", "sources": []}, "at least one source"),
         ({"kind": "ingest", "options": {"previewId": 999999}}, "No such preview"),
         ({"kind": "preview", "options": {"previewId": 1}}, "for an ingest"),
+        ({"kind": "ingest", "sources": [board.pk], "options": {"previewId": 1}}, "give one"),
     ]
     for body, words in cases:
         assert words in assert_problem(api.post("/runs", json=body), 422)["detail"]
