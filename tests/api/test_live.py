@@ -5,13 +5,14 @@ would."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from api import tokens
 from runs import services
-from runs.models import RunEvent
+from runs.models import IngestionRun, RunEvent
 from runs.workloads import DIAGNOSTIC
 from tests.support import SSEClient
 
@@ -102,3 +103,25 @@ def test_a_body_over_the_servers_limit_is_a_413_problem_before_it_is_read(user, 
     problem = response.json()
     assert problem["type"] == "urn:intake:problem:payload-too-large"
     assert "INTAKE_UPLOAD_MAX_BYTES" in problem["detail"] and problem["instance"] == "/api/v1/runs"
+
+
+def test_concurrent_starts_make_one_run(user, asgi, boards, greenhouse_source):
+    token = tokens.token_create(owner=user, name="racer")[1]
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def start(key: str | None) -> httpx.Response:
+        sent = {**headers, **({"Idempotency-Key": key} if key else {})}
+        return httpx.post(f"{asgi}/api/v1/runs", json={"kind": "preview"}, headers=sent, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        same_key = list(pool.map(start, ["one-key"] * 4))
+    assert {r.status_code for r in same_key} == {202}
+    assert len({r.json()["runId"] for r in same_key}) == 1
+    IngestionRun.objects.filter(owner=user).update(status="aborted")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        no_key = list(pool.map(start, [None] * 4))
+    assert sorted(r.status_code for r in no_key) == [202, 409, 409, 409]
+    winner = next(r.json()["runId"] for r in no_key if r.status_code == 202)
+    assert all(r.json()["activeRunId"] == winner for r in no_key if r.status_code == 409)
+    assert IngestionRun.objects.filter(owner=user).count() == 2
