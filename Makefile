@@ -23,7 +23,7 @@ test-pg:  ## the whole suite on PostgreSQL + Redis
 lint: $(VENV)/bin/ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy runs ingestion
+	$(VENV)/bin/mypy runs ingestion project api
 
 format: $(VENV)/bin/ruff
 	$(VENV)/bin/ruff format .

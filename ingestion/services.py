@@ -242,12 +242,18 @@ def preview_start(
     owner: User,
     source_ids: Iterable[int] | None = None,
     idempotency_key: str | None = None,
+    request_fingerprint: str = "",
 ) -> IngestionRun:
-    """Start a dry run over these sources (default: every enabled one)."""
+    """Start a dry run over these sources (default: every enabled one). `idempotency_key`
+    and `request_fingerprint`: see runs.services.run_start."""
     quota_check_run_start(owner, idempotency_key=idempotency_key)  # QuotaExceeded: a RunError
     config = sources_config(select_sources(owner, source_ids))
     return run_services.run_start(
-        owner=owner, kind=run_kinds.PREVIEW, config=config, idempotency_key=idempotency_key
+        owner=owner,
+        kind=run_kinds.PREVIEW,
+        config=config,
+        idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
     )
 
 
@@ -257,6 +263,7 @@ def ingest_start(
     source_ids: Iterable[int] | None = None,
     preview: IngestionRun | None = None,
     idempotency_key: str | None = None,
+    request_fingerprint: str = "",
 ) -> IngestionRun:
     """Start an ingest: over a finished preview's sources and filters (as the preview saw
     them), or over these sources (default: every enabled one). The listing is read again,
@@ -279,6 +286,7 @@ def ingest_start(
         config=config,
         preview=preview,
         idempotency_key=idempotency_key,
+        request_fingerprint=request_fingerprint,
     )
 
 

@@ -16,6 +16,7 @@ Two layers, because the web servers receive differently:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO, Any
 
 from django.conf import settings
@@ -89,11 +90,17 @@ class UploadLimitHandler(FileUploadHandler):
         return None  # the next handler makes the file
 
 
+# What a 413 says, for a request's ASGI scope: (content type, body), or None for the default
+# (the pages' HTML). The API gives its problem this way (project/asgi.py wires it).
+Refusal = Callable[[dict[str, Any]], tuple[str, bytes] | None]
+
+
 class BodyLimit:
     """ASGI middleware: 413 for a request body larger than request_max_bytes()."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, refusal: Refusal | None = None) -> None:
         self.app = app
+        self.refusal = refusal
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -108,7 +115,7 @@ class BodyLimit:
             expects = headers.get(b"expect", b"").lower() == b"100-continue"
             if not expects and int(declared) <= 2 * limit:
                 await _drain(receive, int(declared))
-            await _refuse(send)
+            await self._refuse(scope, send)
             return
 
         received = 0
@@ -131,7 +138,23 @@ class BodyLimit:
 
         await self.app(scope, limited_receive, send)
         if over:
-            await _refuse(send)
+            await self._refuse(scope, send)
+
+    async def _refuse(self, scope: dict[str, Any], send: Any) -> None:
+        answer = self.refusal(scope) if self.refusal else None
+        content_type, body = answer or ("text/html; charset=utf-8", _html_refusal())
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 async def _drain(receive: Any, budget: int) -> None:
@@ -146,22 +169,10 @@ async def _drain(receive: Any, budget: int) -> None:
             return
 
 
-async def _refuse(send: Any) -> None:
+def _html_refusal() -> bytes:
     text = escape(too_big_message())
-    body = (
+    return (
         "<!doctype html><html lang=en><meta charset=utf-8><title>File too large · Intake</title>"
         f"<h1>File too large</h1><p>{text} Nothing was saved: go back and choose a smaller "
         "file, or split it.</p>"
     ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"text/html; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -60,13 +60,18 @@ INSTALLED_APPS = [
     "template_partials",
     "django_rq",
     "django_eventstream",
+    # In INSTALLED_APPS so its docs page uses its own Swagger UI files, not a CDN's.
+    "ninja",
     "project",
     "runs",
     "ingestion",
+    "api",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outermost but one: every error under /api/ leaves as a problem, whoever answered it.
+    "api.middleware.api_problems",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -6,6 +6,8 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from django_rq import stats_views as rq_stats_views
 
+from api.urls import api_patterns
+
 
 def rq_stats_json(request: HttpRequest, token: str | None = None) -> HttpResponse:
     """django-rq's stats.json/<token>, minus its 500: it compares the token with
@@ -26,6 +28,8 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    *api_patterns,
+    path("account/", include("api.urls")),
     path("runs/", include("runs.urls")),
     path("", include("ingestion.urls")),
     re_path(r"^admin/django_rq/dashboard/" + _RQ_STATS_TOKEN, rq_stats_json, name="rq_admin_stats"),

@@ -24,6 +24,17 @@ class RunInProgress(RunError):
         )
 
 
+class IdempotencyMismatch(RunError):
+    """An idempotency key came again with a different request than the run it made."""
+
+    def __init__(self, run: IngestionRun) -> None:
+        self.run = run
+        super().__init__(
+            f"This Idempotency-Key was used for run #{run.pk} with a different request; "
+            "use a new key for a new request."
+        )
+
+
 class IllegalTransition(RunError):
     """The lifecycle refused a status change (runs.services.run_transition). `current` is
     the status the row is in (None when the run no longer exists); `terminal` says whether

@@ -81,6 +81,9 @@ class IngestionRun(models.Model):
     queue_job_ids = models.JSONField(default=list, blank=True)
     # NULL, not "", when absent: the unique constraint below must ignore runs without a key.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    # A digest of the request that came with the idempotency key (the API's body): the same
+    # key with another request is refused rather than answered with this run.
+    request_fingerprint = models.CharField(max_length=64, blank=True)
     last_event_seq = models.PositiveIntegerField(default=0)
 
     class Meta:

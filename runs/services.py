@@ -22,7 +22,14 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from runs import executors, feed, queue
-from runs.exceptions import IllegalTransition, RunError, RunGone, RunInProgress, RunNotActive
+from runs.exceptions import (
+    IdempotencyMismatch,
+    IllegalTransition,
+    RunError,
+    RunGone,
+    RunInProgress,
+    RunNotActive,
+)
 from runs.models import (
     ACTIVE_STATUSES,
     COUNT_FIELDS,
@@ -169,13 +176,16 @@ def run_start(
     kind: str,
     config: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
+    request_fingerprint: str = "",
     preview: IngestionRun | None = None,
 ) -> IngestionRun:
     """Create a pending run and queue its work for after the transaction commits.
 
-    The same `idempotency_key` returns the same run, whatever its state. A second active run
-    for the owner is refused with RunInProgress naming the active one; the database's
-    conditional unique constraint decides races between concurrent starts.
+    The same `idempotency_key` returns the same run, whatever its state, unless both that
+    run and this call carry a `request_fingerprint` (a digest of the request) and they
+    differ: IdempotencyMismatch. A second active run for the owner is refused with
+    RunInProgress naming the active one; the database's conditional unique constraint
+    decides races between concurrent starts.
     """
     if executors.get_executor(kind) is None:
         known = ", ".join(executors.kinds())
@@ -186,7 +196,7 @@ def run_start(
             raise RunError("An idempotency key must be 1 to 255 characters.")
         existing = IngestionRun.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing:
-            return existing
+            return _same_request(existing, request_fingerprint)
     active = run_active_for_owner(owner)
     if active:
         raise RunInProgress(active)
@@ -198,6 +208,7 @@ def run_start(
                 kind=kind,
                 config=dict(config or {}),
                 idempotency_key=idempotency_key,
+                request_fingerprint=request_fingerprint if idempotency_key else "",
                 preview=preview,
             )
             job_id = queue.run_job_id(run.pk)
@@ -213,11 +224,18 @@ def run_start(
                 owner=owner, idempotency_key=idempotency_key
             ).first()
             if existing:
-                return existing
+                return _same_request(existing, request_fingerprint)
         active = IngestionRun.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).first()
         if active:
             raise RunInProgress(active) from None
         raise
+    return run
+
+
+def _same_request(run: IngestionRun, fingerprint: str) -> IngestionRun:
+    # A run made without a fingerprint (a page's form) cannot be told apart: it is the one.
+    if fingerprint and run.request_fingerprint and fingerprint != run.request_fingerprint:
+        raise IdempotencyMismatch(run)
     return run
 
 

@@ -184,34 +184,42 @@ def run_events(request: HttpRequest, run_id: int) -> JsonResponse:
 
 @require_GET
 def run_stream(request: HttpRequest, run_id: int) -> HttpResponseBase:
-    """The run's live feed over SSE, readable only by its owner.
-
-    Resume: the `Last-Event-ID` header (EventSource sends it on its own reconnects, as
-    `run-<id>:<event id>` or a bare event id), or `?after=<event id>` (htmx's SSE extension
-    reconnects without the header), or `?lastEventId=`. With none of them, the stream starts
-    with the run's latest event, so a new subscriber is correct at once. The stream ends
-    after the run's terminal event; resuming after it gets 204 No Content.
-    """
+    """The run's live feed over SSE, readable only by its owner (see `stream_response`)."""
     with feed.short_lived_connection():
         if not request.user.is_authenticated:
             return HttpResponseForbidden("Sign in to follow a run.\n", content_type="text/plain")
-        run = IngestionRun.objects.filter(pk=run_id, owner=request.user).first()
+        owner = _owner(request)
+    try:
+        return stream_response(request, run_id, owner=owner)
+    except ParamError as exc:
+        return HttpResponseBadRequest(f"{exc}\n", content_type="text/plain")
+
+
+def stream_response(request: HttpRequest, run_id: int, *, owner: User) -> HttpResponseBase:
+    """The SSE response of `owner`'s run (Http404 for anyone else's): the page's stream and
+    the API's events endpoint are this one stream.
+
+    Resume: the `Last-Event-ID` header (EventSource sends it on its own reconnects, as
+    `run-<id>:<event id>` or a bare event id), or `?after=<event id>` (htmx's SSE extension
+    reconnects without the header), or `?lastEventId=`; ParamError for junk. With none of
+    them, the stream starts with the run's latest event, so a new subscriber is correct at
+    once. The stream ends after the run's terminal event; resuming after it gets 204 No
+    Content.
+    """
+    with feed.short_lived_connection():
+        run = IngestionRun.objects.filter(pk=run_id, owner=owner).first()
         if run is None:
             raise Http404("No such run.")
         services.run_end_if_stale(run)
-        try:
-            after = _resume_after(request, feed.channel_for(run.pk))
-        except ParamError as exc:
-            return HttpResponseBadRequest(f"{exc}\n", content_type="text/plain")
+        after = _resume_after(request, feed.channel_for(run.pk))
         if after == -1:
             previous = run.events.order_by("-id").values_list("id", flat=True)[1:2]
             after = previous.first() or 0
         elif run.is_terminal and not run.events.filter(id__gt=after).exists():
             # Nothing more will ever come: 204 tells EventSource to stop reconnecting.
             return HttpResponse(status=204)
-        user_id = request.user.pk
     response = StreamingHttpResponse(
-        feed.stream_run_events(run.pk, after_id=after, user_id=user_id),
+        feed.stream_run_events(run.pk, after_id=after, user_id=owner.pk),
         content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"
