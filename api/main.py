@@ -14,12 +14,14 @@ from api import errors
 from api.auth import AUTH
 from api.parser import JsonOnlyParser
 from api.runs import router as runs_router
+from api.sources import router as sources_router
 
 PREFIX = "/api/v1/"
 
 # (path prefix, router): each module's endpoints live under its prefix.
 ROUTERS: list[tuple[str, Router]] = [
     ("/runs", runs_router),
+    ("/sources", sources_router),
 ]
 
 api = NinjaAPI(
