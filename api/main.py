@@ -12,6 +12,7 @@ from ninja import NinjaAPI, Router, Swagger
 
 from api import errors
 from api.auth import AUTH
+from api.jobs import router as jobs_router
 from api.parser import JsonOnlyParser
 from api.runs import router as runs_router
 from api.sources import router as sources_router
@@ -22,6 +23,7 @@ PREFIX = "/api/v1/"
 ROUTERS: list[tuple[str, Router]] = [
     ("/runs", runs_router),
     ("/sources", sources_router),
+    ("/jobs", jobs_router),
 ]
 
 api = NinjaAPI(
