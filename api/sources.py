@@ -11,7 +11,7 @@ from typing import Any, Literal
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404
-from ninja import File, Form, Query, UploadedFile
+from ninja import File, Form, Query, Status, UploadedFile
 from pydantic import Field
 from pydantic.alias_generators import to_camel
 
@@ -284,7 +284,7 @@ def _exists_problem(exc: SourceExists) -> Problem:
 
 def _created(response: HttpResponse, source: Source, body: dict[str, Any]) -> Any:
     response["Location"] = f"/api/v1/sources/{source.pk}"
-    return 201, body
+    return Status(201, body)
 
 
 def _reread(source: Source, owner: User) -> Source:
@@ -504,4 +504,4 @@ def source_replace_upload(
 )
 def source_delete(request: HttpRequest, source_id: int) -> Any:
     services.source_delete(_get_source(request, source_id))
-    return 204, None
+    return Status(204, None)
