@@ -27,6 +27,9 @@ router = api_router(tags=["jobs"])
 # What a row of the list carries beyond the jobs browser's columns.
 LIST_FIELDS = (*selectors.JOB_LIST_FIELDS, "url", "source", "duplicate_of")
 
+# A database id as a client may send one: past a bigint is a 422, not a database error.
+ID_MAX = 2**63 - 1
+
 # --- schemas --------------------------------------------------------------------------------
 
 
@@ -41,8 +44,10 @@ class JobQuery(CamelSchema):
     posted: Literal["1", "7", "30"] | None = Field(None, description="Posted in the last N days.")
     posted_from: date | None = Field(None, description="Posted on or after this day.")
     posted_to: date | None = Field(None, description="Posted on or before this day.")
-    source: int | None = Field(None, description="Only this source's jobs.")
-    run: int | None = Field(None, description="Only the jobs this run touched last.")
+    source: int | None = Field(None, ge=1, le=ID_MAX, description="Only this source's jobs.")
+    run: int | None = Field(
+        None, ge=1, le=ID_MAX, description="Only the jobs this run touched last."
+    )
     cursor: str | None = None
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 

@@ -93,6 +93,8 @@ def test_the_run_filter_lists_what_a_run_touched(api: ApiClient, user: Any, othe
         {"posted": "2"},
         {"postedFrom": "2025-13-40"},
         {"source": "x"},
+        {"source": 2**64},
+        {"run": 0},
         {"limit": 0},
         {"limit": 1000},
     ],
