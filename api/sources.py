@@ -16,7 +16,7 @@ from pydantic import Field
 from pydantic.alias_generators import to_camel
 
 from api.auth import user_of
-from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor
+from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, id_page
 from api.problems import Problem
 from api.routing import api_router
 from api.schemas import CamelSchema, StrictCamelSchema
@@ -287,6 +287,19 @@ def _created(response: HttpResponse, source: Source, body: dict[str, Any]) -> An
     return Status(201, body)
 
 
+def _create(
+    owner: User, form: SourceForm, *, report: UploadReport | None = None, **upload: Any
+) -> Source:
+    """services.source_create from the valid form; its refusal as the form's problem."""
+    try:
+        return services.source_create(owner=owner, **upload, **form.create_fields())
+    except SourceExists as exc:
+        raise _exists_problem(exc) from None
+    except SourceError as exc:
+        form.add_error(error_field(str(exc), form), str(exc))
+        raise _form_problem(form, where="body", report=report) from None
+
+
 def _reread(source: Source, owner: User) -> Source:
     return selectors.sources_for_owner(owner).get(pk=source.pk)
 
@@ -301,11 +314,7 @@ def source_list(request: HttpRequest, filters: Query[SourceFilters]) -> Any:
         sources = sources.filter(kind=filters.kind)
     if filters.enabled is not None:
         sources = sources.filter(enabled=filters.enabled)
-    after = decode_cursor(filters.cursor, fields={"id": int})
-    if after:
-        sources = sources.filter(id__gt=after["id"])
-    rows = list(sources.order_by("id")[: filters.limit + 1])
-    page = Page.read(rows, filters.limit, key=lambda source: {"id": source.pk})
+    page = id_page(sources, filters.cursor, filters.limit)
     return {"items": [_source_out(s) for s in page.rows], "next_cursor": page.next_cursor}
 
 
@@ -326,13 +335,7 @@ def source_create(request: HttpRequest, body: SourceCreate, response: HttpRespon
         form.add_error("kind", "A source of this kind is added with POST /sources/upload.")
     if not form.is_valid():
         raise _form_problem(form, where="body")
-    try:
-        source = services.source_create(owner=owner, **form.create_fields())
-    except SourceExists as exc:
-        raise _exists_problem(exc) from None
-    except SourceError as exc:
-        form.add_error(error_field(str(exc), form), str(exc))
-        raise _form_problem(form, where="body") from None
+    source = _create(owner, form)
     return _created(response, source, _source_out(_reread(source, owner)))
 
 
@@ -393,15 +396,7 @@ def source_upload(
     form = SourceForm(_form_data(fields.model_dump(by_alias=False)), request.FILES)
     report = _checked_upload(request, form, form_kind=fields.kind)
     file = form.cleaned_data["upload"]
-    try:
-        source = services.source_create(
-            owner=owner, upload=file, upload_name=file.name, **form.create_fields()
-        )
-    except SourceExists as exc:
-        raise _exists_problem(exc) from None
-    except SourceError as exc:
-        form.add_error(error_field(str(exc), form), str(exc))
-        raise _form_problem(form, where="body", report=report) from None
+    source = _create(owner, form, report=report, upload=file, upload_name=file.name)
     body = {"source": _source_out(_reread(source, owner)), "report": _report_out(report)}
     return _created(response, source, body)
 
