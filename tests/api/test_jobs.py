@@ -8,6 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from ingestion.models import JobStatus
@@ -145,3 +147,21 @@ def test_a_job_comes_with_its_duplicate_group(api: ApiClient, user: Any) -> None
 def test_the_jobs_need_a_token(anonymous: ApiClient, path: str) -> None:
     assert_problem(anonymous.get(path), 401, "unauthorized")
     assert_problem(ApiClient("intake_nope_nope").get(path), 401, "unauthorized")
+
+
+def test_a_page_costs_the_same_few_queries_however_many_rows(api: ApiClient, user: Any) -> None:
+    source = source_create(owner=user, kind="greenhouse", identifier="acme")
+    for _ in range(3):
+        make_job(user, source=source)
+    api.get("/jobs")  # the token's first use writes its last_used_at
+
+    def queries(limit: int) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert len(api.get("/jobs", data={"limit": limit}).json()["items"]) == min(limit, 40)
+        return len(captured)
+
+    few = queries(2)
+    for _ in range(37):
+        make_job(user, source=source, posted_at=None)
+    # Every field a row shows is read with the page: no query per row.
+    assert queries(40) <= few + 1
