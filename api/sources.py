@@ -183,7 +183,7 @@ def _source_out(source: Source) -> dict[str, Any]:
     return {
         "id": source.pk,
         "kind": source.kind,
-        "kind_label": registry.entry(source.kind).label,
+        "kind_label": source.get_kind_display(),
         "company": source.company,
         "identifier": source.identifier,
         "options": source.options,
