@@ -332,6 +332,18 @@ def test_a_file_over_the_size_limit_is_a_413(api: ApiClient, settings: Any) -> N
     assert not Source.objects.exists()
 
 
+def test_a_request_declaring_more_than_the_limit_is_a_413_unread(
+    api: ApiClient, settings: Any
+) -> None:
+    settings.INTAKE_UPLOAD_MAX_BYTES = 1024
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    big = postings_csv([posting_row(n) for n in range(1, 200)])
+    assert len(big) > 1024 + 1024 + 64 * 1024
+    body = assert_problem(_upload(api, company="Acme", upload=_csv(data=big)), 413)
+    assert body["errors"][0]["pointer"] == "#/upload"
+    assert not Source.objects.exists() and not UploadPart.objects.exists()
+
+
 def test_a_file_of_another_type_is_a_415(api: ApiClient) -> None:
     pdf = SimpleUploadedFile("jobs.pdf", b"%PDF-1.7 ...", content_type="application/pdf")
     body = assert_problem(_upload(api, company="Acme", upload=pdf), 415, "unsupported-media-type")
