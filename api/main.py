@@ -14,14 +14,18 @@ from ninja import NinjaAPI, Router, Swagger
 
 from api import errors, openapi
 from api.auth import AUTH
+from api.jobs import router as jobs_router
 from api.parser import JsonOnlyParser
 from api.runs import router as runs_router
+from api.sources import router as sources_router
 
 PREFIX = "/api/v1/"
 
 # (path prefix, router): each module's endpoints live under its prefix.
 ROUTERS: list[tuple[str, Router]] = [
     ("/runs", runs_router),
+    ("/sources", sources_router),
+    ("/jobs", jobs_router),
 ]
 
 

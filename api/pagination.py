@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from django.db.models import Model, QuerySet
+
 from api.problems import Problem
 
 T = TypeVar("T")
@@ -71,3 +73,15 @@ class Page(Generic[T]):
         rows = list(fetched[:limit])
         more = len(fetched) > limit
         return cls(rows=rows, next_cursor=encode_cursor(key(rows[-1])) if more and rows else None)
+
+
+M = TypeVar("M", bound=Model)
+
+
+def id_page(rows: QuerySet[M], cursor: str | None, limit: int) -> Page[M]:
+    """A page of `rows` in id order after the `cursor` ({"id"}) a previous page handed out."""
+    after = decode_cursor(cursor, fields={"id": int})
+    if after:
+        rows = rows.filter(id__gt=after["id"])
+    fetched = list(rows.order_by("id")[: limit + 1])
+    return Page.read(fetched, limit, key=lambda row: {"id": row.pk})

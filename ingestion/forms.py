@@ -12,6 +12,7 @@ from django.conf import settings
 
 from ingestion.adapters import registry
 from ingestion.adapters.lever import LeverAdapter
+from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.models import Source
 from ingestion.upload_limits import size_text, too_big_message
 
@@ -160,6 +161,39 @@ class SourceForm(forms.Form):
             self.add_error("kind", "Choose a kind, or paste a careers URL above.")
         return data
 
+    def create_fields(self) -> dict[str, Any]:
+        """services.source_create's arguments from the valid form, its file aside."""
+        data = self.cleaned_data
+        kind = data["kind"] or None
+        recognized = recognize_careers_url(data["url"]) if data["url"] else None
+        lever = (recognized[0] if recognized else kind) == LeverAdapter.kind
+        return {
+            "kind": kind,
+            "url": data["url"] or None,
+            "company": data["company"],
+            "identifier": data["identifier"],
+            "options": {"region": "eu"} if lever and data["lever_region"] == "eu" else {},
+            "enabled": data["enabled"],
+            **self.filters(),
+        }
+
+    def update_fields(self) -> dict[str, Any]:
+        """services.source_update's arguments from the valid form of `self.source`, its file
+        aside."""
+        assert self.source is not None
+        data = self.cleaned_data
+        fields: dict[str, Any] = {
+            "company": data["company"],
+            "enabled": data["enabled"],
+            **self.filters(),
+        }
+        if "lever_region" in self.fields:
+            options = {k: v for k, v in self.source.options.items() if k != "region"}
+            if data["lever_region"]:
+                options["region"] = data["lever_region"]
+            fields["options"] = options
+        return fields
+
     def filters(self) -> dict[str, Any]:
         """The filter fields as services.source_create/source_update take them (comma-separated
         text is split there)."""
@@ -170,3 +204,25 @@ class SourceForm(forms.Form):
             "locations": data["locations"],
             "remote_only": data["remote_only"],
         }
+
+
+_FIELD_HINTS = (
+    ("company", "company"),
+    ("uploaded file", "upload"),
+    ("file", "upload"),
+    ("kind", "kind"),
+    ("already have", "identifier"),
+)
+
+
+def error_field(message: str, form: SourceForm | QuickAddForm) -> str | None:
+    """The form field a SourceError is about (its message names it), None for the form."""
+    lowered = message.lower()
+    if isinstance(form, QuickAddForm):
+        return "company" if "company" in lowered else "url"
+    if form.cleaned_data.get("url") and "company" not in lowered:
+        return "url"
+    for hint, field in _FIELD_HINTS:
+        if hint in lowered and field in form.fields:
+            return field
+    return "identifier" if "identifier" in form.fields else None

@@ -20,7 +20,7 @@ from ingestion.adapters import SourceFailed, adapter_class
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import Source
 from ingestion.quota import take_request_for
-from ingestion.services import SourceError, source_target
+from ingestion.services import SourceError, source_detect
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,14 @@ class ProbeResult:
 def source_probe(*, owner: User, url: str) -> ProbeResult:
     """List the source `url` would become, within INTAKE_PROBE_SECONDS, and count its postings."""
     try:
-        kind, identifier, options = source_target(url)
-        identifier = adapter_class(kind).clean_identifier(identifier)
-    except (SourceError, ValueError) as exc:
+        detected = source_detect(url)
+    except SourceError as exc:
         return ProbeResult(ok=False, text=str(exc))
+    kind = detected.kind
     # Never saved: the adapter reads only these fields.
-    source = Source(owner=owner, kind=kind, identifier=identifier, options=options)
+    source = Source(
+        owner=owner, kind=kind, identifier=detected.identifier, options=detected.options
+    )
     seconds = settings.INTAKE_PROBE_SECONDS
     ends_at = time.monotonic() + seconds
     found = invalid = 0

@@ -164,6 +164,28 @@ def jobs_page(jobs: QuerySet[Job], *, number: int, per_page: int) -> JobPage:
     )
 
 
+def jobs_after(
+    jobs: QuerySet[Job], *, after: tuple[datetime | None, int] | None, limit: int
+) -> list[Job]:
+    """Up to `limit` of `jobs` in jobs_page's order after the job keyed `after` (its
+    posted_at and id; None: from the start). A keyset read for the API's cursors: each pass
+    is an index range, whatever the depth, and a job added meanwhile neither repeats nor
+    skips one. As in jobs_page, dated and undated jobs are read in two passes."""
+    rows: list[Job] = []
+    if after is None or after[0] is not None:
+        dated = jobs.filter(posted_at__isnull=False)
+        if after is not None:
+            posted, last_id = after
+            dated = dated.filter(Q(posted_at__lt=posted) | Q(posted_at=posted, id__lt=last_id))
+        rows = list(dated.order_by("-posted_at", "-id")[:limit])
+    if len(rows) < limit:
+        undated = jobs.filter(posted_at__isnull=True)
+        if after is not None and after[0] is None:
+            undated = undated.filter(id__lt=after[1])
+        rows += undated.order_by("-id")[: limit - len(rows)]
+    return rows
+
+
 def jobs_total(jobs: QuerySet[Job], page: JobPage, *, cap: int) -> tuple[int, bool]:
     """How many jobs match, for the list's "of 1,234", and whether that is only a lower bound:
     exact from the page itself when it is the last one, else counted up to `cap` (a count

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
@@ -30,6 +31,26 @@ class SourceError(ValueError):
     """A source could not be created, changed or used; the message says why, for the user."""
 
 
+class SourceExists(SourceError):
+    """The owner already has a source of this kind and identifier (`existing`, when it could
+    be read: it may have been deleted meanwhile)."""
+
+    def __init__(self, message: str, *, existing: Source | None) -> None:
+        super().__init__(message)
+        self.existing = existing
+
+
+@dataclass(frozen=True)
+class DetectedSource:
+    """What a pasted careers URL would become: a board (`board`) or a careers page."""
+
+    kind: str
+    identifier: str
+    options: dict[str, Any]
+    company: str
+    board: bool
+
+
 def source_target(url: str, *, kind: str | None = None) -> tuple[str, str, dict[str, Any]]:
     """What a pasted careers URL reads as: (kind, identifier, options). A recognised board URL
     gives its kind; any other URL is a JSON-LD careers page, unless `kind` names another kind
@@ -43,6 +64,19 @@ def source_target(url: str, *, kind: str | None = None) -> tuple[str, str, dict[
         f"{url!r} is not a {registry.board_names()} board URL; choose the source's "
         "kind and give its identifier instead."
     )
+
+
+def source_detect(url: str) -> DetectedSource:
+    """The source `url` would become, as source_create would make it, without saving or
+    fetching anything; SourceError when it cannot be one."""
+    kind, identifier, options = source_target(url)
+    try:
+        identifier = adapter_class(kind).clean_identifier(identifier)
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+    page = kind == registry.page_kind()
+    company = company_from_url(identifier) if page else _company_from(identifier)
+    return DetectedSource(kind, identifier, options, company, board=not page)
 
 
 def source_create(
@@ -125,8 +159,9 @@ def source_create(
     except IntegrityError:
         existing = Source.objects.filter(owner=owner, kind=kind, identifier=identifier).first()
         name = f" (#{existing.pk}, {existing.company})" if existing else ""
-        raise SourceError(
-            f"You already have a {entry.label} source for {identifier!r}{name}."
+        raise SourceExists(
+            f"You already have a {entry.label} source for {identifier!r}{name}.",
+            existing=existing,
         ) from None
     return source
 

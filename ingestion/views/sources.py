@@ -24,10 +24,9 @@ from ingestion import (
     upload_limits,
 )
 from ingestion.adapters import registry
-from ingestion.adapters.lever import LeverAdapter
 from ingestion.adapters.readers import UploadReport
 from ingestion.adapters.recognize import recognize_careers_url
-from ingestion.forms import QuickAddForm, SourceForm
+from ingestion.forms import QuickAddForm, SourceForm, error_field
 from ingestion.models import Source
 from ingestion.services import SourceError
 from ingestion.views import upload_form
@@ -142,28 +141,6 @@ def _status_oob(text: str) -> str:
     return f'<p id="configure-status" hx-swap-oob="innerHTML">{escape(text)}</p>'
 
 
-_FIELD_HINTS = (
-    ("company", "company"),
-    ("uploaded file", "upload"),
-    ("file", "upload"),
-    ("kind", "kind"),
-    ("already have", "identifier"),
-)
-
-
-def _error_field(message: str, form: SourceForm | QuickAddForm) -> str | None:
-    """The form field a SourceError is about (its message names it), None for the form."""
-    lowered = message.lower()
-    if isinstance(form, QuickAddForm):
-        return "company" if "company" in lowered else "url"
-    if form.cleaned_data.get("url") and "company" not in lowered:
-        return "url"
-    for hint, field in _FIELD_HINTS:
-        if hint in lowered and field in form.fields:
-            return field
-    return "identifier" if "identifier" in form.fields else None
-
-
 # --- views -------------------------------------------------------------------------------------
 
 
@@ -198,29 +175,18 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
     form = SourceForm(request.POST, request.FILES)
     report = None
     if upload_form.form_valid(form, request):
-        data = form.cleaned_data
-        kind = data["kind"] or None
-        allowed, report = upload_form.upload_allowed(form, kind or "")
+        allowed, report = upload_form.upload_allowed(form, form.cleaned_data["kind"])
         if allowed:
-            upload = data.get("upload")
-            recognized = recognize_careers_url(data["url"]) if data["url"] else None
-            lever = (recognized[0] if recognized else kind) == LeverAdapter.kind
-            options = {"region": "eu"} if lever and data["lever_region"] == "eu" else {}
+            upload = form.cleaned_data.get("upload")
             try:
                 source = services.source_create(
                     owner=owner_of(request),
-                    kind=kind,
-                    url=data["url"] or None,
-                    company=data["company"],
-                    identifier=data["identifier"],
-                    options=options,
-                    enabled=data["enabled"],
                     upload=upload,
                     upload_name=upload.name if upload else "",
-                    **form.filters(),
+                    **form.create_fields(),
                 )
             except SourceError as exc:
-                form.add_error(_error_field(str(exc), form), str(exc))
+                form.add_error(error_field(str(exc), form), str(exc))
             else:
                 upload_form.forget_upload(request)
                 messages.success(request, _added_message(source, report))
@@ -253,7 +219,7 @@ def _quick_add(request: HtmxHttpRequest) -> HttpResponse:
                 owner=owner, url=form.cleaned_data["url"], company=form.cleaned_data["company"]
             )
         except SourceError as exc:
-            form.add_error(_error_field(str(exc), form), str(exc))
+            form.add_error(error_field(str(exc), form), str(exc))
         else:
             text = f"Added source {source.company} ({source.get_kind_display()})."
             if not request.htmx:
@@ -341,26 +307,16 @@ def source_edit(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
     form = SourceForm(request.POST, request.FILES, source=source)
     report = None
     if upload_form.form_valid(form, request):
-        data = form.cleaned_data
         allowed, report = upload_form.upload_allowed(form, source.kind)
         if allowed:
-            fields: dict[str, Any] = {
-                "company": data["company"],
-                "enabled": data["enabled"],
-                **form.filters(),
-            }
-            if "lever_region" in form.fields:
-                options = {k: v for k, v in source.options.items() if k != "region"}
-                if data["lever_region"]:
-                    options["region"] = data["lever_region"]
-                fields["options"] = options
-            upload = data.get("upload")
+            fields = form.update_fields()
+            upload = form.cleaned_data.get("upload")
             if upload:
                 fields["upload"], fields["upload_name"] = upload, upload.name
             try:
                 services.source_update(source, **fields)
             except SourceError as exc:
-                form.add_error(_error_field(str(exc), form), str(exc))
+                form.add_error(error_field(str(exc), form), str(exc))
             else:
                 upload_form.forget_upload(request)
                 messages.success(request, f"Saved source {source.company}.")
