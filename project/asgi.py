@@ -4,9 +4,9 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
 
 # After Django is set up: it reads the settings when called.
 from ingestion.upload_limits import BodyLimit  # noqa: E402
 
-application = BodyLimit(application)
+application = BodyLimit(django_application)
