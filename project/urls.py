@@ -6,6 +6,8 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from django_rq import stats_views as rq_stats_views
 
+from project import views as project_views
+
 
 def rq_stats_json(request: HttpRequest, token: str | None = None) -> HttpResponse:
     """django-rq's stats.json/<token>, minus its 500: it compares the token with
@@ -24,6 +26,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="ingestion:home", permanent=False)),
     # Browsers (and pages without the icon link, such as django-rq's) ask for /favicon.ico.
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    path("healthz", project_views.healthz, name="healthz"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("runs/", include("runs.urls")),
