@@ -288,6 +288,11 @@ if INTAKE_QUOTA_WARN_AT > 1:
         f"INTAKE_QUOTA_WARN_AT={INTAKE_QUOTA_WARN_AT} must be a fraction between 0 and 1"
     )
 
+# --- Operations -----------------------------------------------------------------------------
+# GET /metrics answers a staff user's session, and `Authorization: Bearer <this>` when it is set
+# (a Prometheus scraper has no session). Empty: staff sessions only.
+INTAKE_METRICS_TOKEN = env_str("INTAKE_METRICS_TOKEN")
+
 # --- Auth, static, i18n ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

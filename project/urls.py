@@ -27,6 +27,7 @@ urlpatterns = [
     # Browsers (and pages without the icon link, such as django-rq's) ask for /favicon.ico.
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("healthz", project_views.healthz, name="healthz"),
+    path("metrics", project_views.metrics, name="metrics"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("runs/", include("runs.urls")),
