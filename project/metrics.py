@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -92,48 +93,47 @@ def _database_families() -> Iterator[Metric]:
     runs = GaugeMetricFamily(
         "intake_runs", "Runs in the database, by kind and status.", labels=["kind", "status"]
     )
-    for (kind, status), count in sorted(run_selectors.run_counts().items()):
-        runs.add_metric([kind, status], count)
-    yield runs
-
     durations = HistogramMetricFamily(
         "intake_run_duration_seconds",
         "Ended runs' durations, from started to finished, by kind and how they ended.",
         labels=["kind", "status"],
     )
-    for (kind, status), histogram in sorted(run_selectors.run_durations(DURATION_BUCKETS).items()):
-        buckets = [
-            (str(float(bound)), at_most)
-            for bound, at_most in zip(DURATION_BUCKETS, histogram.at_most, strict=True)
-        ]
-        durations.add_metric(
-            [kind, status],
-            buckets=[*buckets, ("+Inf", histogram.count)],
-            sum_value=histogram.total_seconds,
-        )
-    yield durations
-
     items = CounterMetricFamily(
         "intake_run_items",
         "Postings the runs decided an outcome for (new, updated, unchanged, expired, "
         "duplicate, filtered, invalid, error), by run kind and outcome.",
         labels=["kind", "outcome"],
     )
-    for (kind, outcome), count in sorted(
-        run_selectors.run_outcome_totals(ItemOutcome.values).items()
-    ):
-        items.add_metric([kind, outcome], count)
-    yield items
-
     jobs = CounterMetricFamily(
         "intake_run_jobs",
         "The runs' snapshot counters (new, updated, ready, skipped, expired, failed), by run "
         "kind and counter.",
         labels=["kind", "counter"],
     )
-    for (kind, counter), count in sorted(run_selectors.run_job_totals().items()):
+    outcome_sums: dict[tuple[str, str], int] = defaultdict(int)
+    counter_sums: dict[tuple[str, str], int] = defaultdict(int)
+    totals = run_selectors.run_totals(bounds=DURATION_BUCKETS, outcomes=ItemOutcome.values)
+    for (kind, status), total in sorted(totals.items()):
+        runs.add_metric([kind, status], total.runs)
+        if total.durations_count:
+            buckets = [
+                (str(float(bound)), at_most)
+                for bound, at_most in zip(DURATION_BUCKETS, total.durations_at_most, strict=True)
+            ]
+            durations.add_metric(
+                [kind, status],
+                buckets=[*buckets, ("+Inf", total.durations_count)],
+                sum_value=total.durations_seconds,
+            )
+        for outcome, count in total.outcomes.items():
+            outcome_sums[(kind, outcome)] += count
+        for counter, count in total.counters.items():
+            counter_sums[(kind, counter)] += count
+    for (kind, outcome), count in sorted(outcome_sums.items()):
+        items.add_metric([kind, outcome], count)
+    for (kind, counter), count in sorted(counter_sums.items()):
         jobs.add_metric([kind, counter], count)
-    yield jobs
+    yield from (runs, durations, items, jobs)
 
     since = timezone.now() - timedelta(seconds=FETCH_ERROR_WINDOW)
     errors = GaugeMetricFamily(

@@ -37,74 +37,64 @@ def runs_for_owner(
 
 
 # --- Operators' counts (/metrics) -----------------------------------------------------------
-# Each is one aggregate query over the runs table (one row per run, never the per-item rows),
-# so a scrape costs the same however many postings the runs read.
-
-
-def run_counts() -> dict[tuple[str, str], int]:
-    """Runs per (kind, status)."""
-    rows = IngestionRun.objects.values("kind", "status").annotate(n=Count("id")).order_by()
-    return {(row["kind"], row["status"]): row["n"] for row in rows}
 
 
 @dataclass(frozen=True)
-class DurationHistogram:
-    """Ended runs' durations (started_at to finished_at): how many took at most each bound
-    (cumulative, in the order of the bounds), how many in all, and their total seconds."""
+class RunTotals:
+    """What the runs of one (kind, status) add up to.
 
-    at_most: list[int]
-    count: int
-    total_seconds: float
+    `durations_at_most[i]`: how many of them ended within `bounds[i]` seconds of starting
+    (cumulative); `durations_count` / `durations_seconds`: how many ended after starting, and
+    their total duration. `outcomes`: items per outcome (the executor's words);
+    `counters`: the snapshot counters (COUNT_FIELDS' names)."""
+
+    runs: int
+    durations_at_most: list[int]
+    durations_count: int
+    durations_seconds: float
+    outcomes: dict[str, int]
+    counters: dict[str, int]
 
 
-def run_durations(bounds: Sequence[float]) -> dict[tuple[str, str], DurationHistogram]:
-    """Duration histograms of the ended runs that started, per (kind, status), counted by
-    the database in one pass."""
+def run_totals(
+    *, bounds: Sequence[float], outcomes: Sequence[str]
+) -> dict[tuple[str, str], RunTotals]:
+    """Per (kind, status): the runs' count, duration histogram, outcome and counter sums, in
+    one aggregate pass over the runs table (one row per run, never the per-item rows), so it
+    costs the same however many postings the runs read. `outcomes` are the keys of
+    IngestionRun.outcome_counts to sum (runs does not know an executor's words)."""
     duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
-    buckets = {
-        f"le_{i}": Count("id", filter=Q(duration__lte=timedelta(seconds=bound)))
-        for i, bound in enumerate(bounds)
+    ended = Q(status__in=TERMINAL_STATUSES, started_at__isnull=False, finished_at__isnull=False)
+    aggregates: dict[str, Any] = {
+        "n": Count("id"),
+        "ended": Count("id", filter=ended),
+        "total": Sum("duration", filter=ended),
+        **{
+            f"le_{i}": Count("id", filter=ended & Q(duration__lte=timedelta(seconds=bound)))
+            for i, bound in enumerate(bounds)
+        },
+        **{
+            f"o_{i}": Sum(Cast(KT(f"outcome_counts__{name}"), BigIntegerField()))
+            for i, name in enumerate(outcomes)
+        },
+        **{f"c_{name}": Sum(field) for field, name in COUNT_FIELDS.items()},
     }
     rows = (
-        IngestionRun.objects.filter(
-            status__in=TERMINAL_STATUSES, started_at__isnull=False, finished_at__isnull=False
-        )
-        .annotate(duration=duration)
+        IngestionRun.objects.annotate(duration=duration)
         .values("kind", "status")
-        .annotate(n=Count("id"), total=Sum("duration"), **buckets)
+        .annotate(**aggregates)
         .order_by()
     )
     result = {}
     for row in rows:
         total = row["total"]
         seconds = total.total_seconds() if isinstance(total, timedelta) else (total or 0) / 1e6
-        result[(row["kind"], row["status"])] = DurationHistogram(
-            at_most=[row[f"le_{i}"] for i in range(len(bounds))],
-            count=row["n"],
-            total_seconds=seconds,
+        result[(row["kind"], row["status"])] = RunTotals(
+            runs=row["n"],
+            durations_at_most=[row[f"le_{i}"] for i in range(len(bounds))],
+            durations_count=row["ended"],
+            durations_seconds=seconds,
+            outcomes={name: row[f"o_{i}"] or 0 for i, name in enumerate(outcomes)},
+            counters={name: row[f"c_{name}"] or 0 for name in COUNT_FIELDS.values()},
         )
     return result
-
-
-def run_outcome_totals(outcomes: Sequence[str]) -> dict[tuple[str, str], int]:
-    """Items per (kind, outcome), summed over every run's outcome counts (the executor's
-    words, hence given by the caller) and its snapshot counters (COUNT_FIELDS' names)."""
-    sums: dict[str, Any] = {
-        f"o_{i}": Sum(Cast(KT(f"outcome_counts__{name}"), BigIntegerField()))
-        for i, name in enumerate(outcomes)
-    }
-    rows = IngestionRun.objects.values("kind").annotate(**sums).order_by()
-    return {
-        (row["kind"], name): row[f"o_{i}"] or 0 for row in rows for i, name in enumerate(outcomes)
-    }
-
-
-def run_job_totals() -> dict[tuple[str, str], int]:
-    """The snapshot counters (new, updated, ready, skipped, expired, failed) summed per
-    (kind, counter)."""
-    rows = (
-        IngestionRun.objects.values("kind")
-        .annotate(**{name: Sum(field) for field, name in COUNT_FIELDS.items()})
-        .order_by()
-    )
-    return {(row["kind"], name): row[name] or 0 for row in rows for name in COUNT_FIELDS.values()}
