@@ -12,11 +12,14 @@ The families are listed in docs/operations.md (Metrics).
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -42,6 +45,51 @@ DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 # Fetch errors are counted over this window (seconds), from the RawPayload each fetch leaves
 # (they are deleted after INTAKE_PAYLOAD_TTL_DAYS, so a lifetime count would fall back).
 FETCH_ERROR_WINDOW = 3600
+
+
+# The totals of runs that ended more than SETTLE_SECONDS ago no longer change: each process
+# sums them once every SETTLED_REFRESH_SECONDS (so deleted runs leave the sums within that
+# long), and each scrape sums only the rest (the active and the just-ended runs), so a
+# scrape costs the same with a year of runs behind it.
+SETTLE_SECONDS = 300
+SETTLED_REFRESH_SECONDS = 600
+
+
+@dataclass
+class _Settled:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cutoff: datetime | None = None
+    computed_at: float = float("-inf")
+    totals: dict[tuple[str, str], run_selectors.RunTotals] = field(default_factory=dict)
+
+
+_settled = _Settled()
+
+
+def forget_settled() -> None:
+    """Sum the settled runs again at the next scrape."""
+    with _settled.lock:
+        _settled.cutoff = None
+
+
+def _run_totals() -> dict[tuple[str, str], run_selectors.RunTotals]:
+    """Per (kind, status), every run's totals: the settled ones from this process's cache,
+    the others read now."""
+    read = functools.partial(
+        run_selectors.run_totals, bounds=DURATION_BUCKETS, outcomes=ItemOutcome.values
+    )
+    with _settled.lock:
+        if (
+            _settled.cutoff is None
+            or time.monotonic() - _settled.computed_at > SETTLED_REFRESH_SECONDS
+        ):
+            cutoff = timezone.now() - timedelta(seconds=SETTLE_SECONDS)
+            _settled.totals = read(where=run_selectors.settled_runs(cutoff))
+            _settled.cutoff, _settled.computed_at = cutoff, time.monotonic()
+        cutoff, settled = _settled.cutoff, dict(_settled.totals)
+    for key, fresh in read(where=~run_selectors.settled_runs(cutoff)).items():
+        settled[key] = settled[key] + fresh if key in settled else fresh
+    return settled
 
 
 def outbox_backlog() -> tuple[int, float] | None:
@@ -112,7 +160,7 @@ def _database_families() -> Iterator[Metric]:
     )
     outcome_sums: dict[tuple[str, str], int] = defaultdict(int)
     counter_sums: dict[tuple[str, str], int] = defaultdict(int)
-    totals = run_selectors.run_totals(bounds=DURATION_BUCKETS, outcomes=ItemOutcome.values)
+    totals = _run_totals()
     for (kind, status), total in sorted(totals.items()):
         runs.add_metric([kind, status], total.runs)
         if total.durations_count:

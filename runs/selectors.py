@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -55,14 +55,32 @@ class RunTotals:
     outcomes: dict[str, int]
     counters: dict[str, int]
 
+    def __add__(self, other: RunTotals) -> RunTotals:
+        return RunTotals(
+            runs=self.runs + other.runs,
+            durations_at_most=[
+                a + b for a, b in zip(self.durations_at_most, other.durations_at_most, strict=True)
+            ],
+            durations_count=self.durations_count + other.durations_count,
+            durations_seconds=self.durations_seconds + other.durations_seconds,
+            outcomes={k: v + other.outcomes.get(k, 0) for k, v in self.outcomes.items()},
+            counters={k: v + other.counters.get(k, 0) for k, v in self.counters.items()},
+        )
+
+
+def settled_runs(cutoff: datetime) -> Q:
+    """Runs that ended before `cutoff`: their totals no longer change."""
+    return Q(status__in=TERMINAL_STATUSES, finished_at__lte=cutoff)
+
 
 def run_totals(
-    *, bounds: Sequence[float], outcomes: Sequence[str]
+    *, bounds: Sequence[float], outcomes: Sequence[str], where: Q | None = None
 ) -> dict[tuple[str, str], RunTotals]:
     """Per (kind, status): the runs' count, duration histogram, outcome and counter sums, in
     one aggregate pass over the runs table (one row per run, never the per-item rows), so it
     costs the same however many postings the runs read. `outcomes` are the keys of
-    IngestionRun.outcome_counts to sum (runs does not know an executor's words)."""
+    IngestionRun.outcome_counts to sum (runs does not know an executor's words); `where`
+    narrows the runs (settled_runs(), or its negation)."""
     duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
     ended = Q(status__in=TERMINAL_STATUSES, started_at__isnull=False, finished_at__isnull=False)
     aggregates: dict[str, Any] = {
@@ -79,11 +97,9 @@ def run_totals(
         },
         **{f"c_{name}": Sum(field) for field, name in COUNT_FIELDS.items()},
     }
+    runs = IngestionRun.objects.filter(where) if where is not None else IngestionRun.objects
     rows = (
-        IngestionRun.objects.annotate(duration=duration)
-        .values("kind", "status")
-        .annotate(**aggregates)
-        .order_by()
+        runs.annotate(duration=duration).values("kind", "status").annotate(**aggregates).order_by()
     )
     result = {}
     for row in rows:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import django_rq
 import pytest
 from django.test import Client
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue, SimpleWorker
 
 from ingestion import services
 from ingestion.models import Source
+from project import metrics
 from runs.models import IngestionRun, RunStatus
 from tests.ingestion.boards import greenhouse_jobs, mount_greenhouse
 from tests.support import free_port
@@ -22,6 +26,7 @@ TOKEN = "scrape-me-123"
 @pytest.fixture(autouse=True)
 def metrics_token(settings):  # type: ignore[no-untyped-def]
     settings.INTAKE_METRICS_TOKEN = TOKEN
+    metrics.forget_settled()  # another test's runs
 
 
 def scrape(client: Client | None = None, token: str | None = TOKEN) -> dict[str, dict]:
@@ -101,6 +106,45 @@ def test_a_run_in_progress_has_no_duration_yet(user, redis_client):
     families = scrape()
     assert value(families, "intake_runs", "intake_runs", kind="ingest", status="pending") == 1
     assert families["intake_run_duration_seconds"] == {}
+
+
+def test_runs_that_ended_long_ago_count_from_the_cache_with_the_new_ones(user, redis_client):
+    now = timezone.now()
+    old = now - timedelta(days=3)
+
+    def ended(started, seconds: float, new: int) -> None:  # type: ignore[no-untyped-def]
+        IngestionRun.objects.create(
+            owner=user,
+            kind="preview",
+            status=RunStatus.FINISHED,
+            started_at=started,
+            finished_at=started + timedelta(seconds=seconds),
+            jobs_new=new,
+            outcome_counts={"new": new},
+        )
+
+    ended(old, 3, 5)
+    ended(old, 40, 7)
+    labels = {"kind": "preview", "status": "finished"}
+    first = scrape()  # sums the settled runs into this process's cache
+    ended(now - timedelta(seconds=20), 10, 11)  # ended just now: read at every scrape
+    families = scrape()
+    hist = "intake_run_duration_seconds"
+    assert value(first, hist, f"{hist}_count", **labels) == 2
+    assert value(families, hist, f"{hist}_count", **labels) == 3
+    assert value(families, hist, f"{hist}_bucket", le="5.0", **labels) == 1
+    assert value(families, hist, f"{hist}_bucket", le="15.0", **labels) == 2
+    assert value(families, hist, f"{hist}_bucket", le="60.0", **labels) == 3
+    assert value(families, hist, f"{hist}_sum", **labels) == pytest.approx(53)
+    items = "intake_run_items"
+    assert value(families, items, f"{items}_total", kind="preview", outcome="new") == 23
+    assert value(families, "intake_runs", "intake_runs", **labels) == 3
+
+    # The settled runs were summed once: their rows are not read again until the refresh.
+    IngestionRun.objects.filter(started_at=old).delete()
+    assert value(scrape(), "intake_runs", "intake_runs", **labels) == 3
+    metrics.forget_settled()
+    assert value(scrape(), "intake_runs", "intake_runs", **labels) == 1
 
 
 def test_a_dead_redis_leaves_out_its_families_and_says_so(settings, redis_client):
