@@ -371,6 +371,14 @@ class RawPayload(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # /metrics counts the last hour's failed fetches at every scrape
+            # (ingestion.selectors.fetch_errors_by_kind): only the failed ones are indexed,
+            # a few among the many, so it reads those and not the hour's every fetch.
+            models.Index(
+                fields=["created_at"], condition=~Q(error=""), name="ingestion_rawpayload_errors"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.status_code or 'ERR'} {self.url}"

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
-from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
+from ingestion.models import ItemOutcome, Job, JobStatus, RawPayload, RunItem, Source
 from runs.models import IngestionRun
 
 
@@ -256,3 +256,28 @@ def duplicate_group(job: Job, *, limit: int = DUPLICATE_GROUP_LIMIT) -> Duplicat
         .order_by("first_seen_at", "id")[: limit + 1]
     )
     return DuplicateGroup(canonical=canonical, duplicates=rows[:limit], truncated=len(rows) > limit)
+
+
+# --- Operators' counts (/metrics) -----------------------------------------------------------
+
+
+def fetch_errors_by_kind(*, since: datetime) -> dict[str, int]:
+    """Fetches (after their tries) that failed since `since`, per source kind ("" when the
+    fetch had no source), from the RawPayload each fetch leaves: the created_at index bounds
+    the rows read to that window."""
+    rows = (
+        RawPayload.objects.filter(created_at__gte=since)
+        .exclude(error="")
+        .values("source__kind")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {row["source__kind"] or "": row["n"] for row in rows}
+
+
+def failing_sources_by_kind() -> dict[str, int]:
+    """Sources whose last listing failed, per kind."""
+    rows = (
+        Source.objects.filter(last_fetch_ok=False).values("kind").annotate(n=Count("id")).order_by()
+    )
+    return {row["kind"]: row["n"] for row in rows}

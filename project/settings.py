@@ -293,6 +293,11 @@ if INTAKE_QUOTA_WARN_AT > 1:
         f"INTAKE_QUOTA_WARN_AT={INTAKE_QUOTA_WARN_AT} must be a fraction between 0 and 1"
     )
 
+# --- Operations -----------------------------------------------------------------------------
+# GET /metrics answers a staff user's session, and `Authorization: Bearer <this>` when it is set
+# (a Prometheus scraper has no session). Empty: staff sessions only.
+INTAKE_METRICS_TOKEN = env_str("INTAKE_METRICS_TOKEN")
+
 # --- Auth, static, i18n ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -348,16 +353,29 @@ INTAKE_CONTENT_SECURITY_POLICY = env_str(
     "form-action 'self'; frame-ancestors 'none'",
 )
 
+# LOG_FORMAT=json: one JSON object per line (project/logjson.py), uvicorn's own lines too.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} must be plain or json")
+_LOGGERS: dict = {
+    "django_eventstream": {"level": "WARNING"},
+    # No "Not Found" line per page for the icons browsers ask for unprompted.
+    "django.request": {"filters": ["browser_icons"]},
+}
+if LOG_FORMAT == "json":
+    # uvicorn configures these with its own formatters before it loads the app; Django's
+    # set-up (in project.asgi) then hands them to ours.
+    _LOGGERS["uvicorn"] = {"handlers": ["console"], "level": "INFO", "propagate": False}
+    _LOGGERS["uvicorn.access"] = {"handlers": ["console"], "level": "INFO", "propagate": False}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"browser_icons": {"()": "project.logfilters.SkipBrowserIcon404"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {
-        "django_eventstream": {"level": "WARNING"},
-        # No "Not Found" line per page for the icons browsers ask for unprompted.
-        "django.request": {"filters": ["browser_icons"]},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "project.logjson.JsonFormatter"},
     },
+    "filters": {"browser_icons": {"()": "project.logfilters.SkipBrowserIcon404"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": _LOGGERS,
 }

@@ -31,6 +31,8 @@ from typing import Any
 
 import psutil
 
+from project.logjson import wrap_lines
+
 # How long each stop phase waits for its children before SIGKILL.
 STOP_TIMEOUT = 10.0
 POLL_SECONDS = 0.2
@@ -170,8 +172,17 @@ class Supervisor:
     """Owns the child processes: starts them, passes their output on, restarts the ones that
     die, and stops them in order."""
 
-    def __init__(self, signals: StopSignals, say: Callable[[str], None], cwd: Path) -> None:
+    def __init__(
+        self,
+        signals: StopSignals,
+        say: Callable[[str], None],
+        cwd: Path,
+        *,
+        json_logs: bool = False,
+    ) -> None:
         self.children: list[Child] = []
+        # LOG_FORMAT=json: every line passed on is a JSON object (project/logjson.py).
+        self.json_logs = json_logs
         self.cwd = cwd
         self.signals = signals
         self.say = say
@@ -242,6 +253,10 @@ class Supervisor:
     def _write(self, child: Child, data: bytes) -> None:
         self.last_output_at = time.monotonic()
         text = data.decode(errors="replace")
+        child.tail.extend(line for line in text.splitlines() if line.strip())
+        if self.json_logs:
+            text = wrap_lines(text, logger=f"intake.{child.role}", child=child.name)
+            data = text.encode()
         sys.stdout.flush()
         binary = getattr(sys.stdout, "buffer", None)
         if binary is not None:
@@ -250,7 +265,6 @@ class Supervisor:
         else:  # a text-only stream (captured output)
             sys.stdout.write(text)
             sys.stdout.flush()
-        child.tail.extend(line for line in text.splitlines() if line.strip())
 
     def drain(self, timeout: float) -> None:
         """Pass on what is left in the pipes, for at most `timeout` seconds."""

@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 from django_rq import stats_views as rq_stats_views
 
 from api.urls import api_patterns
+from project import views as project_views
 
 
 def rq_stats_json(request: HttpRequest, token: str | None = None) -> HttpResponse:
@@ -26,6 +27,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="ingestion:home", permanent=False)),
     # Browsers (and pages without the icon link, such as django-rq's) ask for /favicon.ico.
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    path("healthz", project_views.healthz, name="healthz"),
+    path("metrics", project_views.metrics, name="metrics"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     *api_patterns,

@@ -14,6 +14,7 @@ from django.db import connections
 
 from runs import dbretry, services
 from runs.exceptions import IllegalTransition, RunAborted, RunGone
+from runs.logcontext import current_run_id
 from runs.models import IngestionRun, RunStatus
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ class _Beater(threading.Thread):
         self._stopped = threading.Event()
 
     def run(self) -> None:
+        # A thread starts with a fresh context: its lines name the run too.
+        current_run_id.set(self.ctx.run.pk)
         run = self.ctx.run
         warned = False
         while not self._stopped.wait(settings.INTAKE_HEARTBEAT_INTERVAL):

@@ -18,6 +18,7 @@ from rq.job import get_current_job
 from runs import dbretry, executors, services
 from runs.context import RunContext
 from runs.exceptions import IllegalTransition, RunAborted, RunError, RunFailed, RunGone
+from runs.logcontext import run_logging
 from runs.models import RUNNING_STATUSES, IngestionRun, RunStatus
 from runs.queue import LostJob
 
@@ -28,7 +29,12 @@ def run_pick_up(run_id: int) -> str:
     """Take a queued run from pending to a terminal state: move it to initializing and
     execute its kind's executor. Returns what became of it ("finished", "deferred" when its
     parts carry on and the last one finishes it, "skipped" when it was aborted or ended while
-    queued, and see run_execute)."""
+    queued, and see run_execute). What is logged meanwhile carries the run's id."""
+    with run_logging(run_id):
+        return _pick_up(run_id)
+
+
+def _pick_up(run_id: int) -> str:
     run = IngestionRun.objects.filter(pk=run_id).first()
     if run is None:
         logger.warning("Run %s vanished before a worker picked it up", run_id)
@@ -57,6 +63,11 @@ def run_execute_part(run_id: int, func_path: str, args: tuple[Any, ...]) -> str:
     RunContext.enqueue_parts so several workers share one run. `func(ctx, *args)` returns
     True when it completed the run's last part: the run is then finished here. Abort, a
     vanished run and errors end the run as run_execute says; a part is resumable."""
+    with run_logging(run_id):
+        return _execute_part(run_id, func_path, args)
+
+
+def _execute_part(run_id: int, func_path: str, args: tuple[Any, ...]) -> str:
     run = IngestionRun.objects.filter(pk=run_id).first()
     if run is None or run.status not in RUNNING_STATUSES:
         return "skipped"  # aborted, reaped or finished while this part was queued
@@ -129,6 +140,11 @@ def run_work_horse_died(lost: LostJob) -> None:
     feed says so. A run's own job is not retried (its listing cannot resume), and a part out
     of attempts cannot go on: the run ends now, saying what happened to its worker, instead
     of waiting for the stale check to call it unresponsive."""
+    with run_logging(lost.run_id):
+        _work_horse_died(lost)
+
+
+def _work_horse_died(lost: LostJob) -> None:
     run = IngestionRun.objects.filter(pk=lost.run_id, status__in=RUNNING_STATUSES).first()
     if run is None:
         return  # already ended (aborted, reaped): nothing is waiting for this job

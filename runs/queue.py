@@ -118,12 +118,19 @@ class LostJob:
     wait_status: int | None
 
 
+def run_id_of(job: Job) -> int | None:
+    """The run whose work `job` is; None for any other job."""
+    if job.func_name not in (EXECUTE_RUN, EXECUTE_PART) or not job.args:
+        return None
+    return int(job.args[0])
+
+
 def lost_job(job: Job, wait_status: int | None) -> LostJob | None:
     """What the death of the work horse running `job` means for a run; None when `job` is
     not one of a run's jobs. Called before RQ requeues or fails the job."""
-    if job.func_name not in (EXECUTE_RUN, EXECUTE_PART) or not job.args:
+    run_id = run_id_of(job)
+    if run_id is None:
         return None
-    run_id = int(job.args[0])
     if job.func_name == EXECUTE_RUN:  # queued without a Retry: its listing cannot resume
         part, retried, attempt, attempts = None, False, 1, 1
     else:

@@ -14,7 +14,9 @@ from django.db import connections
 from django.utils.module_loading import import_string
 from rq import Worker, worker_registration
 
+from runs import queue as queue_module
 from runs import tasks
+from runs.logcontext import run_logging
 from runs.outage import REDIS, STOPPING, wait_out_outages
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,12 @@ class IntakeWorker(Worker):
         warm_up()
         REDIS.on_recovery.append(self._register_again)
         return super().work(*args, **kwargs)
+
+    def execute_job(self, job, queue):  # type: ignore[no-untyped-def]
+        # RQ's own lines about a run's job (started, completed, failed), in the worker and in
+        # its work horse (forked inside this block), carry the run's id in JSON logs.
+        with run_logging(queue_module.run_id_of(job)):
+            return super().execute_job(job, queue)
 
     def fork_work_horse(self, job, queue):  # type: ignore[no-untyped-def]
         # A forked work horse inherits the parent's open database connections; two processes

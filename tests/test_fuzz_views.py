@@ -524,6 +524,10 @@ def _rolled_back() -> Iterator[None]:
         transaction.set_rollback(True)
 
 
+# A health check answers 503 by design when a part is down (project/health.py).
+HEALTH_ROUTES = {"healthz"}
+
+
 # --- the property -------------------------------------------------------------------------------
 
 
@@ -555,6 +559,10 @@ def test_no_request_answers_a_server_error(route: Route, world: World, redis_cli
         # The client closes a response itself; a stream's is left unread (see above).
         with _rolled_back():
             response = request.send(client)
+        if route.name in HEALTH_ROUTES and response.status_code == 503:
+            # Its answer when a part is down (no worker runs here): the report, not an error.
+            assert response.json()["checks"]["workers"]["ok"] is False
+            return
         assert response.status_code < 500, (
             f"{request.method} {request.path} answered {response.status_code}"
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import http.cookiejar
+import json
 import os
 import re
 import shutil
@@ -250,6 +251,35 @@ def test_start_runs_from_a_clean_clone_stops_on_sigint_and_keeps_its_data(
 
         assert _interrupt(proc, output) == 0, output.text()
         assert _processes_under(tmp_path) == []
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        _kill_everything_under(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(START_TIMEOUT + STOP_TIMEOUT + 60)
+def test_start_with_json_logs_prints_nothing_but_json_lines(tmp_path: Path) -> None:
+    # LOG_FORMAT=json: start's own lines, migrate's, the web server's, the workers', cron's
+    # and valkey's (wrapped by the supervisor) all parse, line by line.
+    clone = _clean_clone(tmp_path / "clone")
+    proc: subprocess.Popen[str] | None = None
+    try:
+        port = _free_port()
+        env = {**_clone_env(), "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+        proc, output = _start(clone, port, env=env)
+        _wait_for_login_page(proc, output, port)
+        _wait_for_line(output, rf"Intake is running at http://127\.0\.0\.1:{port}/")
+        with contextlib.suppress(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/no-such-page", timeout=10).close()
+        _wait_for_line(output, "no-such-page")
+        assert _interrupt(proc, output) == 0, output.text()
+        entries = [json.loads(line) for line in output.lines if line.strip()]
+        assert all({"ts", "level", "logger", "message"} <= entry.keys() for entry in entries)
+        loggers = {entry["logger"] for entry in entries}
+        assert {"intake.start", "django.request", "rq.worker", "project.cron"} <= loggers
+        assert entries[-1]["message"] == "Stopped."
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()

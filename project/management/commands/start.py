@@ -9,6 +9,7 @@ child that dies and stops them in order.
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from project.embedded_redis import clear_stale_socket, embedded_lock, start_valkey, wait_for_redis
+from project.logjson import wrap_lines
 from project.startup import (
     CHILDREN_READY_TIMEOUT,
     browser_url,
@@ -75,7 +77,10 @@ class Command(BaseCommand):
         )
 
     def say(self, message: str, style: Any = None) -> None:
-        self.stdout.write(style(message) if style else message)
+        if settings.LOG_FORMAT == "json":
+            self.stdout.write(wrap_lines(message, logger="intake.start"), ending="")
+        else:
+            self.stdout.write(style(message) if style else message)
         # stdout is block-buffered when piped (CI logs, tests): our lines must not wait.
         self.stdout.flush()
 
@@ -83,7 +88,9 @@ class Command(BaseCommand):
         signals = StopSignals()
         signals.install()
         become_subreaper()
-        supervisor = Supervisor(signals, self.say, Path(settings.BASE_DIR))
+        supervisor = Supervisor(
+            signals, self.say, Path(settings.BASE_DIR), json_logs=settings.LOG_FORMAT == "json"
+        )
         url = browser_url(host, port)
         login_line: str | None = None
         crashed: CrashLoop | None = None
@@ -93,7 +100,7 @@ class Command(BaseCommand):
                 if settings.INTAKE_EMBEDDED_REDIS:
                     stack.enter_context(embedded_lock(settings.VAR_DIR / "valkey"))
                     clear_stale_socket(Path(settings.INTAKE_EMBEDDED_REDIS_SOCKET))
-                call_command("migrate", interactive=False, verbosity=options["verbosity"])
+                self._migrate(options["verbosity"])
                 if settings.INTAKE_EMBEDDED_REDIS:
                     self._end_orphaned_runs()
                 login_line = ensure_login(url)
@@ -127,6 +134,16 @@ class Command(BaseCommand):
                 self.say(login_line, self.style.WARNING)
         if crashed is not None:
             raise CommandError(str(crashed))
+
+    def _migrate(self, verbosity: int) -> None:
+        if settings.LOG_FORMAT != "json":
+            call_command("migrate", interactive=False, verbosity=verbosity)
+            return
+        # Its report, line by line, as JSON lines like the rest of the output.
+        output = io.StringIO()
+        call_command("migrate", interactive=False, verbosity=verbosity, stdout=output)
+        if output.getvalue().strip():
+            self.say(output.getvalue())
 
     def _end_orphaned_runs(self) -> None:
         # With the embedded Redis no worker can live outside this process tree (it cannot
