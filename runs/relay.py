@@ -79,7 +79,8 @@ def prune_published(*, now: Any = None) -> int:
 
 
 def outbox_lag_seconds() -> float:
-    """How old the oldest unpublished event is (0 when there is none)."""
+    """How old the oldest unpublished event is, in seconds (0 when there is none): the
+    relay's lag, for monitoring."""
     oldest = (
         OutboxEvent.objects.filter(published_at__isnull=True)
         .order_by("id")

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 import redis
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.utils import timezone
 
@@ -170,3 +170,28 @@ def test_the_consumer_gets_back_what_it_had_not_acknowledged(redis_client, user)
     events, _ = consume("--group", "g2", "--drain", "--consumer", "c")
     assert [e["eventType"] for e in events] == ["test.unacked"]
     assert redis_client.xpending(STREAM, "g2")["pending"] == 0
+
+
+def test_consume_events_refuses_a_count_below_one():
+    with pytest.raises(CommandError, match="positive number"):
+        call_command("consume_events", "--count", "0")
+
+
+def test_the_outbox_lag_is_the_age_of_the_oldest_unpublished_event(redis_client):
+    assert relay.outbox_lag_seconds() == 0.0
+    event = outbox_append(event_type="test.waiting", payload={})
+    OutboxEvent.objects.filter(pk=event.pk).update(
+        occurred_at=timezone.now() - timedelta(seconds=90)
+    )
+    assert 90 <= relay.outbox_lag_seconds() < 120
+    relay_all(redis_client)
+    assert relay.outbox_lag_seconds() == 0.0
+
+
+def test_a_relay_without_redis_waits_and_keeps_the_events(user):
+    from tests.support import free_port
+
+    services.run_start(owner=user, kind="preview")
+    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    assert relay.Relay(unreachable)._round() == relay.RETRY_SECONDS  # no crash
+    assert OutboxEvent.objects.filter(published_at__isnull=True).count() == 1

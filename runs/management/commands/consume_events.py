@@ -17,13 +17,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from runs.consumer import EventConsumer
 
 
-def positive_int(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise ValueError(raw)
-    return value
-
-
 class Command(BaseCommand):
     help = (
         "Read the event stream (INTAKE_EVENTS_STREAM) as a member of a consumer group "
@@ -45,13 +38,13 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--count",
-            type=positive_int,
+            type=int,
             default=None,
             help="stop after handling this many events (default: run until stopped)",
         )
         parser.add_argument(
             "--block",
-            type=positive_int,
+            type=int,
             default=5000,
             help="milliseconds each read waits for new events (default: %(default)s)",
         )
@@ -80,6 +73,8 @@ class Command(BaseCommand):
         start: str,
         **options: Any,
     ) -> None:
+        if (count is not None and count < 1) or block < 1:
+            raise CommandError("--count and --block take a positive number.")
         client = redis.Redis.from_url(
             settings.REDIS_URL, socket_timeout=block / 1000 + 10, socket_connect_timeout=5
         )
