@@ -110,6 +110,22 @@ def test_a_near_duplicate_is_announced_with_its_original(boards, work, user, gre
     assert duplicate["duplicateOf"] == {str(skipped.pk): skipped.duplicate_of_id}
 
 
+def test_a_failed_job_and_its_retry_are_announced(boards, work, user, greenhouse_source):
+    jobs = [greenhouse_job(i, f"Role {i}") for i in range(1, 4)]
+    mount_greenhouse(boards, "acme", jobs, listing_content=False)
+    boards.route("/v1/boards/acme/jobs/2", status=404, json={"error": "gone"})
+    first = work(services.ingest_start(owner=user))
+    updated = outbox(first.pk)["job.updated"]
+    assert ids(updated, status="error") == job_ids("2")
+    assert ids(updated, status="ready") == job_ids("1", "3")
+
+    boards.route("/v1/boards/acme/jobs/2", json=jobs[1])
+    retry = work(services.ingest_retry_failed(owner=user, run=first))
+    updated = outbox(retry.pk)["job.updated"]
+    assert ids(updated, stage="retry", status="pending") == job_ids("2")
+    assert ids(updated, stage="processing", status="ready") == job_ids("2")
+
+
 def test_a_relay_process_publishes_and_consume_events_reads_each_event_once(
     boards, work, user, greenhouse_source, procs, tmp_path: Path
 ):
