@@ -15,7 +15,7 @@ import pytest
 from ingestion import services
 from ingestion.models import Job, JobStatus
 from runs.models import OutboxEvent, RunStatus
-from tests.ingestion.boards import description_html, greenhouse_job, mount_greenhouse
+from tests.ingestion.boards import description_html, edited_board, greenhouse_job, mount_greenhouse
 from tests.support import ROOT, Proc, child_env, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,15 +64,7 @@ def test_an_ingest_announces_its_lifecycle_and_its_jobs_once_per_batch(
     assert events["run.finished"][0]["run"]["counts"]["ready"] == 5
 
     # 1 vanishes, 2 is edited, 7 is new.
-    mount_greenhouse(
-        boards,
-        "acme",
-        [
-            greenhouse_job(2, "Role 2 Engineer (edited)"),
-            *[greenhouse_job(i, f"Role {i} Engineer") for i in (3, 4, 5)],
-            greenhouse_job(7, "Role 7 Engineer"),
-        ],
-    )
+    mount_greenhouse(boards, "acme", edited_board())
     second = work(services.ingest_start(owner=user))
     events = outbox(second.pk)
     assert ids(events["job.created"]) == job_ids("7")
