@@ -195,3 +195,11 @@ def test_a_relay_without_redis_waits_and_keeps_the_events(user):
     unreachable = redis.Redis(port=free_port(), socket_connect_timeout=1)
     assert relay.Relay(unreachable)._round() == relay.RETRY_SECONDS  # no crash
     assert OutboxEvent.objects.filter(published_at__isnull=True).count() == 1
+
+
+def test_relay_events_once_publishes_what_is_pending_and_exits(redis_client, user):
+    services.run_start(owner=user, kind="preview")
+    out = io.StringIO()
+    call_command("relay_events", "--once", stdout=out)
+    assert "Published 1 events." in out.getvalue()
+    assert [e["eventType"] for e in entries(redis_client)] == ["run.requested"]
