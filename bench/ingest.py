@@ -468,6 +468,7 @@ def bench_size(size: int, args: argparse.Namespace, children: Children, work: Pa
     from django.utils import timezone
 
     from ingestion import services as ingestion_services
+    from runs.models import OutboxEvent
 
     file_count = size // 2
     board_count = size - file_count
@@ -500,6 +501,9 @@ def bench_size(size: int, args: argparse.Namespace, children: Children, work: Pa
     board_proc, board_url = start_board_server(children, board_path, work)
     env = child_env(INTAKE_GREENHOUSE_URL=board_url, INTAKE_ALLOW_PRIVATE_NETWORK="1")
     workers = start_workers(children, args.workers, env)
+    # The outbox relay, as `manage.py start` runs it: publishing the runs' events to the
+    # stream while they go on is part of their cost (docs/events.md).
+    relay = children.start("relay", [sys.executable, "manage.py", "relay_events"], env)
     timeout = max(120.0, size / 50)
     result: dict[str, Any] = {"size": size, "file": file_count, "board": board_count}
     try:
@@ -537,6 +541,7 @@ def bench_size(size: int, args: argparse.Namespace, children: Children, work: Pa
                 }
                 if kind == "ingest":
                     result[kind]["stages"] = ingest_stages(run)
+                result[kind]["events"] = OutboxEvent.objects.filter(run_id=run.pk).count()
                 print(
                     f"   {kind:8} {seconds:7.1f} s  {size / seconds:8,.0f} postings/s  "
                     f"worker CPU {cpu:.1f} s ({cpu / size * 1000:.2f} ms/posting), "
@@ -545,7 +550,8 @@ def bench_size(size: int, args: argparse.Namespace, children: Children, work: Pa
                         if db_cpu is not None
                         else ""
                     )
-                    + f"counts {_short_counts(run.counts())} (CPUs {busy:.0f}% busy before)",
+                    + f"counts {_short_counts(run.counts())} (CPUs {busy:.0f}% busy before), "
+                    f"{result[kind]['events']} outbox events",
                     flush=True,
                 )
             sampler.phase = "idle"
@@ -553,6 +559,7 @@ def bench_size(size: int, args: argparse.Namespace, children: Children, work: Pa
     finally:
         for proc in workers:
             children.stop(proc)
+        children.stop(relay)
         children.stop(board_proc)
     return result
 

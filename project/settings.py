@@ -213,6 +213,19 @@ INTAKE_PROGRESS_INTERVAL = env_float("INTAKE_PROGRESS_INTERVAL", 0.5, minimum=0.
 # How often `manage.py cron` checks for stale runs (seconds), in its own process.
 INTAKE_REAPER_INTERVAL = env_int("INTAKE_REAPER_INTERVAL", 60, minimum=1)
 
+# --- Events out (docs/events.md) ------------------------------------------------------------
+# The Redis Stream the outbox relay (`manage.py relay_events`) appends every event to.
+INTAKE_EVENTS_STREAM = env_str("INTAKE_EVENTS_STREAM", "intake:events")
+# Retention: the stream is trimmed to about this many entries (XADD MAXLEN ~); a consumer
+# that falls further behind than that misses the oldest.
+INTAKE_EVENTS_MAXLEN = env_int("INTAKE_EVENTS_MAXLEN", 100_000, minimum=100)
+# How long the relay sleeps when it found nothing to publish (seconds).
+INTAKE_OUTBOX_POLL_SECONDS = env_float("INTAKE_OUTBOX_POLL_SECONDS", 0.5, minimum=0.01)
+# Outbox rows the relay publishes per round (one pipeline to Redis, one UPDATE).
+INTAKE_OUTBOX_BATCH = env_int("INTAKE_OUTBOX_BATCH", 500, minimum=1)
+# Published outbox rows are deleted after this many hours (they are in the stream).
+INTAKE_OUTBOX_KEEP_HOURS = env_float("INTAKE_OUTBOX_KEEP_HOURS", 24.0, minimum=0)
+
 # --- Ingestion ------------------------------------------------------------------------------
 # Each adapter's base URL, so a local server can stand in for the real board API.
 INTAKE_GREENHOUSE_URL = env_str("INTAKE_GREENHOUSE_URL", "https://boards-api.greenhouse.io")

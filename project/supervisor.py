@@ -1,6 +1,6 @@
 """The process supervisor of `manage.py start`: it runs the children (valkey, the web server,
-the RQ workers, the cron scheduler), passes their output on, restarts the ones that die and
-stops them in order.
+the RQ workers, the cron scheduler, the event relay), passes their output on, restarts the ones
+that die and stops them in order.
 
 A child that exits is restarted, after a delay that doubles while it keeps dying
 (RESTART_DELAY_*); only a child that dies CRASH_LOOP_DEATHS times within CRASH_LOOP_WINDOW
@@ -9,7 +9,8 @@ through the supervisor, which keeps each child's last lines for that message.
 
 On a stop request the children are stopped in reverse dependency order: the web server first
 (no new work arrives), then the cron scheduler and the workers (RQ's warm shutdown lets a job
-in hand finish), and valkey last, because everything above still talks to it while stopping.
+in hand finish), then the event relay (it publishes what they wrote last), and valkey last,
+because everything above still talks to it while stopping.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PR_SET_CHILD_SUBREAPER = 36
 
 # Stop order (see the module docstring); valkey is stopped in a phase of its own.
-APP_STOP_ORDER = ("web", "cron", "worker")
+APP_STOP_ORDER = ("web", "cron", "worker", "relay")
 # Restart order when several children are due at once: Redis before what talks to it.
-RESTART_ORDER = ("valkey", "web", "cron", "worker")
+RESTART_ORDER = ("valkey", "web", "cron", "worker", "relay")
 
 # A dead child is restarted after RESTART_DELAY_FIRST seconds; each quick death doubles the
 # delay, up to RESTART_DELAY_MAX. A child that stayed up STABLE_SECONDS starts over at the
@@ -80,7 +81,7 @@ class CrashLoop(Exception):
 @dataclass
 class Child:
     name: str
-    role: str  # "valkey", "web", "worker" or "cron"
+    role: str  # "valkey", "web", "worker", "cron" or "relay"
     argv: list[str]
     popen: subprocess.Popen[bytes]
     started_at: float = field(default_factory=time.monotonic)

@@ -3,11 +3,15 @@ what a job posting is; the `jobs_*` counters are the snapshot the design asks ev
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from runs import executors
 
@@ -229,4 +233,52 @@ class RunEvent(models.Model):
             "payload": self.payload,
             "createdAt": self.created_at.isoformat() if self.created_at else None,
             "run": self.snapshot,
+        }
+
+
+class OutboxEvent(models.Model):
+    """An event for programs outside Intake, written by runs.outbox.outbox_append in the same
+    transaction as the change it announces, and published to the Redis Stream by the relay
+    (runs.relay), which then sets `published_at`. Generic: the payload is the caller's."""
+
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    event_type = models.CharField(max_length=64)
+    event_version = models.PositiveSmallIntegerField(default=1)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    # Not a foreign key: an event outlives the run it names (a deleted run's events are
+    # still published), and the writers need no lock on the run's row for it.
+    run_id = models.BigIntegerField(null=True, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The relay reads the unpublished rows in id order: a small index of just them.
+            models.Index(
+                fields=["id"],
+                condition=Q(published_at__isnull=True),
+                name="runs_outboxevent_unpublished",
+            ),
+            # The relay's pruning deletes published rows by age.
+            models.Index(
+                fields=["published_at"],
+                condition=Q(published_at__isnull=False),
+                name="runs_outboxevent_published",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"
+
+    def envelope(self) -> dict[str, str]:
+        """The stream entry's fields (camelCase; a stream entry holds strings: the payload is
+        JSON text, a missing run id the empty string)."""
+        return {
+            "eventId": str(self.event_id),
+            "eventType": self.event_type,
+            "eventVersion": str(self.event_version),
+            "occurredAt": self.occurred_at.isoformat(),
+            "runId": "" if self.run_id is None else str(self.run_id),
+            "payload": json.dumps(self.payload, cls=DjangoJSONEncoder, separators=(",", ":")),
         }

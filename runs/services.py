@@ -39,6 +39,7 @@ from runs.models import (
     RunEvent,
     RunStatus,
 )
+from runs.outbox import outbox_run_event
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ def run_transition(
             # The feed says what the run does now, in the words of its badge.
             text = f"{phase}. {text}"
         publish_event(run, type=f"run.{to}", message=text, payload=payload)
+        # publish_event refreshed `run`: the outbox event carries its state as moved.
+        outbox_run_event(run, to)
     return run
 
 
@@ -215,6 +218,7 @@ def run_start(
             run.queue_job_ids = [job_id]
             run.save(update_fields=["queue_job_ids"])
             publish_event(run, type="run.created", message="Run queued; waiting for a worker.")
+            outbox_run_event(run, RunStatus.PENDING)
             run_id = run.pk
             transaction.on_commit(lambda: _enqueue_run(run_id, job_id))
     except IntegrityError:

@@ -376,6 +376,15 @@ def test_start_restarts_a_killed_worker_and_stops_only_when_one_keeps_dying(
             f"worker restarted {restarted_after:.1f} s after kill -9; "
             f"a run finished {time.monotonic() - killed_at:.1f} s after"
         )
+        # The supervised event relay published the run's lifecycle to the stream.
+        _wait_for_line(output, r"Event relay started")
+        consumed = _manage(clone, "consume_events", "--drain", "--block", "2000", env=env)
+        lifecycle = [
+            event["eventType"]
+            for event in map(json.loads, consumed.splitlines())
+            if event["runId"] == run_id
+        ]
+        assert lifecycle == ["run.requested", "run.started", "run.finished"], consumed
         assert proc.poll() is None, output.text()
 
         # A worker that dies again and again stops everything, saying which and why.
@@ -431,7 +440,7 @@ def test_start_rides_out_a_redis_outage_with_a_run_in_progress(tmp_path: Path) -
         _wait_for_login_page(proc, output, port)
         _wait_for_line(output, rf"Intake is running at http://127\.0\.0\.1:{port}/")
         children = _children(proc)
-        assert len(children) == 4, children  # web, two workers, cron
+        assert len(children) == 5, children  # web, two workers, cron, event relay
 
         run_id = _start_diagnostic(clone, env, items=150, delay=0.2)
         deadline = time.monotonic() + 60

@@ -20,7 +20,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from ingestion import normalize, simhash, store
+from ingestion import events, normalize, simhash, store
 from ingestion.adapters import Posting, SourceFailed, adapter_class, get_adapter
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
@@ -280,6 +280,18 @@ class SourceDiff:
                         if item.job_id is not None:
                             pending.append(item.job_id)
                 self._release(pending)
+                for event_type, outcome in (
+                    (events.JOB_CREATED, ItemOutcome.NEW),
+                    (events.JOB_UPDATED, ItemOutcome.UPDATED),
+                ):
+                    events.jobs_changed(
+                        event_type,
+                        run_id=self.run.pk,
+                        job_ids=[i.job_id for i in items if i.outcome == outcome and i.job_id],
+                        status=JobStatus.PENDING,
+                        sourceId=self.source.pk,
+                        stage="listing",
+                    )
             store.insert_items(items)
             self.ctx.progress(
                 increments=increments, outcomes=Counter(str(item.outcome) for item in items)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ingestion import store
+from ingestion import events, store
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline.diff import LISTING_BATCH_SIZE, SourceOutcome
 from runs.context import RunContext
@@ -89,6 +89,13 @@ def expire_vanished(ctx: RunContext, source: Source, outcome: SourceOutcome, *, 
                 )
                 # An expired job is no longer anyone's canonical original.
                 store.drop_fingerprints(batch)
+                events.jobs_changed(
+                    events.JOB_EXPIRED,
+                    run_id=run.pk,
+                    job_ids=batch,
+                    status=JobStatus.EXPIRED,
+                    sourceId=source.pk,
+                )
             ctx.progress(
                 increments={"expired": len(items)}, outcomes={ItemOutcome.EXPIRED: len(items)}
             )

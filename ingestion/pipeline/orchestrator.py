@@ -19,7 +19,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from ingestion import store
+from ingestion import events, store
 from ingestion.fetching import Fetcher
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline.chunks import ChunkStream
@@ -103,6 +103,13 @@ def _retry_failed_jobs(ctx: RunContext, retry_of: int) -> list[int]:
                 for pk, source_id, external_id, title, url, _ in rows
             ],
             reasons=[f"retry after: {r[5]}"[:2000] for r in rows],
+        )
+        events.jobs_changed(
+            events.JOB_UPDATED,
+            run_id=run.pk,
+            job_ids=[r[0] for r in rows],
+            status=JobStatus.PENDING,
+            stage="retry",
         )
     return [r[0] for r in rows]
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ingestion import dedupe, normalize, simhash, store
+from ingestion import dedupe, events, normalize, simhash, store
 from ingestion.adapters import Adapter, Posting, SourceFailed, get_adapter
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ChunkStatus, Job, JobStatus, Source, WorkChunk
@@ -136,7 +136,8 @@ class BatchProcessor:
             )
             if moved != 1:
                 raise ChunkTaken(f"chunk {chunk.number}: batch at {offset} already committed")
-            self._write(results)
+            written = self._write(results)
+            self._announce(results, written)
             counts = {"items_done": len(ids), "ready": 0, "skipped": 0, "failed": 0}
             for r in results:
                 counts[{"ready": "ready", "skipped": "skipped"}.get(r.status, "failed")] += 1
@@ -243,7 +244,28 @@ class BatchProcessor:
 
     # --- writing -------------------------------------------------------------------------
 
-    def _write(self, results: list[_Result]) -> None:
+    def _announce(self, results: list[_Result], written: set[int]) -> None:
+        """The batch's job events (in its transaction): the jobs it moved, by status."""
+        moved = [r for r in results if r.job.pk in written]
+        for status in (JobStatus.READY, JobStatus.ERROR):
+            events.jobs_changed(
+                events.JOB_UPDATED,
+                run_id=self.run.pk,
+                job_ids=[r.job.pk for r in moved if r.status == status],
+                status=status,
+                stage="processing",
+            )
+        events.duplicates_found(
+            run_id=self.run.pk,
+            originals={
+                r.job.pk: r.duplicate_of
+                for r in moved
+                if r.status == JobStatus.SKIPPED and r.duplicate_of is not None
+            },
+        )
+
+    def _write(self, results: list[_Result]) -> set[int]:
+        """Write the batch's results; returns the ids of the jobs it moved."""
         now = timezone.now()
         jobs = [
             store.ProcessedJob(
@@ -285,6 +307,7 @@ class BatchProcessor:
         store.drop_fingerprints(
             [r.job.pk for r in results if r.status != JobStatus.READY and r.job.pk in written]
         )
+        return written
 
 
 def _posting_of(job: store.PendingJob) -> Posting:

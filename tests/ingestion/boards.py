@@ -222,6 +222,16 @@ def greenhouse_jobs(
         yield greenhouse_job(id, board=board, content=content)
 
 
+def edited_board() -> list[dict[str, Any]]:
+    """Five jobs "Role 1 Engineer" … "Role 5 Engineer" as the board lists them later: 1 gone,
+    2 edited, 7 new."""
+    return [
+        greenhouse_job(2, "Role 2 Engineer (edited)"),
+        *[greenhouse_job(i, f"Role {i} Engineer") for i in (3, 4, 5)],
+        greenhouse_job(7, "Role 7 Engineer"),
+    ]
+
+
 def mount_greenhouse(
     server: FixtureServer, token: str, jobs: Jobs, *, listing_content: bool = True
 ) -> None:

@@ -18,6 +18,7 @@ from runs.models import RunStatus
 from tests.fixture_server import Reply
 from tests.ingestion.boards import (
     description_html,
+    edited_board,
     greenhouse_job,
     job_title,
     lever_postings,
@@ -138,15 +139,7 @@ def test_a_second_ingest_after_the_board_changed_expires_updates_adds_and_revive
 ):
     mount_greenhouse(boards, "acme", board_v1())
     work(services.ingest_start(owner=user))
-    mount_greenhouse(
-        boards,
-        "acme",
-        [
-            greenhouse_job(2, "Role 2 Engineer (edited)"),
-            *[greenhouse_job(i, f"Role {i} Engineer") for i in (3, 4, 5)],
-            greenhouse_job(7, "Role 7 Engineer"),
-        ],
-    )
+    mount_greenhouse(boards, "acme", edited_board())
     second = work(services.ingest_start(owner=user))
     assert second.status == RunStatus.FINISHED, second.error_message
     jobs = {j.external_id: j for j in Job.objects.all()}

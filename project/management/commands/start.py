@@ -1,9 +1,9 @@
 """`manage.py start`: run all of Intake as one process tree until Ctrl-C or SIGTERM.
 
 Order of work: migrate, make sure somebody can sign in, start the embedded valkey-server when
-REDIS_URL is unset (project/embedded_redis.py), then the web server (uvicorn), N RQ workers and
-the cron scheduler, all children of the supervisor (project/supervisor.py), which restarts a
-child that dies and stops them in order.
+REDIS_URL is unset (project/embedded_redis.py), then the web server (uvicorn), N RQ workers,
+the cron scheduler and the event relay (runs/relay.py), all children of the supervisor
+(project/supervisor.py), which restarts a child that dies and stops them in order.
 """
 
 from __future__ import annotations
@@ -55,9 +55,10 @@ class Command(BaseCommand):
     help = (
         "Run Intake until Ctrl-C or SIGTERM: migrate, create a first 'admin' superuser with a "
         "random password if none exists, start the embedded valkey-server (only when REDIS_URL "
-        "is unset), then the web server (uvicorn), the RQ workers and the cron scheduler as "
-        "child processes, and print the URL once the web server answers and the workers and "
-        "the cron scheduler have started. A child that exits "
+        "is unset), then the web server (uvicorn), the RQ workers, the cron scheduler and the "
+        "event relay (manage.py relay_events) as child processes, and print the URL once the "
+        "web server answers and the workers and the cron scheduler have started. A child that "
+        "exits "
         "is restarted after a delay (1 s, doubling while it keeps dying, up to 30 s); one that "
         f"exits {CRASH_LOOP_DEATHS} times within {CRASH_LOOP_WINDOW:.0f} s stops everything, "
         "and the command exits non-zero with that child's last output."
@@ -184,6 +185,7 @@ class Command(BaseCommand):
                 [python, manage, "rqworker", "default", "--with-scheduler"],
             )
         supervisor.spawn("cron scheduler", "cron", [python, manage, "cron"])
+        supervisor.spawn("event relay", "relay", [python, manage, "relay_events"])
 
     def _stop(self, supervisor: Supervisor) -> None:
         if not supervisor.children:
