@@ -105,7 +105,8 @@ def clean_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     return cleaned
 
 
-def _timing(interval_hours: object, cron: str) -> tuple[int | None, str]:
+def clean_timing(interval_hours: object, cron: str) -> tuple[int | None, str]:
+    """(interval_hours, cron) with exactly one of them given and valid, the other empty."""
     has_interval = interval_hours not in (None, "")
     has_cron = bool(str(cron or "").strip())
     if has_interval == has_cron:
@@ -170,7 +171,7 @@ def schedule_create(
     of `cron` (exactly one of them). The first run is one interval from now, or the cron
     expression's next time."""
     sources = _owned_sources(owner, source_ids)
-    interval, expression = _timing(interval_hours, cron)
+    interval, expression = clean_timing(interval_hours, cron)
     default = f"{len(sources)} source{'s' if len(sources) != 1 else ''}, " + (
         f"every {interval} hours" if interval else f"cron {expression}"
     )
@@ -207,7 +208,7 @@ def schedule_update(schedule: Schedule, **fields: Any) -> Schedule:
     if "interval_hours" in fields or "cron" in fields:
         interval = fields.get("interval_hours")
         cron = fields.get("cron", "")
-        schedule.interval_hours, schedule.cron = _timing(interval, cron)
+        schedule.interval_hours, schedule.cron = clean_timing(interval, cron)
         retime = True
     if "name" in fields:
         schedule.name = _clean_name(fields["name"], default=schedule.name)
@@ -303,7 +304,11 @@ def schedule_fire(schedule: Schedule, *, now: datetime | None = None) -> Ingesti
             if schedule.options.get("kind") == run_kinds.PREVIEW
             else services.ingest_start
         )
-        origin = {"schedule": schedule.pk, "name": schedule.name}
+        origin = {
+            "schedule": schedule.pk,
+            "name": schedule.name,
+            "label": f"schedule “{schedule.name}”",
+        }
         try:
             run = start(owner=owner, source_ids=source_ids, origin=origin)
         except RunInProgress as exc:  # started since the check above: still not stacked

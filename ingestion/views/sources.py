@@ -7,6 +7,7 @@ import logging
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -30,6 +31,7 @@ from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.forms import QuickAddForm, SourceForm
 from ingestion.models import Source
 from ingestion.services import SourceError
+from ingestion.views import schedules as schedule_views
 from ingestion.views import upload_form
 from ingestion.views.common import HtmxHttpRequest, get_source_for_user, owner_of
 from project.params import Params
@@ -170,10 +172,16 @@ def _error_field(message: str, form: SourceForm | QuickAddForm) -> str | None:
 @login_required
 @require_http_methods(["GET", "HEAD"])
 def configure(request: HtmxHttpRequest) -> HttpResponse:
+    owner = owner_of(request)
     context = {
         "quick_form": QuickAddForm(),
-        **_table_context(owner_of(request)),
+        **_table_context(owner),
+        **schedule_views.list_context(owner),
     }
+    # Paused after failing in a row (ingestion.source_health): said at the top of the page,
+    # where it is seen without scrolling the table.
+    context["paused_sources"] = [s for s in context["sources"] if s.paused_at and not s.enabled]
+    context["pause_after"] = settings.INTAKE_SOURCE_PAUSE_AFTER
     return render(request, "ingestion/configure.html", context)
 
 
@@ -278,6 +286,7 @@ def _quick_add(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "quick_form": form,
         **_table_context(owner),
+        **schedule_views.list_context(owner),
     }
     return render(request, "ingestion/configure.html", context, status=400)
 

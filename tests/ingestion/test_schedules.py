@@ -164,7 +164,12 @@ def test_a_due_schedule_starts_an_ingest_that_a_worker_runs(user, acme_board, wo
     assert run is not None and run.kind == INGEST
     assert schedule.last_outcome == ScheduleOutcome.STARTED and schedule.last_reason == ""
     assert [entry["id"] for entry in run.config["sources"]] == [source.pk]
-    assert run.config["origin"] == {"schedule": schedule.pk, "name": "Acme twice a day"}
+    assert run.config["origin"] == {
+        "schedule": schedule.pk,
+        "name": "Acme twice a day",
+        "label": "schedule “Acme twice a day”",
+    }
+    assert run.origin_label == "schedule “Acme twice a day”"
     run = work(run)
     assert run.status == RunStatus.FINISHED
     assert Job.objects.filter(owner=user, source=source).count() == 2
