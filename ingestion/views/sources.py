@@ -78,7 +78,10 @@ def _last_runs(runs: list[IngestionRun]) -> dict[int, IngestionRun]:
 def _remembered_selection(runs: list[IngestionRun], sources: list[Source]) -> set[int]:
     """The selection the page starts from: the sources of the user's last preview or ingest
     (kept with the run in the database, so it follows the user to any browser), plus the
-    enabled sources added since; before any run, every enabled source."""
+    enabled sources added since; before any run, every enabled source. Runs a schedule
+    started are left out."""
+    # A run a schedule started is not a choice made on this page: it leaves the ticks alone.
+    runs = [run for run in runs if not run.origin_label]
     if not runs:
         return {source.pk for source in sources if source.enabled}
     last = runs[0]

@@ -12,8 +12,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from ingestion import schedules
+from ingestion import schedules, services
 from ingestion.models import Schedule, Source
+from runs.models import IngestionRun, RunStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -205,3 +206,15 @@ def test_the_admin_shows_a_paused_source_with_its_reason(admin_client, greenhous
     assert listing.status_code == 200 and "Acme" in listing.content.decode()
     page = admin_client.get(reverse("admin:ingestion_source_change", args=[greenhouse_source.pk]))
     assert "Paused " in page.content.decode() and "it failed." in page.content.decode()
+
+
+def test_a_scheduled_run_leaves_the_configure_ticks_as_the_user_left_them(
+    signed_in, user, greenhouse_source, other_source
+):
+    services.preview_start(owner=user, source_ids=[greenhouse_source.pk, other_source.pk])
+    IngestionRun.objects.update(status=RunStatus.FINISHED)
+    schedule = schedules.schedule_create(owner=user, source_ids=[other_source.pk], interval_hours=6)
+    Schedule.objects.filter(pk=schedule.pk).update(next_run_at=timezone.now())
+    schedules.schedules_run_due()
+    sources = signed_in.get(reverse("ingestion:configure")).context["sources"]
+    assert {s.pk for s in sources if s.selected} == {greenhouse_source.pk, other_source.pk}
