@@ -176,6 +176,11 @@ class ScheduleForm(forms.ModelForm):
         except schedules.ScheduleError as exc:
             raise forms.ValidationError(str(exc)) from None
         owner = data.get("owner") or (self.instance.owner if self.instance.pk else None)
+        name = data.get("name")
+        # The owner is read-only on a change, so Django's own check of the constraint skips it.
+        taken = Schedule.objects.filter(owner=owner, name=name).exclude(pk=self.instance.pk)
+        if owner and name and taken.exists():
+            raise forms.ValidationError(f"{owner} already has a schedule named {name!r}.")
         foreign = [s for s in data.get("sources") or () if owner and s.owner_id != owner.pk]
         if foreign:
             raise forms.ValidationError("A schedule's sources must be its owner's.")

@@ -5,6 +5,8 @@ Invariants live in the database: one job per (owner, company, external_id), one 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -148,6 +150,30 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.timing_text})"
+
+    def snapshot(self) -> dict[str, Any]:
+        """The schedule as JSON speaks of it (camelCase, as IngestionRun.snapshot): for the
+        API. Its sources are read from the prefetch when there is one."""
+
+        def iso(value: Any) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "id": self.pk,
+            "name": self.name,
+            "sourceIds": sorted(source.pk for source in self.sources.all()),
+            "intervalHours": self.interval_hours,
+            "cron": self.cron or None,
+            "options": dict(self.options),
+            "enabled": self.enabled,
+            "nextRunAt": iso(self.next_run_at),
+            "lastRunId": self.last_run_id,
+            "lastFiredAt": iso(self.last_fired_at),
+            "lastOutcome": self.last_outcome or None,
+            "lastReason": self.last_reason,
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+        }
 
     @property
     def timing_text(self) -> str:

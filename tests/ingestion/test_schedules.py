@@ -170,6 +170,10 @@ def test_a_due_schedule_starts_an_ingest_that_a_worker_runs(user, acme_board, wo
         "label": "schedule “Acme twice a day”",
     }
     assert run.origin_label == "schedule “Acme twice a day”"
+    snapshot = schedule.snapshot()
+    assert snapshot["sourceIds"] == [source.pk] and snapshot["intervalHours"] == 6
+    assert snapshot["lastOutcome"] == "started" and snapshot["lastRunId"] == run.pk
+    assert snapshot["cron"] is None and snapshot["options"] == {"kind": "ingest"}
     run = work(run)
     assert run.status == RunStatus.FINISHED
     assert Job.objects.filter(owner=user, source=source).count() == 2

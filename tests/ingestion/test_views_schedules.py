@@ -218,3 +218,25 @@ def test_a_scheduled_run_leaves_the_configure_ticks_as_the_user_left_them(
     schedules.schedules_run_due()
     sources = signed_in.get(reverse("ingestion:configure")).context["sources"]
     assert {s.pk for s in sources if s.selected} == {greenhouse_source.pk, other_source.pk}
+
+
+def test_the_admin_refuses_a_name_the_owner_already_uses(admin_client, user, greenhouse_source):
+    schedules.schedule_create(
+        owner=user, source_ids=[greenhouse_source.pk], interval_hours=1, name="Taken"
+    )
+    other = schedules.schedule_create(
+        owner=user, source_ids=[greenhouse_source.pk], interval_hours=1, name="Free"
+    )
+    response = admin_client.post(
+        reverse("admin:ingestion_schedule_change", args=[other.pk]),
+        {
+            "sources": str(greenhouse_source.pk),
+            "name": "Taken",
+            "interval_hours": "1",
+            "cron": "",
+            "options": "{}",
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 200
+    assert "already has a schedule named &#x27;Taken&#x27;" in response.content.decode()
