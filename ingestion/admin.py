@@ -5,12 +5,42 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from ingestion import schedules, services
 from ingestion.models import Job, RawPayload, RunItem, Schedule, Source, WorkChunk
+from ingestion.normalize.employment import EMPLOYMENT_LABELS
+from ingestion.normalize.workplace import WORKPLACE_LABELS
+from project.paging import CappedCountPaginator
 from runs.exceptions import RunError
+
+
+class ChoicesFilter(admin.SimpleListFilter):
+    """A filter over a field's known values. Django's default for a plain text field lists
+    the DISTINCT values found in the table, a read of every row on each page load."""
+
+    labels: dict[str, str] = {}
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return list(self.labels.items())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(**{str(self.parameter_name): value}) if value else queryset
+
+
+class WorkplaceFilter(ChoicesFilter):
+    title = "workplace"
+    parameter_name = "workplace_type"
+    labels = WORKPLACE_LABELS
+
+
+class EmploymentFilter(ChoicesFilter):
+    title = "employment type"
+    parameter_name = "employment_type"
+    labels = EMPLOYMENT_LABELS
 
 
 class PausedFilter(admin.SimpleListFilter):
@@ -112,15 +142,32 @@ class SourceAdmin(admin.ModelAdmin):
         self._start(request, queryset, dry_run=False)
 
 
+# Long texts (descriptions, raw HTML): most of a job's bytes, and none of the list's columns.
+_JOB_TEXTS = [f.name for f in Job._meta.concrete_fields if isinstance(f, models.TextField)]
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = ("id", "title", "company", "status", "location", "posted_at", "last_seen_at")
-    list_filter = ("status", "remote", "workplace_type", "employment_type")
+    list_filter = ("status", "remote", WorkplaceFilter, EmploymentFilter)
     search_fields = ("title", "company", "external_id")
     list_select_related = ("source",)
     raw_id_fields = ("owner", "source", "duplicate_of", "last_run")
     readonly_fields = ("simhash", "content_hash", "created_at", "updated_at")
-    show_full_result_count = False  # COUNT(*) over 100,000s of jobs on every page
+    # A table of millions of rows: newest first by the primary key's index (the model's
+    # posted-date order is indexed per owner only), and counts that stop early.
+    ordering = ("-id",)
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    list_per_page = 50
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        jobs = super().get_queryset(request)
+        match = request.resolver_match
+        if match is not None and match.url_name == "ingestion_job_changelist":
+            # The list shows none of the texts, which are most of a row's bytes.
+            return jobs.defer(*_JOB_TEXTS)
+        return jobs
 
 
 @admin.register(RunItem)
@@ -129,7 +176,10 @@ class RunItemAdmin(admin.ModelAdmin):
     list_filter = ("outcome", "job_status")
     search_fields = ("external_id", "title", "run__id")
     raw_id_fields = ("run", "source", "job")
+    ordering = ("-id",)
+    paginator = CappedCountPaginator
     show_full_result_count = False
+    list_per_page = 50
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -142,6 +192,8 @@ class RawPayloadAdmin(admin.ModelAdmin):
     search_fields = ("url",)
     raw_id_fields = ("run", "source")
     exclude = ("body",)
+    ordering = ("-id",)
+    paginator = CappedCountPaginator
     show_full_result_count = False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
