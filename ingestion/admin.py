@@ -1,13 +1,16 @@
 """The admin is a console: sources are edited through the services, runs started from
 here go through the same code path as the pages and commands."""
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.db import models
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
-from ingestion import services
-from ingestion.models import Job, RawPayload, RunItem, Source, WorkChunk
+from ingestion import schedules, services
+from ingestion.models import Job, RawPayload, RunItem, Schedule, Source, WorkChunk
 from ingestion.normalize.employment import EMPLOYMENT_LABELS
 from ingestion.normalize.workplace import WORKPLACE_LABELS
 from project.paging import CappedCountPaginator
@@ -40,6 +43,22 @@ class EmploymentFilter(ChoicesFilter):
     labels = EMPLOYMENT_LABELS
 
 
+class PausedFilter(admin.SimpleListFilter):
+    title = "paused"
+    parameter_name = "paused"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Paused"), ("no", "Not paused")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Source]) -> QuerySet[Source]:
+        paused = Q(paused_at__isnull=False, enabled=False)
+        if self.value() == "yes":
+            return queryset.filter(paused)
+        if self.value() == "no":
+            return queryset.exclude(paused)
+        return queryset
+
+
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
     list_display = (
@@ -49,11 +68,12 @@ class SourceAdmin(admin.ModelAdmin):
         "identifier",
         "owner",
         "enabled",
+        "paused",
         "last_fetched_at",
         "last_fetch_ok",
         "last_listed_count",
     )
-    list_filter = ("kind", "enabled", "last_fetch_ok")
+    list_filter = ("kind", "enabled", "last_fetch_ok", PausedFilter)
     search_fields = ("company", "identifier", "owner__username")
     list_select_related = ("owner",)
     raw_id_fields = ("owner",)
@@ -65,11 +85,37 @@ class SourceAdmin(admin.ModelAdmin):
         "last_fetch_ok",
         "last_fetch_error",
         "last_listed_count",
+        "failures_in_row",
+        "paused_at",
+        "paused_reason",
         "boilerplate",
         "created_at",
         "updated_at",
     )
     actions = ["preview_sources", "ingest_sources"]
+
+    @admin.display(description="Paused", boolean=True)
+    def paused(self, source: Source) -> bool:
+        return source.paused_at is not None and not source.enabled
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None, *args, **kwargs):  # type: ignore[no-untyped-def]
+        source = self.get_object(request, object_id) if object_id else None
+        if source is not None and source.paused_at is not None and not source.enabled:
+            # The same warning as Configure's: why it is disabled, and how it comes back.
+            self.message_user(
+                request,
+                f"Paused {source.paused_at:%Y-%m-%d %H:%M}: {source.paused_reason} Tick "
+                "Enabled and save to read it again.",
+                messages.WARNING,
+            )
+        return super().changeform_view(request, object_id, *args, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Source, form: Any, change: bool) -> None:
+        if change and "enabled" in form.changed_data:
+            # Through the service: enabling a paused source forgives its failures.
+            obj.enabled = not form.cleaned_data["enabled"]
+            services.source_update(obj, enabled=form.cleaned_data["enabled"])
+        super().save_model(request, obj, form, change)
 
     def _start(self, request: HttpRequest, queryset: QuerySet[Source], *, dry_run: bool) -> None:
         owners = {s.owner_id for s in queryset}
@@ -163,3 +209,101 @@ class WorkChunkAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+class ScheduleForm(forms.ModelForm):
+    """The admin's form validates as the pages and the API do (ingestion.schedules)."""
+
+    class Meta:
+        model = Schedule
+        fields = ("owner", "name", "sources", "interval_hours", "cron", "options", "enabled")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        try:
+            data["interval_hours"], data["cron"] = schedules.clean_timing(
+                data.get("interval_hours"), data.get("cron") or ""
+            )
+            data["options"] = schedules.clean_options(data.get("options") or {})
+        except schedules.ScheduleError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        owner = data.get("owner") or (self.instance.owner if self.instance.pk else None)
+        name = data.get("name")
+        # The owner is read-only on a change, so Django's own check of the constraint skips it.
+        taken = Schedule.objects.filter(owner=owner, name=name).exclude(pk=self.instance.pk)
+        if owner and name and taken.exists():
+            raise forms.ValidationError(f"{owner} already has a schedule named {name!r}.")
+        foreign = [s for s in data.get("sources") or () if owner and s.owner_id != owner.pk]
+        if foreign:
+            raise forms.ValidationError("A schedule's sources must be its owner's.")
+        return data
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    form = ScheduleForm
+    list_display = (
+        "id",
+        "name",
+        "owner",
+        "timing_text",
+        "enabled",
+        "next_run_at",
+        "last_outcome",
+        "last_run",
+        "last_fired_at",
+    )
+    list_filter = ("enabled", "last_outcome")
+    search_fields = ("name", "owner__username")
+    list_select_related = ("owner", "last_run")
+    raw_id_fields = ("owner", "sources")
+    readonly_fields = (
+        "next_run_at",
+        "last_run",
+        "last_fired_at",
+        "last_outcome",
+        "last_reason",
+        "created_at",
+        "updated_at",
+    )
+    actions = ["enable", "disable"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Schedule | None = None) -> Any:
+        # A schedule's sources are its owner's: another owner is another schedule.
+        return (*self.readonly_fields, "owner") if obj else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: Schedule, form: Any, change: bool) -> None:
+        # Through the services, as on Configure and in the API; the sources are set after.
+        data = form.cleaned_data
+        fields = {
+            "name": data["name"],
+            "interval_hours": data["interval_hours"],
+            "cron": data["cron"],
+            "options": data["options"],
+            "enabled": data["enabled"],
+        }
+        ids = [s.pk for s in data["sources"]]
+        if change:
+            current = Schedule.objects.get(pk=obj.pk)
+            retime = (current.interval_hours, current.cron) != (obj.interval_hours, obj.cron)
+            if not retime:  # an unchanged timing keeps its next run
+                del fields["interval_hours"], fields["cron"]
+            schedules.schedule_update(current, source_ids=ids, **fields)
+            obj.pk = current.pk
+        else:
+            created = schedules.schedule_create(owner=data["owner"], source_ids=ids, **fields)
+            obj.pk = created.pk
+        obj.refresh_from_db()
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass  # the services set the sources
+
+    @admin.action(description="Enable selected schedules")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        for schedule in queryset:
+            schedules.schedule_update(schedule, enabled=True)
+
+    @admin.action(description="Disable selected schedules")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        for schedule in queryset:
+            schedules.schedule_update(schedule, enabled=False)

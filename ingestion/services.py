@@ -4,7 +4,7 @@ tasks, admin and the API call these: one code path per action."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -194,6 +194,9 @@ def source_update(source: Source, **fields: Any) -> Source:
         options = dict(fields.get("options", source.options))
         if options.pop(COMPANY_FROM, None) is not None and fields["company"] != source.company:
             fields["options"] = options
+    if fields.get("enabled") and not source.enabled:
+        # Enabled by its user: a paused source gets its failures forgiven and is read again.
+        fields.update(failures_in_row=0, paused_at=None, paused_reason="")
     with transaction.atomic():
         for key, value in fields.items():
             setattr(source, key, value)
@@ -278,11 +281,13 @@ def preview_start(
     source_ids: Iterable[int] | None = None,
     idempotency_key: str | None = None,
     request_fingerprint: str = "",
+    origin: Mapping[str, Any] | None = None,
 ) -> IngestionRun:
     """Start a dry run over these sources (default: every enabled one). `idempotency_key`
-    and `request_fingerprint`: see runs.services.run_start."""
+    and `request_fingerprint`: see runs.services.run_start. `origin` says what started it,
+    when not its owner's click (a schedule): kept in the run's config."""
     quota_check_run_start(owner, idempotency_key=idempotency_key)  # QuotaExceeded: a RunError
-    config = sources_config(select_sources(owner, source_ids))
+    config = _with_origin(sources_config(select_sources(owner, source_ids)), origin)
     return run_services.run_start(
         owner=owner,
         kind=run_kinds.PREVIEW,
@@ -299,10 +304,12 @@ def ingest_start(
     preview: IngestionRun | None = None,
     idempotency_key: str | None = None,
     request_fingerprint: str = "",
+    origin: Mapping[str, Any] | None = None,
 ) -> IngestionRun:
     """Start an ingest: over a finished preview's sources and filters (as the preview saw
     them), or over these sources (default: every enabled one). The listing is read again,
-    so the ingest applies the boards as they are now; its own items say what it did."""
+    so the ingest applies the boards as they are now; its own items say what it did.
+    `origin` as for preview_start."""
     quota_check_run_start(owner, idempotency_key=idempotency_key)  # QuotaExceeded: a RunError
     if preview is not None:
         if preview.owner_id != owner.pk or preview.kind != run_kinds.PREVIEW:
@@ -315,6 +322,7 @@ def ingest_start(
         config = dict(preview.config)
     else:
         config = sources_config(select_sources(owner, source_ids))
+    config = _with_origin(config, origin)
     return run_services.run_start(
         owner=owner,
         kind=run_kinds.INGEST,
@@ -323,6 +331,14 @@ def ingest_start(
         idempotency_key=idempotency_key,
         request_fingerprint=request_fingerprint,
     )
+
+
+def _with_origin(config: dict[str, Any], origin: Mapping[str, Any] | None) -> dict[str, Any]:
+    # A follow-up (retry, resume) copies the config: it was started by a click, not by this.
+    config = {key: value for key, value in config.items() if key != "origin"}
+    if origin:
+        config["origin"] = dict(origin)
+    return config
 
 
 def ingest_retry_failed(*, owner: User, run: IngestionRun) -> IngestionRun:
@@ -335,7 +351,7 @@ def ingest_retry_failed(*, owner: User, run: IngestionRun) -> IngestionRun:
     failed = Job.objects.filter(owner=owner, last_run=run, status=JobStatus.ERROR).count()
     if not failed:
         raise SourceError(f"Run #{run.pk} has no failed jobs to retry.")
-    config = {**run.config, "retry_of": run.pk}
+    config = {**_with_origin(dict(run.config), None), "retry_of": run.pk}
     return run_services.run_start(owner=owner, kind=run_kinds.INGEST, config=config)
 
 
@@ -351,7 +367,7 @@ def ingest_resume(*, owner: User, run: IngestionRun) -> IngestionRun:
         )
     if not selectors.pending_job_count(run):
         raise SourceError(f"Run #{run.pk} left no pending jobs to process.")
-    config = {key: value for key, value in run.config.items() if key != "retry_of"}
+    config = {key: value for key, value in run.config.items() if key not in ("retry_of", "origin")}
     config["resume_of"] = run.pk
     return run_services.run_start(owner=owner, kind=run_kinds.INGEST, config=config)
 

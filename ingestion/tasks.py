@@ -13,6 +13,15 @@ def cleanup_payloads() -> int:
     return payload_delete_expired()
 
 
+def run_due_schedules() -> int:
+    """Start the schedules that are due; queued every minute by `manage.py cron`
+    (project/cron.py). Returns how many it claimed."""
+    from ingestion.schedules import schedules_run_due
+
+    close_old_connections()
+    return len(schedules_run_due())
+
+
 def warm_up() -> None:
     """Worker warm-up hook (settings.INTAKE_WORKER_WARM_UP): load what every chunk of an
     ingest would otherwise load in its own work horse: the pipeline and adapter modules and

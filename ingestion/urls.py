@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ingestion.views import jobs, reports, sources, stepper
+from ingestion.views import jobs, reports, schedules, sources, stepper
 
 app_name = "ingestion"
 
@@ -15,6 +15,9 @@ urlpatterns = [
     path("sources/<int:source_id>/edit/", sources.source_edit, name="source_edit"),
     path("sources/<int:source_id>/delete/", sources.source_delete, name="source_delete"),
     path("sources/<int:source_id>/toggle/", sources.source_toggle, name="source_toggle"),
+    path("schedules/new/", schedules.schedule_create, name="schedule_create"),
+    path("schedules/<int:schedule_id>/toggle/", schedules.schedule_toggle, name="schedule_toggle"),
+    path("schedules/<int:schedule_id>/delete/", schedules.schedule_delete, name="schedule_delete"),
     path("preview/", stepper.preview_start, name="preview_start"),
     path("preview/<int:run_id>/", stepper.preview_page, name="preview"),
     path("ingest/", stepper.ingest_start, name="ingest_start"),

@@ -311,6 +311,13 @@ if INTAKE_QUOTA_WARN_AT > 1:
 # (a Prometheus scraper has no session). Empty: staff sessions only.
 INTAKE_METRICS_TOKEN = env_str("INTAKE_METRICS_TOKEN")
 
+# Schedules (ingestion/schedules.py): a source whose listing failed this many runs in a row
+# is paused (disabled, with the reason shown on Configure and in the admin) so schedules stop
+# reading a board that is gone; 0 never pauses. Enabling the source again resets its count.
+INTAKE_SOURCE_PAUSE_AFTER = env_int("INTAKE_SOURCE_PAUSE_AFTER", 3, minimum=0)
+# The most schedules one cron tick starts (the rest are due at the next tick, a minute on).
+INTAKE_SCHEDULES_PER_TICK = env_int("INTAKE_SCHEDULES_PER_TICK", 200, minimum=1)
+
 # --- Auth, static, i18n ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

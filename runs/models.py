@@ -168,6 +168,15 @@ class IngestionRun(models.Model):
             return None
         return max(0.0, (self.total_jobs - self.items_done) / rate)
 
+    @property
+    def origin_label(self) -> str:
+        """What started the run when its owner did not click (an app's schedule), in words
+        ("schedule “Nightly”"), as the app that started it wrote `origin.label` into its
+        config; "" for a run started by hand."""
+        origin = self.config.get("origin") if isinstance(self.config, dict) else None
+        label = origin.get("label") if isinstance(origin, dict) else ""
+        return label if isinstance(label, str) else ""
+
     def counts(self) -> dict[str, int]:
         return {name: getattr(self, field) for field, name in COUNT_FIELDS.items()}
 

@@ -196,6 +196,12 @@ def start_worker(log_dir: Path, *, name: str = "worker", **env: Any) -> Proc:
     return Proc(name, argv, env=child_env(**env), log_dir=log_dir)
 
 
+def start_cron(log_dir: Path, **env: Any) -> Proc:
+    """`manage.py cron`: the stale-run check, and RQ's cron schedule (project/cron.py)."""
+    argv = [sys.executable, "manage.py", "cron"]
+    return Proc("cron", argv, env=child_env(**env), log_dir=log_dir)
+
+
 def start_asgi(log_dir: Path, *, name: str = "web", **env: Any) -> tuple[Proc, str]:
     port = free_port()
     argv = [

@@ -28,6 +28,7 @@ from ingestion.pipeline.expire import expire_vanished
 from ingestion.pipeline.summary import publish_summary
 from ingestion.quota import take_request_for
 from ingestion.run_kinds import INGEST, PREVIEW
+from ingestion.source_health import source_record_listing
 from runs import executors, services
 from runs.context import RunContext
 from runs.exceptions import RunFailed
@@ -228,7 +229,7 @@ def _list_sources(
             if source is not None:
                 if outcome.complete:
                     expire_vanished(ctx, source, outcome, write=write)
-                _record_health(source, outcome)
+                _record_health(ctx, source, outcome)
             outcomes.append(outcome)
             services.run_set_summary(run, {"sources": [o.as_dict() for o in outcomes]})
     failed = [o for o in outcomes if o.error]
@@ -270,15 +271,12 @@ def _announce(ctx: RunContext, outcome: SourceOutcome) -> None:
         )
 
 
-def _record_health(source: Source, outcome: SourceOutcome) -> None:
-    fields: dict[str, Any] = {
-        "last_fetched_at": timezone.now(),
-        "last_fetch_ok": not outcome.error,
-        "last_fetch_error": outcome.error,
-    }
-    if outcome.complete:
-        fields["last_listed_count"] = outcome.valid_listed
-    # update(), not save(): the source's own settings may be edited while the run goes on.
-    Source.objects.filter(pk=source.pk).update(**fields)
-    for key, value in fields.items():
-        setattr(source, key, value)
+def _record_health(ctx: RunContext, source: Source, outcome: SourceOutcome) -> None:
+    listed = outcome.valid_listed if outcome.complete else None
+    paused = source_record_listing(source, error=outcome.error, listed=listed)
+    if paused:
+        ctx.event(
+            "source.paused",
+            f"{outcome.label} is paused: {paused} Enable it on Configure to read it again.",
+            {"sourceId": source.pk, "failuresInRow": source.failures_in_row},
+        )

@@ -7,6 +7,7 @@ import logging
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -29,6 +30,7 @@ from ingestion.adapters.recognize import recognize_careers_url
 from ingestion.forms import QuickAddForm, SourceForm, error_field
 from ingestion.models import Source
 from ingestion.services import SourceError
+from ingestion.views import schedules as schedule_views
 from ingestion.views import upload_form
 from ingestion.views.common import HtmxHttpRequest, get_source_for_user, owner_of
 from project.params import Params
@@ -75,7 +77,10 @@ def _last_runs(runs: list[IngestionRun]) -> dict[int, IngestionRun]:
 def _remembered_selection(runs: list[IngestionRun], sources: list[Source]) -> set[int]:
     """The selection the page starts from: the sources of the user's last preview or ingest
     (kept with the run in the database, so it follows the user to any browser), plus the
-    enabled sources added since; before any run, every enabled source."""
+    enabled sources added since; before any run, every enabled source. Runs a schedule
+    started are left out."""
+    # A run a schedule started is not a choice made on this page: it leaves the ticks alone.
+    runs = [run for run in runs if not run.origin_label]
     if not runs:
         return {source.pk for source in sources if source.enabled}
     last = runs[0]
@@ -147,10 +152,16 @@ def _status_oob(text: str) -> str:
 @login_required
 @require_http_methods(["GET", "HEAD"])
 def configure(request: HtmxHttpRequest) -> HttpResponse:
+    owner = owner_of(request)
     context = {
         "quick_form": QuickAddForm(),
-        **_table_context(owner_of(request)),
+        **_table_context(owner),
+        **schedule_views.list_context(owner),
     }
+    # Paused after failing in a row (ingestion.source_health): said at the top of the page,
+    # where it is seen without scrolling the table.
+    context["paused_sources"] = [s for s in context["sources"] if s.paused_at and not s.enabled]
+    context["pause_after"] = settings.INTAKE_SOURCE_PAUSE_AFTER
     return render(request, "ingestion/configure.html", context)
 
 
@@ -244,6 +255,7 @@ def _quick_add(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "quick_form": form,
         **_table_context(owner),
+        **schedule_views.list_context(owner),
     }
     return render(request, "ingestion/configure.html", context, status=400)
 

@@ -7,11 +7,8 @@ docs/operations.md."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -22,16 +19,11 @@ from django.utils import timezone
 from runs import services
 from runs.models import IngestionRun, RunStatus
 from runs.workloads import DIAGNOSTIC
-from tests.support import Proc, ValkeyServer, child_env, start_worker, wait_for
+from tests.support import Proc, ValkeyServer, start_cron, start_worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 FAST = {"INTAKE_RUN_STALE_AFTER": 3, "INTAKE_REAPER_INTERVAL": 1, "INTAKE_HEARTBEAT_INTERVAL": 0.5}
-
-
-def start_cron(log_dir: Path, **env: Any) -> Proc:
-    argv = [sys.executable, "manage.py", "cron"]
-    return Proc("cron", argv, env=child_env(**env), log_dir=log_dir)
 
 
 def test_a_run_whose_worker_was_killed_is_ended_by_the_scheduled_reaper(

@@ -5,10 +5,10 @@ It does two things on timers, until SIGTERM or Ctrl-C:
 - the stale-run check (`runs.services.run_reap_stale`) every INTAKE_REAPER_INTERVAL seconds, in
   this process: it needs the database only, so runs whose worker died are ended even when no
   worker is alive (a queued reaper job would wait for one) and while Redis is down;
-- RQ's cron schedule from project/cron.py (the daily payload cleanup), enqueued by rq's
-  CronScheduler. rq's own loop (`manage.py rqcron`) dies on the first Redis error; this one
-  says once that Redis is unreachable, keeps the stale-run check going, and carries on with
-  the schedule when Redis is back.
+- RQ's cron schedule from project/cron.py (the daily payload cleanup, the due-schedules tick
+  every minute), enqueued by rq's CronScheduler. rq's own loop (`manage.py rqcron`) dies on
+  the first Redis error; this one says once that Redis is unreachable, keeps the stale-run
+  check going, and carries on with the schedule when Redis is back.
 """
 
 from __future__ import annotations
@@ -103,8 +103,9 @@ class Command(BaseCommand):
     help = (
         "Run Intake's scheduled work until SIGTERM or Ctrl-C: end stale runs every "
         "INTAKE_REAPER_INTERVAL seconds in this process (no worker or Redis needed), and "
-        "enqueue the RQ cron jobs of project/cron.py (the daily payload cleanup). Survives "
-        "Redis outages. Run one per installation (more are harmless)."
+        "enqueue the RQ cron jobs of project/cron.py (the daily payload cleanup, the due "
+        "schedules every minute). Survives Redis outages. Run one per installation (more are "
+        "harmless)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
