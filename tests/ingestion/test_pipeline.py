@@ -743,11 +743,11 @@ def die_at_job(monkeypatch, number: int) -> None:  # type: ignore[no-untyped-def
     prepare = process.BatchProcessor._prepare
     seen = []
 
-    def prepare_or_die(self, job):  # type: ignore[no-untyped-def]
+    def prepare_or_die(self, job, detail=None):  # type: ignore[no-untyped-def]
         seen.append(job.pk)
         if len(seen) == number:
             raise HorseDied()
-        return prepare(self, job)
+        return prepare(self, job, detail)
 
     monkeypatch.setattr(process.BatchProcessor, "_prepare", prepare_or_die)
 
