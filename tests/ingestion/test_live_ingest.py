@@ -163,6 +163,55 @@ def test_chunks_are_processed_while_a_later_source_is_still_listed(
     assert list(run.events.values_list("type", flat=True)).count("run.finished") == 1
 
 
+def test_a_chunk_fetches_its_details_at_once_within_the_per_host_limit(
+    fixture_server, procs, tmp_path, user, child_env_overrides, redis_client
+):
+    procs.append(start_worker(tmp_path, **child_env_overrides, INTAKE_FETCH_PER_HOST="3"))
+    Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+    in_flight = slow_board(fixture_server, 30, delay=0.1)
+    run = services.ingest_start(owner=user)
+    wait_for(lambda: IngestionRun.objects.get(pk=run.pk).is_terminal, timeout=60, what="the run")
+    run.refresh_from_db()
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert run.jobs_ready == 30
+    # One worker: chunks run one after another, so the overlap is inside a chunk.
+    assert 1 < in_flight.peak <= 3
+
+
+def test_abort_during_concurrent_fetches_keeps_finished_work_and_stops_promptly(
+    fixture_server, worker, user
+):
+    Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+    delay = 0.3
+    in_flight = slow_board(fixture_server, 100, delay=delay)
+    run = services.ingest_start(owner=user)
+    wait_for(
+        lambda: Job.objects.filter(status=JobStatus.READY).count() >= BATCH,
+        timeout=60,
+        what="a first batch",
+    )
+    run_services.run_request_abort(run)
+    asked = time.monotonic()
+    served_at_abort = in_flight.served
+    wait_for(
+        lambda: IngestionRun.objects.get(pk=run.pk).status == RunStatus.ABORTED,
+        timeout=30,
+        what="the run to end aborted",
+    )
+    stopped = time.monotonic() - asked
+    time.sleep(2 * delay)  # a straggling fetch would have been answered by now
+    ready = Job.objects.filter(status=JobStatus.READY).count()
+    pending = Job.objects.filter(status=JobStatus.PENDING).count()
+    assert ready + pending == 100 and ready % BATCH == 0 and ready > 0
+    run.refresh_from_db()
+    assert run.jobs_ready == ready == run.items_done
+    # Stopped well before what was left could have been fetched (4 at once), and without
+    # going on fetching: at most the abort check's interval of fetches, plus those in flight.
+    assert stopped < (pending * delay / 4) / 2
+    assert in_flight.served - served_at_abort < pending / 2
+    assert in_flight.now == 0
+
+
 def test_a_run_is_cut_into_more_chunks_for_more_live_workers(
     fixture_server, worker, procs, tmp_path, user, other_user, child_env_overrides
 ):
