@@ -22,14 +22,11 @@ the end). Nothing is asserted: machines are noisy.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,16 +37,18 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("BENCH_DB", "intake_scale_fetch")
 
 from bench.ingest import (  # noqa: E402  (BENCH_DB is read at import)
-    DATABASE_URL,
-    REDIS_URL,
     Children,
+    _raise_on_sigterm,
     busy_cpu,
     child_env,
-    drop_database,
+    clean_up,
     flush_redis,
     recreate_database,
+    serve_until_stopped,
+    start_server,
     start_workers,
     tree_cpu,
+    use_bench_environment,
     wait_terminal,
 )
 
@@ -67,7 +66,6 @@ def serve_boards(fetch_count: int, cpu_count: int, delay: float, ready_file: str
     from tests.ingestion.boards import greenhouse_jobs, mount_greenhouse
 
     server = FixtureServer()
-    server.httpd.request_queue_size = 128  # 4 workers × the per-host limit, and then some
     jobs = list(greenhouse_jobs(fetch_count, board=FETCH_BOARD, size=2000))
     mount_greenhouse(server, FETCH_BOARD, jobs, listing_content=False)
     for job in jobs:
@@ -81,39 +79,15 @@ def serve_boards(fetch_count: int, cpu_count: int, delay: float, ready_file: str
         server.route(path, handler=detail)
     if cpu_count:
         mount_greenhouse(server, CPU_BOARD, list(greenhouse_jobs(cpu_count, board=CPU_BOARD)))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    Path(ready_file + ".tmp").write_text(server.base_url)
-    os.replace(ready_file + ".tmp", ready_file)
-    stop.wait()
-    server.close()
+    serve_until_stopped(server, ready_file)
 
 
 def start_board_server(children: Children, args: argparse.Namespace, work: Path) -> str:
     ready = work / "boards.url"
-    proc = children.start(
-        "boards",
-        [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--serve",
-            str(ready),
-            "--postings",
-            str(args.postings),
-            "--cpu-postings",
-            str(args.cpu_postings),
-            "--delay",
-            str(args.delay),
-        ],  # fmt: skip
-        child_env(),
-    )
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the board server did not start:\n{children.log_tail('boards')}")
-        time.sleep(0.1)
-    return ready.read_text()
+    argv = [sys.executable, str(Path(__file__).resolve()), "--serve", str(ready)]
+    argv += ["--postings", str(args.postings), "--cpu-postings", str(args.cpu_postings)]
+    argv += ["--delay", str(args.delay)]
+    return start_server(children, "boards", argv, ready, timeout=120)[1]
 
 
 # --- runs ------------------------------------------------------------------------------------
@@ -208,15 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve_boards(args.postings, args.cpu_postings, args.delay, args.serve)
         return 0
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
     work = Path(tempfile.mkdtemp(prefix="intake-scale-"))
-    os.environ.update(
-        DATABASE_URL=DATABASE_URL,
-        REDIS_URL=REDIS_URL,
-        DJANGO_SETTINGS_MODULE="project.settings",
-        INTAKE_VAR_DIR=str(work / "var"),
-        LOG_LEVEL=os.environ.get("LOG_LEVEL", "WARNING"),
-        INTAKE_ALLOW_PRIVATE_NETWORK="1",
-    )
+    use_bench_environment(work, INTAKE_ALLOW_PRIVATE_NETWORK="1")
     children = Children(work)
     rows: list[dict[str, Any]] = []
     ok = False
@@ -255,15 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; stopping what was started", file=sys.stderr)
         return 130
     finally:
-        children.stop_all()
-        with contextlib.suppress(Exception):
-            flush_redis()
-        with contextlib.suppress(Exception):
-            drop_database()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"logs kept in {work}", file=sys.stderr)
+        clean_up(children, work, ok=ok)
 
 
 if __name__ == "__main__":
