@@ -69,6 +69,17 @@ def slow_board(server: FixtureServer, count: int, delay: float, board: str = "ac
     return in_flight
 
 
+def abort_after_a_batch(run: IngestionRun) -> float:
+    """Request the run's abort once a first batch is committed; returns when (monotonic)."""
+    wait_for(
+        lambda: Job.objects.filter(status=JobStatus.READY).count() >= BATCH,
+        timeout=60,
+        what="a first batch",
+    )
+    run_services.run_request_abort(run)
+    return time.monotonic()
+
+
 def wait_workers(count: int) -> None:
     """Until `count` RQ workers are registered on the queue (a run sizes its chunks by
     them)."""
@@ -82,12 +93,7 @@ def test_abort_mid_ingest_keeps_whole_batches_and_the_next_run_finishes_the_rest
     Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
     slow_board(fixture_server, 60, delay=0.05)
     run = services.ingest_start(owner=user)
-    wait_for(
-        lambda: Job.objects.filter(status=JobStatus.READY).count() >= BATCH,
-        timeout=30,
-        what="a first batch",
-    )
-    run_services.run_request_abort(run)
+    abort_after_a_batch(run)
     wait_for(
         lambda: IngestionRun.objects.get(pk=run.pk).status == RunStatus.ABORTED,
         timeout=10,
@@ -185,13 +191,7 @@ def test_abort_during_concurrent_fetches_keeps_finished_work_and_stops_promptly(
     delay = 0.3
     in_flight = slow_board(fixture_server, 100, delay=delay)
     run = services.ingest_start(owner=user)
-    wait_for(
-        lambda: Job.objects.filter(status=JobStatus.READY).count() >= BATCH,
-        timeout=60,
-        what="a first batch",
-    )
-    run_services.run_request_abort(run)
-    asked = time.monotonic()
+    asked = abort_after_a_batch(run)
     served_at_abort = in_flight.served
     wait_for(
         lambda: IngestionRun.objects.get(pk=run.pk).status == RunStatus.ABORTED,
