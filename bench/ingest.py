@@ -1101,16 +1101,15 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "sizes": [],
     }
-    ok = False
-    try:
+
+    def body() -> None:
         recreate_database()  # before Django opens its pool on it
         import django
 
         django.setup()
         if args.profile:
             profile_size(args.postings, args, children, work)
-            ok = True
-            return 0
+            return
         for size in args.size_list:
             results["sizes"].append(bench_size(size, args, children, work))
             if size == max(args.size_list):
@@ -1120,13 +1119,24 @@ def main(argv: list[str] | None = None) -> int:
         report(results)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+
+    return run_bench(children, work, body, keep_db=args.keep_db)
+
+
+def run_bench(
+    children: Children, work: Path, body: Callable[[], None], *, keep_db: bool = False
+) -> int:
+    """Run `body`, then clean up whatever happened (clean_up); the exit status."""
+    ok = False
+    try:
+        body()
         ok = True
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted; stopping what was started", file=sys.stderr)
         return 130
     finally:
-        clean_up(children, work, ok=ok, keep_db=args.keep_db)
+        clean_up(children, work, ok=ok, keep_db=keep_db)
 
 
 def use_bench_environment(work: Path, **extra: str) -> None:

@@ -41,9 +41,9 @@ from bench.ingest import (  # noqa: E402  (BENCH_DB is read at import)
     _raise_on_sigterm,
     busy_cpu,
     child_env,
-    clean_up,
     flush_redis,
     recreate_database,
+    run_bench,
     serve_until_stopped,
     start_server,
     start_workers,
@@ -187,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     use_bench_environment(work, INTAKE_ALLOW_PRIVATE_NETWORK="1")
     children = Children(work)
     rows: list[dict[str, Any]] = []
-    ok = False
-    try:
+
+    def body() -> None:
         recreate_database()
         import django
 
@@ -217,13 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         report(rows, args.baseline_rate)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2))
-        ok = True
-        return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping what was started", file=sys.stderr)
-        return 130
-    finally:
-        clean_up(children, work, ok=ok)
+
+    return run_bench(children, work, body)
 
 
 if __name__ == "__main__":
