@@ -283,6 +283,12 @@ def serve_board(board_file: str, ready_file: str) -> None:
         return Reply(200, chunks(), {"Content-Type": "application/json"})
 
     server.route(f"/v1/boards/{BOARD_TOKEN}/jobs", handler=listing)
+    serve_until_stopped(server, ready_file)
+
+
+def serve_until_stopped(server: Any, ready_file: str) -> None:
+    """In a server process: write the FixtureServer's URL to `ready_file` (atomically, for
+    start_server), then serve until SIGTERM or SIGINT."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -292,26 +298,23 @@ def serve_board(board_file: str, ready_file: str) -> None:
     server.close()
 
 
-def start_board_server(children: Children, board_file: Path, work: Path) -> tuple[Any, str]:
-    ready = work / f"board-{time.monotonic_ns()}.url"
-    proc = children.start(
-        "board",
-        [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--serve-board",
-            str(board_file),
-            "--ready-file",
-            str(ready),
-        ],  # fmt: skip
-        child_env(),
-    )
-    deadline = time.monotonic() + 30
+def start_server(
+    children: Children, name: str, argv: list[str], ready: Path, timeout: float = 30
+) -> tuple[Any, str]:
+    """Start a server process that announces its URL in `ready` (serve_until_stopped)."""
+    proc = children.start(name, argv, child_env())
+    deadline = time.monotonic() + timeout
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the board server did not start:\n{children.log_tail('board')}")
+            raise RuntimeError(f"the {name} server did not start:\n{children.log_tail(name)}")
         time.sleep(0.05)
     return proc, ready.read_text()
+
+
+def start_board_server(children: Children, board_file: Path, work: Path) -> tuple[Any, str]:
+    ready = work / f"board-{time.monotonic_ns()}.url"
+    argv = [sys.executable, str(Path(__file__).resolve()), "--serve-board", str(board_file)]
+    return start_server(children, "board", [*argv, "--ready-file", str(ready)], ready)
 
 
 def start_workers(children: Children, count: int, env: dict[str, str]) -> list[Any]:
@@ -1093,14 +1096,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="intake-bench-"))
     global run_work_dir
     run_work_dir = str(work)
-    # This process and every child talk to the throwaway database and Redis db.
-    os.environ.update(
-        DATABASE_URL=DATABASE_URL,
-        REDIS_URL=REDIS_URL,
-        DJANGO_SETTINGS_MODULE="project.settings",
-        INTAKE_VAR_DIR=str(work / "var"),
-        LOG_LEVEL=os.environ.get("LOG_LEVEL", "WARNING"),
-    )
+    use_bench_environment(work)
     children = Children(work)
     results: dict[str, Any] = {
         "machine": {
@@ -1112,16 +1108,15 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "sizes": [],
     }
-    ok = False
-    try:
+
+    def body() -> None:
         recreate_database()  # before Django opens its pool on it
         import django
 
         django.setup()
         if args.profile:
             profile_size(args.postings, args, children, work)
-            ok = True
-            return 0
+            return
         for size in args.size_list:
             results["sizes"].append(bench_size(size, args, children, work))
             if size == max(args.size_list):
@@ -1131,26 +1126,56 @@ def main(argv: list[str] | None = None) -> int:
         report(results)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+
+    return run_bench(children, work, body, keep_db=args.keep_db)
+
+
+def run_bench(
+    children: Children, work: Path, body: Callable[[], None], *, keep_db: bool = False
+) -> int:
+    """Run `body`, then clean up whatever happened (clean_up); the exit status."""
+    ok = False
+    try:
+        body()
         ok = True
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted; stopping what was started", file=sys.stderr)
         return 130
     finally:
-        children.stop_all()
-        with contextlib.suppress(Exception):
-            flush_redis()
-        if not args.keep_db:
-            with contextlib.suppress(Exception):
-                drop_database()
-        import shutil
+        clean_up(children, work, ok=ok, keep_db=keep_db)
 
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-        else:  # keep the processes' logs for the post-mortem, not the generated data
-            for data in (*work.glob("*.csv"), *work.glob("*.json")):
-                data.unlink(missing_ok=True)
-            print(f"logs kept in {work}", file=sys.stderr)
+
+def use_bench_environment(work: Path, **extra: str) -> None:
+    """This process and every child talk to the throwaway database and Redis db."""
+    os.environ.update(
+        DATABASE_URL=DATABASE_URL,
+        REDIS_URL=REDIS_URL,
+        DJANGO_SETTINGS_MODULE="project.settings",
+        INTAKE_VAR_DIR=str(work / "var"),
+        LOG_LEVEL=os.environ.get("LOG_LEVEL", "WARNING"),
+        **extra,
+    )
+
+
+def clean_up(children: Children, work: Path, *, ok: bool, keep_db: bool = False) -> None:
+    """Stop every process started, flush Redis, drop the database (unless `keep_db`), and
+    remove the work folder, or on a failure keep the processes' logs (not the generated
+    data) for the post-mortem."""
+    import shutil
+
+    children.stop_all()
+    with contextlib.suppress(Exception):
+        flush_redis()
+    if not keep_db:
+        with contextlib.suppress(Exception):
+            drop_database()
+    if ok:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        for data in (*work.glob("*.csv"), *work.glob("*.json")):
+            data.unlink(missing_ok=True)
+        print(f"logs kept in {work}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -252,6 +252,9 @@ INTAKE_FETCH_MEMORY_BUDGET = env_int(
     "INTAKE_FETCH_MEMORY_BUDGET", 64 * 1024 * 1024, minimum=64 * 1024
 )
 INTAKE_FETCH_PER_HOST = env_int("INTAKE_FETCH_PER_HOST", 4, minimum=1)
+# Detail pages one chunk fetches at once, whatever the hosts (INTAKE_FETCH_PER_HOST still
+# bounds each host).
+INTAKE_FETCH_CONCURRENCY = env_int("INTAKE_FETCH_CONCURRENCY", 8, minimum=1)
 INTAKE_FETCH_USER_AGENT = env_str(
     "INTAKE_FETCH_USER_AGENT", "Intake/0.1 (+self-hosted job ingestion)"
 )

@@ -29,7 +29,8 @@ def host_slot(host: str) -> threading.BoundedSemaphore:
 
 class MemoryBudget:
     """Bytes of response bodies being read whole by the fetches of this process (a work horse
-    reads up to jsonld.FETCH_THREADS pages at once)."""
+    reads up to jsonld.FETCH_THREADS pages, or INTAKE_FETCH_CONCURRENCY detail pages, at
+    once)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

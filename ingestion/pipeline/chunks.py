@@ -1,21 +1,29 @@
 """An ingest's chunks: its pending jobs cut into chunks as the listing produces them, each
 chunk its own RQ job (`CHUNK_TASK`, ingestion.pipeline.process.process_chunk) so several
 workers share one run, and the bookkeeping that lets whichever worker completes the last
-chunk finish the run."""
+chunk finish the run.
+
+How big a chunk is depends on the live RQ workers: enough small chunks first to hand every
+worker two, then bigger ones (a whole chunk costs its work horse less per job), so a small
+run keeps every worker busy and a large one is still a few dozen RQ jobs, not thousands.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from rq import get_current_job
+from rq import Worker, get_current_job
 
 from ingestion import store
 from ingestion.models import ChunkStatus, Job, WorkChunk
 from ingestion.pipeline.summary import publish_summary
+from runs import queue
 from runs.context import RunContext
 from runs.models import IngestionRun, RunStatus
 
@@ -29,6 +37,38 @@ CHUNK_TASK = "ingestion.pipeline.process.process_chunk"
 LISTING_CHUNK = 0
 # Pending jobs after which the planner's statistics are refreshed, once per run.
 ANALYZE_AFTER = 1000
+# The smallest chunk, as a fraction of INTAKE_CHUNK_SIZE, however many workers there are:
+# below it the cost of a chunk (its RQ job, work horse, claim, fetcher) outweighs its jobs.
+SMALLEST_CHUNK_DIVISOR = 16
+# Chunks of each size handed out per live worker before the size doubles.
+CHUNKS_PER_WORKER = 2
+
+logger = logging.getLogger(__name__)
+
+
+def live_workers() -> int:
+    """The RQ workers alive on the runs' queue (RQ drops a worker that stopped beating),
+    at least 1: this one counts, and without Redis the chunks are sized as for one."""
+    try:
+        return max(1, Worker.count(queue=queue.get_queue()))
+    except Exception:
+        logger.warning("Could not count the live RQ workers", exc_info=True)
+        return 1
+
+
+def chunk_sizes(workers: int) -> Iterator[int]:
+    """The sizes of a run's chunks, in order, for `workers` live workers: rounds of
+    CHUNKS_PER_WORKER chunks per worker, the first of a quarter of INTAKE_CHUNK_SIZE split
+    between the workers (at least 1/SMALLEST_CHUNK_DIVISOR of it), doubling each round up to
+    INTAKE_CHUNK_SIZE. One worker: 1000, 1000, 2000, 2000, 4000…; four: 8 × 250, 8 × 500…"""
+    whole = settings.INTAKE_CHUNK_SIZE
+    size = max(1, whole // SMALLEST_CHUNK_DIVISOR, whole // (4 * workers))
+    while size < whole:
+        for _ in range(CHUNKS_PER_WORKER * workers):
+            yield size
+        size *= 2
+    while True:
+        yield whole
 
 
 class ChunkStream:
@@ -44,6 +84,9 @@ class ChunkStream:
         self.run = ctx.run
         self._buffer: list[int] = []
         self._number = LISTING_CHUNK
+        self.workers = live_workers()
+        self._sizes = chunk_sizes(self.workers)
+        self._size = self._smallest = next(self._sizes)
         self.queued = 0
         self._analyzed = False
         WorkChunk.objects.create(
@@ -56,24 +99,19 @@ class ChunkStream:
 
     def add(self, job_ids: list[int]) -> None:
         self._buffer.extend(job_ids)
-        while len(self._buffer) >= (size := self._next_size()):
-            self._queue(self._buffer[:size])
-            del self._buffer[:size]
-
-    def _next_size(self) -> int:
-        """A quarter chunk first, then a half, then whole chunks: the other workers start
-        sooner, and a whole chunk costs its work horse less per job."""
-        size = settings.INTAKE_CHUNK_SIZE
-        return max(1, size >> max(0, 2 - (self._number - LISTING_CHUNK)))
+        while len(self._buffer) >= self._size:
+            self._queue(self._buffer[: self._size])
+            del self._buffer[: self._size]
+            self._size = next(self._sizes)
 
     def close(self) -> bool:
         """Queue what is left and mark the listing done. Returns True when nothing is left
         to process (the summary is published; the caller finishes the run), False when the
         chunks' workers will."""
         with transaction.atomic():
-            # The rest in quarter chunks, so the workers run out of work at about the same
-            # time instead of one finishing a whole chunk alone.
-            piece = max(1, settings.INTAKE_CHUNK_SIZE // 4)
+            # The rest in the smallest chunks, so the workers run out of work at about the
+            # same time instead of one finishing a big chunk alone.
+            piece = self._smallest
             for start in range(0, len(self._buffer), piece):
                 self._queue(self._buffer[start : start + piece])
             self._buffer = []
@@ -95,7 +133,8 @@ class ChunkStream:
                 self.ctx.set_stage(
                     RunStatus.INGESTING,
                     message="Processing jobs as they are listed, in chunks of "
-                    f"{settings.INTAKE_CHUNK_SIZE:,}.",
+                    f"{len(job_ids):,} up to {settings.INTAKE_CHUNK_SIZE:,}, "
+                    f"for {self.workers} worker{'s' if self.workers != 1 else ''}.",
                 )
             self.ctx.enqueue_parts(CHUNK_TASK, [(f"chunk-{self._number}", (self._number,))])
 

@@ -8,9 +8,11 @@ counters together): an abort or a dead worker leaves whole batches or nothing.""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -18,6 +20,7 @@ from django.utils import timezone
 
 from ingestion import dedupe, events, normalize, simhash, store
 from ingestion.adapters import Adapter, Posting, SourceFailed, get_adapter
+from ingestion.adapters.readers import ordered_parallel
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ChunkStatus, Job, JobStatus, Source, WorkChunk
 from ingestion.pipeline.batching import batched
@@ -31,6 +34,10 @@ logger = logging.getLogger(__name__)
 # Each failure gets its own feed event up to this many per run; past that the counts and the
 # run's items say the rest (a board of 50,000 broken postings must not flood the page).
 FAILURE_EVENTS_MAX = 25
+
+
+# A job's fetched detail, the error that stopped its fetch, or None (no fetch).
+_Detail = Posting | Exception | None
 
 
 class ChunkTaken(Exception):
@@ -124,9 +131,11 @@ class BatchProcessor:
         """Process and commit one batch: `ids`, which start at `offset` of `chunk`'s jobs."""
         jobs = store.pending_jobs(self.run.pk, ids)
         results = []
-        for job in jobs:
-            self.ctx.checkpoint()
-            results.append(self._prepare(job))
+        # Closed at once on an abort: the fetches not started yet are cancelled.
+        with contextlib.closing(self._details(jobs)) as details:
+            for job, detail in zip(jobs, details, strict=True):
+                self.ctx.checkpoint()
+                results.append(self._prepare(job, detail))
         self._fingerprint([r for r in results if r.status == JobStatus.READY])
         with transaction.atomic():
             # First, so that two attempts at one chunk queue up here (on the chunk's row)
@@ -161,11 +170,11 @@ class BatchProcessor:
             self._sources[source_id] = Source.objects.filter(pk=source_id).first()
         return self._sources[source_id]
 
-    def _prepare(self, job: store.PendingJob) -> _Result:
+    def _prepare(self, job: store.PendingJob, detail: _Detail = None) -> _Result:
         result = _Result(job)
         try:
             if job.needs_detail:
-                self._fetch_detail(job)
+                self._apply_detail(job, detail)
             if not job.title.strip():
                 raise ValueError("the posting has no title")
             job.description = normalize.sanitize_html(job.raw_description)
@@ -188,16 +197,44 @@ class BatchProcessor:
             result.error = f"unexpected error: {type(exc).__name__}: {exc}"
         return result
 
-    def _fetch_detail(self, job: store.PendingJob) -> None:
+    def _details(self, jobs: list[store.PendingJob]) -> Generator[_Detail, None, None]:
+        """Each job's fetched detail (or the error that stopped it; None when it needs
+        none), in the jobs' order. The fetches run at once, up to INTAKE_FETCH_PER_HOST per
+        source and INTAKE_FETCH_CONCURRENCY in all, a few results ahead of the consumer;
+        stopping the iteration (an abort) cancels the ones not started."""
+        calls = [self._detail_call(job) if job.needs_detail else None for job in jobs]
+        sources = {job.source_id for job, call in zip(jobs, calls, strict=True) if call}
+        if not sources:
+            yield from (None for _ in jobs)
+            return
+        threads = min(
+            settings.INTAKE_FETCH_CONCURRENCY, settings.INTAKE_FETCH_PER_HOST * len(sources)
+        )
+        yield from ordered_parallel(_call_detail, calls, threads=threads)
+
+    def _detail_call(self, job: store.PendingJob) -> Callable[[], Posting]:
+        """What fetches `job`'s detail, on a pool thread: its source and adapter are looked
+        up here, on the batch's thread."""
         source = self._source(job.source_id)
         if source is None:
-            raise ValueError("its source was deleted before its details could be fetched")
+            error = ValueError("its source was deleted before its details could be fetched")
+
+            def refuse() -> Posting:
+                raise error
+
+            return refuse
         adapter = self._adapters.get(source.pk)
         if adapter is None:
             adapter = self._adapters[source.pk] = get_adapter(
                 source, self._get_fetcher().for_source(source.pk)
             )
-        posting = adapter.detail(_posting_of(job))
+        return partial(adapter.detail, _posting_of(job))
+
+    def _apply_detail(self, job: store.PendingJob, detail: _Detail) -> None:
+        # None: not fetched by _details (a caller that passed none); fetch it here.
+        posting = self._detail_call(job)() if detail is None else detail
+        if isinstance(posting, Exception):
+            raise posting
         job.title = posting.title or job.title
         job.url = posting.url or job.url
         job.location = posting.location or job.location
@@ -308,6 +345,17 @@ class BatchProcessor:
             [r.job.pk for r in results if r.status != JobStatus.READY and r.job.pk in written]
         )
         return written
+
+
+def _call_detail(call: Callable[[], Posting] | None) -> _Detail:
+    """Run one detail fetch on a pool thread, its failure returned rather than raised: it
+    is that job's error (handled by _prepare), never the batch's."""
+    if call is None:
+        return None
+    try:
+        return call()
+    except Exception as exc:
+        return exc
 
 
 def _posting_of(job: store.PendingJob) -> Posting:

@@ -97,21 +97,22 @@ def test_a_chunk_whose_work_horse_is_killed_is_retried_and_the_run_finishes(
     run = services.ingest_start(owner=user)
 
     def mid_chunk() -> WorkChunk | None:
-        # The whole chunk (40 jobs, 8 batches), with a batch or more committed and more to go.
+        # The first whole chunk (one worker: 10, 10, 20, 20, then 40 jobs in 8 batches),
+        # with a batch or more committed and more to go.
         return WorkChunk.objects.filter(
-            run=run, number=3, status=ChunkStatus.CLAIMED, done_count__gte=BATCH
+            run=run, number=5, status=ChunkStatus.CLAIMED, done_count__gte=BATCH
         ).first()
 
-    chunk = wait_for(mid_chunk, timeout=60, what="chunk 3 under way")
-    horse = horse_of(worker)  # one worker: its horse is the one running chunk 3
-    assert horse is not None, "no work horse runs chunk 3"
+    chunk = wait_for(mid_chunk, timeout=60, what="chunk 5 under way")
+    horse = horse_of(worker)  # one worker: its horse is the one running chunk 5
+    assert horse is not None, "no work horse runs chunk 5"
     horse.kill()
     killed_at, killed_wall = time.monotonic(), timezone.now()
     wait_for(
         lambda: WorkChunk.objects.filter(pk=chunk.pk, claimed_at__gt=killed_wall).exists(),
         timeout=60,
         interval=0.02,
-        what="chunk 3 to be claimed again",
+        what="chunk 5 to be claimed again",
     )
     resumed_in = time.monotonic() - killed_at
     wait_for(
@@ -122,7 +123,7 @@ def test_a_chunk_whose_work_horse_is_killed_is_retried_and_the_run_finishes(
     finished_in = time.monotonic() - killed_at
     assert_processed_once(run, 120)
     retried = run.events.get(type="run.part_retried")
-    assert "chunk 3 was killed by signal 9 (SIGKILL)" in retried.message
+    assert "chunk 5 was killed by signal 9 (SIGKILL)" in retried.message
     assert "attempt 2 of 3" in retried.message
     chunk.refresh_from_db()
     assert chunk.status == ChunkStatus.DONE and chunk.done_count == 40

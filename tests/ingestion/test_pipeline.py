@@ -377,10 +377,10 @@ def test_chunks_are_separate_jobs_and_the_last_one_finishes_the_run(
     run = work(services.ingest_start(owner=user))
     assert run.status == RunStatus.FINISHED
     chunks = WorkChunk.objects.filter(run=run, number__gt=0)
-    # A quarter chunk, a half, a whole one; the rest in quarters.
-    assert [len(c.job_ids) for c in chunks] == [1, 2, 4, 1, 1, 1]
+    # One worker: two chunks of a quarter, two of a half, then whole ones.
+    assert [len(c.job_ids) for c in chunks] == [1, 1, 2, 2, 4]
     assert {c.status for c in chunks} == {"done"}
-    assert len(run.queue_job_ids) == 7  # the run and its six chunks
+    assert len(run.queue_job_ids) == 6  # the run and its five chunks
     assert (run.items_done, run.jobs_ready) == (10, 10)
 
 
@@ -736,11 +736,11 @@ def die_at_job(monkeypatch, number: int) -> None:  # type: ignore[no-untyped-def
     prepare = process.BatchProcessor._prepare
     seen = []
 
-    def prepare_or_die(self, job):  # type: ignore[no-untyped-def]
+    def prepare_or_die(self, job, detail=None):  # type: ignore[no-untyped-def]
         seen.append(job.pk)
         if len(seen) == number:
             raise HorseDied()
-        return prepare(self, job)
+        return prepare(self, job, detail)
 
     monkeypatch.setattr(process.BatchProcessor, "_prepare", prepare_or_die)
 
@@ -751,17 +751,17 @@ def test_a_chunk_whose_worker_died_resumes_after_its_last_committed_batch(
     from runs import tasks
 
     run = listed_ingest(boards, user, settings)
-    whole = WorkChunk.objects.get(run=run, number=3)  # four jobs: two batches
+    whole = WorkChunk.objects.get(run=run, number=5)  # four jobs: two batches
     assert len(whole.job_ids) == 4
     die_at_job(monkeypatch, 3)  # the first job of its second batch
     with pytest.raises(HorseDied):
-        tasks.execute_part(run.pk, chunks.CHUNK_TASK, 3)
+        tasks.execute_part(run.pk, chunks.CHUNK_TASK, 5)
     whole.refresh_from_db()
     assert (whole.status, whole.done_count) == ("claimed", 2)
     assert Job.objects.filter(id__in=whole.job_ids, status=JobStatus.READY).count() == 2
 
     monkeypatch.undo()
-    assert tasks.execute_part(run.pk, chunks.CHUNK_TASK, 3) == "done"  # RQ's retry
+    assert tasks.execute_part(run.pk, chunks.CHUNK_TASK, 5) == "done"  # RQ's retry
     whole.refresh_from_db()
     assert (whole.status, whole.done_count) == ("done", 4)
     run = work(run)  # the other chunks, and chunk 3's queued job, which finds it done
@@ -781,13 +781,13 @@ def test_the_retry_of_a_chunk_whose_run_was_ended_does_nothing(
     run = listed_ingest(boards, user, settings)
     die_at_job(monkeypatch, 3)
     with pytest.raises(HorseDied):
-        tasks.execute_part(run.pk, chunks.CHUNK_TASK, 3)
+        tasks.execute_part(run.pk, chunks.CHUNK_TASK, 5)
     monkeypatch.undo()
     run_services.run_fail(run, message="The worker stopped responding")  # the stale check
     ready = Job.objects.filter(status=JobStatus.READY).count()
-    assert tasks.execute_part(run.pk, chunks.CHUNK_TASK, 3) == "skipped"
+    assert tasks.execute_part(run.pk, chunks.CHUNK_TASK, 5) == "skipped"
     assert Job.objects.filter(status=JobStatus.READY).count() == ready
-    assert WorkChunk.objects.get(run=run, number=3).done_count == 2
+    assert WorkChunk.objects.get(run=run, number=5).done_count == 2
 
 
 def test_a_batch_whose_commit_answer_was_lost_is_not_written_twice(
@@ -838,3 +838,19 @@ def test_a_dropped_connection_mid_batch_retries_the_batch(
     assert len(dropped) == 1
     assert Job.objects.filter(status=JobStatus.READY).count() == 10
     assert (run.total_jobs, run.items_done, run.jobs_ready) == (10, 10, 10)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4, 8, 64])
+def test_chunk_sizes_give_every_worker_two_chunks_and_stay_few_for_a_large_run(settings, workers):
+    from itertools import accumulate, islice
+
+    settings.INTAKE_CHUNK_SIZE = 4000
+    sizes = list(islice(chunks.chunk_sizes(workers), 1000))
+    assert sizes[: 2 * workers] == [sizes[0]] * (2 * workers)
+    assert 250 <= sizes[0] <= 1000
+    # 2,000 postings: every worker gets work (up to the smallest chunk's limit).
+    small = next(n for n, total in enumerate(accumulate(sizes), 1) if total >= 2000)
+    assert small >= min(workers, 8)
+    # 100,000 postings: a few dozen RQ jobs, not thousands.
+    large = next(n for n, total in enumerate(accumulate(sizes), 1) if total >= 100_000)
+    assert large <= 25 + 8 * workers
