@@ -42,6 +42,17 @@ from project.supervisor import (
 WEB_GRACEFUL_SECONDS = 5
 
 
+def web_command(python: str, host: str, port: int) -> list[str]:
+    """The web server's command line (also what bench/ starts, to measure the same server)."""
+    return [
+        python, "-m", "uvicorn", "project.asgi:application",
+        "--host", host, "--port", str(port),
+        "--no-access-log",
+        "--lifespan", "off",  # Django has no lifespan handler; skip uvicorn's notice
+        "--timeout-graceful-shutdown", str(WEB_GRACEFUL_SECONDS),
+    ]  # fmt: skip
+
+
 def positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
@@ -149,17 +160,7 @@ class Command(BaseCommand):
             valkey = start_valkey(supervisor, socket_path, settings.VAR_DIR / "valkey")
             wait_for_redis(supervisor, valkey, socket_path)
             self.say(f"Embedded valkey-server is up on {socket_path}.")
-        supervisor.spawn(
-            "web server (uvicorn)",
-            "web",
-            [
-                python, "-m", "uvicorn", "project.asgi:application",
-                "--host", host, "--port", str(port),
-                "--no-access-log",
-                "--lifespan", "off",  # Django has no lifespan handler; skip uvicorn's notice
-                "--timeout-graceful-shutdown", str(WEB_GRACEFUL_SECONDS),
-            ],
-        )  # fmt: skip
+        supervisor.spawn("web server (uvicorn)", "web", web_command(python, host, port))
         for number in range(1, workers + 1):
             supervisor.spawn(
                 f"RQ worker {number}",
