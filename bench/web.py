@@ -96,11 +96,8 @@ class Web:
         from project.management.commands import start
 
         self.port = free_port()
-        argv = start.web_command(sys.executable, "127.0.0.1", self.port)
-        if web_workers is not None and "--workers" in argv:
-            argv[argv.index("--workers") + 1] = str(web_workers)
-        elif web_workers is not None and web_workers > 1:
-            argv += ["--workers", str(web_workers)]
+        processes = web_workers or start.default_web_processes()
+        argv = start.web_command(sys.executable, "127.0.0.1", self.port, processes)
         self.argv = argv
         self.log = log_dir / "web.log"
         with self.log.open("ab") as log:
