@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import cast
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -203,7 +204,7 @@ def run_events(request: HttpRequest, run_id: int) -> JsonResponse:
 
 
 @require_GET
-def run_stream(request: HttpRequest, run_id: int) -> HttpResponseBase:
+async def run_stream(request: HttpRequest, run_id: int) -> HttpResponseBase:
     """The run's live feed over SSE, readable only by its owner.
 
     Resume: the `Last-Event-ID` header (EventSource sends it on its own reconnects, as
@@ -211,7 +212,27 @@ def run_stream(request: HttpRequest, run_id: int) -> HttpResponseBase:
     reconnects without the header), or `?lastEventId=`. With none of them, the stream starts
     with the run's latest event, so a new subscriber is correct at once. The stream ends
     after the run's terminal event; resuming after it gets 204 No Content.
+
+    An async view with an async body: an open stream holds no thread of its own (see
+    feed.release_request_thread), only its listener on the event loop.
     """
+    opened = await sync_to_async(_open_stream)(request, run_id)
+    if isinstance(opened, HttpResponseBase):
+        return opened
+    run_pk, after, user_id = opened
+    response = StreamingHttpResponse(
+        feed.stream_run_events(run_pk, after_id=after, user_id=user_id),
+        content_type="text/event-stream",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
+
+
+def _open_stream(request: HttpRequest, run_id: int) -> HttpResponseBase | tuple[int, int, int]:
+    """The checks before a stream opens, with one short-lived connection: an answer that
+    ends the request (403, 404, 400, 204), or (run id, the event id to resume after, user
+    id)."""
     with feed.short_lived_connection():
         if not request.user.is_authenticated:
             return HttpResponseForbidden("Sign in to follow a run.\n", content_type="text/plain")
@@ -229,14 +250,7 @@ def run_stream(request: HttpRequest, run_id: int) -> HttpResponseBase:
         elif run.is_terminal and not run.events.filter(id__gt=after).exists():
             # Nothing more will ever come: 204 tells EventSource to stop reconnecting.
             return HttpResponse(status=204)
-        user_id = request.user.pk
-    response = StreamingHttpResponse(
-        feed.stream_run_events(run.pk, after_id=after, user_id=user_id),
-        content_type="text/event-stream",
-    )
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
-    return response
+        return run.pk, after, request.user.pk
 
 
 def _resume_after(request: HttpRequest, channel: str) -> int:
