@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -54,7 +55,7 @@ async def watch(host: str, port: int, request: bytes, watcher: Watcher, opened: 
         if not head.startswith(b"HTTP/1.1 200"):
             watcher.error = head.split(b"\r\n", 1)[0].decode()
             return
-        rest = b""
+        raw = rest = b""
         while not watcher.ended:
             data = await reader.read(65536)
             if not data:
@@ -64,7 +65,16 @@ async def watch(host: str, port: int, request: bytes, watcher: Watcher, opened: 
             if opened is not None and b"stream-open" in data:
                 opened.release()
                 opened = None
-            data = rest + data
+            # Undo the chunked transfer encoding: complete chunks only.
+            raw += data
+            body = [rest]
+            while (nl := raw.find(b"\r\n")) >= 0:
+                size = int(raw[:nl], 16)
+                if len(raw) < nl + 4 + size:
+                    break
+                body.append(raw[nl + 2 : nl + 2 + size])
+                raw = raw[nl + 4 + size :]
+            data = b"".join(body)
             cut = data.rfind(b"\n\n")
             if cut < 0:
                 rest = data
@@ -84,9 +94,8 @@ async def watch(host: str, port: int, request: bytes, watcher: Watcher, opened: 
 
 
 async def client_main(args: argparse.Namespace) -> None:
-    # HTTP/1.0: the body comes unframed (no chunk sizes to strip) until the server closes.
     request = (
-        f"GET {args.path} HTTP/1.0\r\nHost: {args.host}\r\nCookie: {args.cookie}\r\n"
+        f"GET {args.path} HTTP/1.1\r\nHost: {args.host}\r\nCookie: {args.cookie}\r\n"
         "Accept: text/event-stream\r\n\r\n"
     ).encode()
     watchers = [Watcher() for _ in range(args.n)]
@@ -98,7 +107,11 @@ async def client_main(args: argparse.Namespace) -> None:
     for _ in watchers:
         await opened.acquire()
     print(json.dumps({"ready": sum(1 for w in watchers if not w.error)}), flush=True)
-    await asyncio.wait(tasks, timeout=args.timeout)
+    # Until every watcher saw the end event, or the bench says stop (a line on stdin).
+    stop = asyncio.ensure_future(
+        asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    )
+    await asyncio.wait([asyncio.gather(*tasks), stop], return_when=asyncio.FIRST_COMPLETED)
     for task in tasks:
         task.cancel()
     print(
@@ -131,6 +144,71 @@ def publish(run: Any, rate: float, seconds: float) -> tuple[int, float]:
         services.publish_event(run, type="bench.tick", payload={"t": time.time()})
     took = time.monotonic() - start
     return count, count / took if took else float("inf")
+
+
+def publish_burst(run: Any, rate: float, seconds: float, batch: int) -> tuple[int, float]:
+    """A run emitting per-item events fast (thousands of invalid rows, say): `batch` events
+    per transaction, written as runs.services.publish_event writes them (the run row locked
+    while their seqs are taken, broadcast after commit), so the database's commit rate does
+    not cap the burst below what a busy run emits."""
+    from django.db import transaction
+    from django.db.models import F
+
+    from runs import feed
+    from runs.models import IngestionRun, RunEvent
+
+    count = int(rate * seconds)
+    start = time.monotonic()
+    for first in range(0, count, batch):
+        delay = start + first / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        size = min(batch, count - first)
+        with transaction.atomic():
+            IngestionRun.objects.filter(pk=run.pk).update(last_event_seq=F("last_event_seq") + size)
+            fresh = IngestionRun.objects.get(pk=run.pk)
+            snapshot = fresh.snapshot()
+            now = time.time()
+            rows = RunEvent.objects.bulk_create(
+                RunEvent(
+                    run_id=run.pk,
+                    seq=fresh.last_event_seq - size + 1 + i,
+                    type="bench.tick",
+                    payload={"t": now},
+                    snapshot=snapshot,
+                )
+                for i in range(size)
+            )
+            envelopes = [row.envelope() for row in rows]
+            transaction.on_commit(lambda e=envelopes: [feed.broadcast(x) for x in e])
+    took = time.monotonic() - start
+    return count, count / took if took else float("inf")
+
+
+def collect(clients: list[Any], drain: float) -> list[dict[str, Any]]:
+    """Every client's watchers, once they saw the end event; after `drain` seconds the
+    clients are told to stop and report what they have (the rest counts as lost)."""
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    for proc in clients:
+        selector.register(proc.stdout, selectors.EVENT_READ, proc)
+    deadline = time.monotonic() + drain
+    results: list[dict[str, Any]] = []
+    pending = len(clients)
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            for proc in clients:
+                with contextlib.suppress(OSError):
+                    proc.stdin.write("stop\n")
+                    proc.stdin.flush()
+            remaining = deadline = float("inf")
+        for key, _ in selector.select(timeout=min(remaining, 1.0)):
+            results.extend(web.read_line(key.data)["watchers"])
+            selector.unregister(key.fileobj)
+            pending -= 1
+    return results
 
 
 def analyse(results: list[dict[str, Any]], first_seq: int, last_seq: int) -> dict[str, Any]:
@@ -185,7 +263,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             clients += web.spawn_clients(
                 "live_feed.py",
                 1,
-                ["127.0.0.1", str(server.port), path, cookie, str(n), str(seconds + 120)],
+                ["127.0.0.1", str(server.port), path, cookie, str(n)],
             )
         opened = sum(web.read_line(proc)["ready"] for proc in clients)
         idle = web.Sampler(server).start()
@@ -193,14 +271,14 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         idle_stats = idle.stop()
         busy = web.busy_cpu(0.5)
         sampler = web.Sampler(server).start()
-        count, reached = publish(run, rate, seconds)
+        if args.burst:
+            count, reached = publish_burst(run, rate, seconds, args.batch)
+        else:
+            count, reached = publish(run, rate, seconds)
         from runs import services
 
         services.publish_event(run, type="bench.end", payload={"t": time.time()})
-        results = []
-        for proc in clients:
-            results.extend(web.read_line(proc)["watchers"])
-            proc.wait(30)
+        results = collect(clients, args.drain)
         stats = sampler.stop()
     finally:
         for proc in clients:
@@ -257,6 +335,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--burst", action="store_true", help="a burst instead")
     parser.add_argument("--burst-rate", type=float, default=200.0)
     parser.add_argument("--burst-seconds", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=50, help="events per transaction (burst)")
+    parser.add_argument(
+        "--drain", type=float, default=60.0, help="seconds to wait for the last event"
+    )
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument(
         "--web-workers", type=int, default=None, help="web processes (default: start's)"
@@ -268,10 +350,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         parser = argparse.ArgumentParser()
-        for name in ("host", "port", "path", "cookie", "n", "timeout"):
+        for name in ("host", "port", "path", "cookie", "n"):
             parser.add_argument(name)
         args = parser.parse_args(sys.argv[2:])
-        args.port, args.n, args.timeout = int(args.port), int(args.n), float(args.timeout)
+        args.port, args.n = int(args.port), int(args.n)
         asyncio.run(client_main(args))
         return 0
     args = parse_args()

@@ -96,8 +96,13 @@ class Web:
         from project.management.commands import start
 
         self.port = free_port()
-        processes = web_workers or start.default_web_processes()
-        argv = start.web_command(sys.executable, "127.0.0.1", self.port, processes)
+        if hasattr(start, "default_web_processes"):
+            processes = web_workers or start.default_web_processes()
+            argv = start.web_command(sys.executable, "127.0.0.1", self.port, processes)
+        else:  # a checkout from before start sized the web server (to measure "before")
+            argv = start.web_command(sys.executable, "127.0.0.1", self.port)
+            if web_workers and web_workers > 1:
+                argv += ["--workers", str(web_workers)]
         self.argv = argv
         self.log = log_dir / "web.log"
         with self.log.open("ab") as log:
@@ -219,7 +224,7 @@ def spawn_clients(script: str, count: int, args: list[str]) -> list[subprocess.P
             [sys.executable, str(ROOT / "bench" / script), "--client", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             text=True,
         )
         for _ in range(count)
