@@ -339,20 +339,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--drain", type=float, default=60.0, help="seconds to wait for the last event"
     )
-    parser.add_argument("--clients", type=int, default=2, help="client processes")
-    parser.add_argument(
-        "--web-workers", type=int, default=None, help="web processes (default: start's)"
-    )
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    web.add_common_options(parser)
     return parser.parse_args(argv)
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        parser = argparse.ArgumentParser()
-        for name in ("host", "port", "path", "cookie", "n"):
-            parser.add_argument(name)
-        args = parser.parse_args(sys.argv[2:])
+        args = web.client_args(("host", "port", "path", "cookie", "n"))
         args.port, args.n = int(args.port), int(args.n)
         asyncio.run(client_main(args))
         return 0

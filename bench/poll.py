@@ -179,20 +179,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--concurrency", type=lambda raw: [int(x) for x in raw.split(",")], default=[10, 50]
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
-    parser.add_argument("--clients", type=int, default=2, help="client processes")
-    parser.add_argument(
-        "--web-workers", type=int, default=None, help="web processes (default: start's)"
-    )
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    web.add_common_options(parser)
     return parser.parse_args(argv)
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        parser = argparse.ArgumentParser()
-        for name in ("host", "port", "path", "cookie", "n", "start_at", "end_at", "etag"):
-            parser.add_argument(name)
-        args = parser.parse_args(sys.argv[2:])
+        args = web.client_args(
+            ("host", "port", "path", "cookie", "n", "start_at", "end_at", "etag")
+        )
         args.port, args.n = int(args.port), int(args.n)
         args.start_at, args.end_at = float(args.start_at), float(args.end_at)
         args.etag = args.etag == "1"

@@ -9,6 +9,7 @@ migrated when missing, never dropped), BENCH_REDIS (default redis://127.0.0.1:63
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -20,6 +21,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from bench.ingest import busy_cpu  # noqa: F401  (the benchmarks print it)
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -239,7 +242,17 @@ def read_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return dict(json.loads(line))
 
 
-def busy_cpu(seconds: float = 1.0) -> float:
-    import psutil
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--web-workers", type=int, default=None, help="web processes (default: start's)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures here")
 
-    return float(psutil.cpu_percent(interval=seconds))
+
+def client_args(names: tuple[str, ...]) -> argparse.Namespace:
+    """A client process's positional arguments (after --client), as strings."""
+    parser = argparse.ArgumentParser()
+    for name in names:
+        parser.add_argument(name)
+    return parser.parse_args(sys.argv[2:])
