@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import sys
 import tempfile
@@ -43,6 +44,7 @@ class Watcher:
     def __init__(self) -> None:
         self.seqs: list[int] = []
         self.latencies: list[float] = []
+        self.sent: list[float] = []
         self.ended = False
         self.error = ""
 
@@ -83,6 +85,7 @@ async def watch(host: str, port: int, request: bytes, watcher: Watcher, opened: 
             for seq, kind, sent in FRAME.findall(whole):
                 watcher.seqs.append(int(seq))
                 watcher.latencies.append(now - float(sent))
+                watcher.sent.append(float(sent))
                 if kind == b"bench.end":
                     watcher.ended = True
         writer.close()
@@ -114,13 +117,20 @@ async def client_main(args: argparse.Namespace) -> None:
     await asyncio.wait([asyncio.gather(*tasks), stop], return_when=asyncio.FIRST_COMPLETED)
     for task in tasks:
         task.cancel()
+    cpu = os.times()
     print(
         json.dumps(
             {
+                "cpu": cpu.user + cpu.system,
                 "watchers": [
-                    {"seqs": w.seqs, "lat": [round(x, 5) for x in w.latencies], "error": w.error}
+                    {
+                        "seqs": w.seqs,
+                        "lat": [round(x, 5) for x in w.latencies],
+                        "t": w.sent,
+                        "error": w.error,
+                    }
                     for w in watchers
-                ]
+                ],
             }
         ),
         flush=True,
@@ -185,7 +195,7 @@ def publish_burst(run: Any, rate: float, seconds: float, batch: int) -> tuple[in
     return count, count / took if took else float("inf")
 
 
-def collect(clients: list[Any], drain: float) -> list[dict[str, Any]]:
+def collect(clients: list[Any], drain: float, client_cpu: list[float]) -> list[dict[str, Any]]:
     """Every client's watchers, once they saw the end event; after `drain` seconds the
     clients are told to stop and report what they have (the rest counts as lost)."""
     import selectors
@@ -205,16 +215,37 @@ def collect(clients: list[Any], drain: float) -> list[dict[str, Any]]:
                     proc.stdin.flush()
             remaining = deadline = float("inf")
         for key, _ in selector.select(timeout=min(remaining, 1.0)):
-            results.extend(web.read_line(key.data)["watchers"])
+            line = web.read_line(key.data)
+            results.extend(line["watchers"])
+            client_cpu.append(line["cpu"])
             selector.unregister(key.fileobj)
             pending -= 1
     return results
 
 
-def analyse(results: list[dict[str, Any]], first_seq: int, last_seq: int) -> dict[str, Any]:
+def record_broadcasts() -> dict[int, float]:
+    """When each event went out on Redis (seq -> time), from this process's feed.broadcast:
+    the latency from there is the web tier's part, without the database write before it."""
+    from runs import feed
+
+    sent: dict[int, float] = {}
+    original = feed.broadcast
+
+    def timed(envelope: dict[str, Any]) -> None:
+        sent[int(envelope["seq"])] = time.time()
+        original(envelope)
+
+    feed.broadcast = timed
+    return sent
+
+
+def analyse(
+    results: list[dict[str, Any]], first_seq: int, last_seq: int, sent: dict[int, float]
+) -> dict[str, Any]:
     expected = set(range(first_seq, last_seq + 1))
     lost = duplicates = reorders = 0
     latencies: list[float] = []
+    from_broadcast: list[float] = []
     errors = []
     for watcher in results:
         seqs = watcher["seqs"]
@@ -229,6 +260,10 @@ def analyse(results: list[dict[str, Any]], first_seq: int, last_seq: int) -> dic
             previous = max(previous, seq)
         lost += len(expected - seen)
         latencies.extend(watcher["lat"])
+        # Arrival = the payload's time + latency; from the broadcast = arrival - broadcast.
+        for seq, lat, t in zip(seqs, watcher["lat"], watcher["t"], strict=True):
+            if seq in sent:
+                from_broadcast.append((t + lat - sent[seq]) * 1000)
         if watcher["error"]:
             errors.append(watcher["error"])
     ms = [x * 1000 for x in latencies]
@@ -237,6 +272,9 @@ def analyse(results: list[dict[str, Any]], first_seq: int, last_seq: int) -> dic
         "p50_ms": round(web.percentile(ms, 50), 1),
         "p99_ms": round(web.percentile(ms, 99), 1),
         "max_ms": round(max(ms), 1) if ms else None,
+        "from_broadcast_p50_ms": round(web.percentile(from_broadcast, 50), 1),
+        "from_broadcast_p99_ms": round(web.percentile(from_broadcast, 99), 1),
+        "from_broadcast_max_ms": round(max(from_broadcast), 1) if from_broadcast else None,
         "lost": lost,
         "duplicates": duplicates,
         "reorders": reorders,
@@ -266,6 +304,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 ["127.0.0.1", str(server.port), path, cookie, str(n)],
             )
         opened = sum(web.read_line(proc)["ready"] for proc in clients)
+        sent = record_broadcasts()
         idle = web.Sampler(server).start()
         time.sleep(1.0)
         idle_stats = idle.stop()
@@ -278,14 +317,15 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         from runs import services
 
         services.publish_event(run, type="bench.end", payload={"t": time.time()})
-        results = collect(clients, args.drain)
+        client_cpu: list[float] = []
+        results = collect(clients, args.drain, client_cpu)
         stats = sampler.stop()
     finally:
         for proc in clients:
             if proc.poll() is None:
                 proc.kill()
         server.stop()
-    figures = analyse(results, first_seq, first_seq + count)
+    figures = analyse(results, first_seq, first_seq + count, sent)
     return {
         "watchers": args.watchers,
         "opened": opened,
@@ -299,6 +339,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "idle": idle_stats,
         **figures,
         **stats,
+        "client_cpu_seconds": round(sum(client_cpu), 1),
     }
 
 
@@ -310,7 +351,13 @@ def report(result: dict[str, Any]) -> None:
     )
     print(
         f"  event -> client: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
-        f"max {result['max_ms']} ms over {result['deliveries']} deliveries"
+        f"max {result['max_ms']} ms over {result['deliveries']} deliveries (from the publish "
+        "call, the database write included)"
+    )
+    print(
+        f"  broadcast -> client: p50 {result['from_broadcast_p50_ms']} ms, "
+        f"p99 {result['from_broadcast_p99_ms']} ms, max {result['from_broadcast_max_ms']} ms "
+        "(from the Redis publish after commit: the web tier's part)"
     )
     print(
         f"  lost {result['lost']}, duplicates {result['duplicates']}, "
@@ -322,7 +369,8 @@ def report(result: dict[str, Any]) -> None:
         f"  web processes: {result['threads']} threads, {result['rss_mb']} MB RSS, "
         f"{result['cpu_percent_of_a_core']} % of a core while publishing "
         f"(idle with the watchers open: {idle['threads']} threads, {idle['rss_mb']} MB); "
-        f"CPUs {result['cpu_busy_before_percent']} % busy before"
+        f"CPUs {result['cpu_busy_before_percent']} % busy before; the client processes "
+        f"used {result['client_cpu_seconds']} s of CPU in all"
     )
 
 
