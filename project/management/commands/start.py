@@ -65,6 +65,9 @@ def web_command(python: str, host: str, port: int, processes: int) -> list[str]:
         python, "-m", "uvicorn", "project.asgi:application",
         "--host", host, "--port", str(port),
         "--no-access-log",
+        # uvicorn's own start and stop lines, once per process, would come after the URL
+        # whenever a second process starts late; start says what is running itself.
+        "--log-level", "warning",
         "--lifespan", "off",  # Django has no lifespan handler; skip uvicorn's notice
         "--timeout-graceful-shutdown", str(WEB_GRACEFUL_SECONDS),
     ]  # fmt: skip
