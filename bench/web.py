@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench import ingest
 from bench.ingest import busy_cpu  # noqa: F401  (the benchmarks print it)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,16 +36,9 @@ REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/10")
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=DATABASE_URL,
-        REDIS_URL=REDIS_URL,
-        DJANGO_SETTINGS_MODULE="project.settings",
-        LOG_LEVEL=env.get("LOG_LEVEL", "WARNING"),
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
+    """bench/ingest.py's environment for child processes, on this module's database and
+    Redis db."""
+    return ingest.child_env(DATABASE_URL=DATABASE_URL, REDIS_URL=REDIS_URL, **extra)
 
 
 def setup_django() -> None:
