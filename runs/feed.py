@@ -297,13 +297,67 @@ class ResilientRedisListener:
         except (ValueError, KeyError, TypeError):
             logger.warning("Ignoring a malformed event on %s", PUBSUB_CHANNEL)
             return
-        get_listener_manager().add_to_queues(event.channel, event)
+        # The SSE frame once per event, not once per stream.
+        event.frame = _sse(f"{event.channel}:{event.id}", event.data)  # type: ignore[attr-defined]
+        fan_out(get_listener_manager(), event)
+
+
+def fan_out(manager: Any, event: Event) -> None:
+    """Queue `event` for every stream of its channel and wake them.
+
+    Stands in for ListenerManager.add_to_queues, which wakes each stream through
+    call_soon_threadsafe (a write to the loop's self-pipe per stream) although the Redis
+    listener already runs on the loop's thread, and keeps at most 10 events per stream, so a
+    burst made every stream re-read the database for itself. Here a stream holds up to
+    STREAM_QUEUE events (references to this one shared event) and takes them all at once
+    when it wakes: under a burst each stream writes many events per wake-up."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    channel = event.channel
+    with manager.lock:
+        listeners = manager.listeners_by_channel.get(channel, ())
+        for listener in listeners:
+            items = listener.channel_items.get(channel)
+            if items is None:
+                items = listener.channel_items[channel] = []
+            if len(items) < STREAM_QUEUE:
+                items.append(event)
+            else:
+                listener.overflow = True  # the stream re-reads the database instead
+            if listener.loop is loop:
+                listener.aevent.set()
+            elif listener.loop is not None:
+                listener.wake_threadsafe()
 
 
 # --- the stream -----------------------------------------------------------------------------
 
 KEEPALIVE_SECONDS = 15.0
 REPLAY_BATCH = 200
+# Events queued per stream before it falls back to re-reading the database: enough for a
+# burst of per-item events between two wake-ups of a busy process.
+STREAM_QUEUE = 2000
+
+
+def release_request_thread() -> None:
+    """Let the thread Django's ASGI handler keeps for this request go.
+
+    The handler runs each request in an asgiref ThreadSensitiveContext whose one-thread
+    executor (created by the first sync middleware or sync ORM call of the request) lives
+    until the response ends: for an SSE stream, as long as the watcher watches, so every
+    open stream held an idle OS thread. A stream needs it no more once its body is being
+    sent; anything sync later in the request (the response's close) gets a fresh one, which
+    the context shuts down as before."""
+    from asgiref.sync import SyncToAsync
+
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None:
+        return
+    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+    if executor is not None:
+        executor.shutdown(wait=False)
 
 
 def _replay(run_id: int, after_id: int) -> tuple[list[tuple[int, int, str, bool]], int]:
@@ -349,8 +403,11 @@ async def stream_run_events(run_id: int, *, after_id: int, user_id: int) -> Asyn
     from asgiref.sync import sync_to_async
     from django_eventstream.views import Listener, get_listener_manager
 
+    release_request_thread()
     channel = channel_for(run_id)
-    replay = sync_to_async(_replay)
+    # The loop's shared thread pool, not this request's own thread (released above): the
+    # replay needs no thread affinity, it closes its connection before it returns.
+    replay = sync_to_async(_replay, thread_sensitive=False)
     listener = Listener()
     listener.user_id = user_id
     listener.channels = {channel}
@@ -382,11 +439,14 @@ async def stream_run_events(run_id: int, *, after_id: int, user_id: int) -> Asyn
         if body:
             yield body
         while not ended:
-            try:
-                await asyncio.wait_for(listener.aevent.wait(), timeout=KEEPALIVE_SECONDS)
-            except TimeoutError:
-                yield "event: keep-alive\ndata:\n\n"
-                continue
+            if not listener.aevent.is_set():
+                # A timeout scope rather than wait_for: no task per wait.
+                try:
+                    async with asyncio.timeout(KEEPALIVE_SECONDS):
+                        await listener.aevent.wait()
+                except TimeoutError:
+                    yield "event: keep-alive\ndata:\n\n"
+                    continue
             with manager.lock:
                 items = listener.channel_items.pop(channel, [])
                 reread = listener.overflow
@@ -401,7 +461,8 @@ async def stream_run_events(run_id: int, *, after_id: int, user_id: int) -> Asyn
                 if seq != last_seq + 1:
                     reread = True  # a gap (or no seq): the database has it in order
                     break
-                chunks.append(_sse(f"{channel}:{item.id}", item.data))
+                frame = getattr(item, "frame", None)
+                chunks.append(frame or _sse(f"{channel}:{item.id}", item.data))
                 last_id, last_seq = item.id, seq
                 ended = getattr(item, "terminal", False)
             if reread:

@@ -310,3 +310,30 @@ def test_the_historys_filters_and_page_live_in_the_url(signed_in, user, redis_cl
     assert 'href="?page=1&status=finished&kind="' in body
     # The filter form pushes its state into the address bar.
     assert 'hx-push-url="true"' in body and 'method="get"' in body
+
+
+def test_a_status_poll_with_the_current_etag_answers_not_modified(signed_in, user, redis_client):
+    run = start(user)
+    url = reverse("runs:status", args=[run.pk])
+    first = signed_in.get(url, HTTP_HX_REQUEST="true")
+    assert first.status_code == 200 and first["ETag"]
+    assert "no-cache" in first["Cache-Control"]
+
+    again = signed_in.get(url, HTTP_HX_REQUEST="true", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304 and again.content == b""
+    assert again["ETag"] == first["ETag"]
+
+    # Once the run moves on, the same validator gets the new fragment.
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    moved = signed_in.get(url, HTTP_HX_REQUEST="true", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert moved.status_code == 200 and moved["ETag"] != first["ETag"]
+    assert "badge-initializing" in moved.content.decode()
+
+
+def test_a_status_poll_of_another_users_run_is_not_found_whatever_the_etag(
+    client, other_user, user, redis_client
+):
+    run = start(user)
+    client.force_login(other_user)
+    url = reverse("runs:status", args=[run.pk])
+    assert client.get(url, HTTP_IF_NONE_MATCH="*").status_code == 404

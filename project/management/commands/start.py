@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,40 @@ from project.supervisor import (
 WEB_GRACEFUL_SECONDS = 5
 
 
+# Web processes at most, whatever the cores: each holds its own copy of the app in memory.
+WEB_PROCESSES_MAX = 8
+
+
+def default_web_processes() -> int:
+    """One web process per core this process may run on (up to WEB_PROCESSES_MAX): Django's
+    ASGI handler runs a process's sync views one at a time on one thread, so pages and
+    status polls scale with processes, not with threads. Each process has its own event
+    listener, so an SSE stream is served by whichever process accepted it."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, WEB_PROCESSES_MAX))
+
+
+def web_command(python: str, host: str, port: int, processes: int) -> list[str]:
+    """The web server's command line (also what bench/ starts, to measure the same server)."""
+    argv = [
+        python, "-m", "uvicorn", "project.asgi:application",
+        "--host", host, "--port", str(port),
+        "--no-access-log",
+        # uvicorn's own start and stop lines, once per process, would come after the URL
+        # whenever a second process starts late; start says what is running itself.
+        "--log-level", "warning",
+        "--lifespan", "off",  # Django has no lifespan handler; skip uvicorn's notice
+        "--timeout-graceful-shutdown", str(WEB_GRACEFUL_SECONDS),
+    ]  # fmt: skip
+    if processes > 1:
+        # uvicorn's own process manager: it restarts a worker process that dies.
+        argv += ["--workers", str(processes)]
+    return argv
+
+
 def positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
@@ -55,10 +90,10 @@ class Command(BaseCommand):
     help = (
         "Run Intake until Ctrl-C or SIGTERM: migrate, create a first 'admin' superuser with a "
         "random password if none exists, start the embedded valkey-server (only when REDIS_URL "
-        "is unset), then the web server (uvicorn), the RQ workers, the cron scheduler and the "
-        "event relay (manage.py relay_events) as child processes, and print the URL once the "
-        "web server answers and the workers and the cron scheduler have started. A child that "
-        "exits "
+        "is unset), then the web server (uvicorn, one process per core), the RQ workers, the "
+        "cron scheduler and the event relay (manage.py relay_events) as child processes, and "
+        "print the URL once the web server answers and the workers and the cron scheduler "
+        "have started. A child that exits "
         "is restarted after a delay (1 s, doubling while it keeps dying, up to 30 s); one that "
         f"exits {CRASH_LOOP_DEATHS} times within {CRASH_LOOP_WINDOW:.0f} s stops everything, "
         "and the command exits non-zero with that child's last output."
@@ -70,6 +105,13 @@ class Command(BaseCommand):
             "--host", default="127.0.0.1", help="address to serve on (default: %(default)s)"
         )
         parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+        parser.add_argument(
+            "--web-processes",
+            type=positive_int,
+            default=default_web_processes(),
+            help="web server processes (default: one per core, up to "
+            f"{WEB_PROCESSES_MAX}; here %(default)s)",
+        )
         parser.add_argument(
             "--workers",
             type=positive_int,
@@ -85,7 +127,15 @@ class Command(BaseCommand):
         # stdout is block-buffered when piped (CI logs, tests): our lines must not wait.
         self.stdout.flush()
 
-    def handle(self, *args: Any, host: str, port: int, workers: int, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        host: str,
+        port: int,
+        workers: int,
+        web_processes: int,
+        **options: Any,
+    ) -> None:
         signals = StopSignals()
         signals.install()
         become_subreaper()
@@ -106,7 +156,7 @@ class Command(BaseCommand):
                     self._end_orphaned_runs()
                 login_line = ensure_login(url)
                 try:
-                    self._start_children(supervisor, host, port, workers)
+                    self._start_children(supervisor, host, port, workers, web_processes)
                     wait_for_http(supervisor, url)
                     # The URL and the sign-in line come last, after the children's start-up
                     # output, where a newcomer looks for them.
@@ -159,7 +209,9 @@ class Command(BaseCommand):
         ):
             self.say(f"Run #{run.pk} was cut off when Intake last stopped; marked as error.")
 
-    def _start_children(self, supervisor: Supervisor, host: str, port: int, workers: int) -> None:
+    def _start_children(
+        self, supervisor: Supervisor, host: str, port: int, workers: int, web_processes: int
+    ) -> None:
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         if settings.INTAKE_EMBEDDED_REDIS:
@@ -168,16 +220,8 @@ class Command(BaseCommand):
             wait_for_redis(supervisor, valkey, socket_path)
             self.say(f"Embedded valkey-server is up on {socket_path}.")
         supervisor.spawn(
-            "web server (uvicorn)",
-            "web",
-            [
-                python, "-m", "uvicorn", "project.asgi:application",
-                "--host", host, "--port", str(port),
-                "--no-access-log",
-                "--lifespan", "off",  # Django has no lifespan handler; skip uvicorn's notice
-                "--timeout-graceful-shutdown", str(WEB_GRACEFUL_SECONDS),
-            ],
-        )  # fmt: skip
+            "web server (uvicorn)", "web", web_command(python, host, port, web_processes)
+        )
         for number in range(1, workers + 1):
             supervisor.spawn(
                 f"RQ worker {number}",

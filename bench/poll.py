@@ -1,0 +1,205 @@
+"""Status-poll benchmark: requests/s and latency of `/runs/<id>/status/` under concurrency,
+beside a static file and the login page on the same server (the framework's own ceiling).
+
+Starts the web server with `manage.py start`'s own command line (bench/web.py), signs an
+owner in with one live run, then for each concurrency (10 and 50 by default) and each target
+keeps that many HTTP/1.1 keep-alive connections busy for `--seconds` from client processes
+(plain asyncio sockets, so the server is what saturates; the clients' CPU is printed beside
+the server's to show it). The status poll is measured twice: plain, and revalidating with
+If-None-Match as a browser does once it has the fragment's ETag (304 when nothing changed).
+
+    .venv/bin/python bench/poll.py
+    .venv/bin/python bench/poll.py --concurrency 10,50 --seconds 5 --web-workers 1
+
+Environment: see bench/web.py (BENCH_PG, BENCH_DB, BENCH_REDIS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import web  # noqa: E402
+
+STATIC_PATH = "/static/css/intake.css"
+
+
+# --- client process --------------------------------------------------------------------------
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes]]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        if b":" in line:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+    if b"content-length" in headers:
+        await reader.readexactly(int(headers[b"content-length"]))
+    elif headers.get(b"transfer-encoding") == b"chunked":
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    return status, headers
+
+
+async def connection(args: argparse.Namespace, latencies: list[float], codes: dict) -> None:
+    reader, writer = await asyncio.open_connection(args.host, args.port)
+    base = f"GET {args.path} HTTP/1.1\r\nHost: {args.host}\r\nCookie: {args.cookie}\r\n"
+    base += "HX-Request: true\r\n" if args.path.startswith("/runs/") else ""
+    etag = b""
+    await asyncio.sleep(max(0.0, args.start_at - time.time()))
+    while time.time() < args.end_at:
+        extra = f"If-None-Match: {etag.decode()}\r\n" if args.etag and etag else ""
+        started = time.perf_counter()
+        writer.write((base + extra + "\r\n").encode())
+        status, headers = await read_response(reader)
+        latencies.append(time.perf_counter() - started)
+        codes[status] = codes.get(status, 0) + 1
+        etag = headers.get(b"etag", etag)
+    writer.close()
+
+
+async def client_main(args: argparse.Namespace) -> None:
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    cpu0 = os.times()
+    tasks = [asyncio.create_task(connection(args, latencies, codes)) for _ in range(args.n)]
+    done, _ = await asyncio.wait(tasks)
+    errors = [repr(t.exception()) for t in done if t.exception()]
+    cpu1 = os.times()
+    print(
+        json.dumps(
+            {
+                "lat": latencies,
+                "codes": codes,
+                "errors": errors[:3],
+                "cpu": cpu1.user + cpu1.system - cpu0.user - cpu0.system,
+            }
+        ),
+        flush=True,
+    )
+
+
+# --- the bench -------------------------------------------------------------------------------
+
+
+def phase(
+    server: web.Web, path: str, cookie: str, concurrency: int, args: argparse.Namespace, etag: bool
+) -> dict[str, Any]:
+    start_at = time.time() + 1.5  # the client processes start and connect meanwhile
+    end_at = start_at + args.seconds
+    per = [concurrency // args.clients + (i < concurrency % args.clients) for i in
+           range(args.clients)]  # fmt: skip
+    clients = []
+    for n in per:
+        clients += web.spawn_clients(
+            "poll.py",
+            1,
+            ["127.0.0.1", str(server.port), path, cookie, str(n), str(start_at), str(end_at),
+             "1" if etag else "0"],
+        )  # fmt: skip
+    time.sleep(max(0.0, start_at - time.time()))
+    sampler = web.Sampler(server).start()
+    results = [web.read_line(proc) for proc in clients]
+    for proc in clients:
+        proc.wait(30)
+    stats = sampler.stop()
+    latencies = [x * 1000 for r in results for x in r["lat"]]
+    codes: dict[str, int] = {}
+    for r in results:
+        for code, count in r["codes"].items():
+            codes[code] = codes.get(code, 0) + count
+    return {
+        "path": path,
+        "concurrency": concurrency,
+        "if_none_match": etag,
+        "requests_per_second": round(len(latencies) / args.seconds, 1),
+        "p50_ms": round(web.percentile(latencies, 50), 2),
+        "p99_ms": round(web.percentile(latencies, 99), 2),
+        "codes": codes,
+        "errors": [e for r in results for e in r["errors"]][:3],
+        "client_cpu_percent_of_a_core": round(
+            100 * sum(r["cpu"] for r in results) / args.seconds, 1
+        ),
+        "web_cpu_percent_of_a_core": stats["cpu_percent_of_a_core"],
+        "web_threads": stats["threads"],
+    }
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    web.setup_django()
+    run, cookie = web.owner_with_live_run()
+    server = web.Web(Path(tempfile.mkdtemp(prefix="bench-poll-")), web_workers=args.web_workers)
+    rows = []
+    try:
+        busy = web.busy_cpu(0.5)
+        targets = [
+            (f"/runs/{run.pk}/status/", False),
+            (f"/runs/{run.pk}/status/", True),
+            (STATIC_PATH, False),
+            ("/login/", False),
+        ]
+        for concurrency in args.concurrency:
+            for path, etag in targets:
+                rows.append(phase(server, path, cookie, concurrency, args, etag))
+                report_row(rows[-1])
+    finally:
+        server.stop()
+    return {"web_argv": " ".join(server.argv[2:]), "cpu_busy_before_percent": busy, "rows": rows}
+
+
+def report_row(row: dict[str, Any]) -> None:
+    name = row["path"] + (" (If-None-Match)" if row["if_none_match"] else "")
+    print(
+        f"  c={row['concurrency']:<3} {name:<40} {row['requests_per_second']:>8} req/s  "
+        f"p50 {row['p50_ms']:>7} ms  p99 {row['p99_ms']:>7} ms  codes {row['codes']}  "
+        f"web CPU {row['web_cpu_percent_of_a_core']} %  client CPU "
+        f"{row['client_cpu_percent_of_a_core']} %  threads {row['web_threads']}"
+        + (f"  errors {row['errors']}" if row["errors"] else "")
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--concurrency", type=lambda raw: [int(x) for x in raw.split(",")], default=[10, 50]
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    web.add_common_options(parser)
+    return parser.parse_args(argv)
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        args = web.client_args(
+            ("host", "port", "path", "cookie", "n", "start_at", "end_at", "etag")
+        )
+        args.port, args.n = int(args.port), int(args.n)
+        args.start_at, args.end_at = float(args.start_at), float(args.end_at)
+        args.etag = args.etag == "1"
+        asyncio.run(client_main(args))
+        return 0
+    args = parse_args()
+    result = bench(args)
+    print(f"web: {result['web_argv']}; CPUs {result['cpu_busy_before_percent']} % busy before")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
