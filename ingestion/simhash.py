@@ -393,7 +393,15 @@ def simhash_many(
     texts at once: tokens are found, hashed, shingled, and their bits counted with numpy over
     one buffer holding a slice of the texts (about _PASS_BYTES of them). A hundred postings
     or more amortize numpy's per-call cost."""
-    hashes: list[int] = []
+    return [value for value, _ in simhash_many_sized(texts, boilerplate=boilerplate)]
+
+
+def simhash_many_sized(
+    texts: Sequence[str], *, boilerplate: frozenset[int] | set[int] = frozenset()
+) -> list[tuple[int, int]]:
+    """(simhash, own words) of each text: `simhash_many`'s values with the number of tokens
+    of the text's own part (boilerplate left out), which says how much the simhash knows."""
+    results: list[tuple[int, int]] = []
     parts: list[tuple[bytes, bytes]] = []
     size = 0
     for text in texts:
@@ -401,15 +409,15 @@ def simhash_many(
         parts.append((own, shared))
         size += len(own) + len(shared) + 2
         if size >= _PASS_BYTES:
-            hashes.extend(_simhash_parts(parts))
+            results.extend(_simhash_parts(parts))
             parts, size = [], 0
     if parts:
-        hashes.extend(_simhash_parts(parts))
-    return hashes
+        results.extend(_simhash_parts(parts))
+    return results
 
 
-def _simhash_parts(parts: Sequence[tuple[bytes, bytes]]) -> list[int]:
-    """`simhash_many` of texts already split into (own, boilerplate) parts."""
+def _simhash_parts(parts: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+    """`simhash_many_sized` of texts already split into (own, boilerplate) parts."""
     # One buffer: a space, then for each text its own part and its boilerplate part (words
     # between spaces and new lines), each followed by a space, so that every token starts at
     # ≥ 1 and none runs into the next part.
@@ -428,7 +436,7 @@ def _simhash_parts(parts: Sequence[tuple[bytes, bytes]]) -> list[int]:
     edges = np.flatnonzero(word[1:] != word[:-1]) + 1  # alternately token starts and ends
     starts, ends = edges[0::2], edges[1::2]
     if not len(starts):
-        return [0] * len(parts)
+        return [(0, 0)] * len(parts)
     token_hashes = _np_token_hashes(data, starts, ends)
     # Tokens per part, and where each part's tokens end in token_hashes.
     token_ends = np.searchsorted(starts, np.array(piece_ends), side="left")
@@ -469,7 +477,7 @@ def _simhash_parts(parts: Sequence[tuple[bytes, bytes]]) -> list[int]:
         shared <= cap, own_votes + shared_votes > 0, shared * own_votes + cap * shared_votes > 0
     ).astype(np.uint8)
     packed = np.packbits(set_bits, axis=1, bitorder="little").view("<i8").ravel()
-    return packed.tolist()
+    return list(zip(packed.tolist(), counts[0::2].tolist(), strict=True))
 
 
 def simhash(text: str, *, boilerplate: frozenset[int] | set[int] = frozenset()) -> int:

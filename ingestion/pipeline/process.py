@@ -106,7 +106,10 @@ class _Result:
     error: str = ""
     text: str = ""
     simhash: int | None = None
+    words: int = 0
     duplicate_of: int | None = None
+    # Whether the listing decided if it is a near-duplicate (it had the posting's text).
+    listed: bool = False
     reason: str = ""
 
 
@@ -161,7 +164,9 @@ class BatchProcessor:
         return self._sources[source_id]
 
     def _prepare(self, job: store.PendingJob) -> _Result:
-        result = _Result(job)
+        # A retry reads no listing; a posting without its text in the listing was not
+        # decided there.
+        result = _Result(job, listed=not job.needs_detail and not self.run.config.get("retry_of"))
         try:
             if job.needs_detail:
                 self._fetch_detail(job)
@@ -220,26 +225,44 @@ class BatchProcessor:
 
     def _fingerprint(self, results: list[_Result]) -> None:
         """Simhash every prepared job (vectorized, per source for its boilerplate), then mark
-        near-duplicates of an earlier job as skipped."""
+        the near-duplicates as skipped: those the listing found (it decided in listing
+        order, ingestion.pipeline.diff), and among the others — postings whose text only the
+        detail page had, retried jobs — those of an earlier job (ingestion.dedupe)."""
         by_source: dict[int | None, list[_Result]] = {}
         for r in results:
             by_source.setdefault(r.job.source_id, []).append(r)
         for source_id, group in by_source.items():
             source = self._source(source_id)
             boilerplate = frozenset(source.boilerplate) if source else frozenset()
-            hashes = simhash.simhash_many([r.text for r in group], boilerplate=boilerplate)
-            for r, value in zip(group, hashes, strict=True):
-                r.simhash = value
-        canonical = dedupe.find_near_duplicates(
-            owner_id=self.run.owner_id,
-            candidates=[(r.job.pk, r.simhash) for r in results if r.simhash is not None],
-        )
+            sized = simhash.simhash_many_sized([r.text for r in group], boilerplate=boilerplate)
+            for r, (value, words) in zip(group, sized, strict=True):
+                r.simhash, r.words = value, words
+        listed = store.listed_duplicates([r.job.pk for r in results if r.listed])
         for r in results:
-            original = canonical.get(r.job.pk)
-            if original is not None:
+            if r.job.pk in listed:
+                # The item already says why (the listing wrote the reason).
+                r.status, r.duplicate_of = JobStatus.SKIPPED, listed[r.job.pk]
+        here = [r for r in results if not r.listed and r.simhash is not None]
+        if not here:
+            return
+        decider = dedupe.NearDuplicates(self.run.owner_id)
+        decider.exclude([r.job.pk for r in results])
+        candidates = [
+            dedupe.Candidate(
+                r.simhash or 0,
+                words=r.words,
+                company=r.job.company,
+                title=r.job.title,
+                label=dedupe.job_label(r.job.pk, r.job.title),
+                job_id=r.job.pk,
+            )
+            for r in here
+        ]
+        for r, match in zip(here, decider.decide(candidates), strict=True):
+            if match is not None:
                 r.status = JobStatus.SKIPPED
-                r.duplicate_of = original
-                r.reason = f"near-duplicate of job #{original}"
+                r.duplicate_of = match.canonical.job_id
+                r.reason = match.reason
 
     # --- writing -------------------------------------------------------------------------
 

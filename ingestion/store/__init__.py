@@ -11,13 +11,14 @@ in the caller's transaction.
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from django.db import connection
 from django.db.models import Model
 
+from ingestion.models import Job
 from ingestion.store import portable, postgresql
 from ingestion.store.records import (
     FingerprintRow,
@@ -42,8 +43,10 @@ __all__ = [
     "fetch_all",
     "insert_items",
     "limit_lock_wait",
+    "listed_duplicates",
     "near_fingerprints",
     "pending_jobs",
+    "set_duplicate_of",
     "store_fingerprints",
     "stored_jobs",
     "text_sizes",
@@ -172,11 +175,35 @@ def drop_fingerprints(job_ids: Collection[int]) -> None:
 def near_fingerprints(
     owner_id: int, simhashes: Sequence[int], distance: int
 ) -> list[tuple[Any, ...]]:
-    """(job id, simhash, first_seen_at) of the owner's ready jobs whose simhash is within
-    `distance` of one of `simhashes` (found through the bands they share with them)."""
+    """(job id, simhash, first_seen_at, company, title) of the owner's ready jobs whose
+    simhash is within `distance` of one of `simhashes` (found through the bands they share
+    with them)."""
     if not simhashes:
         return []
     return backend().near_fingerprints(owner_id, simhashes, distance)
+
+
+def set_duplicate_of(decisions: Mapping[int, int | None]) -> None:
+    """Record the listing's near-duplicate decision on pending jobs: {job id: the job it
+    duplicates, or None}. The ingesting stage reads it back (`listed_duplicates`)."""
+    cleared = [pk for pk, canonical in decisions.items() if canonical is None]
+    if cleared:
+        Job.objects.filter(id__in=cleared, duplicate_of__isnull=False).update(duplicate_of=None)
+    by_canonical: dict[int, list[int]] = {}
+    for pk, canonical in decisions.items():
+        if canonical is not None:
+            by_canonical.setdefault(canonical, []).append(pk)
+    for canonical, pks in by_canonical.items():
+        Job.objects.filter(id__in=pks).update(duplicate_of=canonical)
+
+
+def listed_duplicates(job_ids: Collection[int]) -> dict[int, int]:
+    """{job id: the job it duplicates} for those of `job_ids` the listing found to be
+    near-duplicates."""
+    if not job_ids:
+        return {}
+    rows = Job.objects.filter(id__in=list(job_ids), duplicate_of__isnull=False).order_by()
+    return dict(rows.values_list("id", "duplicate_of_id"))
 
 
 # --- anything else ---------------------------------------------------------------------------

@@ -205,7 +205,7 @@ def near_fingerprints(
                 row
                 for row in Job.objects.filter(id__in=close, status=JobStatus.READY)
                 .order_by()
-                .values_list("id", "simhash", "first_seen_at")
+                .values_list("id", "simhash", "first_seen_at", "company", "title")
                 if row[1] == close[row[0]]
             )
     return found
