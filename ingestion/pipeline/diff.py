@@ -356,9 +356,9 @@ class SourceDiff:
                 label = dedupe.job_label(item.job_id, title)
             else:
                 label = f"'{title}' ({_posting_where(posting)})"
-            texts.append(
-                normalize.sanitized_html_to_text(normalize.sanitize_html(posting.description_html))
-            )
+            # The same words on the same lines as the ingesting stage's sanitized text, without
+            # sanitizing: the listing runs on one worker (ingestion.normalize.plaintext).
+            texts.append(normalize.fingerprint_text(posting.description_html))
             company = job_company(posting, self.source)
             candidate = dedupe.Candidate(0, company=company, title=title, label=label)
             decided.append((item, candidate, posting))
