@@ -293,7 +293,7 @@ class SourceDiff:
                             item.job_id = ids.get(item.external_id)
                         candidate.job_id = item.job_id
                     self.near.exclude(ids.values())
-                store.set_duplicate_of(_duplicate_of(near))
+                store.set_listed(_listed(near))
                 if unchanged_ids:
                     Job.objects.filter(id__in=unchanged_ids).update(last_seen_at=self.now)
                 pending = []
@@ -450,15 +450,15 @@ def posting_text_size(posting: Posting) -> int:
     return len(posting.description_html) + len(posting.requirements_html)
 
 
-def _duplicate_of(
+def _listed(
     decided: list[tuple[store.ItemRow, dedupe.Candidate, dedupe.Match | None]],
-) -> dict[int, int | None]:
-    """{job id: the job it duplicates, or None} of the postings the listing decided."""
-    return {
-        item.job_id: match.canonical.job_id if match is not None else None
-        for item, _, match in decided
+) -> list[tuple[int, int, int | None]]:
+    """(job id, simhash, the job it duplicates or None) of the postings the listing decided."""
+    return [
+        (item.job_id, candidate.simhash, match.canonical.job_id if match is not None else None)
+        for item, candidate, match in decided
         if item.job_id is not None
-    }
+    ]
 
 
 def _posting_where(posting: Posting) -> str:

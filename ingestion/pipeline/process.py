@@ -165,8 +165,9 @@ class BatchProcessor:
 
     def _prepare(self, job: store.PendingJob) -> _Result:
         # A retry reads no listing; a posting without its text in the listing was not
-        # decided there.
-        result = _Result(job, listed=not job.needs_detail and not self.run.config.get("retry_of"))
+        # decided there (nor fingerprinted).
+        listed = not job.needs_detail and not self.run.config.get("retry_of")
+        result = _Result(job, listed=listed and job.simhash is not None)
         try:
             if job.needs_detail:
                 self._fetch_detail(job)
@@ -224,24 +225,26 @@ class BatchProcessor:
             self._fetcher.close()
 
     def _fingerprint(self, results: list[_Result]) -> None:
-        """Simhash every prepared job (vectorized, per source for its boilerplate), then mark
-        the near-duplicates as skipped: those the listing found (it decided in listing
-        order, ingestion.pipeline.diff), and among the others — postings whose text only the
-        detail page had, retried jobs — those of an earlier job (ingestion.dedupe)."""
+        """Mark the near-duplicates as skipped: those the listing found (it decided in
+        listing order and stored each posting's simhash, ingestion.pipeline.diff: reused
+        here, not computed again), and among the others — postings whose text only the
+        detail page had, retried jobs — those of an earlier job (ingestion.dedupe), their
+        simhashes computed here (vectorized, per source for its boilerplate)."""
         by_source: dict[int | None, list[_Result]] = {}
         for r in results:
-            by_source.setdefault(r.job.source_id, []).append(r)
+            if r.listed:
+                # The item already says why (the listing wrote the reason).
+                r.simhash, r.duplicate_of = r.job.simhash, r.job.duplicate_of_id
+                if r.duplicate_of is not None:
+                    r.status = JobStatus.SKIPPED
+            else:
+                by_source.setdefault(r.job.source_id, []).append(r)
         for source_id, group in by_source.items():
             source = self._source(source_id)
             boilerplate = frozenset(source.boilerplate) if source else frozenset()
             sized = simhash.simhash_many_sized([r.text for r in group], boilerplate=boilerplate)
             for r, (value, words) in zip(group, sized, strict=True):
                 r.simhash, r.words = value, words
-        listed = store.listed_duplicates([r.job.pk for r in results if r.listed])
-        for r in results:
-            if r.job.pk in listed:
-                # The item already says why (the listing wrote the reason).
-                r.status, r.duplicate_of = JobStatus.SKIPPED, listed[r.job.pk]
         here = [r for r in results if not r.listed and r.simhash is not None]
         if not here:
             return

@@ -11,14 +11,13 @@ in the caller's transaction.
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from django.db import connection
 from django.db.models import Model
 
-from ingestion.models import Job
 from ingestion.store import portable, postgresql
 from ingestion.store.records import (
     FingerprintRow,
@@ -43,10 +42,9 @@ __all__ = [
     "fetch_all",
     "insert_items",
     "limit_lock_wait",
-    "listed_duplicates",
     "near_fingerprints",
     "pending_jobs",
-    "set_duplicate_of",
+    "set_listed",
     "store_fingerprints",
     "stored_jobs",
     "text_sizes",
@@ -79,6 +77,7 @@ class Backend(Protocol):
     def near_fingerprints(
         self, owner_id: int, simhashes: Sequence[int], distance: int
     ) -> list[tuple[Any, ...]]: ...
+    def set_listed(self, decisions: Sequence[tuple[int, int, int | None]]) -> None: ...
     def text_sizes(self, model: type[Model], column: str, ids: Sequence[int]) -> dict[int, int]: ...
     def analyze(self, model: type[Model]) -> None: ...
     def limit_lock_wait(self, seconds: int) -> None: ...
@@ -183,27 +182,12 @@ def near_fingerprints(
     return backend().near_fingerprints(owner_id, simhashes, distance)
 
 
-def set_duplicate_of(decisions: Mapping[int, int | None]) -> None:
-    """Record the listing's near-duplicate decision on pending jobs: {job id: the job it
-    duplicates, or None}. The ingesting stage reads it back (`listed_duplicates`)."""
-    cleared = [pk for pk, canonical in decisions.items() if canonical is None]
-    if cleared:
-        Job.objects.filter(id__in=cleared, duplicate_of__isnull=False).update(duplicate_of=None)
-    by_canonical: dict[int, list[int]] = {}
-    for pk, canonical in decisions.items():
-        if canonical is not None:
-            by_canonical.setdefault(canonical, []).append(pk)
-    for canonical, pks in by_canonical.items():
-        Job.objects.filter(id__in=pks).update(duplicate_of=canonical)
-
-
-def listed_duplicates(job_ids: Collection[int]) -> dict[int, int]:
-    """{job id: the job it duplicates} for those of `job_ids` the listing found to be
-    near-duplicates."""
-    if not job_ids:
-        return {}
-    rows = Job.objects.filter(id__in=list(job_ids), duplicate_of__isnull=False).order_by()
-    return dict(rows.values_list("id", "duplicate_of_id"))
+def set_listed(decisions: Sequence[tuple[int, int, int | None]]) -> None:
+    """Record the listing's fingerprint and near-duplicate decision on pending jobs:
+    (job id, simhash, the job it duplicates or None). The ingesting stage reads both with
+    the pending job and reuses them instead of computing the simhash again."""
+    if decisions:
+        backend().set_listed(decisions)
 
 
 # --- anything else ---------------------------------------------------------------------------

@@ -267,3 +267,14 @@ def limit_lock_wait(seconds: int) -> None:
     """Fail rather than wait longer than this for a lock, until the transaction ends."""
     with connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL lock_timeout = '{int(seconds)}s'")
+
+
+SET_LISTED_SQL = """
+UPDATE ingestion_job AS j SET simhash = v.simhash, duplicate_of_id = v.duplicate_of_id
+FROM {rows} AS v(id, simhash, duplicate_of_id)
+WHERE j.id = v.id
+"""
+
+
+def set_listed(decisions: Sequence[tuple[int, int, int | None]]) -> None:
+    bulk.execute_unnest(SET_LISTED_SQL, ("bigint", "bigint", "bigint"), decisions)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from ingestion import services
+from ingestion import normalize, services, simhash
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from tests.ingestion.boards import description_html, greenhouse_job, mount_greenhouse
 from tests.ingestion.pages import posting_row, postings_csv
@@ -186,3 +186,27 @@ def test_a_files_companies_are_compared_apart_unless_told(work, user, settings):
     assert set(item_verdicts(preview)) == set(item_verdicts(ingest)) == {"G1"}
     skipped = Job.objects.get(status=JobStatus.SKIPPED)
     assert (skipped.company, skipped.duplicate_of.company) == ("Globex", "Initech")
+
+
+def test_the_ingest_keeps_the_listings_fingerprint(work, user):  # type: ignore[no-untyped-def]
+    # A nesting error after which the parser ignores an end tag: the listing's text (no
+    # parse) puts a few words on another line than the sanitized text does, so the two
+    # simhashes differ. The job keeps the one the listing decided with, computed once.
+    words = " ".join(f"word{n}" for n in range(60))
+    html = f"<ul><li>{words}<section><li>b</li></section>c</li>d</ul><p>{words} tail</p>"
+    services.source_create(
+        owner=user,
+        kind="file",
+        company="Initech",
+        upload=io.BytesIO(postings_csv([posting_row(1, description=html)])),
+        upload_name="one.csv",
+    )
+    listed = simhash.simhash(normalize.fingerprint_text(html))
+    assert listed != simhash.simhash(
+        normalize.sanitized_html_to_text(normalize.sanitize_html(html))
+    )
+
+    work(services.ingest_start(owner=user))
+
+    job = Job.objects.get()
+    assert (job.status, job.simhash) == (JobStatus.READY, listed)
