@@ -157,7 +157,10 @@ def _line_fingerprint(line: bytes) -> int:
     return int.from_bytes(blake2b(line, digest_size=8).digest(), "little") & MASK63
 
 
-_SPACE_RUNS_RE = re.compile(rb"  +")
+# Fingerprints of the short lines seen lately, emptied when full (a few MB at most).
+_LINE_FINGERPRINTS: dict[bytes, int] = {}
+_LINES_REMEMBERED = 8192
+_LINE_REMEMBERED_BYTES = 1024
 
 
 def paragraph_fingerprints(text: str) -> list[int]:
@@ -194,16 +197,28 @@ def _split(text: str, boilerplate: frozenset[int] | set[int]) -> tuple[bytes, by
     separated = _separated(text.lower())
     if not boilerplate:
         return separated, b""
-    # With runs of spaces collapsed, a stripped line is its tokens joined by single spaces:
-    # fingerprinted and joined as they are, without splitting every line into tokens.
+    # Only a line of MIN_PARAGRAPH_TOKENS or more can be boilerplate: its tokens joined by
+    # single spaces are fingerprinted (remembered: a company's boilerplate lines recur in
+    # every posting); the others go as they are (runs of spaces separate tokens all the same).
+    fingerprints = _LINE_FINGERPRINTS
     own: list[bytes] = []
     shared: list[bytes] = []
-    for line in _SPACE_RUNS_RE.sub(b" ", separated).split(b"\n"):
-        line = line.strip(b" ")
-        if not line:
+    for line in separated.split(b"\n"):
+        tokens = line.split()
+        if len(tokens) < MIN_PARAGRAPH_TOKENS:
+            if tokens:
+                own.append(line)
             continue
-        if line.count(b" ") >= MIN_PARAGRAPH_TOKENS - 1 and _line_fingerprint(line) in boilerplate:
-            shared.append(line)
+        joined = b" ".join(tokens)
+        fingerprint = fingerprints.get(joined)
+        if fingerprint is None:
+            fingerprint = _line_fingerprint(joined)
+            if len(joined) <= _LINE_REMEMBERED_BYTES:
+                if len(fingerprints) >= _LINES_REMEMBERED:
+                    fingerprints.clear()
+                fingerprints[joined] = fingerprint
+        if fingerprint in boilerplate:
+            shared.append(joined)
         else:
             own.append(line)
     if not own:

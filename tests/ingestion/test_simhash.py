@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from ingestion import simhash as simhash_module
 from ingestion.simhash import (
     bands,
     company_boilerplate,
@@ -212,3 +213,16 @@ def test_boilerplate_weighs_less_than_the_posting_own_text() -> None:
     capped = simhash_many(texts, boilerplate=boilerplate)
 
     assert hamming(capped[0], capped[1]) > hamming(plain[0], plain[1])
+
+
+def test_remembered_line_fingerprints_stay_bounded() -> None:
+    boilerplate = frozenset({1})
+    lines = [f"line {n} of four words" for n in range(simhash_module._LINES_REMEMBERED + 10)]
+    long_line = " ".join(["word"] * simhash_module._LINE_REMEMBERED_BYTES)
+
+    simhash_module.simhash_many_sized(["\n".join([*lines, long_line])], boilerplate=boilerplate)
+
+    remembered = simhash_module._LINE_FINGERPRINTS
+    assert 0 < len(remembered) <= simhash_module._LINES_REMEMBERED
+    assert all(len(line) <= simhash_module._LINE_REMEMBERED_BYTES for line in remembered)
+    assert long_line.encode() not in remembered
