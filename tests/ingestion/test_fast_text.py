@@ -83,13 +83,17 @@ def _noisy(html: str, rng: random.Random) -> str:
     return "".join(p + (rng.choice(_NOISE) if rng.random() < 0.08 else "") for p in pieces)
 
 
-def test_noisy_realistic_descriptions_match() -> None:
-    sources = [
+def _noisy_realistic() -> list[str]:
+    return [
         _noisy(boards.description_html(seed, size=2000), random.Random(seed))
         if seed % 2
         else _noisy(pages.description_html(seed, seed=seed % 5), random.Random(seed))
         for seed in range(600)
     ]
+
+
+def test_noisy_realistic_descriptions_match() -> None:
+    sources = _noisy_realistic()
 
     assert _mismatches(sources) == []
 
@@ -356,14 +360,9 @@ FINGERPRINT_APART = [
 
 
 def test_fingerprint_text_reads_the_words_of_the_sanitized_text() -> None:
-    noisy = [
-        _noisy(boards.description_html(seed, size=2000), random.Random(seed))
-        if seed % 2
-        else _noisy(pages.description_html(seed, seed=seed % 5), random.Random(seed))
-        for seed in range(600)
-    ]
+    sources = [*_realistic(), *_noisy_realistic(), *TRAPS]
 
-    assert _fingerprint_mismatches([*_realistic(), *noisy, *TRAPS]) == FINGERPRINT_APART
+    assert _fingerprint_mismatches(sources) == FINGERPRINT_APART
 
 
 def test_fingerprint_text_gives_the_same_simhash() -> None:
