@@ -37,6 +37,8 @@ from ingestion import selectors as ingestion_selectors
 from ingestion.models import ItemOutcome
 from project.health import health_redis, live_worker_count
 from runs import selectors as run_selectors
+from runs.models import OutboxEvent
+from runs.relay import outbox_lag_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +94,11 @@ def _run_totals() -> dict[tuple[str, str], run_selectors.RunTotals]:
     return settled
 
 
-def outbox_backlog() -> tuple[int, float] | None:
-    """Hook for the events outbox (`intake:events`): (rows not yet published, seconds since
-    the oldest of them occurred). None while this version of Intake has no outbox: the
-    intake_outbox_* families are then left out."""
-    return None
+def outbox_backlog() -> tuple[int, float]:
+    """The events outbox (`intake:events`, runs/relay.py): (rows not yet published, seconds
+    since the oldest of them occurred), read through the partial index of unpublished rows."""
+    pending = OutboxEvent.objects.filter(published_at__isnull=True).count()
+    return pending, outbox_lag_seconds()
 
 
 class IntakeCollector(Collector):
@@ -203,17 +205,15 @@ def _database_families() -> Iterator[Metric]:
         failing.add_metric([kind], count)
     yield failing
 
-    backlog = outbox_backlog()
-    if backlog is not None:
-        pending, lag = backlog
-        yield GaugeMetricFamily(
-            "intake_outbox_pending", "Outbox events not yet published.", value=pending
-        )
-        yield GaugeMetricFamily(
-            "intake_outbox_lag_seconds",
-            "Age of the oldest outbox event not yet published (0 when none).",
-            value=lag,
-        )
+    pending, lag = outbox_backlog()
+    yield GaugeMetricFamily(
+        "intake_outbox_pending", "Outbox events not yet published.", value=pending
+    )
+    yield GaugeMetricFamily(
+        "intake_outbox_lag_seconds",
+        "Age of the oldest outbox event not yet published (0 when none).",
+        value=lag,
+    )
 
 
 def _redis_families() -> Iterator[Metric]:
