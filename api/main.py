@@ -14,9 +14,11 @@ from ninja import NinjaAPI, Router, Swagger
 
 from api import errors, openapi
 from api.auth import AUTH
+from api.health import router as health_router
 from api.jobs import router as jobs_router
 from api.parser import JsonOnlyParser
 from api.runs import router as runs_router
+from api.schedules import router as schedules_router
 from api.sources import router as sources_router
 
 PREFIX = "/api/v1/"
@@ -26,6 +28,8 @@ ROUTERS: list[tuple[str, Router]] = [
     ("/runs", runs_router),
     ("/sources", sources_router),
     ("/jobs", jobs_router),
+    ("/schedules", schedules_router),
+    ("/health", health_router),
 ]
 
 
