@@ -445,12 +445,15 @@ def _down_parts(body: Any) -> list[str]:
 
 
 def _sse_data(lines: Iterator[str], raw: bytearray) -> Iterator[dict[str, Any]]:
-    """The JSON data of each event in an SSE stream (comments and ids skipped)."""
+    """The JSON data of each event in an SSE stream (comments, ids and events without data,
+    such as the stream's opening one, skipped)."""
     data: list[str] = []
     for line in lines:
         raw.extend(line.encode() + b"\n")
         if line.startswith("data:"):
             data.append(line[5:].lstrip())
-        elif not line and data:
-            yield json.loads("\n".join(data))
+        elif not line:
+            text = "\n".join(data).strip()
             data = []
+            if text:
+                yield json.loads(text)
