@@ -13,6 +13,7 @@ import redis
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -122,6 +123,14 @@ def problem_for(exc: BaseException) -> Problem:
         return Problem(413, "The request body is too large.", kind="payload-too-large")
     if isinstance(exc, UnsupportedMediaType):
         return Problem(415, str(exc), kind="unsupported-media-type")
+    if isinstance(exc, MultiPartParserError):
+        # Django's parser refuses a multipart body it cannot split (no boundary, a torn part).
+        return Problem(
+            400,
+            f"The multipart body could not be read ({exc}); send it as multipart/form-data "
+            "with a boundary, as HTTP clients do.",
+            kind="malformed-body",
+        )
     if isinstance(exc, ParamError):
         pointer = {"in": "query", "pointer": f"#/{exc.name}", "detail": str(exc)}
         return Problem(400, str(exc), kind="bad-parameter", errors=[pointer])

@@ -38,8 +38,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 # Whatever the operation: its credentials may be wrong, and the server or what it depends on
 # may fail.
 EVERY_OPERATION = (401, 500, 503)
-# Operations that read parameters or a body can find them invalid.
-WITH_INPUT = (422,)
+# Operations that read parameters or a body can find them malformed (400: a bad cursor, JSON
+# that does not parse) or invalid (422).
+WITH_INPUT = (400, 422)
+# A body can be too large or of a type the operation does not read.
+WITH_BODY = (413, 415)
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -64,6 +67,8 @@ def with_problems(schema: dict[str, Any]) -> dict[str, Any]:
             codes |= set(EVERY_OPERATION)
             if operation.get("parameters") or operation.get("requestBody"):
                 codes |= set(WITH_INPUT)
+            if operation.get("requestBody"):
+                codes |= set(WITH_BODY)
             for code in sorted(codes):
                 if code < 400:
                     continue

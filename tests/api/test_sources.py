@@ -371,3 +371,12 @@ def test_a_file_source_s_file_is_replaced(api: ApiClient, user: Any) -> None:
     assert_problem(_upload(api, path, upload=_csv()), 422)
     board = source_create(owner=user, kind="greenhouse", identifier="acme")
     assert_problem(_upload(api, f"/sources/{board.pk}/upload", upload=_csv()), 422)
+
+
+def test_a_multipart_body_without_a_boundary_is_a_400_problem(api):
+    for path in ("/sources/upload", "/sources/1/upload"):
+        response = api.request(
+            "POST", path, data=b"--x\r\nnot a part", content_type="multipart/form-data"
+        )
+        problem = assert_problem(response, 400, "malformed-body")
+        assert "boundary" in problem["detail"]
