@@ -376,7 +376,7 @@ def source_detect(request: HttpRequest, body: DetectIn) -> Any:
 
 @router.post(
     "/upload",
-    response={201: UploadedSource, 409: None, 413: None, 415: None, 422: None},
+    response={201: UploadedSource, 409: None, 413: None, 415: None, 422: None, 429: None},
     summary="Add a source from an uploaded file of postings or a URL list (multipart)",
     description=(
         "`multipart/form-data` with the file in `upload`. Checked row by row as a run reads "
@@ -416,7 +416,8 @@ def _checked_upload(request: HttpRequest, form: SourceForm, *, form_kind: str) -
     if not form.cleaned_data.get("upload"):
         form.add_error("upload", "Send the file in the `upload` part.")
         raise _form_problem(form, where="body")
-    allowed, report = upload_form.upload_allowed(form, form_kind)
+    # QuotaExceeded past the hourly uploads: a 429 problem with Retry-After.
+    allowed, report = upload_form.upload_allowed(form, form_kind, owner_id=user_of(request).pk)
     if not allowed or report is None:
         raise _form_problem(form, where="body", report=report)
     return report
@@ -461,7 +462,7 @@ def source_patch(request: HttpRequest, source_id: int, body: SourcePatch) -> Any
 
 @router.post(
     "/{int:source_id}/upload",
-    response={200: UploadedSource, 404: None, 413: None, 415: None, 422: None},
+    response={200: UploadedSource, 404: None, 413: None, 415: None, 422: None, 429: None},
     summary="Replace an uploaded-file or URL-list source's file (multipart)",
     description="Checked as `POST /sources/upload` checks a new one; the rest of the source stays.",
 )

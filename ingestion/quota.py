@@ -9,6 +9,10 @@ runs may send to the boards. They protect the boards (we are a guest there) and 
   database write per request. Checked by `quota_take_request` before each attempt: a run's
   Fetcher is built with `on_request=take_request_for(owner_id)`.
 
+* Uploads: files and URL lists a user uploads (a new source's or a replacement), at most
+  INTAKE_UPLOADS_PER_HOUR in a clock hour, counted in Redis like the requests and checked by
+  `quota_take_upload` before the file is parsed, by the pages and the API alike.
+
 "Today" is the calendar day in settings.TIME_ZONE; the quotas reset at the next midnight
 there. A limit of 0 means unlimited. When Redis cannot be reached the request quota fails
 open (logged): a counter outage must not stop ingestion.
@@ -21,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 from typing import Any
 
@@ -326,3 +330,37 @@ def take_request_for(owner_id: int) -> Callable[[], str | None]:
         return None
 
     return take_request
+
+
+def upload_key(owner_id: int, hour: int) -> str:
+    return f"intake:quota:uploads:{owner_id}:{hour}"
+
+
+def quota_take_upload(owner_id: int, *, now: float | None = None) -> None:
+    """Count one upload for the owner in the current clock hour; QuotaExceeded (quota
+    "uploads", resetting at the next hour) past INTAKE_UPLOADS_PER_HOUR, before anything of
+    the file is parsed or stored. Fails open when Redis cannot be reached, as the requests
+    quota does."""
+    limit = settings.INTAKE_UPLOADS_PER_HOUR
+    if not limit:
+        return
+    now = time.time() if now is None else now
+    hour = int(now // 3600)
+    key = upload_key(owner_id, hour)
+    try:
+        pipe = _redis().pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, 2 * 3600)
+        count, _ = pipe.execute()
+    except (redis.RedisError, OSError) as exc:
+        _fail_open("update", exc)
+        return
+    if int(count) > limit:
+        resets_at = datetime.fromtimestamp((hour + 1) * 3600, tz=UTC)
+        wait = format_span(resets_at - timezone.now())
+        raise QuotaExceeded(
+            f"You have uploaded {_plural(limit, 'file')} this hour, the most an hour allows; "
+            f"try again in {wait}.",
+            resets_at=resets_at,
+            quota="uploads",
+        )

@@ -303,6 +303,9 @@ INTAKE_PREVIEW_MAX_AGE = env_int("INTAKE_PREVIEW_MAX_AGE", 3600, minimum=0)
 # limit (a fraction) the summary bar warns.
 INTAKE_QUOTA_RUNS_PER_DAY = env_int("INTAKE_QUOTA_RUNS_PER_DAY", 100, minimum=0)
 INTAKE_QUOTA_REQUESTS_PER_DAY = env_int("INTAKE_QUOTA_REQUESTS_PER_DAY", 20_000, minimum=0)
+# Files and URL lists a user may upload in a clock hour, on the pages and through the API
+# together (ingestion/quota.py); 0: unlimited.
+INTAKE_UPLOADS_PER_HOUR = env_int("INTAKE_UPLOADS_PER_HOUR", 60, minimum=0)
 INTAKE_QUOTA_WARN_AT = env_float("INTAKE_QUOTA_WARN_AT", 0.8, minimum=0)
 if INTAKE_QUOTA_WARN_AT > 1:
     raise ImproperlyConfigured(

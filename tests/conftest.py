@@ -104,6 +104,11 @@ def other_user(django_user_model):  # type: ignore[no-untyped-def]
 def pytest_configure(config: pytest.Config) -> None:
     # Fast hashing in tests (login sessions are created for every live test).
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The hourly uploads are counted in Redis by owner id, which the suite's many tests reuse
+    # within the hour: unlimited here (and in the servers and workers the tests start), except
+    # where a test of the limit sets it (tests/ingestion/test_quota.py).
+    settings.INTAKE_UPLOADS_PER_HOUR = 0
+    os.environ["INTAKE_UPLOADS_PER_HOUR"] = "0"
 
 
 @pytest.fixture

@@ -186,7 +186,9 @@ def source_new(request: HtmxHttpRequest) -> HttpResponse:
     form = SourceForm(request.POST, request.FILES)
     report = None
     if upload_form.form_valid(form, request):
-        allowed, report = upload_form.upload_allowed(form, form.cleaned_data["kind"])
+        allowed, report = upload_form.page_upload_allowed(
+            form, form.cleaned_data["kind"], owner_id=owner_of(request).pk
+        )
         if allowed:
             upload = form.cleaned_data.get("upload")
             try:
@@ -319,7 +321,9 @@ def source_edit(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
     form = SourceForm(request.POST, request.FILES, source=source)
     report = None
     if upload_form.form_valid(form, request):
-        allowed, report = upload_form.upload_allowed(form, source.kind)
+        allowed, report = upload_form.page_upload_allowed(
+            form, source.kind, owner_id=owner_of(request).pk
+        )
         if allowed:
             fields = form.update_fields()
             upload = form.cleaned_data.get("upload")

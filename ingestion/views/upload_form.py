@@ -15,6 +15,7 @@ from ingestion.adapters import registry, uploaded
 from ingestion.adapters.readers import UploadReport
 from ingestion.forms import SourceForm
 from ingestion.parse_errors import plain_parse_error
+from ingestion.quota import QuotaExceeded, quota_take_upload
 from ingestion.views.common import owner_of
 from project.params import Params
 
@@ -49,12 +50,17 @@ def check_upload(upload: UploadedFile, kind: str) -> UploadReport:
     return report
 
 
-def upload_allowed(form: SourceForm, kind: str) -> tuple[bool, UploadReport | None]:
+def upload_allowed(
+    form: SourceForm, kind: str, *, owner_id: int
+) -> tuple[bool, UploadReport | None]:
     """Check the form's upload (if any) for a source of `kind`; False (with the errors on the
-    form) when it must not be saved yet."""
+    form) when it must not be saved yet. The upload counts against the owner's hourly
+    uploads first (QuotaExceeded past it: the API answers 429; pages use
+    `page_upload_allowed`)."""
     upload = form.cleaned_data.get("upload")
     if not upload or not registry.reads_upload(kind):
         return True, None
+    quota_take_upload(owner_id)
     report = check_upload(upload, kind)
     if report.error:
         form.add_error("upload", f"This file cannot be used: {report.error}")
@@ -68,6 +74,17 @@ def upload_allowed(form: SourceForm, kind: str) -> tuple[bool, UploadReport | No
         )
         return False, report
     return True, report
+
+
+def page_upload_allowed(
+    form: SourceForm, kind: str, *, owner_id: int
+) -> tuple[bool, UploadReport | None]:
+    """upload_allowed for a page: the hourly uploads' refusal as the file field's error."""
+    try:
+        return upload_allowed(form, kind, owner_id=owner_id)
+    except QuotaExceeded as exc:
+        form.add_error("upload", str(exc))
+        return False, None
 
 
 def form_valid(form: SourceForm, request: HttpRequest) -> bool:
