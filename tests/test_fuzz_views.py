@@ -525,7 +525,7 @@ def _rolled_back() -> Iterator[None]:
 
 
 # A health check answers 503 by design when a part is down (project/health.py).
-HEALTH_ROUTES = {"healthz"}
+HEALTH_ROUTES = {"healthz", "api:health"}
 
 
 # --- the property -------------------------------------------------------------------------------

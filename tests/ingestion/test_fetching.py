@@ -617,7 +617,7 @@ def test_cleanup_payloads_days_overrides_the_ttl():
     assert RawPayload.objects.count() == 0
 
 
-def test_the_cron_config_registers_the_daily_payload_cleanup(redis_client):
+def test_the_cron_config_registers_the_cleanup_and_the_schedules_tick(redis_client):
     from rq.cron import CronScheduler
 
     scheduler = CronScheduler(connection=redis_client)
@@ -625,8 +625,9 @@ def test_the_cron_config_registers_the_daily_payload_cleanup(redis_client):
 
     # The stale-run check is not a queued job: `manage.py cron` runs it itself.
     jobs = {job.func_name: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"ingestion.tasks.cleanup_payloads"}
+    assert set(jobs) == {"ingestion.tasks.cleanup_payloads", "ingestion.tasks.run_due_schedules"}
     assert jobs["ingestion.tasks.cleanup_payloads"].cron == "0 3 * * *"
+    assert jobs["ingestion.tasks.run_due_schedules"].interval == 60
     # Without a worker, a day's cleanup is dropped rather than pile up behind the next.
     assert 0 < jobs["ingestion.tasks.cleanup_payloads"].job_options["ttl"] < 86400
 
