@@ -197,11 +197,14 @@ def run_start(
         idempotency_key = idempotency_key.strip()
         if not idempotency_key or len(idempotency_key) > 255:
             raise RunError("An idempotency key must be 1 to 255 characters.")
-        existing = IngestionRun.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        existing = _run_with_key(owner, idempotency_key)
         if existing:
             return _same_request(existing, request_fingerprint)
     active = run_active_for_owner(owner)
     if active:
+        if idempotency_key is not None and active.idempotency_key == idempotency_key:
+            # A concurrent start with this key committed after the lookup above.
+            return _same_request(active, request_fingerprint)
         raise RunInProgress(active)
 
     try:
@@ -224,9 +227,7 @@ def run_start(
     except IntegrityError:
         # Lost a race to a concurrent start: report the winner, as the constraint intends.
         if idempotency_key is not None:
-            existing = IngestionRun.objects.filter(
-                owner=owner, idempotency_key=idempotency_key
-            ).first()
+            existing = _run_with_key(owner, idempotency_key)
             if existing:
                 return _same_request(existing, request_fingerprint)
         active = IngestionRun.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).first()
@@ -234,6 +235,10 @@ def run_start(
             raise RunInProgress(active) from None
         raise
     return run
+
+
+def _run_with_key(owner: User, idempotency_key: str) -> IngestionRun | None:
+    return IngestionRun.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
 
 
 def _same_request(run: IngestionRun, fingerprint: str) -> IngestionRun:

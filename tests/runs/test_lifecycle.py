@@ -77,6 +77,25 @@ def test_an_idempotency_key_returns_the_same_run(user, redis_client):
     assert IngestionRun.objects.count() == 1
 
 
+def test_a_key_whose_run_committed_after_the_lookup_returns_that_run(
+    user, redis_client, monkeypatch
+):
+    # Four concurrent API starts with one key: one's lookup can miss the winner, which then
+    # commits before the active-run check. That is the same request, not a conflict.
+    first = start(user, idempotency_key="race-1")
+    real = services._run_with_key
+    calls = []
+
+    def missed_once(owner, key):  # type: ignore[no-untyped-def]
+        calls.append(key)
+        return None if len(calls) == 1 else real(owner, key)
+
+    monkeypatch.setattr(services, "_run_with_key", missed_once)
+    assert start(user, idempotency_key="race-1").pk == first.pk
+    with pytest.raises(RunInProgress):
+        start(user, idempotency_key="another-key")
+
+
 def test_a_blank_idempotency_key_is_refused(user, redis_client):
     with pytest.raises(RunError, match="idempotency key"):
         start(user, idempotency_key="  ")
