@@ -6,10 +6,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from project import health
+from tests.support import wait_for
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_the_health_endpoint_answers_200_with_a_worker(worker, asgi):
+def test_the_health_endpoint_answers_200_with_a_worker(worker, asgi, redis_client):
+    # The worker process registers with Redis a moment after it starts.
+    wait_for(lambda: health.live_worker_count(redis_client) > 0, timeout=60, what="the worker")
     response = httpx.get(f"{asgi}/api/v1/health", timeout=15)
     assert response.status_code == 200, response.text
     body = response.json()
