@@ -11,7 +11,9 @@ from django.core.management import call_command
 
 from api import tokens
 from ingestion import services
+from project import health
 from tests.ingestion.pages import posting_rows, postings_csv
+from tests.support import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,7 +44,11 @@ def smoke(base: str, token: str, out, **options):  # type: ignore[no-untyped-def
     return code, stdout.getvalue(), stderr.getvalue()
 
 
-def test_the_smoke_test_passes_against_a_working_intake(user, worker, asgi, file_source, tmp_path):
+def test_the_smoke_test_passes_against_a_working_intake(
+    user, worker, asgi, file_source, tmp_path, redis_client
+):
+    # The worker process registers with Redis a moment after it starts.
+    wait_for(lambda: health.live_worker_count(redis_client) > 0, timeout=60, what="the worker")
     token = tokens.token_create(owner=user, name="smoke")[1]
     code, out, err = smoke(asgi, token, tmp_path / "seen", worker_wait=60)
     assert code == 0, out + err
