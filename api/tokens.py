@@ -44,6 +44,9 @@ def token_create(*, owner: User, name: str) -> tuple[ApiToken, str]:
         raise TokenError("Give the token a name (what will use it).")
     if len(name) > 100:
         raise TokenError("A token's name is at most 100 characters.")
+    if any(ord(c) < 32 for c in name):
+        # PostgreSQL refuses NUL in text; no control character belongs in a name.
+        raise TokenError("A token's name cannot contain control characters.")
     while True:
         prefix = secrets.token_urlsafe(PREFIX_BYTES).replace("_", "x").replace("-", "y")
         if not ApiToken.objects.filter(prefix=prefix).exists():

@@ -41,6 +41,13 @@ def test_a_token_needs_a_name(browser):
     assert not ApiToken.objects.exists()
 
 
+def test_a_name_with_control_characters_is_refused_not_a_500(browser):
+    for name in ("ci\x00bot", "line\nbreak"):
+        page = browser.post("/account/tokens/", {"name": name})
+        assert page.status_code == 400 and "control characters" in page.content.decode()
+    assert not ApiToken.objects.exists()
+
+
 def test_revoking_on_the_page_stops_the_token_at_once(browser, token, user):
     row = ApiToken.objects.get(owner=user)
     response = browser.post(f"/account/tokens/{row.pk}/revoke/")
