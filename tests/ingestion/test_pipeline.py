@@ -825,12 +825,13 @@ def test_a_dropped_connection_mid_batch_retries_the_batch(
     dropped: list[int] = []
 
     def write_then_drop(self, results):  # type: ignore[no-untyped-def]
-        real(self, results)
+        written = real(self, results)
         if not dropped:  # inside the batch's transaction, before its commit
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_backend_pid()")
                 dropped.append(cursor.fetchone()[0])
                 cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return written
 
     monkeypatch.setattr(process.BatchProcessor, "_write", write_then_drop)
     run = work(run)
