@@ -136,7 +136,12 @@ def run_status(request: HttpRequest, run_id: int) -> HttpResponseBase:
     """The status fragment, polled while the page's live feed is down. It answers 304 Not
     Modified to an If-None-Match of the fragment's current ETag (a browser revalidates on
     its own: `Cache-Control: no-cache`), so a poll of an unchanged run renders nothing."""
-    run = _get_run_for_user(request, run_id)
+    return status_response(request, _get_run_for_user(request, run_id))
+
+
+def status_response(request: HttpRequest, run: IngestionRun) -> HttpResponseBase:
+    """The status poll's answer for `run`, which the request's user owns: what run_status
+    answers, and what runs.status_poll answers without the middleware stack."""
     services.run_end_if_stale(run)
     etag = _status_etag(run)
     not_modified = get_conditional_response(request, etag=etag)
