@@ -250,3 +250,26 @@ def test_a_changed_middleware_list_turns_the_fast_path_off(django_app, user, set
 
 def test_the_web_application_has_the_fast_path_under_the_project_settings():
     assert status_poll.enabled()
+
+
+def test_the_cached_fragment_is_what_the_template_renders_for_the_request(
+    fast, django_app, user, redis_client
+):
+    from django.shortcuts import render
+    from django.test import RequestFactory
+
+    from runs import views
+
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user), "csrftoken": CSRF_SECRET}
+    path = reverse("runs:status", args=[run.pk])
+    first = get(fast, path, cookies)["body"]
+    second = get(fast, path, cookies)["body"]  # from the cache
+
+    request = RequestFactory().get(path)
+    request.user = user
+    fresh = IngestionRun.objects.get(pk=run.pk)
+    rendered = render(request, "runs/_live.html#run-status", views._status_context(fresh))
+    assert without_token(first) == without_token(second) == without_token(rendered.content)
+    assert TOKEN.search(second.decode())[1] != TOKEN.search(first.decode())[1]  # masked anew
