@@ -130,13 +130,15 @@ class StatusPoll:
 
 def answer(scope: dict[str, Any], run_id: int, hooks: Any) -> HttpResponseBase | None:
     """The response to a status poll, or None: Django answers it."""
+    # As Django does when a request starts and finishes: a connection this thread was left
+    # with is closed if unusable, and the request's goes back to the pool at the end.
+    close_old_connections()
     try:
         return _answer(scope, run_id, hooks)
     except Exception:  # Django answers, and reports whatever it was as it always does
         logger.warning("The status poll's fast path failed; Django answers.", exc_info=True)
         return None
     finally:
-        # What Django does when a request finishes: the connection goes back to the pool.
         close_old_connections()
 
 

@@ -273,3 +273,20 @@ def test_the_cached_fragment_is_what_the_template_renders_for_the_request(
     rendered = render(request, "runs/_live.html#run-status", views._status_context(fresh))
     assert without_token(first) == without_token(second) == without_token(rendered.content)
     assert TOKEN.search(second.decode())[1] != TOKEN.search(first.decode())[1]  # masked anew
+
+
+def test_the_poll_ends_a_run_no_worker_picked_up(fast, django_app, user, redis_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    run = start(user)
+    limit = settings.INTAKE_RUN_PENDING_TIMEOUT
+    IngestionRun.objects.filter(pk=run.pk).update(
+        created_at=timezone.now() - timedelta(seconds=limit + 60)
+    )
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user)}
+    answered = get(fast, reverse("runs:status", args=[run.pk]), cookies)
+    assert answered["status"] == 200 and django_app.calls == 0
+    assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.ERROR
+    assert "No worker picked the run up" in answered["body"].decode()
