@@ -51,24 +51,24 @@ logger = logging.getLogger(__name__)
 
 PATH = re.compile(r"/runs/([1-9][0-9]{0,17})/status/")
 
-# The stack this path reproduces. Its request hooks run in this order below, its response
-# hooks in reverse; the others do nothing for this path (WhiteNoise serves /static/ only, the
-# API's problems and the admin's guard their own prefixes, messages and htmx add nothing the
-# fragment uses). A change to the list turns the fast path off until it is looked at again.
-KNOWN_MIDDLEWARE = (
-    "django.middleware.security.SecurityMiddleware",
-    "api.middleware.api_problems",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "project.middleware.content_security_policy",
-    "project.admin_guard.refuse_nul_in_admin_queries",
-    "django_htmx.middleware.HtmxMiddleware",
-)
+# Every middleware of settings.MIDDLEWARE, in its order, and what it means for this path:
+# the hooks of the first kind are called below (requests in this order, responses in
+# reverse); the others do nothing to a status poll. A change to the list turns the fast path
+# off until it is looked at again.
+MIDDLEWARE_ROLES = {
+    "django.middleware.security.SecurityMiddleware": "hooks: HTTPS redirect, headers",
+    "api.middleware.api_problems": "nothing: /api/ only",
+    "whitenoise.middleware.WhiteNoiseMiddleware": "nothing: /static/ only",
+    "django.contrib.sessions.middleware.SessionMiddleware": "read here; Vary: Cookie",
+    "django.middleware.common.CommonMiddleware": "hooks: host, user agents, length",
+    "django.middleware.csrf.CsrfViewMiddleware": "hooks: the token's cookie",
+    "django.contrib.auth.middleware.AuthenticationMiddleware": "checked here, as get_user",
+    "django.contrib.messages.middleware.MessageMiddleware": "nothing: the fragment has none",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": "hooks: X-Frame-Options",
+    "project.middleware.content_security_policy": "hooks: the policy header",
+    "project.admin_guard.refuse_nul_in_admin_queries": "nothing: /admin/ only",
+    "django_htmx.middleware.HtmxMiddleware": "nothing: the view does not ask",
+}
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -76,7 +76,7 @@ MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 def enabled() -> bool:
     """Whether the settings are the ones this path reproduces Django's answer under."""
     return (
-        tuple(settings.MIDDLEWARE) == KNOWN_MIDDLEWARE
+        list(settings.MIDDLEWARE) == list(MIDDLEWARE_ROLES)
         and settings.SESSION_ENGINE == SESSION_ENGINE
         and list(settings.AUTHENTICATION_BACKENDS) == [MODEL_BACKEND]
         and settings.AUTH_USER_MODEL == "auth.User"
