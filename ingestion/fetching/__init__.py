@@ -26,7 +26,8 @@ What every fetch guarantees, whoever calls it, and the module that keeps the pro
   (a chunk's) collects them and stores many in one INSERT. Failing to store them is logged,
   never raised.
 * A hook (`Fetcher(on_request=...)`). Asked before each request attempt; a run's Fetcher
-  counts its owner's daily request quota there.
+  counts its owner's daily request quota there (reserved in blocks; close() calls the hook's
+  own close(), if it has one, to give back the unsent).
 
 `fetcher` holds the Fetcher that puts them together; `responses` what it hands back.
 """

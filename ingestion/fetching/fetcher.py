@@ -405,6 +405,11 @@ class Fetcher:
 
     def close(self) -> None:
         self._client.close()
+        # A hook holding something back for its requests (the quota's RequestAllowance
+        # gives back the requests it reserved and did not send).
+        release = getattr(self.on_request, "close", None)
+        if callable(release):
+            release()
 
     def __enter__(self) -> Fetcher:
         return self

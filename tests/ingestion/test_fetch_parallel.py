@@ -1,5 +1,6 @@
 """A chunk's detail fetches at their fixed cost: records stored a batch at a time (and still
-on failure), and the per-host limit counted at the server while a run fetches in parallel."""
+on failure), the request quota reserved in blocks yet enforced exactly, and the per-host
+limit counted at the server while a run fetches in parallel."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ingestion.fetching import Fetcher, FetchError
 from ingestion.fetching.payloads import PayloadBuffer
 from ingestion.models import Job, JobStatus, RawPayload
 from ingestion.pipeline import process
+from ingestion.quota import take_request_for
 from runs.models import RunStatus
 from tests.fixture_server import Reply
 from tests.ingestion.boards import greenhouse_jobs, mount_greenhouse
@@ -93,6 +95,88 @@ def test_a_batch_that_fails_still_stores_its_fetches(
     assert run.status == RunStatus.ERROR
     # The fetches that had answered when the batch broke are on record.
     assert RawPayload.objects.filter(run=run, url__contains="/jobs/").count() >= 3
+
+
+# --- The request quota, reserved in blocks --------------------------------------------------
+
+
+def test_requests_are_reserved_in_blocks_and_the_unsent_given_back(
+    settings, boards, user, redis_client, monkeypatch
+):
+    settings.INTAKE_QUOTA_REQUESTS_PER_DAY = 10_000
+    boards.route("/page", json={})
+    calls = {"eval": 0}
+    real = quota._redis
+
+    class Counting:
+        def __init__(self, client: redis.Redis) -> None:
+            self.client = client
+
+        def eval(self, *args):  # type: ignore[no-untyped-def]
+            calls["eval"] += 1
+            return self.client.eval(*args)
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(self.client, name)
+
+    monkeypatch.setattr(quota, "_redis", lambda: Counting(real()))
+    with Fetcher(on_request=take_request_for(user.pk)) as fetcher:
+        for _ in range(100):
+            fetcher.get(boards.url("/page"))
+        assert counter(redis_client, user) >= 100  # reserved ahead
+    assert calls["eval"] <= 10  # 1 + 2 + 4 + … not one round trip per request
+    assert counter(redis_client, user) == 100  # exact once the Fetcher is closed
+    assert quota.quota_status(user).requests_used == 100
+
+
+def test_blocks_never_let_more_requests_out_than_the_limit(settings, boards, user, redis_client):
+    settings.INTAKE_QUOTA_REQUESTS_PER_DAY = 25
+    boards.route("/page", json={})
+    # No records: these threads would leave their database connections open.
+    fetchers = [Fetcher(store=False, on_request=take_request_for(user.pk)) for _ in range(3)]
+    refused: list[str] = []
+    lock = threading.Lock()
+
+    def fetch(fetcher: Fetcher) -> None:
+        for _ in range(15):
+            try:
+                fetcher.get(boards.url("/page"))
+            except FetchError as exc:
+                with lock:
+                    refused.append(str(exc))
+
+    threads = [threading.Thread(target=fetch, args=(f,)) for f in fetchers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for fetcher in fetchers:
+        fetcher.close()
+    assert boards.hits["/page"] == 25
+    assert len(refused) == 45 - 25
+    assert all("daily request quota ran out" in message for message in refused)
+    assert counter(redis_client, user) == 25
+
+
+def test_near_the_limit_one_fetcher_does_not_hold_what_another_needs(
+    settings, boards, user, redis_client
+):
+    settings.INTAKE_QUOTA_REQUESTS_PER_DAY = 40
+    boards.route("/page", json={})
+    with (
+        Fetcher(on_request=take_request_for(user.pk)) as first,
+        Fetcher(on_request=take_request_for(user.pk)) as second,
+    ):
+        for _ in range(20):
+            first.get(boards.url("/page"))
+        # first holds what it reserved last; second still gets the rest but for it.
+        sent = 0
+        with pytest.raises(FetchError, match="daily request quota ran out"):
+            while True:
+                second.get(boards.url("/page"))
+                sent += 1
+        assert sent >= 20 - 3
+    assert counter(redis_client, user) == 20 + sent
 
 
 # --- Parallel detail fetches and the per-host limit -----------------------------------------
