@@ -14,9 +14,10 @@ process (a threaded FixtureServer, so serving does not run in the workers):
 
 Each run is timed from the service call to the terminal status the last worker writes. It
 prints postings/s and the speed-up against the 1-worker run of the same variant (the first
---workers entry). Needs the machine's PostgreSQL and Redis like bench/ingest.py (`BENCH_PG`,
-`BENCH_REDIS`; the throwaway database is `BENCH_DB`, default intake_scale_fetch, dropped at
-the end). Nothing is asserted: machines are noisy.
+--workers entry), the idle tail (from the first worker running out of chunks to the end of
+the run) and the workers' CPU per posting. Needs the machine's PostgreSQL and Redis like
+bench/ingest.py (`BENCH_PG`, `BENCH_REDIS`; the throwaway database is `BENCH_DB`, default
+intake_scale_fetch, dropped at the end). Nothing is asserted: machines are noisy.
 """
 
 from __future__ import annotations
@@ -120,7 +121,19 @@ def one_run(variant: str, workers: int, count: int, worker_pids: list[int]) -> d
         raise RuntimeError(
             f"{variant} run #{run.pk} ended {run.status} with {run.counts()}: {run.error_message}"
         )
-    chunks = WorkChunk.objects.filter(run=run).exclude(number=0).count()
+    done = WorkChunk.objects.filter(run=run).exclude(number=0)
+    chunks = done.count()
+    # The tail: from the moment the first worker ran out of chunks to the end of the run
+    # (every worker busy to the end: ~0).
+    last_by_worker: dict[str, Any] = {}
+    for name, done_at in done.values_list("claimed_by", "done_at"):
+        if done_at is not None:
+            last_by_worker[name] = max(done_at, last_by_worker.get(name, done_at))
+    idle_tail = (
+        (run.finished_at - min(last_by_worker.values())).total_seconds()
+        if len(last_by_worker) >= workers
+        else seconds  # a worker got no chunk at all
+    )
     return {
         "variant": variant,
         "workers": workers,
@@ -128,15 +141,17 @@ def one_run(variant: str, workers: int, count: int, worker_pids: list[int]) -> d
         "seconds": seconds,
         "rate": count / seconds,
         "chunks": chunks,
+        "idle_tail": idle_tail,
         "worker_cpu": cpu,
+        "cpu_ms_per_posting": cpu * 1000 / count,
         "busy_before": busy,
     }
 
 
 def report(rows: list[dict[str, Any]], baseline_rate: float | None) -> None:
     print(
-        "\nvariant  workers  postings  seconds  postings/s  speed-up  chunks  worker CPU s "
-        "(CPUs busy before)"
+        "\nvariant  workers  postings  seconds  postings/s  speed-up  chunks  idle tail s  "
+        "worker CPU s  ms/posting (CPUs busy before)"
     )
     first: dict[str, float] = {}
     for row in rows:
@@ -145,7 +160,8 @@ def report(rows: list[dict[str, Any]], baseline_rate: float | None) -> None:
         print(
             f"{row['variant']:8} {row['workers']:7d} {row['postings']:9,d} {row['seconds']:8.1f} "
             f"{row['rate']:11.1f} {row['speedup']:8.2f}× {row['chunks']:7d} "
-            f"{row['worker_cpu']:12.1f} ({row['busy_before']:.0f}%)"
+            f"{row['idle_tail']:12.1f} {row['worker_cpu']:13.1f} "
+            f"{row['cpu_ms_per_posting']:11.2f} ({row['busy_before']:.0f}%)"
         )
     fetch_one = next((r for r in rows if r["variant"] == "fetch"), None)
     if baseline_rate and fetch_one is not None:
