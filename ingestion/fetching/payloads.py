@@ -79,19 +79,6 @@ class PayloadRecord:
         }
 
 
-def _save_payload_on_own_connection(fields: dict[str, Any]) -> None:
-    # Runs on a thread of its own, hence on a database connection of its own (autocommit).
-    try:
-        with transaction.atomic():
-            # Never wait on the caller's locks (it waits for us): fail and log instead.
-            store.limit_lock_wait(2)
-            RawPayload.objects.create(**fields)
-    except Exception:
-        logger.exception("Could not store the raw payload of %s", fields.get("url"))
-    finally:
-        connection.close()
-
-
 def _save_payloads_on_own_connection(rows: list[dict[str, Any]]) -> None:
     # Runs on a thread of its own, hence on a database connection of its own (autocommit).
     try:
@@ -100,13 +87,23 @@ def _save_payloads_on_own_connection(rows: list[dict[str, Any]]) -> None:
             store.limit_lock_wait(2)
             RawPayload.objects.bulk_create([RawPayload(**fields) for fields in rows])
     except Exception:
-        logger.exception("Could not store %d raw payloads", len(rows))
+        logger.exception("Could not store the raw payloads of %s", _urls(rows))
     finally:
         connection.close()
 
 
+def _urls(rows: list[dict[str, Any]]) -> str:
+    first = str(rows[0].get("url")) if rows else ""
+    return first if len(rows) == 1 else f"{first} and {len(rows) - 1} more"
+
+
 def store_payloads(rows: list[dict[str, Any]]) -> None:
-    """store_payload() for several records at once: one INSERT, the same guarantees."""
+    """Store RawPayloads (one INSERT) without touching the caller's transaction semantics;
+    failures are logged. Outside a transaction it is a plain autocommit INSERT. Inside one,
+    PostgreSQL writes them on another connection (so they stay even if the caller rolls back,
+    and a failed INSERT cannot poison the caller's transaction); SQLite cannot (the caller
+    holds the only write lock: IMMEDIATE transactions), so there they are written once the
+    caller commits."""
     if not rows:
         return
     try:
@@ -121,7 +118,7 @@ def store_payloads(rows: list[dict[str, Any]]) -> None:
             writer.start()
             writer.join(timeout=10)
     except Exception:
-        logger.exception("Could not store %d raw payloads", len(rows))
+        logger.exception("Could not store the raw payloads of %s", _urls(rows))
 
 
 class PayloadBuffer:
@@ -153,21 +150,5 @@ class PayloadBuffer:
 
 
 def store_payload(fields: dict[str, Any]) -> None:
-    """Store one RawPayload without touching the caller's transaction semantics; failures are
-    logged. Outside a transaction it is a plain autocommit INSERT. Inside one, PostgreSQL
-    writes it on another connection (so it stays even if the caller rolls back, and a failed
-    INSERT cannot poison the caller's transaction); SQLite cannot (the caller holds the only
-    write lock: IMMEDIATE transactions), so there it is written once the caller commits."""
-    try:
-        if not connection.in_atomic_block:
-            RawPayload.objects.create(**fields)
-        elif not store.concurrent_writers():
-            transaction.on_commit(lambda: store_payload(fields))
-        else:
-            writer = threading.Thread(
-                target=_save_payload_on_own_connection, args=(fields,), daemon=True
-            )
-            writer.start()
-            writer.join(timeout=10)
-    except Exception:
-        logger.exception("Could not store the raw payload of %s", fields.get("url"))
+    """Store one RawPayload, as store_payloads() does."""
+    store_payloads([fields])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -145,11 +146,8 @@ def test_blocks_never_let_more_requests_out_than_the_limit(settings, boards, use
                 with lock:
                     refused.append(str(exc))
 
-    threads = [threading.Thread(target=fetch, args=(f,)) for f in fetchers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(fetch, fetchers))
     for fetcher in fetchers:
         fetcher.close()
     assert boards.hits["/page"] == 25
