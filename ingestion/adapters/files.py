@@ -28,7 +28,14 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from ingestion.adapters.base import Adapter, Posting, RowError, SourceFailed, posting_problems
+from ingestion.adapters.base import (
+    Adapter,
+    Posting,
+    RawRecord,
+    RowError,
+    SourceFailed,
+    posting_problems,
+)
 from ingestion.adapters.readers import (
     BrokenRow,
     company_from_url,
@@ -339,8 +346,15 @@ def _jsonl_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
     return jsonl_rows(fileobj)
 
 
-def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list[RowError]]]:
-    """Each row of a postings file as a Posting and its RowErrors (empty: a good row)."""
+def record_key(record: dict[str, Any]) -> tuple[str, str]:
+    """(company, external_id) of a record as to_posting reads them, without mapping the rest."""
+    company = _string(_value(record, "company"))[: _MAX["company"]]
+    return " ".join(company.split()), _string(_value(record, "external_id"))[: _MAX["external_id"]]
+
+
+def _records(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    """Each row of a postings file: its record (keys normalized with field_name), or the
+    RowError of a row that is no record at all."""
     label = row_label(fmt)
     records: Iterator[tuple[int, Any]]
     if fmt == "csv":
@@ -359,10 +373,27 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
             problem = RowError(row, "", f"expected an object, found {found}", label)
         else:
             # CSV records come keyed by the header's normalized names already.
-            record = record if fmt == "csv" else _normalized(record)
-            yield to_posting(record, row, label=label)
+            yield row, record if fmt == "csv" else _normalized(record)
             continue
-        yield Posting(external_id="", row=row, invalid_reasons=[str(problem)]), [problem]
+        yield row, problem
+
+
+def _unreadable(problem: RowError) -> Posting:
+    return Posting(external_id="", row=problem.row, invalid_reasons=[str(problem)])
+
+
+def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list[RowError]]]:
+    """Each row of a postings file as a Posting and its RowErrors (empty: a good row)."""
+    label = row_label(fmt)
+    for row, record in _records(fileobj, fmt):
+        if isinstance(record, RowError):
+            yield _unreadable(record), [record]
+        else:
+            yield to_posting(record, row, label=label)
+
+
+def _record_size(record: dict[str, Any]) -> int:
+    return sum(len(value) for value in record.values() if type(value) is str)
 
 
 class FileAdapter(Adapter):
@@ -398,13 +429,41 @@ class FileAdapter(Adapter):
         return self.list_postings()
 
     def list_postings(self) -> Iterator[Posting]:
-        try:
-            fileobj = upload_open(self.source)
-        except UploadError as exc:
-            raise SourceFailed(str(exc)) from exc
-        with fileobj:
+        with self._upload() as fileobj:
             try:
                 for posting, _errors in parse_postings(fileobj, self.source.upload_format):
                     yield posting
             except UploadError as exc:
                 raise SourceFailed(str(exc)) from exc
+
+    def records(self, raw_hash: Callable[[Any], str]) -> Iterator[Posting | RawRecord]:
+        fmt = self.source.upload_format
+        label = row_label(fmt)
+
+        def mapper(record: Any, row: int | None) -> Posting:
+            return to_posting(record, row or 0, label=label)[0]
+
+        with self._upload() as fileobj:
+            try:
+                for row, record in _records(fileobj, fmt):
+                    if isinstance(record, RowError):
+                        yield _unreadable(record)
+                        continue
+                    company, external_id = record_key(record)
+                    yield RawRecord(
+                        external_id=external_id,
+                        company=company,
+                        raw_hash=raw_hash(record),
+                        row=row,
+                        size=_record_size(record),
+                        record=record,
+                        mapper=mapper,
+                    )
+            except UploadError as exc:
+                raise SourceFailed(str(exc)) from exc
+
+    def _upload(self) -> BinaryIO:
+        try:
+            return upload_open(self.source)
+        except UploadError as exc:
+            raise SourceFailed(str(exc)) from exc
