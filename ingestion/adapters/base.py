@@ -182,12 +182,12 @@ class Adapter:
                 posting.company = ""
             yield posting_checked(posting)
 
-    def records(self, raw_hash: Callable[[Any], str]) -> Iterator[Posting | RawRecord]:
+    def records(self, raw_hash: Callable[[str], str]) -> Iterator[Posting | RawRecord]:
         """postings(); an adapter that can read a record's key before mapping it yields
-        RawRecords instead (hashed with `raw_hash`), so that the listing maps only the
-        records it cannot tell unchanged. Only for records that hold the whole posting (no
-        detail to fetch): a RunItem of an unchanged one takes its title and URL from the
-        stored job."""
+        RawRecords instead (`raw_hash` of a text fixed by the whole record), so that the
+        listing maps only the records it cannot tell unchanged. Only for records that hold
+        the whole posting (no detail to fetch): a RunItem of an unchanged one takes its title
+        and URL from the stored job."""
         return self.postings()
 
     @classmethod

@@ -293,6 +293,7 @@ def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
         if isinstance(header, str):
             raise SourceFailed(f"The file's header row is {header}.")
         names = [field_name(cell) for cell in header]
+        unique = len(set(names)) == len(names)
         for required in REQUIRED:
             if required not in names:
                 also = " (or id, job_id)" if required == "external_id" else ""
@@ -304,14 +305,17 @@ def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
             if isinstance(cells, str):
                 yield row, BrokenRow(cells)
                 continue
-            if not any(cell.strip() for cell in cells):
-                continue
-            record: dict[str, Any] = {}
-            for name, cell in zip(names, cells, strict=False):
-                # The first non-empty column wins when two map to one field (id, job_id).
-                if cell.strip() and not record.get(name):
-                    record[name] = cell
-            yield row, record
+            record: dict[str, Any]
+            if unique:  # the usual header: one column per field
+                record = {n: c for n, c in zip(names, cells, strict=False) if c.strip()}
+            else:
+                record = {}
+                for name, cell in zip(names, cells, strict=False):
+                    # The first non-empty column wins when two map to one field (id, job_id).
+                    if cell.strip() and not record.get(name):
+                        record[name] = cell
+            if record:  # a row of empty cells is no posting
+                yield row, record
     except UnicodeDecodeError as exc:
         raise SourceFailed(
             f"The file is not UTF-8 text ({exc.reason} at byte {exc.start} of a line): "
@@ -392,10 +396,6 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
             yield to_posting(record, row, label=label)
 
 
-def _record_size(record: dict[str, Any]) -> int:
-    return sum(len(value) for value in record.values() if type(value) is str)
-
-
 class FileAdapter(Adapter):
     kind = "file"
     row_companies = True
@@ -436,7 +436,7 @@ class FileAdapter(Adapter):
             except UploadError as exc:
                 raise SourceFailed(str(exc)) from exc
 
-    def records(self, raw_hash: Callable[[Any], str]) -> Iterator[Posting | RawRecord]:
+    def records(self, raw_hash: Callable[[str], str]) -> Iterator[Posting | RawRecord]:
         fmt = self.source.upload_format
         label = row_label(fmt)
 
@@ -450,12 +450,13 @@ class FileAdapter(Adapter):
                         yield _unreadable(record)
                         continue
                     company, external_id = record_key(record)
+                    text = repr(record)
                     yield RawRecord(
                         external_id=external_id,
                         company=company,
-                        raw_hash=raw_hash(record),
+                        raw_hash=raw_hash(text),
                         row=row,
-                        size=_record_size(record),
+                        size=len(text),
                         record=record,
                         mapper=mapper,
                     )

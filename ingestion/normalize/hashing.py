@@ -89,13 +89,12 @@ def _reading_code_digest() -> str:
     return digest.hexdigest()
 
 
-def raw_hasher(salt: Any) -> Callable[[Any], str]:
-    """A function from a raw record (a value whose repr is fixed by its content: the dict of
-    an uploaded file's row) to 32 hex characters (blake2b, 16 bytes), salted with the reading
-    code (RAW_HASH_VERSION and a digest of the modules that read records) and `salt`
-    (JSON: whatever else a record's reading depends on, its source's company and options,
-    the run's filters). Equal hashes: the record reads as the same posting, with the same
-    verdict."""
+def raw_hasher(salt: Any) -> Callable[[str], str]:
+    """A function from a raw record's text (the repr of an uploaded file's row as a dict: fixed
+    by its content) to 32 hex characters (blake2b, 16 bytes), salted with the reading code
+    (RAW_HASH_VERSION and a digest of the modules that read records) and `salt` (JSON:
+    whatever else a record's reading depends on, its source's company and options, the run's
+    filters). Equal hashes: the record reads as the same posting, with the same verdict."""
     seed = blake2b(digest_size=16)
     seed.update(
         json.dumps(
@@ -103,9 +102,9 @@ def raw_hasher(salt: Any) -> Callable[[Any], str]:
         ).encode("utf-8", "surrogatepass")
     )
 
-    def raw_hash(record: Any) -> str:
+    def raw_hash(text: str) -> str:
         digest = seed.copy()
-        digest.update(repr(record).encode("utf-8", "surrogatepass"))
+        digest.update(text.encode("utf-8", "surrogatepass"))
         return digest.hexdigest()
 
     return raw_hash
