@@ -22,8 +22,6 @@ rows/s or more).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import signal
 import sys
 import tempfile
@@ -81,76 +79,61 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, harness._raise_on_sigterm)
     work = Path(tempfile.mkdtemp(prefix="intake-rerun-"))
-    os.environ.update(
-        DATABASE_URL=harness.DATABASE_URL,
-        REDIS_URL=harness.REDIS_URL,
-        DJANGO_SETTINGS_MODULE="project.settings",
-        INTAKE_VAR_DIR=str(work / "var"),
-        LOG_LEVEL=os.environ.get("LOG_LEVEL", "WARNING"),
-    )
+    harness.use_bench_environment(work)
     children = harness.Children(work)
-    try:
-        harness.recreate_database()
-        harness.flush_redis()
-        import django
+    return harness.run_bench(
+        children, work, lambda: bench(args, children, work), keep_db=args.keep_db
+    )
 
-        django.setup()
-        from django.contrib.auth.models import User
 
-        from ingestion import services as ingestion_services
+def bench(args: argparse.Namespace, children: Any, work: Path) -> None:
+    harness.recreate_database()
+    harness.flush_redis()
+    import django
 
-        owner = User.objects.create_superuser("bench", password="bench")
-        path = harness.write_postings_csv(args.rows, work / "rows.csv")
-        with path.open("rb") as upload:
-            source = ingestion_services.source_create(
-                owner=owner, kind="file", company=COMPANY, upload=upload, upload_name=path.name
-            )
-        workers = harness.start_workers(children, args.workers, harness.child_env())
-        first = ingestion_services.ingest_start(owner=owner, source_ids=[source.pk])
-        first = harness.wait_terminal(first.pk, max(600.0, args.rows / 10))
-        if first.status != "finished":
-            raise RuntimeError(f"first ingest ended {first.status}: {first.error_message}")
-        print(f"== unchanged re-runs of {args.rows:,} rows on {args.workers} workers")
-        results: dict[str, list[dict[str, Any]]] = {"read all": [], "raw hash": []}
-        for _ in range(args.repeat):
-            for label in results:
-                if label == "read all":
-                    forget_raw_hashes()
-                result = timed_ingest(owner, source.pk, workers, args.rows)
-                results[label].append(result)
-                print(
-                    f"   {label:<9} {result['seconds']:6.2f} s {result['rate']:8,.0f} rows/s, "
-                    f"worker {result['worker_ms']:.3f} ms/row "
-                    f"(CPUs {result['busy']:.0f}% busy before)",
-                    flush=True,
-                )
-        best = {label: max(runs, key=lambda r: r["rate"]) for label, runs in results.items()}
-        print("\nbest of each")
-        for label, result in best.items():
-            print(
-                f"   {label:<9} {result['rate']:8,.0f} rows/s, "
-                f"worker {min(r['worker_ms'] for r in results[label]):.3f} ms/row"
-            )
-        rate = best["raw hash"]["rate"]
-        verdict = "ok" if rate >= GOAL_ROWS_PER_S else "MISSED"
-        print(
-            f"   raw hash ÷ read all {rate / best['read all']['rate']:5.2f}×   "
-            f"goal >= {GOAL_ROWS_PER_S:,} rows/s   {verdict}"
+    django.setup()
+    from django.contrib.auth.models import User
+
+    from ingestion import services as ingestion_services
+
+    owner = User.objects.create_superuser("bench", password="bench")
+    path = harness.write_postings_csv(args.rows, work / "rows.csv")
+    with path.open("rb") as upload:
+        source = ingestion_services.source_create(
+            owner=owner, kind="file", company=COMPANY, upload=upload, upload_name=path.name
         )
-        return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping what was started", file=sys.stderr)
-        return 130
-    finally:
-        children.stop_all()
-        with contextlib.suppress(Exception):
-            harness.flush_redis()
-        if not args.keep_db:
-            with contextlib.suppress(Exception):
-                harness.drop_database()
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
+    workers = harness.start_workers(children, args.workers, harness.child_env())
+    first = ingestion_services.ingest_start(owner=owner, source_ids=[source.pk])
+    first = harness.wait_terminal(first.pk, max(600.0, args.rows / 10))
+    if first.status != "finished":
+        raise RuntimeError(f"first ingest ended {first.status}: {first.error_message}")
+    print(f"== unchanged re-runs of {args.rows:,} rows on {args.workers} workers")
+    results: dict[str, list[dict[str, Any]]] = {"read all": [], "raw hash": []}
+    for _ in range(args.repeat):
+        for label in results:
+            if label == "read all":
+                forget_raw_hashes()
+            result = timed_ingest(owner, source.pk, workers, args.rows)
+            results[label].append(result)
+            print(
+                f"   {label:<9} {result['seconds']:6.2f} s {result['rate']:8,.0f} rows/s, "
+                f"worker {result['worker_ms']:.3f} ms/row "
+                f"(CPUs {result['busy']:.0f}% busy before)",
+                flush=True,
+            )
+    best = {label: max(runs, key=lambda r: r["rate"]) for label, runs in results.items()}
+    print("\nbest of each")
+    for label, result in best.items():
+        print(
+            f"   {label:<9} {result['rate']:8,.0f} rows/s, "
+            f"worker {min(r['worker_ms'] for r in results[label]):.3f} ms/row"
+        )
+    rate = best["raw hash"]["rate"]
+    verdict = "ok" if rate >= GOAL_ROWS_PER_S else "MISSED"
+    print(
+        f"   raw hash ÷ read all {rate / best['read all']['rate']:5.2f}×   "
+        f"goal >= {GOAL_ROWS_PER_S:,} rows/s   {verdict}"
+    )
 
 
 if __name__ == "__main__":
