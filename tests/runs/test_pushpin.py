@@ -3,6 +3,10 @@ worker publishing to it. Pushpin holds the streams; the web process answers each
 
 from __future__ import annotations
 
+import http.server
+import json
+import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,3 +212,56 @@ def test_the_next_link_is_for_pushpin_and_the_runs_owner_only(user, other_user, 
     another_run = grip.next_link(run.pk + 1, user.pk).split("?")[1]
     elsewhere = f"/runs/{run.pk}/stream/grip-next/?{another_run}"
     assert anonymous.get(elsewhere, **sig).status_code == 403
+
+
+def test_a_terminal_event_is_followed_by_a_close_chained_to_it(user):
+    run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
+    envelope = stored(run)[0].envelope()
+    [item] = grip.items_for(envelope)
+    assert (item["id"], item["prev-id"]) == ("1", "0")
+    envelope["run"]["terminal"] = True
+    event, close = grip.items_for(envelope)
+    assert close["prev-id"] == event["id"] == "1"
+    assert close["formats"] == {"http-stream": {"action": "close"}}
+
+
+class _Control(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as Pushpin's control API
+    bodies: list[dict] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        self.bodies.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.send_header("Content-Length", "10")
+        self.end_headers()
+        self.wfile.write(b"Published\n")
+
+    def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
+def test_an_unreachable_pushpin_is_skipped_for_a_while_and_said_once(user, settings, caplog):
+    run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
+    envelope = stored(run)[0].envelope()
+    port = free_port()
+    settings.INTAKE_GRIP_URL = f"http://127.0.0.1:{port}"
+    publisher = grip.GripPublisher()
+    caplog.set_level(logging.WARNING, logger="runs.grip")
+    assert publisher.publish(envelope) is False
+    assert publisher.publish(envelope) is False  # paused: not even tried
+    assert len([r for r in caplog.records if "Could not publish" in r.message]) == 1
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Control)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        publisher._paused_until = 0  # the pause is over
+        assert publisher.publish(envelope) is True
+        assert any("again" in r.message for r in caplog.records)
+        # A kept-alive connection that was dropped meanwhile: one retry on a fresh one.
+        publisher._conn.sock.close()  # type: ignore[union-attr]
+        assert publisher.publish(envelope) is True
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [body["items"][0]["channel"] for body in _Control.bodies] == [f"run-{run.pk}"] * 2
