@@ -12,7 +12,7 @@ from pathlib import Path
 
 PUSHPIN = shutil.which("pushpin") or "/usr/bin/pushpin"
 # The GRIP signing key the test and bench Pushpins use (their origin is told the same one).
-SIG_KEY = "intake-test-grip-key"
+SIG_KEY = "intake-test-grip-key-of-32-bytes-or-more"
 
 
 def available() -> bool:
