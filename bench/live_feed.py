@@ -347,7 +347,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             f"127.0.0.1:{port}",
             directory=log_dir / "pushpin",
             max_connections=args.watchers + 100,
-            message_rate=max(2500, int(args.watchers * rate * 2)),
+            message_rate=args.pushpin_message_rate or max(2500, int(args.watchers * rate * 2)),
         )
         grip_env = {"INTAKE_GRIP_URL": proxy.control_url, "INTAKE_GRIP_KEY": pushpin.SIG_KEY}
         # This process publishes the events: to Pushpin too.
@@ -471,6 +471,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=50, help="events per transaction (burst)")
     parser.add_argument(
         "--pushpin", action="store_true", help="watchers connect to a Pushpin in GRIP mode"
+    )
+    parser.add_argument(
+        "--pushpin-message-rate",
+        type=int,
+        default=0,
+        help="Pushpin's [handler] message_rate (default: twice watchers × events/s)",
     )
     parser.add_argument(
         "--open-at-once",

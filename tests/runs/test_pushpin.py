@@ -19,7 +19,15 @@ from runs import grip, services
 from runs.models import IngestionRun, RunEvent
 from runs.workloads import DIAGNOSTIC
 from tests import pushpin
-from tests.support import Proc, SSEClient, free_port, session_cookies, start_asgi, start_worker
+from tests.support import (
+    Proc,
+    SSEClient,
+    free_port,
+    session_cookies,
+    start_asgi,
+    start_worker,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -121,6 +129,10 @@ def test_a_missed_publish_is_recovered_from_the_database_in_order(user, proxy, s
     client = SSEClient(proxy_.url, f"/runs/{run.pk}/stream/", cookies=session_cookies(user))
     try:
         opened = client.next_message(timeout=15)
+        # Pushpin asks the next link once about a second after it holds a stream (for what
+        # was published between the replay and the hold): let that pass first, so what
+        # follows is the recovery of a prev-id that does not match.
+        wait_for(lambda: "/grip-next/" in proxy_.output(), timeout=15, what="the first recovery")
         url = settings.INTAKE_GRIP_URL
         settings.INTAKE_GRIP_URL = ""  # this one reaches the database, not Pushpin
         services.publish_event(run, type="test.missed")
