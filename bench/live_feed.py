@@ -346,7 +346,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         proxy = pushpin.Pushpin(
             f"127.0.0.1:{port}",
             directory=log_dir / "pushpin",
-            max_connections=args.watchers + 100,
+            # Pushpin's default; condure 1.9.1 panicked (server.rs:1684) with 1,000 watchers
+            # under a limit of 1,100.
+            max_connections=max(50_000, args.watchers * 4),
             message_rate=args.pushpin_message_rate or max(2500, int(args.watchers * rate * 2)),
         )
         grip_env = {"INTAKE_GRIP_URL": proxy.control_url, "INTAKE_GRIP_KEY": pushpin.SIG_KEY}
