@@ -100,7 +100,7 @@ class Pushpin:
         origin: str,
         *,
         directory: Path | None = None,
-        max_connections: int = 1000,
+        max_connections: int = 50_000,
         message_rate: int = 2500,
     ) -> None:
         self.dir = Path(directory or tempfile.mkdtemp(prefix="intake-pushpin-"))
