@@ -29,7 +29,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from project.params import ParamError, Params, parse_int
-from runs import executors, feed, selectors, services
+from runs import executors, feed, grip, selectors, services
 from runs.exceptions import RunError, RunInProgress, RunNotActive
 from runs.models import IngestionRun, RunStatus
 from runs.workloads import DIAGNOSTIC
@@ -276,6 +276,8 @@ def stream_response(request: HttpRequest, run_id: int, *, owner: User) -> HttpRe
         elif run.is_terminal and not run.events.filter(id__gt=after).exists():
             # Nothing more will ever come: 204 tells EventSource to stop reconnecting.
             return HttpResponse(status=204)
+    if grip.is_proxied(request):  # Pushpin holds the stream (runs/grip.py)
+        return grip.hold_response(run.pk, after_id=after, user_id=owner.pk, first=True)
     response = StreamingHttpResponse(
         feed.stream_run_events(run.pk, after_id=after, user_id=owner.pk),
         content_type="text/event-stream",
@@ -283,6 +285,12 @@ def stream_response(request: HttpRequest, run_id: int, *, owner: User) -> HttpRe
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response
+
+
+@require_GET
+def run_stream_grip_next(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Pushpin's recovery request for a stream it holds (runs/grip.py)."""
+    return grip.next_response(request, run_id)
 
 
 def _resume_after(request: HttpRequest, channel: str) -> int:
