@@ -58,42 +58,15 @@ TARGET = 1.5  # ingest ÷ DIE tuned, at least (issue 15)
 
 
 def dataset(rows: list[tuple[Any, Any, str]], owner: Any, run: Any) -> Any:
-    """The postings as a tablib Dataset of COLUMNS, foreign keys as ids."""
+    """The postings as a tablib Dataset of COLUMNS, foreign keys as ids: the values the raw
+    baselines of bench/ingest.py write."""
     import tablib
-    from django.utils import timezone
 
-    now = timezone.now()
+    raw = {name: n for n, name in enumerate(base._RAW_COLUMNS)}
+    picks = [raw[f"{c}_id" if c in FOREIGN_KEYS else c] for c in COLUMNS]
     data = tablib.Dataset(headers=list(COLUMNS))
-    for source, p, chash in rows:
-        data.append(
-            (
-                owner.pk,
-                source.pk,
-                source.company,
-                p.external_id.strip(),
-                p.url,
-                p.title.strip(),
-                p.location,
-                p.remote,
-                p.workplace_type,
-                p.employment_type,
-                p.department,
-                p.description_html,
-                p.needs_detail,
-                p.posted_at,
-                p.valid_through,
-                p.salary_min,
-                p.salary_max,
-                p.salary_currency,
-                p.salary_period,
-                p.salary_text,
-                "pending",
-                chash,
-                now,
-                now,
-                run.pk,
-            )  # fmt: skip
-        )
+    for values in base.raw_tuples(rows, owner.pk, run.pk):
+        data.append(tuple(values[n] for n in picks))
     return data
 
 
