@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from hashlib import blake2b
 
 import numpy as np
@@ -187,25 +187,54 @@ def company_boilerplate(
     return sorted(fp for fp, count in counts.items() if count >= threshold)
 
 
-def _split(text: str, boilerplate: frozenset[int] | set[int]) -> tuple[bytes, bytes]:
-    """The separated text simhash reads, as (the posting's own paragraphs, its boilerplate
-    paragraphs — those whose fingerprint is in `boilerplate`). All of it is its own when
-    nothing else would be left."""
-    separated = _separated(text.lower())
-    if not boilerplate:
-        return separated, b""
-    # With runs of spaces collapsed, a stripped line is its tokens joined by single spaces:
-    # fingerprinted and joined as they are, without splitting every line into tokens.
-    own: list[bytes] = []
-    shared: list[bytes] = []
+def boilerplate_lines(texts: Iterable[str], boilerplate: Collection[int]) -> frozenset[bytes]:
+    """The lines of `texts` whose fingerprint is in `boilerplate`, as `_split` compares them
+    (tokens joined by single spaces): with them a posting's lines are looked up in a set
+    instead of each being fingerprinted. Learned from the texts `boilerplate` was learned
+    from, they tell the same lines apart as the fingerprints do."""
+    found: set[bytes] = set()
+    for text in texts:
+        for line in _lines(_separated(text.lower())):
+            if line.count(b" ") >= MIN_PARAGRAPH_TOKENS - 1 and _line_fingerprint(line) in (
+                boilerplate
+            ):
+                found.add(line)
+    return frozenset(found)
+
+
+def _lines(separated: bytes) -> Iterator[bytes]:
+    """The non-empty lines of separated text, each its tokens joined by single spaces."""
     for line in _SPACE_RUNS_RE.sub(b" ", separated).split(b"\n"):
         line = line.strip(b" ")
-        if not line:
-            continue
-        if line.count(b" ") >= MIN_PARAGRAPH_TOKENS - 1 and _line_fingerprint(line) in boilerplate:
-            shared.append(line)
-        else:
-            own.append(line)
+        if line:
+            yield line
+
+
+def _split(
+    text: str,
+    boilerplate: frozenset[int] | set[int],
+    lines: frozenset[bytes] | None = None,
+) -> tuple[bytes, bytes]:
+    """The separated text simhash reads, as (the posting's own paragraphs, its boilerplate
+    paragraphs — those whose fingerprint is in `boilerplate`, or given as `lines`, see
+    `boilerplate_lines`). All of it is its own when nothing else would be left."""
+    separated = _separated(text.lower())
+    if not boilerplate and not lines:
+        return separated, b""
+    own: list[bytes] = []
+    shared: list[bytes] = []
+    if lines is not None:
+        for line in _lines(separated):
+            (shared if line in lines else own).append(line)
+    else:
+        for line in _lines(separated):
+            if (
+                line.count(b" ") >= MIN_PARAGRAPH_TOKENS - 1
+                and _line_fingerprint(line) in boilerplate
+            ):
+                shared.append(line)
+            else:
+                own.append(line)
     if not own:
         return b" ".join(shared), b""
     return b" ".join(own), b" ".join(shared)
@@ -393,23 +422,35 @@ def simhash_many(
     texts at once: tokens are found, hashed, shingled, and their bits counted with numpy over
     one buffer holding a slice of the texts (about _PASS_BYTES of them). A hundred postings
     or more amortize numpy's per-call cost."""
-    hashes: list[int] = []
+    return [value for value, _ in simhash_many_sized(texts, boilerplate=boilerplate)]
+
+
+def simhash_many_sized(
+    texts: Sequence[str],
+    *,
+    boilerplate: frozenset[int] | set[int] = frozenset(),
+    lines: frozenset[bytes] | None = None,
+) -> list[tuple[int, int]]:
+    """(simhash, own words) of each text: `simhash_many`'s values with the number of tokens
+    of the text's own part (boilerplate left out), which says how much the simhash knows.
+    `lines`: the boilerplate's lines (`boilerplate_lines`), when known: faster, same values."""
+    results: list[tuple[int, int]] = []
     parts: list[tuple[bytes, bytes]] = []
     size = 0
     for text in texts:
-        own, shared = _split(text, boilerplate)
+        own, shared = _split(text, boilerplate, lines)
         parts.append((own, shared))
         size += len(own) + len(shared) + 2
         if size >= _PASS_BYTES:
-            hashes.extend(_simhash_parts(parts))
+            results.extend(_simhash_parts(parts))
             parts, size = [], 0
     if parts:
-        hashes.extend(_simhash_parts(parts))
-    return hashes
+        results.extend(_simhash_parts(parts))
+    return results
 
 
-def _simhash_parts(parts: Sequence[tuple[bytes, bytes]]) -> list[int]:
-    """`simhash_many` of texts already split into (own, boilerplate) parts."""
+def _simhash_parts(parts: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+    """`simhash_many_sized` of texts already split into (own, boilerplate) parts."""
     # One buffer: a space, then for each text its own part and its boilerplate part (words
     # between spaces and new lines), each followed by a space, so that every token starts at
     # ≥ 1 and none runs into the next part.
@@ -428,7 +469,7 @@ def _simhash_parts(parts: Sequence[tuple[bytes, bytes]]) -> list[int]:
     edges = np.flatnonzero(word[1:] != word[:-1]) + 1  # alternately token starts and ends
     starts, ends = edges[0::2], edges[1::2]
     if not len(starts):
-        return [0] * len(parts)
+        return [(0, 0)] * len(parts)
     token_hashes = _np_token_hashes(data, starts, ends)
     # Tokens per part, and where each part's tokens end in token_hashes.
     token_ends = np.searchsorted(starts, np.array(piece_ends), side="left")
@@ -469,7 +510,7 @@ def _simhash_parts(parts: Sequence[tuple[bytes, bytes]]) -> list[int]:
         shared <= cap, own_votes + shared_votes > 0, shared * own_votes + cap * shared_votes > 0
     ).astype(np.uint8)
     packed = np.packbits(set_bits, axis=1, bitorder="little").view("<i8").ravel()
-    return packed.tolist()
+    return list(zip(packed.tolist(), counts[0::2].tolist(), strict=True))
 
 
 def simhash(text: str, *, boilerplate: frozenset[int] | set[int] = frozenset()) -> int:
