@@ -25,7 +25,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from ingestion import store
-from ingestion.simhash import bands, hamming
+from ingestion.simhash import MASK64, bands
 
 # The pigeonhole over four bands holds up to this distance.
 MAX_DISTANCE = 3
@@ -120,26 +120,44 @@ class _Rules:
 
 class _BandIndex:
     """Candidates by (band number, band value), each with a rank (lower is earlier seen):
-    a lookup compares only the entries that share a band with the value looked up."""
+    a lookup compares only the entries that share a band with the value looked up. Runs
+    once per posting in the listing (one worker), hence the plain ints: a band's key is
+    its number and value in one int, and simhashes are compared unsigned."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[int, int], list[tuple[tuple[float, int], Candidate]]] = {}
+        self._entries: dict[int, list[tuple[tuple[float, int], int, Candidate]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
 
     def add(self, rank: tuple[float, int], candidate: Candidate) -> None:
-        for band, band_value in enumerate(bands(candidate.simhash)):
-            self._entries.setdefault((band, band_value), []).append((rank, candidate))
+        value = candidate.simhash & MASK64
+        entry = (rank, value, candidate)
+        entries = self._entries
+        for band in range(4):
+            key = (band << 16) | ((value >> (16 * band)) & 0xFFFF)
+            found = entries.get(key)
+            if found is None:
+                entries[key] = [entry]
+            else:
+                found.append(entry)
 
     def earliest_match(self, candidate: Candidate, rules: _Rules) -> Match | None:
         """The earliest entry within the distance of `candidate` that is alike, if any."""
         best: tuple[tuple[float, int], Match] | None = None
-        value = candidate.simhash
-        for band, band_value in enumerate(bands(value)):
-            for rank, other in self._entries.get((band, band_value), ()):
+        value = candidate.simhash & MASK64
+        limit = rules.distance
+        entries = self._entries
+        for band in range(4):
+            found = entries.get((band << 16) | ((value >> (16 * band)) & 0xFFFF))
+            if not found:
+                continue
+            for rank, other, entry in found:
                 if best is not None and rank >= best[0]:
                     continue
-                distance = hamming(value, other.simhash)
-                if distance <= rules.distance and rules.alike(candidate, other):
-                    best = (rank, Match(other, distance))
+                distance = (value ^ other).bit_count()
+                if distance <= limit and rules.alike(candidate, entry):
+                    best = (rank, Match(entry, distance))
         return best[1] if best else None
 
 
@@ -203,7 +221,7 @@ class NearDuplicates:
         for candidate in candidates:
             match = None
             if self.rules.long_enough(candidate):
-                match = stored.earliest_match(candidate, self.rules)
+                match = stored.earliest_match(candidate, self.rules) if stored else None
                 if match is None:
                     match = self._listing.earliest_match(candidate, self.rules)
                 if match is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from hashlib import blake2b
 
 import numpy as np
@@ -187,27 +187,34 @@ def company_boilerplate(
     return sorted(fp for fp, count in counts.items() if count >= threshold)
 
 
-def boilerplate_lines(texts: Iterable[str], boilerplate: Collection[int]) -> frozenset[bytes]:
-    """The lines of `texts` whose fingerprint is in `boilerplate`, as `_split` compares them
-    (tokens joined by single spaces): with them a posting's lines are looked up in a set
-    instead of each being fingerprinted. Learned from the texts `boilerplate` was learned
-    from, they tell the same lines apart as the fingerprints do."""
-    found: set[bytes] = set()
+def learn_boilerplate(
+    texts: Iterable[str], *, min_share: float = 0.3, min_count: int = 3
+) -> tuple[list[int], frozenset[bytes]]:
+    """`company_boilerplate(texts)`, and the boilerplate's lines as `_split` compares them
+    (tokens joined by single spaces), in one pass: with the lines, a posting's lines are
+    looked up in a set instead of each being fingerprinted (the same lines, as the
+    fingerprints were learned from the same texts)."""
+    counts: Counter[int] = Counter()
+    seen: dict[int, bytes] = {}
+    total = 0
     for text in texts:
+        total += 1
+        fingerprints = set()
         for line in _lines(_separated(text.lower())):
-            if line.count(b" ") >= MIN_PARAGRAPH_TOKENS - 1 and _line_fingerprint(line) in (
-                boilerplate
-            ):
-                found.add(line)
-    return frozenset(found)
+            if line.count(b" ") >= MIN_PARAGRAPH_TOKENS - 1:
+                fingerprint = _line_fingerprint(line)
+                fingerprints.add(fingerprint)
+                seen.setdefault(fingerprint, line)
+        counts.update(fingerprints)
+    threshold = max(min_count, min_share * total)
+    learned = sorted(fp for fp, count in counts.items() if count >= threshold)
+    return learned, frozenset(seen[fp] for fp in learned)
 
 
-def _lines(separated: bytes) -> Iterator[bytes]:
+def _lines(separated: bytes) -> list[bytes]:
     """The non-empty lines of separated text, each its tokens joined by single spaces."""
-    for line in _SPACE_RUNS_RE.sub(b" ", separated).split(b"\n"):
-        line = line.strip(b" ")
-        if line:
-            yield line
+    stripped = [line.strip(b" ") for line in _SPACE_RUNS_RE.sub(b" ", separated).split(b"\n")]
+    return [line for line in stripped if line]
 
 
 def _split(
@@ -217,24 +224,26 @@ def _split(
 ) -> tuple[bytes, bytes]:
     """The separated text simhash reads, as (the posting's own paragraphs, its boilerplate
     paragraphs — those whose fingerprint is in `boilerplate`, or given as `lines`, see
-    `boilerplate_lines`). All of it is its own when nothing else would be left."""
+    `learn_boilerplate`). All of it is its own when nothing else would be left."""
     separated = _separated(text.lower())
     if not boilerplate and not lines:
         return separated, b""
+    if lines is not None:
+        every = _lines(separated)
+        found = [line for line in every if line in lines]
+        if not found:  # the same tokens in the same order: no need to join the lines
+            return separated, b""
+        rest = [line for line in every if line not in lines]
+        if not rest:
+            return b" ".join(found), b""
+        return b" ".join(rest), b" ".join(found)
     own: list[bytes] = []
     shared: list[bytes] = []
-    if lines is not None:
-        for line in _lines(separated):
-            (shared if line in lines else own).append(line)
-    else:
-        for line in _lines(separated):
-            if (
-                line.count(b" ") >= MIN_PARAGRAPH_TOKENS - 1
-                and _line_fingerprint(line) in boilerplate
-            ):
-                shared.append(line)
-            else:
-                own.append(line)
+    for line in _lines(separated):
+        if line.count(b" ") >= MIN_PARAGRAPH_TOKENS - 1 and _line_fingerprint(line) in boilerplate:
+            shared.append(line)
+        else:
+            own.append(line)
     if not own:
         return b" ".join(shared), b""
     return b" ".join(own), b" ".join(shared)

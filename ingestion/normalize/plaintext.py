@@ -202,7 +202,7 @@ _FINGERPRINT_DROP_RE = re.compile(
     r"<!--.*?(?:-->|$)|<(script|style|template|svg|math|noscript)\b.*?(?:</\1\s*>|$)",
     re.DOTALL,
 )
-_FINGERPRINT_DROP_HINTS = ("<!--", "<script", "<style", "<template", "<svg", "<math", "<noscript")
+_FINGERPRINT_DROP_HINT_RE = re.compile(r"<(?:!--|script|style|template|svg|math|noscript)")
 
 
 def fingerprint_text(html: str) -> str:
@@ -214,7 +214,7 @@ def fingerprint_text(html: str) -> str:
         return ""
     text = html.lower()
     if "<" in text:
-        if any(hint in text for hint in _FINGERPRINT_DROP_HINTS):
+        if _FINGERPRINT_DROP_HINT_RE.search(text):
             text = _FINGERPRINT_DROP_RE.sub(" ", text)
         # New lines in HTML are spaces; its lines are its blocks.
         text = _FINGERPRINT_BREAK_RE.sub("\n", text.replace("\n", " "))

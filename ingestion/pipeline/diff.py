@@ -355,9 +355,8 @@ class SourceDiff:
         if len(self.outcome.sample) < BOILERPLATE_MIN_SAMPLE:
             return  # too few postings to tell what they share: keep what was learned before
         texts = [normalize.fingerprint_text(html) for html in self.outcome.sample]
-        learned = simhash.company_boilerplate(texts)
+        learned, self.boilerplate_lines = simhash.learn_boilerplate(texts)
         self.boilerplate = frozenset(learned)
-        self.boilerplate_lines = simhash.boilerplate_lines(texts, self.boilerplate)
         if self.write:
             self.source.boilerplate = learned
             # update(), not save(): the source's own settings may be edited meanwhile.

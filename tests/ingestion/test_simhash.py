@@ -220,8 +220,9 @@ def test_boilerplate_lines_give_the_same_simhashes_as_its_fingerprints() -> None
         "Acme builds tools for teams.  We value clear writing!\nBenefits: health, dental and vision"
     )
     texts = [f"Role {n}: you will own service number {n} end to end\n{shared}" for n in range(8)]
-    boilerplate = frozenset(company_boilerplate(texts))
-    lines = simhash_module.boilerplate_lines(texts, boilerplate)
+    learned, lines = simhash_module.learn_boilerplate(texts)
+    boilerplate = frozenset(learned)
+    assert learned == company_boilerplate(texts)
 
     assert len(lines) == 2
     by_lines = simhash_module.simhash_many_sized(texts, boilerplate=boilerplate, lines=lines)
