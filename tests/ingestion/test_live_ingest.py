@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import django_rq
 import pytest
@@ -85,6 +87,22 @@ def wait_workers(count: int) -> None:
     them)."""
     queue = django_rq.get_queue("default")
     wait_for(lambda: Worker.count(queue=queue) >= count, timeout=60, what=f"{count} live workers")
+
+
+def ingest_on_workers(
+    owner: Any, workers: int, procs: list[Any], tmp_path: Path, env: dict[str, str]
+) -> IngestionRun:
+    """An ingest of the board "acme" for `owner` once `workers` RQ workers (started as
+    needed) listen, so that its chunks spread; the finished run."""
+    while len(procs) < workers:
+        procs.append(start_worker(tmp_path, name=f"w{len(procs)}", **env))
+    wait_workers(workers)
+    Source.objects.create(owner=owner, company="Acme", kind="greenhouse", identifier="acme")
+    run = services.ingest_start(owner=owner)
+    wait_for(lambda: IngestionRun.objects.get(pk=run.pk).is_terminal, timeout=90, what="the run")
+    run.refresh_from_db()
+    assert run.status == RunStatus.FINISHED, run.error_message
+    return run
 
 
 def test_abort_mid_ingest_keeps_whole_batches_and_the_next_run_finishes_the_rest(
@@ -218,18 +236,7 @@ def test_a_run_is_cut_into_more_chunks_for_more_live_workers(
     mount_greenhouse(fixture_server, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 41)])
     chunk_counts = []
     for owner, workers in ((user, 1), (other_user, 3)):
-        while len(procs) < workers:
-            procs.append(start_worker(tmp_path, name=f"w{len(procs)}", **child_env_overrides))
-        wait_workers(workers)
-        Source.objects.create(owner=owner, company="Acme", kind="greenhouse", identifier="acme")
-        run = services.ingest_start(owner=owner)
-        wait_for(
-            lambda run=run: IngestionRun.objects.get(pk=run.pk).is_terminal,
-            timeout=60,
-            what="the run",
-        )
-        run.refresh_from_db()
-        assert run.status == RunStatus.FINISHED, run.error_message
+        run = ingest_on_workers(owner, workers, procs, tmp_path, child_env_overrides)
         assert run.jobs_ready == 40
         chunks = WorkChunk.objects.filter(run=run, number__gt=0)
         assert sum(len(c.job_ids) for c in chunks) == 40
@@ -257,30 +264,12 @@ def near_duplicates_of(owner: object) -> dict[str, str]:
 
 
 def test_the_same_listing_gives_the_same_near_duplicates_with_one_or_four_workers(
-    fixture_server, worker, procs, tmp_path, user, other_user, child_env_overrides, redis_client
+    fixture_server, worker, procs, tmp_path, user, other_user, child_env_overrides
 ):
     mount_greenhouse(fixture_server, "acme", board_with_reposts(120))
     decided = {}
     for owner, workers in ((user, 1), (other_user, 4)):
-        while len(procs) < workers:
-            procs.append(
-                start_worker(tmp_path, name=f"worker{len(procs) + 1}", **child_env_overrides)
-            )
-        # Every worker listening before the run starts, so that the chunks spread.
-        wait_for(
-            lambda workers=workers: Worker.count(connection=redis_client) >= workers,
-            timeout=30,
-            what=f"{workers} workers",
-        )
-        Source.objects.create(owner=owner, company="Acme", kind="greenhouse", identifier="acme")
-        run = services.ingest_start(owner=owner)
-        wait_for(
-            lambda run=run: IngestionRun.objects.get(pk=run.pk).is_terminal,
-            timeout=90,
-            what="the run",
-        )
-        run.refresh_from_db()
-        assert run.status == RunStatus.FINISHED, run.error_message
+        run = ingest_on_workers(owner, workers, procs, tmp_path, child_env_overrides)
         decided[workers] = near_duplicates_of(owner)
         assert run.jobs_skipped == len(decided[workers])
         if workers == 4:

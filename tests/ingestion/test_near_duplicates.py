@@ -46,6 +46,16 @@ def board_with_reposts(start: int = 1, count: int = 12) -> list[dict[str, Any]]:
     return jobs
 
 
+def file_source(owner: Any, company: str, rows: list[dict[str, Any]]) -> None:
+    services.source_create(
+        owner=owner,
+        kind="file",
+        company=company,
+        upload=io.BytesIO(postings_csv(rows)),
+        upload_name="postings.csv",
+    )
+
+
 def item_verdicts(run: Any) -> dict[str, tuple[str, str]]:
     return {
         item.external_id: (item.outcome, item.reason)
@@ -180,13 +190,7 @@ def test_a_files_companies_are_compared_apart_unless_told(work, user, settings):
         posting_row(2, external_id="G1", company="Globex", title="Data Engineer", description=html),
         *(posting_row(n, company="Initech") for n in range(3, 12)),
     ]
-    services.source_create(
-        owner=user,
-        kind="file",
-        company="Jobs Hub",
-        upload=io.BytesIO(postings_csv(rows)),
-        upload_name="export.csv",
-    )
+    file_source(user, "Jobs Hub", rows)
     preview = work(services.preview_start(owner=user))
     assert item_verdicts(preview) == {}
     settings.INTAKE_DEDUPE_ACROSS_COMPANIES = True
@@ -203,13 +207,7 @@ def test_every_stored_simhash_reads_the_fingerprint_text(work, user):  # type: i
     # job keeps that value, so later listings compare like with like.
     words = " ".join(f"word{n}" for n in range(60))
     html = f"<p>{words} data<b>base</b> <script>ignored()</script></p><p>{words} tail</p>"
-    services.source_create(
-        owner=user,
-        kind="file",
-        company="Initech",
-        upload=io.BytesIO(postings_csv([posting_row(1, description=html)])),
-        upload_name="one.csv",
-    )
+    file_source(user, "Initech", [posting_row(1, description=html)])
     listed = simhash.simhash(normalize.fingerprint_text(html))
     assert listed != simhash.simhash(
         normalize.sanitized_html_to_text(normalize.sanitize_html(html))
