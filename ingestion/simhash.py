@@ -187,21 +187,59 @@ def company_boilerplate(
     return sorted(fp for fp, count in counts.items() if count >= threshold)
 
 
-def _split(text: str, boilerplate: frozenset[int] | set[int]) -> tuple[bytes, bytes]:
+def learn_boilerplate(
+    texts: Iterable[str], *, min_share: float = 0.3, min_count: int = 3
+) -> tuple[list[int], frozenset[bytes]]:
+    """`company_boilerplate(texts)`, and the boilerplate's lines as `_split` compares them
+    (tokens joined by single spaces), in one pass: with the lines, a posting's lines are
+    looked up in a set instead of each being fingerprinted (the same lines, as the
+    fingerprints were learned from the same texts)."""
+    counts: Counter[int] = Counter()
+    seen: dict[int, bytes] = {}
+    total = 0
+    for text in texts:
+        total += 1
+        fingerprints = set()
+        for line in _lines(_separated(text.lower())):
+            if line.count(b" ") >= MIN_PARAGRAPH_TOKENS - 1:
+                fingerprint = _line_fingerprint(line)
+                fingerprints.add(fingerprint)
+                seen.setdefault(fingerprint, line)
+        counts.update(fingerprints)
+    threshold = max(min_count, min_share * total)
+    learned = sorted(fp for fp, count in counts.items() if count >= threshold)
+    return learned, frozenset(seen[fp] for fp in learned)
+
+
+def _lines(separated: bytes) -> list[bytes]:
+    """The non-empty lines of separated text, each its tokens joined by single spaces."""
+    stripped = [line.strip(b" ") for line in _SPACE_RUNS_RE.sub(b" ", separated).split(b"\n")]
+    return [line for line in stripped if line]
+
+
+def _split(
+    text: str,
+    boilerplate: frozenset[int] | set[int],
+    lines: frozenset[bytes] | None = None,
+) -> tuple[bytes, bytes]:
     """The separated text simhash reads, as (the posting's own paragraphs, its boilerplate
-    paragraphs — those whose fingerprint is in `boilerplate`). All of it is its own when
-    nothing else would be left."""
+    paragraphs — those whose fingerprint is in `boilerplate`, or given as `lines`, see
+    `learn_boilerplate`). All of it is its own when nothing else would be left."""
     separated = _separated(text.lower())
-    if not boilerplate:
+    if not boilerplate and not lines:
         return separated, b""
-    # With runs of spaces collapsed, a stripped line is its tokens joined by single spaces:
-    # fingerprinted and joined as they are, without splitting every line into tokens.
+    if lines is not None:
+        every = _lines(separated)
+        found = [line for line in every if line in lines]
+        if not found:  # the same tokens in the same order: no need to join the lines
+            return separated, b""
+        rest = [line for line in every if line not in lines]
+        if not rest:
+            return b" ".join(found), b""
+        return b" ".join(rest), b" ".join(found)
     own: list[bytes] = []
     shared: list[bytes] = []
-    for line in _SPACE_RUNS_RE.sub(b" ", separated).split(b"\n"):
-        line = line.strip(b" ")
-        if not line:
-            continue
+    for line in _lines(separated):
         if line.count(b" ") >= MIN_PARAGRAPH_TOKENS - 1 and _line_fingerprint(line) in boilerplate:
             shared.append(line)
         else:
@@ -393,23 +431,35 @@ def simhash_many(
     texts at once: tokens are found, hashed, shingled, and their bits counted with numpy over
     one buffer holding a slice of the texts (about _PASS_BYTES of them). A hundred postings
     or more amortize numpy's per-call cost."""
-    hashes: list[int] = []
+    return [value for value, _ in simhash_many_sized(texts, boilerplate=boilerplate)]
+
+
+def simhash_many_sized(
+    texts: Sequence[str],
+    *,
+    boilerplate: frozenset[int] | set[int] = frozenset(),
+    lines: frozenset[bytes] | None = None,
+) -> list[tuple[int, int]]:
+    """(simhash, own words) of each text: `simhash_many`'s values with the number of tokens
+    of the text's own part (boilerplate left out), which says how much the simhash knows.
+    `lines`: the boilerplate's lines (`boilerplate_lines`), when known: faster, same values."""
+    results: list[tuple[int, int]] = []
     parts: list[tuple[bytes, bytes]] = []
     size = 0
     for text in texts:
-        own, shared = _split(text, boilerplate)
+        own, shared = _split(text, boilerplate, lines)
         parts.append((own, shared))
         size += len(own) + len(shared) + 2
         if size >= _PASS_BYTES:
-            hashes.extend(_simhash_parts(parts))
+            results.extend(_simhash_parts(parts))
             parts, size = [], 0
     if parts:
-        hashes.extend(_simhash_parts(parts))
-    return hashes
+        results.extend(_simhash_parts(parts))
+    return results
 
 
-def _simhash_parts(parts: Sequence[tuple[bytes, bytes]]) -> list[int]:
-    """`simhash_many` of texts already split into (own, boilerplate) parts."""
+def _simhash_parts(parts: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+    """`simhash_many_sized` of texts already split into (own, boilerplate) parts."""
     # One buffer: a space, then for each text its own part and its boilerplate part (words
     # between spaces and new lines), each followed by a space, so that every token starts at
     # ≥ 1 and none runs into the next part.
@@ -428,7 +478,7 @@ def _simhash_parts(parts: Sequence[tuple[bytes, bytes]]) -> list[int]:
     edges = np.flatnonzero(word[1:] != word[:-1]) + 1  # alternately token starts and ends
     starts, ends = edges[0::2], edges[1::2]
     if not len(starts):
-        return [0] * len(parts)
+        return [(0, 0)] * len(parts)
     token_hashes = _np_token_hashes(data, starts, ends)
     # Tokens per part, and where each part's tokens end in token_hashes.
     token_ends = np.searchsorted(starts, np.array(piece_ends), side="left")
@@ -469,7 +519,7 @@ def _simhash_parts(parts: Sequence[tuple[bytes, bytes]]) -> list[int]:
         shared <= cap, own_votes + shared_votes > 0, shared * own_votes + cap * shared_votes > 0
     ).astype(np.uint8)
     packed = np.packbits(set_bits, axis=1, bitorder="little").view("<i8").ravel()
-    return packed.tolist()
+    return list(zip(packed.tolist(), counts[0::2].tolist(), strict=True))
 
 
 def simhash(text: str, *, boilerplate: frozenset[int] | set[int] = frozenset()) -> int:

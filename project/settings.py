@@ -300,6 +300,15 @@ INTAKE_EXPIRY_MIN_RATIO = env_float("INTAKE_EXPIRY_MIN_RATIO", 0.5, minimum=0)
 # Near-duplicates: Hamming distance (of 64 simhash bits) at or under which two postings are
 # the same posting under different keys.
 INTAKE_SIMHASH_DISTANCE = env_int("INTAKE_SIMHASH_DISTANCE", 3, minimum=0)
+# A simhash of a few words says nothing: a posting whose own text (its company's boilerplate
+# left out) has fewer words than this is never a near-duplicate.
+INTAKE_DEDUPE_MIN_WORDS = env_int("INTAKE_DEDUPE_MIN_WORDS", 25, minimum=0)
+# Near-duplicates are postings of the same company unless this is on (an aggregator lists
+# one role under several companies' names).
+INTAKE_DEDUPE_ACROSS_COMPANIES = env_bool("INTAKE_DEDUPE_ACROSS_COMPANIES", False)
+# Two postings are near-duplicates only when their titles share at least this fraction of
+# their words (Jaccard: shared ÷ all): one company's roles often share a description.
+INTAKE_DEDUPE_TITLE_SIMILARITY = env_float("INTAKE_DEDUPE_TITLE_SIMILARITY", 0.5, minimum=0)
 # A preview older than this (seconds) is flagged on its page before it is ingested.
 INTAKE_PREVIEW_MAX_AGE = env_int("INTAKE_PREVIEW_MAX_AGE", 3600, minimum=0)
 # Quotas (ingestion/quota.py), per user and calendar day in TIME_ZONE (they reset at the next

@@ -10,7 +10,7 @@ posting."""
 from ingestion.normalize.dates import MAX_YEAR, MIN_YEAR, parse_datetime
 from ingestion.normalize.employment import EMPLOYMENT_TYPES, normalize_employment_type
 from ingestion.normalize.hashing import content_hash, raw_hasher
-from ingestion.normalize.plaintext import html_to_text, sanitized_html_to_text
+from ingestion.normalize.plaintext import fingerprint_text, html_to_text, sanitized_html_to_text
 from ingestion.normalize.salary import parse_salary
 from ingestion.normalize.sanitize import sanitize_html
 from ingestion.normalize.workplace import WORKPLACE_TYPES, normalize_location, normalize_workplace
@@ -21,6 +21,7 @@ __all__ = [
     "MIN_YEAR",
     "WORKPLACE_TYPES",
     "content_hash",
+    "fingerprint_text",
     "html_to_text",
     "normalize_employment_type",
     "normalize_location",

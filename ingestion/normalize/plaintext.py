@@ -5,6 +5,7 @@ of sanitize_html, read with regexes instead of a parser because it runs once per
 
 from __future__ import annotations
 
+import html as htmlmod
 import re
 
 from selectolax.lexbor import LexborHTMLParser
@@ -178,3 +179,46 @@ def sanitized_html_to_text(html: str) -> str:
         # &amp; last: "&amp;lt;" is the text "&lt;".
         text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     return text.strip()
+
+
+# --- The words simhash reads, straight from raw HTML ----------------------------------------
+#
+# The listing fingerprints every new or updated posting on one worker before the chunks fan
+# out, so the fingerprint's text is cut from the raw HTML with a few regexes instead of the
+# sanitizing parse the page's text needs. It is its own definition, not an imitation of the
+# page's text: every simhash Intake computes and stores reads it (the listing's, and the
+# ingesting stage's for a posting whose text only its detail page had), so any two compare.
+
+# Block tags: a line break each (simhash's boilerplate is found line by line). The text is
+# lowercased first (simhash reads it lowercased): a case-blind regex is slower.
+_FINGERPRINT_BREAK_RE = re.compile(
+    r"<(?:/?(?:p|div|ul|ol|li|h[1-6]|blockquote|pre|table|tr|td|th|dl|dt|dd|section|article"
+    r"|header|footer|main|aside|nav|figure|address|form|fieldset)\b|/?(?:br|hr)\b)[^>]*+>"
+)
+# Any other tag, comment, doctype or processing instruction: a space.
+_FINGERPRINT_TAG_RE = re.compile(r"<[a-z/!?][^>]*+>")
+# Text that is not the posting's: scripts, styles, comments (which may hold a ">").
+_FINGERPRINT_DROP_RE = re.compile(
+    r"<!--.*?(?:-->|$)|<(script|style|template|svg|math|noscript)\b.*?(?:</\1\s*>|$)",
+    re.DOTALL,
+)
+_FINGERPRINT_DROP_HINT_RE = re.compile(r"<(?:!--|script|style|template|svg|math|noscript)")
+
+
+def fingerprint_text(html: str) -> str:
+    """The text simhash reads of a source's raw description HTML, lowercased: its words, a
+    line per block (paragraph, list item, heading, table cell …), entities decoded; scripts,
+    styles and comments left out. A description without tags keeps its own lines. Only for
+    simhash: case, spacing and punctuation are not the page's (`html_to_text` is)."""
+    if not html:
+        return ""
+    text = html.lower()
+    if "<" in text:
+        if _FINGERPRINT_DROP_HINT_RE.search(text):
+            text = _FINGERPRINT_DROP_RE.sub(" ", text)
+        # New lines in HTML are spaces; its lines are its blocks.
+        text = _FINGERPRINT_BREAK_RE.sub("\n", text.replace("\n", " "))
+        text = _FINGERPRINT_TAG_RE.sub(" ", text)
+    if "&" in text:
+        text = htmlmod.unescape(text)
+    return text

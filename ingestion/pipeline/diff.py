@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ingestion import events, normalize, simhash, store
+from ingestion import dedupe, events, normalize, simhash, store
 from ingestion.adapters import Posting, RawRecord, SourceFailed, adapter_class, get_adapter
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
@@ -138,6 +138,7 @@ class SourceDiff:
         *,
         filters: dict[str, Any],
         write: bool,
+        near: dedupe.NearDuplicates,
         on_pending: Callable[[list[int]], None] | None = None,
     ) -> None:
         self.ctx = ctx
@@ -146,6 +147,8 @@ class SourceDiff:
         self.fetcher = fetcher.for_source(source.pk)
         self.filter = PostingFilter(filters)
         self.write = write
+        # The run's near-duplicate decisions, shared by its sources (listed one after another).
+        self.near = near
         # Called with the ids of each batch's new and updated jobs, in the batch's transaction.
         self.on_pending = on_pending
         self.counters = INGEST_COUNTERS if write else PREVIEW_COUNTERS
@@ -176,10 +179,12 @@ class SourceDiff:
                 "descriptionMax": settings.INTAKE_DESCRIPTION_MAX_CHARS,
             }
         )
-        # New and updated jobs not yet handed to on_pending, and whether the company's
-        # boilerplate has been learned in this run.
-        self._held: list[int] = []
+        # Whether the company's boilerplate has been learned in this run (after the first
+        # batch), and what it is.
         self._learned = False
+        self.boilerplate = frozenset(source.boilerplate or ())
+        # Its lines, when learned in this run (a faster lookup than the fingerprints).
+        self.boilerplate_lines: frozenset[bytes] | None = None
 
     def run_diff(self) -> SourceOutcome:
         """List the source and record every posting; returns what happened. A failure of
@@ -198,9 +203,6 @@ class SourceDiff:
         except Exception as exc:
             logger.exception("Listing source %s failed", self.source.pk)
             out.error = f"Unexpected error reading the source: {type(exc).__name__}: {exc}"
-        if self.write:
-            with transaction.atomic():
-                self._release([], final=True)
         out.seconds = time.monotonic() - started
         unreported = out.counts[ItemOutcome.INVALID] + out.counts[ItemOutcome.ERROR]
         unreported -= self._item_events
@@ -232,6 +234,8 @@ class SourceDiff:
         upserts: list[tuple[Posting, str]] = []
         unchanged_ids: list[int] = []
         rehashed: list[tuple[int, str]] = []
+        # Each item's posting (None: a record unchanged without being mapped).
+        item_postings: list[Posting | None] = []
         for entry, company in zip(entries, companies, strict=True):
             if self.source_rows_companies:
                 self.outcome.companies[company] += 1
@@ -250,6 +254,7 @@ class SourceDiff:
                     reason="",
                 )
                 items.append(item)
+                item_postings.append(None)
                 self.outcome.counts[ItemOutcome.UNCHANGED] += 1
                 unchanged_ids.append(pk)
                 continue
@@ -268,6 +273,7 @@ class SourceDiff:
             if key in stored:
                 item.job_id = stored[key][0]
             items.append(item)
+            item_postings.append(posting)
             self.outcome.counts[outcome] += 1
             if outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED):
                 upserts.append((posting, chash))
@@ -281,6 +287,19 @@ class SourceDiff:
                 if posting.raw_hash != stored[key][3]:
                     rehashed.append((stored[key][0], posting.raw_hash))
         self.outcome.listed += len(batch)
+        if not self._learned:
+            self._learned = True
+            self._learn_boilerplate()
+        # The jobs this batch rewrites change under the lookup once the workers take them.
+        self.near.exclude(
+            [item.job_id for item in items if item.outcome == ItemOutcome.UPDATED and item.job_id]
+        )
+        # As listed, before the near-duplicates among them are marked: the jobs written.
+        listed_as = {
+            outcome: {id(i) for i in items if i.outcome == outcome}
+            for outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED)
+        }
+        near = self._near_duplicates(item_postings, items)
 
         # A preview's progress is postings read; an ingest's is jobs processed (the chunks
         # count them), its total growing as the listing finds new and updated postings.
@@ -297,6 +316,13 @@ class SourceDiff:
                         for item, item_company in zip(items, companies, strict=True)
                         if item.outcome == ItemOutcome.NEW and item_company == company
                     }
+                    # New postings the listing found to be near-duplicates are stored too
+                    # (skipped, pointing at the job they duplicate).
+                    new_keys.update(
+                        item.external_id
+                        for item, candidate, _ in near
+                        if not item.job_id and candidate.company == company
+                    )
                     ids = upsert_jobs(self.run, self.source, group, now=self.now, new_keys=new_keys)
                     missing = [p.external_id.strip() for p, _ in group]
                     missing = [key for key in missing if key not in ids]
@@ -309,14 +335,30 @@ class SourceDiff:
                             and item_company == company
                         ):
                             item.job_id = ids.get(item.external_id)
+                    for item, candidate, _ in near:
+                        if candidate.company != company:
+                            continue
+                        if item.job_id is None:
+                            item.job_id = ids.get(item.external_id)
+                        candidate.job_id = item.job_id
+                    self.near.exclude(ids.values())
+                # The jobs they duplicate have ids now: the reasons link them.
+                for item, _, match in near:
+                    if match is not None:
+                        item.reason = match.reason
+                store.set_listed(_listed(near))
                 store.touch_unchanged(self.now, unchanged_ids, rehashed)
                 pending = []
+                written = {id(item) for item, _, _ in near}
                 for item in items:
-                    if item.outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED):
+                    if item.outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED) or (
+                        id(item) in written
+                    ):
                         item.job_status = JobStatus.PENDING
                         if item.job_id is not None:
                             pending.append(item.job_id)
-                self._release(pending)
+                if pending and self.on_pending is not None:
+                    self.on_pending(pending)
                 for event_type, outcome in (
                     (events.JOB_CREATED, ItemOutcome.NEW),
                     (events.JOB_UPDATED, ItemOutcome.UPDATED),
@@ -324,7 +366,9 @@ class SourceDiff:
                     events.jobs_changed(
                         event_type,
                         run_id=self.run.pk,
-                        job_ids=[i.job_id for i in items if i.outcome == outcome and i.job_id],
+                        job_ids=[
+                            i.job_id for i in items if id(i) in listed_as[outcome] and i.job_id
+                        ],
                         status=JobStatus.PENDING,
                         sourceId=self.source.pk,
                         stage="listing",
@@ -386,30 +430,64 @@ class SourceDiff:
         """`columns` of `company`'s stored jobs with these external ids."""
         return store.stored_jobs(self.run.owner_id, company, keys, columns)
 
-    def _release(self, job_ids: list[int], *, final: bool = False) -> None:
-        """Hand new and updated jobs to on_pending once the company's boilerplate is known:
-        the ingesting stage leaves it out of each job's simhash, and a job processed before
-        it was learned could be flagged a near-duplicate of another role for their shared
-        about-us and benefits paragraphs. Learned as soon as the sample is full (usually in
-        the first batch), or at the end of a complete listing."""
-        self._held.extend(job_ids)
-        if not self._learned:
-            if not final and len(self.outcome.sample) < BOILERPLATE_SAMPLE:
-                return
-            self._learned = True
-            if self.outcome.complete or not final:
-                self._learn_boilerplate()
-        if self._held and self.on_pending is not None:
-            self.on_pending(self._held)
-        self._held = []
-
     def _learn_boilerplate(self) -> None:
+        """Learn the paragraphs the company repeats from the first batch's sample, before
+        any simhash of this run is computed (the listing's near-duplicate check and the
+        ingesting stage leave them out, and must agree): without it, a company's different
+        roles look alike for their shared about-us and benefits paragraphs. An ingest keeps
+        it on the source, where the ingesting stage reads it; a preview only uses it."""
         if len(self.outcome.sample) < BOILERPLATE_MIN_SAMPLE:
             return  # too few postings to tell what they share: keep what was learned before
-        texts = [normalize.html_to_text(html) for html in self.outcome.sample]
-        self.source.boilerplate = simhash.company_boilerplate(texts)
-        # update(), not save(): the source's own settings may be edited while the run goes on.
-        Source.objects.filter(pk=self.source.pk).update(boilerplate=self.source.boilerplate)
+        texts = [normalize.fingerprint_text(html) for html in self.outcome.sample]
+        learned, self.boilerplate_lines = simhash.learn_boilerplate(texts)
+        self.boilerplate = frozenset(learned)
+        if self.write:
+            self.source.boilerplate = learned
+            # update(), not save(): the source's own settings may be edited meanwhile.
+            Source.objects.filter(pk=self.source.pk).update(boilerplate=learned)
+
+    def _near_duplicates(
+        self, batch: list[Posting | None], items: list[store.ItemRow]
+    ) -> list[tuple[store.ItemRow, dedupe.Candidate, dedupe.Match | None]]:
+        """Decide which new and updated postings of the batch are near-duplicates, in
+        listing order (ingestion.dedupe.NearDuplicates), and mark their items `duplicate`
+        with the reason. Returns (item, candidate, match) of every posting decided here
+        (those the listing has the text of); the ingesting stage decides the others."""
+        decided: list[tuple[store.ItemRow, dedupe.Candidate, Posting]] = []
+        texts: list[str] = []
+        for posting, item in zip(batch, items, strict=True):
+            if item.outcome not in (ItemOutcome.NEW, ItemOutcome.UPDATED) or posting is None:
+                continue
+            if posting.needs_detail:
+                continue
+            title = posting.title.strip()
+            if item.outcome == ItemOutcome.UPDATED and item.job_id:
+                label = dedupe.job_label(item.job_id, title)
+            else:
+                label = f"'{title}' ({_posting_where(posting)})"
+            # The same words on the same lines as the ingesting stage's sanitized text, without
+            # sanitizing: the listing runs on one worker (ingestion.normalize.plaintext).
+            texts.append(normalize.fingerprint_text(posting.description_html))
+            company = job_company(posting, self.source)
+            candidate = dedupe.Candidate(0, company=company, title=title, label=label)
+            decided.append((item, candidate, posting))
+        if not decided:
+            return []
+        sized = simhash.simhash_many_sized(
+            texts, boilerplate=self.boilerplate, lines=self.boilerplate_lines
+        )
+        for (_, candidate, _), (value, words) in zip(decided, sized, strict=True):
+            candidate.simhash, candidate.words = value, words
+        matches = self.near.decide([candidate for _, candidate, _ in decided])
+        results = []
+        for (item, candidate, _), match in zip(decided, matches, strict=True):
+            if match is not None:
+                self.outcome.counts[item.outcome] -= 1
+                self.outcome.counts[ItemOutcome.DUPLICATE] += 1
+                item.outcome = ItemOutcome.DUPLICATE
+                item.reason = match.reason
+            results.append((item, candidate, match))
+        return results
 
     def _report_item(self, item: store.ItemRow) -> None:
         if self._item_events >= ITEM_EVENTS_MAX:
@@ -483,6 +561,23 @@ def posting_text_size(posting: Posting | RawRecord) -> int:
     if isinstance(posting, RawRecord):
         return posting.size
     return len(posting.description_html) + len(posting.requirements_html)
+
+
+def _listed(
+    decided: list[tuple[store.ItemRow, dedupe.Candidate, dedupe.Match | None]],
+) -> list[tuple[int, int, int | None]]:
+    """(job id, simhash, the job it duplicates or None) of the postings the listing decided."""
+    return [
+        (item.job_id, candidate.simhash, match.canonical.job_id if match is not None else None)
+        for item, candidate, match in decided
+        if item.job_id is not None
+    ]
+
+
+def _posting_where(posting: Posting) -> str:
+    if posting.row is not None:
+        return f"row {posting.row}"
+    return f"id {posting.external_id.strip()}"
 
 
 def _posting_label(posting: Posting) -> str:

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ingestion import events, store
+from ingestion.dedupe import NearDuplicates
 from ingestion.fetching import Fetcher
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline.chunks import ChunkStream
@@ -204,6 +205,7 @@ def _list_sources(
         {"sources": [e.get("id") for e in entries], "dryRun": not write},
     )
     outcomes: list[SourceOutcome] = []
+    near = NearDuplicates(run.owner_id)
     with Fetcher(run_id=run.pk, on_request=take_request_for(run.owner_id)) as fetcher:
         for entry in entries:
             ctx.checkpoint()
@@ -223,6 +225,7 @@ def _list_sources(
                     fetcher,
                     filters=entry.get("filters") or {},
                     write=write,
+                    near=near,
                     on_pending=on_pending,
                 ).run_diff()
             _announce(ctx, outcome)

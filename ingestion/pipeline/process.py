@@ -114,7 +114,10 @@ class _Result:
     error: str = ""
     text: str = ""
     simhash: int | None = None
+    words: int = 0
     duplicate_of: int | None = None
+    # Whether the listing decided if it is a near-duplicate (it had the posting's text).
+    listed: bool = False
     reason: str = ""
 
 
@@ -178,7 +181,10 @@ class BatchProcessor:
         return self._sources[source_id]
 
     def _prepare(self, job: store.PendingJob, detail: _Detail = None) -> _Result:
-        result = _Result(job)
+        # A retry reads no listing; a posting without its text in the listing was not
+        # decided there (nor fingerprinted).
+        listed = not job.needs_detail and not self.run.config.get("retry_of")
+        result = _Result(job, listed=listed and job.simhash is not None)
         try:
             if job.needs_detail:
                 self._apply_detail(job, detail)
@@ -267,27 +273,49 @@ class BatchProcessor:
             self._fetcher.close()
 
     def _fingerprint(self, results: list[_Result]) -> None:
-        """Simhash every prepared job (vectorized, per source for its boilerplate), then mark
-        near-duplicates of an earlier job as skipped."""
+        """Mark the near-duplicates as skipped: those the listing found (it decided in
+        listing order and stored each posting's simhash, ingestion.pipeline.diff: reused
+        here, not computed again), and among the others — postings whose text only the
+        detail page had, retried jobs — those of an earlier job (ingestion.dedupe), their
+        simhashes computed here (vectorized, per source for its boilerplate)."""
         by_source: dict[int | None, list[_Result]] = {}
         for r in results:
-            by_source.setdefault(r.job.source_id, []).append(r)
+            if r.listed:
+                # The item already says why (the listing wrote the reason).
+                r.simhash, r.duplicate_of = r.job.simhash, r.job.duplicate_of_id
+                if r.duplicate_of is not None:
+                    r.status = JobStatus.SKIPPED
+            else:
+                by_source.setdefault(r.job.source_id, []).append(r)
         for source_id, group in by_source.items():
             source = self._source(source_id)
             boilerplate = frozenset(source.boilerplate) if source else frozenset()
-            hashes = simhash.simhash_many([r.text for r in group], boilerplate=boilerplate)
-            for r, value in zip(group, hashes, strict=True):
-                r.simhash = value
-        canonical = dedupe.find_near_duplicates(
-            owner_id=self.run.owner_id,
-            candidates=[(r.job.pk, r.simhash) for r in results if r.simhash is not None],
-        )
-        for r in results:
-            original = canonical.get(r.job.pk)
-            if original is not None:
+            # The text every stored simhash reads (the listing's too), not the page's.
+            texts = [normalize.fingerprint_text(r.job.raw_description) for r in group]
+            sized = simhash.simhash_many_sized(texts, boilerplate=boilerplate)
+            for r, (value, words) in zip(group, sized, strict=True):
+                r.simhash, r.words = value, words
+        here = [r for r in results if not r.listed and r.simhash is not None]
+        if not here:
+            return
+        decider = dedupe.NearDuplicates(self.run.owner_id)
+        decider.exclude([r.job.pk for r in results])
+        candidates = [
+            dedupe.Candidate(
+                r.simhash or 0,
+                words=r.words,
+                company=r.job.company,
+                title=r.job.title,
+                label=dedupe.job_label(r.job.pk, r.job.title),
+                job_id=r.job.pk,
+            )
+            for r in here
+        ]
+        for r, match in zip(here, decider.decide(candidates), strict=True):
+            if match is not None:
                 r.status = JobStatus.SKIPPED
-                r.duplicate_of = original
-                r.reason = f"near-duplicate of job #{original}"
+                r.duplicate_of = match.canonical.job_id
+                r.reason = match.reason
 
     # --- writing -------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ __all__ = [
     "limit_lock_wait",
     "near_fingerprints",
     "pending_jobs",
+    "set_listed",
     "store_fingerprints",
     "stored_jobs",
     "text_sizes",
@@ -80,6 +81,7 @@ class Backend(Protocol):
     def near_fingerprints(
         self, owner_id: int, simhashes: Sequence[int], distance: int
     ) -> list[tuple[Any, ...]]: ...
+    def set_listed(self, decisions: Sequence[tuple[int, int, int | None]]) -> None: ...
     def text_sizes(self, model: type[Model], column: str, ids: Sequence[int]) -> dict[int, int]: ...
     def analyze(self, model: type[Model]) -> None: ...
     def limit_lock_wait(self, seconds: int) -> None: ...
@@ -185,11 +187,20 @@ def drop_fingerprints(job_ids: Collection[int]) -> None:
 def near_fingerprints(
     owner_id: int, simhashes: Sequence[int], distance: int
 ) -> list[tuple[Any, ...]]:
-    """(job id, simhash, first_seen_at) of the owner's ready jobs whose simhash is within
-    `distance` of one of `simhashes` (found through the bands they share with them)."""
+    """(job id, simhash, first_seen_at, company, title) of the owner's ready jobs whose
+    simhash is within `distance` of one of `simhashes` (found through the bands they share
+    with them)."""
     if not simhashes:
         return []
     return backend().near_fingerprints(owner_id, simhashes, distance)
+
+
+def set_listed(decisions: Sequence[tuple[int, int, int | None]]) -> None:
+    """Record the listing's fingerprint and near-duplicate decision on pending jobs:
+    (job id, simhash, the job it duplicates or None). The ingesting stage reads both with
+    the pending job and reuses them instead of computing the simhash again."""
+    if decisions:
+        backend().set_listed(decisions)
 
 
 # --- anything else ---------------------------------------------------------------------------

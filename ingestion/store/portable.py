@@ -216,7 +216,7 @@ def near_fingerprints(
                 row
                 for row in Job.objects.filter(id__in=close, status=JobStatus.READY)
                 .order_by()
-                .values_list("id", "simhash", "first_seen_at")
+                .values_list("id", "simhash", "first_seen_at", "company", "title")
                 if row[1] == close[row[0]]
             )
     return found
@@ -240,3 +240,10 @@ def analyze(model: type[Model]) -> None:
 
 def limit_lock_wait(seconds: int) -> None:
     """Nothing: SQLite's busy timeout bounds the wait."""
+
+
+SET_LISTED_SQL = "UPDATE ingestion_job SET simhash = %s, duplicate_of_id = %s WHERE id = %s"
+
+
+def set_listed(decisions: Sequence[tuple[int, int, int | None]]) -> None:
+    _executemany(SET_LISTED_SQL, [(value, canonical, pk) for pk, value, canonical in decisions])

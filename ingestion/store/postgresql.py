@@ -128,7 +128,7 @@ WHERE bit_count((f.simhash # p.simhash)::bit(64)) <= %(distance)s"""
 # statistics say of the job table (joined in one statement, or with the status in its WHERE,
 # a planner that believed no job ready walked every ready job instead).
 STILL_READY_SQL = """
-SELECT id, simhash, first_seen_at, status FROM ingestion_job WHERE id = ANY(%b)
+SELECT id, simhash, first_seen_at, company, title, status FROM ingestion_job WHERE id = ANY(%b)
 """
 
 # octet_length reads the size from the value's header: it does not decompress a TOASTed one.
@@ -266,8 +266,8 @@ def near_fingerprints(
             return []
         cursor.execute(STILL_READY_SQL, [list(close)])
         return [
-            (pk, value, first_seen_at)
-            for pk, value, first_seen_at, status in cursor.fetchall()
+            (pk, value, first_seen_at, company, title)
+            for pk, value, first_seen_at, company, title, status in cursor.fetchall()
             if status == JobStatus.READY and value == close[pk]
         ]
 
@@ -288,3 +288,14 @@ def limit_lock_wait(seconds: int) -> None:
     """Fail rather than wait longer than this for a lock, until the transaction ends."""
     with connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL lock_timeout = '{int(seconds)}s'")
+
+
+SET_LISTED_SQL = """
+UPDATE ingestion_job AS j SET simhash = v.simhash, duplicate_of_id = v.duplicate_of_id
+FROM {rows} AS v(id, simhash, duplicate_of_id)
+WHERE j.id = v.id
+"""
+
+
+def set_listed(decisions: Sequence[tuple[int, int, int | None]]) -> None:
+    bulk.execute_unnest(SET_LISTED_SQL, ("bigint", "bigint", "bigint"), decisions)

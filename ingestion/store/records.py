@@ -98,7 +98,7 @@ class FingerprintRow(NamedTuple):
 class PendingJob:
     """The fields of a pending job the ingesting stage reads and rewrites: a plain object,
     not a model instance (Django's model init costs a tenth of a job's budget; see
-    docs/performance.md). Its fields up to `salary_text` follow Job's columns (`pk`: id)."""
+    docs/performance.md). Its fields up to `duplicate_of_id` are Job's columns (`pk`: id)."""
 
     pk: int
     source_id: int | None
@@ -118,13 +118,17 @@ class PendingJob:
     salary_currency: str
     salary_period: str
     salary_text: str
+    # The listing's simhash and near-duplicate decision (ingestion.pipeline.diff), when it had
+    # the posting's text.
+    simhash: int | None
+    duplicate_of_id: int | None
     # This run's items of the job (PostgreSQL), to write its status back to by primary key.
     item_ids: list[int] = field(default_factory=list)
     description: str = ""
 
 
 # The columns a PendingJob is read from after its id, in Job's order.
-PENDING_COLUMNS = tuple(PendingJob.__slots__[1 : PendingJob.__slots__.index("salary_text") + 1])
+PENDING_COLUMNS = tuple(PendingJob.__slots__[1 : PendingJob.__slots__.index("duplicate_of_id") + 1])
 
 
 class ProcessedJob(NamedTuple):

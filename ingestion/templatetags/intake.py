@@ -7,6 +7,7 @@ what is left of their daily quotas. Two queries and one Redis GET.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,8 @@ from django import template
 from django.contrib.auth.models import AnonymousUser, User
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import conditional_escape
+from django.utils.safestring import SafeString, mark_safe
 
 from ingestion import run_kinds, vocabulary
 from ingestion.models import ItemOutcome, JobStatus
@@ -178,3 +181,19 @@ def thousands(value: int) -> str:
     """`{{ n|thousands }}`: 11,000, as every count is written (Django's intcomma needs the
     humanize app and follows the locale)."""
     return f"{value:,}"
+
+
+# How a run item's reason names a job (ingestion.dedupe.job_label).
+_JOB_REFERENCE_RE = re.compile(r"\bjob #(\d+)")
+
+
+@register.filter
+def linked_reason(reason: str) -> SafeString:
+    """A run item's reason, escaped, with each job it names ("job #12") linked to that
+    job's page (which shows it only to its owner)."""
+
+    def link(match: re.Match[str]) -> str:
+        url = reverse("ingestion:job", args=[int(match[1])])
+        return f'<a href="{url}">job #{match[1]}</a>'
+
+    return mark_safe(_JOB_REFERENCE_RE.sub(link, str(conditional_escape(reason))))  # noqa: S308

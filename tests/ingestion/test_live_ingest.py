@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import django_rq
 import pytest
@@ -16,7 +18,7 @@ from ingestion.models import ChunkStatus, Job, JobStatus, RunItem, Source, WorkC
 from runs import services as run_services
 from runs.models import IngestionRun, RunStatus
 from tests.fixture_server import FixtureServer, Reply
-from tests.ingestion.boards import greenhouse_job, mount_greenhouse
+from tests.ingestion.boards import description_html, greenhouse_job, mount_greenhouse
 from tests.support import start_worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -85,6 +87,22 @@ def wait_workers(count: int) -> None:
     them)."""
     queue = django_rq.get_queue("default")
     wait_for(lambda: Worker.count(queue=queue) >= count, timeout=60, what=f"{count} live workers")
+
+
+def ingest_on_workers(
+    owner: Any, workers: int, procs: list[Any], tmp_path: Path, env: dict[str, str]
+) -> IngestionRun:
+    """An ingest of the board "acme" for `owner` once `workers` RQ workers (started as
+    needed) listen, so that its chunks spread; the finished run."""
+    while len(procs) < workers:
+        procs.append(start_worker(tmp_path, name=f"w{len(procs)}", **env))
+    wait_workers(workers)
+    Source.objects.create(owner=owner, company="Acme", kind="greenhouse", identifier="acme")
+    run = services.ingest_start(owner=owner)
+    wait_for(lambda: IngestionRun.objects.get(pk=run.pk).is_terminal, timeout=90, what="the run")
+    run.refresh_from_db()
+    assert run.status == RunStatus.FINISHED, run.error_message
+    return run
 
 
 def test_abort_mid_ingest_keeps_whole_batches_and_the_next_run_finishes_the_rest(
@@ -218,20 +236,44 @@ def test_a_run_is_cut_into_more_chunks_for_more_live_workers(
     mount_greenhouse(fixture_server, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 41)])
     chunk_counts = []
     for owner, workers in ((user, 1), (other_user, 3)):
-        while len(procs) < workers:
-            procs.append(start_worker(tmp_path, name=f"w{len(procs)}", **child_env_overrides))
-        wait_workers(workers)
-        Source.objects.create(owner=owner, company="Acme", kind="greenhouse", identifier="acme")
-        run = services.ingest_start(owner=owner)
-        wait_for(
-            lambda run=run: IngestionRun.objects.get(pk=run.pk).is_terminal,
-            timeout=60,
-            what="the run",
-        )
-        run.refresh_from_db()
-        assert run.status == RunStatus.FINISHED, run.error_message
+        run = ingest_on_workers(owner, workers, procs, tmp_path, child_env_overrides)
         assert run.jobs_ready == 40
         chunks = WorkChunk.objects.filter(run=run, number__gt=0)
         assert sum(len(c.job_ids) for c in chunks) == 40
         chunk_counts.append(chunks.count())
     assert chunk_counts[1] >= 2 * chunk_counts[0]
+
+
+def board_with_reposts(count: int) -> list[dict[str, object]]:
+    """`count` roles, a third of them re-posted under new ids (the same description) further
+    down the listing, some of them before their original."""
+    roles = [(i, f"Role {i} Engineer", description_html(i, size=1500)) for i in range(1, count)]
+    jobs = [greenhouse_job(i, title, content=html) for i, title, html in roles]
+    for i, title, html in roles[::3]:
+        at = (i * 7) % len(jobs)
+        jobs.insert(at, greenhouse_job(10_000 + i, title, content=html))
+    return jobs
+
+
+def near_duplicates_of(owner: object) -> dict[str, str]:
+    return dict(
+        Job.objects.filter(owner=owner, status=JobStatus.SKIPPED).values_list(
+            "external_id", "duplicate_of__external_id"
+        )
+    )
+
+
+def test_the_same_listing_gives_the_same_near_duplicates_with_one_or_four_workers(
+    fixture_server, worker, procs, tmp_path, user, other_user, child_env_overrides
+):
+    mount_greenhouse(fixture_server, "acme", board_with_reposts(120))
+    decided = {}
+    for owner, workers in ((user, 1), (other_user, 4)):
+        run = ingest_on_workers(owner, workers, procs, tmp_path, child_env_overrides)
+        decided[workers] = near_duplicates_of(owner)
+        assert run.jobs_skipped == len(decided[workers])
+        if workers == 4:
+            claimed = WorkChunk.objects.filter(run=run, number__gt=0)
+            assert len({c.claimed_by for c in claimed}) > 1, "one worker did all the chunks"
+    assert decided[1] == decided[4]
+    assert len(decided[1]) == 40

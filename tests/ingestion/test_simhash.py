@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from ingestion import simhash as simhash_module
 from ingestion.simhash import (
     bands,
     company_boilerplate,
@@ -212,3 +213,20 @@ def test_boilerplate_weighs_less_than_the_posting_own_text() -> None:
     capped = simhash_many(texts, boilerplate=boilerplate)
 
     assert hamming(capped[0], capped[1]) > hamming(plain[0], plain[1])
+
+
+def test_boilerplate_lines_give_the_same_simhashes_as_its_fingerprints() -> None:
+    shared = (
+        "Acme builds tools for teams.  We value clear writing!\nBenefits: health, dental and vision"
+    )
+    texts = [f"Role {n}: you will own service number {n} end to end\n{shared}" for n in range(8)]
+    learned, lines = simhash_module.learn_boilerplate(texts)
+    boilerplate = frozenset(learned)
+    assert learned == company_boilerplate(texts)
+
+    assert len(lines) == 2
+    by_lines = simhash_module.simhash_many_sized(texts, boilerplate=boilerplate, lines=lines)
+    assert by_lines == simhash_module.simhash_many_sized(texts, boilerplate=boilerplate)
+    assert [value for value, _ in by_lines] == [
+        simhash_reference(text, boilerplate=boilerplate) for text in texts
+    ]
