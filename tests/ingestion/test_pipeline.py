@@ -402,7 +402,7 @@ def test_batches_hold_a_bounded_amount_of_text_in_the_listing_and_the_processing
 
     monkeypatch.setattr(SourceDiff, "_apply", spy_apply)
     monkeypatch.setattr(process.BatchProcessor, "process", spy_process)
-    rows = [posting_row(n, description=f"<p>{'lorem ipsum ' * 400} {n}</p>") for n in range(1, 13)]
+    rows = [posting_row(n, description=f"<p>{'lorem ipsum ' * 350} {n}</p>") for n in range(1, 13)]
     services.source_create(
         owner=user,
         kind="file",
@@ -415,8 +415,9 @@ def test_batches_hold_a_bounded_amount_of_text_in_the_listing_and_the_processing
 
     assert run.status == RunStatus.FINISHED, run.error_message
     assert Job.objects.filter(status=JobStatus.READY).count() == 12
-    # About 4,800 characters each: a batch of the listing or of the processing ends with the
-    # third, which passes 10,000 (12 would have been one batch).
+    # About 4,200 characters of description each (the listing weighs the whole raw row, some
+    # 500 more): a batch of the listing or of the processing ends with the third, which
+    # passes 10,000 (12 would have been one batch).
     assert listed == [3] * 4
     assert sum(processed) == 12 and max(processed) == 3
 
