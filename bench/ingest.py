@@ -653,7 +653,7 @@ _RAW_COLUMNS = (
     "workplace_type", "employment_type", "department", "raw_description", "needs_detail",
     "description", "description_text", "requirements", "posted_at", "valid_through",
     "salary_min", "salary_max", "salary_currency", "salary_period", "salary_text", "status",
-    "content_hash", "first_seen_at", "last_seen_at", "expired_at", "last_run_id",
+    "content_hash", "raw_hash", "first_seen_at", "last_seen_at", "expired_at", "last_run_id",
     "error_message", "created_at", "updated_at",
 )  # fmt: skip
 _RAW_KEEP = {"owner_id", "company", "external_id", "first_seen_at", "created_at"}
@@ -697,6 +697,7 @@ def raw_tuples(rows: list[tuple[Any, Any, str]], owner_id: int, run_id: int) -> 
             p.salary_text,
             "pending",
             chash,
+            "",
             now,
             now,
             None,
