@@ -7,8 +7,9 @@
 - Replay on reconnect (Last-Event-ID, `?after=`) reads RunEvent rows: `RunEventStorage` is the
   storage django-eventstream asks, so no event is kept twice.
 - django-eventstream's Redis listener dies silently when its connection drops and never
-  resubscribes; `ResilientRedisListener` replaces it, reconnects with backoff, and meanwhile
-  makes every open stream re-read its run's events from the database every few seconds.
+  resubscribes; `ResilientRedisListener` replaces it, tries to reconnect every fraction of a
+  second, and meanwhile makes every open stream re-read its run's events from the database
+  every few seconds.
 - Idle streams hold no database connection: each database touch here closes its connection
   afterwards (with psycopg's pool, that returns it to the pool).
 """
@@ -18,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -43,6 +46,10 @@ PUBSUB_CHANNEL = "events_channel"
 SSE_EVENT_NAME = "message"
 # While Redis is unreachable, open streams re-read their run's events this often.
 DEGRADED_POLL_SECONDS = 2.0
+# While Redis is unreachable, the web process's listener tries to subscribe again this often,
+# each try giving up after RECONNECT_TIMEOUT.
+RECONNECT_SECONDS = 0.25
+RECONNECT_TIMEOUT = 1.0
 
 
 def channel_for(run_id: int) -> str:
@@ -83,18 +90,38 @@ class Publisher:
     """Publishes events on the pub/sub channel the web processes' listeners read, as
     django-eventstream's send_event does, but on a connection of its own with short timeouts
     and no retries (redis-py's default retries took seconds per event with Redis down), and
-    with a circuit breaker: after a failure it skips publishing for PAUSE_SECONDS. It says so
-    once per outage, not once per event."""
+    with a circuit breaker: after a failure it skips publishing, and a background thread
+    pings Redis every PROBE_SECONDS until it answers, so no run waits on a dead connection
+    and pushing resumes as soon as Redis is back (not after a fixed pause, which left the
+    events of the first seconds after a restart to the streams' next gap fill). It then
+    pushes the latest skipped event of each run, so open streams fill the gap from the
+    database at once. It says so once per outage, not once per event."""
 
     TIMEOUT = 0.5  # seconds, to connect and for the answer
-    PAUSE_SECONDS = 5.0
+    PROBE_SECONDS = 0.25
 
     def __init__(self) -> None:
         self._client: Any = None
         self._lock = threading.Lock()
-        self._paused_until = 0.0
         self._down_since: float | None = None
+        self._probing = False
+        # The latest message not pushed, per channel: re-pushed when Redis is back.
+        self._missed: dict[str, str] = {}
         self.skipped = 0
+        ref = weakref.ref(self)
+
+        def after_fork() -> None:
+            publisher = ref()
+            if publisher is not None:
+                publisher._after_fork()
+
+        os.register_at_fork(after_in_child=after_fork)
+
+    def _after_fork(self) -> None:
+        # The probe thread (and a lock it may hold) stays in the parent: the child's next
+        # skipped publish starts a probe of its own.
+        self._lock = threading.Lock()
+        self._probing = False
 
     def _redis(self) -> Any:
         # redis-py's pool notices a fork and reconnects, so one client serves every process.
@@ -118,46 +145,68 @@ class Publisher:
 
         fields = {"channel": channel, "event_type": SSE_EVENT_NAME, "data": data}
         message = json.dumps({**fields, "pub_id": str(event_id)})
-        sent = self._publish(message)
+        sent = self._publish(channel, message)
         try:  # GRIP (Pushpin), when configured; a no-op otherwise
             publish_event(channel, SSE_EVENT_NAME, data, str(event_id), str(event_id - 1))
         except Exception as exc:
             logger.warning("Could not publish event %s to GRIP: %s", event_id, exc)
         return sent
 
-    def _publish(self, message: str) -> bool:
-        now = time.monotonic()
+    def _publish(self, channel: str, message: str) -> bool:
         with self._lock:
-            if now < self._paused_until:
-                self.skipped += 1
+            if self._down_since is not None:
+                self._skip(channel, message)
                 return False
         try:
             self._redis().publish(PUBSUB_CHANNEL, message)
         except Exception as exc:
             with self._lock:
-                self._paused_until = time.monotonic() + self.PAUSE_SECONDS
-                self.skipped += 1
                 first = self._down_since is None
                 if first:
-                    self._down_since = now
+                    self._down_since = time.monotonic()
+                self._skip(channel, message)
             if first:
                 logger.warning(
                     "Live events are not pushed: Redis is unreachable (%s). They are stored; "
-                    "open pages read them from the database meanwhile. Trying again every %g s.",
+                    "open pages read them from the database meanwhile. Checking every %g s.",
                     describe(exc),
-                    self.PAUSE_SECONDS,
+                    self.PROBE_SECONDS,
                 )
             return False
-        with self._lock:
-            since, self._down_since = self._down_since, None
-            skipped, self.skipped = self.skipped, 0
-        if since is not None:
-            logger.warning(
-                "Live events are pushed again, after %.0f s (%d were not pushed meanwhile).",
-                time.monotonic() - since,
-                skipped,
-            )
         return True
+
+    def _skip(self, channel: str, message: str) -> None:
+        """Under the lock: count a skipped event and make sure a probe is running."""
+        self.skipped += 1
+        self._missed[channel] = message
+        if not self._probing:
+            self._probing = True
+            threading.Thread(target=self._probe, name="intake-publish-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        while True:
+            time.sleep(self.PROBE_SECONDS)
+            try:
+                self._redis().ping()
+            except Exception:
+                continue
+            with self._lock:
+                since, self._down_since = self._down_since, None
+                missed, self._missed = self._missed, {}
+                skipped, self.skipped = self.skipped, 0
+                self._probing = False
+            for message in missed.values():
+                try:
+                    self._redis().publish(PUBSUB_CHANNEL, message)
+                except Exception:
+                    break  # down again: the next event notices and probes anew
+            if since is not None:
+                logger.warning(
+                    "Live events are pushed again, after %.0f s (%d were not pushed meanwhile).",
+                    time.monotonic() - since,
+                    skipped,
+                )
+            return
 
 
 PUBLISHER = Publisher()
@@ -239,17 +288,25 @@ class ResilientRedisListener:
 
     async def start(self) -> None:
         from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
         self._task = asyncio.current_task()  # keep a strong reference to ourselves
-        delay = 0.5
+        # No redis-py retries: with its default backoff one failed subscribe took ~5 s, so
+        # the listener came back (and degraded-mode re-reads ran) seconds late.
+        kwargs = {
+            **settings.EVENTSTREAM_REDIS,
+            "socket_connect_timeout": RECONNECT_TIMEOUT,
+            "retry": Retry(NoBackoff(), 0),
+        }
         was_down = False
+        last_wake = 0.0
         while True:
-            client = Redis(**settings.EVENTSTREAM_REDIS)
+            client = Redis(**kwargs)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(PUBSUB_CHANNEL)
                 self.connected = True
-                delay = 0.5
                 if was_down:
                     self.reconnects += 1
                     logger.warning("Event listener resubscribed to Redis")
@@ -270,6 +327,7 @@ class ResilientRedisListener:
             except Exception as exc:
                 if not was_down:
                     logger.warning("Event listener lost Redis (%s); reconnecting", exc)
+                    last_wake = 0.0
                 was_down = True
             finally:
                 self.connected = False
@@ -278,9 +336,13 @@ class ResilientRedisListener:
                     await client.aclose()
                 except Exception:
                     pass
-            wake_all_streams()  # degraded mode: streams re-read from the database
-            await asyncio.sleep(min(delay, DEGRADED_POLL_SECONDS))
-            delay = min(delay * 2, 5.0)
+            # Degraded mode: streams re-read from the database every DEGRADED_POLL_SECONDS
+            # (at once on the loss), while subscribing is tried every RECONNECT_SECONDS.
+            now = time.monotonic()
+            if now - last_wake >= DEGRADED_POLL_SECONDS:
+                wake_all_streams()
+                last_wake = now
+            await asyncio.sleep(RECONNECT_SECONDS)
 
     @staticmethod
     def _dispatch(raw: bytes | str) -> None:
