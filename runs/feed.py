@@ -285,6 +285,7 @@ class ResilientRedisListener:
         self.connected = False
         self.reconnects = 0
         self._task: asyncio.Task[None] | None = None
+        self._coalescer: Coalescer | None = None
 
     async def start(self) -> None:
         from redis.asyncio import Redis
@@ -344,40 +345,138 @@ class ResilientRedisListener:
                 last_wake = now
             await asyncio.sleep(RECONNECT_SECONDS)
 
-    @staticmethod
-    def _dispatch(raw: bytes | str) -> None:
-        from django_eventstream.views import get_listener_manager
-
+    def _dispatch(self, raw: bytes | str) -> None:
         try:
             data = json.loads(raw)
-            event = Event(data["channel"], data["event_type"], data["data"], id=int(data["pub_id"]))
             # Parsed once here rather than in every stream: streams order by seq and end
             # after a terminal event.
             envelope = json.loads(data["data"])
-            event.seq = int(envelope["seq"])  # type: ignore[attr-defined]
-            event.terminal = bool(envelope["run"]["terminal"])  # type: ignore[attr-defined]
+            event = LiveEvent(
+                data["channel"],
+                int(data["pub_id"]),
+                int(envelope["seq"]),
+                data["data"],
+                bool(envelope["run"]["terminal"]),
+            )
         except (ValueError, KeyError, TypeError):
             logger.warning("Ignoring a malformed event on %s", PUBSUB_CHANNEL)
             return
-        # The SSE frame once per event, not once per stream.
-        event.frame = _sse(f"{event.channel}:{event.id}", event.data)  # type: ignore[attr-defined]
-        fan_out(get_listener_manager(), event)
+        if self._coalescer is None:
+            self._coalescer = Coalescer()
+        self._coalescer.add(event)
 
 
-def fan_out(manager: Any, event: Event) -> None:
-    """Queue `event` for every stream of its channel and wake them.
+class LiveEvent:
+    """One event as the listener received it, its SSE frame built once for every stream."""
+
+    __slots__ = ("channel", "id", "seq", "data", "terminal", "frame")
+
+    def __init__(self, channel: str, event_id: int, seq: int, data: str, terminal: bool) -> None:
+        self.channel = channel
+        self.id = event_id
+        self.seq = seq
+        self.data = data
+        self.terminal = terminal
+        self.frame = _sse(f"{channel}:{event_id}", data)
+
+
+class Delivery:
+    """Events of one channel handed to its streams together, with the two ways a stream
+    writes them built once for all streams: each as its own `message` frame, or (for
+    streams that asked for batches) as one `batch` frame."""
+
+    __slots__ = ("events", "_frames", "_batch")
+
+    def __init__(self, events: list[LiveEvent]) -> None:
+        self.events = events
+        self._frames: str | None = None
+        self._batch: str | None = None
+
+    def frames(self, batched: bool) -> str:
+        if batched:
+            if self._batch is None:
+                self._batch = batch_frames(self.events)
+            return self._batch
+        if self._frames is None:
+            self._frames = "".join(event.frame for event in self.events)
+        return self._frames
+
+
+def batch_frames(events: list[LiveEvent]) -> str:
+    """One `batch` SSE event carrying `events` (in order) as a JSON array, its id the last
+    one's, so a reconnect resumes after it; a single event stays a plain `message`."""
+    if len(events) == 1:
+        return events[0].frame
+    last = events[-1]
+    body = ",".join(event.data for event in events)
+    return f"event: {BATCH_EVENT_NAME}\nid: {last.channel}:{last.id}\ndata: [{body}]\n\n"
+
+
+class Coalescer:
+    """Hands each channel's events to its streams at most COALESCE_RATE times a second, after
+    up to COALESCE_BURST deliveries at once (a token bucket per channel): a run emitting
+    hundreds of per-item events a second wakes each of its streams a few times a second, with
+    every event since the last delivery, instead of once per event per stream, while events
+    at a steady few per second go out the moment they arrive. Runs on the loop's thread."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, when)
+        self._held: dict[str, list[LiveEvent]] = {}
+
+    def add(self, event: LiveEvent) -> None:
+        from django_eventstream.views import get_listener_manager
+
+        channel = event.channel
+        held = self._held.get(channel)
+        if held is not None:  # a delivery is due: this event goes with it
+            held.append(event)
+            return
+        manager = get_listener_manager()
+        if channel not in manager.listeners_by_channel:
+            return  # nobody watches: a stream opened later replays it from the database
+        now = time.monotonic()
+        tokens = self._tokens(channel, now)
+        if tokens >= 1.0:
+            self._buckets[channel] = (tokens - 1.0, now)
+            fan_out(manager, channel, Delivery([event]))
+            return
+        self._held[channel] = [event]
+        loop = asyncio.get_running_loop()
+        loop.call_later((1.0 - tokens) / COALESCE_RATE, self._deliver, channel)
+
+    def _tokens(self, channel: str, now: float) -> float:
+        tokens, when = self._buckets.get(channel, (COALESCE_BURST, now))
+        return min(COALESCE_BURST, tokens + (now - when) * COALESCE_RATE)
+
+    def _deliver(self, channel: str) -> None:
+        from django_eventstream.views import get_listener_manager
+
+        events = self._held.pop(channel, None)
+        now = time.monotonic()
+        self._buckets[channel] = (max(0.0, self._tokens(channel, now) - 1.0), now)
+        if len(self._buckets) > 1000:  # forget channels whose bucket has refilled
+            self._buckets = {
+                name: bucket
+                for name, bucket in self._buckets.items()
+                if self._tokens(name, now) < COALESCE_BURST
+            }
+        if events:
+            fan_out(get_listener_manager(), channel, Delivery(events))
+
+
+def fan_out(manager: Any, channel: str, delivery: Delivery) -> None:
+    """Queue `delivery` for every stream of its channel and wake them.
 
     Stands in for ListenerManager.add_to_queues, which wakes each stream through
     call_soon_threadsafe (a write to the loop's self-pipe per stream) although the Redis
     listener already runs on the loop's thread, and keeps at most 10 events per stream, so a
     burst made every stream re-read the database for itself. Here a stream holds up to
-    STREAM_QUEUE events (references to this one shared event) and takes them all at once
-    when it wakes: under a burst each stream writes many events per wake-up."""
+    STREAM_QUEUE deliveries (references to this one shared delivery) and takes them all at
+    once when it wakes."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
-    channel = event.channel
     with manager.lock:
         listeners = manager.listeners_by_channel.get(channel, ())
         for listener in listeners:
@@ -385,7 +484,7 @@ def fan_out(manager: Any, event: Event) -> None:
             if items is None:
                 items = listener.channel_items[channel] = []
             if len(items) < STREAM_QUEUE:
-                items.append(event)
+                items.append(delivery)
             else:
                 listener.overflow = True  # the stream re-reads the database instead
             if listener.loop is loop:
@@ -398,9 +497,13 @@ def fan_out(manager: Any, event: Event) -> None:
 
 KEEPALIVE_SECONDS = 15.0
 REPLAY_BATCH = 200
-# Events queued per stream before it falls back to re-reading the database: enough for a
-# burst of per-item events between two wake-ups of a busy process.
-STREAM_QUEUE = 2000
+# Deliveries queued per stream before it falls back to re-reading the database.
+STREAM_QUEUE = 200
+# A run's events reach its streams at most this often a second, after this many at once.
+COALESCE_RATE = 10.0
+COALESCE_BURST = 3.0
+# The SSE event type of several events sent as one (streams that ask with `?batch=1`).
+BATCH_EVENT_NAME = "batch"
 
 
 def release_request_thread() -> None:
@@ -422,11 +525,12 @@ def release_request_thread() -> None:
         executor.shutdown(wait=False)
 
 
-def _replay(run_id: int, after_id: int) -> tuple[list[tuple[int, int, str, bool]], int]:
-    """Events of the run after `after_id`, in order, as (id, seq, data, terminal); and the seq
-    of the event `after_id` itself (0 when there is none), which the stream continues from."""
+def _replay(run_id: int, after_id: int) -> tuple[list[LiveEvent], int]:
+    """Events of the run after `after_id`, in order; and the seq of the event `after_id`
+    itself (0 when there is none), which the stream continues from."""
     from runs.models import RunEvent
 
+    channel = channel_for(run_id)
     with short_lived_connection():
         rows = list(
             RunEvent.objects.filter(run_id=run_id, id__gt=after_id).order_by("id")[:REPLAY_BATCH]
@@ -438,7 +542,9 @@ def _replay(run_id: int, after_id: int) -> tuple[list[tuple[int, int, str, bool]
             .first()
         )
     return [
-        (row.pk, row.seq, encode(row.envelope()), bool(row.snapshot.get("terminal")))
+        LiveEvent(
+            channel, row.pk, row.seq, encode(row.envelope()), bool(row.snapshot.get("terminal"))
+        )
         for row in rows
     ], base or 0
 
@@ -447,7 +553,9 @@ def _sse(event_id: str, data: str) -> str:
     return f"event: {SSE_EVENT_NAME}\nid: {event_id}\ndata: {data}\n\n"
 
 
-async def stream_run_events(run_id: int, *, after_id: int, user_id: int) -> AsyncIterator[str]:
+async def stream_run_events(
+    run_id: int, *, after_id: int, user_id: int, batched: bool = False
+) -> AsyncIterator[str]:
     """The SSE body for one run's channel: replay from the database after `after_id`, then
     live events from the web process's listener, strictly in the run's `seq` order.
 
@@ -458,6 +566,10 @@ async def stream_run_events(run_id: int, *, after_id: int, user_id: int) -> Asyn
     dropped, and a gap is filled by re-reading the database, where every event before a
     published one is already committed (publish_event numbers a run's events under its row
     lock, in commit order).
+
+    With `batched`, events that arrive together (a burst, coalesced by the listener; a
+    replay) go out as one `batch` event whose data is the array of their envelopes; a lone
+    event is a `message` as always.
 
     The stream ends after the event that reports the run terminal (a run's last event); a
     client that reconnects after it is answered 204 by the view, which stops EventSource.
@@ -481,17 +593,24 @@ async def stream_run_events(run_id: int, *, after_id: int, user_id: int) -> Asyn
     last_seq = 0
     ended = False
 
+    def frames(events: list[LiveEvent]) -> str:
+        if batched:
+            return batch_frames(events)
+        return "".join(event.frame for event in events)
+
     async def catch_up() -> str:
         nonlocal last_id, last_seq, ended
         chunks = []
         while True:
-            rows, base_seq = await replay(run_id, last_id)
+            events, base_seq = await replay(run_id, last_id)
             if last_seq == 0:
                 last_seq = base_seq
-            for event_id, seq, data, terminal in rows:
-                chunks.append(_sse(f"{channel}:{event_id}", data))
-                last_id, last_seq, ended = event_id, seq, terminal
-            if len(rows) < REPLAY_BATCH:
+            if events:
+                chunks.append(frames(events))
+                last = events[-1]
+                last_id, last_seq = last.id, last.seq
+                ended = ended or any(event.terminal for event in events)
+            if len(events) < REPLAY_BATCH:
                 return "".join(chunks)
 
     try:
@@ -516,24 +635,36 @@ async def stream_run_events(run_id: int, *, after_id: int, user_id: int) -> Asyn
                 listener.overflow = False
                 listener.aevent.clear()
             chunks = []
-            for item in items:
-                seq = getattr(item, "seq", None)
-                if seq is not None and seq <= last_seq:
-                    continue  # already sent (replayed, or delivered twice)
-                if seq != last_seq + 1:
-                    reread = True  # a gap (or no seq): the database has it in order
+            for delivery in items:
+                events = delivery.events
+                if events[0].seq == last_seq + 1 and _consecutive(events):
+                    chunks.append(delivery.frames(batched))  # shared by every stream
+                else:
+                    # Drop what was sent already (replayed, or delivered twice); a gap, or
+                    # events out of order, are read from the database in order instead.
+                    events = [event for event in events if event.seq > last_seq]
+                    if not events:
+                        continue
+                    if events[0].seq != last_seq + 1 or not _consecutive(events):
+                        reread = True
+                        break
+                    chunks.append(frames(events))
+                last = events[-1]
+                last_id, last_seq = last.id, last.seq
+                if last.terminal:
+                    ended = True
                     break
-                frame = getattr(item, "frame", None)
-                chunks.append(frame or _sse(f"{channel}:{item.id}", item.data))
-                last_id, last_seq = item.id, seq
-                ended = getattr(item, "terminal", False)
-            if reread:
+            if reread and not ended:
                 chunks.append(await catch_up())
             body = "".join(chunks)
             if body:
                 yield body
     finally:
         manager.remove_listener(listener)
+
+
+def _consecutive(events: list[LiveEvent]) -> bool:
+    return all(b.seq == a.seq + 1 for a, b in zip(events, events[1:], strict=False))
 
 
 def wake_all_streams() -> None:
