@@ -464,9 +464,16 @@ def wait_terminal(run_id: int, timeout: float) -> Any:
         time.sleep(0.5)
 
 
-def bench_size(size: int, args: argparse.Namespace, children: Children, work: Path) -> dict:
+def bench_size(
+    size: int,
+    args: argparse.Namespace,
+    children: Children,
+    work: Path,
+    kinds: tuple[str, ...] = ("preview", "ingest"),
+) -> dict:
     """Fresh database, two sources holding `size` postings between them, a preview run on a
-    worker and an ingest run on `args.workers` workers. Returns the figures."""
+    worker and an ingest run on `args.workers` workers (or only the `kinds` given). Returns
+    the figures."""
     from django.contrib.auth.models import User
     from django.utils import timezone
 
@@ -511,7 +518,7 @@ def bench_size(size: int, args: argparse.Namespace, children: Children, work: Pa
     result: dict[str, Any] = {"size": size, "file": file_count, "board": board_count}
     try:
         with MemorySampler([w.pid for w in workers]) as sampler:
-            for kind in ("preview", "ingest"):
+            for kind in kinds:
                 sampler.phase = kind
                 start = getattr(ingestion_services, f"{kind}_start")
                 busy = wait_idle(args.wait_idle) if args.wait_idle else busy_cpu(0.5)
@@ -621,6 +628,16 @@ def load_postings(owner: Any, run: Any) -> list[tuple[Any, Any, str]]:
 
 
 run_work_dir = ""  # set in main(): where the generated files are
+
+
+def mixed_postings(owner: Any, run: Any) -> list[tuple[Any, Any, str]]:
+    """load_postings with the two sources' rows interleaved, so every sample has both
+    shapes."""
+    rows = load_postings(owner, run)
+    half = len(rows) // 2
+    mixed = [r for pair in zip(rows[:half], rows[half:], strict=False) for r in pair]
+    mixed += rows[2 * half :] if len(rows) % 2 else []
+    return mixed
 
 
 def truncate_jobs() -> None:
@@ -811,12 +828,7 @@ def bench_baselines(size: int, args: argparse.Namespace, ingest_run_id: int) -> 
     owner = User.objects.get(username="bench")
     run = IngestionRun.objects.get(pk=ingest_run_id)
     print(f"\n== baselines over the same {size:,} postings (this process)", flush=True)
-    rows = load_postings(owner, run)
-    # Interleave the two sources' rows so every sample has both shapes.
-    half = len(rows) // 2
-    mixed = [r for pair in zip(rows[:half], rows[half:], strict=False) for r in pair]
-    mixed += rows[2 * half :] if len(rows) % 2 else []
-    rows = mixed
+    rows = mixed_postings(owner, run)
     out: dict[str, Any] = {"rows": len(rows)}
 
     sample = rows[: min(args.naive_sample, len(rows))]

@@ -13,6 +13,12 @@ watchers, and the web processes' threads, RSS and CPU while it ran.
     .venv/bin/python bench/live_feed.py --watchers 500 --burst  # ~200 events/s for 5 s
     .venv/bin/python bench/live_feed.py --watchers 500 --burst --batch-events  # ?batch=1
     .venv/bin/python bench/live_feed.py --web-workers 2 ...   # override start's web processes
+    .venv/bin/python bench/live_feed.py --pushpin --watchers 5000  # Pushpin holds the streams
+
+With --pushpin, a private Pushpin (Debian's `pushpin`, tests/pushpin.py) stands in front of
+the web server in GRIP mode (runs/grip.py): the watchers connect to Pushpin, the web server
+answers each stream request once, and every event is published to Pushpin's control API,
+which writes it to the watchers. Pushpin's own processes' CPU and RSS are printed too.
 
 Environment: see bench/web.py (BENCH_PG, BENCH_DB, BENCH_REDIS).
 """
@@ -28,6 +34,7 @@ import re
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +58,14 @@ class Watcher:
         self.error = ""
 
 
-async def watch(host: str, port: int, request: bytes, watcher: Watcher, opened: Any) -> None:
+async def watch(
+    host: str, port: int, request: bytes, watcher: Watcher, opened: Any, opening: Any
+) -> None:
     try:
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
+        async with opening:
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
             watcher.error = head.split(b"\r\n", 1)[0].decode()
             return
@@ -99,16 +109,47 @@ async def watch(host: str, port: int, request: bytes, watcher: Watcher, opened: 
             opened.release()
 
 
+def raise_open_files_limit() -> None:
+    """A watcher is a socket: thousands of them need more than the usual 1,024 descriptors
+    (Pushpin's processes inherit the limit from here)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class ProcessTree:
+    """A process and its children, for web.Sampler (Pushpin's runner and its services)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def processes(self) -> list[Any]:
+        import psutil
+
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(self.pid)
+            return [root, *root.children(recursive=True)]
+        return []
+
+
 async def client_main(args: argparse.Namespace) -> None:
+    raise_open_files_limit()
     request = (
         f"GET {args.path} HTTP/1.1\r\nHost: {args.host}\r\nCookie: {args.cookie}\r\n"
         "Accept: text/event-stream\r\n\r\n"
     ).encode()
     watchers = [Watcher() for _ in range(args.n)]
     opened = asyncio.Semaphore(0)
+    # Streams being opened at once (0: no limit); Pushpin answered 500 and 502 to part of
+    # 5,000 opened together.
+    opening: Any = asyncio.Semaphore(args.open_at_once) if args.open_at_once else nullcontext()
     tasks = []
     for watcher in watchers:
-        tasks.append(asyncio.create_task(watch(args.host, args.port, request, watcher, opened)))
+        tasks.append(
+            asyncio.create_task(watch(args.host, args.port, request, watcher, opened, opening))
+        )
         await asyncio.sleep(0)  # let it connect before the next one (no SYN flood)
     for _ in watchers:
         await opened.acquire()
@@ -293,7 +334,38 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     after = run.events.order_by("-id").values_list("id", flat=True).first() or 0
     first_seq = run.last_event_seq + 1
     log_dir = Path(tempfile.mkdtemp(prefix="bench-live-"))
-    server = web.Web(log_dir, web_workers=args.web_workers)
+    proxy = None
+    port = None
+    grip_env: dict[str, str] = {}
+    if args.pushpin:
+        from django.conf import settings
+
+        from tests import pushpin
+
+        if not pushpin.available():
+            raise SystemExit("--pushpin needs Debian's pushpin: apt-get install -y pushpin")
+        raise_open_files_limit()
+        port = web.free_port()
+        rate = args.burst_rate if args.burst else args.rate
+        proxy = pushpin.Pushpin(
+            f"127.0.0.1:{port}",
+            directory=log_dir / "pushpin",
+            # Pushpin's default; condure 1.9.1 panicked (server.rs:1684) with 1,000 watchers
+            # under a limit of 1,100.
+            max_connections=max(50_000, args.watchers * 4),
+            message_rate=args.pushpin_message_rate or max(2500, int(args.watchers * rate * 2)),
+        )
+        grip_env = {"INTAKE_GRIP_URL": proxy.control_url, "INTAKE_GRIP_KEY": pushpin.SIG_KEY}
+        # This process publishes the events: to Pushpin too.
+        settings.INTAKE_GRIP_URL = proxy.control_url
+        settings.INTAKE_GRIP_KEY = pushpin.SIG_KEY
+    try:
+        server = web.Web(log_dir, web_workers=args.web_workers, port=port, env=grip_env)
+    except BaseException:
+        if proxy is not None:
+            proxy.stop()
+        raise
+    connect_port = proxy.port if proxy is not None else server.port
     clients: list[Any] = []
     try:
         per = [args.watchers // args.clients + (i < args.watchers % args.clients) for i in
@@ -305,7 +377,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             clients += web.spawn_clients(
                 "live_feed.py",
                 1,
-                ["127.0.0.1", str(server.port), path, cookie, str(n)],
+                ["127.0.0.1", str(connect_port), path, cookie, str(n), str(args.open_at_once)],
             )
         opened = sum(web.read_line(proc)["ready"] for proc in clients)
         sent = record_broadcasts()
@@ -314,6 +386,11 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         idle_stats = idle.stop()
         busy = web.busy_cpu(0.5)
         sampler = web.Sampler(server).start()
+        proxy_sampler = (
+            web.Sampler(ProcessTree(proxy.popen.pid)).start()  # type: ignore[arg-type]
+            if proxy is not None
+            else None
+        )
         if args.burst:
             count, reached = publish_burst(run, rate, seconds, args.batch)
         else:
@@ -324,19 +401,25 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         client_cpu: list[float] = []
         results = collect(clients, args.drain, client_cpu)
         stats = sampler.stop()
+        proxy_stats = proxy_sampler.stop() if proxy_sampler is not None else None
     finally:
         for proc in clients:
             if proc.poll() is None:
                 proc.kill()
         server.stop()
+        if proxy is not None:
+            proxy.stop()
     figures = analyse(results, first_seq, first_seq + count, sent)
     return {
         "watchers": args.watchers,
         "opened": opened,
         "web_workers": args.web_workers,
         "web_argv": " ".join(server.argv[2:]),
-        "mode": ("burst" if args.burst else "steady") + (", ?batch=1" if args.batch_events else ""),
+        "mode": ("burst" if args.burst else "steady")
+        + (" via Pushpin" if args.pushpin else "")
+        + (", ?batch=1" if args.batch_events else ""),
         "sse_events": sum(w["frames"] for w in results),
+        "pushpin": proxy_stats,
         "events": count + 1,
         "rate_asked": rate,
         "rate_reached": round(reached, 1),
@@ -378,6 +461,12 @@ def report(result: dict[str, Any]) -> None:
         f"CPUs {result['cpu_busy_before_percent']} % busy before; the client processes "
         f"used {result['client_cpu_seconds']} s of CPU in all"
     )
+    if result["pushpin"]:
+        proxy = result["pushpin"]
+        print(
+            f"  Pushpin's processes: {proxy['threads']} threads, {proxy['rss_mb']} MB RSS, "
+            f"{proxy['cpu_percent_of_a_core']} % of a core while publishing"
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -396,6 +485,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="watch with ?batch=1 (as the run page does): coalesced events come as one",
     )
     parser.add_argument(
+        "--pushpin", action="store_true", help="watchers connect to a Pushpin in GRIP mode"
+    )
+    parser.add_argument(
+        "--pushpin-message-rate",
+        type=int,
+        default=0,
+        help="Pushpin's [handler] message_rate (default: twice watchers × events/s)",
+    )
+    parser.add_argument(
+        "--open-at-once",
+        type=int,
+        default=None,
+        help="streams each client process opens at a time (default: 100 with --pushpin, "
+        "else no limit)",
+    )
+    parser.add_argument(
         "--drain", type=float, default=60.0, help="seconds to wait for the last event"
     )
     web.add_common_options(parser)
@@ -404,11 +509,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        args = web.client_args(("host", "port", "path", "cookie", "n"))
-        args.port, args.n = int(args.port), int(args.n)
+        args = web.client_args(("host", "port", "path", "cookie", "n", "open_at_once"))
+        args.port, args.n, args.open_at_once = int(args.port), int(args.n), int(args.open_at_once)
         asyncio.run(client_main(args))
         return 0
     args = parse_args()
+    if args.open_at_once is None:
+        args.open_at_once = 100 if args.pushpin else 0
     result = bench(args)
     report(result)
     if args.json:

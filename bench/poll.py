@@ -8,8 +8,15 @@ keeps that many HTTP/1.1 keep-alive connections busy for `--seconds` from client
 the server's to show it). The status poll is measured twice: plain, and revalidating with
 If-None-Match as a browser does once it has the fragment's ETag (304 when nothing changed).
 
+Before the HTTP phases, `--cpu-requests` requests per target are sent straight to the ASGI
+application inside this process (no sockets, no server): the web CPU each one costs, through
+Django's handler and through the status poll's fast path (runs.status_poll), beside the static
+file. CPU time per request, measured back to back in one process, is what a loaded machine
+disturbs least; the HTTP figures show what it buys end to end.
+
     .venv/bin/python bench/poll.py
     .venv/bin/python bench/poll.py --concurrency 10,50 --seconds 5 --web-workers 1
+    .venv/bin/python bench/poll.py --cpu-requests 2000 --seconds 0   # the CPU figures only
 
 Environment: see bench/web.py (BENCH_PG, BENCH_DB, BENCH_REDIS).
 """
@@ -94,6 +101,106 @@ async def client_main(args: argparse.Namespace) -> None:
     )
 
 
+# --- CPU per request, in process -------------------------------------------------------------
+
+
+def asgi_scope(path: str, cookie: str, headers: dict[str, str]) -> dict[str, Any]:
+    raw = [(b"host", b"127.0.0.1"), (b"cookie", cookie.encode())]
+    raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": raw, "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+
+
+async def asgi_get(app: Any, scope: dict[str, Any]) -> tuple[int, dict[bytes, bytes]]:
+    """One request to the ASGI application `app`, as a server would make it."""
+    pending = [{"type": "http.request", "body": b"", "more_body": False}]
+    status = 0
+    headers: dict[bytes, bytes] = {}
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            return pending.pop()
+        await asyncio.Event().wait()  # connected until the app is done (it cancels this)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers.update((k.lower(), v) for k, v in message["headers"])
+
+    await app(scope, receive, send)
+    return status, headers
+
+
+async def cpu_per_request(
+    app: Any, path: str, cookie: str, *, requests: int, concurrency: int, etag: bool
+) -> dict[str, Any]:
+    """Web CPU per request (this process's CPU time over `requests` requests kept
+    `concurrency` at a time), and the status codes."""
+    headers = {"HX-Request": "true"} if path.startswith("/runs/") else {}
+    if etag:
+        _, first = await asgi_get(app, asgi_scope(path, cookie, headers))
+        headers["If-None-Match"] = first[b"etag"].decode()
+    scope = asgi_scope(path, cookie, headers)
+    codes: dict[int, int] = {}
+    left = requests
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            status, _ = await asgi_get(app, dict(scope))
+            codes[status] = codes.get(status, 0) + 1
+
+    await asgi_get(app, dict(scope))  # warm
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return {"cpu_ms": round(1000 * cpu / requests, 3), "wall_s": round(wall, 2), "codes": codes}
+
+
+def cpu_bench(run_pk: int, cookie: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from django.core.asgi import get_asgi_application
+
+    django_app = get_asgi_application()
+    status = f"/runs/{run_pk}/status/"
+    targets = [
+        ("status poll, through Django", django_app, status, False),
+        ("status poll If-None-Match, through Django", django_app, status, True),
+        ("static file (WhiteNoise, through Django)", django_app, STATIC_PATH, False),
+        ("login page", django_app, "/login/", False),
+    ]
+    try:
+        from runs.status_poll import StatusPoll
+    except ImportError:  # a checkout from before the fast path (to measure "before")
+        pass
+    else:
+        fast = StatusPoll(django_app)
+        targets[1:1] = [("status poll, fast path", fast, status, False)]
+        targets[3:3] = [("status poll If-None-Match, fast path", fast, status, True)]
+    rows = []
+    for name, app, path, etag in targets:
+        row = asyncio.run(
+            cpu_per_request(
+                app, path, cookie, requests=args.cpu_requests, concurrency=10, etag=etag
+            )
+        )
+        rows.append({"target": name, **row})
+    static = next(r["cpu_ms"] for r in rows if r["target"].startswith("static"))
+    for row in rows:
+        row["vs_static_file"] = round(row["cpu_ms"] / static, 2)
+        print(
+            f"  {row['target']:<44} {row['cpu_ms']:>7} ms CPU/request  "
+            f"{row['vs_static_file']:>5}x the static file  codes {row['codes']}"
+        )
+    return rows
+
+
 # --- the bench -------------------------------------------------------------------------------
 
 
@@ -136,6 +243,7 @@ def phase(
             100 * sum(r["cpu"] for r in results) / args.seconds, 1
         ),
         "web_cpu_percent_of_a_core": stats["cpu_percent_of_a_core"],
+        "web_cpu_ms_per_request": round(1000 * sampler.cpu_seconds / max(1, len(latencies)), 3),
         "web_threads": stats["threads"],
     }
 
@@ -143,10 +251,16 @@ def phase(
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     web.setup_django()
     run, cookie = web.owner_with_live_run()
+    busy = web.busy_cpu(0.5)
+    result: dict[str, Any] = {"cpu_busy_before_percent": busy}
+    if args.cpu_requests:
+        print(f"in process, {args.cpu_requests} requests per target, 10 at a time:")
+        result["cpu_rows"] = cpu_bench(run.pk, cookie, args)
+    if not args.seconds:
+        return result
     server = web.Web(Path(tempfile.mkdtemp(prefix="bench-poll-")), web_workers=args.web_workers)
     rows = []
     try:
-        busy = web.busy_cpu(0.5)
         targets = [
             (f"/runs/{run.pk}/status/", False),
             (f"/runs/{run.pk}/status/", True),
@@ -159,7 +273,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 report_row(rows[-1])
     finally:
         server.stop()
-    return {"web_argv": " ".join(server.argv[2:]), "cpu_busy_before_percent": busy, "rows": rows}
+    return {**result, "web_argv": " ".join(server.argv[2:]), "rows": rows}
 
 
 def report_row(row: dict[str, Any]) -> None:
@@ -167,7 +281,8 @@ def report_row(row: dict[str, Any]) -> None:
     print(
         f"  c={row['concurrency']:<3} {name:<40} {row['requests_per_second']:>8} req/s  "
         f"p50 {row['p50_ms']:>7} ms  p99 {row['p99_ms']:>7} ms  codes {row['codes']}  "
-        f"web CPU {row['web_cpu_percent_of_a_core']} %  client CPU "
+        f"web CPU {row['web_cpu_percent_of_a_core']} % "
+        f"({row['web_cpu_ms_per_request']} ms/request)  client CPU "
         f"{row['client_cpu_percent_of_a_core']} %  threads {row['web_threads']}"
         + (f"  errors {row['errors']}" if row["errors"] else "")
     )
@@ -178,7 +293,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrency", type=lambda raw: [int(x) for x in raw.split(",")], default=[10, 50]
     )
-    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per HTTP measurement (0: none)")
+    parser.add_argument(
+        "--cpu-requests", type=int, default=1000, help="per in-process target (0: none)"
+    )
     web.add_common_options(parser)
     return parser.parse_args(argv)
 
@@ -195,7 +313,8 @@ def main() -> int:
         return 0
     args = parse_args()
     result = bench(args)
-    print(f"web: {result['web_argv']}; CPUs {result['cpu_busy_before_percent']} % busy before")
+    web_argv = result.get("web_argv", "(no HTTP phases)")
+    print(f"web: {web_argv}; CPUs {result['cpu_busy_before_percent']} % busy before")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -3,6 +3,7 @@
 
     cd /work/main && .venv/bin/python bench/scale_fetch.py            # 2,000 + 20,000 postings
     .venv/bin/python bench/scale_fetch.py --workers 1,4 --postings 500 --cpu-postings 0
+    .venv/bin/python bench/scale_fetch.py --workers "" --cpu-postings 0 --fetch-cost 400
 
 Two variants, each a fresh owner with one Greenhouse-shaped board served by a separate
 process (a threaded FixtureServer, so serving does not run in the workers):
@@ -14,9 +15,10 @@ process (a threaded FixtureServer, so serving does not run in the workers):
 
 Each run is timed from the service call to the terminal status the last worker writes. It
 prints postings/s and the speed-up against the 1-worker run of the same variant (the first
---workers entry). Needs the machine's PostgreSQL and Redis like bench/ingest.py (`BENCH_PG`,
-`BENCH_REDIS`; the throwaway database is `BENCH_DB`, default intake_scale_fetch, dropped at
-the end). Nothing is asserted: machines are noisy.
+--workers entry), the idle tail (from the first worker running out of chunks to the end of
+the run) and the workers' CPU per posting. Needs the machine's PostgreSQL and Redis like
+bench/ingest.py (`BENCH_PG`, `BENCH_REDIS`; the throwaway database is `BENCH_DB`, default
+intake_scale_fetch, dropped at the end). Nothing is asserted: machines are noisy.
 """
 
 from __future__ import annotations
@@ -120,7 +122,19 @@ def one_run(variant: str, workers: int, count: int, worker_pids: list[int]) -> d
         raise RuntimeError(
             f"{variant} run #{run.pk} ended {run.status} with {run.counts()}: {run.error_message}"
         )
-    chunks = WorkChunk.objects.filter(run=run).exclude(number=0).count()
+    done = WorkChunk.objects.filter(run=run).exclude(number=0)
+    chunks = done.count()
+    # The tail: from the moment the first worker ran out of chunks to the end of the run
+    # (every worker busy to the end: ~0).
+    last_by_worker: dict[str, Any] = {}
+    for name, done_at in done.values_list("claimed_by", "done_at"):
+        if done_at is not None:
+            last_by_worker[name] = max(done_at, last_by_worker.get(name, done_at))
+    idle_tail = (
+        (run.finished_at - min(last_by_worker.values())).total_seconds()
+        if len(last_by_worker) >= workers
+        else seconds  # a worker got no chunk at all
+    )
     return {
         "variant": variant,
         "workers": workers,
@@ -128,15 +142,63 @@ def one_run(variant: str, workers: int, count: int, worker_pids: list[int]) -> d
         "seconds": seconds,
         "rate": count / seconds,
         "chunks": chunks,
+        "idle_tail": idle_tail,
         "worker_cpu": cpu,
+        "cpu_ms_per_posting": cpu * 1000 / count,
         "busy_before": busy,
     }
 
 
+def fetch_cost(count: int, board_url: str) -> dict[str, float]:
+    """`--fetch-cost`: worker CPU per detail fetch, in this process, on 4 pool threads as a
+    chunk fetches: the chunk's way (records buffered and stored a batch at a time, requests
+    reserved in blocks) against one record INSERT and one quota INCR per fetch (the way
+    every fetch went before), alternated twice. The fixture server is another process."""
+    from django.contrib.auth.models import User
+
+    from ingestion.adapters.readers import ordered_parallel
+    from ingestion.fetching import Fetcher
+    from ingestion.fetching.payloads import PayloadBuffer
+    from ingestion.quota import quota_take_request, take_request_for
+
+    owner = User.objects.create_user(f"bench-cost-{time.monotonic_ns()}")
+    urls = [f"{board_url}/v1/boards/{FETCH_BOARD}/jobs/{n}" for n in range(1, count + 1)]
+
+    def one_each() -> str | None:
+        quota_take_request(owner.pk)
+        return None
+
+    def measure(batched: bool) -> float:
+        buffer = PayloadBuffer() if batched else None
+        hook = take_request_for(owner.pk) if batched else one_each
+        with Fetcher(on_request=hook, payloads=buffer) as fetcher:
+            list(
+                ordered_parallel(lambda url: fetcher.get_json(url, page=True), urls[:20], threads=4)
+            )
+            began = time.process_time()
+            list(ordered_parallel(lambda url: fetcher.get_json(url, page=True), urls, threads=4))
+            if buffer is not None:
+                buffer.flush()
+            return (time.process_time() - began) * 1000 / len(urls)
+
+    each, batched = [], []
+    for _ in range(2):
+        each.append(measure(batched=False))
+        batched.append(measure(batched=True))
+    figures = {"each_ms": min(each), "batched_ms": min(batched)}
+    print(
+        f"\nCPU per detail fetch ({count} fetches, 4 threads, best of 2): one record and one "
+        f"quota INCR each {figures['each_ms']:.2f} ms; records a batch at a time and requests "
+        f"in blocks {figures['batched_ms']:.2f} ms "
+        f"({figures['each_ms'] / figures['batched_ms']:.2f}× less)"
+    )
+    return figures
+
+
 def report(rows: list[dict[str, Any]], baseline_rate: float | None) -> None:
     print(
-        "\nvariant  workers  postings  seconds  postings/s  speed-up  chunks  worker CPU s "
-        "(CPUs busy before)"
+        "\nvariant  workers  postings  seconds  postings/s  speed-up  chunks  idle tail s  "
+        "worker CPU s  ms/posting (CPUs busy before)"
     )
     first: dict[str, float] = {}
     for row in rows:
@@ -145,7 +207,8 @@ def report(rows: list[dict[str, Any]], baseline_rate: float | None) -> None:
         print(
             f"{row['variant']:8} {row['workers']:7d} {row['postings']:9,d} {row['seconds']:8.1f} "
             f"{row['rate']:11.1f} {row['speedup']:8.2f}× {row['chunks']:7d} "
-            f"{row['worker_cpu']:12.1f} ({row['busy_before']:.0f}%)"
+            f"{row['idle_tail']:12.1f} {row['worker_cpu']:13.1f} "
+            f"{row['cpu_ms_per_posting']:11.2f} ({row['busy_before']:.0f}%)"
         )
     fetch_one = next((r for r in rows if r["variant"] == "fetch"), None)
     if baseline_rate and fetch_one is not None:
@@ -169,6 +232,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--baseline-rate",
         type=float,
         help="postings/s of the fetch-bound 1-worker run on the old code, to print the ratio",
+    )
+    parser.add_argument(
+        "--fetch-cost",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure CPU per detail fetch over N fetches in this process (e.g. 400)",
     )
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -196,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         flush_redis()
         board_url = start_board_server(children, args, work)
         env = child_env(INTAKE_GREENHOUSE_URL=board_url, INTAKE_ALLOW_PRIVATE_NETWORK="1")
+        if args.fetch_cost:
+            rows.append({"variant": "fetch-cost", **fetch_cost(args.fetch_cost, board_url)})
         variants = [("fetch", args.postings)]
         if args.cpu_postings:
             variants.append(("cpu", args.cpu_postings))
@@ -213,8 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 for proc in procs:
                     children.stop(proc)
-        rows.sort(key=lambda r: (r["variant"] != "fetch", r["workers"]))
-        report(rows, args.baseline_rate)
+        rows.sort(key=lambda r: (r["variant"] != "fetch", r.get("workers", 0)))
+        runs = [r for r in rows if "workers" in r]
+        if runs:
+            report(runs, args.baseline_rate)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2))
 

@@ -89,10 +89,17 @@ def free_port() -> int:
 class Web:
     """The web server, started with `manage.py start`'s own command line."""
 
-    def __init__(self, log_dir: Path, *, web_workers: int | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        web_workers: int | None = None,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         from project.management.commands import start
 
-        self.port = free_port()
+        self.port = port or free_port()
         if hasattr(start, "default_web_processes"):
             processes = web_workers or start.default_web_processes()
             argv = start.web_command(sys.executable, "127.0.0.1", self.port, processes)
@@ -106,7 +113,7 @@ class Web:
             self.proc = subprocess.Popen(
                 argv,
                 cwd=ROOT,
-                env=child_env(),
+                env=child_env(**(env or {})),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

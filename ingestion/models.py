@@ -251,6 +251,10 @@ class Job(models.Model):
     # bands indexed for the near-duplicate lookup.
     simhash = models.BigIntegerField(null=True, blank=True)
     content_hash = models.CharField(max_length=32, blank=True)
+    # A hash of the raw record (file row) the listing last read the job from, salted with
+    # what else its reading depends on (ingestion.normalize.hashing.raw_hasher): equal on a
+    # re-run means unchanged without parsing the row again. "" when the adapter gives none.
+    raw_hash = models.CharField(max_length=32, blank=True)
     # Indexed only where set (see Meta.indexes): most jobs are nobody's duplicate.
     duplicate_of = models.ForeignKey(
         "self",

@@ -194,6 +194,11 @@ INTAKE_WORKER_WARM_UP = ["runs.feed.warm_up", "ingestion.tasks.warm_up"]
 EVENTSTREAM_REDIS = redis_kwargs(REDIS_URL)
 EVENTSTREAM_STORAGE_CLASS = "runs.feed.RunEventStorage"
 EVENTSTREAM_CHANNELMANAGER_CLASS = "runs.feed.RunChannelManager"
+# Pushpin in front of the web tier (runs/grip.py, docs/operations.md): its control URL (e.g.
+# http://127.0.0.1:5561), where every run event is published too; empty, GRIP mode is off.
+# INTAKE_GRIP_KEY is Pushpin's `sig_key` (pushpin.conf): it proves a request came through it.
+INTAKE_GRIP_URL = env_str("INTAKE_GRIP_URL")
+INTAKE_GRIP_KEY = env_str("INTAKE_GRIP_KEY", "changeme")
 
 # --- Runs -----------------------------------------------------------------------------------
 # An active run whose heartbeat is older than this is ended as `error` by the reaper.

@@ -84,6 +84,9 @@ def broadcast(envelope: dict[str, Any]) -> None:
     from the database (replay on reconnect, and the degraded-mode re-reads), so while Redis is
     unreachable a run goes on at full speed without pushing its events."""
     PUBLISHER.publish(channel_for(envelope["runId"]), encode(envelope), int(envelope["id"]))
+    from runs import grip  # (it imports this module)
+
+    grip.publish(envelope)  # to Pushpin too, when INTAKE_GRIP_URL is set
 
 
 class Publisher:
@@ -141,16 +144,9 @@ class Publisher:
 
     def publish(self, channel: str, data: str, event_id: int) -> bool:
         """True when the event went out on Redis; False when it was skipped or failed."""
-        from django_eventstream.utils import publish_event
-
         fields = {"channel": channel, "event_type": SSE_EVENT_NAME, "data": data}
         message = json.dumps({**fields, "pub_id": str(event_id)})
-        sent = self._publish(channel, message)
-        try:  # GRIP (Pushpin), when configured; a no-op otherwise
-            publish_event(channel, SSE_EVENT_NAME, data, str(event_id), str(event_id - 1))
-        except Exception as exc:
-            logger.warning("Could not publish event %s to GRIP: %s", event_id, exc)
-        return sent
+        return self._publish(channel, message)
 
     def _publish(self, channel: str, message: str) -> bool:
         with self._lock:
@@ -213,10 +209,12 @@ PUBLISHER = Publisher()
 
 
 def warm_up() -> None:
-    """Worker warm-up hook (settings.INTAKE_WORKER_WARM_UP): publishing imports django_grip
-    (with werkzeug) on first use, which every work horse would pay again."""
-    import django_eventstream.utils  # noqa: F401
-    import django_grip  # noqa: F401
+    """Worker warm-up hook (settings.INTAKE_WORKER_WARM_UP): publishing imports redis, and
+    runs.grip with httpx, on first use, which every work horse would pay again."""
+    import httpx  # noqa: F401
+    import redis  # noqa: F401
+
+    from runs import grip  # noqa: F401
 
 
 class RunEventStorage(StorageBase):

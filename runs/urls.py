@@ -12,4 +12,5 @@ urlpatterns = [
     path("<int:run_id>/abort/", views.run_abort, name="abort"),
     path("<int:run_id>/events/", views.run_events, name="events"),
     path("<int:run_id>/stream/", views.run_stream, name="stream"),
+    path("<int:run_id>/stream/grip-next/", views.run_stream_grip_next, name="grip_next"),
 ]

@@ -20,14 +20,16 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.http.response import HttpResponseBase
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.cache import get_conditional_response
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from project.params import ParamError, Params, parse_int
-from runs import executors, feed, selectors, services
+from runs import executors, feed, grip, selectors, services
 from runs.exceptions import RunError, RunInProgress, RunNotActive
 from runs.models import IngestionRun, RunStatus
 from runs.workloads import DIAGNOSTIC
@@ -136,11 +138,18 @@ def run_status(request: HttpRequest, run_id: int) -> HttpResponseBase:
     """The status fragment, polled while the page's live feed is down. It answers 304 Not
     Modified to an If-None-Match of the fragment's current ETag (a browser revalidates on
     its own: `Cache-Control: no-cache`), so a poll of an unchanged run renders nothing."""
-    run = _get_run_for_user(request, run_id)
+    return status_response(request, _get_run_for_user(request, run_id))
+
+
+def status_response(request: HttpRequest, run: IngestionRun) -> HttpResponseBase:
+    """The status poll's answer for `run`, which the request's user owns: what run_status
+    answers, and what runs.status_poll answers without the middleware stack."""
     services.run_end_if_stale(run)
     etag = _status_etag(run)
-    not_modified = get_conditional_response(request, etag=etag)
-    response = not_modified or render(request, "runs/_live.html#run-status", _status_context(run))
+    response = get_conditional_response(request, etag=etag)
+    if response is None:
+        html = _status_fragment(run, etag).replace(CSRF_TOKEN_SLOT, get_token(request))
+        response = HttpResponse(html)
     response["ETag"] = etag
     response["Cache-Control"] = "private, no-cache"
     return response
@@ -154,6 +163,26 @@ def _status_etag(run: IngestionRun) -> str:
     state += [run.rate_per_second, round(run.eta_seconds or 0)]
     digest = hashlib.blake2b(repr(state).encode(), digest_size=12).hexdigest()
     return f'W/"{digest}"'
+
+
+# The status fragment, rendered once per state of a run (its ETag) rather than per poll, with
+# this in place of the CSRF token, which is each request's own. A plain dict: cleared when full,
+# which at this size is rare enough; threads may race to render the same state, harmlessly.
+_STATUS_FRAGMENTS: dict[str, str] = {}
+STATUS_FRAGMENTS_MAX = 1024
+CSRF_TOKEN_SLOT = "\x00csrf-token\x00"
+
+
+def _status_fragment(run: IngestionRun, etag: str) -> str:
+    html = _STATUS_FRAGMENTS.get(etag)
+    if html is None:
+        # No request: the fragment shows the run and nothing of who asks (see its template).
+        context = {**_status_context(run), "csrf_token": CSRF_TOKEN_SLOT}
+        html = render_to_string("runs/_live.html#run-status", context)
+        if len(_STATUS_FRAGMENTS) >= STATUS_FRAGMENTS_MAX:
+            _STATUS_FRAGMENTS.clear()
+        _STATUS_FRAGMENTS[etag] = html
+    return html
 
 
 def _status_context(run: IngestionRun, **extra: object) -> dict[str, object]:
@@ -249,6 +278,8 @@ def stream_response(request: HttpRequest, run_id: int, *, owner: User) -> HttpRe
         elif run.is_terminal and not run.events.filter(id__gt=after).exists():
             # Nothing more will ever come: 204 tells EventSource to stop reconnecting.
             return HttpResponse(status=204)
+    if grip.is_proxied(request):  # Pushpin holds the stream (runs/grip.py)
+        return grip.hold_response(run.pk, after_id=after, user_id=owner.pk, first=True)
     response = StreamingHttpResponse(
         feed.stream_run_events(run.pk, after_id=after, user_id=owner.pk, batched=batched),
         content_type="text/event-stream",
@@ -256,6 +287,12 @@ def stream_response(request: HttpRequest, run_id: int, *, owner: User) -> HttpRe
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response
+
+
+@require_GET
+def run_stream_grip_next(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Pushpin's recovery request for a stream it holds (runs/grip.py)."""
+    return grip.next_response(request, run_id)
 
 
 def _resume_after(request: HttpRequest, channel: str) -> int:

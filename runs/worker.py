@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -126,7 +127,13 @@ def warm_up() -> None:
     Every job runs in a work horse forked from the worker, so whatever a job would load on
     first use (modules imported lazily, tables built on demand) is loaded again by every
     horse; loaded here, the horses inherit it (one horse per chunk: docs/performance.md has
-    what it saves). A hook must not leave a database connection open."""
+    what it saves). A hook must not leave a database connection open.
+
+    Then what the worker holds is frozen out of the garbage collector: a horse's first full
+    collection would otherwise walk every object it inherited and, by touching their headers,
+    copy each page holding one out of the shared memory, per horse (docs/performance.md)."""
     for path in settings.INTAKE_WORKER_WARM_UP:
         import_string(path)()
     connections.close_all()
+    gc.collect()  # what the hooks left as garbage goes now, not frozen forever
+    gc.freeze()

@@ -202,8 +202,10 @@ def start_cron(log_dir: Path, **env: Any) -> Proc:
     return Proc("cron", argv, env=child_env(**env), log_dir=log_dir)
 
 
-def start_asgi(log_dir: Path, *, name: str = "web", **env: Any) -> tuple[Proc, str]:
-    port = free_port()
+def start_asgi(
+    log_dir: Path, *, name: str = "web", port: int | None = None, **env: Any
+) -> tuple[Proc, str]:
+    port = port or free_port()
     argv = [
         sys.executable,
         "-m",

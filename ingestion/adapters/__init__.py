@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, cast
 from django.utils.module_loading import import_string
 
 from ingestion.adapters import registry
-from ingestion.adapters.base import Adapter, Posting, SourceFailed
+from ingestion.adapters.base import Adapter, Posting, RawRecord, SourceFailed
 
 if TYPE_CHECKING:
     from ingestion.fetching import Fetcher
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Adapter",
     "Posting",
+    "RawRecord",
     "SourceFailed",
     "adapter_class",
     "get_adapter",

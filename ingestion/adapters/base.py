@@ -10,11 +10,11 @@ one posting is reported on that posting (`invalid_reasons`) and the rest go on.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from django.conf import settings
 
@@ -84,6 +84,31 @@ class Posting:
     duplicate_of: str = ""
     # 1-based data row in an uploaded file or URL list.
     row: int | None = None
+    # The hash of the raw record the posting was read from (RawRecord), stored with its job;
+    # "" from adapters that give none.
+    raw_hash: str = ""
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """A record of a source read but not yet mapped to a Posting: its key, read cheaply, and
+    the salted hash of the whole record. The listing tells an unchanged one from its stored
+    job's raw hash and maps (`posting()`) only the others."""
+
+    # As the mapping would read them ("" company: the source's).
+    external_id: str
+    company: str
+    raw_hash: str
+    row: int | None
+    # What the record weighs in a batch: its text, about.
+    size: int
+    record: Any
+    mapper: Callable[[Any, int | None], Posting]
+
+    def posting(self) -> Posting:
+        posting = self.mapper(self.record, self.row)
+        posting.raw_hash = self.raw_hash
+        return posting
 
 
 # Posting's text fields, and those whose length has no column to fit (a longer value is
@@ -156,6 +181,14 @@ class Adapter:
             if not self.row_companies:
                 posting.company = ""
             yield posting_checked(posting)
+
+    def records(self, raw_hash: Callable[[str], str]) -> Iterator[Posting | RawRecord]:
+        """postings(); an adapter that can read a record's key before mapping it yields
+        RawRecords instead (`raw_hash` of a text fixed by the whole record), so that the
+        listing maps only the records it cannot tell unchanged. Only for records that hold
+        the whole posting (no detail to fetch): a RunItem of an unchanged one takes its title
+        and URL from the stored job."""
+        return self.postings()
 
     @classmethod
     def check_upload(cls, fileobj: BinaryIO, fmt: str) -> Iterator[list[RowError]]:

@@ -28,7 +28,14 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from ingestion.adapters.base import Adapter, Posting, RowError, SourceFailed, posting_problems
+from ingestion.adapters.base import (
+    Adapter,
+    Posting,
+    RawRecord,
+    RowError,
+    SourceFailed,
+    posting_problems,
+)
 from ingestion.adapters.readers import (
     BrokenRow,
     company_from_url,
@@ -286,6 +293,7 @@ def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
         if isinstance(header, str):
             raise SourceFailed(f"The file's header row is {header}.")
         names = [field_name(cell) for cell in header]
+        unique = len(set(names)) == len(names)
         for required in REQUIRED:
             if required not in names:
                 also = " (or id, job_id)" if required == "external_id" else ""
@@ -297,14 +305,17 @@ def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
             if isinstance(cells, str):
                 yield row, BrokenRow(cells)
                 continue
-            if not any(cell.strip() for cell in cells):
-                continue
-            record: dict[str, Any] = {}
-            for name, cell in zip(names, cells, strict=False):
-                # The first non-empty column wins when two map to one field (id, job_id).
-                if cell.strip() and not record.get(name):
-                    record[name] = cell
-            yield row, record
+            record: dict[str, Any]
+            if unique:  # the usual header: one column per field
+                record = {n: c for n, c in zip(names, cells, strict=False) if c.strip()}
+            else:
+                record = {}
+                for name, cell in zip(names, cells, strict=False):
+                    # The first non-empty column wins when two map to one field (id, job_id).
+                    if cell.strip() and not record.get(name):
+                        record[name] = cell
+            if record:  # a row of empty cells is no posting
+                yield row, record
     except UnicodeDecodeError as exc:
         raise SourceFailed(
             f"The file is not UTF-8 text ({exc.reason} at byte {exc.start} of a line): "
@@ -339,8 +350,15 @@ def _jsonl_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
     return jsonl_rows(fileobj)
 
 
-def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list[RowError]]]:
-    """Each row of a postings file as a Posting and its RowErrors (empty: a good row)."""
+def record_key(record: dict[str, Any]) -> tuple[str, str]:
+    """(company, external_id) of a record as to_posting reads them, without mapping the rest."""
+    company = _string(_value(record, "company"))[: _MAX["company"]]
+    return " ".join(company.split()), _string(_value(record, "external_id"))[: _MAX["external_id"]]
+
+
+def _records(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    """Each row of a postings file: its record (keys normalized with field_name), or the
+    RowError of a row that is no record at all."""
     label = row_label(fmt)
     records: Iterator[tuple[int, Any]]
     if fmt == "csv":
@@ -359,10 +377,23 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
             problem = RowError(row, "", f"expected an object, found {found}", label)
         else:
             # CSV records come keyed by the header's normalized names already.
-            record = record if fmt == "csv" else _normalized(record)
-            yield to_posting(record, row, label=label)
+            yield row, record if fmt == "csv" else _normalized(record)
             continue
-        yield Posting(external_id="", row=row, invalid_reasons=[str(problem)]), [problem]
+        yield row, problem
+
+
+def _unreadable(problem: RowError) -> Posting:
+    return Posting(external_id="", row=problem.row, invalid_reasons=[str(problem)])
+
+
+def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list[RowError]]]:
+    """Each row of a postings file as a Posting and its RowErrors (empty: a good row)."""
+    label = row_label(fmt)
+    for row, record in _records(fileobj, fmt):
+        if isinstance(record, RowError):
+            yield _unreadable(record), [record]
+        else:
+            yield to_posting(record, row, label=label)
 
 
 class FileAdapter(Adapter):
@@ -398,13 +429,42 @@ class FileAdapter(Adapter):
         return self.list_postings()
 
     def list_postings(self) -> Iterator[Posting]:
-        try:
-            fileobj = upload_open(self.source)
-        except UploadError as exc:
-            raise SourceFailed(str(exc)) from exc
-        with fileobj:
+        with self._upload() as fileobj:
             try:
                 for posting, _errors in parse_postings(fileobj, self.source.upload_format):
                     yield posting
             except UploadError as exc:
                 raise SourceFailed(str(exc)) from exc
+
+    def records(self, raw_hash: Callable[[str], str]) -> Iterator[Posting | RawRecord]:
+        fmt = self.source.upload_format
+        label = row_label(fmt)
+
+        def mapper(record: Any, row: int | None) -> Posting:
+            return to_posting(record, row or 0, label=label)[0]
+
+        with self._upload() as fileobj:
+            try:
+                for row, record in _records(fileobj, fmt):
+                    if isinstance(record, RowError):
+                        yield _unreadable(record)
+                        continue
+                    company, external_id = record_key(record)
+                    text = repr(record)
+                    yield RawRecord(
+                        external_id=external_id,
+                        company=company,
+                        raw_hash=raw_hash(text),
+                        row=row,
+                        size=len(text),
+                        record=record,
+                        mapper=mapper,
+                    )
+            except UploadError as exc:
+                raise SourceFailed(str(exc)) from exc
+
+    def _upload(self) -> BinaryIO:
+        try:
+            return upload_open(self.source)
+        except UploadError as exc:
+            raise SourceFailed(str(exc)) from exc

@@ -22,10 +22,12 @@ What every fetch guarantees, whoever calls it, and the module that keeps the pro
   stops with FetchError. At most INTAKE_FETCH_PER_HOST requests in flight per host, across
   every Fetcher and thread of the process.
 * A record (`payloads`). The outcome of each call (after its tries) is stored as a
-  RawPayload, in its own transaction, unless `store=False`; failing to store it is logged,
+  RawPayload, in its own transaction, unless `store=False`; a Fetcher given a PayloadBuffer
+  (a chunk's) collects them and stores many in one INSERT. Failing to store them is logged,
   never raised.
 * A hook (`Fetcher(on_request=...)`). Asked before each request attempt; a run's Fetcher
-  counts its owner's daily request quota there.
+  counts its owner's daily request quota there (reserved in blocks; close() calls the hook's
+  own close(), if it has one, to give back the unsent).
 
 `fetcher` holds the Fetcher that puts them together; `responses` what it hands back.
 """

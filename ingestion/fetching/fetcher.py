@@ -23,7 +23,7 @@ from ingestion.fetching.deadline import DeadlinePassed, deadline_scope
 from ingestion.fetching.decoding import DecodeError, decoded
 from ingestion.fetching.guard import GuardedTransport, Refused, check_url
 from ingestion.fetching.limits import host_slot, memory_budget
-from ingestion.fetching.payloads import PayloadRecord, store_payload
+from ingestion.fetching.payloads import PayloadBuffer, PayloadRecord, store_payload
 from ingestion.fetching.responses import FetchError, FetchResponse, StreamedResponse
 from ingestion.fetching.retry import backoff, retry_after_seconds, retryable_status
 
@@ -285,7 +285,11 @@ class _Call:
             record.error = str(error)
         elif error is not None:
             record.error = f"The reader stopped: {type(error).__name__}: {error}"
-        store_payload(record.fields(run_id=self.fetcher.run_id, source_id=self.fetcher.source_id))
+        fields = record.fields(run_id=self.fetcher.run_id, source_id=self.fetcher.source_id)
+        if self.fetcher.payloads is not None:
+            self.fetcher.payloads.add(fields)
+        else:
+            store_payload(fields)
 
 
 class Fetcher:
@@ -298,7 +302,10 @@ class Fetcher:
     (`ingestion.quota.take_request_for`).
 
     Beware holding a stream() open while fetching from the same host on the same thread: with
-    INTAKE_FETCH_PER_HOST=1 the second request waits for the first until the deadline."""
+    INTAKE_FETCH_PER_HOST=1 the second request waits for the first until the deadline.
+
+    `payloads`, when given, collects the records instead of storing each at once; its owner
+    flushes it (a chunk does after each batch's fetches)."""
 
     def __init__(
         self,
@@ -308,6 +315,7 @@ class Fetcher:
         store: bool = True,
         on_request: Callable[[], str | None] | None = None,
         ends_at: float | None = None,
+        payloads: PayloadBuffer | None = None,
     ) -> None:
         # `ends_at` (a time.monotonic() value): no call goes on past it, whatever is left of
         # its own INTAKE_FETCH_DEADLINE; a page waiting on the answer (a connection test)
@@ -317,6 +325,7 @@ class Fetcher:
         self.source_id = source_id
         self.store = store
         self.on_request = on_request
+        self.payloads = payloads
         self._client = httpx.Client(
             transport=GuardedTransport(),
             timeout=httpx.Timeout(
@@ -396,6 +405,11 @@ class Fetcher:
 
     def close(self) -> None:
         self._client.close()
+        # A hook holding something back for its requests (the quota's RequestAllowance
+        # gives back the requests it reserved and did not send).
+        release = getattr(self.on_request, "close", None)
+        if callable(release):
+            release()
 
     def __enter__(self) -> Fetcher:
         return self

@@ -4,7 +4,10 @@ tries, duration, error).
 
 It is stored in a transaction of its own, so that it stays when the caller rolls back and a
 failed INSERT cannot poison the caller's transaction; failing to store it is logged, never
-raised. The expired ones are deleted by ingestion.services.payload_delete_expired.
+raised. A Fetcher given a PayloadBuffer keeps its records there instead, and they are stored
+together (one INSERT) when the buffer fills or its owner flushes it: a chunk fetching its
+detail pages from pool threads would otherwise open a database connection and commit once
+per fetch. The expired ones are deleted by ingestion.services.payload_delete_expired.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from ingestion import store
 from ingestion.models import RawPayload
 
 logger = logging.getLogger(__name__)
+
+# A PayloadBuffer stores its records once this many wait, or once their samples add up to
+# this many bytes (each may hold up to INTAKE_PAYLOAD_MAX_BYTES): few INSERTs, bounded memory.
+PAYLOAD_BUFFER_ROWS = 200
+PAYLOAD_BUFFER_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -71,35 +79,76 @@ class PayloadRecord:
         }
 
 
-def _save_payload_on_own_connection(fields: dict[str, Any]) -> None:
+def _save_payloads_on_own_connection(rows: list[dict[str, Any]]) -> None:
     # Runs on a thread of its own, hence on a database connection of its own (autocommit).
     try:
         with transaction.atomic():
             # Never wait on the caller's locks (it waits for us): fail and log instead.
             store.limit_lock_wait(2)
-            RawPayload.objects.create(**fields)
+            RawPayload.objects.bulk_create([RawPayload(**fields) for fields in rows])
     except Exception:
-        logger.exception("Could not store the raw payload of %s", fields.get("url"))
+        logger.exception("Could not store the raw payloads of %s", _urls(rows))
     finally:
         connection.close()
 
 
-def store_payload(fields: dict[str, Any]) -> None:
-    """Store one RawPayload without touching the caller's transaction semantics; failures are
-    logged. Outside a transaction it is a plain autocommit INSERT. Inside one, PostgreSQL
-    writes it on another connection (so it stays even if the caller rolls back, and a failed
-    INSERT cannot poison the caller's transaction); SQLite cannot (the caller holds the only
-    write lock: IMMEDIATE transactions), so there it is written once the caller commits."""
+def _urls(rows: list[dict[str, Any]]) -> str:
+    first = str(rows[0].get("url")) if rows else ""
+    return first if len(rows) == 1 else f"{first} and {len(rows) - 1} more"
+
+
+def store_payloads(rows: list[dict[str, Any]]) -> None:
+    """Store RawPayloads (one INSERT) without touching the caller's transaction semantics;
+    failures are logged. Outside a transaction it is a plain autocommit INSERT. Inside one,
+    PostgreSQL writes them on another connection (so they stay even if the caller rolls back,
+    and a failed INSERT cannot poison the caller's transaction); SQLite cannot (the caller
+    holds the only write lock: IMMEDIATE transactions), so there they are written once the
+    caller commits."""
+    if not rows:
+        return
     try:
         if not connection.in_atomic_block:
-            RawPayload.objects.create(**fields)
+            RawPayload.objects.bulk_create([RawPayload(**fields) for fields in rows])
         elif not store.concurrent_writers():
-            transaction.on_commit(lambda: store_payload(fields))
+            transaction.on_commit(lambda: store_payloads(rows))
         else:
             writer = threading.Thread(
-                target=_save_payload_on_own_connection, args=(fields,), daemon=True
+                target=_save_payloads_on_own_connection, args=(rows,), daemon=True
             )
             writer.start()
             writer.join(timeout=10)
     except Exception:
-        logger.exception("Could not store the raw payload of %s", fields.get("url"))
+        logger.exception("Could not store the raw payloads of %s", _urls(rows))
+
+
+class PayloadBuffer:
+    """Records of many fetches (from any thread) stored together by store_payloads(): when
+    PAYLOAD_BUFFER_ROWS or PAYLOAD_BUFFER_BYTES of them wait, by the thread adding the last
+    one, and whatever waits at flush(), which its owner calls when its fetches are over
+    (whether they succeeded or not)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: list[dict[str, Any]] = []
+        self._bytes = 0
+
+    def add(self, fields: dict[str, Any]) -> None:
+        with self._lock:
+            self._rows.append(fields)
+            self._bytes += len(fields.get("body") or b"")
+            full = len(self._rows) >= PAYLOAD_BUFFER_ROWS or self._bytes >= PAYLOAD_BUFFER_BYTES
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            rows, self._rows, self._bytes = self._rows, [], 0
+        store_payloads(rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def store_payload(fields: dict[str, Any]) -> None:
+    """Store one RawPayload, as store_payloads() does."""
+    store_payloads([fields])

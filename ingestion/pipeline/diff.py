@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from ingestion import events, normalize, simhash, store
-from ingestion.adapters import Posting, SourceFailed, adapter_class, get_adapter
+from ingestion.adapters import Posting, RawRecord, SourceFailed, adapter_class, get_adapter
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline.batching import batched
@@ -117,10 +118,15 @@ def source_label(source: Source) -> str:
     return f"{source.company} ({source.get_kind_display()})"
 
 
-def job_company(posting: Posting, source: Source) -> str:
+def job_company(posting: Posting | RawRecord, source: Source) -> str:
     """The company a posting's job is stored under, the first part of its unique key: the
     one the posting names (only adapters with `row_companies` keep one), else its source's."""
     return posting.company.strip()[: JOB_MAX["company"]] or source.company
+
+
+# A stored job as the listing compares it: id, content hash, status, raw hash, title, URL.
+STORED_COLUMNS = ("external_id", "id", "content_hash", "status", "raw_hash", "title", "url")
+Stored = tuple[int, str, str, str, str, str]
 
 
 class SourceDiff:
@@ -156,6 +162,20 @@ class SourceDiff:
         self._contents: dict[tuple[str, str], str] = {}
         self.source_rows_companies = adapter_class(source.kind).row_companies
         self._item_events = 0
+        # Everything a record's reading depends on besides the record and the reading code:
+        # a change to any of them makes each record read again (ingestion.normalize).
+        self.raw_hash = normalize.raw_hasher(
+            {
+                "source": source.pk,
+                "kind": source.kind,
+                "company": source.company,
+                "options": source.options,
+                "format": source.upload_format,
+                "filters": filters,
+                "rowCompanies": self.source_rows_companies,
+                "descriptionMax": settings.INTAKE_DESCRIPTION_MAX_CHARS,
+            }
+        )
         # New and updated jobs not yet handed to on_pending, and whether the company's
         # boilerplate has been learned in this run.
         self._held: list[int] = []
@@ -167,7 +187,7 @@ class SourceDiff:
         started = time.monotonic()
         out = self.outcome
         try:
-            postings = get_adapter(self.source, self.fetcher).postings()
+            postings = get_adapter(self.source, self.fetcher).records(self.raw_hash)
             for batch in batched(postings, LISTING_BATCH_SIZE, weight=posting_text_size):
                 self._apply(batch)
             out.complete = True
@@ -195,30 +215,46 @@ class SourceDiff:
 
     # --- one batch -------------------------------------------------------------------------
 
-    def _apply(self, batch: list[Posting]) -> None:
+    def _apply(self, batch: list[Posting | RawRecord]) -> None:
         self.ctx.checkpoint()
-        companies = [job_company(p, self.source) for p in batch]
-        keys_of: dict[str, set[str]] = {}
-        for posting, company in zip(batch, companies, strict=True):
-            if posting.external_id.strip():
-                keys_of.setdefault(company, set()).add(posting.external_id.strip())
-        # Keyed by (company, external_id), the jobs' unique key: one query per company (an
-        # aggregator's file names many; a board, one).
-        stored = {
-            (company, ext): (pk, chash, status)
-            for company, keys in keys_of.items()
-            for ext, pk, chash, status in self._stored(
-                list(keys), ("external_id", "id", "content_hash", "status"), company=company
-            )
-        }
+        # Records whose raw hash equals their stored job's are unchanged without being
+        # mapped; the rest are mapped to postings and compared as a whole.
+        stored: dict[tuple[str, str], Stored] = {}
+        asked: set[tuple[str, str]] = set()
+        self._look_up(stored, asked, [r for r in batch if isinstance(r, RawRecord)])
+        entries: list[Posting | RawRecord] = [
+            r if isinstance(r, Posting) or self._unchanged_record(r, stored) else r.posting()
+            for r in batch
+        ]
+        self._look_up(stored, asked, [p for p in entries if isinstance(p, Posting)])
+        companies = [job_company(p, self.source) for p in entries]
         items: list[store.ItemRow] = []
         upserts: list[tuple[Posting, str]] = []
         unchanged_ids: list[int] = []
-        for posting, company in zip(batch, companies, strict=True):
+        rehashed: list[tuple[int, str]] = []
+        for entry, company in zip(entries, companies, strict=True):
             if self.source_rows_companies:
                 self.outcome.companies[company] += 1
+            key = (company, entry.external_id.strip())
+            if isinstance(entry, RawRecord) and self._claim_unchanged(entry, key, stored):
+                pk, _chash, _status, _raw, title, url = stored[key]
+                item = store.ItemRow(
+                    run_id=self.run.pk,
+                    source_id=self.source.pk,
+                    job_id=pk,
+                    external_id=key[1][: ITEM_MAX["external_id"]],
+                    title=title[: ITEM_MAX["title"]],
+                    url=url[: ITEM_MAX["url"]],
+                    row=entry.row,
+                    outcome=ItemOutcome.UNCHANGED,
+                    reason="",
+                )
+                items.append(item)
+                self.outcome.counts[ItemOutcome.UNCHANGED] += 1
+                unchanged_ids.append(pk)
+                continue
+            posting = entry.posting() if isinstance(entry, RawRecord) else entry
             outcome, reason, chash = self._classify(posting, stored, company)
-            key = (company, posting.external_id.strip())
             item = store.ItemRow(
                 run_id=self.run.pk,
                 source_id=self.source.pk,
@@ -242,6 +278,8 @@ class SourceDiff:
                     self.outcome.sample.append(posting.description_html)
             elif outcome == ItemOutcome.UNCHANGED:
                 unchanged_ids.append(stored[key][0])
+                if posting.raw_hash != stored[key][3]:
+                    rehashed.append((stored[key][0], posting.raw_hash))
         self.outcome.listed += len(batch)
 
         # A preview's progress is postings read; an ingest's is jobs processed (the chunks
@@ -271,8 +309,7 @@ class SourceDiff:
                             and item_company == company
                         ):
                             item.job_id = ids.get(item.external_id)
-                if unchanged_ids:
-                    Job.objects.filter(id__in=unchanged_ids).update(last_seen_at=self.now)
+                store.touch_unchanged(self.now, unchanged_ids, rehashed)
                 pending = []
                 for item in items:
                     if item.outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED):
@@ -299,6 +336,49 @@ class SourceDiff:
             for item in items:
                 if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
                     self._report_item(item)
+
+    def _look_up(
+        self,
+        stored: dict[tuple[str, str], Stored],
+        asked: set[tuple[str, str]],
+        entries: list[Posting] | list[RawRecord],
+    ) -> None:
+        """Add the stored jobs of these entries' keys not `asked` yet to `stored` (one query
+        per company: an aggregator's file names many, a board one)."""
+        keys_of: dict[str, set[str]] = {}
+        for entry in entries:
+            key = entry.external_id.strip()
+            company = job_company(entry, self.source)
+            if key and (company, key) not in asked:
+                asked.add((company, key))
+                keys_of.setdefault(company, set()).add(key)
+        for company, keys in keys_of.items():
+            for ext, *job in self._stored(list(keys), STORED_COLUMNS, company=company):
+                stored[company, ext] = tuple(job)  # type: ignore[assignment]
+
+    def _unchanged_record(self, record: RawRecord, stored: dict[tuple[str, str], Stored]) -> bool:
+        """Whether `record` is its stored job as it was read last (an expired job listed
+        again is an update, whatever its content)."""
+        job = stored.get((job_company(record, self.source), record.external_id.strip()))
+        return (
+            job is not None
+            and bool(record.raw_hash)
+            and job[3] == record.raw_hash
+            and job[2] != JobStatus.EXPIRED
+        )
+
+    def _claim_unchanged(
+        self, record: RawRecord, key: tuple[str, str], stored: dict[tuple[str, str], Stored]
+    ) -> bool:
+        """Record an unchanged `record` as listed, as _classify would; False when an earlier
+        posting of this listing has its key or its content (then it is mapped and classified
+        as a duplicate)."""
+        chash = stored[key][1]
+        if key in self._keys or (key[0], chash) in self._contents:
+            return False
+        self._keys[key] = f"row {record.row}" if record.row is not None else f"'{key[1]}'"
+        self._contents[key[0], chash] = key[1]
+        return True
 
     def _stored(
         self, keys: list[str], columns: tuple[str, ...], *, company: str
@@ -344,7 +424,7 @@ class SourceDiff:
         )
 
     def _classify(
-        self, posting: Posting, stored: dict[tuple[str, str], tuple[int, str, str]], company: str
+        self, posting: Posting, stored: dict[tuple[str, str], Stored], company: str
     ) -> tuple[str, str, str]:
         """(outcome, reason, content hash) of one posting whose job is `company`'s."""
         key = posting.external_id.strip()
@@ -381,7 +461,7 @@ class SourceDiff:
             return ItemOutcome.FILTERED, reason, chash
         if (company, key) not in stored:
             return ItemOutcome.NEW, "", chash
-        _, stored_hash, status = stored[company, key]
+        _, stored_hash, status, *_ = stored[company, key]
         if status == JobStatus.EXPIRED:
             return ItemOutcome.UPDATED, "listed again after it expired", chash
         if stored_hash == chash:
@@ -398,8 +478,10 @@ def _by_company(
     return groups
 
 
-def posting_text_size(posting: Posting) -> int:
+def posting_text_size(posting: Posting | RawRecord) -> int:
     """What a posting weighs in a batch: its long texts."""
+    if isinstance(posting, RawRecord):
+        return posting.size
     return len(posting.description_html) + len(posting.requirements_html)
 
 
@@ -452,6 +534,7 @@ def upsert_jobs(
             salary_text=p.salary_text[: JOB_MAX["salary_text"]],
             status=JobStatus.PENDING.value,
             content_hash=chash,
+            raw_hash=p.raw_hash,
             first_seen_at=now,
             last_seen_at=now,
             expired_at=None,

@@ -22,6 +22,7 @@ from ingestion import dedupe, events, normalize, simhash, store
 from ingestion.adapters import Adapter, Posting, SourceFailed, get_adapter
 from ingestion.adapters.readers import ordered_parallel
 from ingestion.fetching import Fetcher, FetchError
+from ingestion.fetching.payloads import PayloadBuffer
 from ingestion.models import ChunkStatus, Job, JobStatus, Source, WorkChunk
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.chunks import complete_chunk, worker_name
@@ -124,6 +125,8 @@ class BatchProcessor:
         # Made when a job first needs its detail fetched: listings with content never do,
         # and an HTTP client loads its certificates, per chunk (docs/performance.md).
         self._fetcher: Fetcher | None = None
+        # Its detail fetches' records, stored a batch at a time (ingestion.fetching.payloads).
+        self._payloads = PayloadBuffer()
         self._sources: dict[int, Source | None] = {}
         self._adapters: dict[int, Adapter] = {}
 
@@ -131,11 +134,15 @@ class BatchProcessor:
         """Process and commit one batch: `ids`, which start at `offset` of `chunk`'s jobs."""
         jobs = store.pending_jobs(self.run.pk, ids)
         results = []
-        # Closed at once on an abort: the fetches not started yet are cancelled.
-        with contextlib.closing(self._details(jobs)) as details:
-            for job, detail in zip(jobs, details, strict=True):
-                self.ctx.checkpoint()
-                results.append(self._prepare(job, detail))
+        try:
+            # Closed at once on an abort: the fetches not started yet are cancelled.
+            with contextlib.closing(self._details(jobs)) as details:
+                for job, detail in zip(jobs, details, strict=True):
+                    self.ctx.checkpoint()
+                    results.append(self._prepare(job, detail))
+        finally:
+            # Outside the batch's transaction, and whatever stopped the batch.
+            self._payloads.flush()
         self._fingerprint([r for r in results if r.status == JobStatus.READY])
         with transaction.atomic():
             # First, so that two attempts at one chunk queue up here (on the chunk's row)
@@ -248,11 +255,14 @@ class BatchProcessor:
     def _get_fetcher(self) -> Fetcher:
         if self._fetcher is None:
             self._fetcher = Fetcher(
-                run_id=self.run.pk, on_request=take_request_for(self.run.owner_id)
+                run_id=self.run.pk,
+                on_request=take_request_for(self.run.owner_id),
+                payloads=self._payloads,
             )
         return self._fetcher
 
     def close(self) -> None:
+        self._payloads.flush()
         if self._fetcher is not None:
             self._fetcher.close()
 

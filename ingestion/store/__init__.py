@@ -47,6 +47,7 @@ __all__ = [
     "store_fingerprints",
     "stored_jobs",
     "text_sizes",
+    "touch_unchanged",
     "upsert_jobs",
     "write_processed",
 ]
@@ -62,6 +63,9 @@ class Backend(Protocol):
         self, owner_id: int, company: str, keys: list[str], columns: Sequence[str]
     ) -> list[tuple[Any, ...]]: ...
     def upsert_jobs(self, rows: Sequence[JobRow], new_keys: Collection[str]) -> dict[str, int]: ...
+    def touch_unchanged(
+        self, now: datetime, job_ids: Sequence[int], rehashed: Sequence[tuple[int, str]]
+    ) -> None: ...
     def pending_jobs(self, run_id: int, ids: list[int]) -> list[tuple[Any, ...]]: ...
     def write_processed(
         self,
@@ -116,6 +120,15 @@ def upsert_jobs(rows: Sequence[JobRow], *, new_keys: Collection[str] = ()) -> di
     be inserting them; a backend may insert those without a conflict check, and then fails
     the whole batch (IntegrityError) should one exist after all."""
     return backend().upsert_jobs(rows, new_keys)
+
+
+def touch_unchanged(
+    now: datetime, job_ids: Sequence[int], rehashed: Sequence[tuple[int, str]] = ()
+) -> None:
+    """Stamp these unchanged jobs seen `now`; the (id, raw hash) pairs of `rehashed`, read
+    again because their raw hash no longer matched, also take their new raw hash."""
+    if job_ids:
+        backend().touch_unchanged(now, job_ids, rehashed)
 
 
 def insert_items(items: Sequence[ItemRow]) -> None:

@@ -42,6 +42,8 @@ VALUES ({", ".join(["%s"] * len(JobRow._fields))})
 {JOB_ON_CONFLICT}
 """
 
+REHASH_SQL = "UPDATE ingestion_job SET raw_hash = %s WHERE id = %s"
+
 WRITE_PROCESSED_SQL = f"""
 UPDATE ingestion_job SET
     {", ".join(f"{c} = %s" for c in PROCESSED_COLUMNS)},
@@ -120,6 +122,15 @@ def upsert_jobs(rows: Sequence[JobRow], new_keys: Collection[str]) -> dict[str, 
         adapted.append(values)
     _executemany(UPSERT_JOB_SQL, adapted)
     return {}
+
+
+def touch_unchanged(
+    now: datetime, job_ids: Sequence[int], rehashed: Sequence[tuple[int, str]]
+) -> None:
+    ids = list(job_ids)
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        Job.objects.filter(id__in=ids[start : start + IDS_PER_QUERY]).update(last_seen_at=now)
+    _executemany(REHASH_SQL, [(raw_hash, pk) for pk, raw_hash in rehashed])
 
 
 def pending_jobs(run_id: int, ids: list[int]) -> list[tuple[Any, ...]]:

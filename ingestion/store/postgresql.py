@@ -46,6 +46,17 @@ SELECT * FROM {{rows}} AS v({_JOB_COLUMNS})
 RETURNING external_id, id
 """
 
+TOUCH_UNCHANGED_SQL = """
+UPDATE ingestion_job SET last_seen_at = %b
+WHERE id = ANY(%b)
+"""
+
+REHASH_SQL = """
+UPDATE ingestion_job AS j SET raw_hash = v.raw_hash
+FROM {rows} AS v(id, raw_hash)
+WHERE j.id = v.id
+"""
+
 # Ids for the rows a COPY inserts (COPY returns nothing), drawn from the table's sequence.
 NEW_JOB_IDS_SQL = """
 SELECT nextval(pg_get_serial_sequence('ingestion_job', 'id'))
@@ -162,6 +173,16 @@ def _copy_new_jobs(rows: list[JobRow]) -> dict[str, int]:
         Job, columns, types(Job, columns), [(pk, *row) for pk, row in zip(ids, rows, strict=True)]
     )
     return {row.external_id: pk for pk, row in zip(ids, rows, strict=True)}
+
+
+def touch_unchanged(
+    now: datetime, job_ids: Sequence[int], rehashed: Sequence[tuple[int, str]]
+) -> None:
+    # One array parameter: Django would quote every id into an IN list in Python.
+    with bulk.bulk_cursor() as cursor:
+        cursor.execute(TOUCH_UNCHANGED_SQL, [now, list(job_ids)])
+    if rehashed:
+        bulk.execute_unnest(REHASH_SQL, types(Job, ("id", "raw_hash")), rehashed)
 
 
 def pending_jobs(run_id: int, ids: list[int]) -> list[tuple[Any, ...]]:

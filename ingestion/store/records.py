@@ -46,6 +46,7 @@ class JobRow(NamedTuple):
     salary_text: str
     status: str
     content_hash: str
+    raw_hash: str
     first_seen_at: datetime
     last_seen_at: datetime
     expired_at: datetime | None

@@ -49,25 +49,44 @@ def test_the_worker_runs_its_warm_up_hooks_before_taking_jobs(redis_client, sett
     assert WARMED == ["warm"]
 
 
-def test_the_warm_up_hooks_load_what_every_work_horse_would(settings):
-    # In a fresh interpreter, as a worker starts: nothing has imported the feed's views yet.
-    code = (
-        "import sys, django; django.setup()\n"
-        "assert 'django_grip' not in sys.modules\n"
-        "from ingestion import simhash\n"
-        "from runs.worker import warm_up\n"
-        "warm_up()\n"
-        "assert 'django_grip' in sys.modules and 'django_eventstream.views' in sys.modules\n"
-        "assert 'ingestion.pipeline.process' in sys.modules\n"
-        "assert 'ingestion.adapters.greenhouse' in sys.modules\n"
-        "assert len(simhash._powers) >= 2 * simhash._PASS_BYTES, len(simhash._powers)\n"
-        "assert simhash._bmp_alnum.cache_info().currsize == 1\n"
-    )
+def run_as_a_starting_worker(code: str, settings) -> None:  # type: ignore[no-untyped-def]
+    """Run `code` in a fresh interpreter, as a worker starts; it fails the test by raising."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings"}
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=settings.BASE_DIR, env=env, capture_output=True
     )
     assert done.returncode == 0, done.stderr.decode()
+
+
+def test_the_warm_up_hooks_load_what_every_work_horse_would(settings):
+    # In a fresh interpreter, as a worker starts: nothing has imported the feed's views yet.
+    code = (
+        "import sys, django; django.setup()\n"
+        "assert 'runs.grip' not in sys.modules\n"
+        "from ingestion import simhash\n"
+        "from runs.worker import warm_up\n"
+        "warm_up()\n"
+        "assert 'runs.grip' in sys.modules\n"
+        "assert 'ingestion.pipeline.process' in sys.modules\n"
+        "assert 'ingestion.adapters.greenhouse' in sys.modules\n"
+        "assert len(simhash._powers) >= 2 * simhash._PASS_BYTES, len(simhash._powers)\n"
+        "assert simhash._bmp_alnum.cache_info().currsize == 1\n"
+    )
+    run_as_a_starting_worker(code, settings)
+
+
+def test_the_warm_up_freezes_what_the_worker_holds_out_of_the_collector(settings):
+    # A fresh interpreter, as a worker starts; what it loaded is then left alone by the
+    # collector of every work horse forked from it.
+    code = (
+        "import gc, django; django.setup()\n"
+        "from runs.worker import warm_up\n"
+        "before = gc.get_freeze_count()\n"
+        "warm_up()\n"
+        "assert gc.get_freeze_count() > before + 10000, gc.get_freeze_count()\n"
+        "assert sum(gc.get_count()) < 1000, gc.get_count()\n"
+    )
+    run_as_a_starting_worker(code, settings)
 
 
 # --- a work horse that died: what the run hears ---------------------------------------------

@@ -1,0 +1,208 @@
+"""Unchanged re-runs of an uploaded file: a row whose raw hash equals its stored job's is
+`unchanged` without being mapped to a posting again (ingestion.pipeline.diff); anything its
+reading depends on — the row, the reading code, the source, the run's filters — reads it
+again. Real database, real Redis, a real RQ worker in burst mode."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ingestion import services
+from ingestion.adapters import files
+from ingestion.models import ItemOutcome, Job, JobStatus, RunItem
+from ingestion.normalize import hashing
+from ingestion.selectors import outcome_counts
+from runs.models import RunStatus
+from tests.ingestion.pages import posting_row, postings_csv, postings_jsonl
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROWS = 12
+
+
+@pytest.fixture
+def mapped(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
+    """The rows the file adapter maps to postings (to_posting's calls), by row number."""
+    calls: list[int] = []
+    real = files.to_posting
+
+    def counting(record: dict[str, Any], row: int, **kwargs: Any) -> Any:
+        calls.append(row)
+        return real(record, row, **kwargs)
+
+    monkeypatch.setattr(files, "to_posting", counting)
+    return calls
+
+
+def _source(user, rows: list[dict[str, Any]], **fields: Any):  # type: ignore[no-untyped-def]
+    return services.source_create(
+        owner=user,
+        kind="file",
+        company="Initech",
+        upload=io.BytesIO(postings_csv(rows)),
+        upload_name="jobs.csv",
+        **fields,
+    )
+
+
+def _ingest(work: Callable[..., Any], user, source) -> Any:  # type: ignore[no-untyped-def]
+    run = work(services.ingest_start(owner=user, source_ids=[source.pk]))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    return run
+
+
+def _rows() -> list[dict[str, Any]]:
+    return [posting_row(n) for n in range(1, ROWS + 1)]
+
+
+def test_an_unchanged_re_run_reports_every_row_unchanged_without_mapping_one(
+    work, user, mapped
+) -> None:
+    source = _source(user, _rows())
+    _ingest(work, user, source)
+    assert len(mapped) == ROWS
+    seen = dict(Job.objects.values_list("external_id", "last_seen_at"))
+    mapped.clear()
+
+    again = _ingest(work, user, source)
+
+    assert mapped == []
+    assert outcome_counts(again)["unchanged"] == ROWS
+    items = RunItem.objects.filter(run=again).order_by("row")
+    assert [(i.row, i.outcome) for i in items] == [(n, "unchanged") for n in range(1, ROWS + 1)]
+    first = items[0]
+    job = Job.objects.get(pk=first.job_id)
+    assert (first.external_id, first.title, first.url) == (job.external_id, job.title, job.url)
+    assert all(
+        last_seen > seen[ext]
+        for ext, last_seen in Job.objects.values_list("external_id", "last_seen_at")
+    )
+
+
+def test_a_preview_of_an_unchanged_file_maps_no_row_either(work, user, mapped) -> None:
+    source = _source(user, _rows())
+    _ingest(work, user, source)
+    mapped.clear()
+    preview = work(services.preview_start(owner=user, source_ids=[source.pk]))
+    assert preview.status == RunStatus.FINISHED, preview.error_message
+    assert outcome_counts(preview)["unchanged"] == ROWS
+    assert mapped == []
+
+
+def test_a_changed_row_is_updated_and_only_it_is_mapped(work, user, mapped) -> None:
+    rows = _rows()
+    source = _source(user, rows)
+    _ingest(work, user, source)
+    before = dict(Job.objects.values_list("external_id", "raw_hash"))
+    rows[4]["title"] = "Principal Gardener"
+    services.source_update(source, upload=io.BytesIO(postings_csv(rows)), upload_name="v2.csv")
+    mapped.clear()
+
+    again = _ingest(work, user, source)
+
+    assert mapped == [5]
+    assert outcome_counts(again)["updated"] == 1
+    assert outcome_counts(again)["unchanged"] == ROWS - 1
+    job = Job.objects.get(external_id=rows[4]["external_id"])
+    assert job.title == "Principal Gardener"
+    assert job.raw_hash and job.raw_hash != before[job.external_id]
+
+
+def test_a_new_reading_version_reads_every_row_again_once(work, user, mapped, monkeypatch) -> None:
+    source = _source(user, _rows())
+    _ingest(work, user, source)
+    monkeypatch.setattr(hashing, "RAW_HASH_VERSION", hashing.RAW_HASH_VERSION + 1)
+    mapped.clear()
+
+    bumped = _ingest(work, user, source)
+
+    assert sorted(mapped) == list(range(1, ROWS + 1))
+    assert outcome_counts(bumped)["unchanged"] == ROWS
+    # Found unchanged by content, the jobs took the new raw hash: the next run maps nothing.
+    mapped.clear()
+    _ingest(work, user, source)
+    assert mapped == []
+
+
+def test_an_edit_of_the_reading_code_reads_every_row_again(work, user, mapped, monkeypatch) -> None:
+    source = _source(user, _rows())
+    _ingest(work, user, source)
+    edited = hashing._reading_code_digest() + "-edited"
+    monkeypatch.setattr(hashing, "_reading_code_digest", lambda: edited)
+    mapped.clear()
+    _ingest(work, user, source)
+    assert len(mapped) == ROWS
+
+
+def test_new_filters_read_every_row_again_and_filter_what_they_exclude(work, user, mapped) -> None:
+    rows = _rows()
+    rows[2]["title"] = "Senior Zookeeper"
+    source = _source(user, rows)
+    _ingest(work, user, source)
+    services.source_update(source, exclude_keywords=["zookeeper"])
+    mapped.clear()
+
+    again = _ingest(work, user, source)
+
+    assert len(mapped) == ROWS
+    assert outcome_counts(again)["filtered"] == 1
+    assert outcome_counts(again)["unchanged"] == ROWS - 1
+
+
+def test_new_options_of_the_source_read_every_row_again(work, user, mapped) -> None:
+    source = _source(user, _rows())
+    _ingest(work, user, source)
+    services.source_update(source, options={"note": "renamed columns"})
+    mapped.clear()
+    _ingest(work, user, source)
+    assert len(mapped) == ROWS
+
+
+def test_a_row_listed_twice_stays_a_duplicate_on_an_unchanged_re_run(work, user, mapped) -> None:
+    rows = _rows()
+    rows.append(dict(rows[0]))  # row 13 repeats row 1: same id, same content
+    source = _source(user, rows)
+    first = _ingest(work, user, source)
+    assert outcome_counts(first)["duplicate"] == 1
+    mapped.clear()
+
+    again = _ingest(work, user, source)
+
+    assert outcome_counts(again)["unchanged"] == ROWS
+    assert outcome_counts(again)["duplicate"] == 1
+    assert mapped == [ROWS + 1]
+    duplicate = RunItem.objects.get(run=again, outcome=ItemOutcome.DUPLICATE)
+    assert duplicate.row == ROWS + 1 and "row 1" in duplicate.reason
+
+
+def test_an_expired_job_listed_again_is_updated_not_unchanged(work, user, mapped) -> None:
+    rows = _rows()
+    source = _source(user, rows)
+    _ingest(work, user, source)
+    Job.objects.filter(external_id=rows[0]["external_id"]).update(status=JobStatus.EXPIRED)
+    mapped.clear()
+
+    again = _ingest(work, user, source)
+
+    assert mapped == [1]
+    assert outcome_counts(again)["updated"] == 1
+    assert Job.objects.get(external_id=rows[0]["external_id"]).status != JobStatus.EXPIRED
+
+
+def test_a_jsonl_file_re_run_maps_no_row(work, user, mapped) -> None:
+    source = services.source_create(
+        owner=user,
+        kind="file",
+        company="Initech",
+        upload=io.BytesIO(postings_jsonl(_rows())),
+        upload_name="jobs.jsonl",
+    )
+    _ingest(work, user, source)
+    mapped.clear()
+    again = _ingest(work, user, source)
+    assert mapped == []
+    assert outcome_counts(again)["unchanged"] == ROWS

@@ -1,0 +1,292 @@
+"""The status poll's fast path (runs.status_poll): the owner's poll answered beside Django's
+middleware stack, with the response Django gives; everything else handed to Django."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.core.asgi import get_asgi_application
+from django.test import Client
+from django.urls import reverse
+
+from runs import services, status_poll
+from runs.models import IngestionRun, RunStatus
+from runs.workloads import DIAGNOSTIC
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+# A real browser's CSRF cookie: the fragment's token is derived from it.
+CSRF_SECRET = "a" * 32
+
+
+class Recorder:
+    """Django's ASGI application, counting the requests that reach it."""
+
+    def __init__(self) -> None:
+        self.django = get_asgi_application()
+        self.calls = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.calls += 1
+        await self.django(scope, receive, send)
+
+
+@pytest.fixture
+def django_app() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def fast(django_app: Recorder) -> status_poll.StatusPoll:
+    return status_poll.StatusPoll(django_app, django_app.django)
+
+
+def session_cookie(user: Any) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def get(app: Any, path: str, cookies: dict[str, str], **headers: str) -> dict[str, Any]:
+    """One GET through the ASGI application `app`: status, headers (lower-case names,
+    Set-Cookie as a list), body."""
+    raw_headers = [(b"host", headers.pop("host", "127.0.0.1").encode())]
+    if cookies:
+        cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
+        raw_headers.append((b"cookie", cookie.encode()))
+    for name, value in headers.items():
+        raw_headers.append((name.replace("_", "-").encode(), value.encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": raw_headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    messages: list[dict[str, Any]] = []
+
+    requests = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if requests:
+            return requests.pop()
+        await asyncio.Event().wait()  # the client stays connected; Django cancels this
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    async_to_sync(app)(scope, receive, send)
+    start = messages[0]
+    result: dict[str, Any] = {"status": start["status"], "headers": {}, "cookies": []}
+    for name, value in start["headers"]:
+        if name.lower() == b"set-cookie":
+            result["cookies"].append(value.decode())
+        else:
+            result["headers"][name.decode().lower()] = value.decode()
+    result["body"] = b"".join(m.get("body", b"") for m in messages[1:])
+    return result
+
+
+def start(user: Any) -> IngestionRun:
+    return services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 3})
+
+
+def without_token(body: bytes) -> str:
+    return TOKEN.sub('name="csrfmiddlewaretoken" value=""', body.decode())
+
+
+def test_the_owners_poll_is_answered_beside_django_with_djangos_response(
+    fast, django_app, user, redis_client
+):
+    run = start(user)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user), "csrftoken": CSRF_SECRET}
+    path = reverse("runs:status", args=[run.pk])
+
+    answered = get(fast, path, cookies, hx_request="true")
+    assert django_app.calls == 0
+    through_django = get(django_app.django, path, cookies, hx_request="true")
+
+    assert answered["status"] == through_django["status"] == 200
+    assert answered["headers"] == through_django["headers"]
+    assert without_token(answered["body"]) == without_token(through_django["body"])
+    assert 'id="run-status"' in answered["body"].decode()
+    # Django renews the CSRF cookie whenever a page carries a token; so does the fast path.
+    assert [c.split(";")[0] for c in answered["cookies"]] == [f"csrftoken={CSRF_SECRET}"]
+    assert [c.split(";")[0] for c in through_django["cookies"]] == [f"csrftoken={CSRF_SECRET}"]
+
+
+def test_the_fragments_csrf_token_lets_the_owner_abort_the_run(
+    fast, django_app, user, redis_client
+):
+    run = start(user)
+    session = session_cookie(user)
+    cookies = {settings.SESSION_COOKIE_NAME: session, "csrftoken": CSRF_SECRET}
+    answered = get(fast, reverse("runs:status", args=[run.pk]), cookies)
+    match = TOKEN.search(answered["body"].decode())
+    assert match
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.cookies[settings.SESSION_COOKIE_NAME] = session
+    browser.cookies["csrftoken"] = CSRF_SECRET
+    response = browser.post(reverse("runs:abort", args=[run.pk]), {"csrfmiddlewaretoken": match[1]})
+    assert response.status_code == 302
+    assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.ABORTED
+
+
+def test_a_poll_without_a_csrf_cookie_gets_a_new_one_as_through_django(
+    fast, django_app, user, redis_client
+):
+    run = start(user)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user)}
+    answered = get(fast, reverse("runs:status", args=[run.pk]), cookies)
+    assert answered["status"] == 200 and django_app.calls == 0
+    assert len(answered["cookies"]) == 1 and answered["cookies"][0].startswith("csrftoken=")
+
+
+def test_a_revalidating_poll_of_an_unchanged_run_is_not_modified(
+    fast, django_app, user, redis_client
+):
+    run = start(user)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user), "csrftoken": CSRF_SECRET}
+    path = reverse("runs:status", args=[run.pk])
+    first = get(fast, path, cookies)
+    etag = first["headers"]["etag"]
+
+    again = get(fast, path, cookies, if_none_match=etag)
+    assert again["status"] == 304 and again["body"] == b""
+    assert again["headers"]["etag"] == etag
+    assert again["headers"] == get(django_app.django, path, cookies, if_none_match=etag)["headers"]
+
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    moved = get(fast, path, cookies, if_none_match=etag)
+    assert moved["status"] == 200 and moved["headers"]["etag"] != etag
+    assert "badge-initializing" in moved["body"].decode()
+    assert django_app.calls == 0
+
+
+def test_another_users_run_is_not_found(fast, django_app, user, other_user, redis_client):
+    run = start(user)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(other_user)}
+    answered = get(fast, reverse("runs:status", args=[run.pk]), cookies, if_none_match="*")
+    assert answered["status"] == 404
+    assert django_app.calls == 1
+
+
+def test_a_missing_run_is_not_found(fast, django_app, user, redis_client):
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user)}
+    assert get(fast, reverse("runs:status", args=[987654]), cookies)["status"] == 404
+
+
+def test_without_a_session_the_poll_redirects_to_the_login(fast, django_app, user, redis_client):
+    run = start(user)
+    path = reverse("runs:status", args=[run.pk])
+    for cookies in ({}, {settings.SESSION_COOKIE_NAME: "no-such-session-key"}):
+        answered = get(fast, path, cookies)
+        assert answered["status"] == 302
+        assert answered["headers"]["location"].startswith(reverse("login"))
+    assert django_app.calls == 2
+
+
+def test_after_logout_the_old_session_cookie_no_longer_reads_the_run(
+    fast, django_app, user, redis_client
+):
+    run = start(user)
+    session = session_cookie(user)
+    path = reverse("runs:status", args=[run.pk])
+    assert get(fast, path, {settings.SESSION_COOKIE_NAME: session})["status"] == 200
+
+    Session.objects.filter(session_key=session).delete()  # what logout does
+    assert get(fast, path, {settings.SESSION_COOKIE_NAME: session})["status"] == 302
+
+
+def test_a_changed_password_or_a_deactivated_user_signs_the_session_out(
+    fast, django_app, user, redis_client
+):
+    run = start(user)
+    path = reverse("runs:status", args=[run.pk])
+    session = session_cookie(user)
+    user.set_password("another-pass-456")
+    user.save()
+    assert get(fast, path, {settings.SESSION_COOKIE_NAME: session})["status"] == 302
+
+    session = session_cookie(user)
+    user.is_active = False
+    user.save()
+    assert get(fast, path, {settings.SESSION_COOKIE_NAME: session})["status"] == 302
+
+
+def test_a_disallowed_host_is_refused_as_through_django(fast, django_app, user, redis_client):
+    run = start(user)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user)}
+    answered = get(fast, reverse("runs:status", args=[run.pk]), cookies, host="evil.example")
+    assert answered["status"] == 400
+    assert django_app.calls == 1
+
+
+def test_a_changed_middleware_list_turns_the_fast_path_off(django_app, user, settings):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.gzip.GZipMiddleware"]
+    assert not status_poll.enabled()
+    fast = status_poll.StatusPoll(django_app, django_app.django)
+    run = start(user)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user)}
+    get(fast, reverse("runs:status", args=[run.pk]), cookies)
+    assert django_app.calls == 1
+
+
+def test_the_web_application_has_the_fast_path_under_the_project_settings():
+    assert status_poll.enabled()
+
+
+def test_the_cached_fragment_is_what_the_template_renders_for_the_request(
+    fast, django_app, user, redis_client
+):
+    from django.shortcuts import render
+    from django.test import RequestFactory
+
+    from runs import views
+
+    run = start(user)
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user), "csrftoken": CSRF_SECRET}
+    path = reverse("runs:status", args=[run.pk])
+    first = get(fast, path, cookies)["body"]
+    second = get(fast, path, cookies)["body"]  # from the cache
+
+    request = RequestFactory().get(path)
+    request.user = user
+    fresh = IngestionRun.objects.get(pk=run.pk)
+    rendered = render(request, "runs/_live.html#run-status", views._status_context(fresh))
+    assert without_token(first) == without_token(second) == without_token(rendered.content)
+    assert TOKEN.search(second.decode())[1] != TOKEN.search(first.decode())[1]  # masked anew
+
+
+def test_the_poll_ends_a_run_no_worker_picked_up(fast, django_app, user, redis_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    run = start(user)
+    limit = settings.INTAKE_RUN_PENDING_TIMEOUT
+    IngestionRun.objects.filter(pk=run.pk).update(
+        created_at=timezone.now() - timedelta(seconds=limit + 60)
+    )
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user)}
+    answered = get(fast, reverse("runs:status", args=[run.pk]), cookies)
+    assert answered["status"] == 200 and django_app.calls == 0
+    assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.ERROR
+    assert "No worker picked the run up" in answered["body"].decode()
