@@ -455,7 +455,9 @@ def _report_type(accept: str) -> str:
     description=(
         "`text/event-stream`; each event's data is the JSON envelope of a run event with the "
         "run's state. Resume with `Last-Event-ID`. Ends after the run's terminal event; 204 "
-        "once there is nothing more to send."
+        "once there is nothing more to send. With `?batch=1`, events that arrive together (a "
+        "burst of per-item events, a replay) come as one `batch` event whose data is the JSON "
+        "array of their envelopes, its id the last one's."
     ),
     openapi_extra={
         "responses": {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}}

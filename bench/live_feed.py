@@ -11,6 +11,7 @@ watchers, and the web processes' threads, RSS and CPU while it ran.
     .venv/bin/python bench/live_feed.py                       # 100 watchers, 10 events/s, 10 s
     .venv/bin/python bench/live_feed.py --watchers 1000 --seconds 20
     .venv/bin/python bench/live_feed.py --watchers 500 --burst  # ~200 events/s for 5 s
+    .venv/bin/python bench/live_feed.py --watchers 500 --burst --batch-events  # ?batch=1
     .venv/bin/python bench/live_feed.py --web-workers 2 ...   # override start's web processes
     .venv/bin/python bench/live_feed.py --pushpin --watchers 5000  # Pushpin holds the streams
 
@@ -50,6 +51,7 @@ FRAME = re.compile(rb'"seq":(\d+),.*?"type":"([a-z.]+)".*?"payload":\{"t":([0-9.
 class Watcher:
     def __init__(self) -> None:
         self.seqs: list[int] = []
+        self.frames = 0  # SSE events carrying run events (a batch counts once)
         self.latencies: list[float] = []
         self.sent: list[float] = []
         self.ended = False
@@ -92,6 +94,7 @@ async def watch(
                 rest = data
                 continue
             whole, rest = data[: cut + 2], data[cut + 2 :]
+            watcher.frames += whole.count(b"event: message\n") + whole.count(b"event: batch\n")
             for seq, kind, sent in FRAME.findall(whole):
                 watcher.seqs.append(int(seq))
                 watcher.latencies.append(now - float(sent))
@@ -166,6 +169,7 @@ async def client_main(args: argparse.Namespace) -> None:
                 "watchers": [
                     {
                         "seqs": w.seqs,
+                        "frames": w.frames,
                         "lat": [round(x, 5) for x in w.latencies],
                         "t": w.sent,
                         "error": w.error,
@@ -366,7 +370,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     try:
         per = [args.watchers // args.clients + (i < args.watchers % args.clients) for i in
                range(args.clients)]  # fmt: skip
-        path = f"/runs/{run.pk}/stream/?after={after}"
+        path = f"/runs/{run.pk}/stream/?after={after}" + ("&batch=1" if args.batch_events else "")
         rate = args.burst_rate if args.burst else args.rate
         seconds = args.burst_seconds if args.burst else args.seconds
         for n in per:
@@ -411,7 +415,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "opened": opened,
         "web_workers": args.web_workers,
         "web_argv": " ".join(server.argv[2:]),
-        "mode": ("burst" if args.burst else "steady") + (" via Pushpin" if args.pushpin else ""),
+        "mode": ("burst" if args.burst else "steady")
+        + (" via Pushpin" if args.pushpin else "")
+        + (", ?batch=1" if args.batch_events else ""),
+        "sse_events": sum(w["frames"] for w in results),
         "pushpin": proxy_stats,
         "events": count + 1,
         "rate_asked": rate,
@@ -432,8 +439,9 @@ def report(result: dict[str, Any]) -> None:
     )
     print(
         f"  event -> client: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
-        f"max {result['max_ms']} ms over {result['deliveries']} deliveries (from the publish "
-        "call, the database write included)"
+        f"max {result['max_ms']} ms over {result['deliveries']} deliveries in "
+        f"{result['sse_events']} SSE events (from the publish call, the database write "
+        "included)"
     )
     print(
         f"  broadcast -> client: p50 {result['from_broadcast_p50_ms']} ms, "
@@ -471,6 +479,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--burst-rate", type=float, default=200.0)
     parser.add_argument("--burst-seconds", type=float, default=5.0)
     parser.add_argument("--batch", type=int, default=50, help="events per transaction (burst)")
+    parser.add_argument(
+        "--batch-events",
+        action="store_true",
+        help="watch with ?batch=1 (as the run page does): coalesced events come as one",
+    )
     parser.add_argument(
         "--pushpin", action="store_true", help="watchers connect to a Pushpin in GRIP mode"
     )

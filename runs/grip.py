@@ -74,9 +74,9 @@ def hold_response(run_id: int, *, after_id: int, user_id: int, first: bool) -> H
         rows, base_seq = feed._replay(run_id, last_id)
         if last_seq is None:
             last_seq = base_seq
-        for event_id, seq, data, terminal in rows:
-            chunks.append(feed._sse(f"{feed.channel_for(run_id)}:{event_id}", data))
-            last_id, last_seq, ended = event_id, seq, terminal
+        for event in rows:
+            chunks.append(event.frame)
+            last_id, last_seq, ended = event.id, event.seq, event.terminal
         if len(rows) < feed.REPLAY_BATCH:
             break
     response = HttpResponse("".join(chunks), content_type="text/event-stream")

@@ -262,8 +262,10 @@ def stream_response(request: HttpRequest, run_id: int, *, owner: User) -> HttpRe
     reconnects without the header), or `?lastEventId=`; ParamError for junk. With none of
     them, the stream starts with the run's latest event, so a new subscriber is correct at
     once. The stream ends after the run's terminal event; resuming after it gets 204 No
-    Content.
+    Content. `?batch=1` asks for events that arrive together as one `batch` event (see
+    feed.stream_run_events).
     """
+    batched = Params(request.GET, strict=True).flag("batch")
     with feed.short_lived_connection():
         run = IngestionRun.objects.filter(pk=run_id, owner=owner).first()
         if run is None:
@@ -279,7 +281,7 @@ def stream_response(request: HttpRequest, run_id: int, *, owner: User) -> HttpRe
     if grip.is_proxied(request):  # Pushpin holds the stream (runs/grip.py)
         return grip.hold_response(run.pk, after_id=after, user_id=owner.pk, first=True)
     response = StreamingHttpResponse(
-        feed.stream_run_events(run.pk, after_id=after, user_id=owner.pk),
+        feed.stream_run_events(run.pk, after_id=after, user_id=owner.pk, batched=batched),
         content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"

@@ -150,21 +150,34 @@
     if (atBottom) feed.scrollTop = feed.scrollHeight;
   }
 
-  function apply(envelope) {
+  // Applies one event; false when one before it is missing (then fetched in order instead).
+  // `later` says more of a batch follow: the status is each event's whole snapshot, so only
+  // the last one's needs drawing.
+  function apply(envelope, later) {
     lastHeard = Date.now();
-    if (envelope.seq <= lastSeq) return;  // seen already
-    if (envelope.seq !== lastSeq + 1) {   // one is missing: fetch them in order instead
+    if (envelope.seq <= lastSeq) return true;  // seen already
+    if (envelope.seq !== lastSeq + 1) {
       catchUp();
-      return;
+      return false;
     }
     lastSeq = envelope.seq;
     lastId = envelope.id;
     root.dataset.lastEventId = String(lastId);
-    // htmx's SSE extension reconnects to this attribute's URL, without Last-Event-ID.
-    if (!terminal) root.setAttribute("sse-connect", streamUrl + "?after=" + lastId);
     appendFeed(envelope);
     updateListing(envelope);
-    updateStatus(envelope.run);
+    if (!later) {
+      // htmx's SSE extension reconnects to this attribute's URL, without Last-Event-ID.
+      if (!terminal) root.setAttribute("sse-connect", streamUrl + "?batch=1&after=" + lastId);
+      updateStatus(envelope.run);
+    }
+    return true;
+  }
+
+  // A `batch` event: the envelopes of several events in seq order (a burst, a replay).
+  function applyBatch(envelopes) {
+    for (var i = 0; i < envelopes.length; i++) {
+      if (!apply(envelopes[i], i < envelopes.length - 1)) return;
+    }
   }
 
   // The listing rows (the stepper's run pages): a source's row ends with its source event;
@@ -212,7 +225,8 @@
         return response.json();
       })
       .then(function (body) {
-        body.events.forEach(apply);
+        body.events.forEach(function (envelope) { apply(envelope, true); });
+        if (!terminal && lastId) root.setAttribute("sse-connect", streamUrl + "?batch=1&after=" + lastId);
         updateStatus(body.run);
         if (body.more) return catchUp();
       })
@@ -247,6 +261,9 @@
     source.onmessage = function (message) {
       try { apply(JSON.parse(message.data)); } catch (err) { /* ignore a malformed event */ }
     };
+    source.addEventListener("batch", function (message) {
+      try { applyBatch(JSON.parse(message.data)); } catch (err) { /* ignore a malformed event */ }
+    });
     stopPolling();
     setLiveState("Live");
     catchUp();

@@ -9,13 +9,13 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import BrowserContext, Page, Route, expect
+from playwright.sync_api import BrowserContext, Page, Request, Route, expect
 
 from runs import services
 from runs.models import IngestionRun, RunEvent, RunStatus
 from runs.workloads import DIAGNOSTIC
 from tests.browser.conftest import ALICE_PASSWORD, BOB_PASSWORD
-from tests.support import wait_for
+from tests.support import start_worker, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -285,3 +285,45 @@ def test_the_runs_list_shows_status_badges_and_filters_by_status(
     expect(page).to_have_url(re.compile(r"[?&]status=finished"))
     assert same_document(page), "filtering reloaded the page instead of swapping the table"
     shot(page, "2-filtered-finished")
+
+
+def test_a_burst_of_item_events_reaches_the_page_in_batches_with_every_line_and_count(
+    page: Page, user, procs, tmp_path, child_env_overrides, shot: Callable[[Page, str], None]
+):
+    """A run failing most of its items as fast as it can: the stream coalesces its events
+    into `batch` events, and the page applies them without falling back to fetching the
+    events endpoint: every event is one feed line, in order, and the counters are right."""
+    sign_in(page, "alice", ALICE_PASSWORD)
+    run = services.run_start(
+        owner=user, kind=DIAGNOSTIC, config={"items": 200, "delay": 0, "fail_every": 1}
+    )
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(f"/runs/{run.pk}/")
+    mark_document(page)
+    expect(page.locator('[data-role="live-state"]')).to_have_text("Live", timeout=10_000)
+    # A fetch after an applied event: the page found one missing (the quiet-time checks
+    # while the run waits for its worker read from the run's first event).
+    first = run.events.get().pk
+    fetches: list[str] = []
+
+    def note(request: Request) -> None:
+        if re.search(r"/events/\?after=(\d+)$", request.url) and not request.url.endswith(
+            f"after={first}"
+        ):
+            fetches.append(request.url)
+
+    page.on("request", note)
+    procs.append(start_worker(tmp_path, **child_env_overrides))
+
+    wait_for(lambda: IngestionRun.objects.get(pk=run.pk).is_terminal, timeout=120, what="the run")
+    expect(badge(page)).to_have_text("Finished", timeout=10_000)
+    expect(count(page, "failed")).to_have_text("200", timeout=5_000)
+    shot(page, "1-finished")
+    assert same_document(page)
+    ids = feed_ids(page)
+    assert ids == stored_event_ids(run.pk)
+    assert len(ids) > 200
+    assert not errors
+    # Each batch the page could not apply would have sent it to the events endpoint.
+    assert not fetches, f"catch-up fetches: {fetches}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 
 import pytest
@@ -267,3 +268,59 @@ def test_the_first_subscription_makes_open_streams_re_read_what_they_missed(
 
     asyncio.run(subscribe_once())
     assert woken[:1] == [True]
+
+
+def test_a_burst_of_item_events_reaches_a_batching_stream_in_a_few_batch_events(
+    user, asgi, redis_client
+):
+    """A run emitting hundreds of per-item events a second: a `?batch=1` stream gets them
+    coalesced into a few `batch` events that together carry every one, once, in order; a
+    plain stream gets each as its own `message`; and once the burst is over a lone event
+    goes out at once as a `message`."""
+    from django.db import transaction
+
+    run = start(user, items=1)
+    after = str(run.events.get().pk)
+    cookies = session_cookies(user)
+    batching = SSEClient(
+        asgi, f"/runs/{run.pk}/stream/", cookies=cookies, params={"after": after, "batch": "1"}
+    )
+    plain = SSEClient(asgi, f"/runs/{run.pk}/stream/", cookies=cookies, params={"after": after})
+    burst = 300
+
+    def frames(client: SSEClient, until_seq: int) -> list[tuple[str, list[dict]]]:
+        got: list[tuple[str, list[dict]]] = []
+        deadline = time.monotonic() + 30
+        while not got or got[-1][1][-1]["seq"] < until_seq:
+            event = client.events.get(timeout=max(0.01, deadline - time.monotonic()))
+            if event["event"] in ("message", "batch"):
+                data = json.loads(event["data"])
+                got.append((event["event"], data if isinstance(data, list) else [data]))
+        return got
+
+    try:
+        for client in (batching, plain):
+            client.opened.wait(10)
+        time.sleep(0.5)  # both streams are subscribed
+        with transaction.atomic():  # broadcast back to back once it commits
+            for number in range(burst):
+                services.publish_event(run, type="item.invalid", payload={"item": number})
+        got = frames(batching, until_seq=1 + burst)
+        each = frames(plain, until_seq=1 + burst)
+        time.sleep(1.0)  # the burst's allowance refills
+        services.publish_event(run, type="test.lone")
+        lone = frames(batching, until_seq=2 + burst)
+    finally:
+        batching.close()
+        plain.close()
+
+    carried = [e["payload"]["item"] for _, envelopes in got for e in envelopes]
+    assert carried == list(range(burst))
+    assert [e["seq"] for _, envelopes in got for e in envelopes] == list(range(2, 2 + burst))
+    assert len(got) <= burst / 10, f"{len(got)} stream events for {burst} item events"
+    assert any(kind == "batch" for kind, _ in got)
+    assert all(kind == "message" for kind, _ in each)
+    assert [e["payload"]["item"] for _, (e,) in each] == list(range(burst))
+    assert [(kind, [e["type"] for e in envelopes]) for kind, envelopes in lone] == [
+        ("message", ["test.lone"])
+    ]

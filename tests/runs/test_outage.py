@@ -4,6 +4,8 @@ Redis is away neither holds the run up nor fills the log."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import subprocess
 import sys
@@ -125,7 +127,6 @@ def test_publishing_while_redis_is_down_skips_events_quickly_and_says_so_once(
     valkey.start()
     settings.EVENTSTREAM_REDIS = redis_kwargs(valkey.url)  # read when it first connects
     publisher = feed.Publisher()
-    publisher.PAUSE_SECONDS = 1.0
     monkeypatch.setattr(feed, "PUBLISHER", publisher)
 
     def envelope(event_id: int) -> dict:
@@ -154,18 +155,64 @@ def test_publishing_while_redis_is_down_skips_events_quickly_and_says_so_once(
         assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
         assert len(caplog.records) == 1 and "Live events are not pushed" in caplog.text
 
-        valkey.start()
-        listener = valkey.client().pubsub(ignore_subscribe_messages=True)
-        listener.subscribe(feed.PUBSUB_CHANNEL)
-        time.sleep(publisher.PAUSE_SECONDS)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="runs.feed"):
-            feed.broadcast(envelope(42))
-        assert b'"pub_id": "42"' in received(listener)
-        assert "Live events are pushed again" in caplog.text
+            valkey.start()
+            listener = valkey.client().pubsub(ignore_subscribe_messages=True)
+            listener.subscribe(feed.PUBSUB_CHANNEL)
+            # Back by itself, with no new event: the latest skipped one is pushed again, so
+            # an open stream fills its gap from the database now, not at the run's next event.
+            assert b'"pub_id": "41"' in received(listener)
+            wait_for(lambda: "pushed again" in caplog.text, timeout=5, what="the log line")
         assert "(40 were not pushed meanwhile)" in caplog.text
+        feed.broadcast(envelope(42))
+        assert b'"pub_id": "42"' in received(listener)
     finally:
         valkey.stop()
+
+
+def test_the_event_listener_polls_while_redis_is_down_and_resubscribes_promptly(
+    settings, tmp_path, monkeypatch
+):
+    """redis-py's default retries made one failed subscribe take ~5 s: the degraded-mode
+    re-reads came that far apart, and the listener came back seconds after Redis did."""
+    valkey = ValkeyServer(tmp_path / "valkey")
+    valkey.start()
+    settings.EVENTSTREAM_REDIS = redis_kwargs(valkey.url)
+    wakes: list[float] = []
+    monkeypatch.setattr(feed, "wake_all_streams", lambda: wakes.append(time.monotonic()))
+    poll = feed.DEGRADED_POLL_SECONDS
+
+    async def until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.02)
+
+    async def outage() -> tuple[int, float]:
+        listener = feed.ResilientRedisListener()
+        task = asyncio.create_task(listener.start())
+        try:
+            await until(lambda: listener.connected, timeout=10)
+            lost = time.monotonic()
+            valkey.stop()
+            await asyncio.sleep(3 * poll)
+            during = len([t for t in wakes if t >= lost])
+            valkey.start()
+            back = time.monotonic()
+            await until(lambda: listener.connected, timeout=10)
+            return during, (time.monotonic() - back) / poll
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    try:
+        during, resubscribed = asyncio.run(outage())
+    finally:
+        valkey.stop()
+    assert during >= 3, f"{during} re-reads in an outage of 3 poll intervals"
+    assert resubscribed < 0.5, f"resubscribed {resubscribed:.2f} poll intervals after Redis"
 
 
 def test_an_ingest_that_queues_its_chunks_while_redis_is_down_finishes_once_it_is_back(
