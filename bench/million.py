@@ -60,9 +60,10 @@ def write_file(path: Path, start: int, count: int, *, changed_from: int | None =
     return path
 
 
-def seed_jobs(owner_id: int, count: int) -> float:
+def seed_jobs(owner_id: int, count: int, columns: dict[str, str] | None = None) -> float:
     """`count` ready jobs of SEED_SOURCES other sources of the owner, with fingerprints,
-    generated inside PostgreSQL; returns the seconds it took (untimed for the ratios)."""
+    generated inside PostgreSQL; returns the seconds it took (untimed for the ratios).
+    `columns`: SQL expressions of the row number `g` replacing the defaults below."""
     from django.db import connection
     from django.utils import timezone
 
@@ -100,7 +101,7 @@ def seed_jobs(owner_id: int, count: int) -> float:
         "last_seen_at": "%(now)s",
         "created_at": "%(now)s",
         "updated_at": "%(now)s",
-    }
+    } | (columns or {})
     columns, values = [], []
     for field in Job._meta.concrete_fields:
         if field.primary_key:
