@@ -8,8 +8,9 @@ from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.utils.text import smart_split, unescape_string_literal
 
-from ingestion import schedules, services
+from ingestion import schedules, selectors, services
 from ingestion.models import Job, RawPayload, RunItem, Schedule, Source, WorkChunk
 from ingestion.normalize.employment import EMPLOYMENT_LABELS
 from ingestion.normalize.workplace import WORKPLACE_LABELS
@@ -160,6 +161,20 @@ class JobAdmin(admin.ModelAdmin):
     paginator = CappedCountPaginator
     show_full_result_count = False
     list_per_page = 50
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
+    ) -> tuple[QuerySet[Job], bool]:
+        jobs, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        # Django's search is an icontains per column and term, which reads every row of the
+        # table for a rare term; the same words in the search text let PostgreSQL's trigram
+        # index find the few rows first (a condition every match meets: no result changes).
+        words = []
+        for term in smart_split(search_term):
+            if term[:1] in ('"', "'") and term[-1:] == term[:1]:
+                term = unescape_string_literal(term)
+            words += term.split()
+        return selectors.narrowed_by_search_text(jobs, words), may_have_duplicates
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         jobs = super().get_queryset(request)
