@@ -1,6 +1,7 @@
 """The jobs list's and the admin's reads that would walk a whole table of a million jobs for a
 rare value: on PostgreSQL a trigram index finds a rare search word's or location's jobs, the
-admin's fixed filters read their own indexes."""
+admin's fixed filters read their own indexes, and past the cap the jobs list shows the
+planner's estimate ("about 1,000,000") rather than a count that reads every match."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from ingestion.models import Job, JobStatus
+from ingestion.views import jobs as jobs_view
 from tests.ingestion.test_views_jobs import _bulk_jobs, listed, make_job
 
 pytestmark = pytest.mark.django_db
@@ -157,3 +159,31 @@ def test_an_admin_filter_on_a_rare_value_reads_its_index(admin_client, user, que
     assert _admin_listed(response) == set(rare)
     for plan in plans:  # the page and its capped count
         assert index in plan, (query, plan)
+
+
+def test_past_the_cap_the_total_is_the_planners_estimate(client, user, monkeypatch):
+    monkeypatch.setattr(jobs_view, "TOTAL_CAP", 30)
+    _bulk_jobs(user, 2_000)
+    _analyze()
+
+    def total(url: str) -> str:
+        found = re.search(r'data-role="total">([^<]*)<', client.get(url).content.decode())
+        assert found, url
+        return found.group(1)
+
+    if connection.vendor == "postgresql":
+        assert total("/jobs/") == "about 2,000"
+        assert total("/jobs/?status=error").startswith("about 2")  # 222 of them
+    else:  # no estimate to give
+        assert total("/jobs/") == "more than 30"
+    # A text search's estimate is a guess: the capped count says what it knows.
+    assert total("/jobs/?q=engineer") == "more than 30"
+    # Under the cap, the count is exact.
+    assert total("/jobs/?company=Company+007") == "8"
+
+    if connection.vendor == "postgresql":
+        # Far past the cap the estimate is trusted and nothing is counted.
+        monkeypatch.setattr(jobs_view, "ESTIMATE_TRUSTED", 1_000)
+        with CaptureQueriesContext(connection) as captured:
+            assert total("/jobs/") == "about 2,000"
+        assert not [q for q in captured.captured_queries if "COUNT(" in q["sql"].upper()]
