@@ -151,6 +151,7 @@ _JOB_TEXTS = [f.name for f in Job._meta.concrete_fields if isinstance(f, models.
 class JobAdmin(admin.ModelAdmin):
     list_display = ("id", "title", "company", "status", "location", "posted_at", "last_seen_at")
     list_filter = ("status", "remote", WorkplaceFilter, EmploymentFilter)
+    # Searched as one text (get_search_results), with the location.
     search_fields = ("title", "company", "external_id")
     list_select_related = ("source",)
     raw_id_fields = ("owner", "source", "duplicate_of", "last_run")
@@ -165,16 +166,15 @@ class JobAdmin(admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
     ) -> tuple[QuerySet[Job], bool]:
-        jobs, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         # Django's search is an icontains per column and term, which reads every row of the
-        # table for a rare term; the same words in the search text let PostgreSQL's trigram
-        # index find the few rows first (a condition every match meets: no result changes).
-        words = []
+        # table for a rare term; the jobs list's search text (every search field) is one
+        # LIKE per term, which PostgreSQL's trigram index answers. Terms as Django splits them.
+        terms = []
         for term in smart_split(search_term):
             if term[:1] in ('"', "'") and term[-1:] == term[:1]:
                 term = unescape_string_literal(term)
-            words += term.split()
-        return selectors.narrowed_by_search_text(jobs, words), may_have_duplicates
+            terms.append(term)
+        return selectors.with_search_words(queryset, terms), False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         jobs = super().get_queryset(request)

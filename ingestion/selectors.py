@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +10,7 @@ from django.db import connection
 from django.db.models import CharField, Count, F, Func, Q, QuerySet
 
 from ingestion.models import ItemOutcome, Job, JobStatus, RawPayload, RunItem, Source
+from project import paging
 from runs.models import IngestionRun
 
 
@@ -60,7 +60,7 @@ JOB_LIST_FIELDS = (
     "posted_at",
     "last_seen_at",
 )
-# Search words beyond this many are ignored: each is one more OR of three LIKEs per row.
+# Search words beyond this many are ignored: each is one more LIKE per row.
 MAX_SEARCH_WORDS = 6
 
 
@@ -72,20 +72,18 @@ class _Spaced(Func):
     output_field = CharField()
 
 
-# Every column the jobs list's search and location filter and the admin's search look in.
-# On PostgreSQL a trigram index on this text (migration 0011, which spells the same SQL)
-# finds the few rows holding a rare word without walking the owner's jobs until a page fills
-# (a million rows when none matches); the per-column tests still decide what matches.
+# What the jobs list's search and the admin's search look in: one text, so one LIKE per word,
+# which a trigram index on PostgreSQL answers (migration 0011 spells the same SQL): a rare
+# word's few jobs without walking the owner's until a page fills (a million rows when none
+# matches). One condition, not an OR per column, also lets the planner estimate a common
+# word's share from that index's statistics and walk the list's order instead.
 SEARCH_TEXT = _Spaced(F("title"), F("company"), F("location"), F("external_id"))
 # A trigram index has nothing to look up for a shorter word.
 MIN_INDEXED_WORD = 3
 
 
-def narrowed_by_search_text(jobs: QuerySet[Job], words: list[str]) -> QuerySet[Job]:
-    """`jobs` keeping only those whose SEARCH_TEXT holds each word (case-insensitive): a
-    condition every job matching the words in any of its columns meets, so adding it changes
-    no result, only what the planner can use."""
-    words = [w for w in words if len(w) >= MIN_INDEXED_WORD]
+def with_search_words(jobs: QuerySet[Job], words: list[str]) -> QuerySet[Job]:
+    """`jobs` whose SEARCH_TEXT holds every one of `words` (case-insensitive)."""
     if not words:
         return jobs
     jobs = jobs.alias(search_text=SEARCH_TEXT)
@@ -109,16 +107,11 @@ def jobs_for_owner(
 ) -> QuerySet[Job]:
     """The owner's jobs narrowed by the list's filters (unordered: `jobs_page` orders them).
 
-    `q`: every word in the title, company or location (case-insensitive). `remote`: "remote",
-    "hybrid" or "onsite", by the normalized workplace type, else the board's remote flag.
+    `q`: every word in the title, company, location or external id (case-insensitive).
+    `remote`: "remote", "hybrid" or "onsite", by the normalized workplace type, else the
+    board's remote flag.
     `posted_after` inclusive, `posted_before` exclusive. `run`: the jobs it touched last."""
-    jobs = Job.objects.filter(owner=owner)
-    words = q.split()[:MAX_SEARCH_WORDS]
-    for word in words:
-        jobs = jobs.filter(
-            Q(title__icontains=word) | Q(company__icontains=word) | Q(location__icontains=word)
-        )
-    jobs = narrowed_by_search_text(jobs, [*words, location])
+    jobs = with_search_words(Job.objects.filter(owner=owner), q.split()[:MAX_SEARCH_WORDS])
     if company:
         jobs = jobs.filter(company=company)
     if status:
@@ -132,6 +125,9 @@ def jobs_for_owner(
         jobs = jobs.filter(wanted)
     if location:
         jobs = jobs.filter(location__icontains=location)
+        if len(location) >= MIN_INDEXED_WORD:
+            # Met by every job in the location: its rare values' jobs by the trigram index.
+            jobs = with_search_words(jobs, [location])
     if posted_after is not None:
         jobs = jobs.filter(posted_at__gte=posted_after)
     if posted_before is not None:
@@ -231,18 +227,8 @@ def jobs_total(jobs: QuerySet[Job], page: JobPage, *, cap: int) -> tuple[int, bo
 
 
 def estimated_count(jobs: QuerySet[Job]) -> int | None:
-    """The planner's estimate of how many rows `jobs` holds (PostgreSQL; None elsewhere):
-    planning only, so it costs the same at any size. Close for the filters its statistics
-    describe (owner, status, company, dates); no better than a guess for text matches."""
-    if connection.vendor != "postgresql":
-        return None
-    sql, params = jobs.order_by().values("id").query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-        plan = cursor.fetchone()[0]
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
+    """The planner's estimate of how many jobs `jobs` holds (PostgreSQL; None elsewhere)."""
+    return paging.estimated_rows(jobs)
 
 
 def about(count: int) -> str:

@@ -121,7 +121,7 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
     page = selectors.jobs_page(jobs, number=form.value("page"), per_page=PAGE_SIZE)
     context: dict[str, Any] = {
         "page": page,
-        "total_text": _total_text(jobs, page, form),
+        "total_text": _total_text(jobs, page),
         "run": run,
         "filtered": form.is_filtered(),
         "current": form.current(),
@@ -147,15 +147,16 @@ def job_list(request: HtmxHttpRequest) -> HttpResponse:
     return response
 
 
-def _total_text(jobs: QuerySet[Job], page: selectors.JobPage, form: JobFilters) -> str:
+def _total_text(jobs: QuerySet[Job], page: selectors.JobPage) -> str:
     """ "1,234", "more than 10,000" or "about 1,000,000".
 
-    Counting up to the cap reads cap ÷ (the share of jobs matching) rows: 67,000 of a
-    million for a filter one job in seven meets. The planner's estimate costs a plan and is
-    close for every filter but the text ones; from three times the cap (too far for its usual
-    error to bring it under) it is the total shown and nothing is counted."""
+    Counting up to the cap reads cap ÷ (the share of jobs matching) rows: 50,000 of a
+    million for a word one job in five holds. The planner's estimate costs a plan, and is
+    close for one filter (a search word's share comes from the trigram index's statistics);
+    for several it multiplies their shares, which undercounts related ones, the safe way.
+    From three times the cap it is the total shown and nothing is counted."""
     estimate = None
-    if page.has_next and not (form.value("q") or form.value("location")):
+    if page.has_next:
         estimate = selectors.estimated_count(jobs)
         if estimate is not None and estimate >= ESTIMATE_TRUSTED:
             return selectors.about(estimate)
