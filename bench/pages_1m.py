@@ -124,17 +124,7 @@ def seed_runs(owner_id: int, items: int) -> float:
         "created_at": "%(now)s",
         "updated_at": "%(now)s",
     }
-    columns, values = [], []
-    for field in RunItem._meta.concrete_fields:
-        if field.primary_key:
-            continue
-        columns.append(field.column)
-        if field.attname in given:
-            values.append(given[field.attname])
-        elif field.null:
-            values.append("NULL")
-        else:
-            values.append("''")
+    columns, values = million.generated_columns(RunItem, given)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {RunItem._meta.db_table} ({', '.join(columns)}) "
