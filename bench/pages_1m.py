@@ -150,8 +150,8 @@ def page_urls() -> dict[str, str]:
 
     source = Source.objects.filter(company="Seeded 07").values_list("pk", flat=True).first()
     run = IngestionRun.objects.order_by("pk").values_list("pk", flat=True).first()
-    job = Job.objects.order_by("pk").values_list("pk", flat=True)[500]
-    item = RunItem.objects.order_by("pk").values_list("pk", flat=True)[500]
+    job = list(Job.objects.order_by("pk").values_list("pk", flat=True)[:501])[-1]
+    item = list(RunItem.objects.order_by("pk").values_list("pk", flat=True)[:501])[-1]
     return {
         "admin index (floor)": "/admin/",
         "jobs browser": "/jobs/",
