@@ -34,7 +34,9 @@ ID_MAX = 2**63 - 1
 
 
 class JobQuery(CamelSchema):
-    q: str | None = Field(None, description="Every word in the title, company or location.")
+    q: str | None = Field(
+        None, description="Every word in the title, company, location or external id."
+    )
     company: str | None = Field(None, description="Exactly this company.")
     status: JobStatus | None = None
     remote: Literal["remote", "hybrid", "onsite"] | None = Field(

@@ -60,9 +60,29 @@ def write_file(path: Path, start: int, count: int, *, changed_from: int | None =
     return path
 
 
-def seed_jobs(owner_id: int, count: int) -> float:
+def generated_columns(model: Any, given: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Every concrete column of `model` but its key, and its SQL expression: `given`'s by
+    field name, else the field's empty value (so a column added later does not break a seed)."""
+    columns, values = [], []
+    for field in model._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(field.column)
+        if field.attname in given:
+            values.append(given[field.attname])
+        elif field.null:
+            values.append("NULL")
+        elif field.get_internal_type() == "BooleanField":
+            values.append("false")
+        else:
+            values.append("''")
+    return columns, values
+
+
+def seed_jobs(owner_id: int, count: int, columns: dict[str, str] | None = None) -> float:
     """`count` ready jobs of SEED_SOURCES other sources of the owner, with fingerprints,
-    generated inside PostgreSQL; returns the seconds it took (untimed for the ratios)."""
+    generated inside PostgreSQL; returns the seconds it took (untimed for the ratios).
+    `columns`: SQL expressions of the row number `g` replacing the defaults below."""
     from django.db import connection
     from django.utils import timezone
 
@@ -100,20 +120,8 @@ def seed_jobs(owner_id: int, count: int) -> float:
         "last_seen_at": "%(now)s",
         "created_at": "%(now)s",
         "updated_at": "%(now)s",
-    }
-    columns, values = [], []
-    for field in Job._meta.concrete_fields:
-        if field.primary_key:
-            continue
-        columns.append(field.column)
-        if field.attname in given:
-            values.append(given[field.attname])
-        elif field.null:
-            values.append("NULL")
-        elif field.get_internal_type() == "BooleanField":
-            values.append("false")
-        else:
-            values.append("''")
+    } | (columns or {})
+    columns, values = generated_columns(Job, given)
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(

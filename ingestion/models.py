@@ -321,6 +321,14 @@ class Job(models.Model):
                 fields=["owner", "company", "-posted_at", "-id"],
                 name="ingestion_job_company_posted",
             ),
+            # The admin's job list (every owner's jobs, newest id first) filtered by one of its
+            # fixed choices: without these a rare value walks the whole table for a page.
+            models.Index(fields=["status", "id"], name="ingestion_job_admin_status"),
+            models.Index(fields=["workplace_type", "id"], name="ingestion_job_admin_workplace"),
+            models.Index(fields=["employment_type", "id"], name="ingestion_job_admin_employment"),
+            models.Index(fields=["remote", "id"], name="ingestion_job_admin_remote"),
+            # Not declared here: on PostgreSQL a trigram index on the search text
+            # (selectors.SEARCH_TEXT; migration 0011), which SQLite cannot build.
         ]
 
     def __str__(self) -> str:
