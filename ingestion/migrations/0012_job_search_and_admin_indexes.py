@@ -27,7 +27,7 @@ def drop_search_index(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ingestion', '0010_schedules_and_source_pause'),
+        ('ingestion', '0011_job_raw_hash'),
         ('runs', '0006_outbox_event'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
