@@ -84,9 +84,6 @@ def broadcast(envelope: dict[str, Any]) -> None:
     from the database (replay on reconnect, and the degraded-mode re-reads), so while Redis is
     unreachable a run goes on at full speed without pushing its events."""
     PUBLISHER.publish(channel_for(envelope["runId"]), encode(envelope), int(envelope["id"]))
-    from runs import grip  # (it imports this module)
-
-    grip.publish(envelope)  # to Pushpin too, when INTAKE_GRIP_URL is set
 
 
 class Publisher:
@@ -209,12 +206,9 @@ PUBLISHER = Publisher()
 
 
 def warm_up() -> None:
-    """Worker warm-up hook (settings.INTAKE_WORKER_WARM_UP): publishing imports redis, and
-    runs.grip with httpx, on first use, which every work horse would pay again."""
-    import httpx  # noqa: F401
+    """Worker warm-up hook (settings.INTAKE_WORKER_WARM_UP): publishing imports redis on
+    first use, which every work horse would pay again."""
     import redis  # noqa: F401
-
-    from runs import grip  # noqa: F401
 
 
 class RunEventStorage(StorageBase):

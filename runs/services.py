@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from runs import executors, feed, queue
+from runs import executors, feed, grip, queue
 from runs.exceptions import (
     IdempotencyMismatch,
     IllegalTransition,
@@ -92,10 +92,17 @@ def publish_event(
             snapshot=fresh.snapshot(),
         )
         envelope = event.envelope()
-        transaction.on_commit(lambda: feed.broadcast(envelope), robust=True)
+        transaction.on_commit(lambda: _broadcast(envelope), robust=True)
     if isinstance(run, IngestionRun):
         _copy_state(fresh, into=run)
     return event
+
+
+def _broadcast(envelope: dict[str, Any]) -> None:
+    """Push a committed event to the web processes (Redis) and, when INTAKE_GRIP_URL is
+    set, to Pushpin. Neither raises nor waits long: the event is stored already."""
+    feed.broadcast(envelope)
+    grip.publish(envelope)
 
 
 def _copy_state(source: IngestionRun, *, into: IngestionRun) -> None:

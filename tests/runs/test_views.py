@@ -102,7 +102,8 @@ def test_the_run_page_shows_status_counts_feed_and_the_stream_to_resume(
     page = signed_in.get(reverse("runs:detail", args=[run.pk])).content.decode()
     assert f"Run #{run.pk}" in page
     assert 'data-role="badge">Queued<' in page
-    assert f'sse-connect="{reverse("runs:stream", args=[run.pk])}?after={last.pk}"' in page
+    stream = reverse("runs:stream", args=[run.pk])
+    assert f'sse-connect="{stream}?batch=1&amp;after={last.pk}"' in page
     assert "run.created" in page
     assert 'aria-live="polite"' in page
 
