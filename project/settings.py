@@ -198,7 +198,24 @@ EVENTSTREAM_CHANNELMANAGER_CLASS = "runs.feed.RunChannelManager"
 # http://127.0.0.1:5561), where every run event is published too; empty, GRIP mode is off.
 # INTAKE_GRIP_KEY is Pushpin's `sig_key` (pushpin.conf): it proves a request came through it.
 INTAKE_GRIP_URL = env_str("INTAKE_GRIP_URL")
-INTAKE_GRIP_KEY = env_str("INTAKE_GRIP_KEY", "changeme")
+# Pushpin's example key is public: GRIP mode with it would let anyone who reaches the web port
+# sign a Grip-Sig, so it has no default and a known or short key is refused at start-up.
+GRIP_KEY_MIN_LENGTH = 16
+GRIP_KEYS_REFUSED = frozenset({"changeme"})
+
+
+def grip_key(url: str, key: str) -> str:
+    """INTAKE_GRIP_KEY as given, refused when GRIP mode is on (`url` set) and the key is
+    missing, short or Pushpin's example."""
+    if url and (len(key) < GRIP_KEY_MIN_LENGTH or key in GRIP_KEYS_REFUSED):
+        raise ImproperlyConfigured(
+            "INTAKE_GRIP_URL is set, so INTAKE_GRIP_KEY must be Pushpin's sig_key: at least "
+            f"{GRIP_KEY_MIN_LENGTH} characters, not empty and not the example 'changeme'."
+        )
+    return key
+
+
+INTAKE_GRIP_KEY = grip_key(INTAKE_GRIP_URL, env_str("INTAKE_GRIP_KEY"))
 
 # --- Runs -----------------------------------------------------------------------------------
 # An active run whose heartbeat is older than this is ended as `error` by the reaper.

@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from project.env import env_bool, env_float, env_int, env_list, env_proxy_ssl_header
-from project.settings import redis_kwargs
+from project.settings import grip_key, redis_kwargs
 
 
 @pytest.mark.parametrize("raw, expected", [("1", True), ("yes", True), ("off", False), ("", False)])
@@ -90,3 +90,12 @@ def test_the_404s_of_browser_icons_are_not_logged_but_other_404s_are(client, cap
 
     logged = [record.getMessage() for record in caplog.records if record.name == "django.request"]
     assert logged == ["Not Found: /no-such-page/"]
+
+
+def test_grip_mode_refuses_a_missing_short_or_example_key():
+    for key in ("", "changeme", "short-key"):
+        with pytest.raises(ImproperlyConfigured, match="INTAKE_GRIP_KEY must be Pushpin's sig_key"):
+            grip_key("http://127.0.0.1:5561", key)
+    assert grip_key("http://127.0.0.1:5561", "k" * 32) == "k" * 32
+    # GRIP mode off: the key is not used, so it is not asked for.
+    assert grip_key("", "") == ""
