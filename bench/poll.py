@@ -183,6 +183,13 @@ def cpu_bench(run_pk: int, cookie: str, args: argparse.Namespace) -> list[dict[s
         fast = StatusPoll(django_app)
         targets[1:1] = [("status poll, fast path", fast, status, False)]
         targets[3:3] = [("status poll If-None-Match, fast path", fast, status, True)]
+    try:
+        from project.static_files import StaticFiles
+    except ImportError:  # a checkout from before it
+        pass
+    else:
+        front = StaticFiles(django_app)
+        targets.insert(-1, ("static file, in front of Django", front, STATIC_PATH, False))
     rows = []
     for name, app, path, etag in targets:
         row = asyncio.run(
@@ -191,7 +198,7 @@ def cpu_bench(run_pk: int, cookie: str, args: argparse.Namespace) -> list[dict[s
             )
         )
         rows.append({"target": name, **row})
-    static = next(r["cpu_ms"] for r in rows if r["target"].startswith("static"))
+    static = next(r["cpu_ms"] for r in rows if r["target"].startswith("static file (W"))
     for row in rows:
         row["vs_static_file"] = round(row["cpu_ms"] / static, 2)
         print(

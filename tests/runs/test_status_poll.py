@@ -88,6 +88,7 @@ def session_cookie(user: Any) -> str:
 def get(app: Any, path: str, cookies: dict[str, str], **headers: str) -> dict[str, Any]:
     """One GET through the ASGI application `app`: status, headers (lower-case names,
     Set-Cookie as a list), body."""
+    method = headers.pop("method", "GET")
     raw_headers = [(b"host", headers.pop("host", "127.0.0.1").encode())]
     if cookies:
         cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
@@ -98,7 +99,7 @@ def get(app: Any, path: str, cookies: dict[str, str], **headers: str) -> dict[st
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
