@@ -21,6 +21,7 @@ backend, a different middleware list): see `enabled()`.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
@@ -116,6 +117,7 @@ class StatusPoll:
         self.handler = handler or app
         self.on = enabled()
         self.hooks = _Hooks() if self.on else None
+        self.reading: dict[int, asyncio.Event] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if (
@@ -127,14 +129,27 @@ class StatusPoll:
         ):
             run_id = int(match[1])
             response = answer_from_memory(scope, run_id, self.hooks)
+            if response is None and (reading := self.reading.get(run_id)) is not None:
+                # The run is being read for another poll: its answer is remembered soon.
+                await reading.wait()
+                response = answer_from_memory(scope, run_id, self.hooks)
             if response is None:
-                response = await sync_to_async(answer, thread_sensitive=False)(
-                    scope, run_id, self.hooks
-                )
+                response = await self.read(scope, run_id, self.hooks)
             if response is not None:
                 await self.handler.send_response(response, send)
                 return
         await self.app(scope, receive, send)
+
+    async def read(self, scope: dict[str, Any], run_id: int, hooks: _Hooks) -> Any:
+        # One read of a run at a time per process: when its memory ends, the polls that come
+        # meanwhile wait for the one read rather than each making its own.
+        done = self.reading.setdefault(run_id, asyncio.Event())
+        try:
+            return await sync_to_async(answer, thread_sensitive=False)(scope, run_id, hooks)
+        finally:
+            if self.reading.get(run_id) is done:
+                del self.reading[run_id]
+                done.set()
 
 
 def answer(scope: dict[str, Any], run_id: int, hooks: Any) -> HttpResponseBase | None:

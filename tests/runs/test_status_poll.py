@@ -88,6 +88,11 @@ def session_cookie(user: Any) -> str:
 def get(app: Any, path: str, cookies: dict[str, str], **headers: str) -> dict[str, Any]:
     """One GET through the ASGI application `app`: status, headers (lower-case names,
     Set-Cookie as a list), body."""
+    return async_to_sync(aget)(app, path, cookies, **headers)
+
+
+async def aget(app: Any, path: str, cookies: dict[str, str], **headers: str) -> dict[str, Any]:
+    """`get` on the running event loop."""
     method = headers.pop("method", "GET")
     raw_headers = [(b"host", headers.pop("host", "127.0.0.1").encode())]
     if cookies:
@@ -122,7 +127,7 @@ def get(app: Any, path: str, cookies: dict[str, str], **headers: str) -> dict[st
     async def send(message: dict[str, Any]) -> None:
         messages.append(message)
 
-    async_to_sync(app)(scope, receive, send)
+    await app(scope, receive, send)
     start = messages[0]
     result: dict[str, Any] = {"status": start["status"], "headers": {}, "cookies": []}
     for name, value in start["headers"]:
@@ -413,3 +418,22 @@ def test_a_remembered_run_past_its_pending_timeout_is_read_and_ended(
     answered = get(fast, path, cookies)
     assert "No worker picked the run up" in answered["body"].decode()
     assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.ERROR
+
+
+def test_polls_of_a_run_being_read_wait_for_that_read(
+    fast, django_app, user, redis_client, clock, monkeypatch
+):
+    run = start(user)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user)}
+    path = reverse("runs:status", args=[run.pk])
+    assert get(fast, path, cookies)["status"] == 200
+    reads = []
+    read_run = status_poll.read_run
+    monkeypatch.setattr(status_poll, "read_run", lambda *a: reads.append(a) or read_run(*a))
+    past_the_run_bound(clock)
+
+    async def polls() -> list[dict[str, Any]]:
+        return await asyncio.gather(*(aget(fast, path, cookies) for _ in range(10)))
+
+    assert [answer["status"] for answer in async_to_sync(polls)()] == [200] * 10
+    assert len(reads) == 1
