@@ -3,27 +3,12 @@ WhiteNoise gives through Django, without the middleware stack; everything else t
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from django.core.asgi import get_asgi_application
 
 from project import static_files
-from tests.runs.test_status_poll import get
+from tests.runs.test_status_poll import Recorder, get
 
 PATH = "/static/css/intake.css"
-
-
-class Recorder:
-    """Django's ASGI application, counting the requests that reach it."""
-
-    def __init__(self) -> None:
-        self.django = get_asgi_application()
-        self.calls = 0
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        self.calls += 1
-        await self.django(scope, receive, send)
 
 
 @pytest.fixture
