@@ -11,8 +11,11 @@ If-None-Match as a browser does once it has the fragment's ETag (304 when nothin
 Before the HTTP phases, `--cpu-requests` requests per target are sent straight to the ASGI
 application inside this process (no sockets, no server): the web CPU each one costs, through
 Django's handler and through the status poll's fast path (runs.status_poll), beside the static
-file. CPU time per request, measured back to back in one process, is what a loaded machine
-disturbs least; the HTTP figures show what it buys end to end.
+file (through Django, and in front of it: project.static_files). The fast path remembers the
+run for a second (runs.status_poll.RUN_RECHECK_SECONDS), so most of these polls, and of the
+HTTP phases', are answered from memory, as many pages polling one run are. CPU time per
+request, measured back to back in one process, is what a loaded machine disturbs least; the
+HTTP figures show what it buys end to end.
 
     .venv/bin/python bench/poll.py
     .venv/bin/python bench/poll.py --concurrency 10,50 --seconds 5 --web-workers 1
