@@ -30,10 +30,14 @@ from django.urls import get_resolver  # noqa: E402
 
 from api.problems import too_large_refusal  # noqa: E402
 from ingestion.upload_limits import BodyLimit  # noqa: E402
+from project.static_files import StaticFiles  # noqa: E402
 from runs.status_poll import StatusPoll  # noqa: E402
 
-# The status poll of a signed-in owner skips the middleware stack (runs/status_poll.py).
-application: Any = BodyLimit(StatusPoll(django_application), refusal=too_large_refusal)
+# The status poll of a signed-in owner skips the middleware stack (runs/status_poll.py), and
+# so do static files (project/static_files.py).
+application: Any = BodyLimit(
+    StaticFiles(StatusPoll(django_application), django_application), refusal=too_large_refusal
+)
 
 # Load the URLconf, hence every view module, now rather than on the first request, so that
 # it is part of what gc.freeze() sets aside.

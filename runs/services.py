@@ -562,6 +562,11 @@ def _silence(run: IngestionRun, now: datetime) -> tuple[float, float] | None:
     return (age, limit) if age > limit else None
 
 
+def run_is_stale(run: IngestionRun, now: datetime) -> bool:
+    """Whether `run_end_if_stale(run, now=now)` would end the run (judged without a read)."""
+    return _silence(run, now) is not None
+
+
 def run_end_if_stale(
     run: IngestionRun, *, now: datetime | None = None, abort: bool = False
 ) -> bool:

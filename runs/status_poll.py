@@ -7,7 +7,9 @@ between the event loop and a thread at every sync middleware (WhiteNoise is sync
 three reads (the session, the user, the run). Here a poll costs one hop to a thread and one
 read that joins the run, its owner and the session by their keys; the response is still built
 by the view's own code (runs.views.status_response) and passes through the same hooks of the
-middleware that add headers or cookies, so it is the response Django would give.
+middleware that add headers or cookies, so it is the response Django would give. The next
+polls of the same run by the same session, for a bounded time, are answered on the event loop
+from what that read found, with no read and no thread (see SESSIONS and RUNS below).
 
 Only the plain case is answered here: a signed-in owner polling their own run. Anything else
 (no session, an expired or tampered one, a changed password, another user's run, no such run,
@@ -19,21 +21,25 @@ backend, a different middleware list): see `enabled()`.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
 from datetime import datetime
 from functools import lru_cache
+from time import monotonic
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import User
+from django.contrib.auth.signals import user_logged_out
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.db import close_old_connections, connection
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.middleware.clickjacking import XFrameOptionsMiddleware
@@ -45,6 +51,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.crypto import constant_time_compare
 
 from project import middleware as csp
+from runs import services
 from runs.models import IngestionRun
 
 logger = logging.getLogger(__name__)
@@ -110,22 +117,39 @@ class StatusPoll:
         self.handler = handler or app
         self.on = enabled()
         self.hooks = _Hooks() if self.on else None
+        self.reading: dict[int, asyncio.Event] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if (
-            self.on
+            self.hooks is not None
             and scope["type"] == "http"
             and scope["method"] == "GET"
             and not scope.get("root_path")
             and (match := PATH.fullmatch(scope["path"]))
         ):
-            response = await sync_to_async(answer, thread_sensitive=False)(
-                scope, int(match[1]), self.hooks
-            )
+            run_id = int(match[1])
+            response = answer_from_memory(scope, run_id, self.hooks)
+            if response is None and (reading := self.reading.get(run_id)) is not None:
+                # The run is being read for another poll: its answer is remembered soon.
+                await reading.wait()
+                response = answer_from_memory(scope, run_id, self.hooks)
+            if response is None:
+                response = await self.read(scope, run_id, self.hooks)
             if response is not None:
                 await self.handler.send_response(response, send)
                 return
         await self.app(scope, receive, send)
+
+    async def read(self, scope: dict[str, Any], run_id: int, hooks: _Hooks) -> Any:
+        # One read of a run at a time per process: when its memory ends, the polls that come
+        # meanwhile wait for the one read rather than each making its own.
+        done = self.reading.setdefault(run_id, asyncio.Event())
+        try:
+            return await sync_to_async(answer, thread_sensitive=False)(scope, run_id, hooks)
+        finally:
+            if self.reading.get(run_id) is done:
+                del self.reading[run_id]
+                done.set()
 
 
 def answer(scope: dict[str, Any], run_id: int, hooks: Any) -> HttpResponseBase | None:
@@ -145,6 +169,60 @@ def answer(scope: dict[str, Any], run_id: int, hooks: Any) -> HttpResponseBase |
 def _answer(scope: dict[str, Any], run_id: int, hooks: _Hooks) -> HttpResponseBase | None:
     from runs.views import status_response
 
+    checked = _checked_request(scope, hooks)
+    if checked is None:
+        return None
+    request, key = checked
+    run = read_run(run_id, key, timezone.now())
+    if run is None or not _signed_in_owner(run):
+        return None
+    response = _respond(request, run, hooks, status_response)
+    _remember(key, run)
+    return response
+
+
+def answer_from_memory(
+    scope: dict[str, Any], run_id: int, hooks: _Hooks
+) -> HttpResponseBase | None:
+    """The answer from this process's memory of the session and the run (see SESSIONS and
+    RUNS), on the event loop with no read; None when either is not remembered, does not
+    match, or the run would have to be ended as stale: `answer` reads them again."""
+    try:
+        return _answer_from_memory(scope, run_id, hooks)
+    except Exception:  # a read attempted on the loop among them: `answer` answers
+        logger.warning("The status poll's memory failed; the poll reads.", exc_info=True)
+        return None
+
+
+def _answer_from_memory(
+    scope: dict[str, Any], run_id: int, hooks: _Hooks
+) -> HttpResponseBase | None:
+    from runs.views import status_answer
+
+    checked = _checked_request(scope, hooks)
+    if checked is None:
+        return None
+    request, key = checked
+    now, clock = timezone.now(), monotonic()
+    session, run_entry = SESSIONS.get(key), RUNS.get(run_id)
+    if session is None or run_entry is None:
+        return None
+    user_id, expires, session_until = session
+    run, run_until = run_entry
+    if (
+        clock >= session_until
+        or clock >= run_until
+        or now >= expires
+        or run.owner_id != user_id
+        or services.run_is_stale(run, now)
+    ):
+        return None
+    return _respond(request, run, hooks, status_answer)
+
+
+def _checked_request(scope: dict[str, Any], hooks: _Hooks) -> tuple[ASGIRequest, str] | None:
+    """The request and its session key, once the request hooks that may refuse or redirect
+    it let it through (None: Django answers)."""
     request = ASGIRequest(scope, io.BytesIO())
     if hooks.security.process_request(request) is not None:
         return None  # a redirect to HTTPS
@@ -154,13 +232,13 @@ def _answer(scope: dict[str, Any], run_id: int, hooks: _Hooks) -> HttpResponseBa
     # CommonMiddleware checks the Host header (DisallowedHost) and the user agents.
     if hooks.common.process_request(request) is not None:
         return None
-    run = read_run(run_id, key, timezone.now())
-    if run is None or not _signed_in_owner(run):
-        return None
-    hooks.csrf.process_request(request)
+    return request, key
 
+
+def _respond(request: HttpRequest, run: IngestionRun, hooks: _Hooks, view: Any) -> HttpResponseBase:
+    hooks.csrf.process_request(request)
     # Typed as HttpResponse: that is what the hooks' stubs take (any response works).
-    response = cast(HttpResponse, status_response(request, run))
+    response = cast(HttpResponse, view(request, run))
     # Each hook sets its headers on the response it is given and returns it (CommonMiddleware
     # returns another only for a 404).
     csp._apply(request, response)
@@ -170,6 +248,42 @@ def _answer(scope: dict[str, Any], run_id: int, hooks: _Hooks) -> HttpResponseBa
     patch_vary_headers(response, ("Cookie",))  # SessionMiddleware: the session was read
     hooks.security.process_response(request, response)
     return response
+
+
+# What this process remembers of the polls it answered after a read, so that the next polls
+# of the same run by the same session are answered without one (answer_from_memory):
+# session key -> (user id, the session's expiry, until when it is trusted) and run id -> (the
+# run as read, until when it is trusted), on the monotonic clock. A session signed out,
+# revoked by a password change or a deactivation, or deleted keeps being trusted by a process
+# that remembers it for at most SESSION_RECHECK_SECONDS (a logout in this process forgets it at
+# once: forget_session); a poll shows the run as it was at most RUN_RECHECK_SECONDS ago, less
+# than a poll's interval. Plain dicts, cleared when full; a stale entry is only ever skipped.
+SESSION_RECHECK_SECONDS = 5.0
+RUN_RECHECK_SECONDS = 1.0
+REMEMBERED_MAX = 10_000
+SESSIONS: dict[str, tuple[int, datetime, float]] = {}
+RUNS: dict[int, tuple[IngestionRun, float]] = {}
+
+
+def _remember(session_key: str, run: Any) -> None:
+    clock = monotonic()
+    for memory in (SESSIONS, RUNS):
+        if len(memory) >= REMEMBERED_MAX:
+            memory.clear()
+    SESSIONS[session_key] = (
+        run.owner_id,
+        run.poll_session_expires,
+        clock + SESSION_RECHECK_SECONDS,
+    )
+    RUNS[run.pk] = (run, clock + RUN_RECHECK_SECONDS)
+
+
+@receiver(user_logged_out)
+def forget_session(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    """A logout in this process ends the session's remembered polls at once."""
+    key = getattr(getattr(request, "session", None), "session_key", None)
+    if key:
+        SESSIONS.pop(key, None)
 
 
 def read_run(run_id: int, session_key: str, now: datetime) -> IngestionRun | None:
@@ -185,6 +299,7 @@ def _sql_for(vendor: str) -> str:
     q = connection.ops.quote_name
     return (
         f"SELECT r.*, s.{q('session_data')} AS poll_session_data,"
+        f" s.{q('expire_date')} AS poll_session_expires,"
         f" u.{q('password')} AS poll_owner_password, u.{q('is_active')} AS poll_owner_active"
         f" FROM {q(IngestionRun._meta.db_table)} r"
         f" JOIN {q(User._meta.db_table)} u ON u.{q('id')} = r.{q('owner_id')}"

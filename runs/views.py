@@ -145,6 +145,12 @@ def status_response(request: HttpRequest, run: IngestionRun) -> HttpResponseBase
     """The status poll's answer for `run`, which the request's user owns: what run_status
     answers, and what runs.status_poll answers without the middleware stack."""
     services.run_end_if_stale(run)
+    return status_answer(request, run)
+
+
+def status_answer(request: HttpRequest, run: IngestionRun) -> HttpResponseBase:
+    """status_response for a run known not to be stale: no read, no write (runs.status_poll
+    calls it on the event loop with a run it read moments ago)."""
     etag = _status_etag(run)
     response = get_conditional_response(request, etag=etag)
     if response is None:

@@ -43,6 +43,37 @@ def django_app() -> Recorder:
     return Recorder()
 
 
+@pytest.fixture(autouse=True)
+def clock(monkeypatch) -> Any:
+    """The fast path's memory starts empty, on a clock the test moves (`clock.advance`)."""
+    import time
+
+    class Clock:
+        offset = 0.0
+
+        def __call__(self) -> float:
+            return time.monotonic() + self.offset
+
+        def advance(self, seconds: float) -> None:
+            self.offset += seconds
+
+    fake = Clock()
+    monkeypatch.setattr(status_poll, "monotonic", fake)
+    status_poll.SESSIONS.clear()
+    status_poll.RUNS.clear()
+    yield fake
+    status_poll.SESSIONS.clear()
+    status_poll.RUNS.clear()
+
+
+def past_the_run_bound(clock: Any) -> None:
+    clock.advance(status_poll.RUN_RECHECK_SECONDS + 0.01)
+
+
+def past_the_session_bound(clock: Any) -> None:
+    clock.advance(status_poll.SESSION_RECHECK_SECONDS + 0.01)
+
+
 @pytest.fixture
 def fast(django_app: Recorder) -> status_poll.StatusPoll:
     return status_poll.StatusPoll(django_app, django_app.django)
@@ -57,6 +88,12 @@ def session_cookie(user: Any) -> str:
 def get(app: Any, path: str, cookies: dict[str, str], **headers: str) -> dict[str, Any]:
     """One GET through the ASGI application `app`: status, headers (lower-case names,
     Set-Cookie as a list), body."""
+    return async_to_sync(aget)(app, path, cookies, **headers)
+
+
+async def aget(app: Any, path: str, cookies: dict[str, str], **headers: str) -> dict[str, Any]:
+    """`get` on the running event loop."""
+    method = headers.pop("method", "GET")
     raw_headers = [(b"host", headers.pop("host", "127.0.0.1").encode())]
     if cookies:
         cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
@@ -67,7 +104,7 @@ def get(app: Any, path: str, cookies: dict[str, str], **headers: str) -> dict[st
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
@@ -90,7 +127,7 @@ def get(app: Any, path: str, cookies: dict[str, str], **headers: str) -> dict[st
     async def send(message: dict[str, Any]) -> None:
         messages.append(message)
 
-    async_to_sync(app)(scope, receive, send)
+    await app(scope, receive, send)
     start = messages[0]
     result: dict[str, Any] = {"status": start["status"], "headers": {}, "cookies": []}
     for name, value in start["headers"]:
@@ -159,7 +196,7 @@ def test_a_poll_without_a_csrf_cookie_gets_a_new_one_as_through_django(
 
 
 def test_a_revalidating_poll_of_an_unchanged_run_is_not_modified(
-    fast, django_app, user, redis_client
+    fast, django_app, user, redis_client, clock, django_assert_num_queries
 ):
     run = start(user)
     cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user), "csrftoken": CSRF_SECRET}
@@ -167,12 +204,18 @@ def test_a_revalidating_poll_of_an_unchanged_run_is_not_modified(
     first = get(fast, path, cookies)
     etag = first["headers"]["etag"]
 
-    again = get(fast, path, cookies, if_none_match=etag)
+    # The session and the run are remembered from the first poll: no read.
+    with django_assert_num_queries(0):
+        again = get(fast, path, cookies, if_none_match=etag)
+        fresh = get(fast, path, cookies)
+    assert fresh["status"] == 200 and fresh["headers"] == first["headers"]
+    assert without_token(fresh["body"]) == without_token(first["body"])
     assert again["status"] == 304 and again["body"] == b""
     assert again["headers"]["etag"] == etag
     assert again["headers"] == get(django_app.django, path, cookies, if_none_match=etag)["headers"]
 
     services.run_transition(run, to=RunStatus.INITIALIZING)
+    past_the_run_bound(clock)
     moved = get(fast, path, cookies, if_none_match=etag)
     assert moved["status"] == 200 and moved["headers"]["etag"] != etag
     assert "badge-initializing" in moved["body"].decode()
@@ -202,31 +245,55 @@ def test_without_a_session_the_poll_redirects_to_the_login(fast, django_app, use
     assert django_app.calls == 2
 
 
-def test_after_logout_the_old_session_cookie_no_longer_reads_the_run(
-    fast, django_app, user, redis_client
+def test_a_session_deleted_elsewhere_stops_reading_the_run_within_the_bound(
+    fast, django_app, user, redis_client, clock
 ):
     run = start(user)
     session = session_cookie(user)
     path = reverse("runs:status", args=[run.pk])
     assert get(fast, path, {settings.SESSION_COOKIE_NAME: session})["status"] == 200
 
-    Session.objects.filter(session_key=session).delete()  # what logout does
+    Session.objects.filter(session_key=session).delete()  # a logout in another process
+    # Remembered for at most SESSION_RECHECK_SECONDS (and rechecked sooner, with the run,
+    # whenever the run is read again).
+    assert get(fast, path, {settings.SESSION_COOKIE_NAME: session})["status"] == 200
+    assert django_app.calls == 0
+    past_the_session_bound(clock)
+    assert get(fast, path, {settings.SESSION_COOKIE_NAME: session})["status"] == 302
+
+
+def test_a_logout_in_this_process_stops_reading_the_run_at_once(
+    fast, django_app, user, redis_client
+):
+    run = start(user)
+    browser = Client()
+    browser.force_login(user)
+    session = browser.cookies[settings.SESSION_COOKIE_NAME].value
+    path = reverse("runs:status", args=[run.pk])
+    assert get(fast, path, {settings.SESSION_COOKIE_NAME: session})["status"] == 200
+    assert session in status_poll.SESSIONS
+
+    browser.post(reverse("logout"))
     assert get(fast, path, {settings.SESSION_COOKIE_NAME: session})["status"] == 302
 
 
 def test_a_changed_password_or_a_deactivated_user_signs_the_session_out(
-    fast, django_app, user, redis_client
+    fast, django_app, user, redis_client, clock
 ):
     run = start(user)
     path = reverse("runs:status", args=[run.pk])
     session = session_cookie(user)
+    assert get(fast, path, {settings.SESSION_COOKIE_NAME: session})["status"] == 200
     user.set_password("another-pass-456")
     user.save()
+    past_the_session_bound(clock)
     assert get(fast, path, {settings.SESSION_COOKIE_NAME: session})["status"] == 302
 
     session = session_cookie(user)
+    assert get(fast, path, {settings.SESSION_COOKIE_NAME: session})["status"] == 200
     user.is_active = False
     user.save()
+    past_the_session_bound(clock)
     assert get(fast, path, {settings.SESSION_COOKIE_NAME: session})["status"] == 302
 
 
@@ -290,3 +357,70 @@ def test_the_poll_ends_a_run_no_worker_picked_up(fast, django_app, user, redis_c
     assert answered["status"] == 200 and django_app.calls == 0
     assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.ERROR
     assert "No worker picked the run up" in answered["body"].decode()
+
+
+def test_a_change_of_the_run_shows_once_its_bound_passes(
+    fast, django_app, user, redis_client, clock
+):
+    run = start(user)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user)}
+    path = reverse("runs:status", args=[run.pk])
+    etag = get(fast, path, cookies)["headers"]["etag"]
+    services.run_transition(run, to=RunStatus.INITIALIZING)
+    past_the_run_bound(clock)
+    moved = get(fast, path, cookies, if_none_match=etag)
+    assert moved["status"] == 200 and "badge-initializing" in moved["body"].decode()
+
+
+def test_a_remembered_session_does_not_read_another_users_run(
+    fast, django_app, user, other_user, redis_client
+):
+    mine, theirs = start(user), start(other_user)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user)}
+    other = {settings.SESSION_COOKIE_NAME: session_cookie(other_user)}
+    assert get(fast, reverse("runs:status", args=[mine.pk]), cookies)["status"] == 200
+    assert get(fast, reverse("runs:status", args=[theirs.pk]), other)["status"] == 200
+    # Both the session and the other user's run are remembered now.
+    answered = get(fast, reverse("runs:status", args=[theirs.pk]), cookies)
+    assert answered["status"] == 404
+    assert django_app.calls == 1
+
+
+def test_a_remembered_run_past_its_pending_timeout_is_read_and_ended(
+    fast, django_app, user, redis_client
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    run = start(user)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user)}
+    path = reverse("runs:status", args=[run.pk])
+    assert get(fast, path, cookies)["status"] == 200
+    remembered, until = status_poll.RUNS[run.pk]
+    limit = settings.INTAKE_RUN_PENDING_TIMEOUT
+    old = timezone.now() - timedelta(seconds=limit + 60)
+    remembered.created_at = old
+    IngestionRun.objects.filter(pk=run.pk).update(created_at=old)
+    answered = get(fast, path, cookies)
+    assert "No worker picked the run up" in answered["body"].decode()
+    assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.ERROR
+
+
+def test_polls_of_a_run_being_read_wait_for_that_read(
+    fast, django_app, user, redis_client, clock, monkeypatch
+):
+    run = start(user)
+    cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user)}
+    path = reverse("runs:status", args=[run.pk])
+    assert get(fast, path, cookies)["status"] == 200
+    reads = []
+    read_run = status_poll.read_run
+    monkeypatch.setattr(status_poll, "read_run", lambda *a: reads.append(a) or read_run(*a))
+    past_the_run_bound(clock)
+
+    async def polls() -> list[dict[str, Any]]:
+        return await asyncio.gather(*(aget(fast, path, cookies) for _ in range(10)))
+
+    assert [answer["status"] for answer in async_to_sync(polls)()] == [200] * 10
+    assert len(reads) == 1
