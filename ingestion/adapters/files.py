@@ -396,6 +396,10 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
             yield to_posting(record, row, label=label)
 
 
+def _mapped(record: Any, row: int | None, *, label: str) -> Posting:
+    return to_posting(record, row or 0, label=label)[0]
+
+
 class FileAdapter(Adapter):
     kind = "file"
     row_companies = True
@@ -440,9 +444,6 @@ class FileAdapter(Adapter):
         fmt = self.source.upload_format
         label = row_label(fmt)
 
-        def mapper(record: Any, row: int | None) -> Posting:
-            return to_posting(record, row or 0, label=label)[0]
-
         with self._upload() as fileobj:
             try:
                 for row, record in _records(fileobj, fmt):
@@ -458,7 +459,9 @@ class FileAdapter(Adapter):
                         row=row,
                         size=len(text),
                         record=record,
-                        mapper=mapper,
+                        # A module function, not a closure: a record is pickled to be
+                        # mapped on another worker (ingestion.pipeline.mapping).
+                        mapper=functools.partial(_mapped, label=label),
                     )
             except UploadError as exc:
                 raise SourceFailed(str(exc)) from exc

@@ -26,7 +26,9 @@ from ingestion.adapters import Posting, RawRecord, SourceFailed, adapter_class, 
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline.batching import batched
+from ingestion.pipeline.chunks import live_workers
 from ingestion.pipeline.filters import PostingFilter
+from ingestion.pipeline.mapping import NOTHING, Offers
 from runs.context import RunContext
 from runs.exceptions import RunAborted, RunGone
 
@@ -89,6 +91,8 @@ class SourceOutcome:
     # Postings listed per company, for sources whose rows name their own (an aggregator's
     # file); empty otherwise: every posting is the source's company's.
     companies: Counter[str] = field(default_factory=Counter)
+    # Batches of the listing whose postings another worker mapped (ingestion.pipeline.mapping).
+    mapped_elsewhere: int = 0
 
     @property
     def valid_listed(self) -> int:
@@ -111,6 +115,7 @@ class SourceOutcome:
                 for name, count in self.companies.most_common(SUMMARY_COMPANIES_MAX)
             ],
             "companiesCount": len(self.companies),
+            "mappedElsewhere": self.mapped_elsewhere,
         }
 
 
@@ -185,15 +190,24 @@ class SourceDiff:
         self.boilerplate = frozenset(source.boilerplate or ())
         # Its lines, when learned in this run (a faster lookup than the fingerprints).
         self.boilerplate_lines: frozenset[bytes] | None = None
+        # What other workers computed ahead for the batch being applied.
+        self._mapped = NOTHING
 
     def run_diff(self) -> SourceOutcome:
         """List the source and record every posting; returns what happened. A failure of
         the source is recorded on the outcome (the run goes on); abort propagates."""
         started = time.monotonic()
         out = self.outcome
+        offers = Offers(self.run.pk, self.source.pk, workers=live_workers())
         try:
             postings = get_adapter(self.source, self.fetcher).records(self.raw_hash)
-            for batch in batched(postings, LISTING_BATCH_SIZE, weight=posting_text_size):
+            for batch, mapped in offers.batches(
+                batched(postings, LISTING_BATCH_SIZE, weight=posting_text_size),
+                to_map=self._to_map,
+                boilerplate=lambda: (self.boilerplate, self.boilerplate_lines),
+                checkpoint=self.ctx.checkpoint,
+            ):
+                self._mapped = mapped
                 self._apply(batch)
             out.complete = True
         except (RunAborted, RunGone):
@@ -203,6 +217,10 @@ class SourceDiff:
         except Exception as exc:
             logger.exception("Listing source %s failed", self.source.pk)
             out.error = f"Unexpected error reading the source: {type(exc).__name__}: {exc}"
+        finally:
+            self._mapped = NOTHING
+            offers.close()
+        out.mapped_elsewhere = offers.helped
         out.seconds = time.monotonic() - started
         unreported = out.counts[ItemOutcome.INVALID] + out.counts[ItemOutcome.ERROR]
         unreported -= self._item_events
@@ -225,8 +243,10 @@ class SourceDiff:
         asked: set[tuple[str, str]] = set()
         self._look_up(stored, asked, [r for r in batch if isinstance(r, RawRecord)])
         entries: list[Posting | RawRecord] = [
-            r if isinstance(r, Posting) or self._unchanged_record(r, stored) else r.posting()
-            for r in batch
+            r
+            if isinstance(r, Posting) or self._unchanged_record(r, stored)
+            else self._mapped.posting(i, r)
+            for i, r in enumerate(batch)
         ]
         self._look_up(stored, asked, [p for p in entries if isinstance(p, Posting)])
         companies = [job_company(p, self.source) for p in entries]
@@ -236,7 +256,7 @@ class SourceDiff:
         rehashed: list[tuple[int, str]] = []
         # Each item's posting (None: a record unchanged without being mapped).
         item_postings: list[Posting | None] = []
-        for entry, company in zip(entries, companies, strict=True):
+        for index, (entry, company) in enumerate(zip(entries, companies, strict=True)):
             if self.source_rows_companies:
                 self.outcome.companies[company] += 1
             key = (company, entry.external_id.strip())
@@ -258,7 +278,7 @@ class SourceDiff:
                 self.outcome.counts[ItemOutcome.UNCHANGED] += 1
                 unchanged_ids.append(pk)
                 continue
-            posting = entry.posting() if isinstance(entry, RawRecord) else entry
+            posting = self._mapped.posting(index, entry) if isinstance(entry, RawRecord) else entry
             outcome, reason, chash = self._classify(posting, stored, company)
             item = store.ItemRow(
                 run_id=self.run.pk,
@@ -400,6 +420,18 @@ class SourceDiff:
             for ext, *job in self._stored(list(keys), STORED_COLUMNS, company=company):
                 stored[company, ext] = tuple(job)  # type: ignore[assignment]
 
+    def _to_map(self, batch: list[Posting | RawRecord]) -> list[tuple[int, Posting | RawRecord]]:
+        """The entries of a batch read ahead that another worker may map (by index): all but
+        the records unchanged as the jobs stand now (the batch is compared again when its
+        turn comes; mapping more than it needs changes nothing)."""
+        stored: dict[tuple[str, str], Stored] = {}
+        self._look_up(stored, set(), [r for r in batch if isinstance(r, RawRecord)])
+        return [
+            (i, r)
+            for i, r in enumerate(batch)
+            if not isinstance(r, RawRecord) or not self._unchanged_record(r, stored)
+        ]
+
     def _unchanged_record(self, record: RawRecord, stored: dict[tuple[str, str], Stored]) -> bool:
         """Whether `record` is its stored job as it was read last (an expired job listed
         again is an update, whatever its content)."""
@@ -455,6 +487,8 @@ class SourceDiff:
         (those the listing has the text of); the ingesting stage decides the others."""
         decided: list[tuple[store.ItemRow, dedupe.Candidate, Posting]] = []
         texts: list[str] = []
+        # Those whose simhash was not computed ahead (ingestion.pipeline.mapping).
+        unsized: list[dedupe.Candidate] = []
         for posting, item in zip(batch, items, strict=True):
             if item.outcome not in (ItemOutcome.NEW, ItemOutcome.UPDATED) or posting is None:
                 continue
@@ -465,18 +499,23 @@ class SourceDiff:
                 label = dedupe.job_label(item.job_id, title)
             else:
                 label = f"'{title}' ({_posting_where(posting)})"
-            # The same words on the same lines as the ingesting stage's sanitized text, without
-            # sanitizing: the listing runs on one worker (ingestion.normalize.plaintext).
-            texts.append(normalize.fingerprint_text(posting.description_html))
             company = job_company(posting, self.source)
             candidate = dedupe.Candidate(0, company=company, title=title, label=label)
             decided.append((item, candidate, posting))
+            ahead = self._mapped.fingerprints.get(id(posting))
+            if ahead is not None:
+                candidate.simhash, candidate.words = ahead
+                continue
+            # The same words on the same lines as the ingesting stage's sanitized text, without
+            # sanitizing: the listing is the run's critical path (ingestion.normalize.plaintext).
+            texts.append(normalize.fingerprint_text(posting.description_html))
+            unsized.append(candidate)
         if not decided:
             return []
         sized = simhash.simhash_many_sized(
             texts, boilerplate=self.boilerplate, lines=self.boilerplate_lines
         )
-        for (_, candidate, _), (value, words) in zip(decided, sized, strict=True):
+        for candidate, (value, words) in zip(unsized, sized, strict=True):
             candidate.simhash, candidate.words = value, words
         matches = self.near.decide([candidate for _, candidate, _ in decided])
         results = []
@@ -526,7 +565,7 @@ class SourceDiff:
                 "",
             )
         self._keys[company, key] = label
-        chash = normalize.content_hash(posting)
+        chash = self._mapped.content_hash(posting)
         if (company, chash) in self._contents:
             return (
                 ItemOutcome.DUPLICATE,

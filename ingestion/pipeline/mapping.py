@@ -1,0 +1,267 @@
+"""The listing's pure per-posting work, done ahead on other workers: a listing is one RQ job
+(the run's), so without this a second worker idles while the first maps and hashes.
+
+What a batch's postings need before the listing can compare them — each record mapped to a
+Posting (the adapter's parsing), its content hash, its fingerprint text's simhash with the
+source's boilerplate — depends on nothing but the posting. So while the listing (the
+coordinator, ingestion.pipeline.diff) works on one batch, it offers the next few as RQ jobs
+(`map_batch`, at the front of the queue, ahead of chunks); everything that depends on order
+(classifying, near-duplicate decisions, writes) stays in the listing, one batch after the
+other, as before.
+
+Per offered batch, Redis holds three keys, each with a TTL: the payload (the records, pickled),
+a claim (SET NX: whoever sets it computes the batch) and the result (a list the helper pushes
+to, the listing pops from). When the listing needs a batch it tries to claim it: if it wins it
+computes the batch itself (nobody took it yet, or there is one worker: itself); otherwise it
+waits for the helper's result, and takes the batch over when the helper's lease ends without
+one (a helper that died). Results are pure: who computes a batch never changes an outcome.
+Every key of a source's listing is deleted when it ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from redis.exceptions import RedisError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
+
+from ingestion import normalize, simhash
+from ingestion.adapters import Posting, RawRecord
+from runs import queue
+from runs.exceptions import RunAborted, RunGone
+
+logger = logging.getLogger(__name__)
+
+MAP_BATCH = "ingestion.pipeline.mapping.map_batch"
+# Every key lives at most this long (a run that died leaves nothing behind for longer).
+KEY_TTL = 900
+# A helper's claim: the listing takes the batch over once it lapses without a result (the
+# helper died). Far above what a batch costs, even on a loaded machine.
+LEASE_SECONDS = 30
+# The listing waits for a helper's result in slices this long, checking its abort between.
+WAIT_SLICE = 1
+# Batches offered ahead per live worker (bounded memory: the listing holds them).
+AHEAD_PER_WORKER = 2
+# The listing's own claim's value.
+LISTING = "listing"
+
+Entry = Posting | RawRecord
+# Per entry sent: (its index in the batch, its posting when it was a record, else None, its
+# content hash or "", its (simhash, own words) or None).
+MappedEntry = tuple[int, Posting | None, str, tuple[int, int] | None]
+
+
+@dataclass
+class Mapped:
+    """What was computed ahead for one batch: the records' postings by their index in the
+    batch, and by posting (its id) the content hash and the simhash with its own words.
+    Empty: the listing computes everything as it goes."""
+
+    postings: dict[int, Posting] = field(default_factory=dict)
+    hashes: dict[int, str] = field(default_factory=dict)
+    fingerprints: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def posting(self, index: int, record: RawRecord) -> Posting:
+        return self.postings.get(index) or record.posting()
+
+    def content_hash(self, posting: Posting) -> str:
+        return self.hashes.get(id(posting)) or normalize.content_hash(posting)
+
+
+NOTHING = Mapped()
+
+
+def hashable(posting: Posting) -> bool:
+    """Whether the listing reads the posting's content hash (SourceDiff._classify)."""
+    return (
+        not posting.invalid_reasons
+        and bool(posting.external_id.strip())
+        and not posting.duplicate_of
+    )
+
+
+def map_entries(
+    entries: list[tuple[int, Entry]],
+    boilerplate: frozenset[int],
+    lines: frozenset[bytes] | None,
+) -> list[MappedEntry]:
+    """The pure work of these (index, entry) of a batch: see MappedEntry."""
+    out: list[list[object]] = []
+    texts: list[str] = []
+    fingerprinted: list[int] = []
+    for index, entry in entries:
+        posting = entry.posting() if isinstance(entry, RawRecord) else entry
+        chash = ""
+        if hashable(posting):
+            chash = normalize.content_hash(posting)
+            if not posting.needs_detail:
+                fingerprinted.append(len(out))
+                texts.append(normalize.fingerprint_text(posting.description_html))
+        out.append([index, posting if isinstance(entry, RawRecord) else None, chash, None])
+    sized = simhash.simhash_many_sized(texts, boilerplate=boilerplate, lines=lines)
+    for at, value in zip(fingerprinted, sized, strict=True):
+        out[at][3] = value
+    return [tuple(row) for row in out]  # type: ignore[misc]
+
+
+def map_batch(key: str) -> str:
+    """RQ job: compute the batch offered under `key` unless someone claimed it (the listing
+    itself, when it got there first). Returns who did it, for the job's record."""
+    conn = queue.get_queue().connection
+    me = f"pid {os.getpid()}"
+    if not conn.set(f"{key}:claim", me, nx=True, ex=LEASE_SECONDS):
+        return "claimed elsewhere"
+    blob = conn.get(f"{key}:payload")
+    if blob is None:
+        return "gone"  # the listing ended
+    entries, boilerplate, lines = pickle.loads(blob)  # type: ignore[arg-type]
+    result = pickle.dumps((me, map_entries(entries, boilerplate, lines)))
+    pipe = conn.pipeline()
+    pipe.rpush(f"{key}:result", result)
+    pipe.expire(f"{key}:result", KEY_TTL)
+    pipe.delete(f"{key}:payload")
+    pipe.execute()
+    return me
+
+
+class Offers:
+    """One source's listing's offered batches (the coordinator's side)."""
+
+    def __init__(self, run_id: int, source_id: int, *, workers: int) -> None:
+        self.prefix = f"intake:listmap:{run_id}:{source_id}"
+        # One worker is the listing's own: nobody else could take an offer.
+        self.ahead = AHEAD_PER_WORKER * workers if workers > 1 else 0
+        self.conn = queue.get_queue().connection if self.ahead else None
+        self._seq = 0
+        self._jobs: dict[int, str] = {}
+        # Batches whose result came from another worker, and by whom.
+        self.helped = 0
+        self.helpers: set[str] = set()
+
+    def batches(
+        self,
+        batches: Iterable[list[Entry]],
+        *,
+        to_map: Callable[[list[Entry]], list[tuple[int, Entry]]],
+        boilerplate: Callable[[], tuple[frozenset[int], frozenset[bytes] | None]],
+        checkpoint: Callable[[], None],
+    ) -> Iterator[tuple[list[Entry], Mapped]]:
+        """`batches` in order, each with what was computed ahead for it. The first is the
+        listing's alone: the boilerplate every later simhash leaves out is learned from it.
+        A failure reading the source is raised after the batches read before it."""
+        it = iter(batches)
+        first = next(it, None)
+        if first is None:
+            return
+        yield first, NOTHING
+        if not self.ahead:
+            for batch in it:
+                yield batch, NOTHING
+            return
+        learned = boilerplate()
+        ahead: deque[tuple[list[Entry], int | None]] = deque()
+        failure: Exception | None = None
+        done = False
+        while True:
+            while not done and len(ahead) < self.ahead:
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    done = True
+                    break
+                except (RunAborted, RunGone):
+                    raise
+                except Exception as exc:
+                    failure, done = exc, True
+                    break
+                ahead.append((batch, self._offer(to_map(batch), learned)))
+            if not ahead:
+                break
+            batch, seq = ahead.popleft()
+            yield batch, self._take(seq, batch, checkpoint)
+        if failure is not None:
+            raise failure
+
+    def _offer(
+        self,
+        entries: list[tuple[int, Entry]],
+        learned: tuple[frozenset[int], frozenset[bytes] | None],
+    ) -> int | None:
+        if not entries or self.conn is None:
+            return None
+        self._seq += 1
+        key = f"{self.prefix}:{self._seq}"
+        try:
+            self.conn.set(f"{key}:payload", pickle.dumps((entries, *learned)), ex=KEY_TTL)
+            job = queue.get_queue().enqueue(
+                MAP_BATCH,
+                key,
+                at_front=True,
+                result_ttl=0,
+                failure_ttl=KEY_TTL,
+                job_timeout=KEY_TTL,
+            )
+        except RedisError:
+            # Redis away: the listing computes the batch itself, as with one worker.
+            logger.warning("Could not offer batch %s to other workers", key, exc_info=True)
+            return None
+        self._jobs[self._seq] = job.id
+        return self._seq
+
+    def _take(self, seq: int | None, batch: list[Entry], checkpoint: Callable[[], None]) -> Mapped:
+        if seq is None or self.conn is None:
+            return NOTHING
+        key = f"{self.prefix}:{seq}"
+        while True:
+            try:
+                if self.conn.set(f"{key}:claim", LISTING, nx=True, ex=KEY_TTL):
+                    self.conn.delete(f"{key}:payload")
+                    return NOTHING  # not taken (or its helper's lease lapsed): computed here
+                popped = self.conn.blpop([f"{key}:result"], timeout=WAIT_SLICE)
+            except RedisError:
+                # The result is pure: computing it here changes nothing but who did.
+                logger.warning("Could not take batch %s from other workers", key, exc_info=True)
+                return NOTHING
+            if popped is not None:
+                break
+            checkpoint()
+        helper, entries = pickle.loads(popped[1])  # type: ignore[arg-type]
+        self.helped += 1
+        self.helpers.add(helper)
+        mapped = Mapped()
+        for index, posting, chash, fingerprint in entries:
+            if posting is not None:
+                mapped.postings[index] = posting
+            else:
+                posting = batch[index]  # type: ignore[assignment]
+            if chash:
+                mapped.hashes[id(posting)] = chash
+            if fingerprint is not None:
+                mapped.fingerprints[id(posting)] = fingerprint
+        return mapped
+
+    def close(self) -> None:
+        """Delete every key of this listing's offers and drop the offers not taken yet."""
+        if self.conn is None or not self._seq:
+            return
+        try:
+            keys = [
+                f"{self.prefix}:{seq}:{part}"
+                for seq in range(1, self._seq + 1)
+                for part in ("payload", "claim", "result")
+            ]
+            self.conn.delete(*keys)
+            for job in Job.fetch_many(list(self._jobs.values()), connection=self.conn):
+                if job is not None and job.get_status() == JobStatus.QUEUED:
+                    job.cancel()
+        except (InvalidJobOperation, NoSuchJobError):
+            pass
+        except Exception:
+            # Best effort: every key has its TTL, and a job left queued finds nothing to do.
+            logger.warning("Could not clean up the listing's offers %s", self.prefix, exc_info=True)

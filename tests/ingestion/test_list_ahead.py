@@ -1,0 +1,182 @@
+"""The listing's batches mapped ahead on other workers (ingestion.pipeline.mapping): whoever
+computes a batch — a helper, the listing itself when nobody took it, or after a helper died —
+every item comes out the same. Real database, real Redis, real RQ workers."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import django_rq
+import pytest
+from redis.exceptions import RedisError
+from rq import Worker
+
+from ingestion import services
+from ingestion.models import RunItem
+from ingestion.pipeline import diff, mapping
+from runs.models import IngestionRun, RunStatus
+from tests.ingestion.boards import description_html
+from tests.ingestion.pages import posting_row, postings_csv
+from tests.support import start_worker, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BATCH = 5
+
+
+def rows(count: int) -> list[dict[str, Any]]:
+    """`count` rows: every 7th re-posts the row 5 before it under a new id (a near-duplicate
+    or the same content), every 11th has no title (invalid)."""
+    out = []
+    for n in range(1, count + 1):
+        row = posting_row(n, description=description_html(n, size=800))
+        if n % 7 == 0:
+            row.update(title=out[n - 6]["title"], description=out[n - 6]["description"])
+        if n % 11 == 0:
+            row["title"] = ""
+        out.append(row)
+    return out
+
+
+def file_source(user: Any, count: int) -> Any:
+    return services.source_create(
+        owner=user,
+        kind="file",
+        company="Initech",
+        upload=io.BytesIO(postings_csv(rows(count))),
+        upload_name="jobs.csv",
+    )
+
+
+def items_of(run: IngestionRun) -> list[tuple[Any, ...]]:
+    return list(
+        RunItem.objects.filter(run=run)
+        .order_by("row")
+        .values_list("row", "external_id", "title", "outcome", "reason")
+    )
+
+
+def listing_keys() -> list[bytes]:
+    return list(django_rq.get_connection("default").scan_iter("intake:listmap:*"))
+
+
+def mapped_elsewhere(run: IngestionRun) -> int:
+    return sum(s["mappedElsewhere"] for s in run.summary["sources"])
+
+
+@pytest.fixture
+def preview(work, user, monkeypatch) -> Callable[[int], IngestionRun]:  # type: ignore[no-untyped-def]
+    """A preview of a 40-row file in batches of 5 on an in-process burst worker, the
+    listing told there are `workers` live workers (so that it offers batches from 2 on)."""
+    monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", BATCH)
+    source = file_source(user, 40)
+
+    def run(workers: int) -> IngestionRun:
+        monkeypatch.setattr(diff, "live_workers", lambda: workers)
+        done = work(services.preview_start(owner=user, source_ids=[source.pk]))
+        assert done.status == RunStatus.FINISHED, done.error_message
+        return done
+
+    return run
+
+
+def test_offers_nobody_takes_are_computed_by_the_listing_and_cleaned_up(preview) -> None:  # type: ignore[no-untyped-def]
+    alone = preview(1)
+    offered = preview(2)
+    assert items_of(offered) == items_of(alone)
+    assert {i[3] for i in items_of(alone)} >= {"new", "duplicate", "invalid"}
+    assert mapped_elsewhere(offered) == 0
+    assert listing_keys() == []
+    assert django_rq.get_queue("default").count == 0, "offers left queued"
+
+
+def test_batches_a_helper_computed_give_the_same_items(preview, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    alone = preview(1)
+    real = mapping.Offers._offer
+
+    def offer_and_help(self, entries, learned):  # type: ignore[no-untyped-def]
+        seq = real(self, entries, learned)
+        if seq is not None:  # a helper at once, before the listing gets there
+            assert mapping.map_batch(f"{self.prefix}:{seq}").startswith("pid ")
+        return seq
+
+    monkeypatch.setattr(mapping.Offers, "_offer", offer_and_help)
+    helped = preview(2)
+    assert items_of(helped) == items_of(alone)
+    # Batch 1 is the listing's own (the boilerplate is learned from it); 2 to 8 were offered.
+    assert mapped_elsewhere(helped) == 40 // BATCH - 1
+    assert listing_keys() == []
+
+
+def test_a_helper_that_died_holding_its_claim_is_taken_over(preview, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    alone = preview(1)
+    real_offer, real_take = mapping.Offers._offer, mapping.Offers._take
+    found: list[bytes | None] = []
+
+    def offer_and_die(self, entries, learned):  # type: ignore[no-untyped-def]
+        seq = real_offer(self, entries, learned)
+        if seq is not None:  # claimed, never answered: its lease lapses
+            self.conn.set(f"{self.prefix}:{seq}:claim", "pid 0", px=300)
+        return seq
+
+    def take(self, seq, batch, checkpoint):  # type: ignore[no-untyped-def]
+        if seq is not None:
+            found.append(self.conn.get(f"{self.prefix}:{seq}:claim"))
+        return real_take(self, seq, batch, checkpoint)
+
+    monkeypatch.setattr(mapping.Offers, "_offer", offer_and_die)
+    monkeypatch.setattr(mapping.Offers, "_take", take)
+    again = preview(2)
+    assert items_of(again) == items_of(alone)
+    assert b"pid 0" in found
+    assert mapped_elsewhere(again) == 0
+    assert listing_keys() == []
+
+
+@pytest.mark.slow
+def test_a_second_worker_maps_batches_of_the_listing_with_the_same_items(
+    worker, procs, tmp_path: Path, user, other_user
+) -> None:  # type: ignore[no-untyped-def]
+    """Real forked workers, the listing's real batch size: one worker, then two."""
+    runs = {}
+    queue = django_rq.get_queue("default")
+    for owner, workers in ((user, 1), (other_user, 2)):
+        while len(procs) < workers:
+            procs.append(start_worker(tmp_path, name=f"w{len(procs)}"))
+        wait_for(lambda n=workers: Worker.count(queue=queue) >= n, timeout=60, what="live workers")
+        source = file_source(owner, 8 * diff.LISTING_BATCH_SIZE)
+        run = services.preview_start(owner=owner, source_ids=[source.pk])
+        wait_for(
+            lambda r=run: IngestionRun.objects.get(pk=r.pk).is_terminal,
+            timeout=300,
+            what="the run",
+        )
+        run.refresh_from_db()
+        assert run.status == RunStatus.FINISHED, run.error_message
+        runs[workers] = run
+    assert items_of(runs[2]) == items_of(runs[1])
+    assert mapped_elsewhere(runs[1]) == 0
+    assert mapped_elsewhere(runs[2]) > 0, "the second worker mapped no batch"
+    assert listing_keys() == []
+
+
+def test_offers_redis_refuses_are_computed_by_the_listing(preview, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    alone = preview(1)
+    real = mapping.queue.get_queue
+
+    class Refusing:
+        def __init__(self) -> None:
+            self.connection = real().connection
+
+        def enqueue(self, func: str, *args: Any, **kwargs: Any) -> Any:
+            if func == mapping.MAP_BATCH:
+                raise RedisError("Redis is away")
+            return real().enqueue(func, *args, **kwargs)
+
+    monkeypatch.setattr(mapping.queue, "get_queue", Refusing)
+    again = preview(2)
+    assert items_of(again) == items_of(alone)
+    assert listing_keys() == []
