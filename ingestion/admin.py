@@ -143,6 +143,16 @@ class SourceAdmin(admin.ModelAdmin):
         self._start(request, queryset, dry_run=False)
 
 
+def search_terms(search_term: str) -> list[str]:
+    """The admin search box's terms as Django splits them (a quoted phrase is one term)."""
+    terms = []
+    for term in smart_split(search_term):
+        if term[:1] in ('"', "'") and term[-1:] == term[:1]:
+            term = unescape_string_literal(term)
+        terms.append(term)
+    return terms
+
+
 # Long texts (descriptions, raw HTML): most of a job's bytes, and none of the list's columns.
 _JOB_TEXTS = [f.name for f in Job._meta.concrete_fields if isinstance(f, models.TextField)]
 
@@ -153,7 +163,6 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ("status", "remote", WorkplaceFilter, EmploymentFilter)
     # Searched as one text (get_search_results), with the location.
     search_fields = ("title", "company", "external_id")
-    list_select_related = ("source",)
     raw_id_fields = ("owner", "source", "duplicate_of", "last_run")
     readonly_fields = ("simhash", "content_hash", "created_at", "updated_at")
     # A table of millions of rows: newest first by the primary key's index (the model's
@@ -169,12 +178,7 @@ class JobAdmin(admin.ModelAdmin):
         # Django's search is an icontains per column and term, which reads every row of the
         # table for a rare term; the jobs list's search text (every search field) is one
         # LIKE per term, which PostgreSQL's trigram index answers. Terms as Django splits them.
-        terms = []
-        for term in smart_split(search_term):
-            if term[:1] in ('"', "'") and term[-1:] == term[:1]:
-                term = unescape_string_literal(term)
-            terms.append(term)
-        return selectors.with_search_words(queryset, terms), False
+        return selectors.with_search_words(queryset, search_terms(search_term)), False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         jobs = super().get_queryset(request)
@@ -185,16 +189,49 @@ class JobAdmin(admin.ModelAdmin):
         return jobs
 
 
+# How many of the newest run items a search of all runs reads (a large run writes 50,000).
+RUN_ITEM_SEARCH_WINDOW = 100_000
+
+
 @admin.register(RunItem)
 class RunItemAdmin(admin.ModelAdmin):
     list_display = ("id", "run", "source", "external_id", "title", "outcome", "job_status")
     list_filter = ("outcome", "job_status")
+    # Searched by get_search_results: no index holds these texts (one more write per posting
+    # in every ingest), so a search reads rows, never more than one run's or the newest
+    # RUN_ITEM_SEARCH_WINDOW.
     search_fields = ("external_id", "title", "run__id")
+    search_help_text = (
+        "Words of the external id or title, or a run's number: in the newest "
+        f"{RUN_ITEM_SEARCH_WINDOW:,} items, or in all of one run's when the list shows one "
+        "run (its link from the run's items)."
+    )
+    # One join for the run and source columns; left to Django, a nullable source is read
+    # again for every row.
+    list_select_related = ("run", "source")
     raw_id_fields = ("run", "source", "job")
     ordering = ("-id",)
     paginator = CappedCountPaginator
     show_full_result_count = False
     list_per_page = 50
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[RunItem], search_term: str
+    ) -> tuple[QuerySet[RunItem], bool]:
+        terms = search_terms(search_term)
+        if not terms:
+            return queryset, False
+        if not any(key.split("__")[0] == "run" for key in request.GET):
+            # Not narrowed to a run (whose items its index finds): the newest items only, a
+            # range of the primary key, rather than a read of every item ever written.
+            newest = RunItem.objects.order_by("-id").values_list("id", flat=True).first() or 0
+            queryset = queryset.filter(id__gt=newest - RUN_ITEM_SEARCH_WINDOW)
+        for term in terms:
+            match = Q(external_id__icontains=term) | Q(title__icontains=term)
+            if term.isdigit():
+                match |= Q(run_id=int(term))
+            queryset = queryset.filter(match)
+        return queryset, False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
