@@ -204,7 +204,7 @@ class RunItemAdmin(admin.ModelAdmin):
     search_help_text = (
         "Words of the external id or title, or a run's number: in the newest "
         f"{RUN_ITEM_SEARCH_WINDOW:,} items, or in all of one run's when the list shows one "
-        "run (its link from the run's items)."
+        "run (a run's Items link)."
     )
     # One join for the run and source columns; left to Django, a nullable source is read
     # again for every row.

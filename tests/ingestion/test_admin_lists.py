@@ -165,5 +165,8 @@ def test_a_run_item_search_reads_the_newest_items_or_one_whole_run(
     assert _items_listed(narrowed) == {old[0].pk}
     in_old_run = admin_client.get(f"{url}%22posting+b%22&run__id__exact={old[0].run_id}")
     assert _items_listed(in_old_run) == {i.pk for i in old if "Posting b" in i.title}
+    # A run's Items link narrows the list to it.
+    runs = admin_client.get("/admin/runs/ingestionrun/").content.decode()
+    assert f'/admin/ingestion/runitem/?run__id__exact={old[0].run_id}"' in runs
     # A number is also a run's: the newest of its items.
     assert _items_listed(admin_client.get(f"{url}{new[0].run_id}")) == {i.pk for i in new}
