@@ -6,7 +6,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.text import smart_split, unescape_string_literal
 
@@ -189,8 +189,9 @@ class JobAdmin(admin.ModelAdmin):
         return jobs
 
 
-# How many of the newest run items a search of all runs reads (a large run writes 50,000).
-RUN_ITEM_SEARCH_WINDOW = 100_000
+# How many of the newest run items a search of all runs reads: a large run's.
+RUN_ITEM_SEARCH_WINDOW = 50_000
+RUN_ITEM_SEARCH_TEXT = selectors.Spaced(F("external_id"), F("title"))
 
 
 @admin.register(RunItem)
@@ -226,8 +227,10 @@ class RunItemAdmin(admin.ModelAdmin):
             # range of the primary key, rather than a read of every item ever written.
             newest = RunItem.objects.order_by("-id").values_list("id", flat=True).first() or 0
             queryset = queryset.filter(id__gt=newest - RUN_ITEM_SEARCH_WINDOW)
+        # One text, one LIKE per term and row: a read of the window costs half of an OR.
+        queryset = queryset.alias(search_text=RUN_ITEM_SEARCH_TEXT)
         for term in terms:
-            match = Q(external_id__icontains=term) | Q(title__icontains=term)
+            match = Q(search_text__icontains=term)
             if term.isdigit():
                 match |= Q(run_id=int(term))
             queryset = queryset.filter(match)
