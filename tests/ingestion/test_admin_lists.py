@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.admin import ModelAdmin, site
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -170,3 +171,19 @@ def test_a_run_item_search_reads_the_newest_items_or_one_whole_run(
     assert f'/admin/ingestion/runitem/?run__id__exact={old[0].run_id}"' in runs
     # A number is also a run's: the newest of its items.
     assert _items_listed(admin_client.get(f"{url}{new[0].run_id}")) == {i.pk for i in new}
+
+
+def test_the_big_lists_write_djangos_checkbox_without_a_template_per_row(
+    admin_client, django_user_model
+):
+    owner = django_user_model.objects.create_user("owner")
+    job = make_jobs(owner, 3)[0]
+    response = admin_client.get("/admin/ingestion/job/")
+    assert "django/forms/widgets/checkbox.html" not in [t.name for t in response.templates]
+    model_admin = site._registry[Job]
+    assert model_admin.action_checkbox(job) == ModelAdmin.action_checkbox(model_admin, job)
+    # The checkbox still selects rows for an action.
+    selected = admin_client.post(
+        "/admin/ingestion/job/", {"action": "delete_selected", "_selected_action": [job.pk]}
+    )
+    assert "Are you sure" in selected.content.decode()
