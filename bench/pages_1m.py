@@ -208,8 +208,10 @@ def time_page(client: Any, url: str) -> tuple[float, float, int, str]:
         raise RuntimeError(f"{url} answered {response.status_code}")
     with CaptureQueriesContext(connection) as captured:
         client.get(url)
+    # The paginator's estimate (an EXPLAIN of its own) is timed but never the one explained.
     queries = captured.captured_queries
-    slowest = max(queries, key=lambda q: float(q["time"]))["sql"] if queries else ""
+    explainable = [q for q in queries if not q["sql"].startswith("EXPLAIN")]
+    slowest = max(explainable, key=lambda q: float(q["time"]))["sql"] if explainable else ""
     return ms, sum(float(q["time"]) for q in queries) * 1000, len(queries), slowest
 
 
@@ -289,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             use(large)
             print(explain(results[label]["slowest"]))
     pages = {k: v for k, v in results.items() if "floor" not in k}
+    if not pages:
+        return 0
     slowest = max(pages, key=lambda k: pages[k]["ms"])
     verdict = "ok" if pages[slowest]["ms"] <= TARGET_PAGE_MS else "MISSED"
     print(

@@ -449,6 +449,16 @@ class RunItem(models.Model):
             # The diff table filtered by outcome (and paginated by id) on 50,000 items.
             models.Index(fields=["run", "outcome", "id"], name="ingestion_runitem_outcome"),
             models.Index(fields=["run", "source", "id"], name="ingestion_runitem_source"),
+            # The admin's outcome filter over every run: newest first, an outcome that is one
+            # item in a thousand would read the whole table. Partial, so the outcomes most
+            # items have cost an ingest no index write (and read fast without it).
+            models.Index(
+                fields=["outcome", "id"],
+                name="ingestion_runitem_rare_outcome",
+                condition=~Q(
+                    outcome__in=[ItemOutcome.NEW, ItemOutcome.UPDATED, ItemOutcome.UNCHANGED]
+                ),
+            ),
             # A job's items in a run: the ingesting stage reads them with each pending job
             # (and writes the job's status back to them by id). Leading with the job, it also
             # serves the SET NULL of a deleted job's items; led by the run, a planner with

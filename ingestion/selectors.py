@@ -64,7 +64,7 @@ JOB_LIST_FIELDS = (
 MAX_SEARCH_WORDS = 6
 
 
-class _Spaced(Func):
+class Spaced(Func):
     """Its arguments joined by spaces, with `||` (the same SQL on PostgreSQL and SQLite)."""
 
     arg_joiner = " || ' ' || "
@@ -77,7 +77,7 @@ class _Spaced(Func):
 # word's few jobs without walking the owner's until a page fills (a million rows when none
 # matches). One condition, not an OR per column, also lets the planner estimate a common
 # word's share from that index's statistics and walk the list's order instead.
-SEARCH_TEXT = _Spaced(F("title"), F("company"), F("location"), F("external_id"))
+SEARCH_TEXT = Spaced(F("title"), F("company"), F("location"), F("external_id"))
 # A trigram index has nothing to look up for a shorter word.
 MIN_INDEXED_WORD = 3
 

@@ -1,6 +1,9 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from runs import services
 from runs.exceptions import RunNotActive
@@ -30,6 +33,7 @@ class IngestionRunAdmin(admin.ModelAdmin):
         "total_jobs",
         "created_at",
         "finished_at",
+        "items",
     )
     list_filter = ("status", "kind")
     search_fields = ("id", "owner__username", "idempotency_key")
@@ -40,6 +44,7 @@ class IngestionRunAdmin(admin.ModelAdmin):
     inlines = [RunEventInline]
     # The lifecycle moves only through runs.services; the admin shows it, never edits it.
     readonly_fields = (
+        "items",
         "kind",
         "status",
         "owner",
@@ -70,6 +75,12 @@ class IngestionRunAdmin(admin.ModelAdmin):
     @admin.display(description="Phase")
     def phase(self, run: IngestionRun) -> str:
         return run.phase
+
+    @admin.display(description="Items")
+    def items(self, run: IngestionRun) -> SafeString:
+        # The run item list narrowed to this run: read through its index, searched in full.
+        url = reverse("admin:ingestion_runitem_changelist")
+        return format_html('<a href="{}?run__id__exact={}">items</a>', url, run.pk)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # runs start through the pages or `manage.py`, never a bare row

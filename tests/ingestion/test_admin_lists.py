@@ -4,14 +4,19 @@ ones, the order is the primary key's, and the job list leaves the long texts unr
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.contrib.admin import ModelAdmin, site
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from ingestion.models import Job, JobStatus
+from ingestion import admin as ingestion_admin
+from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from project import paging
+from runs.models import IngestionRun
 
 pytestmark = pytest.mark.django_db
 
@@ -94,3 +99,91 @@ def test_the_other_big_lists_count_up_to_the_cap(admin_client, path):
     assert response.status_code == 200
     counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
     assert counts and all(f"LIMIT {paging.COUNT_CAP + 1}" in s for s in counts), counts
+
+
+def _letters(number: int) -> str:
+    """`number` in letters (12 is "bc"), so that a number searched for is only a run's."""
+    return "".join(chr(ord("a") + int(digit)) for digit in str(number))
+
+
+def make_items(owner, count: int, *, sources: int = 1, **fields) -> list[RunItem]:  # type: ignore[no-untyped-def]
+    run = IngestionRun.objects.create(owner=owner, kind="ingest", status="finished")
+    made = [
+        Source.objects.create(
+            owner=owner, company=f"Co {n}", kind="greenhouse", identifier=f"r{run.pk}-{n}"
+        )
+        for n in range(sources)
+    ]
+    return RunItem.objects.bulk_create(
+        RunItem(
+            run=run,
+            source=made[n % sources],
+            external_id=f"ext-{_letters(run.pk)}-{_letters(n)}",
+            title=f"Posting {_letters(n)}",
+            outcome=ItemOutcome.NEW,
+            **fields,
+        )
+        for n in range(count)
+    )
+
+
+def _item_queries(client: Client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/admin/ingestion/runitem/")
+    assert response.status_code == 200
+    return len(queries.captured_queries)
+
+
+def test_the_run_item_list_reads_a_fixed_number_of_queries(admin_client, django_user_model):
+    owner = django_user_model.objects.create_user("owner")
+    make_items(owner, 2, sources=2)
+    few = _item_queries(admin_client)
+    make_items(owner, 40, sources=40)
+    # Each row's run and source come with the page, not one query per row.
+    assert _item_queries(admin_client) == few
+
+
+def _items_listed(response) -> set[int]:  # type: ignore[no-untyped-def]
+    assert response.status_code == 200
+    page = response.content.decode()
+    return {int(pk) for pk in re.findall(r"/admin/ingestion/runitem/(\d+)/change/", page)}
+
+
+def test_a_run_item_search_reads_the_newest_items_or_one_whole_run(
+    admin_client, django_user_model, monkeypatch
+):
+    monkeypatch.setattr(ingestion_admin, "RUN_ITEM_SEARCH_WINDOW", 10)
+    owner = django_user_model.objects.create_user("owner")
+    old = make_items(owner, 20)
+    new = make_items(owner, 5)
+    url = "/admin/ingestion/runitem/?q="
+    # Everywhere: the newest items only (the window of 10 holds all of the new run's).
+    assert _items_listed(admin_client.get(url + "%22posting+d%22")) == {new[3].pk}
+    assert _items_listed(admin_client.get(url + "POSTING")) == {i.pk for i in new + old[-5:]}
+    assert _items_listed(admin_client.get(url + old[0].external_id)) == set()
+    # Narrowed to one run, all of its items, however old.
+    narrowed = admin_client.get(f"{url}{old[0].external_id}&run__id__exact={old[0].run_id}")
+    assert _items_listed(narrowed) == {old[0].pk}
+    in_old_run = admin_client.get(f"{url}%22posting+b%22&run__id__exact={old[0].run_id}")
+    assert _items_listed(in_old_run) == {i.pk for i in old if "Posting b" in i.title}
+    # A run's Items link narrows the list to it.
+    runs = admin_client.get("/admin/runs/ingestionrun/").content.decode()
+    assert f'/admin/ingestion/runitem/?run__id__exact={old[0].run_id}"' in runs
+    # A number is also a run's: the newest of its items.
+    assert _items_listed(admin_client.get(f"{url}{new[0].run_id}")) == {i.pk for i in new}
+
+
+def test_the_big_lists_write_djangos_checkbox_without_a_template_per_row(
+    admin_client, django_user_model
+):
+    owner = django_user_model.objects.create_user("owner")
+    job = make_jobs(owner, 3)[0]
+    response = admin_client.get("/admin/ingestion/job/")
+    assert "django/forms/widgets/checkbox.html" not in [t.name for t in response.templates]
+    model_admin = site._registry[Job]
+    assert model_admin.action_checkbox(job) == ModelAdmin.action_checkbox(model_admin, job)
+    # The checkbox still selects rows for an action.
+    selected = admin_client.post(
+        "/admin/ingestion/job/", {"action": "delete_selected", "_selected_action": [job.pk]}
+    )
+    assert "Are you sure" in selected.content.decode()
