@@ -362,6 +362,18 @@ class Job(models.Model):
         return max(self.last_seen_at, stamp) if stamp else self.last_seen_at
 
 
+def _job_key(related_name: str) -> models.OneToOneField[Job, Job]:
+    """The key of a narrow table of per-job data: its job, deleted with it by Django and with
+    no database constraint (one less check per row written)."""
+    return models.OneToOneField(
+        Job,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name=related_name,
+        db_constraint=False,
+    )
+
+
 class JobSeen(models.Model):
     """When a listing last found a job unchanged: a narrow row of its own, not Job's
     `last_seen_at`. Stamping the wide job row rewrote the whole row (its texts inline) and an
@@ -373,14 +385,7 @@ class JobSeen(models.Model):
     own `last_seen_at` is stamped whenever the listing writes the job (new, updated), this
     one when it finds it unchanged."""
 
-    # Derived data, deleted with the job by Django: no constraint to check on every insert.
-    job = models.OneToOneField(
-        Job,
-        on_delete=models.CASCADE,
-        primary_key=True,
-        related_name="seen",
-        db_constraint=False,
-    )
+    job = _job_key("seen")
     last_seen_at = models.DateTimeField()
 
     def __str__(self) -> str:
@@ -400,13 +405,7 @@ class JobFingerprint(models.Model):
 
     # Derived data, deleted with the job by Django, and a row whose job is gone finds nothing
     # (the lookup reads the job): no constraints to check on every insert.
-    job = models.OneToOneField(
-        Job,
-        on_delete=models.CASCADE,
-        primary_key=True,
-        related_name="fingerprint",
-        db_constraint=False,
-    )
+    job = _job_key("fingerprint")
     # The job's owner, so each probe stays within one owner's jobs.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
