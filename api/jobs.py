@@ -157,7 +157,7 @@ def _row(job: Job) -> dict[str, Any]:
         "workplace_type": job.workplace_type,
         "status": job.status,
         "posted_at": job.posted_at,
-        "last_seen_at": job.last_seen_at,
+        "last_seen_at": job.seen_at,
         "url": job.url,
         "source_id": job.source_id,
         "duplicate_of_id": job.duplicate_of_id,
@@ -204,11 +204,12 @@ def job_list(request: HttpRequest, filters: Query[JobQuery]) -> Any:
     summary="One job, with its near-duplicate group",
 )
 def job_detail(request: HttpRequest, job_id: int) -> Any:
-    job = get_object_or_404(Job, pk=job_id, owner=user_of(request))
+    job = get_object_or_404(Job.objects.with_last_seen(), pk=job_id, owner=user_of(request))
     group = selectors.duplicate_group(job)
     return {
         **_row(job),
         **{name: getattr(job, name) for name in JobOut.model_fields if hasattr(job, name)},
+        "last_seen_at": job.seen_at,
         "duplicate_group": {
             "canonical": group.canonical,
             "duplicates": group.duplicates,

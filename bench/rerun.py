@@ -14,14 +14,18 @@ then, `--repeat` times each, back to back:
                every row again, finds it unchanged by content, and stores the raw hash again
     raw hash   the re-run as it is: rows told unchanged by their raw hash
 
-It prints each run's rows/s (timed from the service call to the run's finished_at) and the
-workers' CPU per row, the best of each, and the ratio (goal: the unchanged re-run at 20,000
-rows/s or more).
+It prints each run's rows/s (timed from the service call to the run's finished_at), the
+workers' CPU per row and the database's (the bench database's backends, sampled while it
+runs), the best of each, and the ratio (goal: the unchanged re-run at 20,000 rows/s or more).
+Then, in this process, the CPU of reading the file alone: a plain `csv.DictReader` over it,
+and the file adapter's records (csv, a dict per row, its raw hash), with their ratio: the
+floor of a re-run that reads every row.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import signal
 import sys
 import tempfile
@@ -45,8 +49,9 @@ def timed_ingest(owner: Any, source_id: int, workers: list[Any], rows: int) -> d
     busy = harness.busy_cpu(0.5)
     cpu_before = harness.tree_cpu([w.pid for w in workers])
     began = timezone.now()
-    run = ingestion_services.ingest_start(owner=owner, source_ids=[source_id])
-    run = harness.wait_terminal(run.pk, max(300.0, rows / 20))
+    with DatabaseCpu() as database:
+        run = ingestion_services.ingest_start(owner=owner, source_ids=[source_id])
+        run = harness.wait_terminal(run.pk, max(300.0, rows / 20))
     seconds = (run.finished_at - began).total_seconds()
     time.sleep(0.3)
     cpu = harness.tree_cpu([w.pid for w in workers]) - cpu_before
@@ -59,8 +64,86 @@ def timed_ingest(owner: Any, source_id: int, workers: list[Any], rows: int) -> d
         "seconds": seconds,
         "rate": rows / seconds,
         "worker_ms": cpu / rows * 1000,
+        "db_ms": database.seconds / rows * 1000,
         "busy": busy,
     }
+
+
+class DatabaseCpu:
+    """CPU seconds of the bench database's backends while it runs, sampled every 0.1 s from
+    their process titles ("postgres: user <db> ..."): the workers' work horses each open
+    their own, which exit with the job, so a before/after pair would miss them; other
+    sessions' databases on the same server do not count. A backend's last 0.1 s before it
+    exits is lost."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from django.conf import settings
+
+        self.marker = f" {settings.DATABASES['default']['NAME']} "
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        fresh = False  # backends already there when sampling starts count from then
+        while True:
+            for proc in psutil.process_iter(["name", "cmdline"]):
+                if proc.info["name"] != "postgres":
+                    continue
+                if self.marker not in " ".join(proc.info["cmdline"] or ()) + " ":
+                    continue
+                try:
+                    times = proc.cpu_times()
+                except psutil.Error:
+                    continue
+                used = times.user + times.system
+                self.first.setdefault(proc.pid, 0.0 if fresh else used)
+                self.last[proc.pid] = used
+            fresh = True
+            if self.stop.wait(0.1):
+                return
+
+    def __enter__(self) -> DatabaseCpu:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+
+def reading_cpu(source: Any, path: Path) -> dict[str, float]:
+    """CPU seconds (this process) of a plain csv read of the file and of the file adapter's
+    records (csv, a dict per row, its raw hash), best of 3."""
+    from ingestion.adapters import get_adapter
+    from ingestion.normalize import raw_hasher
+
+    def plain() -> int:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return sum(1 for _ in csv.DictReader(handle))
+
+    def adapter() -> int:
+        hasher = raw_hasher({"source": source.pk})
+        return sum(1 for _ in get_adapter(source, None).records(hasher))  # type: ignore[arg-type]
+
+    best = {}
+    for label, read in (("plain csv", plain), ("records", adapter)):
+        times = []
+        for _ in range(3):
+            began = time.process_time()
+            read()
+            times.append(time.process_time() - began)
+        best[label] = min(times)
+    return best
 
 
 def forget_raw_hashes() -> None:
@@ -117,7 +200,8 @@ def bench(args: argparse.Namespace, children: Any, work: Path) -> None:
             results[label].append(result)
             print(
                 f"   {label:<9} {result['seconds']:6.2f} s {result['rate']:8,.0f} rows/s, "
-                f"worker {result['worker_ms']:.3f} ms/row "
+                f"worker {result['worker_ms']:.3f} ms/row, "
+                f"database {result['db_ms']:.3f} ms/row "
                 f"(CPUs {result['busy']:.0f}% busy before)",
                 flush=True,
             )
@@ -126,7 +210,8 @@ def bench(args: argparse.Namespace, children: Any, work: Path) -> None:
     for label, result in best.items():
         print(
             f"   {label:<9} {result['rate']:8,.0f} rows/s, "
-            f"worker {min(r['worker_ms'] for r in results[label]):.3f} ms/row"
+            f"worker {min(r['worker_ms'] for r in results[label]):.3f} ms/row, "
+            f"database {min(r['db_ms'] for r in results[label]):.3f} ms/row"
         )
     rate = best["raw hash"]["rate"]
     verdict = "ok" if rate >= GOAL_ROWS_PER_S else "MISSED"
@@ -134,6 +219,11 @@ def bench(args: argparse.Namespace, children: Any, work: Path) -> None:
         f"   raw hash ÷ read all {rate / best['read all']['rate']:5.2f}×   "
         f"goal >= {GOAL_ROWS_PER_S:,} rows/s   {verdict}"
     )
+    reading = reading_cpu(source, path)
+    print(f"\nreading the file alone, in this process (CPU, best of 3), {args.rows:,} rows")
+    for label, seconds in reading.items():
+        print(f"   {label:<9} {seconds * 1e6 / args.rows:6.1f} us/row")
+    print(f"   records ÷ plain csv {reading['records'] / reading['plain csv']:5.2f}×")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The admin is a console: sources are edited through the services, runs started from
 here go through the same code path as the pages and commands."""
 
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -179,12 +180,12 @@ _JOB_TEXTS = [f.name for f in Job._meta.concrete_fields if isinstance(f, models.
 
 @admin.register(Job)
 class JobAdmin(BigListAdmin):
-    list_display = ("id", "title", "company", "status", "location", "posted_at", "last_seen_at")
+    list_display = ("id", "title", "company", "status", "location", "posted_at", "last_seen")
     list_filter = ("status", "remote", WorkplaceFilter, EmploymentFilter)
     # Searched as one text (get_search_results), with the location.
     search_fields = ("title", "company", "external_id")
     raw_id_fields = ("owner", "source", "duplicate_of", "last_run")
-    readonly_fields = ("simhash", "content_hash", "created_at", "updated_at")
+    readonly_fields = ("simhash", "content_hash", "last_seen", "created_at", "updated_at")
     # A table of millions of rows: newest first by the primary key's index (the model's
     # posted-date order is indexed per owner only), and counts that stop early.
     ordering = ("-id",)
@@ -200,8 +201,13 @@ class JobAdmin(BigListAdmin):
         # LIKE per term, which PostgreSQL's trigram index answers. Terms as Django splits them.
         return selectors.with_search_words(queryset, search_terms(search_term)), False
 
+    @admin.display(description="last seen", ordering="last_seen")
+    def last_seen(self, job: Job) -> datetime:
+        # The job row's last_seen_at is only when a listing last wrote it (JobSeen).
+        return job.seen_at
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
-        jobs = super().get_queryset(request)
+        jobs = super().get_queryset(request).with_last_seen()  # type: ignore[attr-defined]
         match = request.resolver_match
         if match is not None and match.url_name == "ingestion_job_changelist":
             # The list shows none of the texts, which are most of a row's bytes.

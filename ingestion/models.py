@@ -5,11 +5,13 @@ Invariants live in the database: one job per (owner, company, external_id), one 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Greatest
 
 from ingestion.adapters import registry
 
@@ -208,6 +210,18 @@ class JobStatus(models.TextChoices):
     ERROR = "error", "Error"
 
 
+class JobQuerySet(models.QuerySet["Job"]):
+    def with_last_seen(self) -> JobQuerySet:
+        """Each job with `last_seen`: when a listing last named it, the later of its own
+        `last_seen_at` (stamped when the listing writes it) and its JobSeen row's (stamped
+        when the listing finds it unchanged)."""
+        return self.annotate(
+            last_seen=Greatest(
+                F("last_seen_at"), Coalesce(F("seen__last_seen_at"), F("last_seen_at"))
+            )
+        )
+
+
 class Job(models.Model):
     # No single-column indexes on owner, source and last_run: the composite indexes below
     # lead with each of them, and every index is one more write per upserted job.
@@ -283,6 +297,8 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = JobQuerySet.as_manager()
+
     class Meta:
         ordering = ["-posted_at", "-id"]
         constraints = [
@@ -334,6 +350,47 @@ class Job(models.Model):
     def __str__(self) -> str:
         return f"{self.title} at {self.company}"
 
+    @property
+    def seen_at(self) -> datetime:
+        """When a listing last named the job (JobSeen): read with the job by
+        `Job.objects.with_last_seen()`, else one query."""
+        annotated: datetime | None = self.__dict__.get("last_seen")
+        if annotated is not None:
+            return annotated
+        seen = JobSeen.objects.filter(job_id=self.pk).values_list("last_seen_at", flat=True)
+        stamp = seen.first()
+        return max(self.last_seen_at, stamp) if stamp else self.last_seen_at
+
+
+def _job_key(related_name: str) -> models.OneToOneField[Job, Job]:
+    """The key of a narrow table of per-job data: its job, deleted with it by Django and with
+    no database constraint (one less check per row written)."""
+    return models.OneToOneField(
+        Job,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name=related_name,
+        db_constraint=False,
+    )
+
+
+class JobSeen(models.Model):
+    """When a listing last found a job unchanged: a narrow row of its own, not Job's
+    `last_seen_at`. Stamping the wide job row rewrote the whole row (its texts inline) and an
+    entry in each of its indexes for every unchanged posting of a re-run; this row is a few
+    dozen bytes, updated in place (HOT: its only index is the key, and the table keeps room
+    on each page for the new version).
+
+    A job was last seen at the later of the two (`Job.objects.with_last_seen()`): the job's
+    own `last_seen_at` is stamped whenever the listing writes the job (new, updated), this
+    one when it finds it unchanged."""
+
+    job = _job_key("seen")
+    last_seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"job #{self.job_id} seen {self.last_seen_at:%Y-%m-%d %H:%M}"
+
 
 class JobFingerprint(models.Model):
     """A ready job's simhash and its four 16-bit bands, for the near-duplicate lookup
@@ -348,13 +405,7 @@ class JobFingerprint(models.Model):
 
     # Derived data, deleted with the job by Django, and a row whose job is gone finds nothing
     # (the lookup reads the job): no constraints to check on every insert.
-    job = models.OneToOneField(
-        Job,
-        on_delete=models.CASCADE,
-        primary_key=True,
-        related_name="fingerprint",
-        db_constraint=False,
-    )
+    job = _job_key("fingerprint")
     # The job's owner, so each probe stays within one owner's jobs.
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -111,7 +111,9 @@ def jobs_for_owner(
     `remote`: "remote", "hybrid" or "onsite", by the normalized workplace type, else the
     board's remote flag.
     `posted_after` inclusive, `posted_before` exclusive. `run`: the jobs it touched last."""
-    jobs = with_search_words(Job.objects.filter(owner=owner), q.split()[:MAX_SEARCH_WORDS])
+    jobs = with_search_words(
+        Job.objects.with_last_seen().filter(owner=owner), q.split()[:MAX_SEARCH_WORDS]
+    )
     if company:
         jobs = jobs.filter(company=company)
     if status:

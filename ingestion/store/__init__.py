@@ -127,8 +127,9 @@ def upsert_jobs(rows: Sequence[JobRow], *, new_keys: Collection[str] = ()) -> di
 def touch_unchanged(
     now: datetime, job_ids: Sequence[int], rehashed: Sequence[tuple[int, str]] = ()
 ) -> None:
-    """Stamp these unchanged jobs seen `now`; the (id, raw hash) pairs of `rehashed`, read
-    again because their raw hash no longer matched, also take their new raw hash."""
+    """Stamp these unchanged jobs seen `now` (in JobSeen, not the wide job row); the (id,
+    raw hash) pairs of `rehashed`, read again because their raw hash no longer matched, also
+    take their new raw hash."""
     if job_ids:
         backend().touch_unchanged(now, job_ids, rehashed)
 

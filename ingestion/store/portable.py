@@ -44,6 +44,11 @@ VALUES ({", ".join(["%s"] * len(JobRow._fields))})
 
 REHASH_SQL = "UPDATE ingestion_job SET raw_hash = %s WHERE id = %s"
 
+TOUCH_UNCHANGED_SQL = """
+INSERT INTO ingestion_jobseen (job_id, last_seen_at) VALUES (%s, %s)
+ON CONFLICT (job_id) DO UPDATE SET last_seen_at = excluded.last_seen_at
+"""
+
 WRITE_PROCESSED_SQL = f"""
 UPDATE ingestion_job SET
     {", ".join(f"{c} = %s" for c in PROCESSED_COLUMNS)},
@@ -127,9 +132,8 @@ def upsert_jobs(rows: Sequence[JobRow], new_keys: Collection[str]) -> dict[str, 
 def touch_unchanged(
     now: datetime, job_ids: Sequence[int], rehashed: Sequence[tuple[int, str]]
 ) -> None:
-    ids = list(job_ids)
-    for start in range(0, len(ids), IDS_PER_QUERY):
-        Job.objects.filter(id__in=ids[start : start + IDS_PER_QUERY]).update(last_seen_at=now)
+    stamp = _when(now)
+    _executemany(TOUCH_UNCHANGED_SQL, [(pk, stamp) for pk in job_ids])
     _executemany(REHASH_SQL, [(raw_hash, pk) for pk, raw_hash in rehashed])
 
 

@@ -46,9 +46,11 @@ SELECT * FROM {{rows}} AS v({_JOB_COLUMNS})
 RETURNING external_id, id
 """
 
+# Into the narrow JobSeen, not the wide job row (ingestion.models.JobSeen says why).
 TOUCH_UNCHANGED_SQL = """
-UPDATE ingestion_job SET last_seen_at = %b
-WHERE id = ANY(%b)
+INSERT INTO ingestion_jobseen (job_id, last_seen_at)
+SELECT id, %b FROM unnest(%b::bigint[]) AS v(id)
+ON CONFLICT (job_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
 """
 
 REHASH_SQL = """

@@ -32,4 +32,4 @@ def get_source_for_user(request: HttpRequest, source_id: int) -> Source:
 
 
 def get_job_for_user(request: HttpRequest, job_id: int) -> Job:
-    return get_object_or_404(Job, pk=job_id, owner=request.user)
+    return get_object_or_404(Job.objects.with_last_seen(), pk=job_id, owner=request.user)

@@ -4,7 +4,7 @@ and another user's jobs and runs as 404s."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from ingestion import store
 from ingestion.models import JobStatus
 from ingestion.run_kinds import INGEST
 from ingestion.services import source_create
@@ -165,3 +166,18 @@ def test_a_page_costs_the_same_few_queries_however_many_rows(api: ApiClient, use
         make_job(user, source=source, posted_at=None)
     # Every field a row shows is read with the page: no query per row.
     assert queries(40) <= few + 1
+
+
+def test_last_seen_is_when_a_listing_last_named_the_job(api: ApiClient, user: Any) -> None:
+    # A re-run that finds a job unchanged stamps JobSeen, not the job row.
+    written = (timezone.now() - timedelta(days=3)).replace(microsecond=0)
+    seen = written + timedelta(days=2)
+    job = make_job(user, last_seen_at=written)
+    store.touch_unchanged(seen, [job.pk])
+    older = make_job(user, last_seen_at=seen)
+    store.touch_unchanged(written, [older.pk])
+
+    listed = {row["id"]: row["lastSeenAt"] for row in api.get("/jobs").json()["items"]}
+    for pk in (job.pk, older.pk):
+        assert listed[pk] == api.get(f"/jobs/{pk}").json()["lastSeenAt"]
+        assert datetime.fromisoformat(listed[pk].replace("Z", "+00:00")) == seen

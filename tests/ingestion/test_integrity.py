@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from ingestion import dedupe
-from ingestion.models import ItemOutcome, Job, JobFingerprint, JobStatus, RunItem, Source
+from ingestion import dedupe, store
+from ingestion.models import ItemOutcome, Job, JobFingerprint, JobSeen, JobStatus, RunItem, Source
 from runs.models import IngestionRun
 
 pytestmark = pytest.mark.django_db
@@ -34,6 +34,7 @@ def _world(user: Any) -> tuple[Source, IngestionRun, Job, RunItem]:
         last_seen_at=now,
     )
     dedupe.store_fingerprints(user.pk, [(job.pk, 12345)])
+    store.touch_unchanged(now, [job.pk])
     item = RunItem.objects.create(
         run=run, source=source, job=job, external_id="1", outcome=ItemOutcome.NEW
     )
@@ -41,7 +42,7 @@ def _world(user: Any) -> tuple[Source, IngestionRun, Job, RunItem]:
 
 
 def test_the_per_posting_references_have_no_database_constraint(user: Any) -> None:
-    tables = ("ingestion_runitem", "ingestion_jobfingerprint")
+    tables = ("ingestion_runitem", "ingestion_jobfingerprint", "ingestion_jobseen")
     with connection.cursor() as cursor:
         constraints = {
             table: connection.introspection.get_constraints(cursor, table) for table in tables
@@ -54,14 +55,15 @@ def test_the_per_posting_references_have_no_database_constraint(user: Any) -> No
     assert {"owner_id", "source_id"} <= checked and "last_run_id" not in checked
 
 
-def test_deleting_a_job_clears_its_items_and_fingerprint(user: Any) -> None:
+def test_deleting_a_job_clears_its_items_fingerprint_and_seen_stamp(user: Any) -> None:
     _, _, job, item = _world(user)
+    assert JobSeen.objects.filter(job=job).exists()
 
     job.delete()
 
     item.refresh_from_db()
     assert item.job_id is None
-    assert not JobFingerprint.objects.exists()
+    assert not JobFingerprint.objects.exists() and not JobSeen.objects.exists()
 
 
 def test_deleting_a_source_clears_its_items_and_keeps_its_jobs(user: Any) -> None:
@@ -88,5 +90,5 @@ def test_deleting_the_owner_deletes_everything(user: Any) -> None:
 
     user.delete()
 
-    for model in (Source, IngestionRun, Job, RunItem, JobFingerprint):
+    for model in (Source, IngestionRun, Job, RunItem, JobFingerprint, JobSeen):
         assert not model.objects.exists(), model

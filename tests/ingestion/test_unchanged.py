@@ -10,10 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 
 from ingestion import services
 from ingestion.adapters import files
-from ingestion.models import ItemOutcome, Job, JobStatus, RunItem
+from ingestion.models import ItemOutcome, Job, JobSeen, JobStatus, RunItem
 from ingestion.normalize import hashing
 from ingestion.selectors import outcome_counts
 from runs.models import RunStatus
@@ -66,6 +68,7 @@ def test_an_unchanged_re_run_reports_every_row_unchanged_without_mapping_one(
     _ingest(work, user, source)
     assert len(mapped) == ROWS
     seen = dict(Job.objects.values_list("external_id", "last_seen_at"))
+    rows_before = _row_versions()
     mapped.clear()
 
     again = _ingest(work, user, source)
@@ -77,10 +80,61 @@ def test_an_unchanged_re_run_reports_every_row_unchanged_without_mapping_one(
     first = items[0]
     job = Job.objects.get(pk=first.job_id)
     assert (first.external_id, first.title, first.url) == (job.external_id, job.title, job.url)
-    assert all(
-        last_seen > seen[ext]
-        for ext, last_seen in Job.objects.values_list("external_id", "last_seen_at")
-    )
+    # Seen again, in JobSeen: the wide job rows are not written at all.
+    jobs = Job.objects.with_last_seen()
+    assert all(job.seen_at > seen[job.external_id] for job in jobs)
+    assert dict(Job.objects.values_list("external_id", "last_seen_at")) == seen
+    assert _row_versions() == rows_before
+
+
+def _row_versions() -> dict[int, Any]:
+    """Each job row's version: on PostgreSQL its xmin (the transaction that wrote that
+    version of the row; any UPDATE makes a new one), elsewhere its columns."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id, xmin::text FROM ingestion_job")
+            return dict(cursor.fetchall())
+    return {row[0]: row for row in Job.objects.order_by("id").values_list()}
+
+
+def test_the_jobs_pages_show_when_a_re_run_last_saw_a_job(work, user, signed_in) -> None:
+    source = _source(user, _rows())
+    _ingest(work, user, source)
+    again = _ingest(work, user, source)
+    job = Job.objects.get(external_id=posting_row(1)["external_id"])
+    stamp = JobSeen.objects.get(job=job).last_seen_at
+    assert stamp > job.last_seen_at and stamp >= again.started_at
+    assert job.seen_at == stamp == Job.objects.with_last_seen().get(pk=job.pk).seen_at
+
+    shown = f'datetime="{timezone.localtime(stamp):%Y-%m-%dT%H:%M:%S}'
+    assert shown in signed_in.get(f"/jobs/{job.pk}/").content.decode()
+    assert shown in signed_in.get("/jobs/").content.decode()
+
+
+def test_a_job_written_after_it_was_seen_unchanged_shows_its_own_stamp(work, user) -> None:
+    rows = _rows()
+    source = _source(user, rows)
+    _ingest(work, user, source)
+    _ingest(work, user, source)
+    rows[0]["title"] = "Principal Gardener"
+    services.source_update(source, upload=io.BytesIO(postings_csv(rows)), upload_name="v2.csv")
+    _ingest(work, user, source)
+    job = Job.objects.with_last_seen().get(external_id=rows[0]["external_id"])
+    assert job.seen_at == job.last_seen_at > JobSeen.objects.get(job=job).last_seen_at
+
+
+def test_expiry_after_unchanged_re_runs_expires_only_what_vanished(work, user) -> None:
+    rows = _rows()
+    source = _source(user, rows)
+    _ingest(work, user, source)
+    _ingest(work, user, source)
+    services.source_update(source, upload=io.BytesIO(postings_csv(rows[:-1])), upload_name="v2.csv")
+    run = _ingest(work, user, source)
+    assert outcome_counts(run)["unchanged"] == ROWS - 1
+    assert outcome_counts(run)["expired"] == 1
+    statuses = dict(Job.objects.values_list("external_id", "status"))
+    assert statuses.pop(rows[-1]["external_id"]) == JobStatus.EXPIRED
+    assert set(statuses.values()) == {JobStatus.READY}
 
 
 def test_a_preview_of_an_unchanged_file_maps_no_row_either(work, user, mapped) -> None:
