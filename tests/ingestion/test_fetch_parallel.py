@@ -5,6 +5,7 @@ limit counted at the server while a run fetches in parallel."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,6 +35,32 @@ def clean_redis(redis_client: redis.Redis, settings) -> redis.Redis:  # type: ig
 def counter(redis_client: redis.Redis, user) -> int:  # type: ignore[no-untyped-def]
     raw = redis_client.get(quota.request_key(user.pk, timezone.localdate(timezone.now())))
     return int(raw) if raw else 0  # type: ignore[arg-type]
+
+
+# --- One TLS context per process ------------------------------------------------------------
+
+
+def test_fetchers_share_one_tls_context_made_once(monkeypatch):
+    from ingestion.fetching import guard
+
+    made: list[object] = []
+    real = guard.httpx.create_ssl_context
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(guard, "_ssl_context", None)
+    monkeypatch.setattr(guard.httpx, "create_ssl_context", counting)
+    fetchers = [Fetcher(store=False) for _ in range(3)]
+    try:
+        pools = [f._client._transport._pool for f in fetchers]  # type: ignore[attr-defined]
+        assert len(made) == 1
+        assert all(pool._ssl_context is made[0] for pool in pools)
+        assert made[0].verify_mode == ssl.CERT_REQUIRED and made[0].check_hostname
+    finally:
+        for fetcher in fetchers:
+            fetcher.close()
 
 
 # --- Payloads, a batch at a time ------------------------------------------------------------
