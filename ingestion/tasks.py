@@ -25,11 +25,15 @@ def run_due_schedules() -> int:
 def warm_up() -> None:
     """Worker warm-up hook (settings.INTAKE_WORKER_WARM_UP): load what every chunk of an
     ingest would otherwise load in its own work horse: the pipeline and adapter modules and
-    the simhash's tables (powers for a whole numpy pass, the letters of non-ASCII text)."""
+    the simhash's tables (powers for a whole numpy pass, the letters of non-ASCII text), and
+    the fetches' TLS context (the CA bundle, loaded once instead of once per chunk)."""
     import ingestion.pipeline.orchestrator  # noqa: F401
     import ingestion.pipeline.process  # noqa: F401
     from ingestion import simhash
     from ingestion.adapters import adapter_class, registry
+    from ingestion.fetching.guard import ssl_context
+
+    ssl_context()
 
     for kind in registry.kinds():
         adapter_class(kind)

@@ -15,6 +15,8 @@ import contextlib
 import ipaddress
 import re
 import socket
+import ssl
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -210,16 +212,33 @@ class _GuardedBackend(httpcore.NetworkBackend):
         time.sleep(seconds)
 
 
+_ssl_context: ssl.SSLContext | None = None
+_ssl_context_lock = threading.Lock()
+
+
+def ssl_context() -> ssl.SSLContext:
+    """The TLS settings of every fetch (httpx's defaults: certifi's CAs, certificates and
+    host names verified), made once per process: loading the CA bundle is most of what a
+    new Fetcher costs, and each chunk of a run makes one in its own work horse (the worker
+    makes this before it forks them: ingestion.tasks.warm_up). A context is shared safely
+    between clients, threads and connections; nothing in it changes once made."""
+    global _ssl_context
+    with _ssl_context_lock:
+        if _ssl_context is None:
+            _ssl_context = httpx.create_ssl_context(trust_env=False)
+        return _ssl_context
+
+
 class GuardedTransport(httpx.HTTPTransport):
     """httpx's transport with the guarded network layer under its connection pool."""
 
     def __init__(self) -> None:
-        super().__init__(trust_env=False)
+        super().__init__(verify=ssl_context(), trust_env=False)
         # httpx.HTTPTransport has no way to pass a network backend to its httpcore pool, so
         # the pool is replaced by one that has ours (same settings as httpx's defaults).
         # No proxy support on purpose: through a proxy the guard would vet the proxy only.
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context(),
             max_connections=100,
             max_keepalive_connections=20,
             keepalive_expiry=5.0,

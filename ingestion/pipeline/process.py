@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 FAILURE_EVENTS_MAX = 25
 
 
+# Detail-fetch threads per request a source's host allows at once (see _details).
+SPARE_THREADS_FACTOR = 2
+
 # A job's fetched detail, the error that stopped its fetch, or None (no fetch).
 _Detail = Posting | Exception | None
 
@@ -214,14 +217,20 @@ class BatchProcessor:
         """Each job's fetched detail (or the error that stopped it; None when it needs
         none), in the jobs' order. The fetches run at once, up to INTAKE_FETCH_PER_HOST per
         source and INTAKE_FETCH_CONCURRENCY in all, a few results ahead of the consumer;
-        stopping the iteration (an abort) cancels the ones not started."""
+        stopping the iteration (an abort) cancels the ones not started.
+
+        Twice as many threads as a source's hosts allow requests: a thread still parsing
+        and recording the answer it got (or storing a full PayloadBuffer) has given its
+        host slot back, and a spare thread waiting on that slot sends the next request at
+        once, so the host's requests stay in flight instead of coming in waves."""
         calls = [self._detail_call(job) if job.needs_detail else None for job in jobs]
         sources = {job.source_id for job, call in zip(jobs, calls, strict=True) if call}
         if not sources:
             yield from (None for _ in jobs)
             return
         threads = min(
-            settings.INTAKE_FETCH_CONCURRENCY, settings.INTAKE_FETCH_PER_HOST * len(sources)
+            settings.INTAKE_FETCH_CONCURRENCY,
+            SPARE_THREADS_FACTOR * settings.INTAKE_FETCH_PER_HOST * len(sources),
         )
         yield from ordered_parallel(_call_detail, calls, threads=threads)
 

@@ -5,6 +5,7 @@ limit counted at the server while a run fetches in parallel."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,6 +35,32 @@ def clean_redis(redis_client: redis.Redis, settings) -> redis.Redis:  # type: ig
 def counter(redis_client: redis.Redis, user) -> int:  # type: ignore[no-untyped-def]
     raw = redis_client.get(quota.request_key(user.pk, timezone.localdate(timezone.now())))
     return int(raw) if raw else 0  # type: ignore[arg-type]
+
+
+# --- One TLS context per process ------------------------------------------------------------
+
+
+def test_fetchers_share_one_tls_context_made_once(monkeypatch):
+    from ingestion.fetching import guard
+
+    made: list[object] = []
+    real = guard.httpx.create_ssl_context
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(guard, "_ssl_context", None)
+    monkeypatch.setattr(guard.httpx, "create_ssl_context", counting)
+    fetchers = [Fetcher(store=False) for _ in range(3)]
+    try:
+        pools = [f._client._transport._pool for f in fetchers]  # type: ignore[attr-defined]
+        assert len(made) == 1
+        assert all(pool._ssl_context is made[0] for pool in pools)
+        assert made[0].verify_mode == ssl.CERT_REQUIRED and made[0].check_hostname
+    finally:
+        for fetcher in fetchers:
+            fetcher.close()
 
 
 # --- Payloads, a batch at a time ------------------------------------------------------------
@@ -207,3 +234,41 @@ def test_a_chunk_fetches_details_in_parallel_within_the_per_host_limit(
     assert run.status == RunStatus.FINISHED, run.error_message
     assert run.jobs_ready == 24
     assert state["most"] == 3
+
+
+def test_a_host_gets_its_next_request_while_an_answer_is_still_being_recorded(
+    boards, work, user, greenhouse_source, settings, monkeypatch
+):
+    # Each fetch, once answered (its host slot given back), is held in its record until
+    # two more requests have reached the host: with one thread per slot nobody would be
+    # left to send them.
+    settings.INTAKE_FETCH_PER_HOST = 2
+    jobs = list(greenhouse_jobs(8, size=300))
+    mount_greenhouse(boards, "acme", jobs, listing_content=False)
+    arrived = threading.Condition()
+    state = {"arrived": 0, "recorded": 0, "starved": 0}
+    for job in jobs:
+        body = json.dumps(job).encode()
+
+        def detail(request, body: bytes = body) -> Reply:  # type: ignore[no-untyped-def]
+            with arrived:
+                state["arrived"] += 1
+                arrived.notify_all()
+            return Reply(200, body, {"Content-Type": "application/json"})
+
+        boards.route(f"/v1/boards/acme/jobs/{job['id']}", handler=detail)
+    real_add = PayloadBuffer.add
+
+    def held_add(self, fields):  # type: ignore[no-untyped-def]
+        with arrived:
+            state["recorded"] += 1
+            wanted = min(len(jobs), state["recorded"] + 2)
+            if not arrived.wait_for(lambda: state["arrived"] >= wanted, timeout=5):
+                state["starved"] += 1
+        real_add(self, fields)
+
+    monkeypatch.setattr(PayloadBuffer, "add", held_add)
+    run = work(services.ingest_start(owner=user))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert run.jobs_ready == 8
+    assert state["starved"] == 0

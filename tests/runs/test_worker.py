@@ -70,6 +70,8 @@ def test_the_warm_up_hooks_load_what_every_work_horse_would(settings):
         "assert 'ingestion.adapters.greenhouse' in sys.modules\n"
         "assert len(simhash._powers) >= 2 * simhash._PASS_BYTES, len(simhash._powers)\n"
         "assert simhash._bmp_alnum.cache_info().currsize == 1\n"
+        "from ingestion.fetching import guard\n"
+        "assert guard._ssl_context is not None\n"
     )
     run_as_a_starting_worker(code, settings)
 
