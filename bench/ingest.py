@@ -873,29 +873,87 @@ def bench_baselines(size: int, args: argparse.Namespace, ingest_run_id: int) -> 
 
 
 class SqlTimer:
-    """A Django execute wrapper: wall time spent in each statement (by its first words),
-    so the profile says which queries the database time goes to. Statements sent on a raw
-    psycopg cursor bypass it."""
+    """Wall time and the database backend's CPU time spent in each statement (by its first
+    words), so the profile says which queries the database time goes to: psycopg's cursor
+    methods patched while it is active, so Django's cursors and ingestion.store's
+    server-binding ones (and their COPYs) are all counted. The backend's CPU is read from
+    /proc (the server is on this machine): its own process, so other load does not count."""
 
     def __init__(self) -> None:
         self.stats: dict[str, list[float]] = {}
+        self._patched: list[tuple[str, Any]] = []
 
-    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        began = time.perf_counter()
+    @staticmethod
+    def backend_cpu(pid: int) -> float:
+        """CPU seconds used so far by the process `pid` (user + system), or 0 if unreadable."""
         try:
-            return execute(sql, params, many, context)
-        finally:
-            key = ("many " if many else "") + " ".join(sql.split())[:110]
-            entry = self.stats.setdefault(key, [0, 0.0])
-            entry[0] += 1
-            entry[1] += time.perf_counter() - began
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def report(self, total: float, top: int = 12) -> None:
-        spent = sum(t for _, t in self.stats.values())
-        print(f"   SQL: {spent:.1f} s of {total:.1f} s in Django's cursors; the heaviest:")
-        ranked = sorted(self.stats.items(), key=lambda kv: -kv[1][1])[:top]
-        for key, (count, seconds) in ranked:
-            print(f"   {seconds:7.2f} s {int(count):6} × {seconds / count * 1000:7.2f} ms  {key}")
+    def _record(self, key: str, began: float, cpu_began: float, pid: int) -> None:
+        entry = self.stats.setdefault(key, [0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += time.perf_counter() - began
+        entry[2] += self.backend_cpu(pid) - cpu_began
+
+    def __enter__(self) -> SqlTimer:
+        import psycopg
+
+        timer = self
+
+        def timed(name: str, original: Any) -> Any:
+            def wrapper(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+                text = query if isinstance(query, str) else str(getattr(query, "_obj", query))
+                key = ("many " if name == "executemany" else "") + " ".join(text.split())[:110]
+                pid = cursor.connection.info.backend_pid
+                began, cpu_began = time.perf_counter(), timer.backend_cpu(pid)
+                if name == "copy":
+                    return timer._timed_copy(original(cursor, query, *args, **kwargs), key, pid)
+                try:
+                    return original(cursor, query, *args, **kwargs)
+                finally:
+                    timer._record(key, began, cpu_began, pid)
+
+            return wrapper
+
+        for name in ("execute", "executemany", "copy"):
+            original = getattr(psycopg.Cursor, name)
+            self._patched.append((name, original))
+            setattr(psycopg.Cursor, name, timed(name, original))
+        return self
+
+    @contextlib.contextmanager
+    def _timed_copy(self, copy: Any, key: str, pid: int) -> Iterator[Any]:
+        began, cpu_began = time.perf_counter(), self.backend_cpu(pid)
+        try:
+            with copy as inner:
+                yield inner
+        finally:
+            self._record(key, began, cpu_began, pid)
+
+    def __exit__(self, *exc: object) -> None:
+        import psycopg
+
+        for name, original in self._patched:
+            setattr(psycopg.Cursor, name, original)
+        self._patched.clear()
+
+    def report(self, total: float, size: int, top: int = 14) -> None:
+        spent = sum(t for _, t, _ in self.stats.values())
+        cpu = sum(c for _, _, c in self.stats.values())
+        print(
+            f"   SQL: {spent:.1f} s of {total:.1f} s; database CPU {cpu:.1f} s "
+            f"({cpu / size * 1000:.3f} ms/posting); the heaviest by database CPU:"
+        )
+        ranked = sorted(self.stats.items(), key=lambda kv: -kv[1][2])[:top]
+        for key, (count, seconds, cpu) in ranked:
+            print(
+                f"   {cpu:6.2f} s CPU {seconds:6.2f} s {int(count):6} × "
+                f"{cpu / size * 1e6:5.0f} µs/posting  {key}"
+            )
 
 
 def profile_size(size: int, args: argparse.Namespace, children: Children, work: Path) -> None:
@@ -903,7 +961,6 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
     code a worker runs; the parts of the ingest are called one after another)."""
     from django.conf import settings
     from django.contrib.auth.models import User
-    from django.db import connection
 
     from ingestion import services as ingestion_services
     from ingestion.models import WorkChunk
@@ -935,7 +992,7 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
             profiler = cProfile.Profile()
             timer = SqlTimer()
             began = time.perf_counter()
-            with connection.execute_wrapper(timer):
+            with timer:
                 profiler.enable()
                 status = tasks.execute_run(run.pk)
                 if status == "deferred":
@@ -953,7 +1010,7 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
                 f"\n== {kind} of {size:,} in-process: {run.status}, {seconds:.1f} s "
                 f"({size / seconds:,.0f}/s), profile in {path}"
             )
-            timer.report(seconds)
+            timer.report(seconds, size)
             for sort in ("tottime", "cumulative"):
                 text = io.StringIO()
                 pstats.Stats(profiler, stream=text).sort_stats(sort).print_stats(args.top)

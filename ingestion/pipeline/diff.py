@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -330,6 +330,13 @@ class SourceDiff:
                 increments[counter] = increments.get(counter, 0) + 1
         with transaction.atomic():
             if self.write:
+                # The listing's decisions go into the rows it writes (each job written once);
+                # those whose canonical is a new job of this batch without an id when its row
+                # is built are set once every row is written.
+                for item, candidate, _ in near:
+                    if item.job_id:
+                        candidate.job_id = item.job_id
+                unresolved: list[tuple[store.ItemRow, dedupe.Candidate, dedupe.Match | None]] = []
                 for company, group in _by_company(upserts, self.source).items():
                     new_keys = {
                         item.external_id
@@ -343,7 +350,22 @@ class SourceDiff:
                         for item, candidate, _ in near
                         if not item.job_id and candidate.company == company
                     )
-                    ids = upsert_jobs(self.run, self.source, group, now=self.now, new_keys=new_keys)
+                    listed: dict[str, tuple[int, int | None]] = {}
+                    for item, candidate, match in near:
+                        if candidate.company != company:
+                            continue
+                        canonical = match.canonical.job_id if match is not None else None
+                        if match is not None and canonical is None:
+                            unresolved.append((item, candidate, match))
+                        listed[item.external_id] = (candidate.simhash, canonical)
+                    ids = upsert_jobs(
+                        self.run,
+                        self.source,
+                        group,
+                        now=self.now,
+                        new_keys=new_keys,
+                        listed=listed,
+                    )
                     missing = [p.external_id.strip() for p, _ in group]
                     missing = [key for key in missing if key not in ids]
                     if missing:
@@ -366,7 +388,7 @@ class SourceDiff:
                 for item, _, match in near:
                     if match is not None:
                         item.reason = match.reason
-                store.set_listed(_listed(near))
+                store.set_listed(_listed(unresolved))
                 store.touch_unchanged(self.now, unchanged_ids, rehashed)
                 pending = []
                 written = {id(item) for item, _, _ in near}
@@ -635,10 +657,13 @@ def upsert_jobs(
     *,
     now: datetime,
     new_keys: Collection[str] = (),
+    listed: Mapping[str, tuple[int, int | None]] | None = None,
 ) -> dict[str, int]:
     """Write these (posting, content hash) pairs, all of one company (job_company), as
     `pending` jobs of the run's owner (ingestion.store.upsert_jobs says how, and what it
-    returns: keyed by external id, which one company makes unambiguous)."""
+    returns: keyed by external id, which one company makes unambiguous). `listed`: the
+    listing's (simhash, id of the job it duplicates or None) by external id; the jobs it
+    leaves out get neither."""
     rows = [
         store.JobRow(
             owner_id=run.owner_id,
@@ -667,8 +692,10 @@ def upsert_jobs(
             salary_period=p.salary_period[: JOB_MAX["salary_period"]],
             salary_text=p.salary_text[: JOB_MAX["salary_text"]],
             status=JobStatus.PENDING.value,
+            simhash=None,
             content_hash=chash,
             raw_hash=p.raw_hash,
+            duplicate_of_id=None,
             first_seen_at=now,
             last_seen_at=now,
             expired_at=None,
@@ -679,4 +706,11 @@ def upsert_jobs(
         )
         for p, chash in postings
     ]
+    if listed:
+        rows = [
+            row._replace(simhash=decided[0], duplicate_of_id=decided[1])
+            if (decided := listed.get(row.external_id))
+            else row
+            for row in rows
+        ]
     return store.upsert_jobs(rows, new_keys=new_keys)

@@ -18,8 +18,10 @@ from django.db.models import Model
 
 
 class JobRow(NamedTuple):
-    """A job as the listing writes it (every column of Job but those the ingesting stage
-    owns: id, simhash, duplicate_of_id)."""
+    """A job as the listing writes it: every column of Job but its id. `simhash` and
+    `duplicate_of_id` are the listing's near-duplicate decision (None where it had no text
+    to decide on, or the job it duplicates has no id yet): written with the row, so a new
+    job is written once before the ingesting stage takes it."""
 
     owner_id: int
     source_id: int | None
@@ -45,8 +47,10 @@ class JobRow(NamedTuple):
     salary_period: str
     salary_text: str
     status: str
+    simhash: int | None
     content_hash: str
     raw_hash: str
+    duplicate_of_id: int | None
     first_seen_at: datetime
     last_seen_at: datetime
     expired_at: datetime | None
@@ -56,8 +60,8 @@ class JobRow(NamedTuple):
     updated_at: datetime
 
 
-# The columns of Job a JobRow leaves out: the ingesting stage writes them.
-JOB_ROW_OMITS = frozenset({"id", "simhash", "duplicate_of_id"})
+# The columns of Job a JobRow leaves out: the database draws it.
+JOB_ROW_OMITS = frozenset({"id"})
 
 
 @dataclass(slots=True, kw_only=True)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from ingestion import normalize, services, simhash
+from ingestion import normalize, services, simhash, store
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from tests.ingestion.boards import description_html, greenhouse_job, mount_greenhouse
 from tests.ingestion.pages import posting_row, postings_csv
@@ -218,3 +218,59 @@ def test_every_stored_simhash_reads_the_fingerprint_text(work, user):  # type: i
 
     job = Job.objects.get()
     assert (job.status, job.simhash) == (JobStatus.READY, listed)
+
+
+def test_the_listing_writes_its_decisions_in_the_jobs_rows(  # type: ignore[no-untyped-def]
+    boards, work, user, greenhouse_source, monkeypatch
+):
+    # Each new job is written once by the listing: its simhash and the job it duplicates go
+    # in its row; only a duplicate of a job new in the same batch (no id yet when the rows
+    # are built) is set afterwards. Two new postings a run: too few to learn boilerplate.
+    roles = {
+        i: (title, description_html(i, title=title, size=2000))
+        for i, title in ((1, "Data Engineer"), (3, "Site Engineer"), (5, "Test Engineer"))
+    }
+
+    def listing(*ids: int) -> None:
+        mount_greenhouse(
+            boards,
+            "acme",
+            [greenhouse_job(i, roles[i % 100][0], content=roles[i % 100][1]) for i in ids],
+        )
+
+    listing(1, 3)
+    work(services.ingest_start(owner=user))
+    rows: dict[str, Any] = {}
+    set_afterwards: list[tuple[int, int, int | None]] = []
+    upsert, set_listed = store.upsert_jobs, store.set_listed
+
+    def spy_upsert(batch: Any, **kwargs: Any) -> dict[str, int]:
+        rows.update((row.external_id, row) for row in batch)
+        return upsert(batch, **kwargs)
+
+    def spy_set_listed(decisions: Any) -> None:
+        set_afterwards.extend(decisions)
+        set_listed(decisions)
+
+    monkeypatch.setattr(store, "upsert_jobs", spy_upsert)
+    monkeypatch.setattr(store, "set_listed", spy_set_listed)
+    listing(1, 3, 101, 103)  # reposts of stored jobs
+    work(services.ingest_start(owner=user))
+    jobs = {job.external_id: job for job in Job.objects.all()}
+    assert (rows["101"].duplicate_of_id, rows["103"].duplicate_of_id) == (
+        jobs["1"].pk,
+        jobs["3"].pk,
+    )
+    assert rows["101"].simhash == jobs["1"].simhash
+    assert set_afterwards == []
+    listing(1, 3, 101, 103, 5, 105)  # a repost of a job new in the same batch
+    work(services.ingest_start(owner=user))
+    jobs = {job.external_id: job for job in Job.objects.all()}
+    assert rows["5"].simhash is not None and rows["5"].duplicate_of_id is None
+    assert rows["105"].duplicate_of_id is None
+    assert set_afterwards == [(jobs["105"].pk, rows["105"].simhash, jobs["5"].pk)]
+    assert [jobs[key].duplicate_of_id for key in ("101", "103", "105")] == [
+        jobs[key].pk for key in ("1", "3", "5")
+    ]
+    assert {jobs[key].status for key in ("101", "103", "105")} == {JobStatus.SKIPPED}
+    assert jobs["5"].status == JobStatus.READY
