@@ -41,8 +41,9 @@ from runs import feed, stream
 logger = logging.getLogger(__name__)
 
 TOKEN_SALT = "intake.grip.next"
-PADDING = ":" + " " * 2048 + "\n\nevent: stream-open\ndata:\n\n"
-KEEP_ALIVE = "event: keep-alive\ndata:\n\n"
+# What the web process's own streams send first and when idle (runs/stream.py).
+PADDING = stream.STREAM_OPEN
+KEEP_ALIVE = stream.KEEP_ALIVE.decode()
 
 
 def enabled() -> bool:
@@ -79,7 +80,7 @@ def hold_response(run_id: int, *, after_id: int, user_id: int, first: bool) -> H
             last_id, last_seq, ended = event.id, event.seq, event.terminal
         if len(rows) < stream.REPLAY_BATCH:
             break
-    response = HttpResponse("".join(chunks), content_type="text/event-stream")
+    response = HttpResponse(b"".join(chunks), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     if ended:
         return response  # no hold: Pushpin sends this and ends the response

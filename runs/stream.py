@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from django.conf import settings
+from django.http import StreamingHttpResponse
 
 from runs.feed import (
     PUBSUB_CHANNEL,
@@ -135,7 +136,8 @@ class ResilientRedisListener:
 
 
 class LiveEvent:
-    """One event as the listener received it, its SSE frame built once for every stream."""
+    """One event as the listener received it, its SSE frame built (and encoded) once for every
+    stream."""
 
     __slots__ = ("channel", "id", "seq", "data", "terminal", "frame")
 
@@ -145,7 +147,7 @@ class LiveEvent:
         self.seq = seq
         self.data = data
         self.terminal = terminal
-        self.frame = _sse(f"{channel}:{event_id}", data)
+        self.frame = _sse(f"{channel}:{event_id}", data).encode()
 
 
 class Delivery:
@@ -157,27 +159,27 @@ class Delivery:
 
     def __init__(self, events: list[LiveEvent]) -> None:
         self.events = events
-        self._frames: str | None = None
-        self._batch: str | None = None
+        self._frames: bytes | None = None
+        self._batch: bytes | None = None
 
-    def frames(self, batched: bool) -> str:
+    def frames(self, batched: bool) -> bytes:
         if batched:
             if self._batch is None:
                 self._batch = batch_frames(self.events)
             return self._batch
         if self._frames is None:
-            self._frames = "".join(event.frame for event in self.events)
+            self._frames = b"".join(event.frame for event in self.events)
         return self._frames
 
 
-def batch_frames(events: list[LiveEvent]) -> str:
+def batch_frames(events: list[LiveEvent]) -> bytes:
     """One `batch` SSE event carrying `events` (in order) as a JSON array, its id the last
     one's, so a reconnect resumes after it; a single event stays a plain `message`."""
     if len(events) == 1:
         return events[0].frame
     last = events[-1]
     body = ",".join(event.data for event in events)
-    return f"event: {BATCH_EVENT_NAME}\nid: {last.channel}:{last.id}\ndata: [{body}]\n\n"
+    return f"event: {BATCH_EVENT_NAME}\nid: {last.channel}:{last.id}\ndata: [{body}]\n\n".encode()
 
 
 class Coalescer:
@@ -272,6 +274,23 @@ COALESCE_RATE = 10.0
 COALESCE_BURST = 3.0
 # The SSE event type of several events sent as one (streams that ask with `?batch=1`).
 BATCH_EVENT_NAME = "batch"
+# Padding first: some proxies and browsers hold back the first bytes of a stream.
+STREAM_OPEN = b":" + b" " * 2048 + b"\n\nevent: stream-open\ndata:\n\n"
+KEEP_ALIVE = b"event: keep-alive\ndata:\n\n"
+
+
+class EventStreamResponse(StreamingHttpResponse):
+    """The SSE response of `stream_run_events`, whose body is bytes already: Django's ASGI
+    handler takes its parts straight from the generator, not through StreamingHttpResponse's
+    two wrapping async generators (one converting each part to bytes), which every delivery
+    to every watcher passed through."""
+
+    def __init__(self, body: AsyncIterator[bytes], **kwargs: Any) -> None:
+        super().__init__(body, content_type="text/event-stream", **kwargs)
+        self.sse_body = body
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.sse_body
 
 
 def release_request_thread() -> None:
@@ -323,7 +342,7 @@ def _sse(event_id: str, data: str) -> str:
 
 async def stream_run_events(
     run_id: int, *, after_id: int, user_id: int, batched: bool = False
-) -> AsyncIterator[str]:
+) -> AsyncIterator[bytes]:
     """The SSE body for one run's channel: replay from the database after `after_id`, then
     live events from the web process's listener, strictly in the run's `seq` order.
 
@@ -361,12 +380,12 @@ async def stream_run_events(
     last_seq = 0
     ended = False
 
-    def frames(events: list[LiveEvent]) -> str:
+    def frames(events: list[LiveEvent]) -> bytes:
         if batched:
             return batch_frames(events)
-        return "".join(event.frame for event in events)
+        return b"".join(event.frame for event in events)
 
-    async def catch_up() -> str:
+    async def catch_up() -> bytes:
         nonlocal last_id, last_seq, ended
         chunks = []
         while True:
@@ -379,11 +398,10 @@ async def stream_run_events(
                 last_id, last_seq = last.id, last.seq
                 ended = ended or any(event.terminal for event in events)
             if len(events) < REPLAY_BATCH:
-                return "".join(chunks)
+                return b"".join(chunks)
 
     try:
-        # Padding first: some proxies and browsers hold back the first bytes of a stream.
-        yield ":" + " " * 2048 + "\n\nevent: stream-open\ndata:\n\n"
+        yield STREAM_OPEN
         body = await catch_up()
         if body:
             yield body
@@ -394,7 +412,7 @@ async def stream_run_events(
                     async with asyncio.timeout(KEEPALIVE_SECONDS):
                         await listener.aevent.wait()
                 except TimeoutError:
-                    yield "event: keep-alive\ndata:\n\n"
+                    yield KEEP_ALIVE
                     continue
             with manager.lock:
                 items = listener.channel_items.pop(channel, [])
@@ -424,7 +442,7 @@ async def stream_run_events(
                     break
             if reread and not ended:
                 chunks.append(await catch_up())
-            body = "".join(chunks)
+            body = b"".join(chunks)
             if body:
                 yield body
     finally:

@@ -17,7 +17,6 @@ from django.http import (
     HttpResponseBadRequest,
     HttpResponseForbidden,
     JsonResponse,
-    StreamingHttpResponse,
 )
 from django.http.response import HttpResponseBase
 from django.middleware.csrf import get_token
@@ -280,9 +279,8 @@ def stream_response(request: HttpRequest, run_id: int, *, owner: User) -> HttpRe
             return HttpResponse(status=204)
     if grip.is_proxied(request):  # Pushpin holds the stream (runs/grip.py)
         return grip.hold_response(run.pk, after_id=after, user_id=owner.pk, first=True)
-    response = StreamingHttpResponse(
-        stream.stream_run_events(run.pk, after_id=after, user_id=owner.pk, batched=batched),
-        content_type="text/event-stream",
+    response = stream.EventStreamResponse(
+        stream.stream_run_events(run.pk, after_id=after, user_id=owner.pk, batched=batched)
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once

@@ -1,0 +1,51 @@
+"""The send path of an SSE stream in the web process (runs/stream.py), without a server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.core.handlers.asgi import ASGIHandler
+
+from runs import stream
+
+
+def test_each_event_reaches_the_asgi_server_as_the_one_frame_built_for_every_stream():
+    """An event's SSE frame is encoded once, when the listener receives it; every watcher's
+    stream hands that same bytes object to the ASGI server, with no per-watcher copy or
+    conversion on the way (Django's ASGI handler takes the parts straight from the stream)."""
+    event = stream.LiveEvent("run-7", 41, 3, '{"id":41,"seq":3}', False)
+    delivery = stream.Delivery([event])
+
+    async def body() -> AsyncIterator[bytes]:
+        yield stream.STREAM_OPEN
+        yield delivery.frames(batched=False)
+
+    async def watch() -> list[Any]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        gen = body()
+        response = stream.EventStreamResponse(gen)
+        assert aiter(response) is gen
+        await ASGIHandler().send_response(response, send)
+        assert sent[0]["type"] == "http.response.start"
+        assert (b"Content-Type", b"text/event-stream") in sent[0]["headers"]
+        return [message.get("body") for message in sent[1:]]
+
+    first, second = asyncio.run(watch()), asyncio.run(watch())
+    assert first[1] is event.frame and second[1] is event.frame
+    assert event.frame == b'event: message\nid: run-7:41\ndata: {"id":41,"seq":3}\n\n'
+    assert first[0] is stream.STREAM_OPEN and first[-1] in (None, b"")
+
+
+def test_a_batch_of_events_is_one_frame_encoded_once_per_delivery():
+    events = [stream.LiveEvent("run-7", 40 + i, i, f'{{"seq":{i}}}', False) for i in (1, 2)]
+    delivery = stream.Delivery(events)
+    batch = delivery.frames(batched=True)
+    assert delivery.frames(batched=True) is batch
+    assert batch == b'event: batch\nid: run-7:42\ndata: [{"seq":1},{"seq":2}]\n\n'
+    assert delivery.frames(batched=False) == events[0].frame + events[1].frame
