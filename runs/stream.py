@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -373,7 +374,10 @@ async def stream_run_events(
     listener.user_id = user_id
     listener.channels = {channel}
     listener.assign_loop()
+    listener.wrote = True
+    listener.keep_alive = False
     manager = get_listener_manager()
+    start_keep_alives(manager)
     manager.add_listener(listener)  # also starts this process's Redis listener if needed
 
     last_id = after_id
@@ -407,18 +411,15 @@ async def stream_run_events(
             yield body
         while not ended:
             if not listener.aevent.is_set():
-                # A timeout scope rather than wait_for: no task per wait.
-                try:
-                    async with asyncio.timeout(KEEPALIVE_SECONDS):
-                        await listener.aevent.wait()
-                except TimeoutError:
-                    yield KEEP_ALIVE
-                    continue
+                # No timeout here: the loop's keep-alive timer wakes a stream left idle.
+                await listener.aevent.wait()
             with manager.lock:
                 items = listener.channel_items.pop(channel, [])
                 reread = listener.overflow
+                keep_alive = listener.keep_alive
                 listener.channel_items = {}
                 listener.overflow = False
+                listener.keep_alive = False
                 listener.aevent.clear()
             chunks = []
             for delivery in items:
@@ -444,9 +445,46 @@ async def stream_run_events(
                 chunks.append(await catch_up())
             body = b"".join(chunks)
             if body:
+                listener.wrote = True
                 yield body
+            elif keep_alive:
+                yield KEEP_ALIVE
     finally:
         manager.remove_listener(listener)
+
+
+# The event loops whose keep-alive timer runs: one per web process (tests start several).
+_KEEP_ALIVE_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def start_keep_alives(manager: Any) -> None:
+    """Start this loop's keep-alive timer, unless it runs: one timer for every stream of
+    the loop, rather than a timeout armed and cancelled around each wait of each stream
+    (every delivery to every watcher paid for both)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _KEEP_ALIVE_LOOPS:
+        _KEEP_ALIVE_LOOPS.add(loop)
+        loop.call_later(KEEPALIVE_SECONDS / 2, _keep_alive_tick, manager, loop)
+
+
+def _keep_alive_tick(manager: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Every half KEEPALIVE_SECONDS, wake each stream of `loop` that wrote nothing since
+    the previous tick to write a keep-alive: an idle stream writes at least every
+    KEEPALIVE_SECONDS, as proxies that close silent connections need."""
+    with manager.lock:
+        listeners = [
+            listener
+            for group in manager.listeners_by_channel.values()
+            for listener in group
+            if listener.loop is loop
+        ]
+    for listener in listeners:
+        if listener.wrote:
+            listener.wrote = False
+        else:
+            listener.keep_alive = True
+            listener.aevent.set()
+    loop.call_later(KEEPALIVE_SECONDS / 2, _keep_alive_tick, manager, loop)
 
 
 def _consecutive(events: list[LiveEvent]) -> bool:

@@ -49,3 +49,43 @@ def test_a_batch_of_events_is_one_frame_encoded_once_per_delivery():
     assert delivery.frames(batched=True) is batch
     assert batch == b'event: batch\nid: run-7:42\ndata: [{"seq":1},{"seq":2}]\n\n'
     assert delivery.frames(batched=False) == events[0].frame + events[1].frame
+
+
+def test_an_idle_stream_writes_keep_alives_and_a_busy_one_does_not(monkeypatch, redis_client):
+    """One timer per event loop keeps idle streams alive (proxies close silent
+    connections); a stream that wrote since the timer's last tick is left alone."""
+    from django_eventstream.views import get_listener_manager
+
+    monkeypatch.setattr(stream, "KEEPALIVE_SECONDS", 0.2)
+    monkeypatch.setattr(stream, "_replay", lambda run_id, after_id: ([], 0))
+
+    async def watch() -> tuple[list[bytes], list[bytes]]:
+        idle = stream.stream_run_events(9_000_001, after_id=0, user_id=1)
+        busy = stream.stream_run_events(9_000_002, after_id=0, user_id=1)
+        assert await anext(idle) == stream.STREAM_OPEN
+        assert await anext(busy) == stream.STREAM_OPEN
+        idle_parts: list[bytes] = []
+        busy_parts: list[bytes] = []
+
+        async def read(gen: AsyncIterator[bytes], parts: list[bytes]) -> None:
+            async for part in gen:
+                parts.append(part)
+
+        readers = [
+            asyncio.create_task(read(idle, idle_parts)),
+            asyncio.create_task(read(busy, busy_parts)),
+        ]
+        manager = get_listener_manager()
+        for seq in range(1, 21):  # the busy run writes every 50 ms for a second
+            event = stream.LiveEvent("run-9000002", seq, seq, f'{{"seq":{seq}}}', False)
+            stream.fan_out(manager, event.channel, stream.Delivery([event]))
+            await asyncio.sleep(0.05)
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        return idle_parts, busy_parts
+
+    idle_parts, busy_parts = asyncio.run(watch())
+    assert idle_parts and set(idle_parts) == {stream.KEEP_ALIVE}
+    assert stream.KEEP_ALIVE not in busy_parts
+    assert [part.count(b"event: message") for part in busy_parts] == [1] * len(busy_parts)
