@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import gc
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -46,16 +47,27 @@ async def measure(streams: int, events: int) -> tuple[int, float]:
         nonlocal sent
         sent += 1
 
+    # A run id no database here has: pub/sub channels are server-wide, so events of another
+    # process's run 1 (any Redis db) would reach these streams too.
+    run_id = random.randrange(10**12, 10**13)
+    channel = f"run-{run_id}"
     tasks = []
     for _ in range(streams):
-        body = path.stream_run_events(1, after_id=0, user_id=1)
+        body = path.stream_run_events(run_id, after_id=0, user_id=1)
         if hasattr(path, "EventStreamResponse"):
             response = path.EventStreamResponse(body)
         else:
             response = StreamingHttpResponse(body, content_type="text/event-stream")
         tasks.append(asyncio.create_task(handler.send_response(response, send)))
-    await asyncio.sleep(1.0)  # every stream open and waiting
     manager = get_listener_manager()
+    # Every stream open and the listener subscribed: its first subscription wakes every
+    # stream to re-read the database, which must not fall inside the measurement.
+    deadline = time.monotonic() + 30
+    while not getattr(manager.redis_listener, "connected", True):
+        if time.monotonic() > deadline:
+            raise SystemExit("the listener did not subscribe to Redis")
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)
     gc.collect()
     gc.freeze()  # as project/asgi.py's tune_gc
     gc.set_threshold(50_000, *gc.get_threshold()[1:])
@@ -63,13 +75,16 @@ async def measure(streams: int, events: int) -> tuple[int, float]:
     start = time.process_time()
     for seq in range(1, events + 1):
         data = (
-            f'{{"id":{seq},"runId":1,"seq":{seq},"type":"bench.tick","payload":{{"t":1.0}},'
+            f'{{"id":{seq},"runId":{run_id},"seq":{seq},"type":"bench.tick","payload":{{"t":1.0}},'
             '"run":{"terminal":false,"status":"running"}}'
         )
-        event = path.LiveEvent("run-1", seq, seq, data, False)
-        path.fan_out(manager, "run-1", path.Delivery([event]))
+        event = path.LiveEvent(channel, seq, seq, data, False)
+        path.fan_out(manager, channel, path.Delivery([event]))
         for _ in range(4):  # the wakes run, then the streams, then their sends
             await asyncio.sleep(0)
+    deadline = time.monotonic() + 30
+    while sent - before < streams * events and time.monotonic() < deadline:
+        await asyncio.sleep(0)
     cpu = time.process_time() - start
     for task in tasks:
         task.cancel()
