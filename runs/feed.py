@@ -34,12 +34,21 @@ from runs.outage import describe
 
 logger = logging.getLogger(__name__)
 
-# The pub/sub channel django-eventstream's send_event publishes on (fixed by the library; its
-# listener and ours read it, and Publisher writes it the way send_event does).
+# The pub/sub channel django-eventstream's send_event publishes on; Publisher writes it the
+# way send_event does, and the web processes' listeners read it (see pubsub_channel).
 PUBSUB_CHANNEL = "events_channel"
 # Every RunEvent goes out as the SSE default event type, so a plain EventSource `onmessage`
 # sees it; the envelope's `type` says what happened.
 SSE_EVENT_NAME = "message"
+
+
+def pubsub_channel() -> str:
+    """The pub/sub channel of this Redis db. Channels are server-wide, whatever the db: an
+    Intake sharing the Redis server under another db number would otherwise get this one's
+    events in its streams of runs with the same ids (and take them as its own when their
+    seq comes next). Db 0 keeps the library's name."""
+    db = int(settings.EVENTSTREAM_REDIS.get("db", 0))
+    return f"{PUBSUB_CHANNEL}:{db}" if db else PUBSUB_CHANNEL
 
 
 def channel_for(run_id: int) -> str:
@@ -141,7 +150,7 @@ class Publisher:
                 self._skip(channel, message)
                 return False
         try:
-            self._redis().publish(PUBSUB_CHANNEL, message)
+            self._redis().publish(pubsub_channel(), message)
         except Exception as exc:
             with self._lock:
                 first = self._down_since is None
@@ -180,7 +189,7 @@ class Publisher:
                 self._probing = False
             for message in missed.values():
                 try:
-                    self._redis().publish(PUBSUB_CHANNEL, message)
+                    self._redis().publish(pubsub_channel(), message)
                 except Exception:
                     break  # down again: the next event notices and probes anew
             if since is not None:

@@ -24,10 +24,10 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from runs.feed import (
-    PUBSUB_CHANNEL,
     SSE_EVENT_NAME,
     channel_for,
     encode,
+    pubsub_channel,
     short_lived_connection,
 )
 
@@ -76,7 +76,7 @@ class ResilientRedisListener:
             client = Redis(**kwargs)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(PUBSUB_CHANNEL)
+                await pubsub.subscribe(pubsub_channel())
                 self.connected = True
                 if was_down:
                     self.reconnects += 1
@@ -129,7 +129,7 @@ class ResilientRedisListener:
                 bool(envelope["run"]["terminal"]),
             )
         except (ValueError, KeyError, TypeError):
-            logger.warning("Ignoring a malformed event on %s", PUBSUB_CHANNEL)
+            logger.warning("Ignoring a malformed event on %s", pubsub_channel())
             return
         if self._coalescer is None:
             self._coalescer = Coalescer()

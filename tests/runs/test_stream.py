@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -89,3 +90,38 @@ def test_an_idle_stream_writes_keep_alives_and_a_busy_one_does_not(monkeypatch, 
     assert idle_parts and set(idle_parts) == {stream.KEEP_ALIVE}
     assert stream.KEEP_ALIVE not in busy_parts
     assert [part.count(b"event: message") for part in busy_parts] == [1] * len(busy_parts)
+
+
+def test_events_published_under_one_redis_db_reach_only_that_dbs_listeners(settings, redis_client):
+    """Pub/sub channels are server-wide whatever the db: an Intake under another db number
+    of the same Redis server must not get this one's events (nor the reverse)."""
+    from runs import feed
+
+    ours = dict(settings.EVENTSTREAM_REDIS)
+    theirs = {**ours, "db": 15}
+    assert ours.get("db", 0) != 15
+    listeners = []
+    for kwargs in (ours, theirs):
+        settings.EVENTSTREAM_REDIS = kwargs
+        pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(feed.pubsub_channel())
+        listeners.append(pubsub)
+    try:
+        settings.EVENTSTREAM_REDIS = theirs
+        assert feed.Publisher().publish("run-1", '{"id":1}', 1)
+        heard = [next_message(pubsub, timeout=2) for pubsub in listeners]
+        assert heard[0] is None
+        assert heard[1] is not None and b'"pub_id": "1"' in heard[1]["data"]
+    finally:
+        for pubsub in listeners:
+            pubsub.close()
+
+
+def next_message(pubsub: Any, timeout: float) -> dict[str, Any] | None:
+    """The next published message (get_message answers None for the subscription's own)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None:
+            return dict(message)
+    return None
