@@ -6,6 +6,6 @@ class RunsConfig(AppConfig):
     verbose_name = "Runs"
 
     def ready(self) -> None:
-        from runs import feed, workloads  # noqa: F401  (registers the diagnostic executor)
+        from runs import stream, workloads  # noqa: F401  (registers the diagnostic executor)
 
-        feed.install_resilient_listener()
+        stream.install_resilient_listener()

@@ -36,13 +36,14 @@ from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
-from runs import feed
+from runs import feed, stream
 
 logger = logging.getLogger(__name__)
 
 TOKEN_SALT = "intake.grip.next"
-PADDING = ":" + " " * 2048 + "\n\nevent: stream-open\ndata:\n\n"
-KEEP_ALIVE = "event: keep-alive\ndata:\n\n"
+# What the web process's own streams send first and when idle (runs/stream.py).
+PADDING = stream.STREAM_OPEN
+KEEP_ALIVE = stream.KEEP_ALIVE.decode()
 
 
 def enabled() -> bool:
@@ -71,15 +72,15 @@ def hold_response(run_id: int, *, after_id: int, user_id: int, first: bool) -> H
     chunks = [PADDING] if first else []
     last_id, last_seq, ended = after_id, None, False
     while True:
-        rows, base_seq = feed._replay(run_id, last_id)
+        rows, base_seq = stream._replay(run_id, last_id)
         if last_seq is None:
             last_seq = base_seq
         for event in rows:
             chunks.append(event.frame)
             last_id, last_seq, ended = event.id, event.seq, event.terminal
-        if len(rows) < feed.REPLAY_BATCH:
+        if len(rows) < stream.REPLAY_BATCH:
             break
-    response = HttpResponse("".join(chunks), content_type="text/event-stream")
+    response = HttpResponse(b"".join(chunks), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     if ended:
         return response  # no hold: Pushpin sends this and ends the response
@@ -89,7 +90,7 @@ def hold_response(run_id: int, *, after_id: int, user_id: int, first: bool) -> H
     response["Grip-Link"] = f"<{next_link(run_id, user_id)}>; rel=next"
     keep_alive = KEEP_ALIVE.replace("\n", "\\n")
     response["Grip-Keep-Alive"] = (
-        f"{keep_alive}; format=cstring; timeout={int(feed.KEEPALIVE_SECONDS)}"
+        f"{keep_alive}; format=cstring; timeout={int(stream.KEEPALIVE_SECONDS)}"
     )
     return response
 
@@ -138,7 +139,7 @@ def items_for(envelope: dict[str, Any]) -> list[dict[str, Any]]:
     """Pushpin publish items for one committed event (and the close after a terminal one)."""
     run_id, seq = int(envelope["runId"]), int(envelope["seq"])
     channel = feed.channel_for(run_id)
-    frame = feed._sse(f"{channel}:{envelope['id']}", feed.encode(envelope))
+    frame = stream._sse(f"{channel}:{envelope['id']}", feed.encode(envelope))
     items = [
         {
             "channel": channel,

@@ -17,7 +17,6 @@ from django.http import (
     HttpResponseBadRequest,
     HttpResponseForbidden,
     JsonResponse,
-    StreamingHttpResponse,
 )
 from django.http.response import HttpResponseBase
 from django.middleware.csrf import get_token
@@ -29,7 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from project.params import ParamError, Params, parse_int
-from runs import executors, feed, grip, selectors, services
+from runs import executors, feed, grip, selectors, services, stream
 from runs.exceptions import RunError, RunInProgress, RunNotActive
 from runs.models import IngestionRun, RunStatus
 from runs.workloads import DIAGNOSTIC
@@ -243,7 +242,7 @@ async def run_stream(request: HttpRequest, run_id: int) -> HttpResponseBase:
     """The run's live feed over SSE, readable only by its owner (see `stream_response`).
 
     An async view with an async body: an open stream holds no thread of its own (see
-    feed.release_request_thread), only its listener on the event loop; the checks before it
+    stream.release_request_thread), only its listener on the event loop; the checks before it
     opens run in a thread, with one short-lived connection."""
     return await sync_to_async(_page_stream)(request, run_id)
 
@@ -269,7 +268,7 @@ def stream_response(request: HttpRequest, run_id: int, *, owner: User) -> HttpRe
     them, the stream starts with the run's latest event, so a new subscriber is correct at
     once. The stream ends after the run's terminal event; resuming after it gets 204 No
     Content. `?batch=1` asks for events that arrive together as one `batch` event (see
-    feed.stream_run_events).
+    stream.stream_run_events).
     """
     batched = Params(request.GET, strict=True).flag("batch")
     with feed.short_lived_connection():
@@ -286,9 +285,8 @@ def stream_response(request: HttpRequest, run_id: int, *, owner: User) -> HttpRe
             return HttpResponse(status=204)
     if grip.is_proxied(request):  # Pushpin holds the stream (runs/grip.py)
         return grip.hold_response(run.pk, after_id=after, user_id=owner.pk, first=True)
-    response = StreamingHttpResponse(
-        feed.stream_run_events(run.pk, after_id=after, user_id=owner.pk, batched=batched),
-        content_type="text/event-stream",
+    response = stream.EventStreamResponse(
+        stream.stream_run_events(run.pk, after_id=after, user_id=owner.pk, batched=batched)
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from runs import feed, services
+from runs import services, stream
 from runs.models import IngestionRun, RunEvent, RunStatus
 from runs.workloads import DIAGNOSTIC
 from tests.support import SSEClient, session_cookies, wait_for
@@ -251,10 +251,10 @@ def test_the_first_subscription_makes_open_streams_re_read_what_they_missed(
     an event published after the stream's replay reaches no one, so once subscribed the
     listener wakes every stream to re-read the database (not only after an outage)."""
     woken: list[bool] = []
-    monkeypatch.setattr(feed, "wake_all_streams", lambda: woken.append(True))
+    monkeypatch.setattr(stream, "wake_all_streams", lambda: woken.append(True))
 
     async def subscribe_once() -> None:
-        listener = feed.ResilientRedisListener()
+        listener = stream.ResilientRedisListener()
         task = asyncio.create_task(listener.start())
         for _ in range(200):
             if listener.connected:

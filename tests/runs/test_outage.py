@@ -17,7 +17,7 @@ import redis
 
 from ingestion.models import Job, JobStatus, Source
 from project.settings import redis_kwargs
-from runs import feed
+from runs import feed, stream
 from runs.models import IngestionRun, RunStatus
 from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 from tests.support import (
@@ -88,8 +88,9 @@ def test_live_delivery_resumes_after_a_redis_outage_without_a_web_restart(
 
             # The web process subscribed again by itself.
             pubsub_client = redis.Redis(unix_socket_path=str(valkey.socket))
+            channel = feed.PUBSUB_CHANNEL  # the web process's, on valkey.url's db 0
             wait_for(
-                lambda: pubsub_client.pubsub_numsub("events_channel")[0][1] >= 1,
+                lambda: pubsub_client.pubsub_numsub(channel)[0][1] >= 1,
                 timeout=15,
                 interval=0.2,
                 what="the web process to resubscribe",
@@ -138,7 +139,7 @@ def test_publishing_while_redis_is_down_skips_events_quickly_and_says_so_once(
 
     try:
         listener = valkey.client().pubsub(ignore_subscribe_messages=True)
-        listener.subscribe(feed.PUBSUB_CHANNEL)
+        listener.subscribe(feed.pubsub_channel())
         feed.broadcast(envelope(1))
         assert b'"pub_id": "1"' in received(listener)
 
@@ -159,7 +160,7 @@ def test_publishing_while_redis_is_down_skips_events_quickly_and_says_so_once(
         with caplog.at_level(logging.WARNING, logger="runs.feed"):
             valkey.start()
             listener = valkey.client().pubsub(ignore_subscribe_messages=True)
-            listener.subscribe(feed.PUBSUB_CHANNEL)
+            listener.subscribe(feed.pubsub_channel())
             # Back by itself, with no new event: the latest skipped one is pushed again, so
             # an open stream fills its gap from the database now, not at the run's next event.
             assert b'"pub_id": "41"' in received(listener)
@@ -180,8 +181,8 @@ def test_the_event_listener_polls_while_redis_is_down_and_resubscribes_promptly(
     valkey.start()
     settings.EVENTSTREAM_REDIS = redis_kwargs(valkey.url)
     wakes: list[float] = []
-    monkeypatch.setattr(feed, "wake_all_streams", lambda: wakes.append(time.monotonic()))
-    poll = feed.DEGRADED_POLL_SECONDS
+    monkeypatch.setattr(stream, "wake_all_streams", lambda: wakes.append(time.monotonic()))
+    poll = stream.DEGRADED_POLL_SECONDS
 
     async def until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout
@@ -190,7 +191,7 @@ def test_the_event_listener_polls_while_redis_is_down_and_resubscribes_promptly(
             await asyncio.sleep(0.02)
 
     async def outage() -> tuple[int, float]:
-        listener = feed.ResilientRedisListener()
+        listener = stream.ResilientRedisListener()
         task = asyncio.create_task(listener.start())
         try:
             await until(lambda: listener.connected, timeout=10)

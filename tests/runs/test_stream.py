@@ -1,0 +1,127 @@
+"""The send path of an SSE stream in the web process (runs/stream.py), without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.core.handlers.asgi import ASGIHandler
+
+from runs import stream
+
+
+def test_each_event_reaches_the_asgi_server_as_the_one_frame_built_for_every_stream():
+    """An event's SSE frame is encoded once, when the listener receives it; every watcher's
+    stream hands that same bytes object to the ASGI server, with no per-watcher copy or
+    conversion on the way (Django's ASGI handler takes the parts straight from the stream)."""
+    event = stream.LiveEvent("run-7", 41, 3, '{"id":41,"seq":3}', False)
+    delivery = stream.Delivery([event])
+
+    async def body() -> AsyncIterator[bytes]:
+        yield stream.STREAM_OPEN
+        yield delivery.frames(batched=False)
+
+    async def watch() -> list[Any]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        gen = body()
+        response = stream.EventStreamResponse(gen)
+        assert aiter(response) is gen
+        await ASGIHandler().send_response(response, send)
+        assert sent[0]["type"] == "http.response.start"
+        assert (b"Content-Type", b"text/event-stream") in sent[0]["headers"]
+        return [message.get("body") for message in sent[1:]]
+
+    first, second = asyncio.run(watch()), asyncio.run(watch())
+    assert first[1] is event.frame and second[1] is event.frame
+    assert event.frame == b'event: message\nid: run-7:41\ndata: {"id":41,"seq":3}\n\n'
+    assert first[0] is stream.STREAM_OPEN and first[-1] in (None, b"")
+
+
+def test_a_batch_of_events_is_one_frame_encoded_once_per_delivery():
+    events = [stream.LiveEvent("run-7", 40 + i, i, f'{{"seq":{i}}}', False) for i in (1, 2)]
+    delivery = stream.Delivery(events)
+    batch = delivery.frames(batched=True)
+    assert delivery.frames(batched=True) is batch
+    assert batch == b'event: batch\nid: run-7:42\ndata: [{"seq":1},{"seq":2}]\n\n'
+    assert delivery.frames(batched=False) == events[0].frame + events[1].frame
+
+
+def test_an_idle_stream_writes_keep_alives_and_a_busy_one_does_not(monkeypatch, redis_client):
+    """One timer per event loop keeps idle streams alive (proxies close silent
+    connections); a stream that wrote since the timer's last tick is left alone."""
+    from django_eventstream.views import get_listener_manager
+
+    monkeypatch.setattr(stream, "KEEPALIVE_SECONDS", 0.2)
+    monkeypatch.setattr(stream, "_replay", lambda run_id, after_id: ([], 0))
+
+    async def watch() -> tuple[list[bytes], list[bytes]]:
+        idle = stream.stream_run_events(9_000_001, after_id=0, user_id=1)
+        busy = stream.stream_run_events(9_000_002, after_id=0, user_id=1)
+        assert await anext(idle) == stream.STREAM_OPEN
+        assert await anext(busy) == stream.STREAM_OPEN
+        idle_parts: list[bytes] = []
+        busy_parts: list[bytes] = []
+
+        async def read(gen: AsyncIterator[bytes], parts: list[bytes]) -> None:
+            async for part in gen:
+                parts.append(part)
+
+        readers = [
+            asyncio.create_task(read(idle, idle_parts)),
+            asyncio.create_task(read(busy, busy_parts)),
+        ]
+        manager = get_listener_manager()
+        for seq in range(1, 21):  # the busy run writes every 50 ms for a second
+            event = stream.LiveEvent("run-9000002", seq, seq, f'{{"seq":{seq}}}', False)
+            stream.fan_out(manager, event.channel, stream.Delivery([event]))
+            await asyncio.sleep(0.05)
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        return idle_parts, busy_parts
+
+    idle_parts, busy_parts = asyncio.run(watch())
+    assert idle_parts and set(idle_parts) == {stream.KEEP_ALIVE}
+    assert stream.KEEP_ALIVE not in busy_parts
+    assert [part.count(b"event: message") for part in busy_parts] == [1] * len(busy_parts)
+
+
+def test_events_published_under_one_redis_db_reach_only_that_dbs_listeners(settings, redis_client):
+    """Pub/sub channels are server-wide whatever the db: an Intake under another db number
+    of the same Redis server must not get this one's events (nor the reverse)."""
+    from runs import feed
+
+    ours = dict(settings.EVENTSTREAM_REDIS)
+    theirs = {**ours, "db": 15}
+    assert ours.get("db", 0) != 15
+    listeners = []
+    for kwargs in (ours, theirs):
+        settings.EVENTSTREAM_REDIS = kwargs
+        pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(feed.pubsub_channel())
+        listeners.append(pubsub)
+    try:
+        settings.EVENTSTREAM_REDIS = theirs
+        assert feed.Publisher().publish("run-1", '{"id":1}', 1)
+        heard = [next_message(pubsub, timeout=2) for pubsub in listeners]
+        assert heard[0] is None
+        assert heard[1] is not None and b'"pub_id": "1"' in heard[1]["data"]
+    finally:
+        for pubsub in listeners:
+            pubsub.close()
+
+
+def next_message(pubsub: Any, timeout: float) -> dict[str, Any] | None:
+    """The next published message (get_message answers None for the subscription's own)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None:
+            return dict(message)
+    return None
