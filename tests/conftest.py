@@ -101,6 +101,76 @@ def other_user(django_user_model):  # type: ignore[no-untyped-def]
     return django_user_model.objects.create_user(username="bob", password="bob-pass-123")
 
 
+# Modules that never touch the database or the Redis the suite is configured with (pure
+# functions, source layout, `manage.py start` in a clean clone with its own SQLite and valkey):
+# their outcome cannot depend on DATABASE_URL or REDIS_URL, so .ci/run's PostgreSQL pass
+# deselects them (`-m "not backend_free"`) after the embedded pass has run them.
+BACKEND_FREE_MODULES = frozenset(
+    {
+        "tests/api/test_layout.py",
+        "tests/ingestion/test_fast_text.py",
+        "tests/ingestion/test_layout.py",
+        "tests/ingestion/test_normalize.py",
+        "tests/ingestion/test_pending_uploads.py",
+        "tests/ingestion/test_registry.py",
+        "tests/ingestion/test_safejson.py",
+        "tests/ingestion/test_simhash.py",
+        "tests/ingestion/test_textclean.py",
+        "tests/runs/test_layout.py",
+        "tests/test_backend_free.py",
+        "tests/test_params.py",
+        "tests/test_start_command.py",
+        "tests/test_web_processes.py",
+    }
+)
+# What a backend_free test may not ask for: the database (pytest-django refuses any query
+# without these) and the configured Redis or processes talking to it. (redis_server is
+# autouse, so every test lists it: a module asking for it by name is simply not listed.)
+BACKEND_FIXTURES = frozenset(
+    {
+        "db",
+        "transactional_db",
+        "django_db_setup",
+        "django_db_reset_sequences",
+        "django_db_serialized_rollback",
+        "live_server",
+        "redis_client",
+        "worker",
+        "asgi",
+    }
+)
+
+
+def backend_free_violations(items: list[pytest.Item]) -> list[str]:
+    """The backend_free tests that use the database or Redis after all, as readable lines."""
+    found = []
+    for item in items:
+        if item.get_closest_marker("backend_free") is None:
+            continue
+        used = sorted(BACKEND_FIXTURES & set(getattr(item, "fixturenames", ())))
+        if item.get_closest_marker("django_db") is not None:
+            used.append("the django_db mark")
+        if used:
+            found.append(f"{item.nodeid} uses {', '.join(used)}")
+    return found
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        if item.nodeid.split("::")[0] in BACKEND_FREE_MODULES:
+            item.add_marker(pytest.mark.backend_free)
+    violations = backend_free_violations(items)
+    if violations:
+        raise pytest.UsageError(
+            "backend_free tests must not touch the database or Redis (move them out of "
+            "BACKEND_FREE_MODULES in tests/conftest.py):\n" + "\n".join(violations)
+        )
+    missing = sorted(name for name in BACKEND_FREE_MODULES if not (root / name).exists())
+    if missing:
+        raise pytest.UsageError(f"BACKEND_FREE_MODULES lists missing files: {missing}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Fast hashing in tests (login sessions are created for every live test).
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -6,6 +6,7 @@ every answer must match the document (status codes, content types, bodies, heade
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from schemathesis import checks
 
 from api import tokens
 from api.main import api
+from tests.support import Proc, start_asgi, start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,6 +31,23 @@ CHECKS = [
     checks.response_headers_conformance,
 ]
 EXAMPLES = 20
+
+
+@pytest.fixture(scope="module")
+def live_api(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One uvicorn and one RQ worker for every operation's cases: starting a pair per
+    operation cost most of this module's time. Each test still gets an emptied database (and
+    its own user and token); Redis is left alone so the worker stays registered."""
+    log_dir = tmp_path_factory.mktemp("schemathesis")
+    started: list[Proc] = []
+    try:
+        started.append(start_worker(log_dir))
+        web, base = start_asgi(log_dir)
+        started.append(web)
+        yield base
+    finally:
+        for proc in started:
+            proc.stop()
 
 
 @pytest.fixture
@@ -57,11 +76,11 @@ def _wait_until_healthy(base: str, timeout: float = 30.0) -> None:
     suppress_health_check=list(HealthCheck),
     derandomize=True,
 )
-def test_every_operation_answers_within_its_schema(case, worker, asgi, fuzz_token):  # type: ignore[no-untyped-def]
+def test_every_operation_answers_within_its_schema(case, live_api, fuzz_token):  # type: ignore[no-untyped-def]
     if case.operation.path.endswith("/health"):
-        _wait_until_healthy(asgi)
+        _wait_until_healthy(live_api)
     case.call_and_validate(
-        base_url=asgi,
+        base_url=live_api,
         headers={"Authorization": f"Bearer {fuzz_token}"},
         checks=CHECKS,
         # A live stream stays open until its run ends.
