@@ -25,7 +25,7 @@ import asyncio
 import io
 import logging
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from time import monotonic
 from typing import Any, cast
@@ -49,6 +49,7 @@ from django.middleware.security import SecurityMiddleware
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.crypto import constant_time_compare
+from django.utils.dateparse import parse_datetime
 
 from project import middleware as csp
 from runs import services
@@ -272,10 +273,21 @@ def _remember(session_key: str, run: Any) -> None:
             memory.clear()
     SESSIONS[session_key] = (
         run.owner_id,
-        run.poll_session_expires,
+        _aware(run.poll_session_expires),
         clock + SESSION_RECHECK_SECONDS,
     )
     RUNS[run.pk] = (run, clock + RUN_RECHECK_SECONDS)
+
+
+def _aware(value: datetime | str) -> datetime:
+    """A column read beside the run's own: SQLite gives it as text or a naive datetime in
+    UTC (a raw query converts only the model's fields), PostgreSQL as an aware one."""
+    if isinstance(value, str):
+        parsed = parse_datetime(value)
+        if parsed is None:
+            raise ValueError(f"not a datetime: {value!r}")
+        value = parsed
+    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
 
 
 @receiver(user_logged_out)
