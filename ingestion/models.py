@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Greatest
 
 from ingestion.adapters import registry
@@ -215,10 +215,12 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Each job with `last_seen`: when a listing last named it, the later of its own
         `last_seen_at` (stamped when the listing writes it) and its JobSeen row's (stamped
         when the listing finds it unchanged)."""
+        # A subquery, not a join: PostgreSQL evaluates it for the rows a page shows, after
+        # its LIMIT, and plans the filters as if it were not there (a LEFT JOIN made the
+        # planner leave the trigram index for a scan of the owner's jobs).
+        seen = JobSeen.objects.filter(job_id=OuterRef("pk")).values("last_seen_at")[:1]
         return self.annotate(
-            last_seen=Greatest(
-                F("last_seen_at"), Coalesce(F("seen__last_seen_at"), F("last_seen_at"))
-            )
+            last_seen=Greatest(F("last_seen_at"), Coalesce(Subquery(seen), F("last_seen_at")))
         )
 
 
