@@ -359,9 +359,8 @@ class Job(models.Model):
         annotated: datetime | None = self.__dict__.get("last_seen")
         if annotated is not None:
             return annotated
-        seen = JobSeen.objects.filter(job_id=self.pk).values_list("last_seen_at", flat=True)
-        stamp = seen.first()
-        return max(self.last_seen_at, stamp) if stamp else self.last_seen_at
+        jobs = Job.objects.with_last_seen().filter(pk=self.pk)
+        return jobs.values_list("last_seen", flat=True).first() or self.last_seen_at  # type: ignore[misc]
 
 
 def _job_key(related_name: str) -> models.OneToOneField[Job, Job]:
