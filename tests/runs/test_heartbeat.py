@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs import services
+from runs import services, transitions
 from runs.context import RunContext
 from runs.models import IngestionRun, RunStatus
 from runs.workloads import DIAGNOSTIC
@@ -26,7 +26,7 @@ def fast(settings):  # type: ignore[no-untyped-def]
 
 def running(user) -> IngestionRun:  # type: ignore[no-untyped-def]
     run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     return IngestionRun.objects.get(pk=run.pk)
 
 
