@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rq.job import Job, JobStatus
 
-from runs import services, transitions
+from runs import services, stale, transitions
 from runs.exceptions import IllegalTransition, RunError, RunGone, RunInProgress, RunNotActive
 from runs.models import IngestionRun, RunEvent, RunStatus
 from runs.workloads import DIAGNOSTIC
@@ -269,7 +269,7 @@ def test_events_are_broadcast_only_after_their_transaction_commits(user, redis_c
 def test_the_reaper_ends_a_run_whose_heartbeat_is_stale(user, redis_client, settings):
     settings.INTAKE_RUN_STALE_AFTER = 30
     run = running_run_silent_for(user, 31)
-    reaped = services.run_reap_stale()
+    reaped = stale.run_reap_stale()
     assert [r.pk for r in reaped] == [run.pk]
     run.refresh_from_db()
     assert run.status == RunStatus.ERROR
@@ -280,7 +280,7 @@ def test_the_reaper_ends_a_run_whose_heartbeat_is_stale(user, redis_client, sett
 def test_the_reaper_leaves_a_run_with_a_fresh_heartbeat_alone(user, redis_client, settings):
     settings.INTAKE_RUN_STALE_AFTER = 30
     run = running_run_silent_for(user, 10)
-    assert services.run_reap_stale() == []
+    assert stale.run_reap_stale() == []
     assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.INITIALIZING
 
 
@@ -305,7 +305,7 @@ def test_the_reaper_ends_a_pending_run_no_worker_picked_up(user, redis_client, s
     settings.INTAKE_RUN_PENDING_TIMEOUT = 60
     run = start(user)
     IngestionRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(seconds=61))
-    services.run_reap_stale()
+    stale.run_reap_stale()
     run.refresh_from_db()
     assert run.status == RunStatus.ERROR
     assert "No worker picked the run up" in run.error_message
@@ -351,7 +351,7 @@ def test_runs_cut_off_by_a_restart_are_ended_and_pending_ones_kept(user, other_u
     running = start(user)
     transitions.run_transition(running, to=RunStatus.INITIALIZING)
     pending = start(other_user)
-    ended = services.run_end_orphaned(message="Intake was stopped while this run was in progress")
+    ended = stale.run_end_orphaned(message="Intake was stopped while this run was in progress")
     assert [r.pk for r in ended] == [running.pk]
     running.refresh_from_db()
     assert running.status == RunStatus.ERROR
@@ -364,12 +364,12 @@ def test_runs_cut_off_by_a_restart_are_ended_and_pending_ones_kept(user, other_u
 
 def test_starting_a_run_ends_the_owners_stale_run_instead_of_refusing(user, redis_client, settings):
     settings.INTAKE_RUN_STALE_AFTER = 30
-    stale = running_run_silent_for(user, 31)
+    silent = running_run_silent_for(user, 31)
     again = start(user)
     assert again.status == RunStatus.PENDING
-    stale.refresh_from_db()
-    assert stale.status == RunStatus.ERROR
-    assert "worker stopped responding: no heartbeat for 31 s (limit 30 s)" in stale.error_message
+    silent.refresh_from_db()
+    assert silent.status == RunStatus.ERROR
+    assert "worker stopped responding: no heartbeat for 31 s (limit 30 s)" in silent.error_message
 
 
 def test_starting_a_run_still_refuses_while_the_active_run_beats(user, redis_client, settings):
@@ -405,7 +405,7 @@ def test_abort_requested_before_the_worker_died_ends_aborted_once_it_is_stale(
     IngestionRun.objects.filter(pk=run.pk).update(
         heartbeat_at=timezone.now() - timedelta(seconds=31)
     )
-    assert [r.pk for r in services.run_reap_stale()] == [run.pk]
+    assert [r.pk for r in stale.run_reap_stale()] == [run.pk]
     run.refresh_from_db()
     assert run.status == RunStatus.ABORTED  # what the owner asked for, not an error
     assert run.events.order_by("-seq").first().message.startswith("Aborted at your request")
@@ -417,21 +417,21 @@ def test_the_stale_check_costs_no_query_for_a_fresh_or_ended_run(
     settings.INTAKE_RUN_STALE_AFTER = 30
     run = running_run_silent_for(user, 10)
     with django_assert_num_queries(0):
-        assert services.run_end_if_stale(run) is False
+        assert stale.run_end_if_stale(run) is False
     services.run_fail(run, message="ended")
     run.refresh_from_db()
     with django_assert_num_queries(0):
-        assert services.run_end_if_stale(run) is False
+        assert stale.run_end_if_stale(run) is False
 
 
 def test_the_owners_active_run_is_none_once_its_stale_run_is_ended(user, redis_client, settings):
     settings.INTAKE_RUN_STALE_AFTER = 30
     alive = running_run_silent_for(user, 10)
-    assert services.run_active_for_owner(user) == alive
+    assert stale.run_active_for_owner(user) == alive
     IngestionRun.objects.filter(pk=alive.pk).update(
         heartbeat_at=timezone.now() - timedelta(seconds=40)
     )
-    assert services.run_active_for_owner(user) is None
+    assert stale.run_active_for_owner(user) is None
     assert IngestionRun.objects.get(pk=alive.pk).status == RunStatus.ERROR
 
 
@@ -474,7 +474,7 @@ def test_a_short_silence_is_told_precisely_enough_to_be_past_its_limit(
 ):
     settings.INTAKE_RUN_STALE_AFTER = 2
     run = running_run_silent_for(user, 2.4)
-    assert services.run_end_if_stale(run)
+    assert stale.run_end_if_stale(run)
     assert "no heartbeat for 2.4 s (limit 2 s)" in run.error_message
 
 

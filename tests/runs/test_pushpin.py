@@ -15,7 +15,7 @@ import jwt
 import pytest
 from django.test import Client
 
-from runs import grip, services, transitions
+from runs import grip, services, stale, transitions
 from runs.models import IngestionRun, RunEvent
 from runs.workloads import DIAGNOSTIC
 from tests import pushpin
@@ -151,7 +151,7 @@ def test_a_fresh_subscriber_of_an_ended_run_gets_its_last_event_and_the_end(user
     proxy_, _ = proxy
     run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
     services.run_request_abort(run)
-    services.run_end_if_stale(run)
+    stale.run_end_if_stale(run)
     run.refresh_from_db()
     client = SSEClient(proxy_.url, f"/runs/{run.pk}/stream/", cookies=session_cookies(user))
     try:
