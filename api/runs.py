@@ -25,7 +25,7 @@ from api.schemas import CamelSchema, ObjectId, StrictCamelSchema
 from ingestion import report, run_kinds
 from ingestion import services as ingestion_services
 from ingestion.models import ItemOutcome, RunItem
-from runs import executors
+from runs import executors, stale
 from runs import services as run_services
 from runs.models import IngestionRun, RunStatus
 from runs.views import stream_response
@@ -264,7 +264,7 @@ def run_create(
 
 @router.get("/current", response=RunOut | None, summary="The active run, or null")
 def run_current(request: HttpRequest) -> Any:
-    run = run_services.run_active_for_owner(user_of(request))
+    run = stale.run_active_for_owner(user_of(request))
     return _run_out(run) if run else None
 
 
@@ -311,7 +311,7 @@ def _cursor_time(value: str) -> datetime:
 )
 def run_detail(request: HttpRequest, run_id: int) -> Any:
     run = _get_run(request, run_id)
-    run_services.run_end_if_stale(run)
+    stale.run_end_if_stale(run)
     etag = _etag(run)
     if _matches(request.headers.get("If-None-Match", ""), etag):
         response = HttpResponse(status=304)

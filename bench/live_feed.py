@@ -3,7 +3,7 @@
 Starts the web server with `manage.py start`'s own command line (bench/web.py), opens N
 watchers of `/runs/<id>/stream/` from client processes (plain asyncio sockets: a watcher
 costs the client little, so the server is what is measured), then publishes events on that
-run through runs.services.publish_event at a set rate, as a worker does. Each event carries
+run through runs.transitions.publish_event at a set rate, as a worker does. Each event carries
 its publish time; each client notes when it arrived. Printed: latency p50/p99/max (for a burst,
 max is how far behind the watchers fell), events lost, duplicated and reordered over all
 watchers, and the web processes' threads, RSS and CPU while it ran.
@@ -188,7 +188,7 @@ async def client_main(args: argparse.Namespace) -> None:
 def publish(run: Any, rate: float, seconds: float) -> tuple[int, float]:
     """Publish `rate` events a second for `seconds`, as a worker would; returns how many and
     the rate reached."""
-    from runs import services
+    from runs import transitions
 
     count = int(rate * seconds)
     start = time.monotonic()
@@ -196,14 +196,14 @@ def publish(run: Any, rate: float, seconds: float) -> tuple[int, float]:
         delay = start + index / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        services.publish_event(run, type="bench.tick", payload={"t": time.time()})
+        transitions.publish_event(run, type="bench.tick", payload={"t": time.time()})
     took = time.monotonic() - start
     return count, count / took if took else float("inf")
 
 
 def publish_burst(run: Any, rate: float, seconds: float, batch: int) -> tuple[int, float]:
     """A run emitting per-item events fast (thousands of invalid rows, say): `batch` events
-    per transaction, written as runs.services.publish_event writes them (the run row locked
+    per transaction, written as runs.transitions.publish_event writes them (the run row locked
     while their seqs are taken, broadcast after commit), so the database's commit rate does
     not cap the burst below what a busy run emits."""
     from django.db import transaction
@@ -395,9 +395,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             count, reached = publish_burst(run, rate, seconds, args.batch)
         else:
             count, reached = publish(run, rate, seconds)
-        from runs import services
+        from runs import transitions
 
-        services.publish_event(run, type="bench.end", payload={"t": time.time()})
+        transitions.publish_event(run, type="bench.end", payload={"t": time.time()})
         client_cpu: list[float] = []
         results = collect(clients, args.drain, client_cpu)
         stats = sampler.stop()

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from ingestion import run_kinds, services
 from ingestion.models import Schedule, ScheduleOutcome, Source
-from runs import services as run_services
+from runs import stale
 from runs.exceptions import RunError, RunInProgress
 from runs.models import IngestionRun
 
@@ -292,7 +292,7 @@ def schedule_fire(schedule: Schedule, *, now: datetime | None = None) -> Ingesti
     owner = schedule.owner
     run = None
     outcome, reason = ScheduleOutcome.SKIPPED, ""
-    active = run_services.run_active_for_owner(owner)
+    active = stale.run_active_for_owner(owner)
     source_ids = list(schedule.sources.filter(enabled=True).values_list("pk", flat=True))
     if active is not None:
         reason = _still_active(active)

@@ -106,7 +106,7 @@ class RunEventAdmin(admin.ModelAdmin):
     readonly_fields = ("run", "seq", "type", "message", "payload", "snapshot", "created_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # events are append-only, written by runs.services.publish_event
+        return False  # events are append-only, written by runs.transitions.publish_event
 
     def has_change_permission(self, request: HttpRequest, obj: RunEvent | None = None) -> bool:
         return False

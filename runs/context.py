@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
-from runs import dbretry, services
+from runs import dbretry, services, transitions
 from runs.exceptions import IllegalTransition, RunAborted, RunGone
 from runs.logcontext import current_run_id
 from runs.models import IngestionRun, RunStatus
@@ -69,7 +69,7 @@ class RunContext:
     def set_stage(self, status: str, *, message: str = "") -> None:
         """Move from initializing to ingesting (the only stage change an executor makes)."""
         try:
-            services.run_transition(
+            transitions.run_transition(
                 self.run, to=status, expected=[RunStatus.INITIALIZING], message=message
             )
         except IllegalTransition as exc:
@@ -103,7 +103,7 @@ class RunContext:
         services.run_enqueue_parts(self.run, func_path, parts)
 
     def event(self, type: str, message: str = "", payload: Mapping[str, Any] | None = None) -> None:
-        services.publish_event(
+        transitions.publish_event(
             self.run, type=type, message=message, payload=payload, require_active=True
         )
 

@@ -36,7 +36,7 @@ class IdempotencyMismatch(RunError):
 
 
 class IllegalTransition(RunError):
-    """The lifecycle refused a status change (runs.services.run_transition). `current` is
+    """The lifecycle refused a status change (runs.transitions.run_transition). `current` is
     the status the row is in (None when the run no longer exists); `terminal` says whether
     that status is a final one."""
 

@@ -15,7 +15,7 @@ from typing import Any
 from django.utils.module_loading import import_string
 from rq.job import get_current_job
 
-from runs import dbretry, executors, services
+from runs import dbretry, executors, services, transitions
 from runs.context import RunContext
 from runs.exceptions import IllegalTransition, RunAborted, RunError, RunFailed, RunGone
 from runs.logcontext import run_logging
@@ -40,7 +40,7 @@ def _pick_up(run_id: int) -> str:
         logger.warning("Run %s vanished before a worker picked it up", run_id)
         return "missing"
     try:
-        services.run_transition(run, to=RunStatus.INITIALIZING, expected=[RunStatus.PENDING])
+        transitions.run_transition(run, to=RunStatus.INITIALIZING, expected=[RunStatus.PENDING])
     except IllegalTransition as exc:
         # Aborted or reaped while queued: nothing to do, and nothing may be written.
         logger.info("Not executing run %s: %s", run_id, exc)
@@ -156,7 +156,7 @@ def _work_horse_died(lost: LostJob) -> None:
                 "resume from where it stopped, so it was ended; work it finished is kept.",
             )
         elif lost.retried:
-            services.publish_event(
+            transitions.publish_event(
                 run,
                 type="run.part_retried",
                 message=f"The worker process running {lost.part} {lost.death}; {lost.part} is "

@@ -209,7 +209,7 @@ class IngestionRun(models.Model):
 
 
 class RunEvent(models.Model):
-    """Append-only; written only by runs.services.publish_event. The page's feed, the SSE
+    """Append-only; written only by runs.transitions.publish_event. The page's feed, the SSE
     stream (runs.feed.RunEventStorage) and replay on reconnect all read these rows."""
 
     run = models.ForeignKey(IngestionRun, on_delete=models.CASCADE, related_name="events")

@@ -1,5 +1,5 @@
 """Reads of runs for views and commands. (The owner's active run is asked of
-runs.services.run_active_for_owner: it ends a stale one rather than report it.)"""
+runs.stale.run_active_for_owner: it ends a stale one rather than report it.)"""
 
 from __future__ import annotations
 

@@ -1,17 +1,16 @@
 """Writes to the run lifecycle. Views, tasks, commands and admin actions all call these: one
 code path per action, whichever door it comes through.
 
-Every status change is a conditional UPDATE whose row count says whether it won
-(`run_transition`); every event is appended by `publish_event` in the caller's transaction and
-broadcast only after that transaction commits.
+A status changes only through `runs.transitions.run_transition`, and every event is appended by
+`runs.transitions.publish_event`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -21,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from runs import executors, feed, grip, queue
+from runs import executors, queue
 from runs.exceptions import (
     IdempotencyMismatch,
     IllegalTransition,
@@ -34,147 +33,14 @@ from runs.models import (
     ACTIVE_STATUSES,
     COUNT_FIELDS,
     RUNNING_STATUSES,
-    TERMINAL_STATUSES,
     IngestionRun,
-    RunEvent,
     RunStatus,
 )
 from runs.outbox import outbox_run_event
+from runs.stale import run_active_for_owner, run_end_if_stale
+from runs.transitions import publish_event, run_transition
 
 logger = logging.getLogger(__name__)
-
-# The lifecycle: pending → initializing → ingesting → finished | error | aborted.
-# Terminal states have no way out.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    RunStatus.PENDING: frozenset({RunStatus.INITIALIZING, RunStatus.ABORTED, RunStatus.ERROR}),
-    RunStatus.INITIALIZING: frozenset(
-        {RunStatus.INGESTING, RunStatus.FINISHED, RunStatus.ERROR, RunStatus.ABORTED}
-    ),
-    RunStatus.INGESTING: frozenset({RunStatus.FINISHED, RunStatus.ERROR, RunStatus.ABORTED}),
-    RunStatus.FINISHED: frozenset(),
-    RunStatus.ERROR: frozenset(),
-    RunStatus.ABORTED: frozenset(),
-}
-
-
-# --- events ---------------------------------------------------------------------------------
-
-
-def publish_event(
-    run: IngestionRun | int,
-    *,
-    type: str,
-    message: str = "",
-    payload: Mapping[str, Any] | None = None,
-    require_active: bool = False,
-) -> RunEvent:
-    """Append an event to the run and broadcast it once the transaction commits.
-
-    The run row is locked while the sequence number is taken, so one run's events are
-    numbered in commit order even when several workers write at once, and the snapshot the
-    event carries is the run's state as of this transaction. With `require_active`, a run
-    that is no longer active refuses the event (RunGone): late writes change nothing.
-    """
-    run_id = run if isinstance(run, int) else run.pk
-    with transaction.atomic():
-        updated = IngestionRun.objects.filter(pk=run_id)
-        if require_active:
-            updated = updated.filter(status__in=ACTIVE_STATUSES)
-        if updated.update(last_event_seq=F("last_event_seq") + 1) != 1:
-            raise RunGone(f"Run #{run_id} is no longer active; event {type!r} dropped.")
-        fresh = IngestionRun.objects.get(pk=run_id)
-        event = RunEvent.objects.create(
-            run_id=run_id,
-            seq=fresh.last_event_seq,
-            type=type,
-            message=message,
-            payload=dict(payload or {}),
-            snapshot=fresh.snapshot(),
-        )
-        envelope = event.envelope()
-        transaction.on_commit(lambda: _broadcast(envelope), robust=True)
-    if isinstance(run, IngestionRun):
-        _copy_state(fresh, into=run)
-    return event
-
-
-def _broadcast(envelope: dict[str, Any]) -> None:
-    """Push a committed event to the web processes (Redis) and, when INTAKE_GRIP_URL is
-    set, to Pushpin. Neither raises nor waits long: the event is stored already."""
-    feed.broadcast(envelope)
-    grip.publish(envelope)
-
-
-def _copy_state(source: IngestionRun, *, into: IngestionRun) -> None:
-    for field in source._meta.concrete_fields:
-        setattr(into, field.attname, getattr(source, field.attname))
-
-
-# --- transitions ----------------------------------------------------------------------------
-
-_TRANSITION_MESSAGES: dict[str, str] = {
-    RunStatus.INITIALIZING: "A worker picked the run up.",
-    RunStatus.INGESTING: "Processing items.",
-    RunStatus.FINISHED: "Run finished.",
-    RunStatus.ERROR: "Run failed.",
-    RunStatus.ABORTED: "Run aborted.",
-}
-
-
-def run_transition(
-    run: IngestionRun,
-    *,
-    to: str,
-    expected: Iterable[str] | None = None,
-    where: Q | None = None,
-    message: str | Callable[[IngestionRun], str] = "",
-    error_message: str = "",
-    payload: Mapping[str, Any] | None = None,
-) -> IngestionRun:
-    """Move the run to `to` if, and only if, the lifecycle allows it from the state the row
-    is in now. This is the only place a status changes.
-
-    `expected` narrows the states the caller is willing to move from (a worker's "finish"
-    only from a running state); `where` adds conditions the row must still meet (the reaper
-    checks the heartbeat it judged). A callable `message` is given the row as it was moved
-    (read in the same transaction, so its counts are final: no guarded write can add to a
-    run once it left the active states). Raises IllegalTransition when the row did not move.
-    """
-    if to not in TRANSITIONS:
-        raise ValueError(f"Unknown run status {to!r}")
-    sources = {state for state, targets in TRANSITIONS.items() if to in targets}
-    if expected is not None:
-        sources &= set(expected)
-    now = timezone.now()
-    fields: dict[str, Any] = {"status": to}
-    if to == RunStatus.INITIALIZING:
-        fields["started_at"] = now
-        fields["heartbeat_at"] = now
-    if to in TERMINAL_STATUSES:
-        fields["finished_at"] = now
-    if error_message:
-        fields["error_message"] = error_message
-
-    with transaction.atomic():
-        rows = IngestionRun.objects.filter(pk=run.pk, status__in=sources)
-        if where is not None:
-            rows = rows.filter(where)
-        if rows.update(**fields) != 1:
-            current = (
-                IngestionRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
-            )
-            raise IllegalTransition(run.pk, current, to, terminal=current in TERMINAL_STATUSES)
-        if callable(message):
-            message = message(IngestionRun.objects.get(pk=run.pk))
-        text = message or error_message or _TRANSITION_MESSAGES[to]
-        phase = executors.phase(run.kind, to)
-        if phase and to != RunStatus.PENDING:
-            # The feed says what the run does now, in the words of its badge.
-            text = f"{phase}. {text}"
-        publish_event(run, type=f"run.{to}", message=text, payload=payload)
-        # publish_event refreshed `run`: the outbox event carries its state as moved.
-        outbox_run_event(run, to)
-    return run
 
 
 # --- starting -------------------------------------------------------------------------------
@@ -512,162 +378,6 @@ def run_request_abort(run: IngestionRun) -> IngestionRun:
     )
 
 
-# --- the reaper -----------------------------------------------------------------------------
-
-
 def aborted_message(run: IngestionRun) -> str:
     """What an aborted run says: the items it finished, as the row counts them."""
     return f"Aborted at your request after {run.items_done:,} items; finished work is kept."
-
-
-def run_reap_stale(*, now: datetime | None = None) -> list[IngestionRun]:
-    """End every active run whose worker stopped responding (see `run_end_if_stale`).
-
-    The scheduled sweep; the read paths (starting a run, abort, the status poll) check the one
-    run they look at with `run_end_if_stale`, so a stale run is ended even when no worker or
-    scheduler is left to run this."""
-    now = now or timezone.now()
-    running_cutoff = now - timedelta(seconds=settings.INTAKE_RUN_STALE_AFTER)
-    pending_cutoff = now - timedelta(seconds=settings.INTAKE_RUN_PENDING_TIMEOUT)
-    candidates = IngestionRun.objects.filter(
-        Q(status__in=RUNNING_STATUSES)
-        & (
-            Q(heartbeat_at__lt=running_cutoff)
-            | Q(heartbeat_at__isnull=True, started_at__lt=running_cutoff)
-        )
-        | Q(status=RunStatus.PENDING, created_at__lt=pending_cutoff)
-    )
-    return [run for run in candidates if run_end_if_stale(run, now=now)]
-
-
-def run_active_for_owner(owner: User) -> IngestionRun | None:
-    """The owner's active run, after ending it when it is stale: one indexed read when it is
-    not. What every place that reports or refuses on "a run is in progress" asks."""
-    active = IngestionRun.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).first()
-    if active is not None and run_end_if_stale(active):
-        return None
-    return active
-
-
-def _silence(run: IngestionRun, now: datetime) -> tuple[float, float] | None:
-    """(seconds since the run last showed life, the limit) when past the limit, else None."""
-    if run.status == RunStatus.PENDING:
-        since, limit = run.created_at, settings.INTAKE_RUN_PENDING_TIMEOUT
-    elif run.status in RUNNING_STATUSES:
-        since = run.heartbeat_at or run.started_at or run.created_at
-        limit = settings.INTAKE_RUN_STALE_AFTER
-    else:
-        return None
-    age = (now - since).total_seconds()
-    return (age, limit) if age > limit else None
-
-
-def run_is_stale(run: IngestionRun, now: datetime) -> bool:
-    """Whether `run_end_if_stale(run, now=now)` would end the run (judged without a read)."""
-    return _silence(run, now) is not None
-
-
-def run_end_if_stale(
-    run: IngestionRun, *, now: datetime | None = None, abort: bool = False
-) -> bool:
-    """End this run if it is active and nothing is working on it any more; True when it did
-    (`run` then holds its new state).
-
-    A running run is stale when its heartbeat (or its start, when it never beat) is older
-    than INTAKE_RUN_STALE_AFTER; a pending one when no worker picked it up within
-    INTAKE_RUN_PENDING_TIMEOUT. A stale run ends as `error` saying its worker stopped
-    responding, or as `aborted` when an abort was requested (`abort`: it is being requested
-    now): the owner asked for it to stop and it has. The end is a conditional UPDATE on the
-    heartbeat it was judged by, so a worker that beats at that moment wins and its run is
-    left alone.
-
-    Judged on the fields `run` was read with, so it costs nothing for a run that is fresh
-    or ended: the hot read paths (the status poll) call it on every request."""
-    now = now or timezone.now()
-    silence = _silence(run, now)
-    if silence is None:
-        return False
-    age, limit = silence
-    payload = {"reason": "stale", "secondsSilent": round(age, 1)}
-    if run.status == RunStatus.PENDING:
-        ended = _fail_as_read(
-            run,
-            message=f"No worker picked the run up within {_seconds(age)}; "
-            "is an RQ worker running? The run was ended.",
-            payload=payload,
-            where=Q(status=RunStatus.PENDING),
-        )
-    else:
-        where = Q(heartbeat_at=run.heartbeat_at) if run.heartbeat_at else Q(heartbeat_at=None)
-        silent = f"no heartbeat for {_seconds(age)} (limit {_seconds(limit)})"
-        if abort or run.abort_requested_at is not None:
-            try:
-                run_transition(
-                    run,
-                    to=RunStatus.ABORTED,
-                    expected=[run.status],
-                    where=where,
-                    message=lambda fresh: (
-                        f"Aborted at your request after {fresh.items_done:,} items. Its "
-                        f"worker had stopped responding ({silent}), so the run was ended "
-                        "without waiting for it; finished work is kept."
-                    ),
-                    payload=payload,
-                )
-                ended = True
-            except IllegalTransition:
-                ended = False
-        else:
-            ended = _fail_as_read(
-                run,
-                message=f"The worker stopped responding: {silent}. "
-                "The run was ended; work it finished is kept.",
-                payload=payload,
-                where=where,
-            )
-    if not ended:
-        return False  # it moved (beat, finished, aborted) since it was read: leave it be
-    job_ids = list(run.queue_job_ids)
-    transaction.on_commit(partial(queue.cancel_jobs, job_ids), robust=True)
-    run.refresh_from_db()
-    logger.warning("Ended stale run %s (%s)", run.pk, run.status)
-    return True
-
-
-def run_end_orphaned(*, message: str) -> list[IngestionRun]:
-    """End every running run as `error` with `message`: for start-up when it is certain that
-    no worker from before is still alive (the embedded default, whose workers are all
-    children of the previous `start`). Pending runs stay: their queued jobs survive in Redis
-    and run on the new workers."""
-    running = IngestionRun.objects.filter(status__in=RUNNING_STATUSES)
-    return [
-        run for run in running if _fail_as_read(run, message=message, payload={"reason": "restart"})
-    ]
-
-
-def _fail_as_read(
-    run: IngestionRun, *, message: str, payload: Mapping[str, Any], where: Q | None = None
-) -> bool:
-    """End the run as `error` from the state it was read in; False when it moved since."""
-    try:
-        run_transition(
-            run,
-            to=RunStatus.ERROR,
-            expected=[run.status],
-            where=where,
-            error_message=message,
-            payload=payload,
-        )
-    except IllegalTransition:
-        return False
-    return True
-
-
-def _seconds(value: float) -> str:
-    if value < 10:
-        # "2.4 s (limit 2 s)", not "2 s (limit 2 s)" for a run judged past its limit.
-        return f"{value:.1f}".rstrip("0").rstrip(".") + " s"
-    value = int(round(value))
-    if value < 120:
-        return f"{value} s"
-    return f"{value // 60} min {value % 60} s"

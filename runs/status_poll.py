@@ -52,7 +52,7 @@ from django.utils.crypto import constant_time_compare
 from django.utils.dateparse import parse_datetime
 
 from project import middleware as csp
-from runs import services
+from runs import stale
 from runs.models import IngestionRun
 
 logger = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def _answer_from_memory(
         or clock >= run_until
         or now >= expires
         or run.owner_id != user_id
-        or services.run_is_stale(run, now)
+        or stale.run_is_stale(run, now)
     ):
         return None
     return _respond(request, run, hooks, status_answer)

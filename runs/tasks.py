@@ -8,7 +8,7 @@ from typing import Any
 from django.db import close_old_connections, connections
 from rq.job import Job
 
-from runs import execution, queue, services
+from runs import execution, queue, stale
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def reap_stale_runs() -> int:
     """The stale-run check as an RQ job, for whoever wants to queue one; `manage.py cron`
     runs the check itself, so that it needs no worker."""
     close_old_connections()
-    return len(services.run_reap_stale())
+    return len(stale.run_reap_stale())
 
 
 def work_horse_died(job: Job, wait_status: int | None) -> None:

@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from project.params import ParamError, Params, parse_int
-from runs import executors, feed, grip, selectors, services, stream
+from runs import executors, feed, grip, selectors, services, stale, stream
 from runs.exceptions import RunError, RunInProgress, RunNotActive
 from runs.models import IngestionRun, RunStatus
 from runs.workloads import DIAGNOSTIC
@@ -74,7 +74,7 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
         "kind": kind,
         "statuses": RunStatus.choices,
         "kinds": executors.kind_choices(),
-        "active_run": services.run_active_for_owner(_owner(request)),
+        "active_run": stale.run_active_for_owner(_owner(request)),
         "ignored": params.ignored,
     }
     template = "runs/list.html#run-table" if request.htmx else "runs/list.html"
@@ -118,7 +118,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
     if executors.page_url_name(run.kind):
         return redirect(_page_url(run))
-    services.run_end_if_stale(run)
+    stale.run_end_if_stale(run)
     events = list(reversed(run.events.order_by("-id")[:FEED_PAGE_EVENTS]))
     context = {
         "run": run,
@@ -143,7 +143,7 @@ def run_status(request: HttpRequest, run_id: int) -> HttpResponseBase:
 def status_response(request: HttpRequest, run: IngestionRun) -> HttpResponseBase:
     """The status poll's answer for `run`, which the request's user owns: what run_status
     answers, and what runs.status_poll answers without the middleware stack."""
-    services.run_end_if_stale(run)
+    stale.run_end_if_stale(run)
     return status_answer(request, run)
 
 
@@ -222,7 +222,7 @@ def run_events(request: HttpRequest, run_id: int) -> JsonResponse:
     """Events after `?after=<id>` with the run's current state: the page's fallback while
     its SSE connection is down, and a simple way for scripts to follow a run."""
     run = _get_run_for_user(request, run_id)
-    services.run_end_if_stale(run)
+    stale.run_end_if_stale(run)
     try:
         after = Params(request.GET, strict=True).integer("after", 0)
     except ParamError as exc:
@@ -275,7 +275,7 @@ def stream_response(request: HttpRequest, run_id: int, *, owner: User) -> HttpRe
         run = IngestionRun.objects.filter(pk=run_id, owner=owner).first()
         if run is None:
             raise Http404("No such run.")
-        services.run_end_if_stale(run)
+        stale.run_end_if_stale(run)
         after = _resume_after(request, feed.channel_for(run.pk))
         if after == -1:
             previous = run.events.order_by("-id").values_list("id", flat=True)[1:2]

@@ -21,7 +21,7 @@ from ingestion import run_kinds, selectors, services, vocabulary
 from ingestion.models import ItemOutcome, JobStatus, RunItem, Source
 from ingestion.views.common import HtmxHttpRequest, get_run_for_user, owner_of
 from project.params import Params
-from runs import services as run_services
+from runs import stale
 from runs.exceptions import RunError, RunInProgress
 from runs.models import IngestionRun
 from runs.numbers import counted
@@ -43,7 +43,7 @@ def step_url(run: IngestionRun) -> str:
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     """The stepper's entry: the active run's step if one is in progress, else Configure."""
-    active = run_services.run_active_for_owner(owner_of(request))
+    active = stale.run_active_for_owner(owner_of(request))
     if active is not None:
         return redirect(step_url(active))
     return redirect("ingestion:configure")
@@ -151,7 +151,7 @@ def ingest_page(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 
 
 def _run_step(request: HtmxHttpRequest, run: IngestionRun, *, step: str) -> HttpResponse:
-    run_services.run_end_if_stale(run)
+    stale.run_end_if_stale(run)
     listing = vocabulary.listing_rows(run)
     context = {
         "run": run,

@@ -151,24 +151,24 @@ def test_an_unreachable_database_is_a_503_with_retry_after(api, monkeypatch):
 def test_an_unreachable_redis_is_a_503_with_retry_after(api, monkeypatch):
     # Fault injection: no run endpoint fails on Redis today (the quota fails open, queueing
     # ends the run), so a service is made to meet what redis-py raises when Redis is gone.
-    from runs import services
+    from runs import stale
 
     def down(owner):  # type: ignore[no-untyped-def]
         raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(services, "run_active_for_owner", down)
+    monkeypatch.setattr(stale, "run_active_for_owner", down)
     response = api.get("/runs/current")
     body = assert_problem(response, 503, "service-unavailable")
     assert int(response["Retry-After"]) > 0 and "6379" not in body["detail"]
 
 
 def test_an_unexpected_error_is_a_500_problem_without_a_traceback(api, monkeypatch):
-    from runs import services
+    from runs import stale
 
     def broken(owner):  # type: ignore[no-untyped-def]
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(services, "run_active_for_owner", broken)
+    monkeypatch.setattr(stale, "run_active_for_owner", broken)
     response = api.get("/runs/current")
     body = assert_problem(response, 500, "server-error")
     assert "secret internals" not in response.content.decode()

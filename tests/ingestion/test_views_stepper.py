@@ -13,6 +13,7 @@ from ingestion import services
 from ingestion.models import Job, JobStatus, Source
 from ingestion.run_kinds import INGEST, PREVIEW
 from runs import services as run_services
+from runs import transitions
 from runs.models import IngestionRun, RunStatus
 from runs.workloads import DIAGNOSTIC
 from tests.ingestion.boards import greenhouse_job, mount_greenhouse
@@ -49,7 +50,7 @@ def test_home_does_not_resume_a_run_whose_worker_stopped_responding(
 ):
     settings.INTAKE_RUN_STALE_AFTER = 30
     run = services.ingest_start(owner=user)
-    run_services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     IngestionRun.objects.filter(pk=run.pk).update(
         heartbeat_at=timezone.now() - timedelta(seconds=31)
     )
@@ -63,7 +64,7 @@ def test_the_step_page_of_a_run_whose_worker_stopped_responding_shows_it_ended(
 ):
     settings.INTAKE_RUN_STALE_AFTER = 30
     run = services.preview_start(owner=user)
-    run_services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     IngestionRun.objects.filter(pk=run.pk).update(
         heartbeat_at=timezone.now() - timedelta(seconds=31)
     )

@@ -11,6 +11,7 @@ import pytest
 from ingestion import selectors, services
 from ingestion.models import ItemOutcome
 from runs import services as run_services
+from runs import transitions
 from runs.models import RunStatus
 from runs.numbers import counted, number
 from tests.ingestion.boards import greenhouse_job, mount_greenhouse
@@ -52,7 +53,7 @@ def test_a_working_run_says_what_it_does_on_the_page_the_summary_bar_and_the_fee
     signed_in, user, greenhouse_source
 ):
     run = services.preview_start(owner=user)
-    run_services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     page = signed_in.get(f"/preview/{run.pk}/").content.decode()
     assert _badge(page) == "Listing and comparing"
     assert f'data-summary="outcome" data-run-id="{run.pk}">Listing and comparing<' in page
@@ -66,10 +67,10 @@ def test_an_ingest_gets_a_determinate_bar_and_an_eta_once_its_total_is_known(
     signed_in, user, greenhouse_source
 ):
     run = services.ingest_start(owner=user)
-    run_services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     page = signed_in.get(f"/ingest/{run.pk}/").content.decode()
     assert _badge(page) == "Listing, comparing and writing"
-    run_services.run_transition(run, to=RunStatus.INGESTING)
+    transitions.run_transition(run, to=RunStatus.INGESTING)
     run_services.run_update_progress(run, total=11000, done=1000)
     page = signed_in.get(f"/ingest/{run.pk}/").content.decode()
     assert _badge(page) == "Processing jobs"
@@ -198,7 +199,7 @@ def test_the_listing_shows_a_row_per_source_apart_from_the_processing_bar(
     queued = signed_in.get(f"/preview/{run.pk}/").content.decode()
     assert [state for state, _, _ in _listing(queued)] == ["waiting", "waiting"]
     # While the first source is listed: its row counts what was read so far.
-    run_services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     run_services.run_update_progress(run, outcomes={"new": 2})
     working = signed_in.get(f"/preview/{run.pk}/").content.decode()
     assert _listing(working) == [("listing", "2", ""), ("waiting", "0", "")]

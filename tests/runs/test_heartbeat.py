@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs import services
+from runs import services, stale, transitions
 from runs.context import RunContext
 from runs.models import IngestionRun, RunStatus
 from runs.workloads import DIAGNOSTIC
@@ -26,7 +26,7 @@ def fast(settings):  # type: ignore[no-untyped-def]
 
 def running(user) -> IngestionRun:  # type: ignore[no-untyped-def]
     run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     return IngestionRun.objects.get(pk=run.pk)
 
 
@@ -40,7 +40,7 @@ def test_a_call_longer_than_the_stale_limit_keeps_its_run_alive(user, redis_clie
     with ctx.beating():
         time.sleep(2.0)  # one long call: no checkpoint, twice the stale limit
         assert silence(run) < timedelta(seconds=0.8)
-        assert services.run_reap_stale() == []
+        assert stale.run_reap_stale() == []
     assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.INITIALIZING
 
 
@@ -53,7 +53,7 @@ def test_a_worker_stuck_past_the_limit_stops_beating_and_its_run_goes_stale(
     with ctx.beating():
         time.sleep(2.0)
         assert silence(run) > timedelta(seconds=1)
-        assert [r.pk for r in services.run_reap_stale()] == [run.pk]
+        assert [r.pk for r in stale.run_reap_stale()] == [run.pk]
 
 
 def test_checkpoints_keep_a_worker_counted_as_making_progress(user, redis_client, fast):
@@ -76,5 +76,5 @@ def test_the_thread_leaves_an_aborting_run_to_its_checkpoints(user, redis_client
         time.sleep(1.5)
         # Stuck in a call with an abort pending: the run goes stale and the next look ends it
         # as the owner asked, instead of the thread keeping it alive.
-        assert services.run_end_if_stale(IngestionRun.objects.get(pk=run.pk))
+        assert stale.run_end_if_stale(IngestionRun.objects.get(pk=run.pk))
     assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.ABORTED

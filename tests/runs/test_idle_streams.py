@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from runs import services
+from runs import services, transitions
 from runs.workloads import DIAGNOSTIC
 from tests.support import SSEClient, children_database_url, session_cookies, start_asgi, wait_for
 
@@ -52,7 +52,7 @@ def test_two_hundred_idle_sse_clients_hold_only_a_handful_of_connections(
         assert held <= 10, f"{CLIENTS} idle streams hold {held} database connections"
 
         # And they are alive: one new event reaches every one of them.
-        services.publish_event(run, type="test.ping", message="still there?")
+        transitions.publish_event(run, type="test.ping", message="still there?")
         for client in clients:
             assert client.next_message(timeout=30)["type"] == "test.ping"
         assert count_server_connections() <= 10

@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rq.job import Job, JobStatus
 
-from runs import services
+from runs import services, stale, transitions
 from runs.exceptions import IllegalTransition, RunError, RunGone, RunInProgress, RunNotActive
 from runs.models import IngestionRun, RunEvent, RunStatus
 from runs.workloads import DIAGNOSTIC
@@ -26,7 +26,7 @@ def start(user, **kwargs) -> IngestionRun:  # type: ignore[no-untyped-def]
 def running_run_silent_for(user, seconds: float) -> IngestionRun:  # type: ignore[no-untyped-def]
     """A running run whose last heartbeat was `seconds` ago."""
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     IngestionRun.objects.filter(pk=run.pk).update(
         heartbeat_at=timezone.now() - timedelta(seconds=seconds)
     )
@@ -108,9 +108,9 @@ def test_an_unknown_kind_is_refused_clearly(user):
 
 def test_transitions_follow_the_lifecycle(user, redis_client):
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
-    services.run_transition(run, to=RunStatus.INGESTING)
-    services.run_transition(run, to=RunStatus.FINISHED)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INGESTING)
+    transitions.run_transition(run, to=RunStatus.FINISHED)
     run.refresh_from_db()
     assert run.status == RunStatus.FINISHED
     assert run.started_at and run.finished_at and run.started_at <= run.finished_at
@@ -135,21 +135,21 @@ def test_transitions_follow_the_lifecycle(user, redis_client):
 def test_illegal_transitions_are_refused(user, redis_client, path, illegal):
     run = start(user)
     for status in path:
-        services.run_transition(run, to=status)
+        transitions.run_transition(run, to=status)
     before = IngestionRun.objects.get(pk=run.pk).status
     with pytest.raises(IllegalTransition):
-        services.run_transition(run, to=illegal)
+        transitions.run_transition(run, to=illegal)
     assert IngestionRun.objects.get(pk=run.pk).status == before
 
 
 @pytest.mark.parametrize("terminal", [RunStatus.FINISHED, RunStatus.ERROR, RunStatus.ABORTED])
 def test_terminal_states_are_final(user, redis_client, terminal):
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
-    services.run_transition(run, to=terminal)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=terminal)
     for target in RunStatus.values:
         with pytest.raises(IllegalTransition, match="already"):
-            services.run_transition(run, to=target)
+            transitions.run_transition(run, to=target)
     assert IngestionRun.objects.get(pk=run.pk).status == terminal
 
 
@@ -165,7 +165,7 @@ def test_abort_of_a_pending_run_ends_it_at_once_and_cancels_its_queued_job(user,
 
 def test_abort_of_a_running_run_sets_the_flag_and_is_idempotent(user, redis_client):
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     services.run_request_abort(run)
     first_request = IngestionRun.objects.get(pk=run.pk).abort_requested_at
     assert first_request is not None
@@ -188,15 +188,15 @@ def test_abort_of_a_finished_or_failed_run_is_refused_with_a_clear_message(
     user, redis_client, terminal
 ):
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
-    services.run_transition(run, to=terminal)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=terminal)
     with pytest.raises(RunNotActive, match=f"already {terminal}"):
         services.run_request_abort(run)
 
 
 def test_a_worker_checkpoint_reports_an_abort_request(user, redis_client):
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     assert services.run_heartbeat(run) is False
     services.run_request_abort(IngestionRun.objects.get(pk=run.pk))
     assert services.run_heartbeat(run) is True
@@ -205,7 +205,7 @@ def test_a_worker_checkpoint_reports_an_abort_request(user, redis_client):
 def test_late_writes_to_an_ended_run_change_nothing(user, redis_client):
     run = start(user)
     worker_view = IngestionRun.objects.get(pk=run.pk)
-    services.run_transition(worker_view, to=RunStatus.INITIALIZING)
+    transitions.run_transition(worker_view, to=RunStatus.INITIALIZING)
     services.run_fail(IngestionRun.objects.get(pk=run.pk), message="reaped")
     events_before = RunEvent.objects.filter(run=run).count()
 
@@ -214,7 +214,7 @@ def test_late_writes_to_an_ended_run_change_nothing(user, redis_client):
     with pytest.raises(RunGone):
         services.run_update_progress(worker_view, done=5, increments={"ready": 5})
     with pytest.raises(RunGone):
-        services.publish_event(worker_view, type="item.done", require_active=True)
+        transitions.publish_event(worker_view, type="item.done", require_active=True)
     with pytest.raises(RunGone):
         services.run_finish(worker_view)
 
@@ -227,7 +227,7 @@ def test_late_writes_to_an_ended_run_change_nothing(user, redis_client):
 def test_progress_events_are_throttled_however_fast_the_run_goes(user, redis_client, settings):
     settings.INTAKE_PROGRESS_INTERVAL = 60
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     published = [
         services.run_update_progress(run, done=i, total=1000, increments={"ready": 1})
         for i in range(1, 201)
@@ -240,7 +240,7 @@ def test_progress_events_are_throttled_however_fast_the_run_goes(user, redis_cli
 
 def test_each_event_carries_the_run_status_and_counts(user, redis_client):
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     services.run_update_progress(run, done=2, total=3, increments={"ready": 2}, force_event=True)
     event = run.events.order_by("-seq").first()
     envelope = event.envelope()
@@ -254,13 +254,13 @@ def test_events_are_broadcast_only_after_their_transaction_commits(user, redis_c
     run = start(user)
     with mock.patch("runs.feed.broadcast") as broadcast:
         with pytest.raises(RuntimeError), transaction.atomic():
-            services.publish_event(run, type="test.rolled_back", message="never")
+            transitions.publish_event(run, type="test.rolled_back", message="never")
             raise RuntimeError("roll back")
         broadcast.assert_not_called()
         assert not run.events.filter(type="test.rolled_back").exists()
 
         with transaction.atomic():
-            services.publish_event(run, type="test.committed")
+            transitions.publish_event(run, type="test.committed")
             broadcast.assert_not_called()
         broadcast.assert_called_once()
         assert broadcast.call_args.args[0]["type"] == "test.committed"
@@ -269,7 +269,7 @@ def test_events_are_broadcast_only_after_their_transaction_commits(user, redis_c
 def test_the_reaper_ends_a_run_whose_heartbeat_is_stale(user, redis_client, settings):
     settings.INTAKE_RUN_STALE_AFTER = 30
     run = running_run_silent_for(user, 31)
-    reaped = services.run_reap_stale()
+    reaped = stale.run_reap_stale()
     assert [r.pk for r in reaped] == [run.pk]
     run.refresh_from_db()
     assert run.status == RunStatus.ERROR
@@ -280,20 +280,20 @@ def test_the_reaper_ends_a_run_whose_heartbeat_is_stale(user, redis_client, sett
 def test_the_reaper_leaves_a_run_with_a_fresh_heartbeat_alone(user, redis_client, settings):
     settings.INTAKE_RUN_STALE_AFTER = 30
     run = running_run_silent_for(user, 10)
-    assert services.run_reap_stale() == []
+    assert stale.run_reap_stale() == []
     assert IngestionRun.objects.get(pk=run.pk).status == RunStatus.INITIALIZING
 
 
 def test_the_reaper_does_not_end_a_run_that_beat_after_it_looked(user, redis_client, settings):
     settings.INTAKE_RUN_STALE_AFTER = 30
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     old = timezone.now() - timedelta(seconds=31)
     IngestionRun.objects.filter(pk=run.pk).update(heartbeat_at=old)
     judged = IngestionRun.objects.get(pk=run.pk)
     services.run_heartbeat(judged)  # the worker beats between the reaper's read and write
     with pytest.raises(IllegalTransition):
-        services.run_transition(
+        transitions.run_transition(
             judged,
             to=RunStatus.ERROR,
             expected=[RunStatus.INITIALIZING],
@@ -305,7 +305,7 @@ def test_the_reaper_ends_a_pending_run_no_worker_picked_up(user, redis_client, s
     settings.INTAKE_RUN_PENDING_TIMEOUT = 60
     run = start(user)
     IngestionRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(seconds=61))
-    services.run_reap_stale()
+    stale.run_reap_stale()
     run.refresh_from_db()
     assert run.status == RunStatus.ERROR
     assert "No worker picked the run up" in run.error_message
@@ -327,7 +327,7 @@ def test_a_checkpoint_reads_the_abort_flag_between_heartbeats(user, redis_client
 
     settings.INTAKE_HEARTBEAT_INTERVAL = 3600
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     ctx = RunContext(IngestionRun.objects.get(pk=run.pk))
     ctx.checkpoint()  # nothing requested: returns
     services.run_request_abort(IngestionRun.objects.get(pk=run.pk))
@@ -340,7 +340,7 @@ def test_a_checkpoint_of_a_reaped_run_stops_the_worker(user, redis_client):
     from runs.context import RunContext
 
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     ctx = RunContext(IngestionRun.objects.get(pk=run.pk))
     services.run_fail(IngestionRun.objects.get(pk=run.pk), message="reaped")
     with pytest.raises(RunGone):
@@ -349,9 +349,9 @@ def test_a_checkpoint_of_a_reaped_run_stops_the_worker(user, redis_client):
 
 def test_runs_cut_off_by_a_restart_are_ended_and_pending_ones_kept(user, other_user, redis_client):
     running = start(user)
-    services.run_transition(running, to=RunStatus.INITIALIZING)
+    transitions.run_transition(running, to=RunStatus.INITIALIZING)
     pending = start(other_user)
-    ended = services.run_end_orphaned(message="Intake was stopped while this run was in progress")
+    ended = stale.run_end_orphaned(message="Intake was stopped while this run was in progress")
     assert [r.pk for r in ended] == [running.pk]
     running.refresh_from_db()
     assert running.status == RunStatus.ERROR
@@ -364,12 +364,12 @@ def test_runs_cut_off_by_a_restart_are_ended_and_pending_ones_kept(user, other_u
 
 def test_starting_a_run_ends_the_owners_stale_run_instead_of_refusing(user, redis_client, settings):
     settings.INTAKE_RUN_STALE_AFTER = 30
-    stale = running_run_silent_for(user, 31)
+    silent = running_run_silent_for(user, 31)
     again = start(user)
     assert again.status == RunStatus.PENDING
-    stale.refresh_from_db()
-    assert stale.status == RunStatus.ERROR
-    assert "worker stopped responding: no heartbeat for 31 s (limit 30 s)" in stale.error_message
+    silent.refresh_from_db()
+    assert silent.status == RunStatus.ERROR
+    assert "worker stopped responding: no heartbeat for 31 s (limit 30 s)" in silent.error_message
 
 
 def test_starting_a_run_still_refuses_while_the_active_run_beats(user, redis_client, settings):
@@ -405,7 +405,7 @@ def test_abort_requested_before_the_worker_died_ends_aborted_once_it_is_stale(
     IngestionRun.objects.filter(pk=run.pk).update(
         heartbeat_at=timezone.now() - timedelta(seconds=31)
     )
-    assert [r.pk for r in services.run_reap_stale()] == [run.pk]
+    assert [r.pk for r in stale.run_reap_stale()] == [run.pk]
     run.refresh_from_db()
     assert run.status == RunStatus.ABORTED  # what the owner asked for, not an error
     assert run.events.order_by("-seq").first().message.startswith("Aborted at your request")
@@ -417,21 +417,21 @@ def test_the_stale_check_costs_no_query_for_a_fresh_or_ended_run(
     settings.INTAKE_RUN_STALE_AFTER = 30
     run = running_run_silent_for(user, 10)
     with django_assert_num_queries(0):
-        assert services.run_end_if_stale(run) is False
+        assert stale.run_end_if_stale(run) is False
     services.run_fail(run, message="ended")
     run.refresh_from_db()
     with django_assert_num_queries(0):
-        assert services.run_end_if_stale(run) is False
+        assert stale.run_end_if_stale(run) is False
 
 
 def test_the_owners_active_run_is_none_once_its_stale_run_is_ended(user, redis_client, settings):
     settings.INTAKE_RUN_STALE_AFTER = 30
     alive = running_run_silent_for(user, 10)
-    assert services.run_active_for_owner(user) == alive
+    assert stale.run_active_for_owner(user) == alive
     IngestionRun.objects.filter(pk=alive.pk).update(
         heartbeat_at=timezone.now() - timedelta(seconds=40)
     )
-    assert services.run_active_for_owner(user) is None
+    assert stale.run_active_for_owner(user) is None
     assert IngestionRun.objects.get(pk=alive.pk).status == RunStatus.ERROR
 
 
@@ -454,7 +454,7 @@ def test_the_abort_message_counts_what_every_worker_did(user, redis_client):
     from runs.exceptions import RunAborted
 
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     this_worker = IngestionRun.objects.get(pk=run.pk)
     services.run_update_progress(this_worker, increments={"items_done": 5000})
     # Another worker's parts of the same run, which this worker's copy knows nothing of.
@@ -474,7 +474,7 @@ def test_a_short_silence_is_told_precisely_enough_to_be_past_its_limit(
 ):
     settings.INTAKE_RUN_STALE_AFTER = 2
     run = running_run_silent_for(user, 2.4)
-    assert services.run_end_if_stale(run)
+    assert stale.run_end_if_stale(run)
     assert "no heartbeat for 2.4 s (limit 2 s)" in run.error_message
 
 
@@ -484,7 +484,7 @@ def test_a_database_error_no_retry_can_cover_ends_the_run_saying_so(user, redis_
     from runs import execution
 
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
 
     def lose_the_connection(ctx):  # type: ignore[no-untyped-def]
         raise OperationalError("server closed the connection unexpectedly")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from runs import services, stream
+from runs import services, stream, transitions
 from runs.models import IngestionRun, RunEvent, RunStatus
 from runs.workloads import DIAGNOSTIC
 from tests.support import SSEClient, session_cookies, wait_for
@@ -208,13 +208,13 @@ def test_events_published_out_of_order_or_twice_reach_a_stream_once_in_order(
         client.opened.wait(10)
         time.sleep(0.5)  # the stream is subscribed
         with mock.patch("runs.feed.broadcast") as held:
-            services.publish_event(run, type="test.first")
-            services.publish_event(run, type="test.second")
+            transitions.publish_event(run, type="test.first")
+            transitions.publish_event(run, type="test.second")
         first, second = (call.args[0] for call in held.call_args_list)
         feed.broadcast(second)  # overtakes the first
         feed.broadcast(first)  # arrives late
         feed.broadcast(second)  # and once more
-        services.publish_event(run, type="test.third")
+        transitions.publish_event(run, type="test.third")
         received = client.messages_until(lambda e: e["type"] == "test.third", timeout=15)
         received += client.drain(wait=1.0)
     finally:
@@ -304,11 +304,11 @@ def test_a_burst_of_item_events_reaches_a_batching_stream_in_a_few_batch_events(
         time.sleep(0.5)  # both streams are subscribed
         with transaction.atomic():  # broadcast back to back once it commits
             for number in range(burst):
-                services.publish_event(run, type="item.invalid", payload={"item": number})
+                transitions.publish_event(run, type="item.invalid", payload={"item": number})
         got = frames(batching, until_seq=1 + burst)
         each = frames(plain, until_seq=1 + burst)
         time.sleep(1.0)  # the burst's allowance refills
-        services.publish_event(run, type="test.lone")
+        transitions.publish_event(run, type="test.lone")
         lone = frames(batching, until_seq=2 + burst)
     finally:
         batching.close()

@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.utils import timezone
 
-from runs import relay, services
+from runs import relay, services, transitions
 from runs.models import OutboxEvent, RunStatus
 from runs.outbox import outbox_append
 
@@ -64,7 +64,7 @@ def test_a_committed_run_start_publishes_run_requested_in_the_envelope(redis_cli
 def test_a_rolled_back_transition_publishes_nothing(redis_client, user):
     run = services.run_start(owner=user, kind="preview")
     with pytest.raises(RuntimeError), transaction.atomic():
-        services.run_transition(run, to=RunStatus.INITIALIZING)
+        transitions.run_transition(run, to=RunStatus.INITIALIZING)
         assert OutboxEvent.objects.count() == 2  # written with the change …
         raise RuntimeError("the change fails after the transition")
     relay_all(redis_client)
@@ -74,9 +74,9 @@ def test_a_rolled_back_transition_publishes_nothing(redis_client, user):
 
 def test_each_lifecycle_transition_has_its_event(redis_client, user, other_user):
     run = services.run_start(owner=user, kind="preview")
-    services.run_transition(run, to=RunStatus.INITIALIZING)
-    services.run_transition(run, to=RunStatus.INGESTING)  # a phase: no event of its own
-    services.run_transition(run, to=RunStatus.FINISHED)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INGESTING)  # a phase: no event of its own
+    transitions.run_transition(run, to=RunStatus.FINISHED)
     failed = services.run_start(owner=user, kind="preview")
     services.run_fail(failed, message="boom")
     aborted = services.run_start(owner=other_user, kind="preview")

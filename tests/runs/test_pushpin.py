@@ -15,7 +15,7 @@ import jwt
 import pytest
 from django.test import Client
 
-from runs import grip, services
+from runs import grip, services, stale, transitions
 from runs.models import IngestionRun, RunEvent
 from runs.workloads import DIAGNOSTIC
 from tests import pushpin
@@ -135,9 +135,9 @@ def test_a_missed_publish_is_recovered_from_the_database_in_order(user, proxy, s
         wait_for(lambda: "/grip-next/" in proxy_.output(), timeout=15, what="the first recovery")
         url = settings.INTAKE_GRIP_URL
         settings.INTAKE_GRIP_URL = ""  # this one reaches the database, not Pushpin
-        services.publish_event(run, type="test.missed")
+        transitions.publish_event(run, type="test.missed")
         settings.INTAKE_GRIP_URL = url
-        services.publish_event(run, type="test.next")
+        transitions.publish_event(run, type="test.next")
         got = [client.next_message(timeout=15), client.next_message(timeout=15)]
         assert client.drain(wait=0.5) == []
     finally:
@@ -151,7 +151,7 @@ def test_a_fresh_subscriber_of_an_ended_run_gets_its_last_event_and_the_end(user
     proxy_, _ = proxy
     run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
     services.run_request_abort(run)
-    services.run_end_if_stale(run)
+    stale.run_end_if_stale(run)
     run.refresh_from_db()
     client = SSEClient(proxy_.url, f"/runs/{run.pk}/stream/", cookies=session_cookies(user))
     try:

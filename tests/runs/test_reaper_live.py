@@ -16,7 +16,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from runs import services
+from runs import services, stale
 from runs.models import IngestionRun, RunStatus
 from runs.workloads import DIAGNOSTIC
 from tests.support import Proc, ValkeyServer, start_cron, start_worker, wait_for
@@ -124,7 +124,7 @@ def test_with_every_worker_dead_abort_ends_the_run(user, procs, tmp_path, redis_
     assert run.abort_requested_at is not None and not run.is_terminal
     wait_for(
         lambda: (
-            services.run_end_if_stale(IngestionRun.objects.get(pk=run.pk))
+            stale.run_end_if_stale(IngestionRun.objects.get(pk=run.pk))
             or IngestionRun.objects.get(pk=run.pk).is_terminal
         ),
         timeout=30,

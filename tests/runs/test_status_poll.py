@@ -15,7 +15,7 @@ from django.core.asgi import get_asgi_application
 from django.test import Client
 from django.urls import reverse
 
-from runs import services, status_poll
+from runs import services, status_poll, transitions
 from runs.models import IngestionRun, RunStatus
 from runs.workloads import DIAGNOSTIC
 
@@ -214,7 +214,7 @@ def test_a_revalidating_poll_of_an_unchanged_run_is_not_modified(
     assert again["headers"]["etag"] == etag
     assert again["headers"] == get(django_app.django, path, cookies, if_none_match=etag)["headers"]
 
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     past_the_run_bound(clock)
     moved = get(fast, path, cookies, if_none_match=etag)
     assert moved["status"] == 200 and moved["headers"]["etag"] != etag
@@ -328,7 +328,7 @@ def test_the_cached_fragment_is_what_the_template_renders_for_the_request(
     from runs import views
 
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user), "csrftoken": CSRF_SECRET}
     path = reverse("runs:status", args=[run.pk])
     first = get(fast, path, cookies)["body"]
@@ -366,7 +366,7 @@ def test_a_change_of_the_run_shows_once_its_bound_passes(
     cookies = {settings.SESSION_COOKIE_NAME: session_cookie(user)}
     path = reverse("runs:status", args=[run.pk])
     etag = get(fast, path, cookies)["headers"]["etag"]
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     past_the_run_bound(clock)
     moved = get(fast, path, cookies, if_none_match=etag)
     assert moved["status"] == 200 and "badge-initializing" in moved["body"].decode()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from runs import services
+from runs import services, transitions
 from runs.workloads import DIAGNOSTIC
 from tests.support import SSEClient, session_cookies, start_asgi
 
@@ -39,7 +39,7 @@ def test_threads_of_the_web_process_do_not_grow_with_open_streams(
         clients += open_streams(base, path, cookies, MANY - FEW)
         with_many = process.num_threads()
         # The streams are live: one event reaches all of them.
-        services.publish_event(run, type="test.ping", message="still there?")
+        transitions.publish_event(run, type="test.ping", message="still there?")
         for client in clients:
             assert client.next_message(timeout=30)["type"] == "test.ping"
     finally:

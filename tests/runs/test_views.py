@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from runs import services
+from runs import services, transitions
 from runs.models import IngestionRun, RunStatus
 from runs.workloads import DIAGNOSTIC
 
@@ -134,8 +134,8 @@ def test_abort_from_a_plain_form_redirects_back_with_a_message(signed_in, user, 
 
 def test_abort_of_a_finished_run_says_why_it_cannot(signed_in, user, redis_client):
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
-    services.run_transition(run, to=RunStatus.FINISHED)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.FINISHED)
     response = signed_in.post(reverse("runs:abort", args=[run.pk]), HTTP_HX_REQUEST="true")
     assert "already finished" in response.content.decode()
 
@@ -149,7 +149,7 @@ def test_events_endpoint_returns_events_after_an_id_with_the_run_state(
     signed_in, user, redis_client
 ):
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     ids = list(run.events.order_by("id").values_list("id", flat=True))
     body = signed_in.get(reverse("runs:events", args=[run.pk]), {"after": ids[0]}).json()
     assert [e["id"] for e in body["events"]] == ids[1:]
@@ -190,7 +190,7 @@ def stale_running(user, settings) -> IngestionRun:  # type: ignore[no-untyped-de
     """A running run whose worker went silent past INTAKE_RUN_STALE_AFTER."""
     settings.INTAKE_RUN_STALE_AFTER = 30
     run = start(user)
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     IngestionRun.objects.filter(pk=run.pk).update(
         heartbeat_at=timezone.now() - timedelta(seconds=60)
     )
@@ -325,7 +325,7 @@ def test_a_status_poll_with_the_current_etag_answers_not_modified(signed_in, use
     assert again["ETag"] == first["ETag"]
 
     # Once the run moves on, the same validator gets the new fragment.
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     moved = signed_in.get(url, HTTP_HX_REQUEST="true", HTTP_IF_NONE_MATCH=first["ETag"])
     assert moved.status_code == 200 and moved["ETag"] != first["ETag"]
     assert "badge-initializing" in moved.content.decode()

@@ -106,11 +106,11 @@ def sigkill_status() -> int:
 
 
 def running_run(user):  # type: ignore[no-untyped-def]
-    from runs import services
+    from runs import services, transitions
     from runs.models import IngestionRun, RunStatus
 
     run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
-    services.run_transition(run, to=RunStatus.INITIALIZING)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
     return IngestionRun.objects.get(pk=run.pk)
 
 

@@ -9,7 +9,7 @@ from django.db.models import Q
 
 from ingestion import report, run_kinds, services, vocabulary
 from ingestion.models import Source
-from runs import services as run_services
+from runs import stale
 from runs.exceptions import RunError
 from runs.models import IngestionRun, RunStatus
 from runs.numbers import number
@@ -96,7 +96,7 @@ class Command(BaseCommand):
                 raise CommandError(f"Run #{run.pk} still {run.status} after {timeout:g} s.")
             time.sleep(0.5)
             run.refresh_from_db()
-            run_services.run_end_if_stale(run)  # every worker may be gone: say so, not wait
+            stale.run_end_if_stale(run)  # every worker may be gone: say so, not wait
             line = _progress_line(run)
             if show and line != last_line:
                 self.stdout.write(("\r" + line) if tty else line, ending="" if tty else "\n")

@@ -2,7 +2,7 @@
 
 It does two things on timers, until SIGTERM or Ctrl-C:
 
-- the stale-run check (`runs.services.run_reap_stale`) every INTAKE_REAPER_INTERVAL seconds, in
+- the stale-run check (`runs.stale.run_reap_stale`) every INTAKE_REAPER_INTERVAL seconds, in
   this process: it needs the database only, so runs whose worker died are ended even when no
   worker is alive (a queued reaper job would wait for one) and while Redis is down;
 - RQ's cron schedule from project/cron.py (the daily payload cleanup, the due-schedules tick
@@ -31,7 +31,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq.exceptions import SchedulerNotFound
 
-from runs import services
+from runs import stale
 from runs.outage import REDIS
 
 logger = logging.getLogger("project.cron")
@@ -87,7 +87,7 @@ def reap() -> None:
     """One stale-run check. A failure (the database unreachable) is logged, and the next
     check comes at the next interval."""
     try:
-        services.run_reap_stale()  # logs each run it ends
+        stale.run_reap_stale()  # logs each run it ends
     except Exception:
         logger.exception("The stale-run check failed; trying again in %s s", _interval())
     finally:

@@ -201,7 +201,7 @@ class Command(BaseCommand):
         # reach the socket), and the lock says no other `start` runs: a run still running in
         # the database was cut off when Intake last stopped. End it now, with a message,
         # rather than leave it for the reaper.
-        from runs.services import run_end_orphaned
+        from runs.stale import run_end_orphaned
 
         for run in run_end_orphaned(
             message="Intake was stopped while this run was in progress; start it again. "

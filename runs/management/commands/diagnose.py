@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs import services
+from runs import services, stale
 from runs.exceptions import RunError
 from runs.workloads import DIAGNOSTIC
 
@@ -50,7 +50,7 @@ class Command(BaseCommand):
                 )
             time.sleep(0.5)
             run.refresh_from_db()
-            services.run_end_if_stale(run)  # every worker may be gone: say so, not wait
+            stale.run_end_if_stale(run)  # every worker may be gone: say so, not wait
             if options["verbosity"] >= 1 and sys.stdout.isatty():
                 self.stdout.write(f"\r{run.status}: {run.items_done}/{run.total_jobs}", ending="")
         self.stdout.write(f"\nRun #{run.pk} {run.status}. {run.error_message}".rstrip())

@@ -3,7 +3,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from runs import services
+from runs import stale
 
 
 class Command(BaseCommand):
@@ -18,7 +18,7 @@ class Command(BaseCommand):
         pass
 
     def handle(self, *args: Any, **options: Any) -> None:
-        reaped = services.run_reap_stale()
+        reaped = stale.run_reap_stale()
         for run in reaped:
             said = run.events.order_by("-seq").values_list("message", flat=True).first()
             self.stdout.write(f"Run #{run.pk} ({run.owner}) {run.status}: {said}")
