@@ -18,11 +18,12 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
 from django.http import StreamingHttpResponse
 
 from runs.feed import (
@@ -34,6 +35,8 @@ from runs.feed import (
 )
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # While Redis is unreachable, open streams re-read their run's events this often.
 DEGRADED_POLL_SECONDS = 2.0
@@ -158,10 +161,12 @@ class Delivery:
     writes them built once for all streams: each as its own `message` frame, or (for
     streams that asked for batches) as one `batch` frame."""
 
-    __slots__ = ("events", "_frames", "_batch")
+    __slots__ = ("events", "consecutive", "_frames", "_batch")
 
     def __init__(self, events: list[LiveEvent]) -> None:
         self.events = events
+        # Checked once here for every stream it goes to.
+        self.consecutive = len(events) == 1 or _consecutive(events)
         self._frames: bytes | None = None
         self._batch: bytes | None = None
 
@@ -296,6 +301,18 @@ class EventStreamResponse(StreamingHttpResponse):
         return self.sse_body
 
 
+class StreamingASGIHandler(ASGIHandler):
+    """Django's ASGI handler, with a cheaper way to cut a response part no larger than a
+    body message: a stream hands it one part per delivery, and Django's own chunk_bytes
+    (a generator, sliced) ran for each delivery to each watcher."""
+
+    @classmethod
+    def chunk_bytes(cls, data: Sequence[_T]) -> Iterator[tuple[Sequence[_T], bool]]:
+        if 0 < len(data) <= cls.chunk_size:
+            return iter(((data, True),))
+        return super().chunk_bytes(data)
+
+
 def release_request_thread() -> None:
     """Let the thread Django's ASGI handler keeps for this request go.
 
@@ -415,6 +432,7 @@ async def stream_run_events(
     # replay needs no thread affinity, it closes its connection before it returns.
     replay = sync_to_async(_replay, thread_sensitive=False)
     listener = Listener()
+    listener.aevent = Wake()
     listener.user_id = user_id
     listener.channels = {channel}
     listener.assign_loop()
@@ -458,17 +476,17 @@ async def stream_run_events(
                 # No timeout here: the loop's keep-alive timer wakes a stream left idle.
                 await listener.aevent.wait()
             with manager.lock:
-                items = listener.channel_items.pop(channel, [])
+                # The listener's only channel: popping it leaves channel_items empty.
+                items = listener.channel_items.pop(channel, ())
                 reread = listener.overflow
                 keep_alive = listener.keep_alive
-                listener.channel_items = {}
                 listener.overflow = False
                 listener.keep_alive = False
                 listener.aevent.clear()
             chunks = []
             for delivery in items:
                 events = delivery.events
-                if events[0].seq == last_seq + 1 and _consecutive(events):
+                if events[0].seq == last_seq + 1 and delivery.consecutive:
                     chunks.append(delivery.frames(batched))  # shared by every stream
                 else:
                     # Drop what was sent already (replayed, or delivered twice); a gap, or
@@ -495,6 +513,40 @@ async def stream_run_events(
                 yield KEEP_ALIVE
     finally:
         manager.remove_listener(listener)
+
+
+class Wake:
+    """What a stream waits on between deliveries (Listener.aevent's interface): an
+    asyncio.Event for one waiter, without the waiters' deque and loop checks that every
+    delivery to every stream went through."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if not self._set:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return True
 
 
 # The event loops whose keep-alive timer runs: one per web process (tests start several).
