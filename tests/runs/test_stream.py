@@ -155,28 +155,6 @@ def test_the_web_handler_sends_a_part_whole_and_still_cuts_a_large_one():
     assert b"".join(asyncio.run(send_all())) == part + large
 
 
-def test_the_asgi_application_is_the_streaming_handler():
-    import subprocess
-    import sys
-
-    from tests.support import ROOT, child_env
-
-    probe = (
-        "import project.asgi as asgi, runs.stream as s; "
-        "print(type(asgi.django_application) is s.StreamingASGIHandler)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    assert out.strip().splitlines()[-1] == "True"
-
-
 def test_a_stream_waits_until_woken_and_a_wake_before_the_wait_is_kept():
     async def run() -> list[str]:
         wake = stream.Wake()
