@@ -1,5 +1,5 @@
 """CPU per delivery of the web process's SSE path, in one process: N streams of one run
-(runs.stream.stream_run_events behind Django's ASGI send_response, as uvicorn drives it) and
+(runs.stream.stream_run_events behind the web process's ASGI handler, as uvicorn drives it) and
 E events fanned out to them as the Redis listener does. No server, sockets or database (the
 replay is stubbed out), so the figure is the Python work per delivery that the code in
 runs/stream.py decides, and holds up on a busy machine where bench/live_feed.py's
@@ -40,7 +40,8 @@ async def measure(streams: int, events: int) -> tuple[int, float]:
         from runs import feed as path  # type: ignore[no-redef]
 
     path._replay = lambda run_id, after_id: ([], 0)
-    handler = ASGIHandler()
+    # The web process's handler (project/asgi.py), where there is one of its own.
+    handler = getattr(path, "StreamingASGIHandler", ASGIHandler)()
     sent = 0
 
     async def send(message: dict[str, Any]) -> None:

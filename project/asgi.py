@@ -2,7 +2,7 @@ import gc
 import os
 from typing import Any
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -23,7 +23,12 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-django_application = get_asgi_application()
+# As django.core.asgi.get_asgi_application, with the handler SSE streams need
+# (runs/stream.py).
+django.setup(set_prefix=False)
+from runs.stream import StreamingASGIHandler  # noqa: E402
+
+django_application = StreamingASGIHandler()
 
 # After Django is set up: it reads the settings when called.
 from django.urls import get_resolver  # noqa: E402

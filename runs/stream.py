@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import weakref
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
 from django.http import StreamingHttpResponse
 
 from runs.feed import (
@@ -32,6 +35,8 @@ from runs.feed import (
 )
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # While Redis is unreachable, open streams re-read their run's events this often.
 DEGRADED_POLL_SECONDS = 2.0
@@ -156,10 +161,12 @@ class Delivery:
     writes them built once for all streams: each as its own `message` frame, or (for
     streams that asked for batches) as one `batch` frame."""
 
-    __slots__ = ("events", "_frames", "_batch")
+    __slots__ = ("events", "consecutive", "_frames", "_batch")
 
     def __init__(self, events: list[LiveEvent]) -> None:
         self.events = events
+        # Checked once here for every stream it goes to.
+        self.consecutive = len(events) == 1 or _consecutive(events)
         self._frames: bytes | None = None
         self._batch: bytes | None = None
 
@@ -294,6 +301,18 @@ class EventStreamResponse(StreamingHttpResponse):
         return self.sse_body
 
 
+class StreamingASGIHandler(ASGIHandler):
+    """Django's ASGI handler, with a cheaper way to cut a response part no larger than a
+    body message: a stream hands it one part per delivery, and Django's own chunk_bytes
+    (a generator, sliced) ran for each delivery to each watcher."""
+
+    @classmethod
+    def chunk_bytes(cls, data: Sequence[_T]) -> Iterator[tuple[Sequence[_T], bool]]:
+        if 0 < len(data) <= cls.chunk_size:
+            return iter(((data, True),))
+        return super().chunk_bytes(data)
+
+
 def release_request_thread() -> None:
     """Let the thread Django's ASGI handler keeps for this request go.
 
@@ -301,16 +320,58 @@ def release_request_thread() -> None:
     executor (created by the first sync middleware or sync ORM call of the request) lives
     until the response ends: for an SSE stream, as long as the watcher watches, so every
     open stream held an idle OS thread. A stream needs it no more once its body is being
-    sent; anything sync later in the request (the response's close) gets a fresh one, which
-    the context shuts down as before."""
+    sent. What the handler still runs in that context afterwards (the response's close, or
+    the request_finished signal of a watcher gone) goes to `ReleasedExecutor`: had the
+    context no executor, it would start a thread for that one call, and another to join it
+    when the request ends, and every stream of a run ends at once, on its terminal event."""
     from asgiref.sync import SyncToAsync
 
     context = SyncToAsync.thread_sensitive_context.get(None)
     if context is None:
         return
-    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
-    if executor is not None:
+    executors = SyncToAsync.context_to_thread_executor
+    executor = executors.pop(context, None)
+    if executor is not None and not isinstance(executor, ReleasedExecutor):
         executor.shutdown(wait=False)
+    executors[context] = ReleasedExecutor(context)
+
+
+class ReleasedExecutor(Executor):
+    """The thread-sensitive executor of a request whose own thread was released: runs the
+    calls on one thread that every such request of the process shares, and is never shut
+    down. Its first call removes it from its context, so that the context's end finds no
+    executor to join (asgiref joins one in a thread of its own); a later call in the same
+    context gets a fresh executor of its own, as in any request."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = weakref.ref(context)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        from asgiref.sync import SyncToAsync
+
+        context = self._context()
+        if context is not None:
+            executors = SyncToAsync.context_to_thread_executor
+            if executors.get(context) is self:
+                del executors[context]
+        return _released_pool().submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """The shared thread serves other requests: nothing to shut down."""
+
+
+_RELEASED_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _released_pool() -> ThreadPoolExecutor:
+    """This process's one thread for released requests' remaining sync calls (a pool made
+    before a fork has no thread in the child)."""
+    global _RELEASED_POOL
+    pid = os.getpid()
+    if _RELEASED_POOL is None or _RELEASED_POOL[0] != pid:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-released-request")
+        _RELEASED_POOL = (pid, pool)
+    return _RELEASED_POOL[1]
 
 
 def _replay(run_id: int, after_id: int) -> tuple[list[LiveEvent], int]:
@@ -371,6 +432,7 @@ async def stream_run_events(
     # replay needs no thread affinity, it closes its connection before it returns.
     replay = sync_to_async(_replay, thread_sensitive=False)
     listener = Listener()
+    listener.aevent = Wake()
     listener.user_id = user_id
     listener.channels = {channel}
     listener.assign_loop()
@@ -414,17 +476,17 @@ async def stream_run_events(
                 # No timeout here: the loop's keep-alive timer wakes a stream left idle.
                 await listener.aevent.wait()
             with manager.lock:
-                items = listener.channel_items.pop(channel, [])
+                # The listener's only channel: popping it leaves channel_items empty.
+                items = listener.channel_items.pop(channel, ())
                 reread = listener.overflow
                 keep_alive = listener.keep_alive
-                listener.channel_items = {}
                 listener.overflow = False
                 listener.keep_alive = False
                 listener.aevent.clear()
             chunks = []
             for delivery in items:
                 events = delivery.events
-                if events[0].seq == last_seq + 1 and _consecutive(events):
+                if events[0].seq == last_seq + 1 and delivery.consecutive:
                     chunks.append(delivery.frames(batched))  # shared by every stream
                 else:
                     # Drop what was sent already (replayed, or delivered twice); a gap, or
@@ -451,6 +513,40 @@ async def stream_run_events(
                 yield KEEP_ALIVE
     finally:
         manager.remove_listener(listener)
+
+
+class Wake:
+    """What a stream waits on between deliveries (Listener.aevent's interface): an
+    asyncio.Event for one waiter, without the waiters' deque and loop checks that every
+    delivery to every stream went through."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if not self._set:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return True
 
 
 # The event loops whose keep-alive timer runs: one per web process (tests start several).

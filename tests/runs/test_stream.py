@@ -125,3 +125,68 @@ def next_message(pubsub: Any, timeout: float) -> dict[str, Any] | None:
         if message is not None:
             return dict(message)
     return None
+
+
+def test_the_web_handler_sends_a_part_whole_and_still_cuts_a_large_one():
+    """The web process's handler (project/asgi.py) hands a stream's part to the server as
+    it is, one body message, and cuts one larger than a message as Django does."""
+    handler = stream.StreamingASGIHandler
+    part = b"x" * 300
+    assert list(handler.chunk_bytes(part)) == [(part, True)]
+    assert list(handler.chunk_bytes(part))[0][0] is part
+    large = bytes(range(256)) * (handler.chunk_size // 128)
+    assert list(handler.chunk_bytes(large)) == list(ASGIHandler.chunk_bytes(large))
+    assert len(list(handler.chunk_bytes(large))) == 2
+    assert list(handler.chunk_bytes(b"")) == [(b"", True)]
+
+    async def send_all() -> list[bytes]:
+        sent: list[bytes] = []
+
+        async def body() -> AsyncIterator[bytes]:
+            yield part
+            yield large
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message.get("body", b""))
+
+        await handler().send_response(stream.EventStreamResponse(body()), send)
+        return sent
+
+    assert b"".join(asyncio.run(send_all())) == part + large
+
+
+def test_a_stream_waits_until_woken_and_a_wake_before_the_wait_is_kept():
+    async def run() -> list[str]:
+        wake = stream.Wake()
+        seen: list[str] = []
+        wake.set()  # before anyone waits: the next wait returns at once
+        await asyncio.wait_for(wake.wait(), 1)
+        seen.append("kept")
+        wake.clear()
+        waiter = asyncio.ensure_future(wake.wait())
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        wake.set()
+        wake.set()  # twice before it runs: one wake
+        await asyncio.wait_for(waiter, 1)
+        seen.append("woken")
+        wake.clear()
+        cancelled = asyncio.ensure_future(wake.wait())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        wake.set()  # a cancelled waiter is not woken
+        assert wake.is_set()
+        return seen
+
+    assert asyncio.run(run()) == ["kept", "woken"]
+
+
+def test_a_delivery_says_once_whether_its_events_follow_each_other():
+    def events(*seqs: int) -> list[stream.LiveEvent]:
+        return [stream.LiveEvent("run-7", 40 + s, s, f'{{"seq":{s}}}', False) for s in seqs]
+
+    assert stream.Delivery(events(3)).consecutive
+    assert stream.Delivery(events(3, 4, 5)).consecutive
+    assert not stream.Delivery(events(3, 5)).consecutive
+    assert not stream.Delivery(events(4, 3)).consecutive
