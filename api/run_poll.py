@@ -34,7 +34,7 @@ from api.main import PREFIX
 from api.models import ApiToken
 from api.runs import run_state_answer, run_state_response
 from runs.models import IngestionRun
-from runs.status_poll import beside_columns, read_run_beside
+from runs.status_poll import read_run_beside
 
 PATH = re.compile(re.escape(PREFIX) + r"runs/([1-9][0-9]{0,17})")
 
@@ -58,7 +58,13 @@ class ApiRunPoll:
 
     def read(self, credential: str, run_id: int, now: datetime) -> IngestionRun | None:
         prefix, _, _ = credential.partition(":")
-        return read_run_beside(_sql(), [prefix, run_id], _beside())
+        q = connection.ops.quote_name
+        joins = (
+            f"JOIN {q(User._meta.db_table)} u ON u.{q('id')} = r.{q('owner_id')}"
+            f" JOIN {q(ApiToken._meta.db_table)} t ON t.{q('prefix')} = %s"
+            f" AND t.{q('owner_id')} = r.{q('owner_id')} AND t.{q('revoked_at')} IS NULL"
+        )
+        return read_run_beside(run_id, _beside(), joins, [prefix])
 
     def signed_in(self, run: Any, credential: str, now: datetime) -> bool:
         prefix, _, digest = credential.partition(":")
@@ -80,32 +86,11 @@ class ApiRunPoll:
 
 
 @lru_cache(maxsize=1)
-def _beside() -> dict[str, Field]:
+def _beside() -> dict[str, tuple[str, Field]]:
     token, user = ApiToken._meta, User._meta
     return {
-        "poll_token_id": token.get_field("id"),
-        "poll_token_hash": token.get_field("token_hash"),
-        "poll_token_used": token.get_field("last_used_at"),
-        "poll_owner_active": user.get_field("is_active"),
+        "poll_token_id": ("t", token.get_field("id")),
+        "poll_token_hash": ("t", token.get_field("token_hash")),
+        "poll_token_used": ("t", token.get_field("last_used_at")),
+        "poll_owner_active": ("u", user.get_field("is_active")),
     }
-
-
-@lru_cache(maxsize=4)
-def _sql_for(vendor: str) -> str:
-    q = connection.ops.quote_name
-    beside = _beside()
-    token = {k: v for k, v in beside.items() if k.startswith("poll_token")}
-    owner = {k: v for k, v in beside.items() if k.startswith("poll_owner")}
-    return (
-        f"SELECT r.*, {beside_columns('t', token)}, {beside_columns('u', owner)}"
-        f" FROM {q(IngestionRun._meta.db_table)} r"
-        f" JOIN {q(User._meta.db_table)} u ON u.{q('id')} = r.{q('owner_id')}"
-        f" JOIN {q(ApiToken._meta.db_table)} t"
-        f" ON t.{q('prefix')} = %s AND t.{q('owner_id')} = r.{q('owner_id')}"
-        f" AND t.{q('revoked_at')} IS NULL"
-        f" WHERE r.{q('id')} = %s"
-    )
-
-
-def _sql() -> str:
-    return _sql_for(connection.vendor)

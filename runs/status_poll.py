@@ -364,13 +364,24 @@ def _remember_run(run: IngestionRun) -> None:
 # --- reading a run with other tables' columns beside it --------------------------------------
 
 
-def read_run_beside(sql: str, params: list[Any], beside: dict[str, Field]) -> IngestionRun | None:
-    """The run a raw query (`SELECT r.*, <column> AS <name>, … FROM <the run's table> r …`)
-    finds, with each column of `beside` (name -> the model field it was read from) set on it
-    as that field reads it: a raw query converts only the run's own fields."""
-    run = next(iter(IngestionRun.objects.raw(sql, params)), None)
+def read_run_beside(
+    run_id: int, beside: dict[str, tuple[str, Field]], joins: str, params: list[Any]
+) -> IngestionRun | None:
+    """The run, read with `SELECT r.*, <alias>.<column> AS <name>, … FROM <the run's table> r
+    <joins> WHERE r.id = <run_id>` (`params` are the joins'), each column of `beside` (name ->
+    the alias of its table and its model field) set on it as its field reads it: a raw query
+    converts only the run's own fields."""
+    q = connection.ops.quote_name
+    columns = "".join(
+        f", {alias}.{q(field.column)} AS {name}" for name, (alias, field) in beside.items()
+    )
+    sql = (
+        f"SELECT r.*{columns} FROM {q(IngestionRun._meta.db_table)} r {joins}"
+        f" WHERE r.{q('id')} = %s"
+    )
+    run = next(iter(IngestionRun.objects.raw(sql, [*params, run_id])), None)
     if run is not None:
-        for name, field in beside.items():
+        for name, (_, field) in beside.items():
             setattr(run, name, from_db(field, getattr(run, name)))
     return run
 
@@ -384,12 +395,6 @@ def from_db(field: Field, value: Any) -> Any:
     for converter in converters:
         value = converter(value, column, connection)
     return value
-
-
-def beside_columns(alias: str, beside: dict[str, Field]) -> str:
-    """The SELECT list of `beside`, read from the table under `alias`."""
-    q = connection.ops.quote_name
-    return ", ".join(f"{alias}.{q(field.column)} AS {name}" for name, field in beside.items())
 
 
 # --- the page's poll: `/runs/<id>/status/` with the session ----------------------------------
@@ -444,38 +449,24 @@ def read_run(run_id: int, session_key: str, now: datetime) -> IngestionRun | Non
     """The run, with its owner's password hash and active flag and the session's data beside
     it (poll_*), in one read by three primary keys; None when the run or a live session with
     that key is missing."""
-    return read_run_beside(_sql(), [session_key, now, run_id], _session_beside())
+    q = connection.ops.quote_name
+    joins = (
+        f"JOIN {q(User._meta.db_table)} u ON u.{q('id')} = r.{q('owner_id')}"
+        f" JOIN {q(Session._meta.db_table)} s"
+        f" ON s.{q('session_key')} = %s AND s.{q('expire_date')} > %s"
+    )
+    return read_run_beside(run_id, _session_beside(), joins, [session_key, now])
 
 
 @lru_cache(maxsize=1)
-def _session_beside() -> dict[str, Field]:
+def _session_beside() -> dict[str, tuple[str, Field]]:
     session, user = Session._meta, User._meta
     return {
-        "poll_session_data": session.get_field("session_data"),
-        "poll_session_expires": session.get_field("expire_date"),
-        "poll_owner_password": user.get_field("password"),
-        "poll_owner_active": user.get_field("is_active"),
+        "poll_session_data": ("s", session.get_field("session_data")),
+        "poll_session_expires": ("s", session.get_field("expire_date")),
+        "poll_owner_password": ("u", user.get_field("password")),
+        "poll_owner_active": ("u", user.get_field("is_active")),
     }
-
-
-@lru_cache(maxsize=4)
-def _sql_for(vendor: str) -> str:
-    q = connection.ops.quote_name
-    beside = _session_beside()
-    session = {k: v for k, v in beside.items() if k.startswith("poll_session")}
-    owner = {k: v for k, v in beside.items() if k.startswith("poll_owner")}
-    return (
-        f"SELECT r.*, {beside_columns('s', session)}, {beside_columns('u', owner)}"
-        f" FROM {q(IngestionRun._meta.db_table)} r"
-        f" JOIN {q(User._meta.db_table)} u ON u.{q('id')} = r.{q('owner_id')}"
-        f" JOIN {q(Session._meta.db_table)} s"
-        f" ON s.{q('session_key')} = %s AND s.{q('expire_date')} > %s"
-        f" WHERE r.{q('id')} = %s"
-    )
-
-
-def _sql() -> str:
-    return _sql_for(connection.vendor)
 
 
 def _signed_in_owner(run: Any) -> bool:

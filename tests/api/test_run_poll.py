@@ -17,6 +17,7 @@ from api.models import ApiToken
 from runs import services, status_poll
 from runs.models import IngestionRun, RunStatus
 from tests.runs.test_status_poll import Recorder, get, start
+from tests.runs.test_status_poll import clock as page_poll_clock  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,27 +28,11 @@ def django_app() -> Recorder:
 
 
 @pytest.fixture(autouse=True)
-def clock(monkeypatch) -> Any:
-    """The memories start empty, on a clock the test moves (`clock.advance`)."""
-    import time
-
-    class Clock:
-        offset = 0.0
-
-        def __call__(self) -> float:
-            return time.monotonic() + self.offset
-
-        def advance(self, seconds: float) -> None:
-            self.offset += seconds
-
-    fake = Clock()
-    monkeypatch.setattr(status_poll, "monotonic", fake)
-    memories = (status_poll.RUNS, status_poll.SESSIONS, tokens.REMEMBERED)
-    for memory in memories:
-        memory.clear()
-    yield fake
-    for memory in memories:
-        memory.clear()
+def clock(request: Any) -> Any:
+    """The page poll's clock and empty memories, and an empty token memory too."""
+    tokens.REMEMBERED.clear()
+    yield request.getfixturevalue("page_poll_clock")
+    tokens.REMEMBERED.clear()
 
 
 @pytest.fixture
