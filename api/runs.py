@@ -310,8 +310,20 @@ def _cursor_time(value: str) -> datetime:
     description="Cheap to poll: one indexed read. Send If-None-Match with the ETag: 304.",
 )
 def run_detail(request: HttpRequest, run_id: int) -> Any:
-    run = _get_run(request, run_id)
+    # Most polls with a token are answered before they get here: api.run_poll.
+    return run_state_response(request, _get_run(request, run_id))
+
+
+def run_state_response(request: HttpRequest, run: IngestionRun) -> HttpResponse:
+    """GET /runs/{id}'s answer for `run`, which the request's user owns (it ends the run if
+    it is stale)."""
     stale.run_end_if_stale(run)
+    return run_state_answer(request, run)
+
+
+def run_state_answer(request: HttpRequest, run: IngestionRun) -> HttpResponse:
+    """run_state_response for a run known not to be stale: no read, no write (api.run_poll
+    calls it on the event loop with a run it read moments ago)."""
     etag = _etag(run)
     if _matches(request.headers.get("If-None-Match", ""), etag):
         response = HttpResponse(status=304)

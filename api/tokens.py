@@ -4,6 +4,14 @@ a request's `Authorization: Bearer …`).
 A token reads `intake_<prefix>_<secret>`. The prefix finds its row; the SHA-256 of the whole
 token is what is stored and compared (hmac.compare_digest), so a database leak gives nobody
 a usable token, and the comparison's time says nothing of how much of a guess was right.
+
+The run poll's fast path (api.run_poll) remembers the tokens it read for a few seconds
+(REMEMBERED, a runs.status_poll.Memory keyed by prefix, holding the hash it compares against
+in constant time). A token revoked in this process is forgotten at once (token_revoke, and a
+deleted token: forget_deleted); one revoked or deleted in another process, or whose user was
+deactivated, is still taken by a process that remembers it for at most
+runs.status_poll.SESSION_RECHECK_SECONDS — and only by that fast path: every other
+endpoint reads the token on each request.
 """
 
 from __future__ import annotations
@@ -11,13 +19,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
 from api.models import ApiToken
+from runs.status_poll import Memory
 
 SCHEME = "intake"
 PREFIX_BYTES = 6  # 8 characters of URL-safe base64
@@ -26,6 +38,7 @@ SECRET_BYTES = 32
 # not cost a write per request.
 LAST_USED_EVERY = timedelta(minutes=1)
 MAX_TOKEN_LENGTH = 200
+REMEMBERED = Memory()
 
 
 class TokenError(ValueError):
@@ -58,6 +71,7 @@ def token_create(*, owner: User, name: str) -> tuple[ApiToken, str]:
 
 def token_revoke(token: ApiToken) -> ApiToken:
     """Revoke a token at once (idempotent: a revoked token keeps its first revocation time)."""
+    REMEMBERED.pop(token.prefix, None)
     now = timezone.now()
     if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now):
         token.revoked_at = now
@@ -66,9 +80,9 @@ def token_revoke(token: ApiToken) -> ApiToken:
     return token
 
 
-def token_authenticate(raw: str) -> User | None:
-    """The active user a live token belongs to, or None (unknown, malformed, revoked, or its
-    user deactivated)."""
+def token_parse(raw: str) -> tuple[str, str] | None:
+    """The prefix that finds a token's row and the digest its row must hold, or None for
+    something that is no token of ours."""
     raw = raw.strip()
     if len(raw) > MAX_TOKEN_LENGTH or not raw.isascii():
         return None
@@ -76,19 +90,42 @@ def token_authenticate(raw: str) -> User | None:
     prefix, _, secret = rest.partition("_")
     if scheme != SCHEME or not prefix or not secret:
         return None
+    return prefix, _digest(raw)
+
+
+def token_authenticate(raw: str) -> User | None:
+    """The active user a live token belongs to, or None (unknown, malformed, revoked, or its
+    user deactivated)."""
+    parsed = token_parse(raw)
+    if parsed is None:
+        return None
+    prefix, digest = parsed
     token = (
         ApiToken.objects.select_related("owner")
         .filter(prefix=prefix, revoked_at__isnull=True)
         .first()
     )
-    if token is None or not hmac.compare_digest(token.token_hash, _digest(raw)):
+    if token is None or not hmac.compare_digest(token.token_hash, digest):
         return None
     if not token.owner.is_active:
         return None
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    token_touch(token.pk, token.last_used_at, timezone.now())
     return token.owner
+
+
+def token_touch(token_id: int, last_used_at: datetime | None, now: datetime) -> datetime:
+    """Record a use of the token, at most once per LAST_USED_EVERY; returns when the next
+    use must be recorded."""
+    if last_used_at is None or now - last_used_at >= LAST_USED_EVERY:
+        ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
+        last_used_at = now
+    return last_used_at + LAST_USED_EVERY
+
+
+@receiver(post_delete, sender=ApiToken)
+def forget_deleted(sender: Any, instance: ApiToken, **kwargs: Any) -> None:
+    """A token deleted in this process (the admin, its user deleted) is forgotten at once."""
+    REMEMBERED.pop(instance.prefix, None)
 
 
 def tokens_for_owner(owner: User) -> QuerySet[ApiToken]:

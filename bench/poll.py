@@ -1,12 +1,14 @@
-"""Status-poll benchmark: requests/s and latency of `/runs/<id>/status/` under concurrency,
-beside a static file and the login page on the same server (the framework's own ceiling).
+"""Status-poll benchmark: requests/s and latency of `/runs/<id>/status/` (the page's poll) and
+of `/api/v1/runs/<id>` (the JSON API's, with a bearer token) under concurrency, beside a
+static file and the login page on the same server (the framework's own ceiling).
 
 Starts the web server with `manage.py start`'s own command line (bench/web.py), signs an
 owner in with one live run, then for each concurrency (10 and 50 by default) and each target
 keeps that many HTTP/1.1 keep-alive connections busy for `--seconds` from client processes
 (plain asyncio sockets, so the server is what saturates; the clients' CPU is printed beside
-the server's to show it). The status poll is measured twice: plain, and revalidating with
-If-None-Match as a browser does once it has the fragment's ETag (304 when nothing changed).
+the server's to show it). Each poll is measured twice: plain, and revalidating with
+If-None-Match as a browser (or a client of the API) does once it has the ETag (304 when
+nothing changed).
 
 Before the HTTP phases, `--cpu-requests` requests per target are sent straight to the ASGI
 application inside this process (no sockets, no server): the web CPU each one costs, through
@@ -20,6 +22,7 @@ HTTP figures show what it buys end to end.
     .venv/bin/python bench/poll.py
     .venv/bin/python bench/poll.py --concurrency 10,50 --seconds 5 --web-workers 1
     .venv/bin/python bench/poll.py --cpu-requests 2000 --seconds 0   # the CPU figures only
+    .venv/bin/python bench/poll.py --only api,static              # targets naming these
 
 Environment: see bench/web.py (BENCH_PG, BENCH_DB, BENCH_REDIS).
 """
@@ -68,8 +71,8 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, 
 
 async def connection(args: argparse.Namespace, latencies: list[float], codes: dict) -> None:
     reader, writer = await asyncio.open_connection(args.host, args.port)
-    base = f"GET {args.path} HTTP/1.1\r\nHost: {args.host}\r\nCookie: {args.cookie}\r\n"
-    base += "HX-Request: true\r\n" if args.path.startswith("/runs/") else ""
+    base = f"GET {args.path} HTTP/1.1\r\nHost: {args.host}\r\n"
+    base += "".join(f"{name}: {value}\r\n" for name, value in json.loads(args.headers).items())
     etag = b""
     await asyncio.sleep(max(0.0, args.start_at - time.time()))
     while time.time() < args.end_at:
@@ -107,8 +110,8 @@ async def client_main(args: argparse.Namespace) -> None:
 # --- CPU per request, in process -------------------------------------------------------------
 
 
-def asgi_scope(path: str, cookie: str, headers: dict[str, str]) -> dict[str, Any]:
-    raw = [(b"host", b"127.0.0.1"), (b"cookie", cookie.encode())]
+def asgi_scope(path: str, headers: dict[str, str]) -> dict[str, Any]:
+    raw = [(b"host", b"127.0.0.1")]
     raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
     return {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
@@ -141,15 +144,15 @@ async def asgi_get(app: Any, scope: dict[str, Any]) -> tuple[int, dict[bytes, by
 
 
 async def cpu_per_request(
-    app: Any, path: str, cookie: str, *, requests: int, concurrency: int, etag: bool
+    app: Any, path: str, headers: dict[str, str], *, requests: int, concurrency: int, etag: bool
 ) -> dict[str, Any]:
     """Web CPU per request (this process's CPU time over `requests` requests kept
     `concurrency` at a time), and the status codes."""
-    headers = {"HX-Request": "true"} if path.startswith("/runs/") else {}
+    headers = dict(headers)
     if etag:
-        _, first = await asgi_get(app, asgi_scope(path, cookie, headers))
+        _, first = await asgi_get(app, asgi_scope(path, headers))
         headers["If-None-Match"] = first[b"etag"].decode()
-    scope = asgi_scope(path, cookie, headers)
+    scope = asgi_scope(path, headers)
     codes: dict[int, int] = {}
     left = requests
 
@@ -167,55 +170,88 @@ async def cpu_per_request(
     return {"cpu_ms": round(1000 * cpu / requests, 3), "wall_s": round(wall, 2), "codes": codes}
 
 
-def cpu_bench(run_pk: int, cookie: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+class Target:
+    """One thing to request: its path and the headers that sign its client in."""
+
+    def __init__(self, name: str, path: str, headers: dict[str, str]) -> None:
+        self.name, self.path, self.headers = name, path, headers
+
+
+def targets_for(run_pk: int, cookie: str, token: str) -> list[Target]:
+    session = {"Cookie": cookie}
+    return [
+        Target("status poll", f"/runs/{run_pk}/status/", {**session, "HX-Request": "true"}),
+        Target("API run", f"/api/v1/runs/{run_pk}", {"Authorization": f"Bearer {token}"}),
+        Target("static file", STATIC_PATH, session),
+        Target("login page", "/login/", session),
+    ]
+
+
+def wanted(name: str, args: argparse.Namespace) -> bool:
+    return not args.only or any(word in name.lower() for word in args.only)
+
+
+def cpu_bench(targets: list[Target], args: argparse.Namespace) -> list[dict[str, Any]]:
     from django.core.asgi import get_asgi_application
 
     django_app = get_asgi_application()
-    status = f"/runs/{run_pk}/status/"
-    targets = [
-        ("status poll, through Django", django_app, status, False),
-        ("status poll If-None-Match, through Django", django_app, status, True),
-        ("static file (WhiteNoise, through Django)", django_app, STATIC_PATH, False),
-        ("login page", django_app, "/login/", False),
-    ]
+    poll, api, static, login = targets
+    rows: list[tuple[str, Any, Target, bool]] = []
     try:
         from runs.status_poll import StatusPoll
     except ImportError:  # a checkout from before the fast path (to measure "before")
-        pass
+        fast = None
     else:
         fast = StatusPoll(django_app)
-        targets[1:1] = [("status poll, fast path", fast, status, False)]
-        targets[3:3] = [("status poll If-None-Match, fast path", fast, status, True)]
+    for target in (poll, api):
+        for etag in (False, True):
+            label = target.name + (" If-None-Match" if etag else "")
+            rows.append((f"{label}, through Django", django_app, target, etag))
+            if fast is not None:
+                rows.append((f"{label}, fast path", fast, target, etag))
+    rows.append(("static file (WhiteNoise, through Django)", django_app, static, False))
     try:
         from project.static_files import StaticFiles
     except ImportError:  # a checkout from before it
         pass
     else:
         front = StaticFiles(django_app)
-        targets.insert(-1, ("static file, in front of Django", front, STATIC_PATH, False))
-    rows = []
-    for name, app, path, etag in targets:
+        rows.append(("static file, in front of Django", front, static, False))
+    rows.append(("login page", django_app, login, False))
+    results = []
+    for name, app, target, etag in rows:
+        if not wanted(name, args) and not name.startswith("static file (W"):
+            continue
         row = asyncio.run(
             cpu_per_request(
-                app, path, cookie, requests=args.cpu_requests, concurrency=10, etag=etag
+                app,
+                target.path,
+                target.headers,
+                requests=args.cpu_requests,
+                concurrency=10,
+                etag=etag,
             )
         )
-        rows.append({"target": name, **row})
-    static = next(r["cpu_ms"] for r in rows if r["target"].startswith("static file (W"))
-    for row in rows:
-        row["vs_static_file"] = round(row["cpu_ms"] / static, 2)
+        results.append({"target": name, **row})
+    static_ms = next(r["cpu_ms"] for r in results if r["target"].startswith("static file (W"))
+    for row in results:
+        row["vs_static_file"] = round(row["cpu_ms"] / static_ms, 2)
         print(
-            f"  {row['target']:<44} {row['cpu_ms']:>7} ms CPU/request  "
+            f"  {row['target']:<46} {row['cpu_ms']:>7} ms CPU/request  "
             f"{row['vs_static_file']:>5}x the static file  codes {row['codes']}"
         )
-    return rows
+    return results
 
 
 # --- the bench -------------------------------------------------------------------------------
 
 
 def phase(
-    server: web.Web, path: str, cookie: str, concurrency: int, args: argparse.Namespace, etag: bool
+    server: web.Web,
+    target: Target,
+    concurrency: int,
+    args: argparse.Namespace,
+    etag: bool,
 ) -> dict[str, Any]:
     start_at = time.time() + 1.5  # the client processes start and connect meanwhile
     end_at = start_at + args.seconds
@@ -226,8 +262,8 @@ def phase(
         clients += web.spawn_clients(
             "poll.py",
             1,
-            ["127.0.0.1", str(server.port), path, cookie, str(n), str(start_at), str(end_at),
-             "1" if etag else "0"],
+            ["127.0.0.1", str(server.port), target.path, json.dumps(target.headers), str(n),
+             str(start_at), str(end_at), "1" if etag else "0"],
         )  # fmt: skip
     time.sleep(max(0.0, start_at - time.time()))
     sampler = web.Sampler(server).start()
@@ -241,7 +277,8 @@ def phase(
         for code, count in r["codes"].items():
             codes[code] = codes.get(code, 0) + count
     return {
-        "path": path,
+        "target": target.name,
+        "path": target.path,
         "concurrency": concurrency,
         "if_none_match": etag,
         "requests_per_second": round(len(latencies) / args.seconds, 1),
@@ -258,28 +295,35 @@ def phase(
     }
 
 
+def api_token(run: Any) -> str:
+    """A bearer token of the run's owner."""
+    from api import tokens
+
+    return tokens.token_create(owner=run.owner, name="bench")[1]
+
+
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     web.setup_django()
     run, cookie = web.owner_with_live_run()
+    targets = targets_for(run.pk, cookie, api_token(run))
     busy = web.busy_cpu(0.5)
     result: dict[str, Any] = {"cpu_busy_before_percent": busy}
     if args.cpu_requests:
         print(f"in process, {args.cpu_requests} requests per target, 10 at a time:")
-        result["cpu_rows"] = cpu_bench(run.pk, cookie, args)
+        result["cpu_rows"] = cpu_bench(targets, args)
     if not args.seconds:
         return result
     server = web.Web(Path(tempfile.mkdtemp(prefix="bench-poll-")), web_workers=args.web_workers)
     rows = []
+    poll, api, static, login = targets
+    phases = [(poll, False), (poll, True), (api, False), (api, True), (static, False),
+              (login, False)]  # fmt: skip
     try:
-        targets = [
-            (f"/runs/{run.pk}/status/", False),
-            (f"/runs/{run.pk}/status/", True),
-            (STATIC_PATH, False),
-            ("/login/", False),
-        ]
         for concurrency in args.concurrency:
-            for path, etag in targets:
-                rows.append(phase(server, path, cookie, concurrency, args, etag))
+            for target, etag in phases:
+                if not wanted(target.name + (" If-None-Match" if etag else ""), args):
+                    continue
+                rows.append(phase(server, target, concurrency, args, etag))
                 report_row(rows[-1])
     finally:
         server.stop()
@@ -287,9 +331,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report_row(row: dict[str, Any]) -> None:
-    name = row["path"] + (" (If-None-Match)" if row["if_none_match"] else "")
+    name = row["target"] + (" (If-None-Match)" if row["if_none_match"] else "")
     print(
-        f"  c={row['concurrency']:<3} {name:<40} {row['requests_per_second']:>8} req/s  "
+        f"  c={row['concurrency']:<3} {name:<30} {row['requests_per_second']:>8} req/s  "
         f"p50 {row['p50_ms']:>7} ms  p99 {row['p99_ms']:>7} ms  codes {row['codes']}  "
         f"web CPU {row['web_cpu_percent_of_a_core']} % "
         f"({row['web_cpu_ms_per_request']} ms/request)  client CPU "
@@ -307,6 +351,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cpu-requests", type=int, default=1000, help="per in-process target (0: none)"
     )
+    parser.add_argument(
+        "--only",
+        type=lambda raw: [x.strip().lower() for x in raw.split(",") if x.strip()],
+        default=[],
+        help="only the targets whose names contain one of these words (e.g. api,static)",
+    )
     web.add_common_options(parser)
     return parser.parse_args(argv)
 
@@ -314,7 +364,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         args = web.client_args(
-            ("host", "port", "path", "cookie", "n", "start_at", "end_at", "etag")
+            ("host", "port", "path", "headers", "n", "start_at", "end_at", "etag")
         )
         args.port, args.n = int(args.port), int(args.n)
         args.start_at, args.end_at = float(args.start_at), float(args.end_at)

@@ -1,5 +1,6 @@
 """The status poll's fast path: `GET /runs/<id>/status/` answered beside Django's request
-handler rather than through it.
+handler rather than through it (and any other poll of one run registered as a Route: the
+JSON API's `GET /api/v1/runs/<id>` registers itself, see `register`).
 
 A page whose live feed is down polls its run's status every few seconds, so many open pages
 mean many polls. Through Django's handler each one pays for the whole middleware stack, hopping
@@ -10,6 +11,11 @@ by the view's own code (runs.views.status_response) and passes through the same 
 middleware that add headers or cookies, so it is the response Django would give. The next
 polls of the same run by the same session, for a bounded time, are answered on the event loop
 from what that read found, with no read and no thread (see SESSIONS and RUNS below).
+
+A Route says what a poll's path is, what credential signs it in (the page's session, the
+API's bearer token), how to read the run with that credential beside it and how to answer;
+the memory of runs and credentials, the one read shared by concurrent polls and Django's
+middleware hooks are this module's, shared by every route.
 
 Only the plain case is answered here: a signed-in owner polling their own run. Anything else
 (no session, an expired or tampered one, a changed password, another user's run, no such run,
@@ -22,13 +28,15 @@ backend, a different middleware list): see `enabled()`.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import io
 import logging
 import re
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from time import monotonic
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -39,6 +47,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.db import close_old_connections, connection
+from django.db.models import Field
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
@@ -49,7 +58,6 @@ from django.middleware.security import SecurityMiddleware
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.crypto import constant_time_compare
-from django.utils.dateparse import parse_datetime
 
 from project import middleware as csp
 from runs import stale
@@ -65,9 +73,9 @@ PATH = re.compile(r"/runs/([1-9][0-9]{0,17})/status/")
 # off until it is looked at again.
 MIDDLEWARE_ROLES = {
     "django.middleware.security.SecurityMiddleware": "hooks: HTTPS redirect, headers",
-    "api.middleware.api_problems": "nothing: /api/ only",
+    "api.middleware.api_problems": "nothing: errors under /api/ only",
     "whitenoise.middleware.WhiteNoiseMiddleware": "nothing: /static/ only",
-    "django.contrib.sessions.middleware.SessionMiddleware": "read here; Vary: Cookie",
+    "django.contrib.sessions.middleware.SessionMiddleware": "read here (Route.vary_cookie)",
     "django.middleware.common.CommonMiddleware": "hooks: host, user agents, length",
     "django.middleware.csrf.CsrfViewMiddleware": "hooks: the token's cookie",
     "django.contrib.auth.middleware.AuthenticationMiddleware": "checked here, as get_user",
@@ -108,9 +116,55 @@ class _Hooks:
         self.xframe = XFrameOptionsMiddleware(_unused)
 
 
+class Route(Protocol):
+    """A poll of one run answered here: its path, the credential that signs it in, the one
+    read and the answers. A credential is what the request sends (a session key, a token);
+    `recall` and `signed_in` say whose it is, from memory and from the read."""
+
+    path: re.Pattern[str]
+    # The answer depends on the session cookie (SessionMiddleware adds Vary: Cookie).
+    vary_cookie: bool
+
+    def credential(self, request: HttpRequest) -> str | None:
+        """What the request signs in with; None: Django answers it."""
+
+    def recall(self, credential: str, now: datetime) -> int | None:
+        """The user this process remembers the credential signs in, or None."""
+
+    def read(self, credential: str, run_id: int, now: datetime) -> IngestionRun | None:
+        """The run with what judging the credential needs beside it, in one read."""
+
+    def signed_in(self, run: Any, credential: str, now: datetime) -> bool:
+        """Whether the credential, as read beside `run`, signs its owner in; remembers it
+        when it does (see Memory)."""
+
+    def respond(self, request: HttpRequest, run: IngestionRun) -> HttpResponseBase:
+        """The answer after a read (it may end a stale run)."""
+
+    def answer(self, request: HttpRequest, run: IngestionRun) -> HttpResponseBase:
+        """The answer from memory, for a run known not to be stale: no read, no write."""
+
+
+ROUTES: list[Route] = []
+
+
+def register(route: Route) -> None:
+    """Answer this route's polls here too. The plug-in seam for the apps above runs (which
+    never imports them): the API registers its run poll when it is ready."""
+    if all(type(known) is not type(route) for known in ROUTES):
+        ROUTES.append(route)
+
+
+def route_for(path: str) -> tuple[Route, int] | None:
+    for route in ROUTES:
+        if match := route.path.fullmatch(path):
+            return route, int(match[1])
+    return None
+
+
 class StatusPoll:
-    """ASGI middleware: answers the status poll of a signed-in owner; hands everything else
-    (and the poll too, when enabled() is false) to `app`."""
+    """ASGI middleware: answers the polls of the ROUTES by a signed-in owner; hands
+    everything else (and the polls too, when enabled() is false) to `app`."""
 
     def __init__(self, app: Any, handler: ASGIHandler | None = None) -> None:
         self.app = app
@@ -126,40 +180,40 @@ class StatusPoll:
             and scope["type"] == "http"
             and scope["method"] == "GET"
             and not scope.get("root_path")
-            and (match := PATH.fullmatch(scope["path"]))
+            and (found := route_for(scope["path"]))
         ):
-            run_id = int(match[1])
-            response = answer_from_memory(scope, run_id, self.hooks)
+            route, run_id = found
+            response = answer_from_memory(scope, route, run_id, self.hooks)
             if response is None and (reading := self.reading.get(run_id)) is not None:
                 # The run is being read for another poll: its answer is remembered soon.
                 await reading.wait()
-                response = answer_from_memory(scope, run_id, self.hooks)
+                response = answer_from_memory(scope, route, run_id, self.hooks)
             if response is None:
-                response = await self.read(scope, run_id, self.hooks)
+                response = await self.read(scope, route, run_id, self.hooks)
             if response is not None:
                 await self.handler.send_response(response, send)
                 return
         await self.app(scope, receive, send)
 
-    async def read(self, scope: dict[str, Any], run_id: int, hooks: _Hooks) -> Any:
+    async def read(self, scope: dict[str, Any], route: Route, run_id: int, hooks: _Hooks) -> Any:
         # One read of a run at a time per process: when its memory ends, the polls that come
         # meanwhile wait for the one read rather than each making its own.
         done = self.reading.setdefault(run_id, asyncio.Event())
         try:
-            return await sync_to_async(answer, thread_sensitive=False)(scope, run_id, hooks)
+            return await sync_to_async(answer, thread_sensitive=False)(scope, route, run_id, hooks)
         finally:
             if self.reading.get(run_id) is done:
                 del self.reading[run_id]
                 done.set()
 
 
-def answer(scope: dict[str, Any], run_id: int, hooks: Any) -> HttpResponseBase | None:
-    """The response to a status poll, or None: Django answers it."""
+def answer(scope: dict[str, Any], route: Route, run_id: int, hooks: Any) -> HttpResponseBase | None:
+    """The response to a poll, or None: Django answers it."""
     # As Django does when a request starts and finishes: a connection this thread was left
     # with is closed if unusable, and the request's goes back to the pool at the end.
     close_old_connections()
     try:
-        return _answer(scope, run_id, hooks)
+        return _answer(scope, route, run_id, hooks)
     except Exception:  # Django answers, and reports whatever it was as it always does
         logger.warning("The status poll's fast path failed; Django answers.", exc_info=True)
         return None
@@ -167,76 +221,76 @@ def answer(scope: dict[str, Any], run_id: int, hooks: Any) -> HttpResponseBase |
         close_old_connections()
 
 
-def _answer(scope: dict[str, Any], run_id: int, hooks: _Hooks) -> HttpResponseBase | None:
-    from runs.views import status_response
-
-    checked = _checked_request(scope, hooks)
+def _answer(
+    scope: dict[str, Any], route: Route, run_id: int, hooks: _Hooks
+) -> HttpResponseBase | None:
+    checked = _checked_request(scope, route, hooks)
     if checked is None:
         return None
-    request, key = checked
-    run = read_run(run_id, key, timezone.now())
-    if run is None or not _signed_in_owner(run):
+    request, credential = checked
+    now = timezone.now()
+    run = route.read(credential, run_id, now)
+    if run is None or not route.signed_in(run, credential, now):
         return None
-    response = _respond(request, run, hooks, status_response)
-    _remember(key, run)
+    response = _respond(request, run, hooks, route, route.respond)
+    _remember_run(run)
     return response
 
 
 def answer_from_memory(
-    scope: dict[str, Any], run_id: int, hooks: _Hooks
+    scope: dict[str, Any], route: Route, run_id: int, hooks: _Hooks
 ) -> HttpResponseBase | None:
-    """The answer from this process's memory of the session and the run (see SESSIONS and
+    """The answer from this process's memory of the credential and the run (see Memory and
     RUNS), on the event loop with no read; None when either is not remembered, does not
     match, or the run would have to be ended as stale: `answer` reads them again."""
     try:
-        return _answer_from_memory(scope, run_id, hooks)
+        return _answer_from_memory(scope, route, run_id, hooks)
     except Exception:  # a read attempted on the loop among them: `answer` answers
         logger.warning("The status poll's memory failed; the poll reads.", exc_info=True)
         return None
 
 
 def _answer_from_memory(
-    scope: dict[str, Any], run_id: int, hooks: _Hooks
+    scope: dict[str, Any], route: Route, run_id: int, hooks: _Hooks
 ) -> HttpResponseBase | None:
-    from runs.views import status_answer
-
-    checked = _checked_request(scope, hooks)
+    run_entry = RUNS.get(run_id)
+    if run_entry is None:
+        return None
+    checked = _checked_request(scope, route, hooks)
     if checked is None:
         return None
-    request, key = checked
-    now, clock = timezone.now(), monotonic()
-    session, run_entry = SESSIONS.get(key), RUNS.get(run_id)
-    if session is None or run_entry is None:
-        return None
-    user_id, expires, session_until = session
+    request, credential = checked
+    now = timezone.now()
     run, run_until = run_entry
     if (
-        clock >= session_until
-        or clock >= run_until
-        or now >= expires
-        or run.owner_id != user_id
+        monotonic() >= run_until
+        or route.recall(credential, now) != run.owner_id
         or stale.run_is_stale(run, now)
     ):
         return None
-    return _respond(request, run, hooks, status_answer)
+    return _respond(request, run, hooks, route, route.answer)
 
 
-def _checked_request(scope: dict[str, Any], hooks: _Hooks) -> tuple[ASGIRequest, str] | None:
-    """The request and its session key, once the request hooks that may refuse or redirect
+def _checked_request(
+    scope: dict[str, Any], route: Route, hooks: _Hooks
+) -> tuple[ASGIRequest, str] | None:
+    """The request and its credential, once the request hooks that may refuse or redirect
     it let it through (None: Django answers)."""
     request = ASGIRequest(scope, io.BytesIO())
     if hooks.security.process_request(request) is not None:
         return None  # a redirect to HTTPS
-    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-    if not key:
+    credential = route.credential(request)
+    if not credential:
         return None
     # CommonMiddleware checks the Host header (DisallowedHost) and the user agents.
     if hooks.common.process_request(request) is not None:
         return None
-    return request, key
+    return request, credential
 
 
-def _respond(request: HttpRequest, run: IngestionRun, hooks: _Hooks, view: Any) -> HttpResponseBase:
+def _respond(
+    request: HttpRequest, run: IngestionRun, hooks: _Hooks, route: Route, view: Any
+) -> HttpResponseBase:
     hooks.csrf.process_request(request)
     # Typed as HttpResponse: that is what the hooks' stubs take (any response works).
     response = cast(HttpResponse, view(request, run))
@@ -246,48 +300,106 @@ def _respond(request: HttpRequest, run: IngestionRun, hooks: _Hooks, view: Any) 
     hooks.xframe.process_response(request, response)
     hooks.csrf.process_response(request, response)
     hooks.common.process_response(request, response)
-    patch_vary_headers(response, ("Cookie",))  # SessionMiddleware: the session was read
+    if route.vary_cookie:
+        patch_vary_headers(response, ("Cookie",))  # SessionMiddleware: the session was read
     hooks.security.process_response(request, response)
     return response
 
 
 # What this process remembers of the polls it answered after a read, so that the next polls
-# of the same run by the same session are answered without one (answer_from_memory):
-# session key -> (user id, the session's expiry, until when it is trusted) and run id -> (the
-# run as read, until when it is trusted), on the monotonic clock. A session signed out,
-# revoked by a password change or a deactivation, or deleted keeps being trusted by a process
-# that remembers it for at most SESSION_RECHECK_SECONDS (a logout in this process forgets it at
-# once: forget_session); a poll shows the run as it was at most RUN_RECHECK_SECONDS ago, less
-# than a poll's interval. Plain dicts, cleared when full; a stale entry is only ever skipped.
+# of the same run with the same credential are answered without one (answer_from_memory):
+# run id -> (the run as read, until when it is trusted) in RUNS, and each route's credentials
+# in a Memory (the page's sessions: SESSIONS). A credential signed out, revoked (a password
+# change, a deactivation, a deleted session or token) elsewhere keeps being trusted by a
+# process that remembers it for at most SESSION_RECHECK_SECONDS (a logout or a revocation in
+# this process forgets it at once); a poll shows the run as it was at most
+# RUN_RECHECK_SECONDS ago, less than a poll's interval. Plain dicts, cleared when full; a
+# stale entry is only ever skipped. Times `until` are on the monotonic clock.
 SESSION_RECHECK_SECONDS = 5.0
 RUN_RECHECK_SECONDS = 1.0
 REMEMBERED_MAX = 10_000
-SESSIONS: dict[str, tuple[int, datetime, float]] = {}
 RUNS: dict[int, tuple[IngestionRun, float]] = {}
 
 
-def _remember(session_key: str, run: Any) -> None:
-    clock = monotonic()
-    for memory in (SESSIONS, RUNS):
-        if len(memory) >= REMEMBERED_MAX:
-            memory.clear()
-    SESSIONS[session_key] = (
-        run.owner_id,
-        _aware(run.poll_session_expires),
-        clock + SESSION_RECHECK_SECONDS,
+@dataclass(frozen=True, slots=True)
+class Trusted:
+    """A credential as a read found it: whose it is, when it must be read again whatever the
+    trust (a session's expiry), until when this process trusts it, and the digest the
+    request's credential must match (compared in constant time; "" for none)."""
+
+    user_id: int
+    expires: datetime
+    until: float
+    digest: str
+
+
+class Memory(dict[str, Trusted]):
+    """One route's remembered credentials, by a key the request names (a session key, a
+    token's public prefix)."""
+
+    def remember(self, key: str, *, user_id: int, expires: datetime, digest: str = "") -> None:
+        if len(self) >= REMEMBERED_MAX:
+            self.clear()
+        self[key] = Trusted(user_id, expires, monotonic() + SESSION_RECHECK_SECONDS, digest)
+
+    def recall(self, key: str, now: datetime, digest: str = "") -> int | None:
+        """Whose the remembered credential is, while it is trusted and not expired."""
+        trusted = self.get(key)
+        if (
+            trusted is None
+            or monotonic() >= trusted.until
+            or now >= trusted.expires
+            or not hmac.compare_digest(trusted.digest, digest)
+        ):
+            return None
+        return trusted.user_id
+
+
+def _remember_run(run: IngestionRun) -> None:
+    if len(RUNS) >= REMEMBERED_MAX:
+        RUNS.clear()
+    RUNS[run.pk] = (run, monotonic() + RUN_RECHECK_SECONDS)
+
+
+# --- reading a run with other tables' columns beside it --------------------------------------
+
+
+def read_run_beside(
+    run_id: int, beside: dict[str, tuple[str, Field]], joins: str, params: list[Any]
+) -> IngestionRun | None:
+    """The run, read with `SELECT r.*, <alias>.<column> AS <name>, … FROM <the run's table> r
+    <joins> WHERE r.id = <run_id>` (`params` are the joins'), each column of `beside` (name ->
+    the alias of its table and its model field) set on it as its field reads it: a raw query
+    converts only the run's own fields."""
+    q = connection.ops.quote_name
+    columns = "".join(
+        f", {alias}.{q(field.column)} AS {name}" for name, (alias, field) in beside.items()
     )
-    RUNS[run.pk] = (run, clock + RUN_RECHECK_SECONDS)
+    sql = (
+        f"SELECT r.*{columns} FROM {q(IngestionRun._meta.db_table)} r {joins}"
+        f" WHERE r.{q('id')} = %s"
+    )
+    run = next(iter(IngestionRun.objects.raw(sql, [*params, run_id])), None)
+    if run is not None:
+        for name, (_, field) in beside.items():
+            setattr(run, name, from_db(field, getattr(run, name)))
+    return run
 
 
-def _aware(value: datetime | str) -> datetime:
-    """A column read beside the run's own: SQLite gives it as text or a naive datetime in
-    UTC (a raw query converts only the model's fields), PostgreSQL as an aware one."""
-    if isinstance(value, str):
-        parsed = parse_datetime(value)
-        if parsed is None:
-            raise ValueError(f"not a datetime: {value!r}")
-        value = parsed
-    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
+def from_db(field: Field, value: Any) -> Any:
+    """`value` as the ORM would give it for `field`: the backend's converters, then the
+    field's (as django.db.models.sql.compiler.SQLCompiler.get_converters picks them), so
+    SQLite's text datetimes and integer booleans read as they do everywhere else."""
+    column = field.get_col(field.model._meta.db_table)
+    converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+    for converter in converters:
+        value = converter(value, column, connection)
+    return value
+
+
+# --- the page's poll: `/runs/<id>/status/` with the session ----------------------------------
+
+SESSIONS = Memory()
 
 
 @receiver(user_logged_out)
@@ -298,31 +410,63 @@ def forget_session(sender: Any, request: HttpRequest | None = None, **kwargs: An
         SESSIONS.pop(key, None)
 
 
+class PagePoll:
+    """The run page's status fragment, for a session signed in by Django's ModelBackend."""
+
+    path = PATH
+    vary_cookie = True
+
+    def credential(self, request: HttpRequest) -> str | None:
+        return request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+
+    def recall(self, credential: str, now: datetime) -> int | None:
+        return SESSIONS.recall(credential, now)
+
+    def read(self, credential: str, run_id: int, now: datetime) -> IngestionRun | None:
+        return read_run(run_id, credential, now)
+
+    def signed_in(self, run: Any, credential: str, now: datetime) -> bool:
+        if not _signed_in_owner(run):
+            return False
+        SESSIONS.remember(credential, user_id=run.owner_id, expires=run.poll_session_expires)
+        return True
+
+    def respond(self, request: HttpRequest, run: IngestionRun) -> HttpResponseBase:
+        from runs.views import status_response
+
+        return status_response(request, run)
+
+    def answer(self, request: HttpRequest, run: IngestionRun) -> HttpResponseBase:
+        from runs.views import status_answer
+
+        return status_answer(request, run)
+
+
+register(PagePoll())
+
+
 def read_run(run_id: int, session_key: str, now: datetime) -> IngestionRun | None:
     """The run, with its owner's password hash and active flag and the session's data beside
     it (poll_*), in one read by three primary keys; None when the run or a live session with
     that key is missing."""
-    rows = IngestionRun.objects.raw(_sql(), [session_key, now, run_id])
-    return next(iter(rows), None)
-
-
-@lru_cache(maxsize=4)
-def _sql_for(vendor: str) -> str:
     q = connection.ops.quote_name
-    return (
-        f"SELECT r.*, s.{q('session_data')} AS poll_session_data,"
-        f" s.{q('expire_date')} AS poll_session_expires,"
-        f" u.{q('password')} AS poll_owner_password, u.{q('is_active')} AS poll_owner_active"
-        f" FROM {q(IngestionRun._meta.db_table)} r"
-        f" JOIN {q(User._meta.db_table)} u ON u.{q('id')} = r.{q('owner_id')}"
+    joins = (
+        f"JOIN {q(User._meta.db_table)} u ON u.{q('id')} = r.{q('owner_id')}"
         f" JOIN {q(Session._meta.db_table)} s"
         f" ON s.{q('session_key')} = %s AND s.{q('expire_date')} > %s"
-        f" WHERE r.{q('id')} = %s"
     )
+    return read_run_beside(run_id, _session_beside(), joins, [session_key, now])
 
 
-def _sql() -> str:
-    return _sql_for(connection.vendor)
+@lru_cache(maxsize=1)
+def _session_beside() -> dict[str, tuple[str, Field]]:
+    session, user = Session._meta, User._meta
+    return {
+        "poll_session_data": ("s", session.get_field("session_data")),
+        "poll_session_expires": ("s", session.get_field("expire_date")),
+        "poll_owner_password": ("u", user.get_field("password")),
+        "poll_owner_active": ("u", user.get_field("is_active")),
+    }
 
 
 def _signed_in_owner(run: Any) -> bool:

@@ -424,3 +424,18 @@ def test_polls_of_a_run_being_read_wait_for_that_read(
 
     assert [answer["status"] for answer in async_to_sync(polls)()] == [200] * 10
     assert len(reads) == 1
+
+
+def test_the_columns_read_beside_the_run_are_converted_as_their_fields_read_them(
+    user, redis_client
+):
+    from django.utils import timezone
+
+    run = start(user)
+    key = session_cookie(user)
+    read = status_poll.read_run(run.pk, key, timezone.now())
+    assert read is not None and read.pk == run.pk
+    # As the ORM reads them on every database (SQLite stores text and integers).
+    assert read.poll_session_expires == Session.objects.get(session_key=key).expire_date
+    assert timezone.is_aware(read.poll_session_expires)
+    assert read.poll_owner_active is True
