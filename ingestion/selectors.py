@@ -233,9 +233,8 @@ def estimated_count(jobs: QuerySet[Job]) -> int | None:
     return paging.estimated_rows(jobs)
 
 
-def about(count: int) -> str:
-    """`count` to two significant figures, as an estimate reads: "about 1,000,000"."""
-    return f"about {round(count, min(0, 2 - len(str(count)))):,}"
+# "about 1,000,000": an estimate to two significant figures, as the admin's lists say it.
+about = paging.about
 
 
 def job_companies(owner: User) -> list[str]:

@@ -212,7 +212,8 @@ def test_far_past_the_cap_the_admin_counts_nothing(admin_client, user, monkeypat
     _analyze()
     with CaptureQueriesContext(connection) as captured:
         response = admin_client.get("/admin/ingestion/job/?q=engineer")
-    assert response.status_code == 200 and "30 jobs" in response.content.decode()
+    assert response.status_code == 200
+    assert re.search(r'data-role="result-count">about [\d,]+<', response.content.decode())
     assert not [q for q in captured.captured_queries if "COUNT(" in q["sql"].upper()]
 
 
