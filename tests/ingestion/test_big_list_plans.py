@@ -6,14 +6,15 @@ planner's estimate ("about 1,000,000") rather than a count that reads every matc
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
+from django.utils import formats, timezone
 
-from ingestion.models import ItemOutcome, Job, JobStatus, RunItem
+from ingestion.models import ItemOutcome, Job, JobSeen, JobStatus, RunItem
 from ingestion.views import jobs as jobs_view
 from project import paging
 from runs.models import IngestionRun
@@ -243,3 +244,56 @@ def test_the_admin_run_item_outcome_filter_reads_the_rare_outcomes_index(admin_c
     )
     for plan in plans:  # the page and its capped count
         assert "ingestion_runitem_rare_outcome" in plan, (query, plan)
+
+
+def _stamp(jobs: list[Job]) -> dict[int, object]:
+    """A JobSeen stamp a day after each job's own last_seen_at: what the lists must show."""
+    stamps = {job.pk: job.last_seen_at + timedelta(days=1) for job in jobs}
+    JobSeen.objects.bulk_create(JobSeen(job_id=pk, last_seen_at=at) for pk, at in stamps.items())
+    return stamps
+
+
+def _seen_reads(captured: CaptureQueriesContext) -> tuple[list[str], list[str]]:
+    """(the queries reading the jobs themselves, the queries reading JobSeen stamps)."""
+    sqls = [q["sql"] for q in captured.captured_queries if not q["sql"].startswith("EXPLAIN")]
+    listing = [s for s in sqls if 'FROM "ingestion_job"' in s]
+    return listing, [s for s in sqls if 'FROM "ingestion_jobseen"' in s]
+
+
+def test_the_jobs_list_reads_last_seen_stamps_for_its_page_alone(client, user):
+    # Annotated on the list's query, the stamp's subquery ran for every row PostgreSQL read
+    # before the LIMIT: the OFFSET's rows (9,500 on page 190) and a sort's whole input.
+    _bulk_jobs(user, 120)
+    stamps = _stamp(list(Job.objects.filter(owner=user)))
+    with CaptureQueriesContext(connection) as captured:
+        page = client.get("/jobs/?page=2").content.decode()
+    listing, seen = _seen_reads(captured)
+    assert listing and not [s for s in listing if "ingestion_jobseen" in s], listing
+    assert len(seen) == 1
+    shown = [int(pk) for pk in re.findall(r'href="/jobs/(\d+)/"', page)]
+    assert len(shown) == jobs_view.PAGE_SIZE
+    for pk in shown[:3]:  # the stamp, not the job row's own last_seen_at
+        local = timezone.localtime(stamps[pk])
+        assert f'title="{local:%Y-%m-%d %H:%M}"' in page
+
+
+def test_the_admin_job_list_reads_stamps_for_its_page_and_sorts_by_id_alone(admin_client, user):
+    _bulk_jobs(user, 60)
+    stamps = _stamp(list(Job.objects.filter(owner=user)))
+    newest = max(stamps)
+    # ?o=2 asks for the title column's order: a sort of every row at a million.
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get("/admin/ingestion/job/?o=2")
+    page = response.content.decode()
+    listing, seen = _seen_reads(captured)
+    rows = [s for s in listing if "COUNT(" not in s.upper()]
+    assert rows and all('ORDER BY "ingestion_job"."id" DESC' in s for s in rows), rows
+    assert not [s for s in listing if "ingestion_jobseen" in s]
+    assert len(seen) == 1  # one query for the page, not one per row
+    # Only the id column offers to sort.
+    assert page.count('class="sortable') == 1
+    local = formats.localize(timezone.template_localtime(stamps[newest]))
+    assert local in page
+    # A job's own page still reads its stamp.
+    change = admin_client.get(f"/admin/ingestion/job/{newest}/change/").content.decode()
+    assert f'<div class="readonly">{stamps[newest]}</div>' in change
