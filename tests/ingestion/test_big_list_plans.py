@@ -297,3 +297,27 @@ def test_the_admin_job_list_reads_stamps_for_its_page_and_sorts_by_id_alone(admi
     # A job's own page still reads its stamp.
     change = admin_client.get(f"/admin/ingestion/job/{newest}/change/").content.decode()
     assert f'<div class="readonly">{stamps[newest]}</div>' in change
+
+
+@postgres_only
+def test_an_either_or_workplace_filter_says_more_than_the_page_not_an_estimate(
+    client, user, monkeypatch
+):
+    # "On-site" is the type, or no type and the board's remote flag false: the planner
+    # multiplies the two columns' shares as if unrelated (about 390,000 for 1,000 jobs of a
+    # million), so its estimate is not shown, and counting would walk every job.
+    monkeypatch.setattr(jobs_view, "TOTAL_CAP", 30)
+    monkeypatch.setattr(jobs_view, "ESTIMATE_TRUSTED", 1)  # any estimate would be shown
+    _bulk_jobs(user, 2_000)
+    _analyze()
+
+    def total(url: str) -> str:
+        found = re.search(r'data-role="total">([^<]*)<', client.get(url).content.decode())
+        assert found, url
+        return found.group(1)
+
+    with CaptureQueriesContext(connection) as captured:
+        assert total("/jobs/?remote=onsite") == "more than 50"
+    assert not [q for q in captured.captured_queries if "COUNT(" in q["sql"].upper()]
+    # One column's estimate stands.
+    assert total("/jobs/?remote=hybrid").startswith("about ")
