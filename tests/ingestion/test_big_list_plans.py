@@ -176,15 +176,20 @@ def test_an_admin_filter_on_a_rare_value_reads_its_index(admin_client, user, que
         assert index in plan, (query, plan)
 
 
+def _total(client: Client, url: str) -> str:
+    """The jobs list's "of …" total."""
+    found = re.search(r'data-role="total">([^<]*)<', client.get(url).content.decode())
+    assert found, url
+    return found.group(1)
+
+
 def test_past_the_cap_the_total_is_the_planners_estimate(client, user, monkeypatch):
+    def total(url: str) -> str:
+        return _total(client, url)
+
     monkeypatch.setattr(jobs_view, "TOTAL_CAP", 30)
     _bulk_jobs(user, 2_000)
     _analyze()
-
-    def total(url: str) -> str:
-        found = re.search(r'data-role="total">([^<]*)<', client.get(url).content.decode())
-        assert found, url
-        return found.group(1)
 
     if connection.vendor == "postgresql":
         assert total("/jobs/") == "about 2,000"
@@ -308,13 +313,12 @@ def test_an_either_or_workplace_filter_says_more_than_the_page_not_an_estimate(
     # million), so its estimate is not shown, and counting would walk every job.
     monkeypatch.setattr(jobs_view, "TOTAL_CAP", 30)
     monkeypatch.setattr(jobs_view, "ESTIMATE_TRUSTED", 1)  # any estimate would be shown
-    _bulk_jobs(user, 2_000)
-    _analyze()
 
     def total(url: str) -> str:
-        found = re.search(r'data-role="total">([^<]*)<', client.get(url).content.decode())
-        assert found, url
-        return found.group(1)
+        return _total(client, url)
+
+    _bulk_jobs(user, 2_000)
+    _analyze()
 
     with CaptureQueriesContext(connection) as captured:
         assert total("/jobs/?remote=onsite") == "more than 50"
