@@ -3,7 +3,8 @@
 Django's admin counts the whole filtered list on every page (`Paginator.count`), which on
 PostgreSQL reads every matching row: seconds at a million jobs. This paginator counts at
 most `COUNT_CAP` + 1 rows (a count over a LIMIT subquery, which stops early), so a list page
-costs the same at any size; past the cap the list reads "10,000+" pages' worth and the
+costs the same at any size; past the cap the list offers 10,000 rows' pages, says "about
+1,000,000" (the planner's estimate) or "more than 10,000" rather than a count, and the
 search or filters narrow it. Counting to the cap still reads cap ÷ (the share matching) rows,
 50,000 for a search one row in five meets: on PostgreSQL, when the planner's estimate is
 three times the cap, nothing is counted."""
@@ -38,7 +39,17 @@ def estimated_rows(queryset: QuerySet[Any]) -> int | None:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+def about(count: int) -> str:
+    """`count` to two significant figures, as an estimate reads: "about 1,000,000"."""
+    return f"about {round(count, min(0, 2 - len(str(count)))):,}"
+
+
 class CappedCountPaginator(Paginator):
+    # Whether `count` stopped at COUNT_CAP (the list holds more), and the planner's estimate
+    # of the whole list when one was read past the cap: what `count_text` says instead.
+    capped = False
+    estimate: int | None = None
+
     @cached_property
     def count(self) -> int:
         queryset = self.object_list
@@ -46,5 +57,21 @@ class CappedCountPaginator(Paginator):
             return len(queryset)
         estimate = estimated_rows(queryset)
         if estimate is not None and estimate >= ESTIMATE_TRUSTED * COUNT_CAP:
+            self.capped, self.estimate = True, estimate
             return COUNT_CAP
-        return min(queryset.order_by()[: COUNT_CAP + 1].count(), COUNT_CAP)
+        counted = queryset.order_by()[: COUNT_CAP + 1].count()
+        if counted > COUNT_CAP:
+            self.capped = True
+            self.estimate = estimate if estimate is not None and estimate > COUNT_CAP else None
+            return COUNT_CAP
+        return counted
+
+    @property
+    def count_text(self) -> str:
+        """How many the list holds, as the admin's templates show it (templates/admin/): exact
+        ("1,234") up to the cap, then the planner's estimate ("about 1,000,000") or "more
+        than 10,000" where there is none: never the cap as if it were the count."""
+        count = self.count
+        if not self.capped:
+            return f"{count:,}"
+        return about(self.estimate) if self.estimate else f"more than {count:,}"
