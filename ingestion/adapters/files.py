@@ -283,6 +283,14 @@ def _salary_from_text(posting: Posting, text: str) -> None:
 
 
 def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    for row, record, _text in _csv_cells(fileobj, raw=False):
+        yield row, record
+
+
+def _csv_cells(fileobj: IO[bytes], *, raw: bool) -> Iterator[tuple[int, Any, str]]:
+    """(row, record or BrokenRow, raw text) of each CSV row; the raw text (with `raw`, else
+    "") stands for the row's header and cells, whatever their characters: equal texts, equal
+    records, without the cost of a repr of each."""
     rows = csv_rows(fileobj)
     try:
         header = next(rows, None)
@@ -294,6 +302,9 @@ def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
             raise SourceFailed(f"The file's header row is {header}.")
         names = [field_name(cell) for cell in header]
         unique = len(set(names)) == len(names)
+        # The header once, length-prefixed; each row adds its cells' lengths, then the cells
+        # end to end: no cell's characters can stand for a boundary.
+        head = f"{len(names)}:{len(header)}:{header!r}" if raw else ""
         for required in REQUIRED:
             if required not in names:
                 also = " (or id, job_id)" if required == "external_id" else ""
@@ -303,7 +314,7 @@ def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
                 )
         for row, cells in enumerate(rows, 1):
             if isinstance(cells, str):
-                yield row, BrokenRow(cells)
+                yield row, BrokenRow(cells), ""
                 continue
             record: dict[str, Any]
             if unique:  # the usual header: one column per field
@@ -315,7 +326,12 @@ def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
                     if cell.strip() and not record.get(name):
                         record[name] = cell
             if record:  # a row of empty cells is no posting
-                yield row, record
+                text = (
+                    f"{head}|{','.join([str(len(c)) for c in cells])}|{''.join(cells)}"
+                    if raw
+                    else ""
+                )
+                yield row, record, text
     except UnicodeDecodeError as exc:
         raise SourceFailed(
             f"The file is not UTF-8 text ({exc.reason} at byte {exc.start} of a line): "
@@ -359,17 +375,26 @@ def record_key(record: dict[str, Any]) -> tuple[str, str]:
 def _records(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     """Each row of a postings file: its record (keys normalized with field_name), or the
     RowError of a row that is no record at all."""
+    for row, record, _text in _raw_records(fileobj, fmt, raw=False):
+        yield row, record
+
+
+def _raw_records(
+    fileobj: IO[bytes], fmt: str, *, raw: bool
+) -> Iterator[tuple[int, dict[str, Any] | RowError, str]]:
+    """As _records, with each record's raw text (with `raw`, else ""): what its raw hash is
+    taken over, equal only for rows that read as equal records."""
     label = row_label(fmt)
-    records: Iterator[tuple[int, Any]]
+    records: Iterator[tuple[int, Any, str]]
     if fmt == "csv":
-        records = _csv_records(fileobj)
+        records = _csv_cells(fileobj, raw=raw)
     elif fmt == "json":
-        records = _json_records(fileobj)
+        records = ((row, record, "") for row, record in _json_records(fileobj))
     elif fmt == "jsonl":
-        records = _jsonl_records(fileobj)
+        records = ((row, record, "") for row, record in _jsonl_records(fileobj))
     else:
         raise SourceFailed(f"Unknown file format {fmt!r}.")
-    for row, record in records:
+    for row, record, text in records:
         if isinstance(record, BrokenRow):
             problem = RowError(row, "", record.message, label)
         elif not isinstance(record, dict):
@@ -377,9 +402,12 @@ def _records(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[int, dict[str, Any]
             problem = RowError(row, "", f"expected an object, found {found}", label)
         else:
             # CSV records come keyed by the header's normalized names already.
-            yield row, record if fmt == "csv" else _normalized(record)
+            if fmt != "csv":
+                record = _normalized(record)
+                text = repr(record) if raw else ""
+            yield row, record, text
             continue
-        yield row, problem
+        yield row, problem, ""
 
 
 def _unreadable(problem: RowError) -> Posting:
@@ -446,12 +474,11 @@ class FileAdapter(Adapter):
 
         with self._upload() as fileobj:
             try:
-                for row, record in _records(fileobj, fmt):
+                for row, record, text in _raw_records(fileobj, fmt, raw=True):
                     if isinstance(record, RowError):
                         yield _unreadable(record)
                         continue
                     company, external_id = record_key(record)
-                    text = repr(record)
                     yield RawRecord(
                         external_id=external_id,
                         company=company,

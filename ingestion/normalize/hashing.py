@@ -90,11 +90,12 @@ def _reading_code_digest() -> str:
 
 
 def raw_hasher(salt: Any) -> Callable[[str], str]:
-    """A function from a raw record's text (the repr of an uploaded file's row as a dict: fixed
-    by its content) to 32 hex characters (blake2b, 16 bytes), salted with the reading code
-    (RAW_HASH_VERSION and a digest of the modules that read records) and `salt` (JSON:
-    whatever else a record's reading depends on, its source's company and options, the run's
-    filters). Equal hashes: the record reads as the same posting, with the same verdict."""
+    """A function from a raw record's text (fixed by its content: a CSV row's header and
+    cells, length-prefixed; the repr of a JSON or JSONL row as a dict) to 32 hex characters
+    (blake2b, 16 bytes), salted with the reading code (RAW_HASH_VERSION and a digest of the
+    modules that read records) and `salt` (JSON: whatever else a record's reading depends on,
+    its source's company and options, the run's filters). Equal hashes: the record reads as
+    the same posting, with the same verdict."""
     seed = blake2b(digest_size=16)
     seed.update(
         json.dumps(

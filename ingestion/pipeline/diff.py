@@ -17,18 +17,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from ingestion import dedupe, events, normalize, simhash, store
 from ingestion.adapters import Posting, RawRecord, SourceFailed, adapter_class, get_adapter
 from ingestion.fetching import Fetcher, FetchError
-from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
+from ingestion.models import ItemOutcome, Job, JobStatus, Source
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.chunks import live_workers
 from ingestion.pipeline.filters import PostingFilter
 from ingestion.pipeline.mapping import NOTHING, Offers
+from ingestion.pipeline.unchanged import (
+    ITEM_MAX,
+    Stored,
+    UnchangedRecords,
+    job_company,
+    source_raw_hasher,
+)
 from runs.context import RunContext
 from runs.exceptions import RunAborted, RunGone
 
@@ -48,9 +54,8 @@ BOILERPLATE_MIN_SAMPLE = 3
 ITEM_EVENTS_MAX = 10
 # Companies named in a source's summary (most postings first); the count says how many more.
 SUMMARY_COMPANIES_MAX = 20
-# Text columns' lengths, read from the models: a posting's values are cut to fit them.
+# Text columns' lengths, read from the model: a posting's values are cut to fit them.
 JOB_MAX = {f.name: f.max_length for f in Job._meta.concrete_fields if f.max_length}
-ITEM_MAX = {f.name: f.max_length for f in RunItem._meta.concrete_fields if f.max_length}
 # Invalid reasons that mean "we could not read it" rather than "it is malformed".
 FETCH_FAILED_PREFIX = "fetch failed"
 
@@ -123,17 +128,6 @@ def source_label(source: Source) -> str:
     return f"{source.company} ({source.get_kind_display()})"
 
 
-def job_company(posting: Posting | RawRecord, source: Source) -> str:
-    """The company a posting's job is stored under, the first part of its unique key: the
-    one the posting names (only adapters with `row_companies` keep one), else its source's."""
-    return posting.company.strip()[: JOB_MAX["company"]] or source.company
-
-
-# A stored job as the listing compares it: id, content hash, status, raw hash, title, URL.
-STORED_COLUMNS = ("external_id", "id", "content_hash", "status", "raw_hash", "title", "url")
-Stored = tuple[int, str, str, str, str, str]
-
-
 class SourceDiff:
     def __init__(
         self,
@@ -170,19 +164,10 @@ class SourceDiff:
         self._contents: dict[tuple[str, str], str] = {}
         self.source_rows_companies = adapter_class(source.kind).row_companies
         self._item_events = 0
-        # Everything a record's reading depends on besides the record and the reading code:
-        # a change to any of them makes each record read again (ingestion.normalize).
-        self.raw_hash = normalize.raw_hasher(
-            {
-                "source": source.pk,
-                "kind": source.kind,
-                "company": source.company,
-                "options": source.options,
-                "format": source.upload_format,
-                "filters": filters,
-                "rowCompanies": self.source_rows_companies,
-                "descriptionMax": settings.INTAKE_DESCRIPTION_MAX_CHARS,
-            }
+        self.raw_hash = source_raw_hasher(source, filters, row_companies=self.source_rows_companies)
+        # Records told unchanged by their raw hash (ingestion.pipeline.unchanged).
+        self.unchanged = UnchangedRecords(
+            source, self.run.owner_id, keys=self._keys, contents=self._contents
         )
         # Whether the company's boilerplate has been learned in this run (after the first
         # batch), and what it is.
@@ -203,7 +188,7 @@ class SourceDiff:
             postings = get_adapter(self.source, self.fetcher).records(self.raw_hash)
             for batch, mapped in offers.batches(
                 batched(postings, LISTING_BATCH_SIZE, weight=posting_text_size),
-                to_map=self._to_map,
+                to_map=self.unchanged.to_map,
                 boilerplate=lambda: (self.boilerplate, self.boilerplate_lines),
                 checkpoint=self.ctx.checkpoint,
             ):
@@ -241,14 +226,14 @@ class SourceDiff:
         # mapped; the rest are mapped to postings and compared as a whole.
         stored: dict[tuple[str, str], Stored] = {}
         asked: set[tuple[str, str]] = set()
-        self._look_up(stored, asked, [r for r in batch if isinstance(r, RawRecord)])
+        self.unchanged.look_up(stored, asked, [r for r in batch if isinstance(r, RawRecord)])
         entries: list[Posting | RawRecord] = [
             r
-            if isinstance(r, Posting) or self._unchanged_record(r, stored)
+            if isinstance(r, Posting) or self.unchanged.is_unchanged(r, stored)
             else self._mapped.posting(i, r)
             for i, r in enumerate(batch)
         ]
-        self._look_up(stored, asked, [p for p in entries if isinstance(p, Posting)])
+        self.unchanged.look_up(stored, asked, [p for p in entries if isinstance(p, Posting)])
         companies = [job_company(p, self.source) for p in entries]
         items: list[store.ItemRow] = []
         upserts: list[tuple[Posting, str]] = []
@@ -260,23 +245,11 @@ class SourceDiff:
             if self.source_rows_companies:
                 self.outcome.companies[company] += 1
             key = (company, entry.external_id.strip())
-            if isinstance(entry, RawRecord) and self._claim_unchanged(entry, key, stored):
-                pk, _chash, _status, _raw, title, url = stored[key]
-                item = store.ItemRow(
-                    run_id=self.run.pk,
-                    source_id=self.source.pk,
-                    job_id=pk,
-                    external_id=key[1][: ITEM_MAX["external_id"]],
-                    title=title[: ITEM_MAX["title"]],
-                    url=url[: ITEM_MAX["url"]],
-                    row=entry.row,
-                    outcome=ItemOutcome.UNCHANGED,
-                    reason="",
-                )
-                items.append(item)
+            if isinstance(entry, RawRecord) and self.unchanged.claim(entry, key, stored):
+                items.append(self.unchanged.item(self.run.pk, entry, key, stored[key]))
                 item_postings.append(None)
                 self.outcome.counts[ItemOutcome.UNCHANGED] += 1
-                unchanged_ids.append(pk)
+                unchanged_ids.append(stored[key][0])
                 continue
             posting = self._mapped.posting(index, entry) if isinstance(entry, RawRecord) else entry
             outcome, reason, chash = self._classify(posting, stored, company)
@@ -369,7 +342,9 @@ class SourceDiff:
                     missing = [p.external_id.strip() for p, _ in group]
                     missing = [key for key in missing if key not in ids]
                     if missing:
-                        ids.update(self._stored(missing, ("external_id", "id"), company=company))
+                        ids.update(
+                            self.unchanged.stored(missing, ("external_id", "id"), company=company)
+                        )
                     for item, item_company in zip(items, companies, strict=True):
                         if (
                             item.job_id is None
@@ -422,67 +397,6 @@ class SourceDiff:
             for item in items:
                 if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
                     self._report_item(item)
-
-    def _look_up(
-        self,
-        stored: dict[tuple[str, str], Stored],
-        asked: set[tuple[str, str]],
-        entries: list[Posting] | list[RawRecord],
-    ) -> None:
-        """Add the stored jobs of these entries' keys not `asked` yet to `stored` (one query
-        per company: an aggregator's file names many, a board one)."""
-        keys_of: dict[str, set[str]] = {}
-        for entry in entries:
-            key = entry.external_id.strip()
-            company = job_company(entry, self.source)
-            if key and (company, key) not in asked:
-                asked.add((company, key))
-                keys_of.setdefault(company, set()).add(key)
-        for company, keys in keys_of.items():
-            for ext, *job in self._stored(list(keys), STORED_COLUMNS, company=company):
-                stored[company, ext] = tuple(job)  # type: ignore[assignment]
-
-    def _to_map(self, batch: list[Posting | RawRecord]) -> list[tuple[int, Posting | RawRecord]]:
-        """The entries of a batch read ahead that another worker may map (by index): all but
-        the records unchanged as the jobs stand now (the batch is compared again when its
-        turn comes; mapping more than it needs changes nothing)."""
-        stored: dict[tuple[str, str], Stored] = {}
-        self._look_up(stored, set(), [r for r in batch if isinstance(r, RawRecord)])
-        return [
-            (i, r)
-            for i, r in enumerate(batch)
-            if not isinstance(r, RawRecord) or not self._unchanged_record(r, stored)
-        ]
-
-    def _unchanged_record(self, record: RawRecord, stored: dict[tuple[str, str], Stored]) -> bool:
-        """Whether `record` is its stored job as it was read last (an expired job listed
-        again is an update, whatever its content)."""
-        job = stored.get((job_company(record, self.source), record.external_id.strip()))
-        return (
-            job is not None
-            and bool(record.raw_hash)
-            and job[3] == record.raw_hash
-            and job[2] != JobStatus.EXPIRED
-        )
-
-    def _claim_unchanged(
-        self, record: RawRecord, key: tuple[str, str], stored: dict[tuple[str, str], Stored]
-    ) -> bool:
-        """Record an unchanged `record` as listed, as _classify would; False when an earlier
-        posting of this listing has its key or its content (then it is mapped and classified
-        as a duplicate)."""
-        chash = stored[key][1]
-        if key in self._keys or (key[0], chash) in self._contents:
-            return False
-        self._keys[key] = f"row {record.row}" if record.row is not None else f"'{key[1]}'"
-        self._contents[key[0], chash] = key[1]
-        return True
-
-    def _stored(
-        self, keys: list[str], columns: tuple[str, ...], *, company: str
-    ) -> list[tuple[Any, ...]]:
-        """`columns` of `company`'s stored jobs with these external ids."""
-        return store.stored_jobs(self.run.owner_id, company, keys, columns)
 
     def _learn_boilerplate(self) -> None:
         """Learn the paragraphs the company repeats from the first batch's sample, before

@@ -1,0 +1,149 @@
+"""The listing's pre-check: records told unchanged by their raw hash, before they are mapped.
+
+A record (ingestion.adapters.RawRecord: a row of an uploaded file, not read into a Posting
+yet) whose raw hash equals its stored job's, the job not expired, reads as that job's posting
+with the same verdict (ingestion.normalize.raw_hasher says what the hash covers). Such a record
+is recorded `unchanged` from the stored job alone: no mapping, no content hash. Every other
+entry goes on to be mapped and compared as a whole (ingestion.pipeline.diff).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.conf import settings
+
+from ingestion import normalize, store
+from ingestion.adapters import Posting, RawRecord
+from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
+
+# A stored job as the listing compares it: id, content hash, status, raw hash, title, URL.
+STORED_COLUMNS = ("external_id", "id", "content_hash", "status", "raw_hash", "title", "url")
+Stored = tuple[int, str, str, str, str, str]
+# Text columns' lengths of the items, read from the model: a posting's values are cut to fit.
+ITEM_MAX = {f.name: f.max_length for f in RunItem._meta.concrete_fields if f.max_length}
+_COMPANY_MAX = Job._meta.get_field("company").max_length
+
+
+def job_company(posting: Posting | RawRecord, source: Source) -> str:
+    """The company a posting's job is stored under, the first part of its unique key: the
+    one the posting names (only adapters with `row_companies` keep one), else its source's."""
+    return posting.company.strip()[:_COMPANY_MAX] or source.company
+
+
+def source_raw_hasher(
+    source: Source, filters: dict[str, Any], *, row_companies: bool
+) -> Callable[[str], str]:
+    """The raw hash of one source's records in one run, salted with everything a record's
+    reading depends on besides the record and the reading code: a change to any of them
+    makes each record read again (ingestion.normalize)."""
+    return normalize.raw_hasher(
+        {
+            "source": source.pk,
+            "kind": source.kind,
+            "company": source.company,
+            "options": source.options,
+            "format": source.upload_format,
+            "filters": filters,
+            "rowCompanies": row_companies,
+            "descriptionMax": settings.INTAKE_DESCRIPTION_MAX_CHARS,
+        }
+    )
+
+
+class UnchangedRecords:
+    """The pre-check of one source's listing. `keys` and `contents` are the listing's own
+    (company, key) -> label and (company, content hash) -> key of what it has listed: a record
+    claimed unchanged enters them as a classified posting would."""
+
+    def __init__(
+        self,
+        source: Source,
+        owner_id: int,
+        *,
+        keys: dict[tuple[str, str], str],
+        contents: dict[tuple[str, str], str],
+    ) -> None:
+        self.source = source
+        self.owner_id = owner_id
+        self._keys = keys
+        self._contents = contents
+
+    def look_up(
+        self,
+        stored: dict[tuple[str, str], Stored],
+        asked: set[tuple[str, str]],
+        entries: Sequence[Posting | RawRecord],
+    ) -> None:
+        """Add the stored jobs of these entries' keys not `asked` yet to `stored` (one query
+        per company: an aggregator's file names many, a board one)."""
+        keys_of: dict[str, set[str]] = {}
+        for entry in entries:
+            key = entry.external_id.strip()
+            company = job_company(entry, self.source)
+            if key and (company, key) not in asked:
+                asked.add((company, key))
+                keys_of.setdefault(company, set()).add(key)
+        for company, keys in keys_of.items():
+            for ext, *job in self.stored(list(keys), STORED_COLUMNS, company=company):
+                stored[company, ext] = tuple(job)  # type: ignore[assignment]
+
+    def stored(
+        self, keys: list[str], columns: tuple[str, ...], *, company: str
+    ) -> list[tuple[Any, ...]]:
+        """`columns` of `company`'s stored jobs with these external ids."""
+        return store.stored_jobs(self.owner_id, company, keys, columns)
+
+    def to_map(self, batch: list[Posting | RawRecord]) -> list[tuple[int, Posting | RawRecord]]:
+        """The entries of a batch read ahead that another worker may map (by index): all but
+        the records unchanged as the jobs stand now (the batch is compared again when its
+        turn comes; mapping more than it needs changes nothing)."""
+        stored: dict[tuple[str, str], Stored] = {}
+        self.look_up(stored, set(), [r for r in batch if isinstance(r, RawRecord)])
+        return [
+            (i, r)
+            for i, r in enumerate(batch)
+            if not isinstance(r, RawRecord) or not self.is_unchanged(r, stored)
+        ]
+
+    def is_unchanged(self, record: RawRecord, stored: dict[tuple[str, str], Stored]) -> bool:
+        """Whether `record` is its stored job as it was read last (an expired job listed
+        again is an update, whatever its content)."""
+        job = stored.get((job_company(record, self.source), record.external_id.strip()))
+        return (
+            job is not None
+            and bool(record.raw_hash)
+            and job[3] == record.raw_hash
+            and job[2] != JobStatus.EXPIRED
+        )
+
+    def claim(
+        self, record: RawRecord, key: tuple[str, str], stored: dict[tuple[str, str], Stored]
+    ) -> bool:
+        """Record an unchanged `record` as listed, as the listing's classifying would; False
+        when an earlier posting of this listing has its key or its content (then it is mapped
+        and classified as a duplicate)."""
+        chash = stored[key][1]
+        if key in self._keys or (key[0], chash) in self._contents:
+            return False
+        self._keys[key] = f"row {record.row}" if record.row is not None else f"'{key[1]}'"
+        self._contents[key[0], chash] = key[1]
+        return True
+
+    def item(
+        self, run_id: int, record: RawRecord, key: tuple[str, str], job: Stored
+    ) -> store.ItemRow:
+        """The `unchanged` item of a claimed record, from its stored job."""
+        pk, _chash, _status, _raw, title, url = job
+        return store.ItemRow(
+            run_id=run_id,
+            source_id=self.source.pk,
+            job_id=pk,
+            external_id=key[1][: ITEM_MAX["external_id"]],
+            title=title[: ITEM_MAX["title"]],
+            url=url[: ITEM_MAX["url"]],
+            row=record.row,
+            outcome=ItemOutcome.UNCHANGED,
+            reason="",
+        )
