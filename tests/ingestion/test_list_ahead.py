@@ -19,7 +19,7 @@ from ingestion import services
 from ingestion.models import RunItem
 from ingestion.pipeline import diff, mapping
 from runs.models import IngestionRun, RunStatus
-from tests.ingestion.boards import description_html
+from tests.ingestion.boards import description_html, greenhouse_jobs, mount_greenhouse
 from tests.ingestion.pages import posting_row, postings_csv
 from tests.support import start_worker, wait_for
 
@@ -190,6 +190,44 @@ def test_a_helper_that_died_holding_its_claim_is_taken_over(preview, monkeypatch
     assert b"pid 0" in found
     assert mapped_elsewhere(again) == 0
     assert listing_keys() == []
+
+
+def test_a_boards_jobs_are_mapped_by_the_helper_too(
+    boards, work, user, greenhouse_source, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Not only an uploaded file's rows: a board's jobs are offered as parsed, unmapped."""
+    monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", BATCH)
+    mount_greenhouse(boards, "acme", list(greenhouse_jobs(40, size=600)))
+
+    def run(workers: int) -> IngestionRun:
+        monkeypatch.setattr(diff, "live_workers", lambda: workers)
+        done = work(services.preview_start(owner=user, source_ids=[greenhouse_source.pk]))
+        assert done.status == RunStatus.FINISHED, done.error_message
+        return done
+
+    alone = run(1)
+    real_offer, real_take = mapping.Offers._offer, mapping.Offers._take
+    mapped: list[int] = []
+
+    def offer_and_help(self, entries, learned):  # type: ignore[no-untyped-def]
+        seq = real_offer(self, entries, learned)
+        if seq is not None:
+            mapping.map_batch(self.prefix)
+        return seq
+
+    def take(self, seq, batch, checkpoint):  # type: ignore[no-untyped-def]
+        result = real_take(self, seq, batch, checkpoint)
+        if seq is not None:
+            mapped.append(len(result.postings))
+        return result
+
+    monkeypatch.setattr(mapping, "LINGER_SECONDS", 0)
+    monkeypatch.setattr(mapping.Offers, "_offer", offer_and_help)
+    monkeypatch.setattr(mapping.Offers, "_take", take)
+    helped = run(2)
+    assert items_of(helped) == items_of(alone)
+    assert {i[3] for i in items_of(alone)} == {"new"}
+    assert mapped == [BATCH] * (40 // BATCH - 1)  # the helper's postings, not the listing's
 
 
 @pytest.mark.slow
