@@ -986,11 +986,15 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
     settings.INTAKE_GREENHOUSE_URL = board_url
     settings.INTAKE_ALLOW_PRIVATE_NETWORK = True
     ids = [file_source.pk, board_source.pk]
+    helpers: list[Any] = []
     try:
         for kind in ("preview", "ingest"):
             run = getattr(ingestion_services, f"{kind}_start")(owner=owner, source_ids=ids)
+            if kind == "preview" and args.profile_helpers:
+                helpers = _start_helpers(children, args.profile_helpers, board_url)
             profiler = cProfile.Profile()
             timer = SqlTimer()
+            helpers_cpu = tree_cpu([h.pid for h in helpers])
             began = time.perf_counter()
             with timer:
                 profiler.enable()
@@ -1010,6 +1014,17 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
                 f"\n== {kind} of {size:,} in-process: {run.status}, {seconds:.1f} s "
                 f"({size / seconds:,.0f}/s), profile in {path}"
             )
+            if helpers:
+                time.sleep(0.3)  # the horse of the last map_batch exits and is waited for
+                cpu = tree_cpu([h.pid for h in helpers]) - helpers_cpu
+                print(
+                    f"   {len(helpers)} helper worker(s): CPU {cpu:.1f} s "
+                    f"({cpu / size * 1000:.2f} ms/posting), "
+                    f"{_mapped_elsewhere(run)} batches mapped there"
+                )
+                for proc in helpers:
+                    children.stop(proc)
+                helpers = []
             timer.report(seconds, size)
             for sort in ("tottime", "cumulative"):
                 text = io.StringIO()
@@ -1017,7 +1032,28 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
                 print("\n".join(line for line in text.getvalue().splitlines()[6:] if line))
             flush_redis()  # the queued copies of what just ran in-process
     finally:
+        for proc in helpers:
+            children.stop(proc)
         children.stop(board_proc)
+
+
+def _start_helpers(children: Children, count: int, board_url: str) -> list[Any]:
+    """`count` rqworkers that help the in-process listing (ingestion.pipeline.mapping), so the
+    profile is of the listing's own part, as on a worker among others. The run's queued copy
+    is dropped first (this process executes it), and the listing counts itself among the
+    live workers, as a worker would."""
+    from ingestion.pipeline import diff
+    from runs import queue
+
+    queue.get_queue().empty()
+    env = child_env(INTAKE_GREENHOUSE_URL=board_url, INTAKE_ALLOW_PRIVATE_NETWORK="1")
+    helpers = start_workers(children, count, env)
+    diff.live_workers = lambda: count + 1  # type: ignore[assignment]
+    return helpers
+
+
+def _mapped_elsewhere(run: Any) -> int:
+    return sum(s.get("mappedElsewhere", 0) for s in run.summary.get("sources", []))
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -1141,6 +1177,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="instead: run preview and ingest in this process under cProfile, dump to DIR",
     )
     parser.add_argument("--top", type=int, default=30, help="profile lines to print")
+    parser.add_argument(
+        "--profile-helpers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --profile: N rqworkers help the preview's listing (map_batch), so the "
+        "profile is of its coordinator's own part; their CPU is printed beside",
+    )
     parser.add_argument("--serve-board", help=argparse.SUPPRESS)
     parser.add_argument("--ready-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

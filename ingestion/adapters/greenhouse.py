@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -17,7 +17,7 @@ import ijson
 from django.conf import settings
 
 from ingestion import safejson
-from ingestion.adapters.base import Adapter, Posting, SourceFailed
+from ingestion.adapters.base import Adapter, Posting, RawRecord, SourceFailed, posting_checked
 from ingestion.adapters.recognize import clean_board_identifier
 from ingestion.fetching import FetchError
 from ingestion.normalize import parse_datetime
@@ -45,6 +45,30 @@ class GreenhouseAdapter(Adapter):
         return f"{base}/v1/boards/{quote(self.token, safe='')}"
 
     def list_postings(self) -> Iterator[Posting]:
+        for job in self._jobs():
+            yield to_posting(job) if isinstance(job, dict) else job
+
+    def records(self, raw_hash: Callable[[str], str]) -> Iterator[Posting | RawRecord]:
+        """Each job as a RawRecord mapped later, so that the listing can have other workers
+        map it (ingestion.pipeline.mapping): parsing the board's stream is the listing's own
+        work, mapping a job is not. No raw hash: a job is mapped and compared every time."""
+        for job in self._jobs():
+            if not isinstance(job, dict):
+                yield posting_checked(job)
+                continue
+            content = job.get("content")
+            yield RawRecord(
+                external_id=_job_id(job),
+                company="",
+                raw_hash="",
+                row=None,
+                size=len(content) if isinstance(content, str) else 0,
+                record=job,
+                mapper=_listed_posting,
+            )
+
+    def _jobs(self) -> Iterator[dict[str, Any] | Posting]:
+        """The board's jobs as parsed, an element that is no job as its invalid Posting."""
         url = f"{self._board_url()}/jobs"
         try:
             with self.fetcher.stream(url, params={"content": "true"}) as response:
@@ -54,7 +78,7 @@ class GreenhouseAdapter(Adapter):
                     if problem:
                         yield Posting(external_id="", invalid_reasons=[f"job: {problem}"])
                     else:
-                        yield to_posting(item) if isinstance(item, dict) else _not_an_object()
+                        yield item if isinstance(item, dict) else _not_an_object()
         except FetchError as exc:
             raise self._failed(exc) from exc
         except (ijson.JSONError, ValueError) as exc:  # ValueError: JsonTooDeep, bad \u escapes
@@ -149,11 +173,21 @@ class _Head:
         return isinstance(data, dict) and isinstance(data.get("jobs"), list)
 
 
+def _listed_posting(job: dict[str, Any], row: int | None) -> Posting:
+    """A listed job as Adapter.postings() gives it (a module function: a RawRecord is pickled
+    to be mapped on another worker)."""
+    return posting_checked(to_posting(job))
+
+
+def _job_id(job: dict[str, Any]) -> str:
+    raw_id = job.get("id")
+    return "" if raw_id is None or isinstance(raw_id, bool) else str(raw_id).strip()
+
+
 def to_posting(job: dict[str, Any]) -> Posting:
     """Map one job of the job board API (listing or detail) to a Posting."""
     reasons: list[str] = []
-    raw_id = job.get("id")
-    external_id = "" if raw_id is None or isinstance(raw_id, bool) else str(raw_id).strip()
+    external_id = _job_id(job)
     if not external_id:
         reasons.append("id: missing")
     title = _text(job.get("title"))

@@ -4,8 +4,8 @@
 What a batch's postings need before the listing can compare them — each record mapped to a
 Posting (the adapter's parsing), its content hash, its fingerprint text's simhash with the
 source's boilerplate — depends on nothing but the posting. So while the listing (the
-coordinator, ingestion.pipeline.diff) works on one batch, it offers the next few as RQ jobs
-(`map_batch`, at the front of the queue, ahead of chunks); everything that depends on order
+coordinator, ingestion.pipeline.diff) works on one batch, it offers the next few to helpers
+(`map_batch` RQ jobs, at the front of the queue, ahead of chunks); everything that depends on order
 (classifying, near-duplicate decisions, writes) stays in the listing, one batch after the
 other, as before.
 
@@ -15,7 +15,14 @@ to, the listing pops from). When the listing needs a batch it tries to claim it:
 computes the batch itself (nobody took it yet, or there is one worker: itself); otherwise it
 waits for the helper's result, and takes the batch over when the helper's lease ends without
 one (a helper that died). Results are pure: who computes a batch never changes an outcome.
-Every key of a source's listing is deleted when it ends, however it ends.
+
+A helper is one RQ job that takes the listing's offers one after another (a list of their
+numbers) until none is left for a moment (at once when other jobs are queued), so a work
+horse is forked once per helper and source, not once per batch. The listing keeps up to one
+helper per other live worker: a slot each (SET NX, a lease the helper renews), filled when an
+offer finds no free helper; a helper leaves its slot in the same step as it finds the list
+empty (a script), so an offer is never left without a helper that would take it. Every key of
+a source's listing is deleted when it ends, however it ends, and its helpers are told to stop.
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from redis.exceptions import RedisError
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -46,6 +55,11 @@ KEY_TTL = 900
 LEASE_SECONDS = 30
 # The listing waits for a helper's result in slices this long, checking its abort between.
 WAIT_SLICE = 1
+# A helper waits this long for the listing's next offer before it leaves (well under its lease).
+LINGER_SECONDS = 5
+LINGER_SLICE = 0.5
+# Pushed to the offers list when the listing ends: its helpers stop waiting.
+END = b"end"
 # Batches offered ahead per live worker (bounded memory: the listing holds them).
 AHEAD_PER_WORKER = 2
 # The listing's own claim's value.
@@ -110,24 +124,61 @@ def map_entries(
     return [tuple(row) for row in out]  # type: ignore[misc]
 
 
-def map_batch(key: str) -> str:
-    """RQ job: compute the batch offered under `key` unless someone claimed it (the listing
-    itself, when it got there first). Returns who did it, for the job's record."""
-    conn = queue.get_queue().connection
+# A helper's last look at the offers list: the next offer, or none and its slot freed, in one
+# step (an offer pushed meanwhile would otherwise find the slot taken and nobody to take it).
+_POP_OR_LEAVE = """
+local seq = redis.call('LPOP', KEYS[1])
+if not seq then redis.call('DEL', KEYS[2]) end
+return seq
+"""
+
+
+def map_batch(prefix: str, slot: int = 0) -> str:
+    """RQ job: a helper of the listing whose offers are under `prefix`, in helper slot
+    `slot`: compute the offered batches nobody claimed yet, in order, until the listing has
+    offered none for LINGER_SECONDS (or ended). Returns what it did, for the job's record."""
+    jobs = queue.get_queue()
+    conn = jobs.connection
     me = f"pid {os.getpid()}"
+    offers, lease = f"{prefix}:offers", f"{prefix}:helper:{slot}"
+    leave = conn.register_script(_POP_OR_LEAVE)
+    done = 0
+    while True:
+        conn.set(lease, me, ex=LEASE_SECONDS)
+        seq = conn.lpop(offers)
+        # Waiting for the next offer keeps this worker from other jobs: only while none is
+        # queued (an ingest's chunks are worth more than a helper that might be needed).
+        until = time.monotonic() + LINGER_SECONDS
+        while seq is None and time.monotonic() < until and not jobs.count:
+            popped = conn.blpop([offers], timeout=LINGER_SLICE)
+            seq = popped[1] if popped is not None else None
+        if seq is None:
+            seq = leave(keys=[offers, lease])
+            if seq is None:
+                break
+        if seq == END:
+            conn.delete(lease)
+            break
+        done += _compute(conn, f"{prefix}:{int(cast(bytes, seq))}", me)
+    return f"{me}: {done} batches"
+
+
+def _compute(conn: Any, key: str, me: str) -> int:
+    """Compute the batch offered under `key` unless someone claimed it (the listing itself,
+    when it got there first): 1 if computed here, else 0."""
     if not conn.set(f"{key}:claim", me, nx=True, ex=LEASE_SECONDS):
-        return "claimed elsewhere"
+        return 0
     blob = conn.get(f"{key}:payload")
     if blob is None:
-        return "gone"  # the listing ended
-    entries, boilerplate, lines = pickle.loads(blob)  # type: ignore[arg-type]
+        return 0  # the listing ended
+    entries, boilerplate, lines = pickle.loads(blob)
     result = pickle.dumps((me, map_entries(entries, boilerplate, lines)))
     pipe = conn.pipeline()
     pipe.rpush(f"{key}:result", result)
     pipe.expire(f"{key}:result", KEY_TTL)
     pipe.delete(f"{key}:payload")
     pipe.execute()
-    return me
+    return 1
 
 
 class Offers:
@@ -137,9 +188,10 @@ class Offers:
         self.prefix = f"intake:listmap:{run_id}:{source_id}"
         # One worker is the listing's own: nobody else could take an offer.
         self.ahead = AHEAD_PER_WORKER * workers if workers > 1 else 0
+        self.slots = workers - 1
         self.conn = queue.get_queue().connection if self.ahead else None
         self._seq = 0
-        self._jobs: dict[int, str] = {}
+        self._jobs: list[str] = []
         # Batches whose result came from another worker, and by whom.
         self.helped = 0
         self.helpers: set[str] = set()
@@ -198,21 +250,41 @@ class Offers:
         self._seq += 1
         key = f"{self.prefix}:{self._seq}"
         try:
-            self.conn.set(f"{key}:payload", pickle.dumps((entries, *learned)), ex=KEY_TTL)
-            job = queue.get_queue().enqueue(
-                MAP_BATCH,
-                key,
-                at_front=True,
-                result_ttl=0,
-                failure_ttl=KEY_TTL,
-                job_timeout=KEY_TTL,
-            )
+            pipe = self.conn.pipeline()
+            pipe.set(f"{key}:payload", pickle.dumps((entries, *learned)), ex=KEY_TTL)
+            pipe.rpush(f"{self.prefix}:offers", self._seq)
+            pipe.expire(f"{self.prefix}:offers", KEY_TTL)
+            waiting = pipe.execute()[1]
+            self._add_helper(waiting)
         except RedisError:
             # Redis away: the listing computes the batch itself, as with one worker.
             logger.warning("Could not offer batch %s to other workers", key, exc_info=True)
             return None
-        self._jobs[self._seq] = job.id
         return self._seq
+
+    def _add_helper(self, waiting: int) -> None:
+        """Queue a helper when fewer hold a slot than offers wait (up to one per other
+        worker). A slot is held from here: a queued helper may wait long for a worker."""
+        assert self.conn is not None
+        for slot in range(min(waiting, self.slots)):
+            lease = f"{self.prefix}:helper:{slot}"
+            if not self.conn.set(lease, "queued", nx=True, ex=KEY_TTL):
+                continue
+            try:
+                job = queue.get_queue().enqueue(
+                    MAP_BATCH,
+                    self.prefix,
+                    slot,
+                    at_front=True,
+                    result_ttl=0,
+                    failure_ttl=KEY_TTL,
+                    job_timeout=KEY_TTL,
+                )
+            except RedisError:
+                self.conn.delete(lease)
+                raise
+            self._jobs.append(job.id)
+            return
 
     def _take(self, seq: int | None, batch: list[Entry], checkpoint: Callable[[], None]) -> Mapped:
         if seq is None or self.conn is None:
@@ -256,8 +328,17 @@ class Offers:
                 for seq in range(1, self._seq + 1)
                 for part in ("payload", "claim", "result")
             ]
-            self.conn.delete(*keys)
-            for job in Job.fetch_many(list(self._jobs.values()), connection=self.conn):
+            leases = [f"{self.prefix}:helper:{slot}" for slot in range(self.slots)]
+            # Helpers at work (not those still queued, cancelled below) are told to stop, so
+            # that one waiting for a next offer does not hold its worker for LINGER_SECONDS.
+            working = sum(v not in (None, b"queued") for v in self.conn.mget(leases))
+            pipe = self.conn.pipeline()
+            pipe.delete(f"{self.prefix}:offers", *keys, *leases)
+            if working:
+                pipe.rpush(f"{self.prefix}:offers", *[END] * working)
+                pipe.expire(f"{self.prefix}:offers", LINGER_SECONDS + 1)
+            pipe.execute()
+            for job in Job.fetch_many(self._jobs, connection=self.conn):
                 if job is not None and job.get_status() == JobStatus.QUEUED:
                     job.cancel()
         except (InvalidJobOperation, NoSuchJobError):

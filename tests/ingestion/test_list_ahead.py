@@ -5,6 +5,7 @@ every item comes out the same. Real database, real Redis, real RQ workers."""
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ingestion import services
 from ingestion.models import RunItem
 from ingestion.pipeline import diff, mapping
 from runs.models import IngestionRun, RunStatus
-from tests.ingestion.boards import description_html
+from tests.ingestion.boards import description_html, greenhouse_jobs, mount_greenhouse
 from tests.ingestion.pages import posting_row, postings_csv
 from tests.support import start_worker, wait_for
 
@@ -54,7 +55,7 @@ def file_source(user: Any, count: int) -> Any:
 def items_of(run: IngestionRun) -> list[tuple[Any, ...]]:
     return list(
         RunItem.objects.filter(run=run)
-        .order_by("row")
+        .order_by("row", "external_id")
         .values_list("row", "external_id", "title", "outcome", "reason")
     )
 
@@ -100,14 +101,69 @@ def test_batches_a_helper_computed_give_the_same_items(preview, monkeypatch) -> 
     def offer_and_help(self, entries, learned):  # type: ignore[no-untyped-def]
         seq = real(self, entries, learned)
         if seq is not None:  # a helper at once, before the listing gets there
-            assert mapping.map_batch(f"{self.prefix}:{seq}").startswith("pid ")
+            assert mapping.map_batch(self.prefix).endswith(": 1 batches")
         return seq
 
+    monkeypatch.setattr(mapping, "LINGER_SECONDS", 0)
     monkeypatch.setattr(mapping.Offers, "_offer", offer_and_help)
     helped = preview(2)
     assert items_of(helped) == items_of(alone)
     # Batch 1 is the listing's own (the boilerplate is learned from it); 2 to 8 were offered.
     assert mapped_elsewhere(helped) == 40 // BATCH - 1
+    assert listing_keys() == []
+
+
+def test_one_helper_job_computes_every_batch_offered_so_far(preview, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    alone = preview(1)
+    real = mapping.Offers._take
+    helped: list[str] = []
+
+    def help_once_then_take(self, seq, batch, checkpoint):  # type: ignore[no-untyped-def]
+        if seq is not None and not helped:
+            helped.append(mapping.map_batch(self.prefix))
+        return real(self, seq, batch, checkpoint)
+
+    monkeypatch.setattr(mapping, "LINGER_SECONDS", 0)
+    monkeypatch.setattr(mapping.Offers, "_take", help_once_then_take)
+    again = preview(2)
+    assert items_of(again) == items_of(alone)
+    # Two live workers: the listing offers 2 × 2 batches ahead, and one job took them all.
+    ahead = mapping.AHEAD_PER_WORKER * 2
+    assert helped[0].endswith(f": {ahead} batches")
+    assert mapped_elsewhere(again) == ahead
+    assert listing_keys() == []
+
+
+def test_the_listing_queues_a_helper_per_other_worker_not_per_offer(preview, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    real = mapping.queue.get_queue
+    queued: list[tuple[Any, ...]] = []
+
+    class Counting:
+        def __init__(self) -> None:
+            self.connection = real().connection
+
+        def enqueue(self, func: str, *args: Any, **kwargs: Any) -> Any:
+            if func == mapping.MAP_BATCH:
+                queued.append(args)
+            return real().enqueue(func, *args, **kwargs)
+
+    monkeypatch.setattr(mapping.queue, "get_queue", Counting)
+    run = preview(3)  # nobody helps: the first helpers queued hold their slots to the end
+    prefix = f"intake:listmap:{run.pk}:{run.summary['sources'][0]['sourceId']}"
+    assert queued == [(prefix, 0), (prefix, 1)]
+    assert mapped_elsewhere(run) == 0
+    assert listing_keys() == []
+    assert django_rq.get_queue("default").count == 0, "helpers left queued"
+
+
+def test_a_helper_leaves_at_once_when_the_listing_has_ended() -> None:
+    conn = django_rq.get_connection("default")
+    prefix = "intake:listmap:0:0"
+    conn.rpush(f"{prefix}:offers", mapping.END)
+    assert mapping.LINGER_SECONDS >= 1
+    began = time.monotonic()
+    assert mapping.map_batch(prefix, 0).endswith(": 0 batches")
+    assert time.monotonic() - began < mapping.LINGER_SECONDS / 2
     assert listing_keys() == []
 
 
@@ -134,6 +190,44 @@ def test_a_helper_that_died_holding_its_claim_is_taken_over(preview, monkeypatch
     assert b"pid 0" in found
     assert mapped_elsewhere(again) == 0
     assert listing_keys() == []
+
+
+def test_a_boards_jobs_are_mapped_by_the_helper_too(
+    boards, work, user, greenhouse_source, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Not only an uploaded file's rows: a board's jobs are offered as parsed, unmapped."""
+    monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", BATCH)
+    mount_greenhouse(boards, "acme", list(greenhouse_jobs(40, size=600)))
+
+    def run(workers: int) -> IngestionRun:
+        monkeypatch.setattr(diff, "live_workers", lambda: workers)
+        done = work(services.preview_start(owner=user, source_ids=[greenhouse_source.pk]))
+        assert done.status == RunStatus.FINISHED, done.error_message
+        return done
+
+    alone = run(1)
+    real_offer, real_take = mapping.Offers._offer, mapping.Offers._take
+    mapped: list[int] = []
+
+    def offer_and_help(self, entries, learned):  # type: ignore[no-untyped-def]
+        seq = real_offer(self, entries, learned)
+        if seq is not None:
+            mapping.map_batch(self.prefix)
+        return seq
+
+    def take(self, seq, batch, checkpoint):  # type: ignore[no-untyped-def]
+        result = real_take(self, seq, batch, checkpoint)
+        if seq is not None:
+            mapped.append(len(result.postings))
+        return result
+
+    monkeypatch.setattr(mapping, "LINGER_SECONDS", 0)
+    monkeypatch.setattr(mapping.Offers, "_offer", offer_and_help)
+    monkeypatch.setattr(mapping.Offers, "_take", take)
+    helped = run(2)
+    assert items_of(helped) == items_of(alone)
+    assert {i[3] for i in items_of(alone)} == {"new"}
+    assert mapped == [BATCH] * (40 // BATCH - 1)  # the helper's postings, not the listing's
 
 
 @pytest.mark.slow
