@@ -88,6 +88,8 @@ class ChunkStream:
         self._sizes = chunk_sizes(self.workers)
         self._size = self._smallest = next(self._sizes)
         self.queued = 0
+        # Jobs the listing wrote processed (no chunk takes them).
+        self.processed = 0
         self._analyzed = False
         WorkChunk.objects.create(
             run=self.run,
@@ -104,6 +106,15 @@ class ChunkStream:
             del self._buffer[: self._size]
             self._size = next(self._sizes)
 
+    def add_processed(self, count: int) -> None:
+        """Count `count` jobs the listing wrote processed, in its batch's transaction: they
+        join the run's jobs to process (already processed), as a chunk's would."""
+        first = not self.queued and not self.processed
+        self.processed += count
+        self.ctx.progress(increments={"total_jobs": count}, force_event=first)
+        if first:
+            self.ctx.set_stage(RunStatus.INGESTING, message="Processing jobs as they are listed.")
+
     def close(self) -> bool:
         """Queue what is left and mark the listing done. Returns True when nothing is left
         to process (the summary is published; the caller finishes the run), False when the
@@ -115,7 +126,7 @@ class ChunkStream:
             for start in range(0, len(self._buffer), piece):
                 self._queue(self._buffer[start : start + piece])
             self._buffer = []
-            if not self.queued:
+            if not self.queued and not self.processed:
                 self.ctx.set_stage(RunStatus.INGESTING, message="Nothing new to process.")
             return complete_chunk(self.ctx, LISTING_CHUNK)
 

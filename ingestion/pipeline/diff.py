@@ -1,6 +1,8 @@
 """List one source and compare each posting with the stored jobs: the stage preview and ingest
-share. A preview only records RunItems; an ingest also upserts the new and updated postings as
-`pending` jobs, in bulk, in the same transaction as their items (a batch commits whole).
+share. A preview only records RunItems; an ingest also upserts the new and updated postings'
+jobs, in bulk, in the same transaction as their items (a batch commits whole): processed, in
+their final state, when the listing carries their description (ingestion.pipeline.content),
+else `pending` for a chunk to fetch their detail.
 
 Postings are streamed through in batches, so a 50,000-posting board never sits in memory:
 what is kept per source is the set of keys and content hashes seen (to spot postings listed
@@ -26,8 +28,10 @@ from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ItemOutcome, Job, JobStatus, Source
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.chunks import live_workers
+from ingestion.pipeline.content import Content
 from ingestion.pipeline.filters import PostingFilter
 from ingestion.pipeline.mapping import NOTHING, Offers
+from ingestion.pipeline.process import FAILURE_EVENTS_MAX
 from ingestion.pipeline.unchanged import (
     ITEM_MAX,
     Stored,
@@ -128,6 +132,10 @@ def source_label(source: Source) -> str:
     return f"{source.company} ({source.get_kind_display()})"
 
 
+# A job the listing writes processed: its item, its near-duplicate candidate and match, its
+# status and its processed fields.
+Final = tuple[store.ItemRow, dedupe.Candidate, "dedupe.Match | None", str, Content]
+
 class SourceDiff:
     def __init__(
         self,
@@ -139,6 +147,7 @@ class SourceDiff:
         write: bool,
         near: dedupe.NearDuplicates,
         on_pending: Callable[[list[int]], None] | None = None,
+        on_processed: Callable[[int], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.run = ctx.run
@@ -150,6 +159,9 @@ class SourceDiff:
         self.near = near
         # Called with the ids of each batch's new and updated jobs, in the batch's transaction.
         self.on_pending = on_pending
+        # Called with how many of each batch's jobs it wrote processed (their listing carried
+        # their description: no chunk takes them), in the batch's transaction.
+        self.on_processed = on_processed
         self.counters = INGEST_COUNTERS if write else PREVIEW_COUNTERS
         self.now = timezone.now()
         self.outcome = SourceOutcome(
@@ -183,7 +195,7 @@ class SourceDiff:
         the source is recorded on the outcome (the run goes on); abort propagates."""
         started = time.monotonic()
         out = self.outcome
-        offers = Offers(self.run.pk, self.source.pk, workers=live_workers())
+        offers = Offers(self.run.pk, self.source.pk, workers=live_workers(), process=self.write)
         try:
             postings = get_adapter(self.source, self.fetcher).records(self.raw_hash)
             for batch, mapped in offers.batches(
@@ -293,6 +305,9 @@ class SourceDiff:
             for outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED)
         }
         near = self._near_duplicates(item_postings, items)
+        # An ingest writes the jobs the listing decided (it had their description) processed,
+        # in their final state: (item, candidate, match, status, processed fields).
+        final = self._process(near, item_postings, items) if self.write else []
 
         # A preview's progress is postings read; an ingest's is jobs processed (the chunks
         # count them), its total growing as the listing finds new and updated postings.
@@ -301,6 +316,13 @@ class SourceDiff:
             counter = self.counters.get(item.outcome)  # type: ignore[call-overload]
             if counter:
                 increments[counter] = increments.get(counter, 0) + 1
+        if final:
+            # Counted as the ingesting stage counts the jobs it processes.
+            increments["items_done"] = len(final)
+            for _, _, _, status, _ in final:
+                name = {"ready": "ready", "skipped": "skipped"}.get(status, "failed")
+                increments[name] = increments.get(name, 0) + 1
+        processed = {item.external_id: (status, done) for item, _, _, status, done in final}
         with transaction.atomic():
             if self.write:
                 # The listing's decisions go into the rows it writes (each job written once);
@@ -338,6 +360,7 @@ class SourceDiff:
                         now=self.now,
                         new_keys=new_keys,
                         listed=listed,
+                        processed=processed,
                     )
                     missing = [p.external_id.strip() for p, _ in group]
                     missing = [key for key in missing if key not in ids]
@@ -367,7 +390,10 @@ class SourceDiff:
                 store.touch_unchanged(self.now, unchanged_ids, rehashed)
                 pending = []
                 written = {id(item) for item, _, _ in near}
+                done = {id(item) for item, *_ in final}
                 for item in items:
+                    if id(item) in done:
+                        continue
                     if item.outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED) or (
                         id(item) in written
                     ):
@@ -390,13 +416,100 @@ class SourceDiff:
                         sourceId=self.source.pk,
                         stage="listing",
                     )
+                self._finish(final)
+                if final and self.on_processed is not None:
+                    self.on_processed(len(final))
             store.insert_items(items)
+            failed_before = self.run.jobs_failed
             self.ctx.progress(
                 increments=increments, outcomes=Counter(str(item.outcome) for item in items)
             )
+            for item, candidate, _, status, done_ in final:
+                if status == JobStatus.ERROR and failed_before < FAILURE_EVENTS_MAX:
+                    failed_before += 1
+                    title = (candidate.title or "")[: JOB_MAX["title"]] or item.external_id
+                    self.ctx.event(
+                        "job.failed",
+                        f"{candidate.company}: '{title}' failed: {done_.error}",
+                        {
+                            "jobId": item.job_id,
+                            "externalId": item.external_id,
+                            "error": done_.error,
+                        },
+                    )
             for item in items:
                 if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
                     self._report_item(item)
+
+    def _process(
+        self,
+        near: list[tuple[store.ItemRow, dedupe.Candidate, dedupe.Match | None]],
+        postings: list[Posting | None],
+        items: list[store.ItemRow],
+    ) -> list[Final]:
+        """The jobs the listing decided (ingestion.pipeline.content), each with the status
+        the ingesting stage would give it: skipped when a near-duplicate, error when its
+        processing failed, else ready."""
+        if not near:
+            return []
+        posting_of = {id(item): posting for posting, item in zip(postings, items, strict=True)}
+        final: list[Final] = []
+        for item, candidate, match in near:
+            posting = posting_of[id(item)]
+            assert posting is not None  # decided postings are never unmapped records
+            done = self._mapped.content(posting)
+            if match is not None:
+                status = JobStatus.SKIPPED
+            elif done.error:
+                status = JobStatus.ERROR
+            else:
+                status = JobStatus.READY
+            final.append((item, candidate, match, status, done))
+        return final
+
+    def _finish(self, final: list[Final]) -> None:
+        """What the ingesting stage does once it has written a batch's jobs, for those the
+        listing wrote processed (in its transaction): their items' verdicts, the jobs'
+        events, and the near-duplicate lookup's fingerprints."""
+        if not final:
+            return
+        for item, _, _, status, done in final:
+            item.job_status = status
+            item.attempts = 1
+            if done.error:
+                item.reason = done.error
+        written = [
+            (item.job_id, candidate, match, status)
+            for item, candidate, match, status, _ in final
+            if item.job_id is not None
+        ]
+        for status in (JobStatus.READY, JobStatus.ERROR):
+            events.jobs_changed(
+                events.JOB_UPDATED,
+                run_id=self.run.pk,
+                job_ids=[pk for pk, _, _, s in written if s == status],
+                status=status,
+                stage="processing",
+            )
+        events.duplicates_found(
+            run_id=self.run.pk,
+            originals={
+                pk: match.canonical.job_id
+                for pk, _, match, status in written
+                if status == JobStatus.SKIPPED
+                and match is not None
+                and match.canonical.job_id is not None
+            },
+        )
+        dedupe.store_fingerprints(
+            self.run.owner_id,
+            [
+                (pk, candidate.simhash)
+                for pk, candidate, _, status in written
+                if status == JobStatus.READY
+            ],
+        )
+        store.drop_fingerprints([pk for pk, _, _, status in written if status != JobStatus.READY])
 
     def _learn_boilerplate(self) -> None:
         """Learn the paragraphs the company repeats from the first batch's sample, before
@@ -572,12 +685,14 @@ def upsert_jobs(
     now: datetime,
     new_keys: Collection[str] = (),
     listed: Mapping[str, tuple[int, int | None]] | None = None,
+    processed: Mapping[str, tuple[str, Content]] | None = None,
 ) -> dict[str, int]:
     """Write these (posting, content hash) pairs, all of one company (job_company), as
     `pending` jobs of the run's owner (ingestion.store.upsert_jobs says how, and what it
     returns: keyed by external id, which one company makes unambiguous). `listed`: the
     listing's (simhash, id of the job it duplicates or None) by external id; the jobs it
-    leaves out get neither."""
+    leaves out get neither. `processed`: (status, processed fields) by external id of the
+    jobs written in their final state instead (ingestion.pipeline.content)."""
     rows = [
         store.JobRow(
             owner_id=run.owner_id,
@@ -627,4 +742,30 @@ def upsert_jobs(
             else row
             for row in rows
         ]
+    if processed:
+        rows = [
+            _processed_row(row, *done) if (done := processed.get(row.external_id)) else row
+            for row in rows
+        ]
     return store.upsert_jobs(rows, new_keys=new_keys)
+
+
+def _processed_row(row: store.JobRow, status: str, done: Content) -> store.JobRow:
+    """`row` as the ingesting stage leaves it: a failed job keeps its raw description
+    (for "retry failed"); the others keep the sanitized one only."""
+    failed = status == JobStatus.ERROR
+    return row._replace(
+        status=status,
+        description="" if failed else done.description,
+        description_text=done.text,
+        raw_description=row.raw_description if failed else "",
+        location=done.location[: JOB_MAX["location"]],
+        remote=done.remote,
+        workplace_type=done.workplace_type[: JOB_MAX["workplace_type"]],
+        employment_type=done.employment_type[: JOB_MAX["employment_type"]],
+        salary_min=done.salary_min,
+        salary_max=done.salary_max,
+        salary_currency=done.salary_currency[: JOB_MAX["salary_currency"]],
+        salary_period=done.salary_period[: JOB_MAX["salary_period"]],
+        error_message=done.error,
+    )

@@ -42,6 +42,8 @@ from rq.job import Job, JobStatus
 
 from ingestion import normalize, simhash
 from ingestion.adapters import Posting, RawRecord
+from ingestion.pipeline import content
+from ingestion.pipeline.content import Content
 from runs import queue
 from runs.exceptions import RunAborted, RunGone
 
@@ -67,8 +69,9 @@ LISTING = "listing"
 
 Entry = Posting | RawRecord
 # Per entry sent: (its index in the batch, its posting when it was a record, else None, its
-# content hash or "", its (simhash, own words) or None).
-MappedEntry = tuple[int, Posting | None, str, tuple[int, int] | None]
+# content hash or "", its (simhash, own words) or None, its job's processed fields or None:
+# computed for an ingest's postings whose listing carries the description).
+MappedEntry = tuple[int, Posting | None, str, tuple[int, int] | None, Content | None]
 
 
 @dataclass
@@ -80,12 +83,16 @@ class Mapped:
     postings: dict[int, Posting] = field(default_factory=dict)
     hashes: dict[int, str] = field(default_factory=dict)
     fingerprints: dict[int, tuple[int, int]] = field(default_factory=dict)
+    contents: dict[int, Content] = field(default_factory=dict)
 
     def posting(self, index: int, record: RawRecord) -> Posting:
         return self.postings.get(index) or record.posting()
 
     def content_hash(self, posting: Posting) -> str:
         return self.hashes.get(id(posting)) or normalize.content_hash(posting)
+
+    def content(self, posting: Posting) -> Content:
+        return self.contents.get(id(posting)) or content.of_posting(posting)
 
 
 NOTHING = Mapped()
@@ -104,8 +111,10 @@ def map_entries(
     entries: list[tuple[int, Entry]],
     boilerplate: frozenset[int],
     lines: frozenset[bytes] | None,
+    process: bool = False,
 ) -> list[MappedEntry]:
-    """The pure work of these (index, entry) of a batch: see MappedEntry."""
+    """The pure work of these (index, entry) of a batch: see MappedEntry. `process`: an
+    ingest's, which writes these postings' jobs processed (ingestion.pipeline.content)."""
     out: list[list[object]] = []
     texts: list[str] = []
     fingerprinted: list[int] = []
@@ -117,7 +126,12 @@ def map_entries(
             if not posting.needs_detail:
                 fingerprinted.append(len(out))
                 texts.append(normalize.fingerprint_text(posting.description_html))
-        out.append([index, posting if isinstance(entry, RawRecord) else None, chash, None])
+        processed = (
+            content.of_posting(posting) if process and chash and not posting.needs_detail else None
+        )
+        out.append(
+            [index, posting if isinstance(entry, RawRecord) else None, chash, None, processed]
+        )
     sized = simhash.simhash_many_sized(texts, boilerplate=boilerplate, lines=lines)
     for at, value in zip(fingerprinted, sized, strict=True):
         out[at][3] = value
@@ -171,8 +185,8 @@ def _compute(conn: Any, key: str, me: str) -> int:
     blob = conn.get(f"{key}:payload")
     if blob is None:
         return 0  # the listing ended
-    entries, boilerplate, lines = pickle.loads(blob)
-    result = pickle.dumps((me, map_entries(entries, boilerplate, lines)))
+    entries, boilerplate, lines, process = pickle.loads(blob)
+    result = pickle.dumps((me, map_entries(entries, boilerplate, lines, process)))
     pipe = conn.pipeline()
     pipe.rpush(f"{key}:result", result)
     pipe.expire(f"{key}:result", KEY_TTL)
@@ -184,8 +198,10 @@ def _compute(conn: Any, key: str, me: str) -> int:
 class Offers:
     """One source's listing's offered batches (the coordinator's side)."""
 
-    def __init__(self, run_id: int, source_id: int, *, workers: int) -> None:
+    def __init__(self, run_id: int, source_id: int, *, workers: int, process: bool = False) -> None:
         self.prefix = f"intake:listmap:{run_id}:{source_id}"
+        # Whether the helpers also process the postings (map_entries).
+        self.process = process
         # One worker is the listing's own: nobody else could take an offer.
         self.ahead = AHEAD_PER_WORKER * workers if workers > 1 else 0
         self.slots = workers - 1
@@ -251,7 +267,7 @@ class Offers:
         key = f"{self.prefix}:{self._seq}"
         try:
             pipe = self.conn.pipeline()
-            pipe.set(f"{key}:payload", pickle.dumps((entries, *learned)), ex=KEY_TTL)
+            pipe.set(f"{key}:payload", pickle.dumps((entries, *learned, self.process)), ex=KEY_TTL)
             pipe.rpush(f"{self.prefix}:offers", self._seq)
             pipe.expire(f"{self.prefix}:offers", KEY_TTL)
             waiting = pipe.execute()[1]
@@ -307,7 +323,7 @@ class Offers:
         self.helped += 1
         self.helpers.add(helper)
         mapped = Mapped()
-        for index, posting, chash, fingerprint in entries:
+        for index, posting, chash, fingerprint, processed in entries:
             if posting is not None:
                 mapped.postings[index] = posting
             else:
@@ -316,6 +332,8 @@ class Offers:
                 mapped.hashes[id(posting)] = chash
             if fingerprint is not None:
                 mapped.fingerprints[id(posting)] = fingerprint
+            if processed is not None:
+                mapped.contents[id(posting)] = processed
         return mapped
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """The preview and ingest executors: the pipeline's order, readable in one place.
 
 preview   run.started → per source: list + diff (RunItems only) → expiry check → summary
-ingest    run.started → per source: list + diff + upsert → expire; the pending jobs are cut
+ingest    run.started → per source: list + diff + upsert (jobs whose listing carries their
+          description written processed) → expire; the pending jobs are cut
           into chunks as they are upserted (ingestion.pipeline.chunks), each its own RQ job
           (ingestion.pipeline.process) processed by other workers while the listing goes
           on → the last chunk: summary → finished
@@ -61,7 +62,9 @@ def execute_ingest(ctx: RunContext) -> object:
     elif run.config.get("resume_of"):
         _resume_pending_jobs(ctx, run.config["resume_of"], on_pending=stream.add)
     else:
-        outcomes = _list_sources(ctx, write=True, on_pending=stream.add)
+        outcomes = _list_sources(
+            ctx, write=True, on_pending=stream.add, on_processed=stream.add_processed
+        )
         # Pending jobs this run did not write: left pending by an earlier run that was
         # aborted or died (this run's own are chunked already).
         leftover = (
@@ -187,7 +190,11 @@ def _carry_items(ctx: RunContext, rows: list[tuple[Any, ...]], *, reasons: list[
 
 
 def _list_sources(
-    ctx: RunContext, *, write: bool, on_pending: Callable[[list[int]], None] | None = None
+    ctx: RunContext,
+    *,
+    write: bool,
+    on_pending: Callable[[list[int]], None] | None = None,
+    on_processed: Callable[[int], None] | None = None,
 ) -> list[SourceOutcome]:
     run = ctx.run
     entries = list(run.config.get("sources") or [])
@@ -227,6 +234,7 @@ def _list_sources(
                     write=write,
                     near=near,
                     on_pending=on_pending,
+                    on_processed=on_processed,
                 ).run_diff()
             _announce(ctx, outcome)
             if source is not None:

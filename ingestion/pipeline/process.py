@@ -24,6 +24,7 @@ from ingestion.adapters.readers import ordered_parallel
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.fetching.payloads import PayloadBuffer
 from ingestion.models import ChunkStatus, Job, JobStatus, Source, WorkChunk
+from ingestion.pipeline import content
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.chunks import complete_chunk, worker_name
 from ingestion.quota import take_request_for
@@ -191,20 +192,29 @@ class BatchProcessor:
         try:
             if job.needs_detail:
                 self._apply_detail(job, detail)
-            if not job.title.strip():
-                raise ValueError("the posting has no title")
-            job.description = normalize.sanitize_html(job.raw_description)
-            result.text = normalize.sanitized_html_to_text(job.description)
-            job.location = normalize.normalize_location(job.location)
-            job.remote, job.workplace_type = normalize.normalize_workplace(
-                job.location, job.workplace_type, job.remote, result.text
+            given = content.Content(
+                "",
+                "",
+                job.location,
+                job.remote,
+                job.workplace_type,
+                job.employment_type,
+                job.salary_min,
+                job.salary_max,
+                job.salary_currency,
+                job.salary_period,
             )
-            job.employment_type = normalize.normalize_employment_type(job.employment_type)
-            if job.salary_min is None and job.salary_max is None and job.salary_text:
-                low, high, currency, period = normalize.parse_salary(job.salary_text)
-                job.salary_min, job.salary_max = low, high
-                job.salary_currency = job.salary_currency or currency
-                job.salary_period = job.salary_period or period
+            done = content.process(
+                given,
+                title=job.title,
+                raw_description=job.raw_description,
+                salary_text=job.salary_text,
+            )
+            job.description, result.text = done.description, done.text
+            job.location, job.remote = done.location, done.remote
+            job.workplace_type, job.employment_type = done.workplace_type, done.employment_type
+            job.salary_min, job.salary_max = done.salary_min, done.salary_max
+            job.salary_currency, job.salary_period = done.salary_currency, done.salary_period
         except (FetchError, SourceFailed, ValueError) as exc:
             result.status, result.error = JobStatus.ERROR, str(exc)
         except Exception as exc:  # one broken posting must not fail its batch

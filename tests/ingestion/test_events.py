@@ -78,7 +78,8 @@ def test_the_processing_batches_each_announce_their_jobs(
     boards, work, user, greenhouse_source, settings
 ):
     settings.INTAKE_BATCH_SIZE = 2
-    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i} Engineer") for i in range(1, 6)])
+    jobs = [greenhouse_job(i, f"Role {i} Engineer") for i in range(1, 6)]
+    mount_greenhouse(boards, "acme", jobs, listing_content=False)
     run = work(services.ingest_start(owner=user))
     updated = outbox(run.pk)["job.updated"]
     assert [p["count"] for p in updated] == [2, 2, 1]

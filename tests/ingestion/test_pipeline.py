@@ -309,12 +309,11 @@ ROLE_DUTIES = [
 ]
 
 
-def test_chunks_queued_while_listing_wait_for_the_company_boilerplate(
+def test_jobs_written_processed_by_the_listing_wait_for_the_company_boilerplate(
     boards, work, user, greenhouse_source, settings, monkeypatch
 ):
     # Short roles inside long shared boilerplate: without it left out, their simhashes are
     # within the near-duplicate distance of each other (some are equal).
-    settings.INTAKE_CHUNK_SIZE = 2
     roles = [
         greenhouse_job(
             i,
@@ -324,21 +323,21 @@ def test_chunks_queued_while_listing_wait_for_the_company_boilerplate(
         for i in range(1, 13)
     ]
     mount_greenhouse(boards, "acme", roles)
-    seen_at_queue: list[list[int]] = []
-    queue = chunks.ChunkStream._queue
+    seen_at_write: list[list[int]] = []
+    add_processed = chunks.ChunkStream.add_processed
 
-    def spy(stream, job_ids):  # type: ignore[no-untyped-def]
-        seen_at_queue.append(Source.objects.get(pk=greenhouse_source.pk).boilerplate)
-        queue(stream, job_ids)
+    def spy(stream, count):  # type: ignore[no-untyped-def]
+        seen_at_write.append(Source.objects.get(pk=greenhouse_source.pk).boilerplate)
+        add_processed(stream, count)
 
-    monkeypatch.setattr(chunks.ChunkStream, "_queue", spy)
+    monkeypatch.setattr(chunks.ChunkStream, "add_processed", spy)
     run = work(services.ingest_start(owner=user))
 
     assert run.status == RunStatus.FINISHED
-    assert len(seen_at_queue) == 7  # 1, 1, then five of 2 (chunks start small)
-    # Every chunk was queued (and so could be processed by another worker) only once the
-    # boilerplate of this first listing of the company was known.
-    assert all(len(boilerplate) == len(COMPANY_PARAGRAPHS) for boilerplate in seen_at_queue)
+    assert len(seen_at_write) == 1  # the listing's one batch, its jobs written processed
+    # The jobs were decided only once the boilerplate of this first listing of the company
+    # was known.
+    assert all(len(boilerplate) == len(COMPANY_PARAGRAPHS) for boilerplate in seen_at_write)
     assert Job.objects.filter(status=JobStatus.READY).count() == 12
     assert run.jobs_skipped == 0
 
@@ -373,7 +372,8 @@ def test_chunks_are_separate_jobs_and_the_last_one_finishes_the_run(
 ):
     settings.INTAKE_CHUNK_SIZE = 4
     settings.INTAKE_BATCH_SIZE = 2
-    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 11)])
+    jobs = [greenhouse_job(i, f"Role {i}") for i in range(1, 11)]
+    mount_greenhouse(boards, "acme", jobs, listing_content=False)
     run = work(services.ingest_start(owner=user))
     assert run.status == RunStatus.FINISHED
     chunks = WorkChunk.objects.filter(run=run, number__gt=0)
@@ -416,10 +416,11 @@ def test_batches_hold_a_bounded_amount_of_text_in_the_listing_and_the_processing
     assert run.status == RunStatus.FINISHED, run.error_message
     assert Job.objects.filter(status=JobStatus.READY).count() == 12
     # About 4,200 characters of description each (the listing weighs the whole raw row, some
-    # 500 more): a batch of the listing or of the processing ends with the third, which
-    # passes 10,000 (12 would have been one batch).
+    # 500 more): a batch of the listing ends with the third, which passes 10,000 (12 would
+    # have been one batch). The file carries every description: the listing writes its jobs
+    # processed, and no chunk is left to process.
     assert listed == [3] * 4
-    assert sum(processed) == 12 and max(processed) == 3
+    assert processed == []
 
 
 # --- the other source kinds through the same pipeline ------------------------------------------
@@ -727,7 +728,8 @@ def listed_ingest(boards, user, settings, count: int = 10):  # type: ignore[no-u
 
     settings.INTAKE_CHUNK_SIZE = 4
     settings.INTAKE_BATCH_SIZE = 2
-    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, count + 1)])
+    jobs = [greenhouse_job(i, f"Role {i}") for i in range(1, count + 1)]
+    mount_greenhouse(boards, "acme", jobs, listing_content=False)
     run = services.ingest_start(owner=user)
     assert tasks.execute_run(run.pk) == "deferred"
     return run

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _aborted_after_listing(boards, work, user) -> IngestionRun:  # type: ignore[no-untyped-def]
     """An ingest aborted once its listing wrote five pending jobs, before a chunk ran."""
-    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i}") for i in range(1, 6)])
+    jobs = [greenhouse_job(i, f"Role {i}") for i in range(1, 6)]
+    mount_greenhouse(boards, "acme", jobs, listing_content=False)
     run = services.ingest_start(owner=user)
     # The listing on this process (the run's own queued job is then skipped: it is running);
     # its chunks are queued for the worker, which finds the abort at its first checkpoint.
