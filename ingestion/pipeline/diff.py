@@ -136,6 +136,7 @@ def source_label(source: Source) -> str:
 # status and its processed fields.
 Final = tuple[store.ItemRow, dedupe.Candidate, "dedupe.Match | None", str, Content]
 
+
 class SourceDiff:
     def __init__(
         self,
