@@ -214,7 +214,7 @@ class RunEventStorage(StorageBase):
     """django-eventstream storage over RunEvent rows."""
 
     def append_event(self, channel: str, event_type: str, data: str) -> Event:
-        # runs.services.publish_event has already written the row in its transaction (this
+        # runs.transitions.publish_event has already written the row in its transaction (this
         # runs after commit); adopt its id rather than store the event a second time.
         return Event(channel, event_type, data, id=int(json.loads(data)["id"]))
 
