@@ -135,7 +135,8 @@ class ChunkStream:
             if not self._analyzed and self.queued + len(job_ids) >= ANALYZE_AFTER:
                 self._analyzed = True
                 _analyze_jobs()
-            first = self.queued == 0
+            # The run is ingesting already when the listing wrote processed jobs first.
+            first = self.queued == 0 and self.processed == 0
             self._number += 1
             self.queued += len(job_ids)
             WorkChunk.objects.create(run=self.run, number=self._number, job_ids=list(job_ids))

@@ -230,3 +230,24 @@ def test_a_file_without_near_duplicates_needs_no_chunk_and_counts_its_jobs(work,
     }
     ingesting = run.events.get(type="run.ingesting")
     assert re.search(r"as they are listed", ingesting.message)
+
+
+def test_a_listing_with_some_descriptions_writes_those_once_and_chunks_the_rest(
+    boards, work, user, monkeypatch
+):
+    # The listing writes the first jobs processed (the run is then ingesting), and the job
+    # whose description only its detail page has goes to a chunk afterwards: the run finishes.
+    jobs = [*board(), greenhouse_job(6, "Data Engineer", content=None)]
+    mount_greenhouse(boards, "acme", jobs)
+    Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
+    calls = processed_batches(monkeypatch)
+
+    run = work(services.ingest_start(owner=user))
+
+    assert calls == [1]  # only the detail-needing job, through one chunk
+    assert run.status == RunStatus.FINISHED
+    statuses = dict(Job.objects.filter(owner=user).values_list("external_id", "error_message"))
+    assert statuses == {"1": "", "2": "", "3": "", "4": "", "6": statuses["6"]}
+    # The fixture board's detail page has no description for it: processed, in its chunk.
+    assert "description" in statuses["6"]
+    assert counts(run)[:3] == (RunStatus.FINISHED, 5, 5)
