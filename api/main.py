@@ -21,8 +21,6 @@ from api.runs import router as runs_router
 from api.schedules import router as schedules_router
 from api.sources import router as sources_router
 
-PREFIX = "/api/v1/"
-
 # (path prefix, router): each module's endpoints live under its prefix.
 ROUTERS: list[tuple[str, Router]] = [
     ("/runs", runs_router),

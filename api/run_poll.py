@@ -29,10 +29,8 @@ from django.db.models import Field
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from api import tokens
-from api.main import PREFIX
+from api import PREFIX, tokens
 from api.models import ApiToken
-from api.runs import run_state_answer, run_state_response
 from runs.models import IngestionRun
 from runs.status_poll import read_run_beside
 
@@ -78,10 +76,17 @@ class ApiRunPoll:
         )
         return True
 
+    # api.runs is imported when a poll is answered, not with this module: every process
+    # registers this route at start-up (ApiConfig.ready), and api.runs brings the whole API
+    # and the ingestion pipeline with it.
     def respond(self, request: HttpRequest, run: IngestionRun) -> HttpResponseBase:
+        from api.runs import run_state_response
+
         return run_state_response(request, run)
 
     def answer(self, request: HttpRequest, run: IngestionRun) -> HttpResponseBase:
+        from api.runs import run_state_answer
+
         return run_state_answer(request, run)
 
 

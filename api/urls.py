@@ -2,8 +2,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
-from api import views
-from api.main import PREFIX, api
+from api import PREFIX, views
+from api.main import api
 from api.problems import Problem, problem_response
 
 app_name = "api_pages"

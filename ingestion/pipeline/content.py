@@ -19,6 +19,11 @@ from ingestion.models import Job
 
 logger = logging.getLogger(__name__)
 
+# Each failure (the listing's or a chunk's) gets its own feed event up to this many per run;
+# past that the counts and the run's items say the rest (a board of 50,000 broken postings
+# must not flood the page).
+FAILURE_EVENTS_MAX = 25
+
 # Text columns' lengths, read from the model: a posting's values are cut to fit them.
 JOB_MAX = {f.name: f.max_length for f in Job._meta.concrete_fields if f.max_length}
 

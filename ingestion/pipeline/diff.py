@@ -28,10 +28,9 @@ from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ItemOutcome, Job, JobStatus, Source
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.chunks import live_workers
-from ingestion.pipeline.content import Content
+from ingestion.pipeline.content import FAILURE_EVENTS_MAX, Content
 from ingestion.pipeline.filters import PostingFilter
 from ingestion.pipeline.mapping import NOTHING, Offers
-from ingestion.pipeline.process import FAILURE_EVENTS_MAX
 from ingestion.pipeline.unchanged import (
     ITEM_MAX,
     Stored,

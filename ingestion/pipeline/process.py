@@ -33,10 +33,6 @@ from runs.context import RunContext
 
 logger = logging.getLogger(__name__)
 
-# Each failure gets its own feed event up to this many per run; past that the counts and the
-# run's items say the rest (a board of 50,000 broken postings must not flood the page).
-FAILURE_EVENTS_MAX = 25
-
 
 # Detail-fetch threads per request a source's host allows at once (see _details).
 SPARE_THREADS_FACTOR = 2
@@ -167,7 +163,7 @@ class BatchProcessor:
             failed_before = self.run.jobs_failed
             self.ctx.progress(increments=counts)
             for r in results:
-                if r.status == JobStatus.ERROR and failed_before < FAILURE_EVENTS_MAX:
+                if r.status == JobStatus.ERROR and failed_before < content.FAILURE_EVENTS_MAX:
                     failed_before += 1
                     self.ctx.event(
                         "job.failed",
