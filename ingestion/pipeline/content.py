@@ -10,12 +10,17 @@ same job."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from ingestion import normalize
 from ingestion.adapters import Posting
 from ingestion.models import Job
+
+if TYPE_CHECKING:
+    from runs.context import RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -111,3 +116,24 @@ def of_posting(posting: Posting) -> Content:
     except Exception as exc:  # one broken posting must not fail its batch
         given.error = failure(exc, f"posting {posting.external_id!r}")
         return given
+
+
+def announce_failures(
+    ctx: RunContext,
+    failures: Iterable[tuple[int | None, str, str | None, str, str]],
+    *,
+    failed_before: int,
+) -> None:
+    """The feed's `job.failed` events of a batch's failed jobs, each given as (job id,
+    external id, company, title, error): one per job while the run, which had
+    `failed_before` failures before this batch, has announced fewer than FAILURE_EVENTS_MAX."""
+    announced = failed_before
+    for job_id, external_id, company, title, error in failures:
+        if announced >= FAILURE_EVENTS_MAX:
+            return
+        announced += 1
+        ctx.event(
+            "job.failed",
+            f"{company}: '{title or external_id}' failed: {error}",
+            {"jobId": job_id, "externalId": external_id, "error": error},
+        )

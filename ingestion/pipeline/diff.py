@@ -28,7 +28,7 @@ from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ItemOutcome, Job, JobStatus, Source
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.chunks import live_workers
-from ingestion.pipeline.content import FAILURE_EVENTS_MAX, Content
+from ingestion.pipeline.content import Content, announce_failures
 from ingestion.pipeline.filters import PostingFilter
 from ingestion.pipeline.mapping import NOTHING, Offers
 from ingestion.pipeline.unchanged import (
@@ -424,19 +424,21 @@ class SourceDiff:
             self.ctx.progress(
                 increments=increments, outcomes=Counter(str(item.outcome) for item in items)
             )
-            for item, candidate, _, status, done_ in final:
-                if status == JobStatus.ERROR and failed_before < FAILURE_EVENTS_MAX:
-                    failed_before += 1
-                    title = (candidate.title or "")[: JOB_MAX["title"]] or item.external_id
-                    self.ctx.event(
-                        "job.failed",
-                        f"{candidate.company}: '{title}' failed: {done_.error}",
-                        {
-                            "jobId": item.job_id,
-                            "externalId": item.external_id,
-                            "error": done_.error,
-                        },
+            announce_failures(
+                self.ctx,
+                (
+                    (
+                        item.job_id,
+                        item.external_id,
+                        candidate.company,
+                        (candidate.title or "")[: JOB_MAX["title"]],
+                        done_.error,
                     )
+                    for item, candidate, _, status, done_ in final
+                    if status == JobStatus.ERROR
+                ),
+                failed_before=failed_before,
+            )
             for item in items:
                 if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
                     self._report_item(item)

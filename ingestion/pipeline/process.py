@@ -162,14 +162,15 @@ class BatchProcessor:
                 counts[{"ready": "ready", "skipped": "skipped"}.get(r.status, "failed")] += 1
             failed_before = self.run.jobs_failed
             self.ctx.progress(increments=counts)
-            for r in results:
-                if r.status == JobStatus.ERROR and failed_before < content.FAILURE_EVENTS_MAX:
-                    failed_before += 1
-                    self.ctx.event(
-                        "job.failed",
-                        f"{r.job.company}: '{r.job.title or r.job.external_id}' failed: {r.error}",
-                        {"jobId": r.job.pk, "externalId": r.job.external_id, "error": r.error},
-                    )
+            content.announce_failures(
+                self.ctx,
+                (
+                    (r.job.pk, r.job.external_id, r.job.company, r.job.title, r.error)
+                    for r in results
+                    if r.status == JobStatus.ERROR
+                ),
+                failed_before=failed_before,
+            )
 
     # --- per job -------------------------------------------------------------------------
 
