@@ -25,10 +25,10 @@ from django.utils import timezone
 from ingestion import dedupe, events, normalize, simhash, store
 from ingestion.adapters import Posting, RawRecord, SourceFailed, adapter_class, get_adapter
 from ingestion.fetching import Fetcher, FetchError
-from ingestion.models import ItemOutcome, Job, JobStatus, Source
+from ingestion.models import ItemOutcome, JobStatus, Source
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.chunks import live_workers
-from ingestion.pipeline.content import Content, announce_failures
+from ingestion.pipeline.content import JOB_MAX, Content, announce_failures
 from ingestion.pipeline.filters import PostingFilter
 from ingestion.pipeline.mapping import NOTHING, Offers
 from ingestion.pipeline.unchanged import (
@@ -57,8 +57,6 @@ BOILERPLATE_MIN_SAMPLE = 3
 ITEM_EVENTS_MAX = 10
 # Companies named in a source's summary (most postings first); the count says how many more.
 SUMMARY_COMPANIES_MAX = 20
-# Text columns' lengths, read from the model: a posting's values are cut to fit them.
-JOB_MAX = {f.name: f.max_length for f in Job._meta.concrete_fields if f.max_length}
 # Invalid reasons that mean "we could not read it" rather than "it is malformed".
 FETCH_FAILED_PREFIX = "fetch failed"
 
