@@ -100,7 +100,8 @@ class UnchangedRecords:
         the records unchanged as the jobs stand now (the batch is compared again when its
         turn comes; mapping more than it needs changes nothing)."""
         stored: dict[tuple[str, str], Stored] = {}
-        self.look_up(stored, set(), [r for r in batch if isinstance(r, RawRecord)])
+        # A record without a raw hash (a board's job) is never unchanged: not looked up.
+        self.look_up(stored, set(), [r for r in batch if isinstance(r, RawRecord) and r.raw_hash])
         return [
             (i, r)
             for i, r in enumerate(batch)
