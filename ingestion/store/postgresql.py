@@ -33,10 +33,14 @@ CONCURRENT_WRITERS = True
 
 _JOB_COLUMNS = ", ".join(JobRow._fields)
 
+# The keys joined as rows, not `external_id = ANY(...)`: on a table the planner has no
+# statistics for yet (a first big ingest) it walks the company's rows by another index and
+# tests each against the whole array, once the statement is prepared (a generic plan).
 STORED_JOBS_SQL = """
 SELECT {columns}
-FROM ingestion_job
-WHERE owner_id = %s AND company = %s AND external_id = ANY(%s)
+FROM unnest(%s::text[]) AS k(external_id)
+JOIN ingestion_job AS j
+  ON j.owner_id = %s AND j.company = %s AND j.external_id = k.external_id
 """
 
 UPSERT_JOBS_SQL = f"""
@@ -146,10 +150,16 @@ def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
 def stored_jobs(
     owner_id: int, company: str, keys: list[str], columns: Sequence[str]
 ) -> list[tuple[Any, ...]]:
-    # The keys as one array parameter: Django would quote each into an IN list.
-    return bulk.fetch_all(
-        STORED_JOBS_SQL.format(columns=", ".join(columns)), [owner_id, company, keys]
-    )
+    return bulk.fetch_all(*stored_jobs_query(owner_id, company, keys, columns))
+
+
+def stored_jobs_query(
+    owner_id: int, company: str, keys: list[str], columns: Sequence[str]
+) -> tuple[str, list[Any]]:
+    """The statement `stored_jobs` runs and its parameters: the keys as one array parameter
+    (Django would quote each into an IN list)."""
+    sql = STORED_JOBS_SQL.format(columns=", ".join(f"j.{column}" for column in columns))
+    return sql, [keys, owner_id, company]
 
 
 def upsert_jobs(rows: Sequence[JobRow], new_keys: Collection[str]) -> dict[str, int]:

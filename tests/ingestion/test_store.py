@@ -69,3 +69,31 @@ def test_the_statement_types_come_from_the_model() -> None:
         "numeric",
     )
     assert types(Job, ("id", "failed"), failed="bool")[1] == "bool"
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's planner")
+def test_the_stored_jobs_lookup_probes_keys_on_a_table_without_statistics(user) -> None:  # type: ignore[no-untyped-def]
+    from tests.ingestion.test_views_jobs import _bulk_jobs
+
+    # A first big ingest: thousands of a company's jobs the planner has no statistics for,
+    # and the lookup prepared by the driver (a generic plan). Testing each of the company's
+    # rows against the whole array of keys costs ~80 ms a batch of 1,000 here; probing or
+    # hashing the keys ~3 ms.
+    _bulk_jobs(user, 3000)
+    company, external_id = Job.objects.values_list("company", "external_id").first()
+    sql, params = postgresql.stored_jobs_query(user.pk, company, [external_id], ["id"])
+    for number in range(1, len(params) + 1):
+        sql = sql.replace("%s", f"${number}", 1)
+    with connection.cursor() as cursor:
+        # A temporary table of the same name comes first on the search path, and no
+        # autovacuum ever analyzes it.
+        cursor.execute("CREATE TEMP TABLE ingestion_job (LIKE public.ingestion_job INCLUDING ALL)")
+        cursor.execute("INSERT INTO pg_temp.ingestion_job SELECT * FROM public.ingestion_job")
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE stored_lookup AS {sql}")
+        cursor.execute(f"EXPLAIN EXECUTE stored_lookup({', '.join(['%s'] * len(params))})", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("DEALLOCATE stored_lookup")
+        cursor.execute("DROP TABLE pg_temp.ingestion_job")
+    assert "ANY" not in plan, plan
