@@ -24,9 +24,9 @@ def tune_gc() -> None:
 
 
 # As django.core.asgi.get_asgi_application, with the handler SSE streams need
-# (runs/stream.py).
+# (project/streaming.py).
 django.setup(set_prefix=False)
-from runs.stream import StreamingASGIHandler  # noqa: E402
+from project.streaming import StreamingASGIHandler  # noqa: E402
 
 django_application = StreamingASGIHandler()
 

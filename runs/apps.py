@@ -6,6 +6,6 @@ class RunsConfig(AppConfig):
     verbose_name = "Runs"
 
     def ready(self) -> None:
-        from runs import stream, workloads  # noqa: F401  (registers the diagnostic executor)
+        from runs import listener, workloads  # noqa: F401  (registers the diagnostic executor)
 
-        stream.install_resilient_listener()
+        listener.install_resilient_listener()

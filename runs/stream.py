@@ -1,11 +1,8 @@
-"""The live feed in the web process: from Redis pub/sub to each watcher's SSE stream.
+"""The live feed in the web process: from the listener (runs.listener) to each watcher's
+SSE stream.
 
-- `ResilientRedisListener` subscribes the web process to the events runs.feed publishes, and
-  hands each one (its frame built once) to the `Coalescer`, which fans it out to the streams
-  of that run's channel (`fan_out`). django-eventstream's own listener dies silently when its
-  connection drops and never resubscribes; this one tries to reconnect every fraction of a
-  second, and meanwhile makes every open stream re-read its run's events from the database
-  every few seconds.
+- The `Coalescer` takes each event the listener receives (its frame built once) and fans it
+  out to the streams of that run's channel (`fan_out`), bursts batched.
 - `stream_run_events` is one watcher's SSE body: a replay from the database, then live
   events in the run's `seq` order.
 """
@@ -13,132 +10,21 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
-from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
-from django.http import StreamingHttpResponse
-
+from project.streaming import release_request_thread
 from runs.feed import (
     SSE_EVENT_NAME,
     channel_for,
     encode,
-    pubsub_channel,
     short_lived_connection,
 )
 
 logger = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
-
-# While Redis is unreachable, open streams re-read their run's events this often.
-DEGRADED_POLL_SECONDS = 2.0
-# While Redis is unreachable, the web process's listener tries to subscribe again this often,
-# each try giving up after RECONNECT_TIMEOUT.
-RECONNECT_SECONDS = 0.25
-RECONNECT_TIMEOUT = 1.0
-
-
-class ResilientRedisListener:
-    """Subscribes the web process to the events pub/sub channel and keeps it subscribed.
-
-    Stands in for django_eventstream.views.RedisListener (same `start()` coroutine), which
-    ends for good on the first connection error: after a Redis restart, live delivery would
-    stop until the web process restarts. While disconnected it wakes every stream to re-read
-    its events from the database, and once (re)subscribed it does so once more to fill the
-    gap.
-    """
-
-    def __init__(self) -> None:
-        self.connected = False
-        self.reconnects = 0
-        self._task: asyncio.Task[None] | None = None
-        self._coalescer: Coalescer | None = None
-
-    async def start(self) -> None:
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        self._task = asyncio.current_task()  # keep a strong reference to ourselves
-        # No redis-py retries: with its default backoff one failed subscribe took ~5 s, so
-        # the listener came back (and degraded-mode re-reads ran) seconds late.
-        kwargs = {
-            **settings.EVENTSTREAM_REDIS,
-            "socket_connect_timeout": RECONNECT_TIMEOUT,
-            "retry": Retry(NoBackoff(), 0),
-        }
-        was_down = False
-        last_wake = 0.0
-        while True:
-            client = Redis(**kwargs)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(pubsub_channel())
-                self.connected = True
-                if was_down:
-                    self.reconnects += 1
-                    logger.warning("Event listener resubscribed to Redis")
-                    was_down = False
-                # Fill the gap from the database: a stream registers, replays and waits
-                # before this subscription is live (the process's first stream starts this
-                # listener), so an event published meanwhile reached no one.
-                wake_all_streams()
-                while True:
-                    message = await pubsub.get_message(timeout=5.0)
-                    if message is None:
-                        await pubsub.ping()  # a dead connection raises here
-                        continue
-                    if message.get("type") == "message":
-                        self._dispatch(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not was_down:
-                    logger.warning("Event listener lost Redis (%s); reconnecting", exc)
-                    last_wake = 0.0
-                was_down = True
-            finally:
-                self.connected = False
-                try:
-                    await pubsub.aclose()
-                    await client.aclose()
-                except Exception:
-                    pass
-            # Degraded mode: streams re-read from the database every DEGRADED_POLL_SECONDS
-            # (at once on the loss), while subscribing is tried every RECONNECT_SECONDS.
-            now = time.monotonic()
-            if now - last_wake >= DEGRADED_POLL_SECONDS:
-                wake_all_streams()
-                last_wake = now
-            await asyncio.sleep(RECONNECT_SECONDS)
-
-    def _dispatch(self, raw: bytes | str) -> None:
-        try:
-            data = json.loads(raw)
-            # Parsed once here rather than in every stream: streams order by seq and end
-            # after a terminal event.
-            envelope = json.loads(data["data"])
-            event = LiveEvent(
-                data["channel"],
-                int(data["pub_id"]),
-                int(envelope["seq"]),
-                data["data"],
-                bool(envelope["run"]["terminal"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            logger.warning("Ignoring a malformed event on %s", pubsub_channel())
-            return
-        if self._coalescer is None:
-            self._coalescer = Coalescer()
-        self._coalescer.add(event)
 
 
 class LiveEvent:
@@ -285,93 +171,6 @@ BATCH_EVENT_NAME = "batch"
 # Padding first: some proxies and browsers hold back the first bytes of a stream.
 STREAM_OPEN = b":" + b" " * 2048 + b"\n\nevent: stream-open\ndata:\n\n"
 KEEP_ALIVE = b"event: keep-alive\ndata:\n\n"
-
-
-class EventStreamResponse(StreamingHttpResponse):
-    """The SSE response of `stream_run_events`, whose body is bytes already: Django's ASGI
-    handler takes its parts straight from the generator, not through StreamingHttpResponse's
-    two wrapping async generators (one converting each part to bytes), which every delivery
-    to every watcher passed through."""
-
-    def __init__(self, body: AsyncIterator[bytes], **kwargs: Any) -> None:
-        super().__init__(body, content_type="text/event-stream", **kwargs)
-        self.sse_body = body
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self.sse_body
-
-
-class StreamingASGIHandler(ASGIHandler):
-    """Django's ASGI handler, with a cheaper way to cut a response part no larger than a
-    body message: a stream hands it one part per delivery, and Django's own chunk_bytes
-    (a generator, sliced) ran for each delivery to each watcher."""
-
-    @classmethod
-    def chunk_bytes(cls, data: Sequence[_T]) -> Iterator[tuple[Sequence[_T], bool]]:
-        if 0 < len(data) <= cls.chunk_size:
-            return iter(((data, True),))
-        return super().chunk_bytes(data)
-
-
-def release_request_thread() -> None:
-    """Let the thread Django's ASGI handler keeps for this request go.
-
-    The handler runs each request in an asgiref ThreadSensitiveContext whose one-thread
-    executor (created by the first sync middleware or sync ORM call of the request) lives
-    until the response ends: for an SSE stream, as long as the watcher watches, so every
-    open stream held an idle OS thread. A stream needs it no more once its body is being
-    sent. What the handler still runs in that context afterwards (the response's close, or
-    the request_finished signal of a watcher gone) goes to `ReleasedExecutor`: had the
-    context no executor, it would start a thread for that one call, and another to join it
-    when the request ends, and every stream of a run ends at once, on its terminal event."""
-    from asgiref.sync import SyncToAsync
-
-    context = SyncToAsync.thread_sensitive_context.get(None)
-    if context is None:
-        return
-    executors = SyncToAsync.context_to_thread_executor
-    executor = executors.pop(context, None)
-    if executor is not None and not isinstance(executor, ReleasedExecutor):
-        executor.shutdown(wait=False)
-    executors[context] = ReleasedExecutor(context)
-
-
-class ReleasedExecutor(Executor):
-    """The thread-sensitive executor of a request whose own thread was released: runs the
-    calls on one thread that every such request of the process shares, and is never shut
-    down. Its first call removes it from its context, so that the context's end finds no
-    executor to join (asgiref joins one in a thread of its own); a later call in the same
-    context gets a fresh executor of its own, as in any request."""
-
-    def __init__(self, context: Any) -> None:
-        self._context = weakref.ref(context)
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        from asgiref.sync import SyncToAsync
-
-        context = self._context()
-        if context is not None:
-            executors = SyncToAsync.context_to_thread_executor
-            if executors.get(context) is self:
-                del executors[context]
-        return _released_pool().submit(fn, *args, **kwargs)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """The shared thread serves other requests: nothing to shut down."""
-
-
-_RELEASED_POOL: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _released_pool() -> ThreadPoolExecutor:
-    """This process's one thread for released requests' remaining sync calls (a pool made
-    before a fork has no thread in the child)."""
-    global _RELEASED_POOL
-    pid = os.getpid()
-    if _RELEASED_POOL is None or _RELEASED_POOL[0] != pid:
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-released-request")
-        _RELEASED_POOL = (pid, pool)
-    return _RELEASED_POOL[1]
 
 
 def _replay(run_id: int, after_id: int) -> tuple[list[LiveEvent], int]:
@@ -602,13 +401,3 @@ def wake_all_streams() -> None:
     for listener in listeners:
         if listener.loop is not None:
             listener.wake_threadsafe()
-
-
-def install_resilient_listener() -> None:
-    from django_eventstream import views
-
-    manager = views.get_listener_manager()
-    if manager.redis_listener is not None and not isinstance(
-        manager.redis_listener, ResilientRedisListener
-    ):
-        manager.redis_listener = ResilientRedisListener()

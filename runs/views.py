@@ -27,6 +27,7 @@ from django.utils.cache import get_conditional_response
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from project import streaming
 from project.params import ParamError, Params, parse_int
 from runs import executors, feed, grip, selectors, services, stale, stream
 from runs.exceptions import RunError, RunInProgress, RunNotActive
@@ -242,7 +243,7 @@ async def run_stream(request: HttpRequest, run_id: int) -> HttpResponseBase:
     """The run's live feed over SSE, readable only by its owner (see `stream_response`).
 
     An async view with an async body: an open stream holds no thread of its own (see
-    stream.release_request_thread), only its listener on the event loop; the checks before it
+    streaming.release_request_thread), only its listener on the event loop; the checks before it
     opens run in a thread, with one short-lived connection."""
     return await sync_to_async(_page_stream)(request, run_id)
 
@@ -285,7 +286,7 @@ def stream_response(request: HttpRequest, run_id: int, *, owner: User) -> HttpRe
             return HttpResponse(status=204)
     if grip.is_proxied(request):  # Pushpin holds the stream (runs/grip.py)
         return grip.hold_response(run.pk, after_id=after, user_id=owner.pk, first=True)
-    response = stream.EventStreamResponse(
+    response = streaming.EventStreamResponse(
         stream.stream_run_events(run.pk, after_id=after, user_id=owner.pk, batched=batched)
     )
     response["Cache-Control"] = "no-cache"

@@ -13,8 +13,8 @@ from tests.support import ROOT, child_env
 
 def probe_asgi(expression: str) -> Any:
     """`expression`, as JSON, in a fresh process that has loaded project.asgi (as `asgi`;
-    `gc` and `runs.stream` as `stream` too)."""
-    imports = "import gc, json, project.asgi as asgi, runs.stream as stream"
+    `gc` and `project.streaming` as `streaming` too)."""
+    imports = "import gc, json, project.asgi as asgi, project.streaming as streaming"
     out = subprocess.run(
         [sys.executable, "-c", f"{imports}; print(json.dumps({expression}))"],
         cwd=ROOT,
@@ -37,4 +37,4 @@ def test_loading_the_asgi_application_freezes_start_up_objects_and_raises_gen0(d
 
 def test_the_asgi_application_is_the_streaming_handler(db):
     """The handler runs/stream.py's streams are sent through (StreamingASGIHandler)."""
-    assert probe_asgi("type(asgi.django_application) is stream.StreamingASGIHandler")
+    assert probe_asgi("type(asgi.django_application) is streaming.StreamingASGIHandler")

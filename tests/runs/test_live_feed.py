@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from runs import listener as runs_listener
 from runs import services, stream, transitions
 from runs.models import IngestionRun, RunEvent, RunStatus
 from runs.workloads import DIAGNOSTIC
@@ -251,10 +252,10 @@ def test_the_first_subscription_makes_open_streams_re_read_what_they_missed(
     an event published after the stream's replay reaches no one, so once subscribed the
     listener wakes every stream to re-read the database (not only after an outage)."""
     woken: list[bool] = []
-    monkeypatch.setattr(stream, "wake_all_streams", lambda: woken.append(True))
+    monkeypatch.setattr(runs_listener, "wake_all_streams", lambda: woken.append(True))
 
     async def subscribe_once() -> None:
-        listener = stream.ResilientRedisListener()
+        listener = runs_listener.ResilientRedisListener()
         task = asyncio.create_task(listener.start())
         for _ in range(200):
             if listener.connected:

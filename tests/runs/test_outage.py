@@ -17,7 +17,8 @@ import redis
 
 from ingestion.models import Job, JobStatus, Source
 from project.settings import redis_kwargs
-from runs import feed, stream
+from runs import feed
+from runs import listener as runs_listener
 from runs.models import IngestionRun, RunStatus
 from tests.ingestion.boards import greenhouse_job, mount_greenhouse
 from tests.support import (
@@ -181,8 +182,8 @@ def test_the_event_listener_polls_while_redis_is_down_and_resubscribes_promptly(
     valkey.start()
     settings.EVENTSTREAM_REDIS = redis_kwargs(valkey.url)
     wakes: list[float] = []
-    monkeypatch.setattr(stream, "wake_all_streams", lambda: wakes.append(time.monotonic()))
-    poll = stream.DEGRADED_POLL_SECONDS
+    monkeypatch.setattr(runs_listener, "wake_all_streams", lambda: wakes.append(time.monotonic()))
+    poll = runs_listener.DEGRADED_POLL_SECONDS
 
     async def until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout
@@ -191,7 +192,7 @@ def test_the_event_listener_polls_while_redis_is_down_and_resubscribes_promptly(
             await asyncio.sleep(0.02)
 
     async def outage() -> tuple[int, float]:
-        listener = stream.ResilientRedisListener()
+        listener = runs_listener.ResilientRedisListener()
         task = asyncio.create_task(listener.start())
         try:
             await until(lambda: listener.connected, timeout=10)

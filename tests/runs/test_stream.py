@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.handlers.asgi import ASGIHandler
 
+from project import streaming
 from runs import stream
 
 
@@ -30,7 +31,7 @@ def test_each_event_reaches_the_asgi_server_as_the_one_frame_built_for_every_str
             sent.append(message)
 
         gen = body()
-        response = stream.EventStreamResponse(gen)
+        response = streaming.EventStreamResponse(gen)
         assert aiter(response) is gen
         await ASGIHandler().send_response(response, send)
         assert sent[0]["type"] == "http.response.start"
@@ -130,7 +131,7 @@ def next_message(pubsub: Any, timeout: float) -> dict[str, Any] | None:
 def test_the_web_handler_sends_a_part_whole_and_still_cuts_a_large_one():
     """The web process's handler (project/asgi.py) hands a stream's part to the server as
     it is, one body message, and cuts one larger than a message as Django does."""
-    handler = stream.StreamingASGIHandler
+    handler = streaming.StreamingASGIHandler
     part = b"x" * 300
     assert list(handler.chunk_bytes(part)) == [(part, True)]
     assert list(handler.chunk_bytes(part))[0][0] is part
@@ -149,7 +150,7 @@ def test_the_web_handler_sends_a_part_whole_and_still_cuts_a_large_one():
         async def send(message: dict[str, Any]) -> None:
             sent.append(message.get("body", b""))
 
-        await handler().send_response(stream.EventStreamResponse(body()), send)
+        await handler().send_response(streaming.EventStreamResponse(body()), send)
         return sent
 
     assert b"".join(asyncio.run(send_all())) == part + large
