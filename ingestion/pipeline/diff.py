@@ -472,8 +472,8 @@ class SourceDiff:
         and, instead of writing the batch again (its new jobs would collide), runs the
         commit's hooks (the events' broadcasts, the chunks' queueing) that Django dropped
         with the broken connection. The jobs excluded from the near-duplicate lookup are
-        not put back: a failed try excluded jobs the retry excludes again, or ids no job
-        will have."""
+        not put back: a failed try excluded only this batch's jobs, which the retry
+        excludes again, and ids it drew that become no job or one of those."""
         saved_items = [(i.job_id, i.reason, i.job_status, i.attempts) for i in items]
         saved_candidates = [c.job_id for c in candidates]
         item_events = self._item_events
@@ -516,7 +516,8 @@ class SourceDiff:
         self._items_written = expected
 
     def _items_stored(self) -> int:
-        """The run's items of this source in the database."""
+        """The run's items of this source in the database: those of the batches this
+        listing committed (a run lists each of its sources once)."""
         return RunItem.objects.filter(run_id=self.run.pk, source_id=self.source.pk).count()
 
     def _process(
