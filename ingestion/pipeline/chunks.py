@@ -10,10 +10,12 @@ run keeps every worker busy and a large one is still a few dozen RQ jobs, not th
 
 from __future__ import annotations
 
+import copy
+import itertools
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from django.conf import settings
 from django.db import transaction
@@ -114,6 +116,22 @@ class ChunkStream:
         self.ctx.progress(increments={"total_jobs": count}, force_event=first)
         if first:
             self.ctx.set_stage(RunStatus.INGESTING, message="Processing jobs as they are listed.")
+
+    def savepoint(self) -> Callable[[], None]:
+        """A function that puts the stream back as it is now: for a transaction that adds
+        to it and is rolled back to be tried again (ingestion.pipeline.diff), whose chunk
+        rows, counters and queueing were rolled back with it."""
+        # A copy of the sizes to come, however many the rolled-back adds took.
+        self._sizes, sizes = itertools.tee(self._sizes)
+        state = (self._number, self.queued, self.processed, self._analyzed, self._size)
+        buffer = list(self._buffer)
+
+        def restore() -> None:
+            self._number, self.queued, self.processed, self._analyzed, self._size = state
+            self._buffer = list(buffer)
+            self._sizes = copy.copy(sizes)
+
+        return restore
 
     def close(self) -> bool:
         """Queue what is left and mark the listing done. Returns True when nothing is left

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ingestion import dedupe, events, normalize, simhash, store
 from ingestion.adapters import Posting, RawRecord, SourceFailed, adapter_class, get_adapter
 from ingestion.fetching import Fetcher, FetchError
-from ingestion.models import ItemOutcome, JobStatus, Source
+from ingestion.models import ItemOutcome, JobStatus, RunItem, Source
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.chunks import live_workers
 from ingestion.pipeline.content import JOB_MAX, Content, announce_failures
@@ -38,6 +38,7 @@ from ingestion.pipeline.unchanged import (
     job_company,
     source_raw_hasher,
 )
+from runs import dbretry
 from runs.context import RunContext
 from runs.exceptions import RunAborted, RunGone
 
@@ -146,6 +147,7 @@ class SourceDiff:
         near: dedupe.NearDuplicates,
         on_pending: Callable[[list[int]], None] | None = None,
         on_processed: Callable[[int], None] | None = None,
+        savepoint: Callable[[], Callable[[], None]] | None = None,
     ) -> None:
         self.ctx = ctx
         self.run = ctx.run
@@ -160,6 +162,9 @@ class SourceDiff:
         # Called with how many of each batch's jobs it wrote processed (their listing carried
         # their description: no chunk takes them), in the batch's transaction.
         self.on_processed = on_processed
+        # Called before each batch's transaction; what it returns puts what the callbacks
+        # keep in memory back as it was, when the transaction is rolled back to be retried.
+        self.savepoint = savepoint
         self.counters = INGEST_COUNTERS if write else PREVIEW_COUNTERS
         self.now = timezone.now()
         self.outcome = SourceOutcome(
@@ -174,6 +179,8 @@ class SourceDiff:
         self._contents: dict[tuple[str, str], str] = {}
         self.source_rows_companies = adapter_class(source.kind).row_companies
         self._item_events = 0
+        # The items of this source's batches committed so far.
+        self._items_written = 0
         self.raw_hash = source_raw_hasher(source, filters, row_companies=self.source_rows_companies)
         # Records told unchanged by their raw hash (ingestion.pipeline.unchanged).
         self.unchanged = UnchangedRecords(
@@ -321,7 +328,10 @@ class SourceDiff:
                 name = {"ready": "ready", "skipped": "skipped"}.get(status, "failed")
                 increments[name] = increments.get(name, 0) + 1
         processed = {item.external_id: (status, done) for item, _, _, status, done in final}
-        with transaction.atomic():
+
+        # The batch's transaction (_write_batch runs it, and again should the database
+        # connection break).
+        def write() -> None:
             if self.write:
                 # The listing's decisions go into the rows it writes (each job written once);
                 # those whose canonical is a new job of this batch without an id when its row
@@ -440,6 +450,75 @@ class SourceDiff:
             for item in items:
                 if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
                     self._report_item(item)
+
+        self._write_batch(write, items, [candidate for _, candidate, _ in near])
+
+    def _write_batch(
+        self,
+        write: Callable[[], None],
+        items: list[store.ItemRow],
+        candidates: list[dedupe.Candidate],
+    ) -> None:
+        """Run `write`, a batch's writes, in one transaction; when the database connection
+        breaks (runs.dbretry), again on a new connection, from the state as it was before
+        the first try: what `write` changes in memory (the items' and the candidates' job
+        ids, reasons and statuses, the item events told, the run's counters, the chunk
+        stream) is put back, and what it wrote was rolled back with its transaction (ids
+        drawn for new jobs included: the retry draws its own; publishing and queueing wait
+        for the commit).
+
+        A COMMIT whose answer was lost may have happened: then every item of the batch is
+        stored, and the try that wrote it left the memory as committed. The retry sees that
+        and, instead of writing the batch again (its new jobs would collide), runs the
+        commit's hooks (the events' broadcasts, the chunks' queueing) that Django dropped
+        with the broken connection. The jobs excluded from the near-duplicate lookup are
+        not put back: a failed try excluded only this batch's jobs, which the retry
+        excludes again, and ids it drew that become no job or one of those."""
+        saved_items = [(i.job_id, i.reason, i.job_status, i.attempts) for i in items]
+        saved_candidates = [c.job_id for c in candidates]
+        item_events = self._item_events
+        restore_stream = self.savepoint() if self.savepoint is not None else None
+        expected = self._items_written + len(items)
+        hooks: list[tuple[Callable[[], None], bool]] = []
+        tries = 0
+
+        def attempt() -> None:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                self.run.refresh_from_db()
+                if self._items_stored() >= expected:
+                    for hook, robust in hooks:
+                        _run_hook(hook, robust=robust)
+                    return
+                for item, (job_id, reason, job_status, attempts) in zip(
+                    items, saved_items, strict=True
+                ):
+                    item.job_id, item.reason = job_id, reason
+                    item.job_status, item.attempts = job_status, attempts
+                for candidate, job_id in zip(candidates, saved_candidates, strict=True):
+                    candidate.job_id = job_id
+                self._item_events = item_events
+                if restore_stream is not None:
+                    restore_stream()
+            hooks.clear()
+            with transaction.atomic():
+                write()
+                # Django drops them when the COMMIT fails: kept for a retry that finds the
+                # batch committed all the same.
+                # (Django's entries are (savepoint ids, hook, robust); its stubs omit robust.)
+                pending: list[tuple[Any, ...]] = list(connection.run_on_commit)
+                hooks.extend((func, robust) for _, func, robust in pending)
+
+        dbretry.retry_transient(
+            attempt, what=f"a batch of the listing of {self.outcome.label} in run {self.run.pk}"
+        )
+        self._items_written = expected
+
+    def _items_stored(self) -> int:
+        """The run's items of this source in the database: those of the batches this
+        listing committed (a run lists each of its sources once)."""
+        return RunItem.objects.filter(run_id=self.run.pk, source_id=self.source.pk).count()
 
     def _process(
         self,
@@ -633,6 +712,17 @@ class SourceDiff:
         if stored_hash == chash:
             return ItemOutcome.UNCHANGED, "", chash
         return ItemOutcome.UPDATED, "content changed", chash
+
+
+def _run_hook(hook: Callable[[], None], *, robust: bool) -> None:
+    """Run an on-commit hook as Django would have (a robust one's error is logged)."""
+    if not robust:
+        hook()
+        return
+    try:
+        hook()
+    except Exception:
+        logger.exception("An on-commit hook of a listing batch failed")
 
 
 def _by_company(

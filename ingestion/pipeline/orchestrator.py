@@ -63,7 +63,11 @@ def execute_ingest(ctx: RunContext) -> object:
         _resume_pending_jobs(ctx, run.config["resume_of"], on_pending=stream.add)
     else:
         outcomes = _list_sources(
-            ctx, write=True, on_pending=stream.add, on_processed=stream.add_processed
+            ctx,
+            write=True,
+            on_pending=stream.add,
+            on_processed=stream.add_processed,
+            savepoint=stream.savepoint,
         )
         # Pending jobs this run did not write: left pending by an earlier run that was
         # aborted or died (this run's own are chunked already).
@@ -195,6 +199,7 @@ def _list_sources(
     write: bool,
     on_pending: Callable[[list[int]], None] | None = None,
     on_processed: Callable[[int], None] | None = None,
+    savepoint: Callable[[], Callable[[], None]] | None = None,
 ) -> list[SourceOutcome]:
     run = ctx.run
     entries = list(run.config.get("sources") or [])
@@ -235,6 +240,7 @@ def _list_sources(
                     near=near,
                     on_pending=on_pending,
                     on_processed=on_processed,
+                    savepoint=savepoint,
                 ).run_diff()
             _announce(ctx, outcome)
             if source is not None:

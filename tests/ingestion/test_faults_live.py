@@ -12,6 +12,7 @@ import os
 import time
 
 import psutil
+import psycopg
 import pytest
 from django.db import connection
 from django.test import Client
@@ -169,44 +170,93 @@ def test_a_call_longer_than_the_stale_limit_does_not_end_a_healthy_run(
     assert widest < 2
 
 
+def terminate_inside_a_batch(worker: Proc, run: IngestionRun, *, times: int) -> int:
+    """Terminate the worker's database backend inside a batch's transaction, `times` times
+    (or until the run ends); returns how many were terminated.
+
+    Every batch, the listing's or a chunk's, updates the run's counters after it has written
+    jobs: the run's row is held locked here until one of the worker's backends waits for it
+    while holding a write lock on the jobs (inside a batch's transaction), and that backend
+    is terminated. A backend that waits for it otherwise (a heartbeat) is let through: the
+    lock is released at once and taken again."""
+    settings = connection.settings_dict
+    terminated = 0
+    deadline = time.monotonic() + 60
+    with psycopg.connect(
+        host=settings["HOST"] or None,
+        port=settings["PORT"] or None,
+        user=settings["USER"] or None,
+        password=settings["PASSWORD"] or None,
+        dbname=settings["NAME"],
+    ) as holder:
+        while terminated < times and time.monotonic() < deadline:
+            if IngestionRun.objects.get(pk=run.pk).is_terminal:
+                break
+            with holder.transaction():
+                # NO KEY: a row that references the run (a payload) takes a KEY SHARE lock on
+                # it at commit, which FOR UPDATE would hold up.
+                holder.execute(
+                    f"SELECT 1 FROM {IngestionRun._meta.db_table} WHERE id = %s FOR NO KEY UPDATE",
+                    [run.pk],
+                )
+                held_until = time.monotonic() + 2
+                while time.monotonic() < held_until:
+                    with connection.cursor() as cursor:
+                        cursor.execute(
+                            "SELECT a.pid, EXISTS (SELECT 1 FROM pg_locks l "
+                            "WHERE l.pid = a.pid AND l.granted AND l.mode = 'RowExclusiveLock' "
+                            "AND l.relation = %s::regclass) FROM pg_stat_activity a "
+                            "WHERE a.client_port = ANY(%s) AND a.wait_event_type = 'Lock'",
+                            [Job._meta.db_table, worker_database_ports(worker)],
+                        )
+                        waiting = cursor.fetchall()
+                        in_batch = [pid for pid, writing in waiting if writing]
+                        if in_batch:
+                            cursor.execute(
+                                "SELECT count(pg_terminate_backend(pid)) FROM unnest(%s) pid",
+                                [in_batch],
+                            )
+                            terminated += cursor.fetchone()[0]
+                    if waiting:
+                        break
+                    time.sleep(0.01)
+            time.sleep(0.05)  # the lock released: let the worker on
+    return terminated
+
+
+@pytest.mark.parametrize("stage", ["listing", "chunk"])
 def test_a_dropped_database_connection_retries_the_batch_and_the_run_finishes(
-    fixture_server, procs, tmp_path, user, child_env_overrides
+    fixture_server, procs, tmp_path, user, child_env_overrides, stage
 ):
     if connection.vendor != "postgresql":
         pytest.skip("terminates the worker's server backends: PostgreSQL only (CI runs it)")
     from tests.support import start_worker
 
-    # Postings with their content (no detail fetch): the horse's time goes to its batches.
     batch = 50
     env = {**child_env_overrides, "INTAKE_BATCH_SIZE": batch, "INTAKE_CHUNK_SIZE": 1000}
     worker = start_worker(tmp_path, **env)
     procs.append(worker)
     Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
-    count = 3000
-    mount_greenhouse(fixture_server, "acme", [greenhouse_job(i, f"Role {i}") for i in range(count)])
+    if stage == "listing":
+        # Postings with their content: the listing writes each job processed, in its batches
+        # (ingestion.pipeline.diff), and no chunk runs.
+        count = 3000
+        jobs = [greenhouse_job(i, f"Role {i}") for i in range(count)]
+        mount_greenhouse(fixture_server, "acme", jobs)
+    else:
+        # Postings without it: the chunks fetch each job's detail and process it in batches.
+        count = 1000
+        detail_board(fixture_server, count, delay=0)
     run = services.ingest_start(owner=user)
-    wait_for(
-        lambda: (
-            WorkChunk.objects.filter(run=run, number=0, status=ChunkStatus.DONE).exists()
-            and IngestionRun.objects.get(pk=run.pk).items_done >= batch
-        ),
-        timeout=60,
-        interval=0.01,
-        what="the chunks under way",
-    )
-    # Terminate the worker's backend while it is inside a transaction (between the
-    # statements of a batch), twice.
-    terminated = 0
-    deadline = time.monotonic() + 20
-    with connection.cursor() as cursor:
-        while terminated < 2 and time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE client_port = ANY(%s) AND state = 'idle in transaction'",
-                [worker_database_ports(worker)],
-            )
-            terminated += cursor.fetchone()[0]
-    assert terminated == 2, "never caught the worker inside a transaction"
+    if stage == "chunk":
+        wait_for(
+            lambda: WorkChunk.objects.filter(run=run, number=0, status=ChunkStatus.DONE).exists(),
+            timeout=60,
+            interval=0.01,
+            what="the listing done",
+        )
+    terminated = terminate_inside_a_batch(worker, run, times=2)
+    assert terminated == 2, "never caught the worker inside a batch's transaction"
     dropped_at = time.monotonic()
     wait_for(lambda: IngestionRun.objects.get(pk=run.pk).is_terminal, timeout=90, what="the run")
     finished_in = time.monotonic() - dropped_at
@@ -214,14 +264,17 @@ def test_a_dropped_database_connection_retries_the_batch_and_the_run_finishes(
     retried = {
         what: log.count(text)
         for what, text in (
-            ("batch", "Database error during a batch"),
+            ("listing", "Database error during a batch of the listing"),
+            ("chunk", "Database error during a batch of chunk"),
             ("checkpoint", "Database error during a checkpoint"),
             ("part", "its part is queued again"),
         )
     }
     print(
-        f"\nFIGURE worker backend terminated mid-transaction twice: run finished "
+        f"\nFIGURE worker backend terminated inside a {stage} batch twice: run finished "
         f"{finished_in:.1f} s after the second; retried {retried}"
     )
     assert_processed_once(run, count)
-    assert retried["batch"] >= 1
+    assert retried[stage] == 2
+    if stage == "listing":
+        assert not WorkChunk.objects.filter(run=run, number__gt=0).exists()
