@@ -10,7 +10,7 @@ import time
 import pytest
 
 from runs import listener as runs_listener
-from runs import services, stream, transitions
+from runs import services, transitions
 from runs.models import IngestionRun, RunEvent, RunStatus
 from runs.workloads import DIAGNOSTIC
 from tests.support import SSEClient, session_cookies, wait_for
