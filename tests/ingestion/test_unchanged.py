@@ -317,3 +317,52 @@ def test_a_jsonl_file_re_run_maps_no_row(work, user, mapped) -> None:
     again = _ingest(work, user, source)
     assert mapped == []
     assert outcome_counts(again)["unchanged"] == ROWS
+
+
+def test_a_csv_row_kept_as_its_cells_reads_as_its_record() -> None:
+    # The listing keeps a CSV row as its cells until it is mapped (files.CsvRow): its key,
+    # its posting and its raw text must be those of the record it stood for.
+    data = (
+        b"external_id,title,company,url,description\r\n"
+        b"A-1,Engineer,  Acme   Corp ,https://acme.example/1,<p>One</p>\r\n"
+        b"A-2,Designer\r\n"
+        b",,,,\r\n"
+        b" A-3 ,Writer,,not a url,Plain text,extra,cells\r\n"
+        b",No id,Acme,,\r\n"
+    )
+
+    def read(raw: bool) -> list[tuple[int, Any, Any, str]]:
+        return [
+            (row, files.record_key(record), files._mapped(record, row, label="row"), text)
+            for row, record, text in files._raw_records(io.BytesIO(data), "csv", raw=raw)
+        ]
+
+    kept = read(raw=True)
+    assert any(
+        isinstance(r, files.CsvRow)
+        for _, r, _ in files._raw_records(io.BytesIO(data), "csv", raw=True)
+    )
+    as_records = read(raw=False)
+    assert [k[:3] for k in kept] == [r[:3] for r in as_records]
+    assert [row for row, *_ in kept] == [1, 2, 4, 5]
+    assert kept[0][1] == ("Acme Corp", "A-1")
+    assert kept[2][1] == ("", "A-3")
+    assert all(text for *_, text in kept)
+
+
+def test_a_csv_header_naming_a_field_twice_reads_rows_as_records(work, user, mapped) -> None:
+    # Two columns of one field (id, job_id): the first non-empty wins, which a row kept as
+    # its cells cannot say; such a file's rows are records, and re-run unchanged all the same.
+    data = b"id,job_id,title\r\nX-1,,First\r\n,X-2,Second\r\n"
+    assert not any(
+        isinstance(r, files.CsvRow)
+        for _, r, _ in files._raw_records(io.BytesIO(data), "csv", raw=True)
+    )
+    source = services.source_create(
+        owner=user, kind="file", company="Initech", upload=io.BytesIO(data), upload_name="j.csv"
+    )
+    _ingest(work, user, source)
+    mapped.clear()
+    again = _ingest(work, user, source)
+    assert mapped == []
+    assert outcome_counts(again)["unchanged"] == 2
