@@ -480,6 +480,7 @@ def _mapped(record: Any, row: int | None, *, label: str) -> Posting:
 class FileAdapter(Adapter):
     kind = "file"
     row_companies = True
+    reads_upload = True
 
     @classmethod
     def company_in_upload(cls, fileobj: BinaryIO, fmt: str) -> str:

@@ -9,6 +9,7 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+import django_rq
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -17,6 +18,7 @@ from ingestion import services
 from ingestion.adapters import files
 from ingestion.models import ItemOutcome, Job, JobSeen, JobStatus, RunItem
 from ingestion.normalize import hashing
+from ingestion.pipeline import diff, readahead, unchanged
 from ingestion.selectors import outcome_counts
 from runs.models import RunStatus
 from tests.ingestion.pages import posting_row, postings_csv, postings_jsonl
@@ -366,3 +368,150 @@ def test_a_csv_header_naming_a_field_twice_reads_rows_as_records(work, user, map
     again = _ingest(work, user, source)
     assert mapped == []
     assert outcome_counts(again)["unchanged"] == 2
+
+
+READ_BATCH = 5
+
+
+@pytest.fixture
+def rerun(work, user, monkeypatch) -> Callable[[int], Any]:  # type: ignore[no-untyped-def]
+    """Re-runs of a 40-row file ingested once, in batches of 5, the listing told there are
+    `workers` live workers; each returns the run and its items."""
+    monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", READ_BATCH)
+    rows = [posting_row(n) for n in range(1, 41)]
+    rows[12]["title"] = ""  # an invalid row, re-run as invalid
+    rows[20] = dict(rows[3])  # row 21 repeats row 4: a duplicate on every run
+    source = _source(user, rows)
+    first = _ingest(work, user, source)
+    assert sum(s["readElsewhere"] for s in first.summary["sources"]) == 0
+
+    def run(workers: int) -> tuple[Any, list[tuple[Any, ...]]]:
+        monkeypatch.setattr(diff, "live_workers", lambda: workers)
+        done = _ingest(work, user, source)
+        items = list(
+            RunItem.objects.filter(run=done)
+            .order_by("id")
+            .values_list("row", "external_id", "title", "url", "job_id", "outcome", "reason")
+        )
+        return done, items
+
+    return run
+
+
+def read_elsewhere(run: Any) -> int:
+    return sum(s["readElsewhere"] for s in run.summary["sources"])
+
+
+def readahead_keys() -> list[bytes]:
+    return list(django_rq.get_connection("default").scan_iter("intake:readahead:*"))
+
+
+def test_a_re_run_read_ahead_by_a_helper_gives_the_same_items(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    alone, items = rerun(1)
+    real = readahead.ReadAhead._start
+
+    def start_and_read(self, reader, hint):  # type: ignore[no-untyped-def]
+        started = real(self, reader, hint)
+        # The helper at once, before the listing asks for batch 2: it reads all the rest.
+        assert readahead.read_ahead(self.prefix).endswith(": 7 batches")
+        return started
+
+    real_to_map = unchanged.UnchangedRecords.to_map
+    looked_up: list[int] = []
+
+    def to_map(self, batch):  # type: ignore[no-untyped-def]
+        if self._keys:  # the listing's own (a helper's lists nothing)
+            looked_up.append(len(batch))
+        return real_to_map(self, batch)
+
+    monkeypatch.setattr(readahead, "AHEAD", 100)
+    monkeypatch.setattr(readahead.ReadAhead, "_start", start_and_read)
+    monkeypatch.setattr(unchanged.UnchangedRecords, "to_map", to_map)
+    helped, helped_items = rerun(2)
+    # The helper's guesses of what to map ahead spared the listing a lookup per batch.
+    assert looked_up == []
+    assert helped_items == items
+    assert {i[5] for i in items} == {"unchanged", "invalid", "duplicate"}
+    assert outcome_counts(helped) == outcome_counts(alone)
+    assert read_elsewhere(alone) == 0
+    assert read_elsewhere(helped) == 40 // READ_BATCH - 1
+    assert readahead_keys() == []
+    assert django_rq.get_queue("default").count == 0, "helpers left queued"
+
+
+def test_a_read_ahead_helper_that_died_is_taken_over_where_it_stopped(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _, items = rerun(1)
+    real = readahead.ReadAhead._start
+
+    def start_and_die(self, reader, hint):  # type: ignore[no-untyped-def]
+        started = real(self, reader, hint)
+        # A helper that pushed batch 2 and died holding the read: its lease lapses.
+        batches = reader()
+        next(batches)
+        claim, last, out, _ = readahead._keys(self.prefix)
+        self.conn.set(claim, "pid 0", px=300)
+        batch = next(batches)
+        self.conn.rpush(out, readahead.pickle.dumps((batch, list(range(len(batch))))))
+        return started
+
+    monkeypatch.setattr(readahead.ReadAhead, "_start", start_and_die)
+    again, again_items = rerun(2)
+    assert again_items == items
+    assert read_elsewhere(again) == 1
+    assert readahead_keys() == []
+
+
+def test_a_read_ahead_helper_whose_reading_failed_is_read_on_by_the_listing(
+    rerun, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    _, items = rerun(1)
+    real = readahead.ReadAhead._start
+
+    def start_and_fail(self, reader, hint):  # type: ignore[no-untyped-def]
+        started = real(self, reader, hint)
+        claim, last, out, _ = readahead._keys(self.prefix)
+        self.conn.set(claim, "pid 0", ex=30)
+        self.conn.rpush(out, readahead.FAILED)
+        return started
+
+    monkeypatch.setattr(readahead.ReadAhead, "_start", start_and_fail)
+    again, again_items = rerun(2)
+    assert again_items == items
+    assert read_elsewhere(again) == 0
+    assert readahead_keys() == []
+
+
+def test_a_late_read_ahead_helper_starts_after_the_listings_last_batch(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _, items = rerun(1)
+    helpers: list[str] = []
+    asked = 0
+    real_batches = readahead.ReadAhead.batches
+
+    def batches(self, reader, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal asked
+        for batch in real_batches(self, reader, **kwargs):
+            asked += 1
+            if asked == 3:  # the helper starts only now: it reads from batch 4 on
+                helpers.append(readahead.read_ahead(self.prefix))
+            yield batch
+
+    monkeypatch.setattr(readahead, "AHEAD", 100)
+    monkeypatch.setattr(readahead.ReadAhead, "batches", batches)
+    again, again_items = rerun(2)
+    assert again_items == items
+    assert helpers[0].endswith(": 5 batches")
+    assert read_elsewhere(again) == 5
+    assert readahead_keys() == []
+
+
+def test_a_re_run_that_maps_its_rows_is_not_read_ahead(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Rows unchanged by content but not by raw hash are mapped: mapping, not reading, is
+    # then the listing's work, and the other workers map (ingestion.pipeline.mapping).
+    started: list[str] = []
+    monkeypatch.setattr(readahead.ReadAhead, "_start", lambda self, *_: started.append("") or False)
+    Job.objects.update(raw_hash="")
+    again, _ = rerun(2)
+    assert outcome_counts(again)["unchanged"] == 38
+    assert started == []
+    rerun(2)  # the raw hashes stored again: read ahead
+    assert started == [""]
