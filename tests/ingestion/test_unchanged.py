@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import django_rq
 import pytest
 from django.db import connection
 from django.utils import timezone
+from rq import Worker
 
 from ingestion import services
 from ingestion.adapters import files
@@ -20,8 +22,9 @@ from ingestion.models import ItemOutcome, Job, JobSeen, JobStatus, RunItem
 from ingestion.normalize import hashing
 from ingestion.pipeline import diff, readahead, unchanged
 from ingestion.selectors import outcome_counts
-from runs.models import RunStatus
+from runs.models import IngestionRun, RunStatus
 from tests.ingestion.pages import posting_row, postings_csv, postings_jsonl
+from tests.support import start_worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -515,3 +518,33 @@ def test_a_re_run_that_maps_its_rows_is_not_read_ahead(rerun, monkeypatch) -> No
     assert started == []
     rerun(2)  # the raw hashes stored again: read ahead
     assert started == [""]
+
+
+@pytest.mark.slow
+def test_a_second_real_worker_reads_an_unchanged_re_run_ahead(
+    worker, procs, tmp_path: Path, user
+) -> None:  # type: ignore[no-untyped-def]
+    """Real forked workers, the listing's real batch size."""
+    queue = django_rq.get_queue("default")
+    procs.append(start_worker(tmp_path, name="w1"))
+    wait_for(lambda: Worker.count(queue=queue) >= 2, timeout=60, what="live workers")
+    rows = [posting_row(n) for n in range(1, 4 * diff.LISTING_BATCH_SIZE + 1)]
+    source = _source(user, rows)
+
+    def ingest() -> IngestionRun:
+        run = services.ingest_start(owner=user, source_ids=[source.pk])
+        wait_for(
+            lambda: IngestionRun.objects.get(pk=run.pk).is_terminal, timeout=300, what="the run"
+        )
+        run.refresh_from_db()
+        assert run.status == RunStatus.FINISHED, run.error_message
+        return run
+
+    first = ingest()
+    again = ingest()
+    assert read_elsewhere(first) == 0
+    assert read_elsewhere(again) > 0, "the second worker read no batch"
+    items = list(RunItem.objects.filter(run=again).order_by("id").values_list("row", "outcome"))
+    assert items == [(n, "unchanged") for n in range(1, len(rows) + 1)]
+    assert JobSeen.objects.filter(last_seen_at__gt=first.finished_at).count() == len(rows)
+    assert readahead_keys() == []
