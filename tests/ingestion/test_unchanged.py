@@ -548,3 +548,22 @@ def test_a_second_real_worker_reads_an_unchanged_re_run_ahead(
     assert items == [(n, "unchanged") for n in range(1, len(rows) + 1)]
     assert JobSeen.objects.filter(last_seen_at__gt=first.finished_at).count() == len(rows)
     assert readahead_keys() == []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's statistics")
+def test_a_listing_first_analyzes_a_job_table_changed_since_its_statistics(work, user) -> None:  # type: ignore[no-untyped-def]
+    # Without statistics the stored-jobs lookup hashes all of a company's jobs per batch.
+    from tests.ingestion.test_views_jobs import _bulk_jobs
+
+    def estimated() -> float:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'ingestion_job'")
+            return float(cursor.fetchone()[0])
+
+    source = _source(user, _rows())
+    _ingest(work, user, source)
+    _bulk_jobs(user, 3000)
+    stored = Job.objects.count()
+    assert estimated() != stored
+    _ingest(work, user, source)
+    assert estimated() == stored
