@@ -163,6 +163,9 @@ class Adapter:
     # The source's postings may each belong to another company (an aggregator's export): a
     # posting's `company`, when given, is its job's company (the source's is the default).
     row_companies: ClassVar[bool] = False
+    # The source is read from its stored upload alone (no fetcher): any worker can read it
+    # (ingestion.pipeline.readahead).
+    reads_upload: ClassVar[bool] = False
 
     def __init__(self, source: Source, fetcher: Fetcher) -> None:
         self.source = source

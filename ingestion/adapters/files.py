@@ -23,7 +23,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, NamedTuple
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -312,11 +312,19 @@ def _csv_cells(fileobj: IO[bytes], *, raw: bool) -> Iterator[tuple[int, Any, str
                 raise SourceFailed(
                     f"The file has no {required!r} column{also}; found: {found or 'nothing'}."
                 )
+        # With `raw` and the usual header, a row stays its cells (CsvRow) until it is mapped:
+        # the listing tells most rows of a re-run unchanged by their key and raw hash alone.
+        lazy = CsvHeader.of(names) if raw and unique else None
         for row, cells in enumerate(rows, 1):
             if isinstance(cells, str):
                 yield row, BrokenRow(cells), ""
                 continue
-            record: dict[str, Any]
+            record: Any
+            if lazy is not None:
+                # A row of empty cells (within the header's columns) is no posting.
+                if any(c.strip() for c in cells[: len(names)]):
+                    yield row, CsvRow(lazy, cells), f"{head}|{_lengths(cells)}|{''.join(cells)}"
+                continue
             if unique:  # the usual header: one column per field
                 record = {n: c for n, c in zip(names, cells, strict=False) if c.strip()}
             else:
@@ -326,11 +334,7 @@ def _csv_cells(fileobj: IO[bytes], *, raw: bool) -> Iterator[tuple[int, Any, str
                     if cell.strip() and not record.get(name):
                         record[name] = cell
             if record:  # a row of empty cells is no posting
-                text = (
-                    f"{head}|{','.join([str(len(c)) for c in cells])}|{''.join(cells)}"
-                    if raw
-                    else ""
-                )
+                text = f"{head}|{_lengths(cells)}|{''.join(cells)}" if raw else ""
                 yield row, record, text
     except UnicodeDecodeError as exc:
         raise SourceFailed(
@@ -366,8 +370,47 @@ def _jsonl_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
     return jsonl_rows(fileobj)
 
 
-def record_key(record: dict[str, Any]) -> tuple[str, str]:
+def _lengths(cells: list[str]) -> str:
+    return ",".join(map(str, map(len, cells)))
+
+
+class CsvHeader(NamedTuple):
+    """A CSV header of one column per field: its names, and where the key's columns are."""
+
+    names: tuple[str, ...]
+    company: int | None
+    external_id: int | None
+
+    @classmethod
+    def of(cls, names: list[str]) -> CsvHeader:
+        def at(name: str) -> int | None:
+            return names.index(name) if name in names else None
+
+        return cls(tuple(names), at("company"), at("external_id"))
+
+
+class CsvRow(NamedTuple):
+    """A row of a CSV file whose header has one column per field, as read: what record_key
+    and to_posting read of it are the cells of its header's columns, not empty after strip
+    (as `record()` has them)."""
+
+    header: CsvHeader
+    cells: list[str]
+
+    def record(self) -> dict[str, Any]:
+        return {n: c for n, c in zip(self.header.names, self.cells, strict=False) if c.strip()}
+
+    def cell(self, at: int | None) -> str:
+        """The stripped cell of column `at` ("" for a column the header or the row lacks)."""
+        return self.cells[at].strip() if at is not None and at < len(self.cells) else ""
+
+
+def record_key(record: dict[str, Any] | CsvRow) -> tuple[str, str]:
     """(company, external_id) of a record as to_posting reads them, without mapping the rest."""
+    if isinstance(record, CsvRow):
+        company = record.cell(record.header.company)[: _MAX["company"]]
+        external_id = record.cell(record.header.external_id)[: _MAX["external_id"]]
+        return " ".join(company.split()), external_id
     company = _string(_value(record, "company"))[: _MAX["company"]]
     return " ".join(company.split()), _string(_value(record, "external_id"))[: _MAX["external_id"]]
 
@@ -376,12 +419,13 @@ def _records(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[int, dict[str, Any]
     """Each row of a postings file: its record (keys normalized with field_name), or the
     RowError of a row that is no record at all."""
     for row, record, _text in _raw_records(fileobj, fmt, raw=False):
+        assert not isinstance(record, CsvRow)  # rows stay cells only with `raw`
         yield row, record
 
 
 def _raw_records(
     fileobj: IO[bytes], fmt: str, *, raw: bool
-) -> Iterator[tuple[int, dict[str, Any] | RowError, str]]:
+) -> Iterator[tuple[int, dict[str, Any] | CsvRow | RowError, str]]:
     """As _records, with each record's raw text (with `raw`, else ""): what its raw hash is
     taken over, equal only for rows that read as equal records."""
     label = row_label(fmt)
@@ -395,6 +439,9 @@ def _raw_records(
     else:
         raise SourceFailed(f"Unknown file format {fmt!r}.")
     for row, record, text in records:
+        if isinstance(record, CsvRow):  # a CSV row left as its cells (_csv_cells)
+            yield row, record, text
+            continue
         if isinstance(record, BrokenRow):
             problem = RowError(row, "", record.message, label)
         elif not isinstance(record, dict):
@@ -425,12 +472,15 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
 
 
 def _mapped(record: Any, row: int | None, *, label: str) -> Posting:
+    if isinstance(record, CsvRow):
+        record = record.record()
     return to_posting(record, row or 0, label=label)[0]
 
 
 class FileAdapter(Adapter):
     kind = "file"
     row_companies = True
+    reads_upload = True
 
     @classmethod
     def company_in_upload(cls, fileobj: BinaryIO, fmt: str) -> str:
@@ -470,7 +520,9 @@ class FileAdapter(Adapter):
 
     def records(self, raw_hash: Callable[[str], str]) -> Iterator[Posting | RawRecord]:
         fmt = self.source.upload_format
-        label = row_label(fmt)
+        # A module function, not a closure: a record is pickled to be mapped on another
+        # worker (ingestion.pipeline.mapping).
+        mapper = functools.partial(_mapped, label=row_label(fmt))
 
         with self._upload() as fileobj:
             try:
@@ -486,9 +538,7 @@ class FileAdapter(Adapter):
                         row=row,
                         size=len(text),
                         record=record,
-                        # A module function, not a closure: a record is pickled to be
-                        # mapped on another worker (ingestion.pipeline.mapping).
-                        mapper=functools.partial(_mapped, label=label),
+                        mapper=mapper,
                     )
             except UploadError as exc:
                 raise SourceFailed(str(exc)) from exc

@@ -11,13 +11,14 @@ twice) and a small sample of descriptions (to learn the company's boilerplate).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -31,12 +32,14 @@ from ingestion.pipeline.chunks import live_workers
 from ingestion.pipeline.content import JOB_MAX, Content, announce_failures
 from ingestion.pipeline.filters import PostingFilter
 from ingestion.pipeline.mapping import NOTHING, Offers
+from ingestion.pipeline.readahead import ReadAhead
 from ingestion.pipeline.unchanged import (
     ITEM_MAX,
     Stored,
     UnchangedRecords,
     job_company,
     source_raw_hasher,
+    to_map_ahead,
 )
 from runs import dbretry
 from runs.context import RunContext
@@ -100,6 +103,8 @@ class SourceOutcome:
     companies: Counter[str] = field(default_factory=Counter)
     # Batches of the listing whose postings another worker mapped (ingestion.pipeline.mapping).
     mapped_elsewhere: int = 0
+    # Batches of the listing another worker read (ingestion.pipeline.readahead).
+    read_elsewhere: int = 0
 
     @property
     def valid_listed(self) -> int:
@@ -123,6 +128,7 @@ class SourceOutcome:
             ],
             "companiesCount": len(self.companies),
             "mappedElsewhere": self.mapped_elsewhere,
+            "readElsewhere": self.read_elsewhere,
         }
 
 
@@ -154,6 +160,7 @@ class SourceDiff:
         self.source = source
         self.fetcher = fetcher.for_source(source.pk)
         self.filter = PostingFilter(filters)
+        self.filters = filters
         self.write = write
         # The run's near-duplicate decisions, shared by its sources (listed one after another).
         self.near = near
@@ -181,7 +188,6 @@ class SourceDiff:
         self._item_events = 0
         # The items of this source's batches committed so far.
         self._items_written = 0
-        self.raw_hash = source_raw_hasher(source, filters, row_companies=self.source_rows_companies)
         # Records told unchanged by their raw hash (ingestion.pipeline.unchanged).
         self.unchanged = UnchangedRecords(
             source, self.run.owner_id, keys=self._keys, contents=self._contents
@@ -200,12 +206,26 @@ class SourceDiff:
         the source is recorded on the outcome (the run goes on); abort propagates."""
         started = time.monotonic()
         out = self.outcome
-        offers = Offers(self.run.pk, self.source.pk, workers=live_workers(), process=self.write)
+        workers = live_workers()
+        offers = Offers(self.run.pk, self.source.pk, workers=workers, process=self.write)
+        reader: Callable[[], Iterator[list[Posting | RawRecord]]]
+        if adapter_class(self.source.kind).reads_upload:
+            # Picklable: a read-ahead helper reads the source with the very same call.
+            reader = functools.partial(listing_batches, self.source, self.filters)
+        else:
+            reader = functools.partial(listing_batches, self.source, self.filters, self.fetcher)
+            workers = 1  # read here: the fetcher (its limits, its payloads) is this worker's
+        reading = ReadAhead(self.run.pk, self.source.pk, workers=workers)
+        batches = reading.batches(
+            reader,
+            hint=functools.partial(to_map_ahead, self.source, self.run.owner_id),
+            worth=self._mostly_unchanged,
+            checkpoint=self.ctx.checkpoint,
+        )
         try:
-            postings = get_adapter(self.source, self.fetcher).records(self.raw_hash)
             for batch, mapped in offers.batches(
-                batched(postings, LISTING_BATCH_SIZE, weight=posting_text_size),
-                to_map=self.unchanged.to_map,
+                batches,
+                to_map=reading.to_map(self.unchanged.to_map),
                 boilerplate=lambda: (self.boilerplate, self.boilerplate_lines),
                 checkpoint=self.ctx.checkpoint,
             ):
@@ -222,7 +242,9 @@ class SourceDiff:
         finally:
             self._mapped = NOTHING
             offers.close()
+            reading.close()
         out.mapped_elsewhere = offers.helped
+        out.read_elsewhere = reading.helped
         out.seconds = time.monotonic() - started
         unreported = out.counts[ItemOutcome.INVALID] + out.counts[ItemOutcome.ERROR]
         unreported -= self._item_events
@@ -234,6 +256,13 @@ class SourceDiff:
                 {"sourceId": self.source.pk, "count": unreported},
             )
         return out
+
+    def _mostly_unchanged(self) -> bool:
+        """Whether most of what was listed so far was unchanged by its raw hash, never mapped
+        (a re-run): then reading is most of the listing's work, and worth another worker's
+        (ingestion.pipeline.readahead); otherwise mapping is, which
+        ingestion.pipeline.mapping spreads."""
+        return self.unchanged.claimed * 2 > self.outcome.listed
 
     # --- one batch -------------------------------------------------------------------------
 
@@ -732,6 +761,17 @@ def _by_company(
     for posting, chash in upserts:
         groups.setdefault(job_company(posting, source), []).append((posting, chash))
     return groups
+
+
+def listing_batches(
+    source: Source, filters: dict[str, Any], fetcher: Fetcher | None = None
+) -> Iterator[list[Posting | RawRecord]]:
+    """A source's listing from its start, in the listing's batches: the listing's own reading,
+    and a read-ahead helper's (without `fetcher`: only a source read from its upload)."""
+    row_companies = adapter_class(source.kind).row_companies
+    raw_hash = source_raw_hasher(source, filters, row_companies=row_companies)
+    adapter = get_adapter(source, cast(Fetcher, fetcher))
+    return batched(adapter.records(raw_hash), LISTING_BATCH_SIZE, weight=posting_text_size)
 
 
 def posting_text_size(posting: Posting | RawRecord) -> int:

@@ -216,6 +216,10 @@ def _list_sources(
         f"{verb} {len(entries)} source{'s' if len(entries) != 1 else ''}: {names}",
         {"sources": [e.get("id") for e in entries], "dryRun": not write},
     )
+    # The listing looks its keys up in the job table batch after batch: without statistics
+    # (the last big ingest not analyzed yet) the planner hashes all of a company's jobs for
+    # each batch of keys instead of probing the unique key.
+    store.analyze_if_stale(Job)
     outcomes: list[SourceOutcome] = []
     near = NearDuplicates(run.owner_id)
     with Fetcher(run_id=run.pk, on_request=take_request_for(run.owner_id)) as fetcher:

@@ -69,6 +69,8 @@ class UnchangedRecords:
         self.owner_id = owner_id
         self._keys = keys
         self._contents = contents
+        # Records claimed unchanged so far.
+        self.claimed = 0
 
     def look_up(
         self,
@@ -130,6 +132,7 @@ class UnchangedRecords:
             return False
         self._keys[key] = f"row {record.row}" if record.row is not None else f"'{key[1]}'"
         self._contents[key[0], chash] = key[1]
+        self.claimed += 1
         return True
 
     def item(
@@ -148,3 +151,10 @@ class UnchangedRecords:
             outcome=ItemOutcome.UNCHANGED,
             reason="",
         )
+
+
+def to_map_ahead(source: Source, owner_id: int, batch: list[Posting | RawRecord]) -> list[int]:
+    """The indexes of UnchangedRecords.to_map's entries, from another worker (a module
+    function: pickled to it, ingestion.pipeline.readahead)."""
+    records = UnchangedRecords(source, owner_id, keys={}, contents={})
+    return [index for index, _ in records.to_map(batch)]

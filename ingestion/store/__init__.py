@@ -36,6 +36,7 @@ __all__ = [
     "PendingJob",
     "ProcessedJob",
     "analyze",
+    "analyze_if_stale",
     "backend",
     "concurrent_writers",
     "drop_fingerprints",
@@ -84,6 +85,7 @@ class Backend(Protocol):
     def set_listed(self, decisions: Sequence[tuple[int, int, int | None]]) -> None: ...
     def text_sizes(self, model: type[Model], column: str, ids: Sequence[int]) -> dict[int, int]: ...
     def analyze(self, model: type[Model]) -> None: ...
+    def analyze_if_stale(self, model: type[Model]) -> None: ...
     def limit_lock_wait(self, seconds: int) -> None: ...
 
 
@@ -168,6 +170,12 @@ def text_sizes(model: type[Model], column: str, ids: Sequence[int]) -> dict[int,
 def analyze(model: type[Model]) -> None:
     """Refresh the planner's statistics of `model`'s table, where the database keeps any."""
     backend().analyze(model)
+
+
+def analyze_if_stale(model: type[Model]) -> None:
+    """analyze(), when the table was never analyzed or changed by more than autovacuum's
+    default threshold since (autovacuum may be off, or not there yet)."""
+    backend().analyze_if_stale(model)
 
 
 # --- near-duplicates -------------------------------------------------------------------------

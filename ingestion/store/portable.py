@@ -242,6 +242,10 @@ def analyze(model: type[Model]) -> None:
     """Nothing: SQLite's planner has no statistics that a bulk insert leaves stale."""
 
 
+def analyze_if_stale(model: type[Model]) -> None:
+    """Nothing, as analyze()."""
+
+
 def limit_lock_wait(seconds: int) -> None:
     """Nothing: SQLite's busy timeout bounds the wait."""
 

@@ -296,6 +296,27 @@ def analyze(model: type[Model]) -> None:
         cursor.execute(f"ANALYZE {model._meta.db_table}")
 
 
+# Never analyzed, or more rows changed since than autovacuum's default threshold (50 + 10 %),
+# or grown by as much: the counts of changed rows reach the statistics views up to a second
+# late, the table's size at once.
+STALE_STATISTICS_SQL = """
+SELECT c.reltuples < 0
+    OR COALESCE(s.n_mod_since_analyze, 0) > 50 + 0.1 * GREATEST(c.reltuples, 0)
+    OR pg_relation_size(c.oid) / current_setting('block_size')::int > 10 + 1.1 * c.relpages
+FROM pg_class AS c
+LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid
+WHERE c.oid = %s::regclass
+"""
+
+
+def analyze_if_stale(model: type[Model]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(STALE_STATISTICS_SQL, [model._meta.db_table])
+        row = cursor.fetchone()
+        if row is not None and row[0]:
+            cursor.execute(f"ANALYZE {model._meta.db_table}")
+
+
 def limit_lock_wait(seconds: int) -> None:
     """Fail rather than wait longer than this for a lock, until the transaction ends."""
     with connection.cursor() as cursor:

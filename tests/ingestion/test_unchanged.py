@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import django_rq
 import pytest
 from django.db import connection
 from django.utils import timezone
+from rq import Worker
 
 from ingestion import services
 from ingestion.adapters import files
 from ingestion.models import ItemOutcome, Job, JobSeen, JobStatus, RunItem
 from ingestion.normalize import hashing
+from ingestion.pipeline import diff, readahead, unchanged
 from ingestion.selectors import outcome_counts
-from runs.models import RunStatus
+from runs.models import IngestionRun, RunStatus
 from tests.ingestion.pages import posting_row, postings_csv, postings_jsonl
+from tests.support import start_worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -317,3 +322,248 @@ def test_a_jsonl_file_re_run_maps_no_row(work, user, mapped) -> None:
     again = _ingest(work, user, source)
     assert mapped == []
     assert outcome_counts(again)["unchanged"] == ROWS
+
+
+def test_a_csv_row_kept_as_its_cells_reads_as_its_record() -> None:
+    # The listing keeps a CSV row as its cells until it is mapped (files.CsvRow): its key,
+    # its posting and its raw text must be those of the record it stood for.
+    data = (
+        b"external_id,title,company,url,description\r\n"
+        b"A-1,Engineer,  Acme   Corp ,https://acme.example/1,<p>One</p>\r\n"
+        b"A-2,Designer\r\n"
+        b",,,,\r\n"
+        b" A-3 ,Writer,,not a url,Plain text,extra,cells\r\n"
+        b",No id,Acme,,\r\n"
+    )
+
+    def read(raw: bool) -> list[tuple[int, Any, Any, str]]:
+        return [
+            (row, files.record_key(record), files._mapped(record, row, label="row"), text)
+            for row, record, text in files._raw_records(io.BytesIO(data), "csv", raw=raw)
+        ]
+
+    kept = read(raw=True)
+    assert any(
+        isinstance(r, files.CsvRow)
+        for _, r, _ in files._raw_records(io.BytesIO(data), "csv", raw=True)
+    )
+    as_records = read(raw=False)
+    assert [k[:3] for k in kept] == [r[:3] for r in as_records]
+    assert [row for row, *_ in kept] == [1, 2, 4, 5]
+    assert kept[0][1] == ("Acme Corp", "A-1")
+    assert kept[2][1] == ("", "A-3")
+    assert all(text for *_, text in kept)
+
+
+def test_a_csv_header_naming_a_field_twice_reads_rows_as_records(work, user, mapped) -> None:
+    # Two columns of one field (id, job_id): the first non-empty wins, which a row kept as
+    # its cells cannot say; such a file's rows are records, and re-run unchanged all the same.
+    data = b"id,job_id,title\r\nX-1,,First\r\n,X-2,Second\r\n"
+    assert not any(
+        isinstance(r, files.CsvRow)
+        for _, r, _ in files._raw_records(io.BytesIO(data), "csv", raw=True)
+    )
+    source = services.source_create(
+        owner=user, kind="file", company="Initech", upload=io.BytesIO(data), upload_name="j.csv"
+    )
+    _ingest(work, user, source)
+    mapped.clear()
+    again = _ingest(work, user, source)
+    assert mapped == []
+    assert outcome_counts(again)["unchanged"] == 2
+
+
+READ_BATCH = 5
+
+
+@pytest.fixture
+def rerun(work, user, monkeypatch) -> Callable[[int], Any]:  # type: ignore[no-untyped-def]
+    """Re-runs of a 40-row file ingested once, in batches of 5, the listing told there are
+    `workers` live workers; each returns the run and its items."""
+    monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", READ_BATCH)
+    rows = [posting_row(n) for n in range(1, 41)]
+    rows[12]["title"] = ""  # an invalid row, re-run as invalid
+    rows[20] = dict(rows[3])  # row 21 repeats row 4: a duplicate on every run
+    source = _source(user, rows)
+    first = _ingest(work, user, source)
+    assert sum(s["readElsewhere"] for s in first.summary["sources"]) == 0
+
+    def run(workers: int) -> tuple[Any, list[tuple[Any, ...]]]:
+        monkeypatch.setattr(diff, "live_workers", lambda: workers)
+        done = _ingest(work, user, source)
+        items = list(
+            RunItem.objects.filter(run=done)
+            .order_by("id")
+            .values_list("row", "external_id", "title", "url", "job_id", "outcome", "reason")
+        )
+        return done, items
+
+    return run
+
+
+def read_elsewhere(run: Any) -> int:
+    return sum(s["readElsewhere"] for s in run.summary["sources"])
+
+
+def readahead_keys() -> list[bytes]:
+    return list(django_rq.get_connection("default").scan_iter("intake:readahead:*"))
+
+
+def test_a_re_run_read_ahead_by_a_helper_gives_the_same_items(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    alone, items = rerun(1)
+    real = readahead.ReadAhead._start
+
+    def start_and_read(self, reader, hint):  # type: ignore[no-untyped-def]
+        started = real(self, reader, hint)
+        # The helper at once, before the listing asks for batch 2: it reads all the rest.
+        assert readahead.read_ahead(self.prefix).endswith(": 7 batches")
+        return started
+
+    real_to_map = unchanged.UnchangedRecords.to_map
+    looked_up: list[int] = []
+
+    def to_map(self, batch):  # type: ignore[no-untyped-def]
+        if self._keys:  # the listing's own (a helper's lists nothing)
+            looked_up.append(len(batch))
+        return real_to_map(self, batch)
+
+    monkeypatch.setattr(readahead, "AHEAD", 100)
+    monkeypatch.setattr(readahead.ReadAhead, "_start", start_and_read)
+    monkeypatch.setattr(unchanged.UnchangedRecords, "to_map", to_map)
+    helped, helped_items = rerun(2)
+    # The helper's guesses of what to map ahead spared the listing a lookup per batch.
+    assert looked_up == []
+    assert helped_items == items
+    assert {i[5] for i in items} == {"unchanged", "invalid", "duplicate"}
+    assert outcome_counts(helped) == outcome_counts(alone)
+    assert read_elsewhere(alone) == 0
+    assert read_elsewhere(helped) == 40 // READ_BATCH - 1
+    assert readahead_keys() == []
+    assert django_rq.get_queue("default").count == 0, "helpers left queued"
+
+
+def test_a_read_ahead_helper_that_died_is_taken_over_where_it_stopped(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _, items = rerun(1)
+    real = readahead.ReadAhead._start
+
+    def start_and_die(self, reader, hint):  # type: ignore[no-untyped-def]
+        started = real(self, reader, hint)
+        # A helper that pushed batch 2 and died holding the read: its lease lapses.
+        batches = reader()
+        next(batches)
+        claim, last, out, _ = readahead._keys(self.prefix)
+        self.conn.set(claim, "pid 0", px=300)
+        batch = next(batches)
+        self.conn.rpush(out, readahead.pickle.dumps((batch, list(range(len(batch))))))
+        return started
+
+    monkeypatch.setattr(readahead.ReadAhead, "_start", start_and_die)
+    again, again_items = rerun(2)
+    assert again_items == items
+    assert read_elsewhere(again) == 1
+    assert readahead_keys() == []
+
+
+def test_a_read_ahead_helper_whose_reading_failed_is_read_on_by_the_listing(
+    rerun, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    _, items = rerun(1)
+    real = readahead.ReadAhead._start
+
+    def start_and_fail(self, reader, hint):  # type: ignore[no-untyped-def]
+        started = real(self, reader, hint)
+        claim, last, out, _ = readahead._keys(self.prefix)
+        self.conn.set(claim, "pid 0", ex=30)
+        self.conn.rpush(out, readahead.FAILED)
+        return started
+
+    monkeypatch.setattr(readahead.ReadAhead, "_start", start_and_fail)
+    again, again_items = rerun(2)
+    assert again_items == items
+    assert read_elsewhere(again) == 0
+    assert readahead_keys() == []
+
+
+def test_a_late_read_ahead_helper_starts_after_the_listings_last_batch(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _, items = rerun(1)
+    helpers: list[str] = []
+    asked = 0
+    real_batches = readahead.ReadAhead.batches
+
+    def batches(self, reader, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal asked
+        for batch in real_batches(self, reader, **kwargs):
+            asked += 1
+            if asked == 3:  # the helper starts only now: it reads from batch 4 on
+                helpers.append(readahead.read_ahead(self.prefix))
+            yield batch
+
+    monkeypatch.setattr(readahead, "AHEAD", 100)
+    monkeypatch.setattr(readahead.ReadAhead, "batches", batches)
+    again, again_items = rerun(2)
+    assert again_items == items
+    assert helpers[0].endswith(": 5 batches")
+    assert read_elsewhere(again) == 5
+    assert readahead_keys() == []
+
+
+def test_a_re_run_that_maps_its_rows_is_not_read_ahead(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Rows unchanged by content but not by raw hash are mapped: mapping, not reading, is
+    # then the listing's work, and the other workers map (ingestion.pipeline.mapping).
+    started: list[str] = []
+    monkeypatch.setattr(readahead.ReadAhead, "_start", lambda self, *_: started.append("") or False)
+    Job.objects.update(raw_hash="")
+    again, _ = rerun(2)
+    assert outcome_counts(again)["unchanged"] == 38
+    assert started == []
+    rerun(2)  # the raw hashes stored again: read ahead
+    assert started == [""]
+
+
+@pytest.mark.slow
+def test_a_second_real_worker_reads_an_unchanged_re_run_ahead(
+    worker, procs, tmp_path: Path, user
+) -> None:  # type: ignore[no-untyped-def]
+    """Real forked workers, the listing's real batch size."""
+    queue = django_rq.get_queue("default")
+    procs.append(start_worker(tmp_path, name="w1"))
+    wait_for(lambda: Worker.count(queue=queue) >= 2, timeout=60, what="live workers")
+    rows = [posting_row(n) for n in range(1, 4 * diff.LISTING_BATCH_SIZE + 1)]
+    source = _source(user, rows)
+
+    def ingest() -> IngestionRun:
+        run = services.ingest_start(owner=user, source_ids=[source.pk])
+        wait_for(
+            lambda: IngestionRun.objects.get(pk=run.pk).is_terminal, timeout=300, what="the run"
+        )
+        run.refresh_from_db()
+        assert run.status == RunStatus.FINISHED, run.error_message
+        return run
+
+    first = ingest()
+    again = ingest()
+    assert read_elsewhere(first) == 0
+    assert read_elsewhere(again) > 0, "the second worker read no batch"
+    items = list(RunItem.objects.filter(run=again).order_by("id").values_list("row", "outcome"))
+    assert items == [(n, "unchanged") for n in range(1, len(rows) + 1)]
+    assert JobSeen.objects.filter(last_seen_at__gt=first.finished_at).count() == len(rows)
+    assert readahead_keys() == []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's statistics")
+def test_a_listing_first_analyzes_a_job_table_changed_since_its_statistics(work, user) -> None:  # type: ignore[no-untyped-def]
+    # Without statistics the stored-jobs lookup hashes all of a company's jobs per batch.
+    from tests.ingestion.test_views_jobs import _bulk_jobs
+
+    def estimated() -> float:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'ingestion_job'")
+            return float(cursor.fetchone()[0])
+
+    source = _source(user, _rows())
+    _ingest(work, user, source)
+    _bulk_jobs(user, 3000)
+    stored = Job.objects.count()
+    assert estimated() != stored
+    _ingest(work, user, source)
+    assert estimated() == stored
