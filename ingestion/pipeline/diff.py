@@ -193,7 +193,15 @@ class SourceDiff:
         the source is recorded on the outcome (the run goes on); abort propagates."""
         started = time.monotonic()
         out = self.outcome
-        offers = Offers(self.run.pk, self.source.pk, workers=live_workers(), process=self.write)
+        offers = Offers(
+            self.run.pk,
+            self.source.pk,
+            workers=live_workers(),
+            process=self.write,
+            # A preview reads a posting's description only to filter it by keywords and to
+            # learn the boilerplate (from the first batch, never offered).
+            slim=not self.write and not self.filter.reads_text,
+        )
         try:
             postings = get_adapter(self.source, self.fetcher).records(self.raw_hash)
             for batch, mapped in offers.batches(
@@ -281,7 +289,8 @@ class SourceDiff:
             if outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED):
                 upserts.append((posting, chash))
                 if (
-                    len(self.outcome.sample) < BOILERPLATE_SAMPLE
+                    not self._learned
+                    and len(self.outcome.sample) < BOILERPLATE_SAMPLE
                     and 0 < len(posting.description_html) <= BOILERPLATE_SAMPLE_MAX_CHARS
                 ):
                     self.outcome.sample.append(posting.description_html)

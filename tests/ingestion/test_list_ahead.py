@@ -113,6 +113,59 @@ def test_batches_a_helper_computed_give_the_same_items(preview, monkeypatch) -> 
     assert listing_keys() == []
 
 
+def helped_texts(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
+    """Have a helper compute each batch as soon as it is offered; returns the descriptions
+    of the postings the listing takes from it, filled in as the run goes."""
+    real_offer, real_take = mapping.Offers._offer, mapping.Offers._take
+    texts: list[str] = []
+
+    def offer_and_help(self, entries, learned):  # type: ignore[no-untyped-def]
+        seq = real_offer(self, entries, learned)
+        if seq is not None:
+            mapping.map_batch(self.prefix)
+        return seq
+
+    def take(self, seq, batch, checkpoint):  # type: ignore[no-untyped-def]
+        result = real_take(self, seq, batch, checkpoint)
+        texts.extend(p.description_html for p in result.postings.values() if p.title)
+        return result
+
+    monkeypatch.setattr(mapping, "LINGER_SECONDS", 0)
+    monkeypatch.setattr(mapping.Offers, "_offer", offer_and_help)
+    monkeypatch.setattr(mapping.Offers, "_take", take)
+    return texts
+
+
+def test_a_previews_helper_sends_its_postings_back_without_their_texts(
+    preview, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    alone = preview(1)
+    texts = helped_texts(monkeypatch)
+    helped = preview(2)
+    assert items_of(helped) == items_of(alone)
+    assert texts and set(texts) == {""}
+
+
+def test_a_keyword_filter_keeps_the_texts_in_a_helpers_postings(work, user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", BATCH)
+    source = file_source(user, 40)
+    source.include_keywords = ["Python"]
+    source.save()
+
+    def run(workers: int) -> IngestionRun:
+        monkeypatch.setattr(diff, "live_workers", lambda: workers)
+        done = work(services.preview_start(owner=user, source_ids=[source.pk]))
+        assert done.status == RunStatus.FINISHED, done.error_message
+        return done
+
+    alone = run(1)
+    texts = helped_texts(monkeypatch)
+    helped = run(2)
+    assert items_of(helped) == items_of(alone)
+    assert {i[3] for i in items_of(alone)} >= {"new", "filtered"}
+    assert texts and all(texts)
+
+
 def test_one_helper_job_computes_every_batch_offered_so_far(preview, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     alone = preview(1)
     real = mapping.Offers._take
