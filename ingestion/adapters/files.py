@@ -470,7 +470,10 @@ class FileAdapter(Adapter):
 
     def records(self, raw_hash: Callable[[str], str]) -> Iterator[Posting | RawRecord]:
         fmt = self.source.upload_format
-        label = row_label(fmt)
+        # A module function, not a closure: a record is pickled to be mapped on another
+        # worker (ingestion.pipeline.mapping). One for all records: pickle writes a shared
+        # object once per batch, a partial of each record's own once per record.
+        mapper = functools.partial(_mapped, label=row_label(fmt))
 
         with self._upload() as fileobj:
             try:
@@ -486,9 +489,7 @@ class FileAdapter(Adapter):
                         row=row,
                         size=len(text),
                         record=record,
-                        # A module function, not a closure: a record is pickled to be
-                        # mapped on another worker (ingestion.pipeline.mapping).
-                        mapper=functools.partial(_mapped, label=label),
+                        mapper=mapper,
                     )
             except UploadError as exc:
                 raise SourceFailed(str(exc)) from exc

@@ -14,7 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from ingestion import services
-from ingestion.adapters import files
+from ingestion.adapters import files, get_adapter
 from ingestion.models import ItemOutcome, Job, JobSeen, JobStatus, RunItem
 from ingestion.normalize import hashing
 from ingestion.selectors import outcome_counts
@@ -317,3 +317,12 @@ def test_a_jsonl_file_re_run_maps_no_row(work, user, mapped) -> None:
     again = _ingest(work, user, source)
     assert mapped == []
     assert outcome_counts(again)["unchanged"] == ROWS
+
+
+def test_a_files_records_share_one_mapper_pickled_once_a_batch(user) -> None:  # type: ignore[no-untyped-def]
+    """Records are pickled to be mapped on another worker: a mapper of each record's own
+    would be written once per record."""
+    source = _source(user, _rows())
+    records = list(get_adapter(source, None).records(lambda text: "h"))  # type: ignore[arg-type]
+    assert len(records) == ROWS
+    assert len({id(record.mapper) for record in records}) == 1
