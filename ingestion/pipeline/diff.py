@@ -26,6 +26,7 @@ from ingestion import dedupe, events, normalize, simhash, store
 from ingestion.adapters import Posting, RawRecord, SourceFailed, adapter_class, get_adapter
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ItemOutcome, JobStatus, Source
+from ingestion.pipeline import collector
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.chunks import live_workers
 from ingestion.pipeline.content import JOB_MAX, Content, announce_failures
@@ -204,14 +205,15 @@ class SourceDiff:
         )
         try:
             postings = get_adapter(self.source, self.fetcher).records(self.raw_hash)
-            for batch, mapped in offers.batches(
-                batched(postings, LISTING_BATCH_SIZE, weight=posting_text_size),
-                to_map=self.unchanged.to_map,
-                boilerplate=lambda: (self.boilerplate, self.boilerplate_lines),
-                checkpoint=self.ctx.checkpoint,
-            ):
-                self._mapped = mapped
-                self._apply(batch)
+            with collector.fewer_collections():
+                for batch, mapped in offers.batches(
+                    batched(postings, LISTING_BATCH_SIZE, weight=posting_text_size),
+                    to_map=self.unchanged.to_map,
+                    boilerplate=lambda: (self.boilerplate, self.boilerplate_lines),
+                    checkpoint=self.ctx.checkpoint,
+                ):
+                    self._mapped = mapped
+                    self._apply(batch)
             out.complete = True
         except (RunAborted, RunGone):
             raise

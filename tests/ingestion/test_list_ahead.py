@@ -4,6 +4,7 @@ every item comes out the same. Real database, real Redis, real RQ workers."""
 
 from __future__ import annotations
 
+import gc
 import io
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from rq import Worker
 
 from ingestion import services
 from ingestion.models import RunItem
-from ingestion.pipeline import diff, mapping
+from ingestion.pipeline import collector, diff, mapping
 from runs.models import IngestionRun, RunStatus
 from tests.ingestion.boards import description_html, greenhouse_jobs, mount_greenhouse
 from tests.ingestion.pages import posting_row, postings_csv
@@ -327,3 +328,20 @@ def test_offers_redis_refuses_are_computed_by_the_listing(preview, monkeypatch) 
     again = preview(2)
     assert items_of(again) == items_of(alone)
     assert listing_keys() == []
+
+
+def test_the_listing_collects_garbage_once_per_batch_not_every_700_allocations(
+    preview, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    before = gc.get_threshold()
+    real = diff.SourceDiff._apply
+    seen: list[tuple[int, ...]] = []
+
+    def apply(self, batch):  # type: ignore[no-untyped-def]
+        seen.append(gc.get_threshold())
+        return real(self, batch)
+
+    monkeypatch.setattr(diff.SourceDiff, "_apply", apply)
+    preview(1)
+    assert {s[0] for s in seen} == {collector.LISTING_THRESHOLD}
+    assert gc.get_threshold() == before
