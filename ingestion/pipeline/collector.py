@@ -22,10 +22,11 @@ LISTING_THRESHOLD = 50_000
 
 @contextmanager
 def fewer_collections(threshold: int = LISTING_THRESHOLD) -> Iterator[None]:
-    """Raise the young generation's threshold to `threshold` (never lower it) inside the
-    block; the thresholds before it are restored after."""
+    """Raise the young generation's threshold to `threshold` (never lower it, and leave a
+    threshold of 0, automatic collection off, alone) inside the block; the thresholds
+    before it are restored after."""
     before = gc.get_threshold()
-    if threshold > before[0]:
+    if 0 < before[0] < threshold:
         gc.set_threshold(threshold, *before[1:])
     try:
         yield
