@@ -74,7 +74,11 @@ def preview(work, user, monkeypatch) -> Callable[[int], IngestionRun]:  # type: 
     """A preview of a 40-row file in batches of 5 on an in-process burst worker, the
     listing told there are `workers` live workers (so that it offers batches from 2 on)."""
     monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", BATCH)
-    source = file_source(user, 40)
+    return previewer(work, user, monkeypatch, file_source(user, 40))
+
+
+def previewer(work, user, monkeypatch, source) -> Callable[[int], IngestionRun]:  # type: ignore[no-untyped-def]
+    """Runs a preview of `source`, the listing told there are `workers` live workers."""
 
     def run(workers: int) -> IngestionRun:
         monkeypatch.setattr(diff, "live_workers", lambda: workers)
@@ -114,11 +118,11 @@ def test_batches_a_helper_computed_give_the_same_items(preview, monkeypatch) -> 
     assert listing_keys() == []
 
 
-def helped_texts(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
-    """Have a helper compute each batch as soon as it is offered; returns the descriptions
-    of the postings the listing takes from it, filled in as the run goes."""
+def helped_at_once(monkeypatch) -> list[mapping.Mapped]:  # type: ignore[no-untyped-def]
+    """Have a helper compute each batch as soon as it is offered; returns what the listing
+    takes of each offered batch, filled in as the run goes."""
     real_offer, real_take = mapping.Offers._offer, mapping.Offers._take
-    texts: list[str] = []
+    taken: list[mapping.Mapped] = []
 
     def offer_and_help(self, entries, learned):  # type: ignore[no-untyped-def]
         seq = real_offer(self, entries, learned)
@@ -128,22 +132,28 @@ def helped_texts(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
 
     def take(self, seq, batch, checkpoint):  # type: ignore[no-untyped-def]
         result = real_take(self, seq, batch, checkpoint)
-        texts.extend(p.description_html for p in result.postings.values() if p.title)
+        if seq is not None:
+            taken.append(result)
         return result
 
     monkeypatch.setattr(mapping, "LINGER_SECONDS", 0)
     monkeypatch.setattr(mapping.Offers, "_offer", offer_and_help)
     monkeypatch.setattr(mapping.Offers, "_take", take)
-    return texts
+    return taken
+
+
+def helped_texts(taken: list[mapping.Mapped]) -> list[str]:
+    return [p.description_html for m in taken for p in m.postings.values() if p.title]
 
 
 def test_a_previews_helper_sends_its_postings_back_without_their_texts(
     preview, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     alone = preview(1)
-    texts = helped_texts(monkeypatch)
+    taken = helped_at_once(monkeypatch)
     helped = preview(2)
     assert items_of(helped) == items_of(alone)
+    texts = helped_texts(taken)
     assert texts and set(texts) == {""}
 
 
@@ -152,18 +162,13 @@ def test_a_keyword_filter_keeps_the_texts_in_a_helpers_postings(work, user, monk
     source = file_source(user, 40)
     source.include_keywords = ["Python"]
     source.save()
-
-    def run(workers: int) -> IngestionRun:
-        monkeypatch.setattr(diff, "live_workers", lambda: workers)
-        done = work(services.preview_start(owner=user, source_ids=[source.pk]))
-        assert done.status == RunStatus.FINISHED, done.error_message
-        return done
-
+    run = previewer(work, user, monkeypatch, source)
     alone = run(1)
-    texts = helped_texts(monkeypatch)
+    taken = helped_at_once(monkeypatch)
     helped = run(2)
     assert items_of(helped) == items_of(alone)
     assert {i[3] for i in items_of(alone)} >= {"new", "filtered"}
+    texts = helped_texts(taken)
     assert texts and all(texts)
 
 
@@ -252,35 +257,13 @@ def test_a_boards_jobs_are_mapped_by_the_helper_too(
     """Not only an uploaded file's rows: a board's jobs are offered as parsed, unmapped."""
     monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", BATCH)
     mount_greenhouse(boards, "acme", list(greenhouse_jobs(40, size=600)))
-
-    def run(workers: int) -> IngestionRun:
-        monkeypatch.setattr(diff, "live_workers", lambda: workers)
-        done = work(services.preview_start(owner=user, source_ids=[greenhouse_source.pk]))
-        assert done.status == RunStatus.FINISHED, done.error_message
-        return done
-
+    run = previewer(work, user, monkeypatch, greenhouse_source)
     alone = run(1)
-    real_offer, real_take = mapping.Offers._offer, mapping.Offers._take
-    mapped: list[int] = []
-
-    def offer_and_help(self, entries, learned):  # type: ignore[no-untyped-def]
-        seq = real_offer(self, entries, learned)
-        if seq is not None:
-            mapping.map_batch(self.prefix)
-        return seq
-
-    def take(self, seq, batch, checkpoint):  # type: ignore[no-untyped-def]
-        result = real_take(self, seq, batch, checkpoint)
-        if seq is not None:
-            mapped.append(len(result.postings))
-        return result
-
-    monkeypatch.setattr(mapping, "LINGER_SECONDS", 0)
-    monkeypatch.setattr(mapping.Offers, "_offer", offer_and_help)
-    monkeypatch.setattr(mapping.Offers, "_take", take)
+    taken = helped_at_once(monkeypatch)
     helped = run(2)
     assert items_of(helped) == items_of(alone)
     assert {i[3] for i in items_of(alone)} == {"new"}
+    mapped = [len(m.postings) for m in taken]
     assert mapped == [BATCH] * (40 // BATCH - 1)  # the helper's postings, not the listing's
 
 
