@@ -42,7 +42,7 @@ from rq.job import Job, JobStatus
 
 from ingestion import normalize, simhash
 from ingestion.adapters import Posting, RawRecord
-from ingestion.pipeline import content
+from ingestion.pipeline import collector, content
 from ingestion.pipeline.content import Content
 from runs import queue
 from runs.exceptions import RunAborted, RunGone
@@ -179,7 +179,9 @@ def map_batch(prefix: str, slot: int = 0) -> str:
         if seq == END:
             conn.delete(lease)
             break
-        done += _compute(conn, f"{prefix}:{int(cast(bytes, seq))}", me)
+        # A batch's records and postings, as the listing's (ingestion.pipeline.collector).
+        with collector.fewer_collections():
+            done += _compute(conn, f"{prefix}:{int(cast(bytes, seq))}", me)
     return f"{me}: {done} batches"
 
 

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 
 from ingestion import services
+from ingestion.adapters import Posting
 from ingestion.models import RunItem
 from ingestion.pipeline import collector, diff, mapping
 from runs.models import IngestionRun, RunStatus
@@ -328,3 +329,24 @@ def test_the_listing_collects_garbage_once_per_batch_not_every_700_allocations(
     preview(1)
     assert {s[0] for s in seen} == {collector.LISTING_THRESHOLD}
     assert gc.get_threshold() == before
+
+
+def test_a_helper_maps_a_batch_collecting_as_rarely_as_the_listing(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    real = mapping.map_entries
+    seen: list[int] = []
+
+    def map_entries(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(gc.get_threshold()[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mapping, "LINGER_SECONDS", 0)
+    monkeypatch.setattr(mapping, "map_entries", map_entries)
+    offers = mapping.Offers(1, 1, workers=2)
+    posting = Posting(external_id="1", title="Engineer", description_html="<p>Hello</p>")
+    try:
+        assert offers._offer([(0, posting)], (frozenset(), None)) == 1
+        assert mapping.map_batch(offers.prefix).endswith(": 1 batches")
+    finally:
+        offers.close()
+    assert seen == [collector.LISTING_THRESHOLD]
+    assert gc.get_threshold()[0] != collector.LISTING_THRESHOLD
