@@ -122,43 +122,62 @@ class _BandIndex:
     """Candidates by (band number, band value), each with a rank (lower is earlier seen):
     a lookup compares only the entries that share a band with the value looked up. Runs
     once per posting in the listing (one worker), hence the plain ints: a band's key is
-    its number and value in one int, and simhashes are compared unsigned."""
+    its number and value in one int, and simhashes are compared unsigned. Each band keeps
+    its entries' values in a list of their own, so that the distances to all of them are
+    taken by map() at C speed: most postings are near none of the entries they share a
+    band with, and those need no Python work per entry."""
 
     def __init__(self) -> None:
-        self._entries: dict[int, list[tuple[tuple[float, int], int, Candidate]]] = {}
+        self._entries: dict[int, list[tuple[tuple[float, int], Candidate]]] = {}
+        self._values: dict[int, list[int]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._entries)
 
     def add(self, rank: tuple[float, int], candidate: Candidate) -> None:
         value = candidate.simhash & MASK64
-        entry = (rank, value, candidate)
-        entries = self._entries
+        entry = (rank, candidate)
+        entries, values = self._entries, self._values
         for band in range(4):
             key = (band << 16) | ((value >> (16 * band)) & 0xFFFF)
             found = entries.get(key)
             if found is None:
                 entries[key] = [entry]
+                values[key] = [value]
             else:
                 found.append(entry)
+                values[key].append(value)
 
     def earliest_match(self, candidate: Candidate, rules: _Rules) -> Match | None:
         """The earliest entry within the distance of `candidate` that is alike, if any."""
-        best: tuple[tuple[float, int], Match] | None = None
         value = candidate.simhash & MASK64
         limit = rules.distance
-        entries = self._entries
+        close: list[tuple[tuple[float, int], int, Candidate]] = []
         for band in range(4):
-            found = entries.get((band << 16) | ((value >> (16 * band)) & 0xFFFF))
-            if not found:
+            key = (band << 16) | ((value >> (16 * band)) & 0xFFFF)
+            values = self._values.get(key)
+            if not values:
                 continue
-            for rank, other, entry in found:
-                if best is not None and rank >= best[0]:
-                    continue
-                distance = (value ^ other).bit_count()
-                if distance <= limit and rules.alike(candidate, entry):
-                    best = (rank, Match(entry, distance))
-        return best[1] if best else None
+            distances = list(map(int.bit_count, map(value.__xor__, values)))
+            if min(distances) > limit:
+                continue
+            found = self._entries[key]
+            close += [
+                (found[at][0], distance, found[at][1])
+                for at, distance in enumerate(distances)
+                if distance <= limit
+            ]
+        # An entry sharing several bands with the value is listed once per band: the same
+        # rank, the same answer.
+        close.sort(key=_rank)
+        for _, distance, entry in close:
+            if rules.alike(candidate, entry):
+                return Match(entry, distance)
+        return None
+
+
+def _rank(close: tuple[tuple[float, int], int, Candidate]) -> tuple[float, int]:
+    return close[0]
 
 
 def store_fingerprints(owner_id: int, jobs: Sequence[tuple[int, int]]) -> None:

@@ -521,7 +521,8 @@ class FileAdapter(Adapter):
     def records(self, raw_hash: Callable[[str], str]) -> Iterator[Posting | RawRecord]:
         fmt = self.source.upload_format
         # A module function, not a closure: a record is pickled to be mapped on another
-        # worker (ingestion.pipeline.mapping).
+        # worker (ingestion.pipeline.mapping). One for all records: pickle writes a shared
+        # object once per batch, a partial of each record's own once per record.
         mapper = functools.partial(_mapped, label=row_label(fmt))
 
         with self._upload() as fileobj:

@@ -27,6 +27,7 @@ from ingestion import dedupe, events, normalize, simhash, store
 from ingestion.adapters import Posting, RawRecord, SourceFailed, adapter_class, get_adapter
 from ingestion.fetching import Fetcher, FetchError
 from ingestion.models import ItemOutcome, JobStatus, RunItem, Source
+from ingestion.pipeline import collector
 from ingestion.pipeline.batching import batched
 from ingestion.pipeline.chunks import live_workers
 from ingestion.pipeline.content import JOB_MAX, Content, announce_failures
@@ -207,7 +208,15 @@ class SourceDiff:
         started = time.monotonic()
         out = self.outcome
         workers = live_workers()
-        offers = Offers(self.run.pk, self.source.pk, workers=workers, process=self.write)
+        offers = Offers(
+            self.run.pk,
+            self.source.pk,
+            workers=workers,
+            process=self.write,
+            # A preview reads a posting's description only to filter it by keywords and to
+            # learn the boilerplate (from the first batch, never offered).
+            slim=not self.write and not self.filter.reads_text,
+        )
         reader: Callable[[], Iterator[list[Posting | RawRecord]]]
         if adapter_class(self.source.kind).reads_upload:
             # Picklable: a read-ahead helper reads the source with the very same call.
@@ -223,14 +232,15 @@ class SourceDiff:
             checkpoint=self.ctx.checkpoint,
         )
         try:
-            for batch, mapped in offers.batches(
-                batches,
-                to_map=reading.to_map(self.unchanged.to_map),
-                boilerplate=lambda: (self.boilerplate, self.boilerplate_lines),
-                checkpoint=self.ctx.checkpoint,
-            ):
-                self._mapped = mapped
-                self._apply(batch)
+            with collector.fewer_collections():
+                for batch, mapped in offers.batches(
+                    batches,
+                    to_map=reading.to_map(self.unchanged.to_map),
+                    boilerplate=lambda: (self.boilerplate, self.boilerplate_lines),
+                    checkpoint=self.ctx.checkpoint,
+                ):
+                    self._mapped = mapped
+                    self._apply(batch)
             out.complete = True
         except (RunAborted, RunGone):
             raise
@@ -317,7 +327,8 @@ class SourceDiff:
             if outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED):
                 upserts.append((posting, chash))
                 if (
-                    len(self.outcome.sample) < BOILERPLATE_SAMPLE
+                    not self._learned
+                    and len(self.outcome.sample) < BOILERPLATE_SAMPLE
                     and 0 < len(posting.description_html) <= BOILERPLATE_SAMPLE_MAX_CHARS
                 ):
                     self.outcome.sample.append(posting.description_html)

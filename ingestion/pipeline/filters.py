@@ -24,6 +24,11 @@ class PostingFilter:
     def active(self) -> bool:
         return bool(self.include or self.exclude or self.locations or self.remote_only)
 
+    @property
+    def reads_text(self) -> bool:
+        """Whether `reason` reads a posting's description."""
+        return bool(self.include or self.exclude)
+
     def reason(self, posting: Posting) -> str | None:
         if not self.active:
             return None

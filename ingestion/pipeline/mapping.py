@@ -42,7 +42,7 @@ from rq.job import Job, JobStatus
 
 from ingestion import normalize, simhash
 from ingestion.adapters import Posting, RawRecord
-from ingestion.pipeline import content
+from ingestion.pipeline import collector, content
 from ingestion.pipeline.content import Content
 from runs import queue
 from runs.exceptions import RunAborted, RunGone
@@ -112,23 +112,29 @@ def map_entries(
     boilerplate: frozenset[int],
     lines: frozenset[bytes] | None,
     process: bool = False,
+    slim: bool = False,
 ) -> list[MappedEntry]:
     """The pure work of these (index, entry) of a batch: see MappedEntry. `process`: an
-    ingest's, which writes these postings' jobs processed (ingestion.pipeline.content)."""
+    ingest's, which writes these postings' jobs processed (ingestion.pipeline.content).
+    `slim`: a listing that reads no posting's description once its hash and simhash are
+    known (a preview without keyword filters): those postings come without their long
+    texts, which would be most of what is sent back and unpickled by the listing."""
     out: list[list[object]] = []
     texts: list[str] = []
     fingerprinted: list[int] = []
     for index, entry in entries:
         posting = entry.posting() if isinstance(entry, RawRecord) else entry
         chash = ""
+        processed = None
         if hashable(posting):
             chash = normalize.content_hash(posting)
             if not posting.needs_detail:
                 fingerprinted.append(len(out))
                 texts.append(normalize.fingerprint_text(posting.description_html))
-        processed = (
-            content.of_posting(posting) if process and chash and not posting.needs_detail else None
-        )
+                if process:
+                    processed = content.of_posting(posting)
+                elif slim and isinstance(entry, RawRecord):
+                    posting.description_html = posting.requirements_html = ""
         out.append(
             [index, posting if isinstance(entry, RawRecord) else None, chash, None, processed]
         )
@@ -173,7 +179,9 @@ def map_batch(prefix: str, slot: int = 0) -> str:
         if seq == END:
             conn.delete(lease)
             break
-        done += _compute(conn, f"{prefix}:{int(cast(bytes, seq))}", me)
+        # A batch's records and postings, as the listing's (ingestion.pipeline.collector).
+        with collector.fewer_collections():
+            done += _compute(conn, f"{prefix}:{int(cast(bytes, seq))}", me)
     return f"{me}: {done} batches"
 
 
@@ -185,8 +193,8 @@ def _compute(conn: Any, key: str, me: str) -> int:
     blob = conn.get(f"{key}:payload")
     if blob is None:
         return 0  # the listing ended
-    entries, boilerplate, lines, process = pickle.loads(blob)
-    result = pickle.dumps((me, map_entries(entries, boilerplate, lines, process)))
+    entries, boilerplate, lines, process, slim = pickle.loads(blob)
+    result = pickle.dumps((me, map_entries(entries, boilerplate, lines, process, slim)))
     pipe = conn.pipeline()
     pipe.rpush(f"{key}:result", result)
     pipe.expire(f"{key}:result", KEY_TTL)
@@ -198,10 +206,19 @@ def _compute(conn: Any, key: str, me: str) -> int:
 class Offers:
     """One source's listing's offered batches (the coordinator's side)."""
 
-    def __init__(self, run_id: int, source_id: int, *, workers: int, process: bool = False) -> None:
+    def __init__(
+        self,
+        run_id: int,
+        source_id: int,
+        *,
+        workers: int,
+        process: bool = False,
+        slim: bool = False,
+    ) -> None:
         self.prefix = f"intake:listmap:{run_id}:{source_id}"
-        # Whether the helpers also process the postings (map_entries).
+        # Whether the helpers also process the postings, or leave out their texts (map_entries).
         self.process = process
+        self.slim = slim
         # One worker is the listing's own: nobody else could take an offer.
         self.ahead = AHEAD_PER_WORKER * workers if workers > 1 else 0
         self.slots = workers - 1
@@ -267,7 +284,11 @@ class Offers:
         key = f"{self.prefix}:{self._seq}"
         try:
             pipe = self.conn.pipeline()
-            pipe.set(f"{key}:payload", pickle.dumps((entries, *learned, self.process)), ex=KEY_TTL)
+            pipe.set(
+                f"{key}:payload",
+                pickle.dumps((entries, *learned, self.process, self.slim)),
+                ex=KEY_TTL,
+            )
             pipe.rpush(f"{self.prefix}:offers", self._seq)
             pipe.expire(f"{self.prefix}:offers", KEY_TTL)
             waiting = pipe.execute()[1]

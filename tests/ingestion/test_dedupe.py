@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.utils import timezone
 
+from ingestion import dedupe
 from ingestion.dedupe import find_near_duplicates, store_fingerprints
 from ingestion.models import Job, JobFingerprint, JobStatus
 from ingestion.normalize import html_to_text
@@ -588,3 +589,19 @@ def test_a_batch_reaches_its_run_items_by_index_not_by_walking_the_run(user, ana
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "ingestion_runitem_pkey" in plan, plan
     assert "Seq Scan on ingestion_runitem" not in plan, plan
+
+
+def test_the_index_skips_an_earlier_close_entry_that_is_not_alike(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.INTAKE_DEDUPE_ACROSS_COMPANIES = False
+    index = dedupe._BandIndex()
+    other_role = dedupe.Candidate(0b111, company="Acme", title="Office manager", label="a")
+    same_role = dedupe.Candidate(0b1, company="Acme", title="Backend engineer", label="b")
+    far = dedupe.Candidate(0xFFFF << 16, company="Acme", title="Backend engineer", label="c")
+    index.add((1.0, 0), other_role)
+    index.add((2.0, 0), same_role)
+    index.add((0.0, 0), far)  # earliest, shares bands 0, 2 and 3, but 16 bits apart
+    match = index.earliest_match(
+        dedupe.Candidate(0, company="Acme", title="Backend engineer"), dedupe._Rules()
+    )
+    assert match is not None
+    assert (match.canonical.label, match.distance) == ("b", 1)

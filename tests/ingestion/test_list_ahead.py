@@ -4,6 +4,7 @@ every item comes out the same. Real database, real Redis, real RQ workers."""
 
 from __future__ import annotations
 
+import gc
 import io
 import time
 from collections.abc import Callable
@@ -16,8 +17,9 @@ from redis.exceptions import RedisError
 from rq import Worker
 
 from ingestion import services
+from ingestion.adapters import Posting
 from ingestion.models import RunItem
-from ingestion.pipeline import diff, mapping
+from ingestion.pipeline import collector, diff, mapping
 from runs.models import IngestionRun, RunStatus
 from tests.ingestion.boards import description_html, greenhouse_jobs, mount_greenhouse
 from tests.ingestion.pages import posting_row, postings_csv
@@ -73,7 +75,11 @@ def preview(work, user, monkeypatch) -> Callable[[int], IngestionRun]:  # type: 
     """A preview of a 40-row file in batches of 5 on an in-process burst worker, the
     listing told there are `workers` live workers (so that it offers batches from 2 on)."""
     monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", BATCH)
-    source = file_source(user, 40)
+    return previewer(work, user, monkeypatch, file_source(user, 40))
+
+
+def previewer(work, user, monkeypatch, source) -> Callable[[int], IngestionRun]:  # type: ignore[no-untyped-def]
+    """Runs a preview of `source`, the listing told there are `workers` live workers."""
 
     def run(workers: int) -> IngestionRun:
         monkeypatch.setattr(diff, "live_workers", lambda: workers)
@@ -111,6 +117,60 @@ def test_batches_a_helper_computed_give_the_same_items(preview, monkeypatch) -> 
     # Batch 1 is the listing's own (the boilerplate is learned from it); 2 to 8 were offered.
     assert mapped_elsewhere(helped) == 40 // BATCH - 1
     assert listing_keys() == []
+
+
+def helped_at_once(monkeypatch) -> list[mapping.Mapped]:  # type: ignore[no-untyped-def]
+    """Have a helper compute each batch as soon as it is offered; returns what the listing
+    takes of each offered batch, filled in as the run goes."""
+    real_offer, real_take = mapping.Offers._offer, mapping.Offers._take
+    taken: list[mapping.Mapped] = []
+
+    def offer_and_help(self, entries, learned):  # type: ignore[no-untyped-def]
+        seq = real_offer(self, entries, learned)
+        if seq is not None:
+            mapping.map_batch(self.prefix)
+        return seq
+
+    def take(self, seq, batch, checkpoint):  # type: ignore[no-untyped-def]
+        result = real_take(self, seq, batch, checkpoint)
+        if seq is not None:
+            taken.append(result)
+        return result
+
+    monkeypatch.setattr(mapping, "LINGER_SECONDS", 0)
+    monkeypatch.setattr(mapping.Offers, "_offer", offer_and_help)
+    monkeypatch.setattr(mapping.Offers, "_take", take)
+    return taken
+
+
+def helped_texts(taken: list[mapping.Mapped]) -> list[str]:
+    return [p.description_html for m in taken for p in m.postings.values() if p.title]
+
+
+def test_a_previews_helper_sends_its_postings_back_without_their_texts(
+    preview, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    alone = preview(1)
+    taken = helped_at_once(monkeypatch)
+    helped = preview(2)
+    assert items_of(helped) == items_of(alone)
+    texts = helped_texts(taken)
+    assert texts and set(texts) == {""}
+
+
+def test_a_keyword_filter_keeps_the_texts_in_a_helpers_postings(work, user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", BATCH)
+    source = file_source(user, 40)
+    source.include_keywords = ["Python"]
+    source.save()
+    run = previewer(work, user, monkeypatch, source)
+    alone = run(1)
+    taken = helped_at_once(monkeypatch)
+    helped = run(2)
+    assert items_of(helped) == items_of(alone)
+    assert {i[3] for i in items_of(alone)} >= {"new", "filtered"}
+    texts = helped_texts(taken)
+    assert texts and all(texts)
 
 
 def test_one_helper_job_computes_every_batch_offered_so_far(preview, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -198,35 +258,13 @@ def test_a_boards_jobs_are_mapped_by_the_helper_too(
     """Not only an uploaded file's rows: a board's jobs are offered as parsed, unmapped."""
     monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", BATCH)
     mount_greenhouse(boards, "acme", list(greenhouse_jobs(40, size=600)))
-
-    def run(workers: int) -> IngestionRun:
-        monkeypatch.setattr(diff, "live_workers", lambda: workers)
-        done = work(services.preview_start(owner=user, source_ids=[greenhouse_source.pk]))
-        assert done.status == RunStatus.FINISHED, done.error_message
-        return done
-
+    run = previewer(work, user, monkeypatch, greenhouse_source)
     alone = run(1)
-    real_offer, real_take = mapping.Offers._offer, mapping.Offers._take
-    mapped: list[int] = []
-
-    def offer_and_help(self, entries, learned):  # type: ignore[no-untyped-def]
-        seq = real_offer(self, entries, learned)
-        if seq is not None:
-            mapping.map_batch(self.prefix)
-        return seq
-
-    def take(self, seq, batch, checkpoint):  # type: ignore[no-untyped-def]
-        result = real_take(self, seq, batch, checkpoint)
-        if seq is not None:
-            mapped.append(len(result.postings))
-        return result
-
-    monkeypatch.setattr(mapping, "LINGER_SECONDS", 0)
-    monkeypatch.setattr(mapping.Offers, "_offer", offer_and_help)
-    monkeypatch.setattr(mapping.Offers, "_take", take)
+    taken = helped_at_once(monkeypatch)
     helped = run(2)
     assert items_of(helped) == items_of(alone)
     assert {i[3] for i in items_of(alone)} == {"new"}
+    mapped = [len(m.postings) for m in taken]
     assert mapped == [BATCH] * (40 // BATCH - 1)  # the helper's postings, not the listing's
 
 
@@ -274,3 +312,41 @@ def test_offers_redis_refuses_are_computed_by_the_listing(preview, monkeypatch) 
     again = preview(2)
     assert items_of(again) == items_of(alone)
     assert listing_keys() == []
+
+
+def test_the_listing_collects_garbage_once_per_batch_not_every_700_allocations(
+    preview, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    before = gc.get_threshold()
+    real = diff.SourceDiff._apply
+    seen: list[tuple[int, ...]] = []
+
+    def apply(self, batch):  # type: ignore[no-untyped-def]
+        seen.append(gc.get_threshold())
+        return real(self, batch)
+
+    monkeypatch.setattr(diff.SourceDiff, "_apply", apply)
+    preview(1)
+    assert {s[0] for s in seen} == {collector.LISTING_THRESHOLD}
+    assert gc.get_threshold() == before
+
+
+def test_a_helper_maps_a_batch_collecting_as_rarely_as_the_listing(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    real = mapping.map_entries
+    seen: list[int] = []
+
+    def map_entries(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(gc.get_threshold()[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mapping, "LINGER_SECONDS", 0)
+    monkeypatch.setattr(mapping, "map_entries", map_entries)
+    offers = mapping.Offers(1, 1, workers=2)
+    posting = Posting(external_id="1", title="Engineer", description_html="<p>Hello</p>")
+    try:
+        assert offers._offer([(0, posting)], (frozenset(), None)) == 1
+        assert mapping.map_batch(offers.prefix).endswith(": 1 batches")
+    finally:
+        offers.close()
+    assert seen == [collector.LISTING_THRESHOLD]
+    assert gc.get_threshold()[0] != collector.LISTING_THRESHOLD

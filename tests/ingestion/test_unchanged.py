@@ -17,7 +17,7 @@ from django.utils import timezone
 from rq import Worker
 
 from ingestion import services
-from ingestion.adapters import files
+from ingestion.adapters import files, get_adapter
 from ingestion.models import ItemOutcome, Job, JobSeen, JobStatus, RunItem
 from ingestion.normalize import hashing
 from ingestion.pipeline import diff, readahead, unchanged
@@ -567,3 +567,12 @@ def test_a_listing_first_analyzes_a_job_table_changed_since_its_statistics(work,
     assert estimated() != stored
     _ingest(work, user, source)
     assert estimated() == stored
+
+
+def test_a_files_records_share_one_mapper_pickled_once_a_batch(user) -> None:  # type: ignore[no-untyped-def]
+    """Records are pickled to be mapped on another worker: a mapper of each record's own
+    would be written once per record."""
+    source = _source(user, _rows())
+    records = list(get_adapter(source, None).records(lambda text: "h"))  # type: ignore[arg-type]
+    assert len(records) == ROWS
+    assert len({id(record.mapper) for record in records}) == 1
