@@ -138,19 +138,25 @@ BIG_LISTS = pytest.mark.parametrize(
 )
 
 
-def _fill_and_analyze(owner, table: str, count: int) -> None:  # type: ignore[no-untyped-def]
-    """`count` rows in `table`, and on PostgreSQL statistics that say so. The planner's
-    estimate comes from the statistics, which ANALYZE writes outside any transaction: an
-    earlier test's ANALYZE (or autovacuum's, whenever a busy machine gets to it) leaves
-    numbers that its rolled-back rows no longer match, thousands of rows read for an empty
-    table."""
+def _list_of(client: Client, owner, path: str, table: str, rows: int) -> tuple[list[str], str]:  # type: ignore[no-untyped-def]
+    """The list at `path` over `rows` rows of `table`: its count queries and result count.
+
+    On PostgreSQL the table is ANALYZEd first, so the planner's estimate is `rows`. It comes
+    from the statistics, which ANALYZE writes outside any transaction: an earlier test's
+    ANALYZE (or autovacuum's, whenever a busy machine gets to it) leaves numbers its
+    rolled-back rows no longer match, thousands of rows read for an empty table."""
     if table == "ingestion_runitem":
-        make_items(owner, count)
+        make_items(owner, rows)
     else:
-        RawPayload.objects.bulk_create(RawPayload(url=f"https://x.test/{n}") for n in range(count))
+        RawPayload.objects.bulk_create(RawPayload(url=f"https://x.test/{n}") for n in range(rows))
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {table}")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(path)
+    assert response.status_code == 200
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    return counts, _result_count(response.content.decode())
 
 
 @BIG_LISTS
@@ -158,15 +164,11 @@ def test_the_other_big_lists_count_up_to_the_cap(
     admin_client, django_user_model, monkeypatch, path, table
 ):
     monkeypatch.setattr(paging, "COUNT_CAP", 2)
-    _fill_and_analyze(django_user_model.objects.create_user("owner"), table, 3)
-    with CaptureQueriesContext(connection) as queries:
-        response = admin_client.get(path)
-    assert response.status_code == 200
-    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    owner = django_user_model.objects.create_user("owner")
+    counts, shown = _list_of(admin_client, owner, path, table, 3)
     assert counts and all("LIMIT 3" in s for s in counts), counts
     # Past the cap: the estimate (3, under 3 × the cap, so counted) or "more than".
-    postgres = connection.vendor == "postgresql"
-    assert _result_count(response.content.decode()) == ("about 3" if postgres else "more than 2")
+    assert shown == ("about 3" if connection.vendor == "postgresql" else "more than 2")
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the planner's estimate: PostgreSQL")
@@ -175,12 +177,8 @@ def test_the_other_big_lists_count_nothing_when_the_estimate_is_far_past_the_cap
     admin_client, django_user_model, monkeypatch, path, table
 ):
     monkeypatch.setattr(paging, "COUNT_CAP", 2)
-    _fill_and_analyze(django_user_model.objects.create_user("owner"), table, 7)
-    with CaptureQueriesContext(connection) as queries:
-        response = admin_client.get(path)
-    assert response.status_code == 200
-    assert not [q for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
-    assert _result_count(response.content.decode()) == "about 7"
+    owner = django_user_model.objects.create_user("owner")
+    assert _list_of(admin_client, owner, path, table, 7) == ([], "about 7")
 
 
 def _letters(number: int) -> str:
