@@ -19,7 +19,7 @@ from runs import dbretry, executors, services, transitions
 from runs.context import RunContext
 from runs.exceptions import IllegalTransition, RunAborted, RunError, RunFailed, RunGone
 from runs.logcontext import run_logging
-from runs.models import RUNNING_STATUSES, IngestionRun, RunStatus
+from runs.models import ACTIVE_STATUSES, RUNNING_STATUSES, IngestionRun, RunStatus
 from runs.queue import LostJob
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,9 @@ def run_execute(
     """Run `work` under the run's lifecycle, its heartbeat beaten meanwhile: when it returns
     True the run is finished here; False returns `unfinished` (others finish it).
     RunAborted ends the run aborted (work done is kept), RunFailed ends it in error with its
-    message, any other exception as an internal error; RunGone (ended elsewhere) stops
-    without writing. A transient database error in `resumable` work (a part) is raised to
+    message, any other exception as an internal error; RunGone stops without writing when
+    the run was ended elsewhere, and ends it as an internal error when it was not (see
+    _end_left_active). A transient database error in `resumable` work (a part) is raised to
     RQ while the job has attempts left: RQ queues the part again and it resumes after its
     last commit."""
     ctx = RunContext(run)
@@ -97,18 +98,20 @@ def run_execute(
                 return unfinished
         ctx.checkpoint(force=True)
     except RunAborted:
-        with contextlib.suppress(RunGone):
+        try:
             # Counted by the row as it ends, not by this worker: other workers' parts of
             # the run did their share too.
             services.run_finish(run, status=RunStatus.ABORTED, message=services.aborted_message)
+        except RunGone as exc:
+            if _end_left_active(run, exc):
+                return "error"
         return "aborted"
     except RunFailed as exc:
         with contextlib.suppress(RunGone):
             services.run_fail(run, message=str(exc))
         return "error"
     except RunGone as exc:
-        logger.info("Run %s was ended elsewhere; this worker stops: %s", run.pk, exc)
-        return "gone"
+        return "error" if _end_left_active(run, exc) else "gone"
     except Exception as exc:
         message = f"Internal error: {type(exc).__name__}: {exc}"
         if dbretry.is_transient(exc):
@@ -127,9 +130,38 @@ def run_execute(
         return "error"
     try:
         services.run_finish(run)
-    except RunGone:
-        return "gone"
+    except RunGone as exc:
+        return "error" if _end_left_active(run, exc) else "gone"
     return "finished"
+
+
+def _end_left_active(run: IngestionRun, exc: RunGone) -> bool:
+    """After a RunGone, end the run as error unless it really was ended elsewhere; True when
+    this worker ended it.
+
+    RunGone says a write of the worker was refused, which means "ended elsewhere" only when
+    the row is terminal. The run's own writes can be refused while it is still active: a
+    stage change from a state the row is not in (set_stage when it is ingesting already),
+    or a write that needs a running run (the heartbeat, the abort check, queueing parts,
+    finishing) while it is still pending. Left as it is, such a run holds its owner's one
+    active slot until the stale check ends it minutes later, blaming an unresponsive worker.
+    run_fail is a conditional UPDATE from the active states: a run that another worker, an
+    abort or the reaper ended meanwhile keeps the end they gave it."""
+    status = IngestionRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
+    if status in ACTIVE_STATUSES:
+        try:
+            services.run_fail(
+                run,
+                message=f"Internal error: the run's worker could not go on while the run was "
+                f"{status}: {exc} The run was ended; work it finished is kept.",
+            )
+        except RunGone:
+            pass  # ended elsewhere since the read: that end stands
+        else:
+            logger.error("Run %s was still %s when its worker stopped: %s", run.pk, status, exc)
+            return True
+    logger.info("Run %s was ended elsewhere; this worker stops: %s", run.pk, exc)
+    return False
 
 
 def run_work_horse_died(lost: LostJob) -> None:

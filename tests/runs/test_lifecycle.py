@@ -495,3 +495,133 @@ def test_a_database_error_no_retry_can_cover_ends_the_run_saying_so(user, redis_
         "The database connection failed (server closed the connection unexpectedly). The run "
         "was ended; work it finished is kept."
     )
+
+
+# --- a worker's own write refused while its run is still active --------------------------
+
+
+@pytest.fixture
+def stage_twice_kind():  # type: ignore[no-untyped-def]
+    """A kind whose executor moves to ingesting twice, as a listing that lost track of its
+    first move would: the second move is refused while the run is still ingesting."""
+    from runs import executors
+
+    with mock.patch.dict(executors._KINDS):
+
+        @executors.register("twice", label="Twice")
+        def twice(ctx):  # type: ignore[no-untyped-def]
+            ctx.set_stage(RunStatus.INGESTING)
+            ctx.progress(done=2, total=4, increments={"ready": 2})
+            ctx.set_stage(RunStatus.INGESTING)
+
+        yield "twice"
+
+
+def test_a_worker_whose_own_stage_change_is_refused_ends_its_run_at_once(
+    user, redis_client, stage_twice_kind
+):
+    from runs import tasks
+
+    run = services.run_start(owner=user, kind=stage_twice_kind)
+    assert tasks.execute_run(run.pk) == "error"
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR
+    assert run.error_message == (
+        f"Internal error: the run's worker could not go on while the run was ingesting: "
+        f"Run #{run.pk} cannot go from ingesting to ingesting. The run was ended; work it "
+        "finished is kept."
+    )
+    assert (run.items_done, run.jobs_ready) == (2, 2)  # what it committed stays
+    assert run.events.order_by("-seq").first().type == "run.error"
+    # The owner may start again now, not once the stale check gets to it.
+    assert services.run_start(owner=user, kind=DIAGNOSTIC).status == RunStatus.PENDING
+
+
+def _checkpoint(ctx):  # type: ignore[no-untyped-def]
+    ctx.checkpoint(force=True)
+    return True
+
+
+def _queue_a_part(ctx):  # type: ignore[no-untyped-def]
+    ctx.enqueue_parts("tests.runs.nothing", [("chunk-1", (1,))])
+    return False
+
+
+def _move_to_ingesting(ctx):  # type: ignore[no-untyped-def]
+    ctx.set_stage(RunStatus.INGESTING)
+    return True
+
+
+def _abort(ctx):  # type: ignore[no-untyped-def]
+    from runs.exceptions import RunAborted
+
+    raise RunAborted("abort requested")
+
+
+@pytest.mark.parametrize(
+    "work",
+    [lambda ctx: True, _checkpoint, _queue_a_part, _move_to_ingesting, _abort],
+    ids=["finish", "heartbeat", "queue-parts", "set-stage", "abort"],
+)
+def test_a_worker_whose_running_only_write_finds_its_run_pending_ends_it(user, redis_client, work):
+    from runs import execution
+
+    run = start(user)  # never moved to initializing: every running-only write is refused
+    assert execution.run_execute(run, work, "deferred") == "error"
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR
+    assert run.error_message.startswith(
+        "Internal error: the run's worker could not go on while the run was pending: "
+    )
+
+
+@pytest.mark.parametrize(
+    ("end", "status", "message"),
+    [
+        (lambda run: services.run_finish(run), RunStatus.FINISHED, ""),
+        (
+            lambda run: services.run_finish(run, status=RunStatus.ABORTED),
+            RunStatus.ABORTED,
+            "",
+        ),
+        (lambda run: services.run_fail(run, message="reaped"), RunStatus.ERROR, "reaped"),
+    ],
+    ids=["finished", "aborted", "reaped"],
+)
+def test_a_run_another_worker_ended_keeps_the_end_it_was_given(
+    user, redis_client, end, status, message
+):
+    from runs import execution
+
+    run = start(user)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
+
+    def ended_elsewhere_then_refused(ctx):  # type: ignore[no-untyped-def]
+        end(IngestionRun.objects.get(pk=run.pk))
+        ctx.set_stage(RunStatus.INGESTING)
+
+    assert execution.run_execute(run, ended_elsewhere_then_refused, "deferred") == "gone"
+    ended = IngestionRun.objects.get(pk=run.pk)
+    assert (ended.status, ended.error_message) == (status, message)
+    assert ended.events.order_by("-seq").first().type == f"run.{status}"
+
+
+def test_an_abort_that_ends_the_run_just_before_the_worker_does_wins(user, redis_client):
+    from runs import execution
+
+    run = start(user)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
+    run_fail = services.run_fail
+
+    def aborted_just_before(run, *, message):  # type: ignore[no-untyped-def]
+        services.run_finish(IngestionRun.objects.get(pk=run.pk), status=RunStatus.ABORTED)
+        return run_fail(run, message=message)
+
+    def stage_twice(ctx):  # type: ignore[no-untyped-def]
+        ctx.set_stage(RunStatus.INGESTING)
+        ctx.set_stage(RunStatus.INGESTING)
+
+    with mock.patch.object(services, "run_fail", side_effect=aborted_just_before):
+        assert execution.run_execute(run, stage_twice, "deferred") == "gone"
+    run.refresh_from_db()
+    assert (run.status, run.error_message) == (RunStatus.ABORTED, "")

@@ -55,42 +55,79 @@ def test_a_batch_of_events_is_one_frame_encoded_once_per_delivery():
 
 def test_an_idle_stream_writes_keep_alives_and_a_busy_one_does_not(monkeypatch, redis_client):
     """One timer per event loop keeps idle streams alive (proxies close silent
-    connections); a stream that wrote since the timer's last tick is left alone."""
+    connections); a stream that wrote since the timer's last tick is left alone.
+
+    The test ticks the timer itself, between deliveries it waits for, rather than racing
+    the loop's timer against sleeps: on a loaded machine a stream's replay (a thread) can
+    answer after two deliveries, or two ticks, instead of between them."""
     from django_eventstream.views import get_listener_manager
 
-    monkeypatch.setattr(stream, "KEEPALIVE_SECONDS", 0.2)
+    # Longer than the test can take: the loop's own timer is armed but never fires.
+    monkeypatch.setattr(stream, "KEEPALIVE_SECONDS", 3600.0)
     monkeypatch.setattr(stream, "_replay", lambda run_id, after_id: ([], 0))
 
-    async def watch() -> tuple[list[bytes], list[bytes]]:
+    async def watch() -> None:
+        loop = asyncio.get_running_loop()
+        armed: list[float] = []
+        call_later = loop.call_later
+
+        def record(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+            if callback is stream._keep_alive_tick:
+                armed.append(delay)
+            return call_later(delay, callback, *args)
+
+        monkeypatch.setattr(loop, "call_later", record)
         idle = stream.stream_run_events(9_000_001, after_id=0, user_id=1)
         busy = stream.stream_run_events(9_000_002, after_id=0, user_id=1)
         assert await anext(idle) == stream.STREAM_OPEN
         assert await anext(busy) == stream.STREAM_OPEN
-        idle_parts: list[bytes] = []
-        busy_parts: list[bytes] = []
+        assert armed == [1800.0]  # one timer for the loop's streams, every half interval
 
-        async def read(gen: AsyncIterator[bytes], parts: list[bytes]) -> None:
+        parts: dict[str, asyncio.Queue[bytes]] = {"idle": asyncio.Queue(), "busy": asyncio.Queue()}
+
+        async def read(gen: AsyncIterator[bytes], name: str) -> None:
             async for part in gen:
-                parts.append(part)
+                parts[name].put_nowait(part)
+
+        async def next_part(name: str) -> bytes:
+            return await asyncio.wait_for(parts[name].get(), timeout=30)
 
         readers = [
-            asyncio.create_task(read(idle, idle_parts)),
-            asyncio.create_task(read(busy, busy_parts)),
+            asyncio.create_task(read(idle, "idle")),
+            asyncio.create_task(read(busy, "busy")),
         ]
         manager = get_listener_manager()
-        for seq in range(1, 21):  # the busy run writes every 50 ms for a second
-            event = stream.LiveEvent("run-9000002", seq, seq, f'{{"seq":{seq}}}', False)
-            stream.fan_out(manager, event.channel, stream.Delivery([event]))
-            await asyncio.sleep(0.05)
-        for reader in readers:
-            reader.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-        return idle_parts, busy_parts
+        sent: dict[int, int] = {}
 
-    idle_parts, busy_parts = asyncio.run(watch())
-    assert idle_parts and set(idle_parts) == {stream.KEEP_ALIVE}
-    assert stream.KEEP_ALIVE not in busy_parts
-    assert [part.count(b"event: message") for part in busy_parts] == [1] * len(busy_parts)
+        def send(run_id: int) -> bytes:
+            seq = sent[run_id] = sent.get(run_id, 0) + 1  # each run's events in sequence
+            event = stream.LiveEvent(f"run-{run_id}", seq, seq, f'{{"seq":{seq}}}', False)
+            stream.fan_out(manager, event.channel, stream.Delivery([event]))
+            return event.frame
+
+        try:
+            # Both streams write once (and so wait on their wake-ups from here on).
+            frames = send(9_000_001), send(9_000_002)
+            assert (await next_part("idle"), await next_part("busy")) == frames
+            for tick in range(1, 6):
+                frame = send(9_000_002)  # the busy run writes between every two ticks
+                assert await next_part("busy") == frame
+                stream._keep_alive_tick(manager, loop)
+                if tick >= 2:  # the first tick found that the idle stream had written
+                    assert await next_part("idle") == stream.KEEP_ALIVE
+                    # Both streams were woken (or not) by the same tick, and the idle one
+                    # has written: a keep-alive of the busy one would be queued by now.
+                    assert parts["busy"].empty()
+            assert armed == [1800.0] * 6  # each tick arms the next
+            # Once it is silent for a whole tick, the busy stream is kept alive too.
+            stream._keep_alive_tick(manager, loop)
+            assert await next_part("busy") == stream.KEEP_ALIVE
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+
+    asyncio.run(watch())
 
 
 def test_events_published_under_one_redis_db_reach_only_that_dbs_listeners(settings, redis_client):
