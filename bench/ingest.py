@@ -25,7 +25,7 @@ before each):
     raw       psycopg executemany of INSERT … ON CONFLICT DO UPDATE, 1000 rows a transaction
               (and COPY into a staging table + INSERT … SELECT ON CONFLICT; the faster is the
               ceiling)
-    upsert    ingestion.pipeline.diff.upsert_jobs (→ ingestion.store), batches of 1000 in a
+    upsert    ingestion.pipeline.jobrows.upsert_jobs (→ ingestion.store), batches of 1000 in a
               transaction each (into an empty table, so told every key is new, as the
               listing would: COPY)
 
@@ -751,7 +751,7 @@ def bench_upsert_jobs(rows: list[tuple[Any, Any, str]], run: Any, *, new: bool) 
     from django.db import transaction
     from django.utils import timezone
 
-    from ingestion.pipeline.diff import upsert_jobs
+    from ingestion.pipeline.jobrows import upsert_jobs
 
     now = timezone.now()
     began = time.perf_counter()
@@ -1103,7 +1103,7 @@ def report(results: dict) -> None:
             "naive": "naive update_or_create loop",
             "raw": "raw psycopg executemany upsert",
             "raw_copy": "raw COPY staging + INSERT SELECT",
-            "upsert": "upsert_jobs (diff.py), new rows",
+            "upsert": "upsert_jobs (jobrows.py), new rows",
             "upsert_unchanged": "upsert_jobs, same rows unchanged",
         }
         for key, label in labels.items():

@@ -15,9 +15,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from django.db import connection, transaction
@@ -32,7 +30,9 @@ from ingestion.pipeline.batching import batched
 from ingestion.pipeline.chunks import live_workers
 from ingestion.pipeline.content import JOB_MAX, Content, announce_failures
 from ingestion.pipeline.filters import PostingFilter
+from ingestion.pipeline.jobrows import upsert_jobs
 from ingestion.pipeline.mapping import NOTHING, Offers
+from ingestion.pipeline.outcome import SourceOutcome, source_label
 from ingestion.pipeline.readahead import ReadAhead
 from ingestion.pipeline.unchanged import (
     ITEM_MAX,
@@ -60,8 +60,6 @@ BOILERPLATE_MIN_SAMPLE = 3
 # Each invalid or unreadable posting of a source gets a feed event up to this many; the rest
 # are counted in one closing event (and every one is in the run's items and report).
 ITEM_EVENTS_MAX = 10
-# Companies named in a source's summary (most postings first); the count says how many more.
-SUMMARY_COMPANIES_MAX = 20
 # Invalid reasons that mean "we could not read it" rather than "it is malformed".
 FETCH_FAILED_PREFIX = "fetch failed"
 
@@ -82,59 +80,6 @@ INGEST_COUNTERS = {
     ItemOutcome.UPDATED: "updated",
     ItemOutcome.EXPIRED: "expired",
 }
-
-
-@dataclass
-class SourceOutcome:
-    """What listing one source gave: shown in the feed, kept in the run's summary."""
-
-    source_id: int
-    company: str
-    kind: str
-    label: str
-    listed: int = 0
-    complete: bool = False
-    error: str = ""
-    seconds: float = 0.0
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ItemOutcome.values, 0))
-    expiry_note: str = ""
-    sample: list[str] = field(default_factory=list)
-    # Postings listed per company, for sources whose rows name their own (an aggregator's
-    # file); empty otherwise: every posting is the source's company's.
-    companies: Counter[str] = field(default_factory=Counter)
-    # Batches of the listing whose postings another worker mapped (ingestion.pipeline.mapping).
-    mapped_elsewhere: int = 0
-    # Batches of the listing another worker read (ingestion.pipeline.readahead).
-    read_elsewhere: int = 0
-
-    @property
-    def valid_listed(self) -> int:
-        return self.listed - self.counts[ItemOutcome.INVALID] - self.counts[ItemOutcome.ERROR]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "sourceId": self.source_id,
-            "company": self.company,
-            "kind": self.kind,
-            "label": self.label,
-            "listed": self.listed,
-            "complete": self.complete,
-            "error": self.error,
-            "seconds": round(self.seconds, 2),
-            "counts": dict(self.counts),
-            "expiryNote": self.expiry_note,
-            "companies": [
-                {"company": name, "listed": count}
-                for name, count in self.companies.most_common(SUMMARY_COMPANIES_MAX)
-            ],
-            "companiesCount": len(self.companies),
-            "mappedElsewhere": self.mapped_elsewhere,
-            "readElsewhere": self.read_elsewhere,
-        }
-
-
-def source_label(source: Source) -> str:
-    return f"{source.company} ({source.get_kind_display()})"
 
 
 # A job the listing writes processed: its item, its near-duplicate candidate and match, its
@@ -813,100 +758,3 @@ def _posting_label(posting: Posting) -> str:
     if posting.row is not None:
         return f"row {posting.row}"
     return f"'{posting.external_id}'"
-
-
-# --- the upsert -------------------------------------------------------------------------------
-
-
-def upsert_jobs(
-    run: Any,
-    source: Source,
-    postings: list[tuple[Posting, str]],
-    *,
-    now: datetime,
-    new_keys: Collection[str] = (),
-    listed: Mapping[str, tuple[int, int | None]] | None = None,
-    processed: Mapping[str, tuple[str, Content]] | None = None,
-) -> dict[str, int]:
-    """Write these (posting, content hash) pairs, all of one company (job_company), as
-    `pending` jobs of the run's owner (ingestion.store.upsert_jobs says how, and what it
-    returns: keyed by external id, which one company makes unambiguous). `listed`: the
-    listing's (simhash, id of the job it duplicates or None) by external id; the jobs it
-    leaves out get neither. `processed`: (status, processed fields) by external id of the
-    jobs written in their final state instead (ingestion.pipeline.content)."""
-    rows = [
-        store.JobRow(
-            owner_id=run.owner_id,
-            source_id=source.pk,
-            company=job_company(p, source),
-            external_id=p.external_id.strip()[: JOB_MAX["external_id"]],
-            url=p.url[: JOB_MAX["url"]],
-            title=p.title.strip()[: JOB_MAX["title"]],
-            location=p.location[: JOB_MAX["location"]],
-            remote=p.remote,
-            workplace_type=p.workplace_type[: JOB_MAX["workplace_type"]],
-            employment_type=p.employment_type[: JOB_MAX["employment_type"]],
-            department=p.department[: JOB_MAX["department"]],
-            raw_description=p.description_html,
-            needs_detail=p.needs_detail,
-            description="",
-            description_text="",
-            requirements=(
-                normalize.sanitize_html(p.requirements_html) if p.requirements_html else ""
-            ),
-            posted_at=p.posted_at,
-            valid_through=p.valid_through,
-            salary_min=p.salary_min,
-            salary_max=p.salary_max,
-            salary_currency=p.salary_currency[: JOB_MAX["salary_currency"]],
-            salary_period=p.salary_period[: JOB_MAX["salary_period"]],
-            salary_text=p.salary_text[: JOB_MAX["salary_text"]],
-            status=JobStatus.PENDING.value,
-            simhash=None,
-            content_hash=chash,
-            raw_hash=p.raw_hash,
-            duplicate_of_id=None,
-            first_seen_at=now,
-            last_seen_at=now,
-            expired_at=None,
-            last_run_id=run.pk,
-            error_message="",
-            created_at=now,
-            updated_at=now,
-        )
-        for p, chash in postings
-    ]
-    if listed:
-        rows = [
-            row._replace(simhash=decided[0], duplicate_of_id=decided[1])
-            if (decided := listed.get(row.external_id))
-            else row
-            for row in rows
-        ]
-    if processed:
-        rows = [
-            _processed_row(row, *done) if (done := processed.get(row.external_id)) else row
-            for row in rows
-        ]
-    return store.upsert_jobs(rows, new_keys=new_keys)
-
-
-def _processed_row(row: store.JobRow, status: str, done: Content) -> store.JobRow:
-    """`row` as the ingesting stage leaves it: a failed job keeps its raw description
-    (for "retry failed"); the others keep the sanitized one only."""
-    failed = status == JobStatus.ERROR
-    return row._replace(
-        status=status,
-        description="" if failed else done.description,
-        description_text=done.text,
-        raw_description=row.raw_description if failed else "",
-        location=done.location[: JOB_MAX["location"]],
-        remote=done.remote,
-        workplace_type=done.workplace_type[: JOB_MAX["workplace_type"]],
-        employment_type=done.employment_type[: JOB_MAX["employment_type"]],
-        salary_min=done.salary_min,
-        salary_max=done.salary_max,
-        salary_currency=done.salary_currency[: JOB_MAX["salary_currency"]],
-        salary_period=done.salary_period[: JOB_MAX["salary_period"]],
-        error_message=done.error,
-    )

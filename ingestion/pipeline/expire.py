@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from ingestion import events, store
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
-from ingestion.pipeline.diff import LISTING_BATCH_SIZE, SourceOutcome
+from ingestion.pipeline.diff import LISTING_BATCH_SIZE
+from ingestion.pipeline.outcome import SourceOutcome
 from runs.context import RunContext
 
 

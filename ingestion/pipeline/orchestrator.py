@@ -25,8 +25,9 @@ from ingestion.dedupe import NearDuplicates
 from ingestion.fetching import Fetcher
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 from ingestion.pipeline.chunks import ChunkStream
-from ingestion.pipeline.diff import SourceDiff, SourceOutcome
+from ingestion.pipeline.diff import SourceDiff
 from ingestion.pipeline.expire import expire_vanished
+from ingestion.pipeline.outcome import SourceOutcome
 from ingestion.pipeline.summary import publish_summary
 from ingestion.quota import take_request_for
 from ingestion.run_kinds import INGEST, PREVIEW

@@ -11,7 +11,7 @@ from django.utils import timezone
 from ingestion import store
 from ingestion.adapters import Posting
 from ingestion.models import Job, JobStatus
-from ingestion.pipeline.diff import upsert_jobs
+from ingestion.pipeline.jobrows import upsert_jobs
 from ingestion.store import bulk as sql
 from ingestion.store import postgresql
 from runs.models import IngestionRun
