@@ -313,8 +313,8 @@ def analyze_if_stale(model: type[Model]) -> None:
     with connection.cursor() as cursor:
         cursor.execute(STALE_STATISTICS_SQL, [model._meta.db_table])
         row = cursor.fetchone()
-        if row is not None and row[0]:
-            cursor.execute(f"ANALYZE {model._meta.db_table}")
+    if row is not None and row[0]:
+        analyze(model)
 
 
 def limit_lock_wait(seconds: int) -> None:
