@@ -72,6 +72,7 @@ RAW_HASH_VERSION = 1
 # kept "unchanged" by a reading the code no longer does.
 _READING_MODULES = (
     "adapters/base.py",
+    "adapters/file_rows.py",
     "adapters/files.py",
     "adapters/readers.py",
     "normalize/hashing.py",

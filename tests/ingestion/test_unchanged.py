@@ -6,6 +6,7 @@ again. Real database, real Redis, a real RQ worker in burst mode."""
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,14 @@ def test_an_edit_of_the_reading_code_reads_every_row_again(work, user, mapped, m
     mapped.clear()
     _ingest(work, user, source)
     assert len(mapped) == ROWS
+
+
+def test_the_reading_code_digest_covers_each_module_a_file_row_is_read_by() -> None:
+    # An edit of any of them (a new alias, a fix to the salary parser) must read rows again.
+    root = Path(hashing.__file__).resolve().parent.parent
+    for function in (files._raw_records, files.record_key, files.field_name, files.to_posting):
+        path = Path(sys.modules[function.__module__].__file__ or "").resolve()
+        assert path.relative_to(root).as_posix() in hashing._READING_MODULES, function
 
 
 def test_new_filters_read_every_row_again_and_filter_what_they_exclude(work, user, mapped) -> None:

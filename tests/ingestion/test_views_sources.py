@@ -800,10 +800,10 @@ def test_the_form_lists_the_accepted_columns(client: Client) -> None:
 
 def test_the_listed_columns_keep_up_with_the_file_adapter(client: Client) -> None:
     # The page's list is written for people; this keeps it true as the adapter learns names.
-    from ingestion.adapters import files
+    from ingestion.adapters import file_rows
 
     html = client.get(NEW).content.decode()
-    names = {*files.REQUIRED, *files.ALIASES, *files.ALIASES.values()}
+    names = {*file_rows.REQUIRED, *file_rows.ALIASES, *file_rows.ALIASES.values()}
     # "externalid" is "external_id" written without its separator, which the page says works.
     spelled = {name for name in names if name.replace("_", "") != name}
     for name in names - {n.replace("_", "") for n in spelled}:
