@@ -22,6 +22,7 @@ from api.routing import api_router
 from api.schemas import CamelSchema, StrictCamelSchema
 from ingestion import probe, selectors, services, upload_limits
 from ingestion.adapters import registry
+from ingestion.adapters.base import public_options
 from ingestion.adapters.readers import UploadReport
 from ingestion.forms import SourceForm, error_field
 from ingestion.models import Source
@@ -186,7 +187,7 @@ def _source_out(source: Source) -> dict[str, Any]:
         "kind_label": source.get_kind_display(),
         "company": source.company,
         "identifier": source.identifier,
-        "options": source.options,
+        "options": public_options(source.options),
         "include_keywords": source.include_keywords,
         "exclude_keywords": source.exclude_keywords,
         "locations": source.locations,

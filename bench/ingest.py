@@ -583,12 +583,18 @@ def ingest_stages(run: Any) -> dict[str, float]:
     while the other workers already process the chunks it queued) and the processing that
     was left when the listing ended."""
     from ingestion.models import WorkChunk
-    from ingestion.pipeline.chunks import LISTING_CHUNK
+    from ingestion.pipeline.chunks import is_listing_chunk
 
-    listed = (
-        WorkChunk.objects.filter(run=run, number=LISTING_CHUNK)
-        .values_list("done_at", flat=True)
-        .first()
+    # The last of the listing chunks (one per group of sources listed at the same time).
+    listed = max(
+        (
+            done_at
+            for number, done_at in WorkChunk.objects.filter(run=run).values_list(
+                "number", "done_at"
+            )
+            if is_listing_chunk(number) and done_at is not None
+        ),
+        default=None,
     )
     started = run.started_at
     out: dict[str, float] = {}
@@ -985,6 +991,8 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
     board_proc, board_url = start_board_server(children, board_path, work)
     settings.INTAKE_GREENHOUSE_URL = board_url
     settings.INTAKE_ALLOW_PRIVATE_NETWORK = True
+    # In process, one listing after the other: the same code per posting as side by side.
+    settings.INTAKE_LIST_SIDE_BY_SIDE = False
     ids = [file_source.pk, board_source.pk]
     helpers: list[Any] = []
     try:

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 
 from ingestion import run_kinds, selectors
 from ingestion.adapters import adapter_class, registry, uploaded
+from ingestion.adapters.base import public_options
 from ingestion.adapters.jsonld import COMPANY_FROM
 from ingestion.adapters.readers import company_from_url
 from ingestion.adapters.recognize import recognize_careers_url
@@ -103,7 +104,7 @@ def source_create(
     Without `company`, one is derived: a board's from its name, a careers page's from its
     host until its first read names the postings' hiringOrganization, an upload's from its
     rows (the company most of them name, else the site of the first posting URL)."""
-    options = dict(options or {})
+    options = public_options(options or {})
     if url:
         kind, identifier, extra = source_target(url, kind=kind)
         options = {**extra, **options}
@@ -186,6 +187,8 @@ def source_update(source: Source, **fields: Any) -> Source:
     for key in ("include_keywords", "exclude_keywords", "locations"):
         if key in fields:
             fields[key] = _clean_words(fields[key])
+    if "options" in fields:
+        fields["options"] = public_options(dict(fields["options"] or {}))
     if "company" in fields:
         fields["company"] = str(fields["company"]).strip()[:200]
         if not fields["company"]:

@@ -225,6 +225,19 @@ def _open_parts(source_id: int) -> BinaryIO:
     return io.BufferedReader(_PartReader(part_ids), buffer_size=64 * 1024)
 
 
+def upload_identity(source: Source) -> str | None:
+    """A name for the source's stored upload that a replacement changes (its parts are new
+    rows): what is learned from a file can be kept until the file is replaced. None when it
+    has none."""
+    first = (
+        UploadPart.objects.filter(source=source)
+        .order_by("seq")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return None if first is None else f"{first}:{source.upload_size}"
+
+
 def upload_open(source: Source) -> BinaryIO:
     """The source's uploaded file as a binary file-like object (read(n), readline, iteration
     by lines), fetching its parts lazily. UploadError when the source has none."""

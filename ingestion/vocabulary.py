@@ -133,6 +133,9 @@ def listing_rows(run: IngestionRun) -> list[ListingRow]:
     if run.config.get("retry_of") or run.config.get("resume_of"):
         return []
     done = {entry.get("sourceId"): entry for entry in run.summary.get("sources", [])}
+    # Sources being listed, with the postings each had read when it last said so (sources
+    # without a company in common are listed at the same time).
+    listing = {int(k): int(v) for k, v in (run.summary.get("listing") or {}).items()}
     # Postings listed so far, each an item with an outcome other than expired: what the done
     # sources did not list is the current source's.
     counts = outcome_counts(run)
@@ -158,7 +161,11 @@ def listing_rows(run: IngestionRun) -> list[ListingRow]:
             continue
         if run.is_terminal:
             state, listed = "unread", 0
-        elif not listing_seen and run.started_at:
+        elif source_id in listing:
+            # One source listed at a time: all that was read since the others is its own.
+            one = len(listing) == 1
+            state, listed = "listing", current if one else listing[source_id]
+        elif not listing and not listing_seen and run.started_at:
             state, listed, listing_seen = "listing", current, True
         else:
             state, listed = "waiting", 0

@@ -310,6 +310,9 @@ FILE_UPLOAD_HANDLERS = [
 # near-duplicate lookup whose cost grows with the owner's jobs rather than with the batch
 # (docs/performance.md): big enough to pay for those, small enough to share a run out.
 INTAKE_CHUNK_SIZE = env_int("INTAKE_CHUNK_SIZE", 4000, minimum=1)
+# Sources of a run that share no company are listed at the same time by different workers
+# (ingestion.pipeline.groups); off: one worker lists them one after another.
+INTAKE_LIST_SIDE_BY_SIDE = env_bool("INTAKE_LIST_SIDE_BY_SIDE", True)
 INTAKE_BATCH_SIZE = env_int("INTAKE_BATCH_SIZE", 2000, minimum=1)
 # Expiry safety: when a source suddenly lists fewer than this fraction of the postings it
 # listed last time, its vanished jobs are not expired (reported in the feed instead).

@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
-from runs import dbretry, services, transitions
+from runs import dbretry, queue, services, transitions
 from runs.exceptions import IllegalTransition, RunAborted, RunGone
 from runs.logcontext import current_run_id
 from runs.models import IngestionRun, RunStatus
@@ -66,13 +66,18 @@ class RunContext:
         finally:
             beater.stop()
 
-    def set_stage(self, status: str, *, message: str = "") -> None:
-        """Move from initializing to ingesting (the only stage change an executor makes)."""
+    def set_stage(self, status: str, *, message: str = "", once: bool = False) -> None:
+        """Move from initializing to ingesting (the only stage change an executor makes).
+        With `once`, a run already in `status` is left as it is: several workers listing
+        one run's sources at once each make the move when they first have jobs."""
         try:
             transitions.run_transition(
                 self.run, to=status, expected=[RunStatus.INITIALIZING], message=message
             )
         except IllegalTransition as exc:
+            if once and IngestionRun.objects.filter(pk=self.run.pk, status=status).exists():
+                self.run.status = status
+                return
             raise RunGone(str(exc)) from exc
 
     def progress(
@@ -95,12 +100,18 @@ class RunContext:
             force_event=force_event,
         )
 
-    def enqueue_parts(self, func_path: str, parts: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def enqueue_parts(
+        self,
+        func_path: str,
+        parts: list[tuple[str, tuple[Any, ...]]],
+        *,
+        retries: int = queue.PART_RETRIES,
+    ) -> None:
         """Queue `func_path(ctx, *args)` for each (part_id, args) as a job of its own
         (runs.tasks.execute_part), after the current transaction commits, so several workers
         share the run. The job ids are recorded on the run so abort and the reaper can cancel
         them; the part that completes the run's work returns True and the run finishes."""
-        services.run_enqueue_parts(self.run, func_path, parts)
+        services.run_enqueue_parts(self.run, func_path, parts, retries=retries)
 
     def event(self, type: str, message: str = "", payload: Mapping[str, Any] | None = None) -> None:
         transitions.publish_event(

@@ -28,6 +28,8 @@ EXECUTE_RUN = "runs.tasks.execute_run"
 EXECUTE_PART = "runs.tasks.execute_part"
 # Further attempts at a part (RQ's Retry(max=...): 2 means 3 attempts in all).
 PART_RETRIES = 2
+# The job meta key of the attempts a part was queued with.
+ATTEMPTS = "intake_attempts"
 # How long RQ keeps a finished job, and a failed one (for an operator to look at).
 RESULT_TTL = 3600
 FAILURE_TTL = 7 * 86400
@@ -56,9 +58,14 @@ def enqueue_run(run_id: int, job_id: str) -> None:
 
 
 def enqueue_parts(
-    run_id: int, func_path: str, calls: Sequence[tuple[str, tuple[Any, ...]]]
+    run_id: int,
+    func_path: str,
+    calls: Sequence[tuple[str, tuple[Any, ...]]],
+    *,
+    retries: int = PART_RETRIES,
 ) -> None:
-    """Queue `func_path` with each (job id, args) as a part (runs.tasks.execute_part).
+    """Queue `func_path` with each (job id, args) as a part (runs.tasks.execute_part), tried
+    again up to `retries` times when its work horse dies (0: a part that cannot resume).
     Raises when Redis is unreachable."""
     get_queue().enqueue_many(
         [
@@ -70,7 +77,8 @@ def enqueue_parts(
                 failure_ttl=FAILURE_TTL,
                 # A part whose work horse died (or whose database connection broke) is
                 # queued again at once, at the front: parts resume where they stopped.
-                retry=Retry(max=PART_RETRIES, enqueue_at_front=True),
+                retry=Retry(max=retries, enqueue_at_front=True) if retries else None,
+                meta={ATTEMPTS: retries + 1},
             )
             for job_id, args in calls
         ]
@@ -136,7 +144,11 @@ def lost_job(job: Job, wait_status: int | None) -> LostJob | None:
     else:
         part = job.id.removeprefix(f"{run_job_id(run_id)}-").replace("-", " ")
         retried = job.should_retry
-        attempt, attempts = PART_RETRIES - (job.retries_left or 0) + 2, PART_RETRIES + 1
+        # RQ reads a job's retries left as None once none are left, as for a job queued
+        # without a Retry: the attempts it was queued with tell them apart.
+        attempts = int(job.meta.get(ATTEMPTS, PART_RETRIES + 1))
+        # When retried, the attempt RQ queues next.
+        attempt = attempts - (job.retries_left or 0) + 1 if retried else attempts
     return LostJob(
         run_id=run_id,
         job_id=job.id,

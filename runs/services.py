@@ -137,9 +137,14 @@ def _enqueue_run(run_id: int, job_id: str) -> None:
 
 
 def run_enqueue_parts(
-    run: IngestionRun, func_path: str, parts: list[tuple[str, tuple[Any, ...]]]
+    run: IngestionRun,
+    func_path: str,
+    parts: list[tuple[str, tuple[Any, ...]]],
+    *,
+    retries: int = queue.PART_RETRIES,
 ) -> list[str]:
-    """Queue parts of a running run's work (see runs.tasks.execute_part) after commit."""
+    """Queue parts of a running run's work (see runs.tasks.execute_part) after commit, each
+    tried again up to `retries` times when its work horse dies."""
     job_ids = [queue.part_job_id(run.pk, part_id) for part_id, _ in parts]
     with transaction.atomic():
         current = (
@@ -153,13 +158,15 @@ def run_enqueue_parts(
         run.queue_job_ids = [*current, *job_ids]
         IngestionRun.objects.filter(pk=run.pk).update(queue_job_ids=run.queue_job_ids)
         calls = [(job_id, args) for job_id, (_, args) in zip(job_ids, parts, strict=True)]
-        transaction.on_commit(partial(_enqueue_parts, run.pk, func_path, calls))
+        transaction.on_commit(partial(_enqueue_parts, run.pk, func_path, calls, retries))
     return job_ids
 
 
-def _enqueue_parts(run_id: int, func_path: str, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
+def _enqueue_parts(
+    run_id: int, func_path: str, calls: list[tuple[str, tuple[Any, ...]]], retries: int
+) -> None:
     try:
-        queue.enqueue_parts(run_id, func_path, calls)
+        queue.enqueue_parts(run_id, func_path, calls, retries=retries)
     except Exception as exc:  # Redis down: end the run rather than wait for parts never run
         logger.exception("Could not queue the parts of run %s", run_id)
         with contextlib.suppress(RunGone):

@@ -26,6 +26,17 @@ if TYPE_CHECKING:
     from ingestion.models import Source
 
 
+# The source option in which what was learned of its stored upload is kept (the companies its
+# rows name, Adapter.companies): the code's own, never shown or taken from a user.
+UPLOAD_COMPANIES = "upload_companies"
+INTERNAL_OPTIONS = frozenset({UPLOAD_COMPANIES})
+
+
+def public_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A source's options without the code's own (INTERNAL_OPTIONS)."""
+    return {k: v for k, v in options.items() if k not in INTERNAL_OPTIONS}
+
+
 class SourceFailed(Exception):
     """The source as a whole could not be read; the message says why, for the user."""
 
@@ -192,6 +203,15 @@ class Adapter:
         the whole posting (no detail to fetch): a RunItem of an unchanged one takes its title
         and URL from the stored job."""
         return self.postings()
+
+    @classmethod
+    def companies(cls, source: Source) -> frozenset[str] | None:
+        """The companies `source`'s jobs can be stored under, known before it is listed (the
+        first part of their unique key), or None when only its listing can tell: sources with
+        no company in common can be listed at the same time (ingestion.pipeline.groups)."""
+        if cls.row_companies:
+            return None
+        return frozenset({source.company})
 
     @classmethod
     def check_upload(cls, fileobj: BinaryIO, fmt: str) -> Iterator[list[RowError]]:

@@ -15,9 +15,18 @@ import functools
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import IO, Any, BinaryIO, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
-from ingestion.adapters.base import Adapter, Posting, RawRecord, RowError, SourceFailed
+from django.db import transaction
+
+from ingestion.adapters.base import (
+    UPLOAD_COMPANIES,
+    Adapter,
+    Posting,
+    RawRecord,
+    RowError,
+    SourceFailed,
+)
 from ingestion.adapters.file_rows import _MAX, REQUIRED, _string, _value, field_name, to_posting
 from ingestion.adapters.readers import (
     BrokenRow,
@@ -27,7 +36,10 @@ from ingestion.adapters.readers import (
     jsonl_rows,
     row_label,
 )
-from ingestion.uploads import UploadError, upload_open
+from ingestion.uploads import UploadError, upload_identity, upload_open
+
+if TYPE_CHECKING:
+    from ingestion.models import Source
 
 # Rows read for a company name when a file source is added without one.
 COMPANY_SAMPLE_ROWS = 1000
@@ -94,6 +106,48 @@ def _csv_cells(fileobj: IO[bytes], *, raw: bool) -> Iterator[tuple[int, Any, str
         ) from exc
     finally:
         rows.close()  # now, while the caller's file is open
+
+
+def _named_companies(source: Source) -> list[str] | None:
+    """The companies the rows of the source's file name (sorted), None when more than
+    COMPANIES_KNOWN_MAX or the file cannot be read."""
+    fmt = source.upload_format
+    names: set[str] = set()
+    try:
+        if fmt == "csv":
+            with upload_open(source) as fileobj:
+                header = _csv_header(fileobj)
+            if header is None:
+                return None
+            if "company" not in header:
+                return []
+        with upload_open(source) as fileobj:
+            for _row, record, _text in _raw_records(fileobj, fmt, raw=True):
+                if isinstance(record, RowError):
+                    continue
+                company = record_key(record)[0]
+                if company:
+                    names.add(company)
+                    if len(names) > COMPANIES_KNOWN_MAX:
+                        return None
+    except (UploadError, SourceFailed, UnicodeDecodeError, OSError, ValueError):
+        return None
+    return sorted(names)
+
+
+def _csv_header(fileobj: IO[bytes]) -> list[str] | None:
+    """The field names of a CSV file's header row (as _csv_cells reads it), None when it
+    has none."""
+    rows = csv_rows(fileobj)
+    try:
+        for header in rows:
+            if isinstance(header, str):
+                return None
+            if any(cell.strip() for cell in header):
+                return [field_name(cell) for cell in header]
+        return None
+    finally:
+        rows.close()
 
 
 def _normalized(obj: dict[str, Any]) -> dict[str, Any]:
@@ -228,6 +282,11 @@ def _mapped(record: Any, row: int | None, *, label: str) -> Posting:
     return to_posting(record, row or 0, label=label)[0]
 
 
+# Companies a file may name and still be known before it is listed: beyond them its run's
+# sources are listed one after another.
+COMPANIES_KNOWN_MAX = 1000
+
+
 class FileAdapter(Adapter):
     kind = "file"
     row_companies = True
@@ -251,6 +310,37 @@ class FileAdapter(Adapter):
         if counts:
             return counts.most_common(1)[0][0]
         return company_from_url(first_url) if first_url else ""
+
+    @classmethod
+    def companies(cls, source: Source) -> frozenset[str] | None:
+        """The companies the file's rows name, and its source's (rows naming none): read
+        once per stored file (kept in the source's options until the file is replaced),
+        at no cost for a CSV file without a company column. None when it names more than
+        COMPANIES_KNOWN_MAX or cannot be read (its listing says why)."""
+        identity = upload_identity(source)
+        if identity is None:
+            return None
+        known = (source.options or {}).get(UPLOAD_COMPANIES) or {}
+        if known.get("upload") == identity:
+            names = known.get("names")
+        else:
+            names = _named_companies(source)
+            with transaction.atomic():
+                options = (
+                    type(source)
+                    .objects.select_for_update()
+                    .filter(pk=source.pk)
+                    .values_list("options", flat=True)
+                    .first()
+                )
+                if options is None:
+                    return None  # deleted meanwhile
+                options = {**options, UPLOAD_COMPANIES: {"upload": identity, "names": names}}
+                type(source).objects.filter(pk=source.pk).update(options=options)
+                source.options = options
+        if names is None:
+            return None
+        return frozenset({source.company, *names})
 
     @classmethod
     def check_upload(cls, fileobj: BinaryIO, fmt: str) -> Iterator[list[RowError]]:

@@ -25,7 +25,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser
@@ -39,6 +39,9 @@ from ingestion.adapters.readers import (
     same_site,
 )
 from ingestion.fetching import FetchError, url_refusal
+
+if TYPE_CHECKING:
+    from ingestion.models import Source
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +251,14 @@ def clean_page_url(identifier: str) -> str:
 
 class JsonLdAdapter(Adapter):
     kind = "jsonld"
+
+    @classmethod
+    def companies(cls, source: Source) -> frozenset[str] | None:
+        # A source that took its page's host for a company renames itself on its first read.
+        if COMPANY_FROM in (source.options or {}):
+            return None
+        return super().companies(source)
+
     # Links of the careers page followed at most (a careers page with more is cut there).
     max_links = 1000
     # Linked pages that may fail (network, 5xx) before the listing is refused as partial.

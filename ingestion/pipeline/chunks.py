@@ -34,9 +34,12 @@ from runs.models import IngestionRun, RunStatus
 CHUNK_TASK = "ingestion.pipeline.process.process_chunk"
 
 
-# Chunk 0 of an ingest stands for its listing stage: claimed while the sources are listed and
-# done when they all are, so no processing chunk can finish the run while more may come.
-LISTING_CHUNK = 0
+# A listing chunk stands for the listing of a group of an ingest's sources (all of them when
+# one worker lists them): claimed while they are listed and done when they all are, so no
+# processing chunk can finish the run while more may come. Each group's chunks are numbered
+# from its listing chunk, group × GROUP_STRIDE (ingestion.pipeline.groups): the one group of
+# a run listed by one worker is chunk 0, its processing chunks 1, 2, …
+GROUP_STRIDE = 1_000_000
 # Pending jobs after which the planner's statistics are refreshed, once per run.
 ANALYZE_AFTER = 1000
 # The smallest chunk, as a fraction of INTAKE_CHUNK_SIZE, however many workers there are:
@@ -81,11 +84,11 @@ class ChunkStream:
     RQ job (queued on commit) exist exactly when the jobs do. `close()` queues the rest and
     marks the listing done; the worker that sees every chunk done finishes the run."""
 
-    def __init__(self, ctx: RunContext) -> None:
+    def __init__(self, ctx: RunContext, *, group: int = 0) -> None:
         self.ctx = ctx
         self.run = ctx.run
         self._buffer: list[int] = []
-        self._number = LISTING_CHUNK
+        self.listing_chunk = self._number = listing_chunk(group)
         self.workers = live_workers()
         self._sizes = chunk_sizes(self.workers)
         self._size = self._smallest = next(self._sizes)
@@ -93,13 +96,7 @@ class ChunkStream:
         # Jobs the listing wrote processed (no chunk takes them).
         self.processed = 0
         self._analyzed = False
-        WorkChunk.objects.create(
-            run=self.run,
-            number=LISTING_CHUNK,
-            status=ChunkStatus.CLAIMED,
-            claimed_at=timezone.now(),
-            claimed_by=worker_name(),
-        )
+        claim_listing_chunk(self.run, self.listing_chunk)
 
     def add(self, job_ids: list[int]) -> None:
         self._buffer.extend(job_ids)
@@ -115,7 +112,9 @@ class ChunkStream:
         self.processed += count
         self.ctx.progress(increments={"total_jobs": count}, force_event=first)
         if first:
-            self.ctx.set_stage(RunStatus.INGESTING, message="Processing jobs as they are listed.")
+            self.ctx.set_stage(
+                RunStatus.INGESTING, message="Processing jobs as they are listed.", once=True
+            )
 
     def savepoint(self) -> Callable[[], None]:
         """A function that puts the stream back as it is now: for a transaction that adds
@@ -145,8 +144,10 @@ class ChunkStream:
                 self._queue(self._buffer[start : start + piece])
             self._buffer = []
             if not self.queued and not self.processed:
-                self.ctx.set_stage(RunStatus.INGESTING, message="Nothing new to process.")
-            return complete_chunk(self.ctx, LISTING_CHUNK)
+                self.ctx.set_stage(
+                    RunStatus.INGESTING, message="Nothing new to process.", once=True
+                )
+            return complete_chunk(self.ctx, self.listing_chunk)
 
     def _queue(self, job_ids: list[int]) -> None:
         with transaction.atomic():
@@ -165,8 +166,32 @@ class ChunkStream:
                     message="Processing jobs as they are listed, in chunks of "
                     f"{len(job_ids):,} up to {settings.INTAKE_CHUNK_SIZE:,}, "
                     f"for {self.workers} worker{'s' if self.workers != 1 else ''}.",
+                    once=True,
                 )
             self.ctx.enqueue_parts(CHUNK_TASK, [(f"chunk-{self._number}", (self._number,))])
+
+
+def listing_chunk(group: int) -> int:
+    """The number of the chunk that stands for listing group `group` of a run's sources."""
+    return group * GROUP_STRIDE
+
+
+def is_listing_chunk(number: int) -> bool:
+    return number % GROUP_STRIDE == 0
+
+
+def claim_listing_chunk(run: IngestionRun, number: int) -> None:
+    """Claim listing chunk `number` for this worker: created when the run is listed by one
+    worker, created pending for each group beforehand when its groups are listed at once."""
+    WorkChunk.objects.update_or_create(
+        run=run,
+        number=number,
+        defaults={
+            "status": ChunkStatus.CLAIMED,
+            "claimed_at": timezone.now(),
+            "claimed_by": worker_name(),
+        },
+    )
 
 
 def _analyze_jobs() -> None:

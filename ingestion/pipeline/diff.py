@@ -100,6 +100,8 @@ class SourceDiff:
         on_pending: Callable[[list[int]], None] | None = None,
         on_processed: Callable[[int], None] | None = None,
         savepoint: Callable[[], Callable[[], None]] | None = None,
+        on_batch: Callable[[SourceOutcome], None] | None = None,
+        listing_elsewhere: int = 0,
     ) -> None:
         self.ctx = ctx
         self.run = ctx.run
@@ -118,6 +120,11 @@ class SourceDiff:
         # Called before each batch's transaction; what it returns puts what the callbacks
         # keep in memory back as it was, when the transaction is rolled back to be retried.
         self.savepoint = savepoint
+        # Called with the outcome so far after each batch (how far the listing has come).
+        self.on_batch = on_batch
+        # Other workers busy listing other sources of the run at the same time: they cannot
+        # help this listing (ingestion.pipeline.groups).
+        self.listing_elsewhere = listing_elsewhere
         self.counters = INGEST_COUNTERS if write else PREVIEW_COUNTERS
         self.now = timezone.now()
         self.outcome = SourceOutcome(
@@ -152,7 +159,7 @@ class SourceDiff:
         the source is recorded on the outcome (the run goes on); abort propagates."""
         started = time.monotonic()
         out = self.outcome
-        workers = live_workers()
+        workers = max(1, live_workers() - self.listing_elsewhere)
         offers = Offers(
             self.run.pk,
             self.source.pk,
@@ -186,6 +193,8 @@ class SourceDiff:
                 ):
                     self._mapped = mapped
                     self._apply(batch)
+                    if self.on_batch is not None:
+                        self.on_batch(out)
             out.complete = True
         except (RunAborted, RunGone):
             raise

@@ -7,12 +7,18 @@ ingest    run.started → per source: list + diff + upsert (jobs whose listing c
           (ingestion.pipeline.process) processed by other workers while the listing goes
           on → the last chunk: summary → finished
 
+Sources that share no company are listed at the same time, each group by a worker of its own
+(`list_group`, ingestion.pipeline.groups), each with its own chunks; the last group listed
+says whether the run read anything, and the last chunk done finishes the run as above.
+
 One failing source does not fail the run; the run fails only when every source failed before
 any of its postings were read (or on an internal error), and says why.
 """
 
 from __future__ import annotations
 
+import functools
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -23,10 +29,17 @@ from django.utils import timezone
 from ingestion import events, store
 from ingestion.dedupe import NearDuplicates
 from ingestion.fetching import Fetcher
-from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
-from ingestion.pipeline.chunks import ChunkStream
+from ingestion.models import ChunkStatus, ItemOutcome, Job, JobStatus, RunItem, Source, WorkChunk
+from ingestion.pipeline.chunks import (
+    ChunkStream,
+    claim_listing_chunk,
+    complete_chunk,
+    listing_chunk,
+    live_workers,
+)
 from ingestion.pipeline.diff import SourceDiff
 from ingestion.pipeline.expire import expire_vanished
+from ingestion.pipeline.groups import listing_groups
 from ingestion.pipeline.outcome import SourceOutcome
 from ingestion.pipeline.summary import publish_summary
 from ingestion.quota import take_request_for
@@ -35,19 +48,32 @@ from ingestion.source_health import source_record_listing
 from runs import executors, services
 from runs.context import RunContext
 from runs.exceptions import RunFailed
+from runs.models import IngestionRun
 from runs.numbers import counted
 
 # Jobs a resumed run takes over per transaction.
 RESUME_BATCH = 1000
 
 
+# The RQ part that lists one group of a run's sources (ingestion.pipeline.groups), by its
+# dotted path (runs.tasks.execute_part imports it in the worker).
+LIST_GROUP_TASK = "ingestion.pipeline.orchestrator.list_group"
+# How often, at most, a listing records how far it has come (its row on the run's page).
+LISTING_MARK_INTERVAL = 1.0
+
+
 # What each run does in each of its statuses, said on the page, the summary bar and the feed.
 # An ingest's chunks start processing while the later sources are still listed.
 @executors.register(PREVIEW, label="Preview", phases={"initializing": "Listing and comparing"})
-def execute_preview(ctx: RunContext) -> None:
+def execute_preview(ctx: RunContext) -> object:
     """A dry run: what an ingest would do now. Writes RunItems, never a Job."""
-    _list_sources(ctx, write=False)
+    groups, sources = _start_listing(ctx, write=False)
+    if len(groups) > 1:
+        return _fan_out(ctx, groups)
+    outcomes = _list_sources(ctx, groups[0], sources, write=False)
+    _check_read(ctx, [o.as_dict() for o in outcomes])
     publish_summary(ctx)
+    return None
 
 
 @executors.register(
@@ -57,34 +83,133 @@ def execute_preview(ctx: RunContext) -> None:
 )
 def execute_ingest(ctx: RunContext) -> object:
     run = ctx.run
-    stream = ChunkStream(ctx)
     if run.config.get("retry_of"):
+        stream = ChunkStream(ctx)
         stream.add(_retry_failed_jobs(ctx, run.config["retry_of"]))
     elif run.config.get("resume_of"):
+        stream = ChunkStream(ctx)
         _resume_pending_jobs(ctx, run.config["resume_of"], on_pending=stream.add)
     else:
-        outcomes = _list_sources(
-            ctx,
-            write=True,
-            on_pending=stream.add,
-            on_processed=stream.add_processed,
-            savepoint=stream.savepoint,
-        )
-        # Pending jobs this run did not write: left pending by an earlier run that was
-        # aborted or died (this run's own are chunked already).
-        leftover = (
-            Job.objects.filter(
-                source_id__in=[o.source_id for o in outcomes], status=JobStatus.PENDING
-            )
-            .exclude(last_run_id=run.pk)
-            .order_by("id")
-            .values_list("id", flat=True)
-        )
-        stream.add(list(leftover))
+        groups, sources = _start_listing(ctx, write=True)
+        if len(groups) > 1:
+            return _fan_out(ctx, groups)
+        stream = ChunkStream(ctx)
+        outcomes = _list_sources(ctx, groups[0], sources, write=True, stream=stream)
+        _check_read(ctx, [o.as_dict() for o in outcomes])
+        stream.add(_left_pending(ctx, outcomes))
     ctx.checkpoint()
     if not stream.close():  # when it is the last, the summary is published with it
         return executors.DEFERRED
     return None
+
+
+def list_group(ctx: RunContext, group: int, source_ids: list[int], groups: int) -> bool:
+    """RQ part task (runs.tasks.execute_part): list group `group` of the run's sources (of
+    `groups` listed at the same time, ingestion.pipeline.groups), as the run's own worker
+    lists all of them when there is one group. Returns True when this completed the run's
+    last chunk (the run is then finished)."""
+    run = ctx.run
+    wanted = set(source_ids)
+    entries = [e for e in run.config.get("sources") or [] if e.get("id") in wanted]
+    sources = _sources(ctx, entries)
+    number = listing_chunk(group)
+    stream = None
+    if run.kind == INGEST:
+        stream = ChunkStream(ctx, group=group)
+    else:
+        claim_listing_chunk(run, number)
+    outcomes = _list_sources(
+        ctx, entries, sources, write=stream is not None, stream=stream, alongside=groups - 1
+    )
+    if stream is not None:
+        stream.add(_left_pending(ctx, outcomes))
+    ctx.checkpoint()
+    with transaction.atomic():
+        # The run's row locked: of groups ending at the same time, one is the last listed,
+        # and it alone says whether the run read anything.
+        IngestionRun.objects.select_for_update().filter(pk=run.pk).values_list("pk").first()
+        others = [listing_chunk(g) for g in range(groups) if g != group]
+        if (
+            not WorkChunk.objects.filter(run=run, number__in=others)
+            .exclude(status=ChunkStatus.DONE)
+            .exists()
+        ):
+            run.refresh_from_db(fields=["summary"])
+            _check_read(ctx, list(run.summary.get("sources", [])))
+        if stream is not None:
+            return stream.close()
+        return complete_chunk(ctx, number)
+
+
+def _start_listing(
+    ctx: RunContext, *, write: bool
+) -> tuple[list[list[dict[str, Any]]], dict[int, Source]]:
+    """Announce the run's listing; its source entries in groups to list at the same time
+    (one group: listed here, in order) and its sources by id."""
+    run = ctx.run
+    entries = list(run.config.get("sources") or [])
+    if not entries:
+        raise RunFailed("The run has no sources to read; select at least one source.")
+    sources = _sources(ctx, entries)
+    workers = live_workers()
+    groups = listing_groups(entries, sources, workers=workers)
+    names = ", ".join(f"{e.get('company')} ({e.get('kind')})" for e in entries)
+    verb = "Ingesting" if write else "Previewing"
+    side_by_side = (
+        f", in {len(groups)} groups listed at the same time by {workers} workers"
+        if len(groups) > 1
+        else ""
+    )
+    ctx.event(
+        "run.started",
+        f"{verb} {counted(len(entries), 'source')}: {names}{side_by_side}",
+        {"sources": [e.get("id") for e in entries], "dryRun": not write, "groups": len(groups)},
+    )
+    # The listing looks its keys up in the job table batch after batch: without statistics
+    # (the last big ingest not analyzed yet) the planner hashes all of a company's jobs for
+    # each batch of keys instead of probing the unique key.
+    store.analyze_if_stale(Job)
+    return groups, sources
+
+
+def _sources(ctx: RunContext, entries: list[dict[str, Any]]) -> dict[int, Source]:
+    return {
+        s.pk: s
+        for s in Source.objects.filter(
+            owner_id=ctx.run.owner_id, pk__in=[e.get("id") for e in entries]
+        )
+    }
+
+
+def _fan_out(ctx: RunContext, groups: list[list[dict[str, Any]]]) -> object:
+    """Queue each group's listing as a part of its own: the groups' listing chunks exist
+    first, so that no group completing its work can finish the run while another has not
+    started. A listing cannot resume where it stopped: its part is not tried again."""
+    run = ctx.run
+    with transaction.atomic():
+        WorkChunk.objects.bulk_create(
+            [WorkChunk(run=run, number=listing_chunk(g)) for g in range(len(groups))]
+        )
+        ctx.enqueue_parts(
+            LIST_GROUP_TASK,
+            [
+                (f"listing-{g}", (g, [e.get("id") for e in group], len(groups)))
+                for g, group in enumerate(groups)
+            ],
+            retries=0,
+        )
+    return executors.DEFERRED
+
+
+def _left_pending(ctx: RunContext, outcomes: list[SourceOutcome]) -> list[int]:
+    """Pending jobs of the listed sources this run did not write: left pending by an earlier
+    run that was aborted or died (this run's own are chunked already)."""
+    return list(
+        Job.objects.filter(source_id__in=[o.source_id for o in outcomes], status=JobStatus.PENDING)
+        .exclude(last_run_id=ctx.run.pk)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
 
 
 def _retry_failed_jobs(ctx: RunContext, retry_of: int) -> list[int]:
@@ -196,37 +321,24 @@ def _carry_items(ctx: RunContext, rows: list[tuple[Any, ...]], *, reasons: list[
 
 def _list_sources(
     ctx: RunContext,
+    entries: list[dict[str, Any]],
+    sources: dict[int, Source],
     *,
     write: bool,
-    on_pending: Callable[[list[int]], None] | None = None,
-    on_processed: Callable[[int], None] | None = None,
-    savepoint: Callable[[], Callable[[], None]] | None = None,
+    stream: ChunkStream | None = None,
+    alongside: int = 0,
 ) -> list[SourceOutcome]:
+    """List `entries`' sources one after another, in order, sharing their near-duplicate
+    decisions; each one's outcome goes into the run's summary as it ends. `alongside`:
+    groups of the run's sources listed at the same time by other workers."""
     run = ctx.run
-    entries = list(run.config.get("sources") or [])
-    if not entries:
-        raise RunFailed("The run has no sources to read; select at least one source.")
-    sources = {
-        s.pk: s
-        for s in Source.objects.filter(owner_id=run.owner_id, pk__in=[e.get("id") for e in entries])
-    }
-    names = ", ".join(f"{e.get('company')} ({e.get('kind')})" for e in entries)
-    verb = "Ingesting" if write else "Previewing"
-    ctx.event(
-        "run.started",
-        f"{verb} {len(entries)} source{'s' if len(entries) != 1 else ''}: {names}",
-        {"sources": [e.get("id") for e in entries], "dryRun": not write},
-    )
-    # The listing looks its keys up in the job table batch after batch: without statistics
-    # (the last big ingest not analyzed yet) the planner hashes all of a company's jobs for
-    # each batch of keys instead of probing the unique key.
-    store.analyze_if_stale(Job)
     outcomes: list[SourceOutcome] = []
     near = NearDuplicates(run.owner_id)
+    order = [e.get("id") for e in run.config.get("sources") or []]
     with Fetcher(run_id=run.pk, on_request=take_request_for(run.owner_id)) as fetcher:
         for entry in entries:
             ctx.checkpoint()
-            source = sources.get(entry.get("id"))
+            source = sources.get(entry.get("id"))  # type: ignore[arg-type]
             if source is None:
                 outcome = SourceOutcome(
                     source_id=entry.get("id") or 0,
@@ -236,6 +348,8 @@ def _list_sources(
                     error="the source was deleted after the run was started",
                 )
             else:
+                marks = _ListingMarks(ctx, source.pk)
+                marks.mark(0)
                 outcome = SourceDiff(
                     ctx,
                     source,
@@ -243,9 +357,11 @@ def _list_sources(
                     filters=entry.get("filters") or {},
                     write=write,
                     near=near,
-                    on_pending=on_pending,
-                    on_processed=on_processed,
-                    savepoint=savepoint,
+                    on_pending=stream.add if stream else None,
+                    on_processed=stream.add_processed if stream else None,
+                    savepoint=stream.savepoint if stream else None,
+                    on_batch=marks.listed,
+                    listing_elsewhere=alongside,
                 ).run_diff()
             _announce(ctx, outcome)
             if source is not None:
@@ -253,22 +369,80 @@ def _list_sources(
                     expire_vanished(ctx, source, outcome, write=write)
                 _record_health(ctx, source, outcome)
             outcomes.append(outcome)
-            services.run_set_summary(run, {"sources": [o.as_dict() for o in outcomes]})
-    failed = [o for o in outcomes if o.error]
-    if len(failed) == len(outcomes):
-        reasons = "; ".join(f"{o.label}: {_clause(o.error)}" for o in failed)
-        read = sum(o.listed for o in outcomes)
-        if not read:
-            raise RunFailed(f"Every source failed, so nothing was read. {reasons}.")
-        # What was read before the failures is recorded (for an ingest, written as pending
-        # jobs and queued): the run goes on with it rather than strand it.
-        ctx.event(
-            "run.incomplete",
-            f"Every source failed before the end of its listing; the run goes on with the "
-            f"{read:,} postings read before that. {reasons}.",
-            {"read": read, "sources": [o.source_id for o in failed]},
-        )
+            _update_summary(ctx, functools.partial(_listed, outcome=outcome, order=order))
     return outcomes
+
+
+def _check_read(ctx: RunContext, outcomes: list[dict[str, Any]]) -> None:
+    """Once every source is listed (`outcomes`: their summaries): the run fails when every
+    source failed before any of its postings were read, and says so when all failed after
+    reading some."""
+    failed = [o for o in outcomes if o.get("error")]
+    if not outcomes or len(failed) < len(outcomes):
+        return
+    reasons = "; ".join(f"{o.get('label')}: {_clause(str(o.get('error')))}" for o in failed)
+    read = sum(int(o.get("listed") or 0) for o in outcomes)
+    if not read:
+        raise RunFailed(f"Every source failed, so nothing was read. {reasons}.")
+    # What was read before the failures is recorded (for an ingest, written as pending
+    # jobs and queued): the run goes on with it rather than strand it.
+    ctx.event(
+        "run.incomplete",
+        f"Every source failed before the end of its listing; the run goes on with the "
+        f"{read:,} postings read before that. {reasons}.",
+        {"read": read, "sources": [o.get("sourceId") for o in failed]},
+    )
+
+
+def _update_summary(ctx: RunContext, change: Callable[[dict[str, Any]], None]) -> None:
+    """Change the run's summary under its row's lock: the groups of a run's sources listed
+    at the same time each write theirs into it."""
+    run = ctx.run
+    with transaction.atomic():
+        current = (
+            IngestionRun.objects.select_for_update()
+            .filter(pk=run.pk)
+            .values_list("summary", flat=True)
+            .first()
+        )
+        summary = dict(current or {})
+        change(summary)
+        services.run_set_summary(run, summary)
+
+
+def _listed(summary: dict[str, Any], *, outcome: SourceOutcome, order: list[Any]) -> None:
+    """A source's listing ended: its outcome joins the summary's, in the run's order."""
+    done = [s for s in summary.get("sources", []) if s.get("sourceId") != outcome.source_id]
+    done.append(outcome.as_dict())
+    position = {source_id: at for at, source_id in enumerate(order)}
+    done.sort(key=lambda s: position.get(s.get("sourceId"), len(order)))
+    summary["sources"] = done
+    listing = dict(summary.get("listing") or {})
+    listing.pop(str(outcome.source_id), None)
+    summary["listing"] = listing
+
+
+class _ListingMarks:
+    """Records in the run's summary how many postings a source being listed has read
+    (`listing`: {source id: postings}, ingestion.vocabulary.listing_rows): when it starts,
+    then after a batch at most every LISTING_MARK_INTERVAL seconds."""
+
+    def __init__(self, ctx: RunContext, source_id: int) -> None:
+        self.ctx = ctx
+        self.key = str(source_id)
+        self._last = -LISTING_MARK_INTERVAL
+
+    def listed(self, outcome: SourceOutcome) -> None:
+        now = time.monotonic()
+        if now - self._last >= LISTING_MARK_INTERVAL:
+            self._last = now
+            self.mark(outcome.listed)
+
+    def mark(self, listed: int) -> None:
+        def change(summary: dict[str, Any]) -> None:
+            summary["listing"] = {**(summary.get("listing") or {}), self.key: listed}
+
+        _update_summary(self.ctx, change)
 
 
 def _clause(text: str) -> str:
