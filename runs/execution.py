@@ -201,6 +201,13 @@ def _work_horse_died(lost: LostJob) -> None:
                 },
                 require_active=True,
             )
+        elif lost.attempts == 1:  # a part queued without retries: it cannot resume
+            services.run_fail(
+                run,
+                message=f"The worker process running {lost.part} {lost.death}. "
+                f"{lost.part.capitalize()} cannot resume from where it stopped, so the run "
+                "was ended; work it finished is kept.",
+            )
         else:
             services.run_fail(
                 run,

@@ -166,6 +166,27 @@ def test_a_part_out_of_attempts_ends_its_run_saying_what_killed_it(
     )
 
 
+def test_a_part_queued_without_retries_ends_its_run_saying_it_cannot_resume(
+    user, redis_client, sigkill_status
+):
+    from rq.job import Job
+
+    from runs import services, tasks
+    from runs.models import RunStatus
+
+    run = running_run(user)
+    (job_id,) = services.run_enqueue_parts(
+        run, "tests.runs.nothing", [("listing-1", (1,))], retries=0
+    )
+    tasks.work_horse_died(Job.fetch(job_id, connection=redis_client), sigkill_status)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR
+    assert run.error_message.startswith(
+        "The worker process running listing 1 was killed by signal 9 (SIGKILL). Listing 1 "
+        "cannot resume from where it stopped, so the run was ended"
+    )
+
+
 def test_a_run_whose_own_work_horse_was_killed_ends_at_once(user, redis_client, sigkill_status):
     from rq.job import Job
 
