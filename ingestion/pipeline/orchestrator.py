@@ -17,8 +17,6 @@ any of its postings were read (or on an internal error), and says why.
 
 from __future__ import annotations
 
-import functools
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -41,11 +39,11 @@ from ingestion.pipeline.diff import SourceDiff
 from ingestion.pipeline.expire import expire_vanished
 from ingestion.pipeline.groups import listing_groups
 from ingestion.pipeline.outcome import SourceOutcome
-from ingestion.pipeline.summary import publish_summary
+from ingestion.pipeline.summary import ListingMarks, publish_summary, record_outcome
 from ingestion.quota import take_request_for
 from ingestion.run_kinds import INGEST, PREVIEW
 from ingestion.source_health import source_record_listing
-from runs import executors, services
+from runs import executors
 from runs.context import RunContext
 from runs.exceptions import RunFailed
 from runs.models import IngestionRun
@@ -58,8 +56,6 @@ RESUME_BATCH = 1000
 # The RQ part that lists one group of a run's sources (ingestion.pipeline.groups), by its
 # dotted path (runs.tasks.execute_part imports it in the worker).
 LIST_GROUP_TASK = "ingestion.pipeline.orchestrator.list_group"
-# How often, at most, a listing records how far it has come (its row on the run's page).
-LISTING_MARK_INTERVAL = 1.0
 
 
 # What each run does in each of its statuses, said on the page, the summary bar and the feed.
@@ -348,7 +344,7 @@ def _list_sources(
                     error="the source was deleted after the run was started",
                 )
             else:
-                marks = _ListingMarks(ctx, source.pk)
+                marks = ListingMarks(ctx, source.pk)
                 marks.mark(0)
                 outcome = SourceDiff(
                     ctx,
@@ -369,7 +365,7 @@ def _list_sources(
                     expire_vanished(ctx, source, outcome, write=write)
                 _record_health(ctx, source, outcome)
             outcomes.append(outcome)
-            _update_summary(ctx, functools.partial(_listed, outcome=outcome, order=order))
+            record_outcome(ctx, outcome, order=order)
     return outcomes
 
 
@@ -392,57 +388,6 @@ def _check_read(ctx: RunContext, outcomes: list[dict[str, Any]]) -> None:
         f"{read:,} postings read before that. {reasons}.",
         {"read": read, "sources": [o.get("sourceId") for o in failed]},
     )
-
-
-def _update_summary(ctx: RunContext, change: Callable[[dict[str, Any]], None]) -> None:
-    """Change the run's summary under its row's lock: the groups of a run's sources listed
-    at the same time each write theirs into it."""
-    run = ctx.run
-    with transaction.atomic():
-        current = (
-            IngestionRun.objects.select_for_update()
-            .filter(pk=run.pk)
-            .values_list("summary", flat=True)
-            .first()
-        )
-        summary = dict(current or {})
-        change(summary)
-        services.run_set_summary(run, summary)
-
-
-def _listed(summary: dict[str, Any], *, outcome: SourceOutcome, order: list[Any]) -> None:
-    """A source's listing ended: its outcome joins the summary's, in the run's order."""
-    done = [s for s in summary.get("sources", []) if s.get("sourceId") != outcome.source_id]
-    done.append(outcome.as_dict())
-    position = {source_id: at for at, source_id in enumerate(order)}
-    done.sort(key=lambda s: position.get(s.get("sourceId"), len(order)))
-    summary["sources"] = done
-    listing = dict(summary.get("listing") or {})
-    listing.pop(str(outcome.source_id), None)
-    summary["listing"] = listing
-
-
-class _ListingMarks:
-    """Records in the run's summary how many postings a source being listed has read
-    (`listing`: {source id: postings}, ingestion.vocabulary.listing_rows): when it starts,
-    then after a batch at most every LISTING_MARK_INTERVAL seconds."""
-
-    def __init__(self, ctx: RunContext, source_id: int) -> None:
-        self.ctx = ctx
-        self.key = str(source_id)
-        self._last = -LISTING_MARK_INTERVAL
-
-    def listed(self, outcome: SourceOutcome) -> None:
-        now = time.monotonic()
-        if now - self._last >= LISTING_MARK_INTERVAL:
-            self._last = now
-            self.mark(outcome.listed)
-
-    def mark(self, listed: int) -> None:
-        def change(summary: dict[str, Any]) -> None:
-            summary["listing"] = {**(summary.get("listing") or {}), self.key: listed}
-
-        _update_summary(self.ctx, change)
 
 
 def _clause(text: str) -> str:

@@ -155,9 +155,13 @@ def test_several_workers_share_the_chunks_of_one_run(
 
 
 def test_chunks_are_processed_while_a_later_source_is_still_listed(
-    fixture_server, worker, procs, tmp_path, user, child_env_overrides
+    fixture_server, procs, tmp_path, user, child_env_overrides, redis_client
 ):
-    procs.append(start_worker(tmp_path, name="worker2", **child_env_overrides))
+    # One worker lists both boards, in order (they share no company: by default they would
+    # be listed side by side, tests/ingestion/test_side_by_side.py).
+    serial = {**child_env_overrides, "INTAKE_LIST_SIDE_BY_SIDE": "0"}
+    procs.append(start_worker(tmp_path, name="worker1", **serial))
+    procs.append(start_worker(tmp_path, name="worker2", **serial))
     wait_workers(2)
     Source.objects.create(owner=user, company="Acme", kind="greenhouse", identifier="acme")
     Source.objects.create(owner=user, company="Slowco", kind="greenhouse", identifier="slowco")
