@@ -463,7 +463,9 @@ def test_a_read_ahead_helper_that_died_is_taken_over_where_it_stopped(rerun, mon
         claim, last, out, _ = readahead._keys(self.prefix)
         self.conn.set(claim, "pid 0", px=300)
         batch = next(batches)
-        self.conn.rpush(out, readahead.pickle.dumps((batch, list(range(len(batch))))))
+        self.conn.rpush(
+            out, readahead.pickle.dumps((readahead.pack(batch), list(range(len(batch)))))
+        )
         return started
 
     monkeypatch.setattr(readahead.ReadAhead, "_start", start_and_die)
@@ -585,3 +587,21 @@ def test_a_files_records_share_one_mapper_pickled_once_a_batch(user) -> None:  #
     records = list(get_adapter(source, None).records(lambda text: "h"))  # type: ignore[arg-type]
     assert len(records) == ROWS
     assert len({id(record.mapper) for record in records}) == 1
+
+
+def test_a_batch_read_ahead_travels_as_plain_tuples_and_reads_back_the_same(user) -> None:  # type: ignore[no-untyped-def]
+    """The listing unpickles every batch a helper read: records pickled as themselves are
+    rebuilt through the dataclass's own __setstate__, one Python call per record."""
+    source = _source(user, _rows())
+    adapter = get_adapter(source, None)  # type: ignore[arg-type]
+    batch = list(adapter.records(lambda text: f"h{len(text)}"))
+    batch.append(diff.Posting(external_id="board-1", title="A board's posting"))
+    blob = readahead.pickle.dumps(readahead.pack(batch))
+    assert b"RawRecord" not in blob
+    back = readahead.unpack(readahead.pickle.loads(blob))
+    assert [type(entry) for entry in back] == [type(entry) for entry in batch]
+    for entry, copy in zip(batch, back, strict=True):
+        if isinstance(entry, diff.RawRecord):
+            assert copy.posting() == entry.posting()
+            copy.mapper = entry.mapper
+        assert copy == entry
