@@ -418,7 +418,8 @@ def readahead_keys() -> list[bytes]:
     return list(django_rq.get_connection("default").scan_iter("intake:readahead:*"))
 
 
-def test_a_re_run_read_ahead_by_a_helper_gives_the_same_items(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_re_run_read_ahead_by_a_helper_gives_the_same_items(rerun, monkeypatch, workers) -> None:  # type: ignore[no-untyped-def]
     alone, items = rerun(1)
     real = readahead.ReadAhead._start
 
@@ -430,18 +431,21 @@ def test_a_re_run_read_ahead_by_a_helper_gives_the_same_items(rerun, monkeypatch
 
     real_to_map = unchanged.UnchangedRecords.to_map
     looked_up: list[int] = []
+    hinted: list[int] = []
 
     def to_map(self, batch):  # type: ignore[no-untyped-def]
-        if self._keys:  # the listing's own (a helper's lists nothing)
-            looked_up.append(len(batch))
+        # The listing's own, or the helper's (which lists nothing).
+        (looked_up if self._keys else hinted).append(len(batch))
         return real_to_map(self, batch)
 
     monkeypatch.setattr(readahead, "AHEAD", 100)
     monkeypatch.setattr(readahead.ReadAhead, "_start", start_and_read)
     monkeypatch.setattr(unchanged.UnchangedRecords, "to_map", to_map)
-    helped, helped_items = rerun(2)
-    # The helper's guesses of what to map ahead spared the listing a lookup per batch.
+    helped, helped_items = rerun(workers)
+    # The helper's guesses of what to map ahead spared the listing a lookup per batch; with
+    # two workers nobody but the reading helper could map ahead: it guesses nothing.
     assert looked_up == []
+    assert len(hinted) == (40 // READ_BATCH - 1 if workers > 2 else 0)
     assert helped_items == items
     assert {i[5] for i in items} == {"unchanged", "invalid", "duplicate"}
     assert outcome_counts(helped) == outcome_counts(alone)
