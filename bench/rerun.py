@@ -20,6 +20,13 @@ runs), the best of each, and the ratio (goal: the unchanged re-run at 20,000 row
 Then, in this process, the CPU of reading the file alone: a plain `csv.DictReader` over it,
 and the file adapter's records (csv, a dict per row, its raw hash), with their ratio: the
 floor of a re-run that reads every row.
+
+    .venv/bin/python bench/rerun.py --profile /tmp/rerun-prof          # cProfile, in-process
+
+With `--profile DIR`, instead: the first ingest and then one unchanged re-run executed in this
+process under cProfile (`--workers` − 1 rqworkers help its listing, as on a worker among
+others), printing the re-run's CPU per row, its statements by database CPU and the heaviest
+functions, and writing the profile to DIR.
 """
 
 from __future__ import annotations
@@ -158,15 +165,96 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="RQ workers")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each kind")
     parser.add_argument("--keep-db", action="store_true", help="keep the database at the end")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="instead: one re-run in this process under cProfile, its profile written to DIR",
+    )
+    parser.add_argument("--top", type=int, default=30, help="with --profile: lines to print")
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGTERM, harness._raise_on_sigterm)
     work = Path(tempfile.mkdtemp(prefix="intake-rerun-"))
     harness.use_bench_environment(work)
     children = harness.Children(work)
+    body = profile if args.profile else bench
     return harness.run_bench(
-        children, work, lambda: bench(args, children, work), keep_db=args.keep_db
+        children, work, lambda: body(args, children, work), keep_db=args.keep_db
     )
+
+
+def profile(args: argparse.Namespace, children: Any, work: Path) -> None:
+    """The first ingest, then one unchanged re-run, executed in this process (the re-run
+    under cProfile, `--workers` - 1 rqworkers helping its listing)."""
+    import cProfile
+    import io
+    import pstats
+
+    harness.recreate_database()
+    harness.flush_redis()
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+
+    from ingestion import services as ingestion_services
+    from ingestion.models import WorkChunk
+    from ingestion.pipeline import diff
+    from ingestion.pipeline.chunks import CHUNK_TASK
+    from runs import queue, tasks
+
+    def execute(run_id: int) -> None:
+        if tasks.execute_run(run_id) == "deferred":
+            numbers = WorkChunk.objects.filter(run_id=run_id, number__gt=0).values_list(
+                "number", flat=True
+            )
+            for number in list(numbers):
+                tasks.execute_part(run_id, CHUNK_TASK, number)
+        queue.get_queue().empty()  # the queued copy of what ran here
+
+    owner = User.objects.create_superuser("bench", password="bench")
+    path = harness.write_postings_csv(args.rows, work / "rows.csv")
+    with path.open("rb") as upload:
+        source = ingestion_services.source_create(
+            owner=owner, kind="file", company=COMPANY, upload=upload, upload_name=path.name
+        )
+    execute(ingestion_services.ingest_start(owner=owner, source_ids=[source.pk]).pk)
+    helpers = []
+    if args.workers > 1:
+        helpers = harness.start_workers(children, args.workers - 1, harness.child_env())
+        diff.live_workers = lambda: args.workers  # type: ignore[assignment]
+    run = ingestion_services.ingest_start(owner=owner, source_ids=[source.pk])
+    queue.get_queue().empty()
+    profiler = cProfile.Profile()
+    timer = harness.SqlTimer()
+    helpers_cpu = harness.tree_cpu([h.pid for h in helpers])
+    began, cpu_began = time.perf_counter(), time.process_time()
+    with timer:
+        profiler.enable()
+        execute(run.pk)
+        profiler.disable()
+    seconds = time.perf_counter() - began
+    own_cpu = time.process_time() - cpu_began
+    time.sleep(0.3)
+    cpu = harness.tree_cpu([h.pid for h in helpers]) - helpers_cpu
+    run.refresh_from_db()
+    out = Path(args.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(out / f"rerun-{args.rows}.prof")
+    print(
+        f"== unchanged re-run of {args.rows:,} rows in-process: {run.status}, "
+        f"{run.outcome_counts.get('unchanged', 0):,} unchanged, {seconds:.2f} s "
+        f"({args.rows / seconds:,.0f} rows/s, profiled), profile in {out}"
+    )
+    print(
+        f"   this process: CPU {own_cpu:.2f} s ({own_cpu / args.rows * 1000:.3f} ms/row); "
+        f"{len(helpers)} helper worker(s): CPU {cpu:.2f} s ({cpu / args.rows * 1000:.3f} ms/row)"
+    )
+    timer.report(seconds, args.rows)
+    for sort in ("tottime", "cumulative"):
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats(sort).print_stats(args.top)
+        print("\n".join(line for line in text.getvalue().splitlines()[6:] if line))
 
 
 def bench(args: argparse.Namespace, children: Any, work: Path) -> None:

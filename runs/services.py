@@ -17,7 +17,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from runs import executors, queue
@@ -250,40 +249,42 @@ def run_update_progress(
     unless `force_event`. Returns whether an event was published. Raises RunGone when the
     run is no longer active.
     """
-    fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
-    if done is not None:
-        fields["items_done"] = done
-    if total is not None:
-        fields["total_jobs"] = total
-    for key, value in (counts or {}).items():
-        fields[_count_field(key)] = value
-    for key, value in (increments or {}).items():
-        field = _count_field(key) if key not in {"items_done", "total_jobs"} else key
-        fields[field] = F(field) + value
     with transaction.atomic():
+        # The row, locked until the caller's transaction ends (an UPDATE would lock it as
+        # long): what is added here to the counters it holds is exact, so one UPDATE writes
+        # them, and `run` takes the row from it rather than from a second read.
+        current = IngestionRun.objects.select_for_update().filter(pk=run.pk).first()
+        if current is None or current.status not in ACTIVE_STATUSES:
+            raise RunGone(f"Run #{run.pk} is no longer active; progress dropped.")
+        now = timezone.now()
+        fields: dict[str, Any] = {"heartbeat_at": now}
+        if done is not None:
+            fields["items_done"] = done
+        if total is not None:
+            fields["total_jobs"] = total
+        for key, value in (counts or {}).items():
+            fields[_count_field(key)] = value
+        for key, value in (increments or {}).items():
+            field = _count_field(key) if key not in {"items_done", "total_jobs"} else key
+            fields[field] = getattr(current, field) + value
         if outcomes:
-            # A JSON column has no portable atomic increment: read it under the row's lock.
-            current = (
-                IngestionRun.objects.select_for_update()
-                .filter(pk=run.pk)
-                .values_list("outcome_counts", flat=True)
-                .first()
-            )
-            merged = dict(current or {})
+            merged = dict(current.outcome_counts or {})
             for name, value in outcomes.items():
                 merged[name] = merged.get(name, 0) + value
             fields["outcome_counts"] = merged
-        if IngestionRun.objects.filter(pk=run.pk, status__in=ACTIVE_STATUSES).update(**fields) != 1:
-            raise RunGone(f"Run #{run.pk} is no longer active; progress dropped.")
-        now = timezone.now()
-        throttle = IngestionRun.objects.filter(pk=run.pk)
-        if not force_event:
-            cutoff = now - timedelta(seconds=settings.INTAKE_PROGRESS_INTERVAL)
-            throttle = throttle.filter(
-                Q(progress_published_at__isnull=True) | Q(progress_published_at__lte=cutoff)
-            )
-        won = throttle.update(progress_published_at=now) == 1
-        run.refresh_from_db()
+        published = current.progress_published_at
+        won = (
+            force_event
+            or published is None
+            or published <= now - timedelta(seconds=settings.INTAKE_PROGRESS_INTERVAL)
+        )
+        if won:
+            fields["progress_published_at"] = now
+        IngestionRun.objects.filter(pk=run.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(current, name, value)
+        for column in IngestionRun._meta.concrete_fields:
+            setattr(run, column.attname, getattr(current, column.attname))
         if not won:
             return False
         done_text = (

@@ -22,7 +22,9 @@ the source ends, however it ends, and a helper still queued is cancelled.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import operator
 import os
 import pickle
 import time
@@ -82,6 +84,20 @@ return 1
 """
 
 
+# A record travels as the tuple of its fields: pickle rebuilds a slotted dataclass through its
+# Python-level __setstate__, several times slower than a tuple, on the coordinator's path.
+_RECORD_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(RawRecord)))
+
+
+def pack(batch: list[Entry]) -> list[Entry | tuple[Any, ...]]:
+    """`batch` as the helper pushes it (unpack() gives it back as it was)."""
+    return [_RECORD_FIELDS(e) if type(e) is RawRecord else e for e in batch]
+
+
+def unpack(packed: list[Entry | tuple[Any, ...]]) -> list[Entry]:
+    return [RawRecord(*e) if type(e) is tuple else e for e in packed]  # type: ignore[misc]
+
+
 def _keys(prefix: str) -> tuple[str, str, str, str]:
     """The read's claim, the number of the coordinator's last batch, the pushed batches,
     the reader (pickled)."""
@@ -102,7 +118,7 @@ def read_ahead(prefix: str) -> str:
     if start < 0:
         return f"{me}: the listing read it"
     push = conn.register_script(_PUSH)
-    reader, hint = cast(tuple[Reader, Hint], pickle.loads(cast(bytes, blob)))
+    reader, hint = cast(tuple[Reader, Hint | None], pickle.loads(cast(bytes, blob)))
     pushed = 0
     try:
         for number, batch in enumerate(reader(), 1):
@@ -113,7 +129,7 @@ def read_ahead(prefix: str) -> str:
                     return f"{me}: taken back after {pushed} batches"
                 conn.expire(claim, LEASE_SECONDS)
                 time.sleep(FULL_SLICE)
-            blob = pickle.dumps((batch, hint(batch)))
+            blob = pickle.dumps((pack(batch), hint(batch) if hint is not None else None))
             if not push(keys=[claim, out], args=[me, blob, KEY_TTL, LEASE_SECONDS]):
                 return f"{me}: taken back after {pushed} batches"
             pushed += 1
@@ -132,12 +148,15 @@ class ReadAhead:
     def __init__(self, run_id: int, source_id: int, *, workers: int) -> None:
         self.prefix = f"intake:readahead:{run_id}:{source_id}"
         self.enabled = workers > 1
+        # With two workers the helper is the only other one, reading: nobody could take an
+        # offer to map ahead, so it sends no hint and the listing offers nothing.
+        self.hinted = workers > 2
         self.conn: Any = None
         self._job: str | None = None
         # Batches the helper read.
         self.helped = 0
-        # The helper's hints, by batch (its id) until asked for.
-        self._hints: dict[int, list[int]] = {}
+        # The helper's hints, by batch (its id) until asked for (None: offer nothing).
+        self._hints: dict[int, list[int] | None] = {}
 
     def to_map(
         self, fallback: Callable[[list[Entry]], list[tuple[int, Entry]]]
@@ -145,10 +164,10 @@ class ReadAhead:
         """`fallback` (the listing's own lookup), unless the helper sent its hint along."""
 
         def to_map(batch: list[Entry]) -> list[tuple[int, Entry]]:
-            indexes = self._hints.pop(id(batch), None)
-            if indexes is None:
+            if id(batch) not in self._hints:
                 return fallback(batch)
-            return [(i, batch[i]) for i in indexes]
+            indexes = self._hints.pop(id(batch))
+            return [(i, batch[i]) for i in indexes or ()]
 
         return to_map
 
@@ -161,14 +180,15 @@ class ReadAhead:
         checkpoint: Callable[[], None],
     ) -> Iterator[list[Entry]]:
         """The batches `reader` reads, in order, from the second on read ahead by a helper
-        (with `hint` of each) when there is another worker and `worth()` says so once the
-        first is applied."""
+        (with `hint` of each when a third worker could map ahead) when there is another
+        worker and `worth()` says so once the first is applied."""
         local = reader()
         first = next(local, None)
         if first is None:
             return
         yield first
-        if not self.enabled or not worth() or not self._start(reader, hint):
+        hinted = hint if self.hinted else None
+        if not self.enabled or not worth() or not self._start(reader, hinted):
             yield from local
             return
         assert self.conn is not None
@@ -210,7 +230,9 @@ class ReadAhead:
                 return
             number += 1
             self.helped += 1
-            batch, self._hints[id(batch)] = pickle.loads(popped[1])
+            packed, hinted = pickle.loads(popped[1])
+            batch = unpack(packed)
+            self._hints[id(batch)] = hinted
             yield batch
         try:
             self.conn.set(claim, LISTING, ex=KEY_TTL)  # a helper still at work stops
@@ -220,7 +242,7 @@ class ReadAhead:
             next(local, None)
         yield from local
 
-    def _start(self, reader: Reader, hint: Hint) -> bool:
+    def _start(self, reader: Reader, hint: Hint | None) -> bool:
         claim, last, _, reader_key = _keys(self.prefix)
         try:
             self.conn = queue.get_queue().connection

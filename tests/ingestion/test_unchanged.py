@@ -17,7 +17,7 @@ from django.db import connection
 from django.utils import timezone
 from rq import Worker
 
-from ingestion import services
+from ingestion import services, store
 from ingestion.adapters import files, get_adapter
 from ingestion.models import ItemOutcome, Job, JobSeen, JobStatus, RunItem
 from ingestion.normalize import hashing
@@ -418,7 +418,8 @@ def readahead_keys() -> list[bytes]:
     return list(django_rq.get_connection("default").scan_iter("intake:readahead:*"))
 
 
-def test_a_re_run_read_ahead_by_a_helper_gives_the_same_items(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_re_run_read_ahead_by_a_helper_gives_the_same_items(rerun, monkeypatch, workers) -> None:  # type: ignore[no-untyped-def]
     alone, items = rerun(1)
     real = readahead.ReadAhead._start
 
@@ -430,18 +431,21 @@ def test_a_re_run_read_ahead_by_a_helper_gives_the_same_items(rerun, monkeypatch
 
     real_to_map = unchanged.UnchangedRecords.to_map
     looked_up: list[int] = []
+    hinted: list[int] = []
 
     def to_map(self, batch):  # type: ignore[no-untyped-def]
-        if self._keys:  # the listing's own (a helper's lists nothing)
-            looked_up.append(len(batch))
+        # The listing's own, or the helper's (which lists nothing).
+        (looked_up if self._keys else hinted).append(len(batch))
         return real_to_map(self, batch)
 
     monkeypatch.setattr(readahead, "AHEAD", 100)
     monkeypatch.setattr(readahead.ReadAhead, "_start", start_and_read)
     monkeypatch.setattr(unchanged.UnchangedRecords, "to_map", to_map)
-    helped, helped_items = rerun(2)
-    # The helper's guesses of what to map ahead spared the listing a lookup per batch.
+    helped, helped_items = rerun(workers)
+    # The helper's guesses of what to map ahead spared the listing a lookup per batch; with
+    # two workers nobody but the reading helper could map ahead: it guesses nothing.
     assert looked_up == []
+    assert len(hinted) == (40 // READ_BATCH - 1 if workers > 2 else 0)
     assert helped_items == items
     assert {i[5] for i in items} == {"unchanged", "invalid", "duplicate"}
     assert outcome_counts(helped) == outcome_counts(alone)
@@ -463,7 +467,9 @@ def test_a_read_ahead_helper_that_died_is_taken_over_where_it_stopped(rerun, mon
         claim, last, out, _ = readahead._keys(self.prefix)
         self.conn.set(claim, "pid 0", px=300)
         batch = next(batches)
-        self.conn.rpush(out, readahead.pickle.dumps((batch, list(range(len(batch))))))
+        self.conn.rpush(
+            out, readahead.pickle.dumps((readahead.pack(batch), list(range(len(batch)))))
+        )
         return started
 
     monkeypatch.setattr(readahead.ReadAhead, "_start", start_and_die)
@@ -578,6 +584,19 @@ def test_a_listing_first_analyzes_a_job_table_changed_since_its_statistics(work,
     assert estimated() == stored
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's statistics")
+def test_analyzing_the_job_table_skips_the_columns_no_query_searches(work, user) -> None:  # type: ignore[no-untyped-def]
+    """A listing analyzes a stale job table first: each column analyzed costs a sort of the
+    sample, and the descriptions and hashes are never searched."""
+    _ingest(work, user, _source(user, _rows()))
+    store.analyze(Job)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT attname FROM pg_stats WHERE tablename = 'ingestion_job'")
+        analyzed = {name for (name,) in cursor.fetchall()}
+    assert {"owner_id", "company", "external_id", "status", "source_id", "title"} <= analyzed
+    assert not analyzed & {"description", "raw_description", "raw_hash", "content_hash"}
+
+
 def test_a_files_records_share_one_mapper_pickled_once_a_batch(user) -> None:  # type: ignore[no-untyped-def]
     """Records are pickled to be mapped on another worker: a mapper of each record's own
     would be written once per record."""
@@ -585,3 +604,21 @@ def test_a_files_records_share_one_mapper_pickled_once_a_batch(user) -> None:  #
     records = list(get_adapter(source, None).records(lambda text: "h"))  # type: ignore[arg-type]
     assert len(records) == ROWS
     assert len({id(record.mapper) for record in records}) == 1
+
+
+def test_a_batch_read_ahead_travels_as_plain_tuples_and_reads_back_the_same(user) -> None:  # type: ignore[no-untyped-def]
+    """The listing unpickles every batch a helper read: records pickled as themselves are
+    rebuilt through the dataclass's own __setstate__, one Python call per record."""
+    source = _source(user, _rows())
+    adapter = get_adapter(source, None)  # type: ignore[arg-type]
+    batch = list(adapter.records(lambda text: f"h{len(text)}"))
+    batch.append(diff.Posting(external_id="board-1", title="A board's posting"))
+    blob = readahead.pickle.dumps(readahead.pack(batch))
+    assert b"RawRecord" not in blob
+    back = readahead.unpack(readahead.pickle.loads(blob))
+    assert [type(entry) for entry in back] == [type(entry) for entry in batch]
+    for entry, copy in zip(batch, back, strict=True):
+        if isinstance(entry, diff.RawRecord):
+            assert copy.posting() == entry.posting()
+            copy.mapper = entry.mapper
+        assert copy == entry

@@ -238,6 +238,33 @@ def test_progress_events_are_throttled_however_fast_the_run_goes(user, redis_cli
     assert services.run_update_progress(run, done=200, force_event=True) is True
 
 
+def test_progress_is_one_locked_read_and_one_write_of_the_run(user, redis_client):
+    """Recorded once per batch of every listing and chunk: the row read under its lock
+    gives the counters to add to and the caller's copy, so nothing is read twice."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    run = start(user)
+    transitions.run_transition(run, to=RunStatus.INITIALIZING)
+    services.run_update_progress(run, increments={"ready": 1}, force_event=True)
+    other_worker = IngestionRun.objects.get(pk=run.pk)
+    services.run_update_progress(other_worker, increments={"ready": 2}, outcomes={"new": 2})
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        published = services.run_update_progress(
+            run, done=7, increments={"ready": 4, "new": 1}, outcomes={"new": 5, "unchanged": 1}
+        )
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert published is False
+    assert len(statements) == 2, statements
+    # The caller's copy is the row as written, the other worker's progress included.
+    assert (run.items_done, run.jobs_ready, run.jobs_new) == (7, 7, 1)
+    assert run.outcome_counts == {"new": 7, "unchanged": 1}
+    stored = IngestionRun.objects.get(pk=run.pk)
+    assert (stored.items_done, stored.jobs_ready, stored.jobs_new) == (7, 7, 1)
+    assert stored.outcome_counts == run.outcome_counts
+    assert stored.heartbeat_at == run.heartbeat_at
+
+
 def test_each_event_carries_the_run_status_and_counts(user, redis_client):
     run = start(user)
     transitions.run_transition(run, to=RunStatus.INITIALIZING)
