@@ -3,7 +3,9 @@
 E events fanned out to them as the Redis listener does. No server, sockets or database (the
 replay is stubbed out), so the figure is the Python work per delivery that the code in
 runs/stream.py decides, and holds up on a busy machine where bench/live_feed.py's
-latencies are the scheduler's. uvloop and the web process's gc settings, as in production.
+latencies are the scheduler's. Its `send` is no server's: every delivery goes through the
+streams' own path, not the direct writes fan_out makes under uvicorn (bench/live_feed.py
+measures those). uvloop and the web process's gc settings, as in production.
 
     .venv/bin/python bench/stream_send.py                  # 1,000 streams x 100 events
     .venv/bin/python bench/stream_send.py --streams 100 --events 1000

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-from project.streaming import release_request_thread
+from project.streaming import DirectWriter, chunked, release_request_thread
 from runs.feed import (
     SSE_EVENT_NAME,
     channel_for,
@@ -47,14 +47,18 @@ class Delivery:
     writes them built once for all streams: each as its own `message` frame, or (for
     streams that asked for batches) as one `batch` frame."""
 
-    __slots__ = ("events", "consecutive", "_frames", "_batch")
+    __slots__ = ("events", "consecutive", "direct", "_frames", "_batch", "_chunks")
 
     def __init__(self, events: list[LiveEvent]) -> None:
         self.events = events
         # Checked once here for every stream it goes to.
         self.consecutive = len(events) == 1 or _consecutive(events)
+        # Whether fan_out may write it to a waiting stream's connection itself: a terminal
+        # event goes through the stream, which ends after it.
+        self.direct = self.consecutive and not any(event.terminal for event in events)
         self._frames: bytes | None = None
         self._batch: bytes | None = None
+        self._chunks: dict[bool, bytes] = {}
 
     def frames(self, batched: bool) -> bytes:
         if batched:
@@ -64,6 +68,13 @@ class Delivery:
         if self._frames is None:
             self._frames = b"".join(event.frame for event in self.events)
         return self._frames
+
+    def chunk(self, batched: bool) -> bytes:
+        """`frames(batched)` framed for a DirectWriter, once for every stream."""
+        chunk = self._chunks.get(batched)
+        if chunk is None:
+            chunk = self._chunks[batched] = chunked(self.frames(batched))
+        return chunk
 
 
 def batch_frames(events: list[LiveEvent]) -> bytes:
@@ -129,7 +140,16 @@ class Coalescer:
 
 
 def fan_out(manager: Any, channel: str, delivery: Delivery) -> None:
-    """Queue `delivery` for every stream of its channel and wake them.
+    """Write `delivery` to every stream of its channel that waits for exactly it, and
+    queue it for the others and wake them.
+
+    A stream waiting on this loop with nothing queued, whose next event is this delivery's
+    first, gets the delivery's frames written to its connection here (stream_run_events
+    says which streams wait, and they take their place in the run from the stream's state):
+    one write per watcher, with no wake-up of the watcher's task, its generator, Django's
+    send loop or the server's `send`. Any other stream (behind, woken already, on another
+    loop, under a server DirectWriter cannot write to, or whose client reads slowly) gets it
+    queued as below, and writes it in order itself.
 
     Stands in for ListenerManager.add_to_queues, which wakes each stream through
     call_soon_threadsafe (a write to the loop's self-pipe per stream) although the Redis
@@ -141,10 +161,24 @@ def fan_out(manager: Any, channel: str, delivery: Delivery) -> None:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
+    first_seq = delivery.events[0].seq
+    last = delivery.events[-1]
     with manager.lock:
         listeners = manager.listeners_by_channel.get(channel, ())
         for listener in listeners:
             items = listener.channel_items.get(channel)
+            if (
+                delivery.direct
+                and not items
+                and getattr(listener, "waiting", False)
+                and listener.loop is loop
+                and listener.last_seq + 1 == first_seq
+                and not listener.aevent.is_set()
+                and listener.writer.write(delivery.chunk(listener.batched))
+            ):
+                listener.last_id, listener.last_seq = last.id, last.seq
+                listener.wrote = True
+                continue
             if items is None:
                 items = listener.channel_items[channel] = []
             if len(items) < STREAM_QUEUE:
@@ -202,7 +236,12 @@ def _sse(event_id: str, data: str) -> str:
 
 
 async def stream_run_events(
-    run_id: int, *, after_id: int, user_id: int, batched: bool = False
+    run_id: int,
+    *,
+    after_id: int,
+    user_id: int,
+    batched: bool = False,
+    writer: DirectWriter | None = None,
 ) -> AsyncIterator[bytes]:
     """The SSE body for one run's channel: replay from the database after `after_id`, then
     live events from the web process's listener, strictly in the run's `seq` order.
@@ -221,6 +260,11 @@ async def stream_run_events(
 
     The stream ends after the event that reports the run terminal (a run's last event); a
     client that reconnects after it is answered 204 by the view, which stops EventSource.
+
+    `writer`, attached to the client's connection by the web process's ASGI handler, lets
+    fan_out write live events itself while this stream waits for them (see fan_out): the
+    stream's place in the run (`last_id`, `last_seq`) lives on its listener, where both
+    read and move it.
     """
     from asgiref.sync import sync_to_async
     from django_eventstream.views import Listener, get_listener_manager
@@ -237,12 +281,17 @@ async def stream_run_events(
     listener.assign_loop()
     listener.wrote = True
     listener.keep_alive = False
+    listener.batched = batched
+    listener.writer = writer or DirectWriter()
+    # True only while this generator waits for a wake-up, having written everything before
+    # (Django's send loop resumes it only once its last part was handed to the server).
+    listener.waiting = False
+    listener.last_id = after_id
+    listener.last_seq = 0
     manager = get_listener_manager()
     start_keep_alives(manager)
     manager.add_listener(listener)  # also starts this process's Redis listener if needed
 
-    last_id = after_id
-    last_seq = 0
     ended = False
 
     def frames(events: list[LiveEvent]) -> bytes:
@@ -251,16 +300,16 @@ async def stream_run_events(
         return b"".join(event.frame for event in events)
 
     async def catch_up() -> bytes:
-        nonlocal last_id, last_seq, ended
+        nonlocal ended
         chunks = []
         while True:
-            events, base_seq = await replay(run_id, last_id)
-            if last_seq == 0:
-                last_seq = base_seq
+            events, base_seq = await replay(run_id, listener.last_id)
+            if listener.last_seq == 0:
+                listener.last_seq = base_seq
             if events:
                 chunks.append(frames(events))
                 last = events[-1]
-                last_id, last_seq = last.id, last.seq
+                listener.last_id, listener.last_seq = last.id, last.seq
                 ended = ended or any(event.terminal for event in events)
             if len(events) < REPLAY_BATCH:
                 return b"".join(chunks)
@@ -273,7 +322,11 @@ async def stream_run_events(
         while not ended:
             if not listener.aevent.is_set():
                 # No timeout here: the loop's keep-alive timer wakes a stream left idle.
-                await listener.aevent.wait()
+                listener.waiting = True
+                try:
+                    await listener.aevent.wait()
+                finally:
+                    listener.waiting = False
             with manager.lock:
                 # The listener's only channel: popping it leaves channel_items empty.
                 items = listener.channel_items.pop(channel, ())
@@ -285,20 +338,20 @@ async def stream_run_events(
             chunks = []
             for delivery in items:
                 events = delivery.events
-                if events[0].seq == last_seq + 1 and delivery.consecutive:
+                if events[0].seq == listener.last_seq + 1 and delivery.consecutive:
                     chunks.append(delivery.frames(batched))  # shared by every stream
                 else:
                     # Drop what was sent already (replayed, or delivered twice); a gap, or
                     # events out of order, are read from the database in order instead.
-                    events = [event for event in events if event.seq > last_seq]
+                    events = [event for event in events if event.seq > listener.last_seq]
                     if not events:
                         continue
-                    if events[0].seq != last_seq + 1 or not _consecutive(events):
+                    if events[0].seq != listener.last_seq + 1 or not _consecutive(events):
                         reread = True
                         break
                     chunks.append(frames(events))
                 last = events[-1]
-                last_id, last_seq = last.id, last.seq
+                listener.last_id, listener.last_seq = last.id, last.seq
                 if last.terminal:
                     ended = True
                     break

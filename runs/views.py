@@ -286,8 +286,13 @@ def stream_response(request: HttpRequest, run_id: int, *, owner: User) -> HttpRe
             return HttpResponse(status=204)
     if grip.is_proxied(request):  # Pushpin holds the stream (runs/grip.py)
         return grip.hold_response(run.pk, after_id=after, user_id=owner.pk, first=True)
+    # The handler attaches the writer to the connection; fan_out writes live events with it.
+    writer = streaming.DirectWriter()
     response = streaming.EventStreamResponse(
-        stream.stream_run_events(run.pk, after_id=after, user_id=owner.pk, batched=batched)
+        stream.stream_run_events(
+            run.pk, after_id=after, user_id=owner.pk, batched=batched, writer=writer
+        ),
+        writer=writer,
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -228,3 +230,135 @@ def test_a_delivery_says_once_whether_its_events_follow_each_other():
     assert stream.Delivery(events(3, 4, 5)).consecutive
     assert not stream.Delivery(events(3, 5)).consecutive
     assert not stream.Delivery(events(4, 3)).consecutive
+
+
+def _uvicorn(app: Any) -> tuple[Any, socket.socket]:
+    """uvicorn with its httptools protocol, as `manage.py start` runs it, in this loop."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, http="httptools", lifespan="off", log_level="warning")
+    return uvicorn.Server(config), sock
+
+
+def _listens_here(redis_listener: Any) -> bool:
+    """Whether this loop runs the process's Redis listener (started by the process's first
+    stream, maybe in an earlier test's loop)."""
+    task = getattr(redis_listener, "_task", None)
+    return task is not None and task.get_loop() is asyncio.get_running_loop()
+
+
+def test_fan_out_writes_a_live_event_to_a_waiting_streams_connection_without_waking_it(
+    monkeypatch, redis_client
+):
+    """A stream waiting for its run's next event gets it written to its connection by the
+    fan-out itself (plain and batched streams, each its own framing), with no wake-up of the
+    stream; one behind (a gap) is woken, fills the gap from storage, and goes on in order;
+    the terminal event goes through the stream, which ends after it."""
+    from django_eventstream.views import get_listener_manager
+
+    run_id = 9_000_000_000 + os.getpid()
+    channel = f"run-{run_id}"
+    stored = [
+        stream.LiveEvent(channel, 100 + seq, seq, f'{{"seq":{seq}}}', seq == 4)
+        for seq in (1, 2, 3, 4)
+    ]
+    monkeypatch.setattr(
+        stream,
+        "_replay",
+        lambda run_id, after_id: ([e for e in stored if after_id < e.id <= stored_up_to], 0),
+    )
+    stored_up_to = 0
+    handler = streaming.StreamingASGIHandler()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        writer = streaming.DirectWriter()
+        body = stream.stream_run_events(
+            run_id, after_id=0, user_id=1, batched=bool(scope["query_string"]), writer=writer
+        )
+        await handler.send_response(streaming.EventStreamResponse(body, writer=writer), send)
+
+    async def scenario() -> dict[str, bytes]:
+        nonlocal stored_up_to
+        manager = get_listener_manager()
+        server, sock = _uvicorn(app)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                await asyncio.sleep(0.01)
+            port = sock.getsockname()[1]
+            readers, connections = {}, []
+            for name, query in (("plain", ""), ("batched", "?batch=1")):
+                reader, connection = await asyncio.open_connection("127.0.0.1", port)
+                connection.write(f"GET /{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                await asyncio.wait_for(reader.readuntil(b"stream-open\ndata:\n\n\r\n"), 30)
+                readers[name] = reader
+                connections.append(connection)  # open until the end
+            listeners = list(manager.listeners_by_channel[channel])
+
+            async def waiting() -> None:
+                # Subscribed, when this loop runs the process's Redis listener (the first
+                # subscription wakes every stream once), and every stream back to waiting,
+                # with nothing pending.
+                redis_listener = manager.redis_listener
+                while not (
+                    (redis_listener.connected or not _listens_here(redis_listener))
+                    and all(
+                        listener.waiting and not listener.aevent.is_set() for listener in listeners
+                    )
+                ):
+                    await asyncio.sleep(0.005)
+
+            def fan_out(*events: stream.LiveEvent) -> stream.Delivery:
+                nonlocal stored_up_to
+                stored_up_to = max(stored_up_to, *(e.id for e in events))  # committed first
+                delivery = stream.Delivery(list(events))
+                stream.fan_out(manager, channel, delivery)
+                return delivery
+
+            await asyncio.wait_for(waiting(), 30)
+            writers = [listener.writer._cycle for listener in listeners]
+            assert all(writers), writers
+            one_two = fan_out(*stored[:2])
+            # Written already, and nobody woken.
+            assert not any(listener.aevent.is_set() for listener in listeners)
+            assert all(listener.last_seq == 2 for listener in listeners)
+            received = {
+                name: await asyncio.wait_for(
+                    reader.readexactly(len(one_two.chunk(name == "batched"))), 30
+                )
+                for name, reader in readers.items()
+            }
+            assert received["plain"] == streaming.chunked(stored[0].frame + stored[1].frame)
+            assert received["batched"] == streaming.chunked(stream.batch_frames(stored[:2]))
+
+            stored_up_to = stored[2].id  # seq 3 is stored, but its message is lost
+            fan_out(stored[3])  # seq 4, terminal: through the streams, after a re-read
+            assert all(listener.aevent.is_set() for listener in listeners)
+            for name, reader in readers.items():
+                rest = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 30)
+                expected = (
+                    stream.batch_frames(stored[2:])
+                    if name == "batched"
+                    else stored[2].frame + stored[3].frame
+                )
+                assert rest == streaming.chunked(expected) + b"0\r\n\r\n"
+            return received
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(serving, 30)
+
+    asyncio.run(scenario())
+
+
+def test_a_direct_writer_writes_nothing_for_a_server_it_does_not_know():
+    """Elsewhere than under uvicorn's httptools protocol, parts go through the response."""
+
+    async def send(message: dict[str, Any]) -> None:
+        raise AssertionError("not called")
+
+    writer = streaming.DirectWriter()
+    writer.attach(send)
+    assert writer.write(streaming.chunked(b"data: x\n\n")) is False
+    assert streaming.chunked(b"abc") == b"3\r\nabc\r\n"
