@@ -173,8 +173,9 @@ def analyze(model: type[Model]) -> None:
 
 
 def analyze_if_stale(model: type[Model]) -> None:
-    """analyze(), when the table was never analyzed or changed by more than autovacuum's
-    default threshold since (autovacuum may be off, or not there yet)."""
+    """analyze(), when the table was never analyzed or grew or shrank by more than
+    autovacuum's default threshold since (autovacuum may be off, or not there yet); rows
+    rewritten in place do not make it stale."""
     backend().analyze_if_stale(model)
 
 

@@ -296,13 +296,16 @@ def analyze(model: type[Model]) -> None:
         cursor.execute(f"ANALYZE {model._meta.db_table}")
 
 
-# Never analyzed, or more rows changed since than autovacuum's default threshold (50 + 10 %),
-# or grown by as much: the counts of changed rows reach the statistics views up to a second
-# late, the table's size at once.
+# Never analyzed, or grown or shrunk since by more than autovacuum's default threshold (50 +
+# 10 %): the plans the statistics decide (probe the unique key or hash a company's jobs)
+# depend on how many rows there are, not on how many were rewritten (a re-run rewrites many).
+# The live rows reach the statistics views up to seconds late, the table's size at once: a
+# file more than twice its analyzed size (rewritten rows leave at most one dead version each
+# until vacuumed) has grown as well.
 STALE_STATISTICS_SQL = """
 SELECT c.reltuples < 0
-    OR COALESCE(s.n_mod_since_analyze, 0) > 50 + 0.1 * GREATEST(c.reltuples, 0)
-    OR pg_relation_size(c.oid) / current_setting('block_size')::int > 10 + 1.1 * c.relpages
+    OR ABS(COALESCE(s.n_live_tup, 0) - c.reltuples) > 50 + 0.1 * c.reltuples
+    OR pg_relation_size(c.oid) / current_setting('block_size')::int > 10 + 2 * c.relpages
 FROM pg_class AS c
 LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid
 WHERE c.oid = %s::regclass
