@@ -3,6 +3,7 @@ EMPLOYMENT_TYPES."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 # Each stored value and the words pages show for it ("Full-time", never "full_time").
@@ -35,6 +36,9 @@ _EMPLOYMENT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 _NON_ALNUM_RE = re.compile(r"[^0-9a-z]+")
 
 
+# A board has a few employment types, repeated in every posting: each is read once per
+# process (the result depends on nothing but the value).
+@functools.lru_cache(maxsize=1024)
 def normalize_employment_type(value: str) -> str:
     """One of EMPLOYMENT_TYPES for a board's employment type or commitment ("Full-time",
     "FULL_TIME", "Permanent", "Intern", "CONTRACTOR", "Part-Time - Remote" ...), "" for an

@@ -3,6 +3,7 @@ location text tidied."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 # Each stored value and the words pages (rows and the jobs filter alike) show for it.
@@ -53,6 +54,12 @@ def effective_workplace(workplace_type: str, remote: bool | None) -> str:
     return "remote" if remote else "onsite"
 
 
+# A board has a few locations and workplace words, repeated in every posting: each is read
+# once per process (the results depend on nothing but the value).
+_CACHED = 4096
+
+
+@functools.lru_cache(maxsize=_CACHED)
 def _workplace_from_words(value: str) -> str:
     if _LOCATION_HYBRID_RE.search(value):
         return "hybrid"
@@ -72,8 +79,7 @@ def normalize_workplace(
     its remote flag, then what the location says ("Remote - US", "Anywhere", "Hybrid"), then
     an unambiguous sentence of the description; otherwise unknown (None, ""). Hybrid and
     onsite roles are not remote."""
-    key = _NON_ALNUM_RE.sub(" ", (workplace_type or "").lower()).strip()
-    kind = _WORKPLACE_VALUES.get(key, "")
+    kind = _workplace_kind(workplace_type or "")
     if kind:
         return kind == "remote", kind
     words = _workplace_from_words(location or "")
@@ -91,6 +97,12 @@ def normalize_workplace(
         if _states(_TEXT_REMOTE_RE, lowered, ("remote", "work from home")):
             return True, "remote"
     return None, ""
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _workplace_kind(workplace_type: str) -> str:
+    """remote | hybrid | onsite for a board's explicit workplace type, else ""."""
+    return _WORKPLACE_VALUES.get(_NON_ALNUM_RE.sub(" ", workplace_type.lower()).strip(), "")
 
 
 # Every sentence the description patterns accept contains one of their keywords, with at most
@@ -123,6 +135,7 @@ _LOCATION_SPLIT_RE = re.compile(r"\s*(?:[;|\n•·]|\s/\s)\s*")
 _LOCATION_PART_RE = re.compile(r"\s*,\s*")
 
 
+@functools.lru_cache(maxsize=_CACHED)
 def normalize_location(value: str) -> str:
     """Tidy a location: collapse whitespace, one ", " between a place's parts, "; " between
     places (boards separate them with ; | / • or new lines), empty parts dropped and repeated

@@ -108,6 +108,15 @@ def test_greenhouse_unescapes_content_exactly_once(boards, fetcher, user):
         "&lt;p&gt;caf&eacute;&amp;nbsp;&#x27;quoted&#x27; &copy 2025 &amp;#169;&lt;/p&gt;",
         "no references at all",
         "&amp;&amp;amp;&amp;lt;&lt;&",
+        # Each way the replacements stop early or fall back (ingestion.adapters.greenhouse).
+        "&lt;b&gt;only tags&lt;/b&gt;",
+        "&lt;b&gt; and a stray & after them",
+        "&quot;quoted&quot; &lt;i&gt;",
+        "it&#39;s &#x27;x&#x27; &#390; &#x270;",
+        "&amp;amp; &amp;lt; &amp;",
+        "&amp; &ampx; &amp",
+        "&lt;&amp;lt;&gt;&amp;gt;&quot;&amp;quot;",
+        "&l&gt;t; &&lt;lt; &am&lt;p;",
     ],
 )
 def test_greenhouse_fast_unescape_matches_html_unescape(escaped):

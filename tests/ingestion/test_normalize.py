@@ -267,6 +267,38 @@ def test_normalize_location(value: str, expected: str) -> None:
     assert normalize_location(value) == expected
 
 
+def test_a_boards_repeated_locations_and_types_are_normalized_once() -> None:
+    # A board repeats a few locations, employment and workplace types in every posting: each
+    # distinct value is read once per process, the rest are looked up (the same answers).
+    from ingestion.normalize import employment, workplace
+
+    for cached in (
+        normalize_location,
+        normalize_employment_type,
+        workplace._workplace_from_words,
+        workplace._workplace_kind,
+    ):
+        cached.cache_clear()
+    postings = [("Berlin ;  Remote", "Full Time", "", None)] * 50 + [
+        ("Lisbon", "CONTRACTOR", "On site", None)
+    ] * 50
+    answers = {
+        (
+            normalize_location(location),
+            normalize_employment_type(kind),
+            normalize_workplace(location, place, remote, "This role is fully remote."),
+        )
+        for location, kind, place, remote in postings
+    }
+    assert answers == {
+        ("Berlin; Remote", "full_time", (True, "remote")),
+        ("Lisbon", "contract", (False, "onsite")),
+    }
+    assert normalize_location.cache_info().misses == 2
+    assert employment.normalize_employment_type.cache_info().misses == 2
+    assert workplace._workplace_kind.cache_info().misses == 2
+
+
 # --- salary ---------------------------------------------------------------------------------
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.utils import timezone
 
 from ingestion import store
-from ingestion.models import Job, JobFingerprint, RunItem
+from ingestion.adapters import Posting
+from ingestion.models import Job, JobFingerprint, JobStatus, RunItem
+from ingestion.pipeline.content import Content
+from ingestion.pipeline.jobrows import upsert_jobs
 from ingestion.store import portable, postgresql
 from ingestion.store.records import (
     ITEM_ROW_OMITS,
@@ -20,6 +26,7 @@ from ingestion.store.records import (
     model_columns,
     types,
 )
+from runs.models import IngestionRun
 
 
 def test_the_backend_is_chosen_once_by_the_connections_vendor() -> None:
@@ -97,3 +104,162 @@ def test_the_stored_jobs_lookup_probes_keys_on_a_table_without_statistics(user) 
         cursor.execute("DEALLOCATE stored_lookup")
         cursor.execute("DROP TABLE pg_temp.ingestion_job")
     assert "ANY" not in plan, plan
+
+
+# The columns of a job row the listing decides (not its ids, times or source).
+COMPARED = frozenset(JobRow._fields) - {
+    "owner_id",
+    "source_id",
+    "external_id",
+    "posted_at",
+    "valid_through",
+    "first_seen_at",
+    "last_seen_at",
+    "expired_at",
+    "created_at",
+    "updated_at",
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_job_rows_carry_the_listings_decisions_and_processed_fields(
+    user, greenhouse_source
+) -> None:  # type: ignore[no-untyped-def]
+    # Each row is built once in its final state (ingestion.pipeline.jobrows): every column of
+    # a pending, a decided, a processed ready, skipped and failed job as the stage leaves it.
+    run = IngestionRun.objects.create(owner=user, kind="ingest", status="ingesting")
+    now = timezone.now()
+    postings = [
+        (
+            Posting(
+                external_id=f" {key} ",
+                company="Row Co" if key == "pending" else "",
+                title=f"  Engineer {key} ",
+                url=f"https://boards.example/{key}",
+                location="Berlin ;  Remote",
+                remote=None,
+                workplace_type="",
+                employment_type="Full Time",
+                department="R&D",
+                description_html=f"<p onclick='x'>Build {key}.</p>",
+                requirements_html="<p>Python<script>x</script></p>" if key == "ready" else "",
+                salary_min=Decimal("1.50"),
+                salary_text="1.50 an hour",
+                raw_hash=f"raw-{key}",
+                needs_detail=key == "pending",
+            ),
+            f"hash-{key}",
+        )
+        for key in ("pending", "listed", "ready", "skipped", "error")
+    ]
+
+    def done(key: str, error: str = "") -> Content:
+        return Content(
+            description=f"<p>Build {key}.</p>",
+            text=f"Build {key}.",
+            location="Berlin; Remote",
+            remote=True,
+            workplace_type="remote",
+            employment_type="full_time",
+            salary_min=Decimal("1.5"),
+            salary_max=None,
+            salary_currency="EUR",
+            salary_period="hour",
+            error=error,
+        )
+
+    with transaction.atomic():
+        upsert_jobs(
+            run,
+            greenhouse_source,
+            postings,
+            now=now,
+            new_keys={"pending", "listed", "ready", "skipped", "error"},
+            listed={"listed": (-5, None), "ready": (7, None), "skipped": (8, None)},
+            processed={
+                "ready": (JobStatus.READY, done("ready")),
+                "skipped": (JobStatus.SKIPPED, done("skipped")),
+                "error": (JobStatus.ERROR, done("error", "boom")),
+            },
+        )
+    jobs = {
+        job.pop("external_id"): job
+        for job in Job.objects.filter(owner=user).values("external_id", *sorted(COMPARED))
+    }
+    # What every row has, as listed; then what the listing's decision and processing change.
+    listed = {
+        "company": "Acme",
+        "needs_detail": False,
+        "description": "",
+        "description_text": "",
+        "requirements": "",
+        "location": "Berlin ;  Remote",
+        "remote": None,
+        "workplace_type": "",
+        "employment_type": "Full Time",
+        "department": "R&D",
+        "salary_min": Decimal("1.50"),
+        "salary_max": None,
+        "salary_currency": "",
+        "salary_period": "",
+        "salary_text": "1.50 an hour",
+        "status": "pending",
+        "simhash": None,
+        "duplicate_of_id": None,
+        "error_message": "",
+        "last_run_id": run.pk,
+    }
+    processed = {
+        "raw_description": "",
+        "location": "Berlin; Remote",
+        "remote": True,
+        "workplace_type": "remote",
+        "employment_type": "full_time",
+        "salary_min": Decimal("1.5"),
+        "salary_currency": "EUR",
+        "salary_period": "hour",
+    }
+
+    def expected(key: str, **changes: object) -> dict[str, object]:
+        mine = {
+            "title": f"Engineer {key}",
+            "url": f"https://boards.example/{key}",
+            "raw_description": f"<p onclick='x'>Build {key}.</p>",
+        }
+        return {
+            **listed,
+            **mine,
+            "content_hash": f"hash-{key}",
+            "raw_hash": f"raw-{key}",
+            **changes,
+        }
+
+    assert jobs == {
+        "pending": expected("pending", company="Row Co", needs_detail=True),
+        "listed": expected("listed", simhash=-5),
+        "ready": expected(
+            "ready",
+            **processed,
+            status="ready",
+            simhash=7,
+            description="<p>Build ready.</p>",
+            description_text="Build ready.",
+            requirements="<p>Python</p>",
+        ),
+        "skipped": expected(
+            "skipped",
+            **processed,
+            status="skipped",
+            simhash=8,
+            description="<p>Build skipped.</p>",
+            description_text="Build skipped.",
+        ),
+        # A failed job keeps its raw description (for "retry failed"), not a sanitized one.
+        "error": expected(
+            "error",
+            **{**processed, "raw_description": "<p onclick='x'>Build error.</p>"},
+            status="error",
+            description_text="Build error.",
+            error_message="boom",
+        ),
+    }
