@@ -30,12 +30,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 BATCH = 5
 
 
-def rows(count: int) -> list[dict[str, Any]]:
+def rows(count: int, *, size: int = 800, prefix: str = "") -> list[dict[str, Any]]:
     """`count` rows: every 7th re-posts the row 5 before it under a new id (a near-duplicate
-    or the same content), every 11th has no title (invalid)."""
+    or the same content), every 11th has no title (invalid). With `prefix`, their ids are
+    `prefix`-00001… (another file's rows that share none of these ids)."""
     out = []
     for n in range(1, count + 1):
-        row = posting_row(n, description=description_html(n, size=800))
+        row = posting_row(n, description=description_html(n, size=size))
+        if prefix:
+            row["external_id"] = f"{prefix}-{n:05d}"
         if n % 7 == 0:
             row.update(title=out[n - 6]["title"], description=out[n - 6]["description"])
         if n % 11 == 0:

@@ -22,28 +22,14 @@ from runs import queue
 from runs.context import RunContext
 from runs.exceptions import RunGone
 from runs.models import IngestionRun, RunStatus
-from tests.ingestion.boards import description_html, greenhouse_jobs, mount_greenhouse
-from tests.ingestion.pages import FILE_COLUMNS, posting_row, postings_csv
+from tests.ingestion.boards import greenhouse_jobs, mount_greenhouse
+from tests.ingestion.pages import FILE_COLUMNS, postings_csv
+from tests.ingestion.test_list_ahead import rows
 from tests.support import start_worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NO_COMPANY = [c for c in FILE_COLUMNS if c != "company"]
-
-
-def rows(count: int, *, prefix: str = "F") -> list[dict[str, Any]]:
-    """`count` rows: every 7th re-posts the row 5 before it under a new id (a near-duplicate
-    or the same content), every 11th has no title (invalid)."""
-    out: list[dict[str, Any]] = []
-    for n in range(1, count + 1):
-        row = posting_row(n, description=description_html(n, size=600))
-        row["external_id"] = f"{prefix}-{n:05d}"
-        if n % 7 == 0:
-            row.update(title=out[n - 6]["title"], description=out[n - 6]["description"])
-        if n % 11 == 0:
-            row["title"] = ""
-        out.append(row)
-    return out
 
 
 def file_source(user: Any, company: str, data: bytes, name: str = "jobs.csv") -> Source:
@@ -53,7 +39,7 @@ def file_source(user: Any, company: str, data: bytes, name: str = "jobs.csv") ->
 
 
 def csv_source(user: Any, company: str, count: int, *, columns: list[str] | None = None) -> Source:
-    data = postings_csv(rows(count, prefix=company[:3]), columns=columns or NO_COMPANY)
+    data = postings_csv(rows(count, size=600, prefix=company[:3]), columns=columns or NO_COMPANY)
     return file_source(user, company, data, f"{company.lower()}.csv")
 
 
