@@ -82,15 +82,22 @@ def sanitize_html(html: str) -> str:
     """Sanitize a source's description HTML with a strict allowlist; the result is safe to
     render as-is (scripts, styles, event handlers, htmx attributes, non-http(s)/mailto links
     and relative links are gone; links get rel="nofollow noopener noreferrer")."""
+    return sanitize_html_as_written(html)[0]
+
+
+def sanitize_html_as_written(html: str) -> tuple[str, bool]:
+    """sanitize_html's result, and whether it is markup the HTML parser keeps as written
+    (the fast path's, below): its text can be read off the markup with no check for layouts
+    the parser would rebuild (plaintext.sanitized_html_to_text's `as_written`)."""
     if not html:
-        return ""
+        return "", True
     # A substring test first: most descriptions have no h1, and the regex scans all of it.
     if "h1" in html or "H1" in html:
         html = _H1_RE.sub(r"<\1h2", html)
     clean = _already_clean(html)
     if clean is None:
-        clean = _CLEANER.clean(html)
-    return clean.strip()
+        return _CLEANER.clean(html).strip(), False
+    return clean.strip(), True
 
 
 # --- HTML that nh3 would give back as it is ---------------------------------------------------
