@@ -16,14 +16,10 @@ from ingestion.normalize import (
     sanitize_html_as_written,
     sanitized_html_to_text,
 )
-from tests.ingestion import boards, pages
 from tests.ingestion.test_fast_text import (
-    _BLOCKS,
-    _CONTEXTS,
-    _WRAPPERS,
     TRAPS,
-    _nested,
-    _noisy,
+    _all_nested,
+    _noisy_realistic,
     _realistic,
     _soup,
 )
@@ -79,14 +75,7 @@ def test_realistic_descriptions_take_the_fast_path_and_match(taken: list[str]) -
 
 def test_noisy_realistic_descriptions_match() -> None:
     # Stray spans, CRs and the like: each goes to nh3.
-    sources = [
-        _noisy(boards.description_html(seed, size=2000), random.Random(seed))
-        if seed % 2
-        else _noisy(pages.description_html(seed, seed=seed % 5), random.Random(seed))
-        for seed in range(600)
-    ]
-
-    assert _mismatches(sources) == []
+    assert _mismatches(_noisy_realistic()) == []
 
 
 @pytest.mark.parametrize("source", TRAPS)
@@ -102,14 +91,7 @@ def test_random_tag_soup_matches(taken: list[str]) -> None:
 
 
 def test_blocks_in_unwrapped_elements_match() -> None:
-    sources = [
-        _nested(context, wrapper, block)
-        for context in _CONTEXTS
-        for wrapper in _WRAPPERS
-        for block in _BLOCKS
-    ]
-
-    assert _mismatches(sources) == []
+    assert _mismatches(_all_nested()) == []
 
 
 # --- well-nested markup of the fast path's own tags, in every arrangement ---------------------
