@@ -12,7 +12,7 @@ from ingestion.normalize.employment import EMPLOYMENT_TYPES, normalize_employmen
 from ingestion.normalize.hashing import content_hash, raw_hasher
 from ingestion.normalize.plaintext import fingerprint_text, html_to_text, sanitized_html_to_text
 from ingestion.normalize.salary import parse_salary
-from ingestion.normalize.sanitize import sanitize_html
+from ingestion.normalize.sanitize import sanitize_html, sanitize_html_as_written
 from ingestion.normalize.workplace import WORKPLACE_TYPES, normalize_location, normalize_workplace
 
 __all__ = [
@@ -30,5 +30,6 @@ __all__ = [
     "parse_salary",
     "raw_hasher",
     "sanitize_html",
+    "sanitize_html_as_written",
     "sanitized_html_to_text",
 ]

@@ -141,16 +141,19 @@ def _other_whitespace(text: str) -> bool:
     return not text.isprintable()
 
 
-def sanitized_html_to_text(html: str) -> str:
+def sanitized_html_to_text(html: str, *, as_written: bool = False) -> str:
     """html_to_text for the output of sanitize_html, and only for it: the same string, without
     a parse (it runs once per ingested job; docs/performance.md has the figures). It reads the
     markup with regexes and so relies on what sanitize_html emits (html5ever's serialization
     of a strict allowlist); markup the HTML parser would rebuild differently, which only
     unwrapped disallowed elements leave behind, goes to html_to_text. Any other HTML may come
-    out wrong."""
+    out wrong. `as_written`: sanitize_html_as_written said the parser keeps this markup as
+    written, so there is no such layout to look for."""
     if not html:
         return ""
-    if _REBUILT_RE.search(html) or ("<table" in html and _REBUILT_TABLE_RE.search(html)):
+    if not as_written and (
+        _REBUILT_RE.search(html) or ("<table" in html and _REBUILT_TABLE_RE.search(html))
+    ):
         return html_to_text(html)
     text = _INLINE_TAG_RE.sub("", html)
     # U+00A0 is whitespace to html_to_text (\s) and never survives it: a plain space does the

@@ -56,8 +56,8 @@ def process(given: Content, *, title: str, raw_description: str, salary_text: st
     Raises ValueError for a job that cannot be ready (no title)."""
     if not title.strip():
         raise ValueError("the posting has no title")
-    description = normalize.sanitize_html(raw_description)
-    text = normalize.sanitized_html_to_text(description)
+    description, as_written = normalize.sanitize_html_as_written(raw_description)
+    text = normalize.sanitized_html_to_text(description, as_written=as_written)
     location = normalize.normalize_location(given.location)
     remote, workplace_type = normalize.normalize_workplace(
         location, given.workplace_type, given.remote, text

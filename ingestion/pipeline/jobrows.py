@@ -35,9 +35,20 @@ def upsert_jobs(
     jobs written in their final state instead (ingestion.pipeline.content)."""
     listed = listed or {}
     processed = processed or {}
+    # What every row shares, and the columns' lengths, looked up once: per row each lookup
+    # is a dictionary's or a model's attribute (a property, for the pk).
+    owner_id, source_id, run_id = run.owner_id, source.pk, run.pk
+    pending = JobStatus.PENDING.value
+    error = JobStatus.ERROR.value
+    external_id_max, url_max, title_max = JOB_MAX["external_id"], JOB_MAX["url"], JOB_MAX["title"]
+    location_max, workplace_max = JOB_MAX["location"], JOB_MAX["workplace_type"]
+    employment_max, department_max = JOB_MAX["employment_type"], JOB_MAX["department"]
+    currency_max, period_max = JOB_MAX["salary_currency"], JOB_MAX["salary_period"]
+    salary_text_max = JOB_MAX["salary_text"]
+    sanitize_html = normalize.sanitize_html
     rows = []
     for p, chash in postings:
-        external_id = p.external_id.strip()[: JOB_MAX["external_id"]]
+        external_id = p.external_id.strip()[:external_id_max]
         simhash, duplicate_of_id = listed.get(external_id, _UNDECIDED)
         # Each row built once, in its final state: a NamedTuple's _replace costs as much again.
         # The fields the ingesting stage normalizes are the processed ones when the listing
@@ -45,43 +56,43 @@ def upsert_jobs(
         done = processed.get(external_id)
         fields: Posting | Content
         if done is None:
-            status, fields, error_message = JobStatus.PENDING.value, p, ""
+            status, fields, error_message = pending, p, ""
             description = description_text = ""
             raw_description = p.description_html
         else:
             # As the ingesting stage leaves it: a failed job keeps its raw description (for
             # "retry failed"); the others keep the sanitized one only.
             status, fields = done
-            failed = status == JobStatus.ERROR
+            failed = status == error
             description = "" if failed else fields.description
             description_text = fields.text
             raw_description = p.description_html if failed else ""
             error_message = fields.error
         rows.append(
             store.JobRow(
-                run.owner_id,
-                source.pk,
+                owner_id,
+                source_id,
                 job_company(p, source),
                 external_id,
-                p.url[: JOB_MAX["url"]],
-                p.title.strip()[: JOB_MAX["title"]],
-                fields.location[: JOB_MAX["location"]],
+                p.url[:url_max],
+                p.title.strip()[:title_max],
+                fields.location[:location_max],
                 fields.remote,
-                fields.workplace_type[: JOB_MAX["workplace_type"]],
-                fields.employment_type[: JOB_MAX["employment_type"]],
-                p.department[: JOB_MAX["department"]],
+                fields.workplace_type[:workplace_max],
+                fields.employment_type[:employment_max],
+                p.department[:department_max],
                 raw_description,
                 p.needs_detail,
                 description,
                 description_text,
-                normalize.sanitize_html(p.requirements_html) if p.requirements_html else "",
+                sanitize_html(p.requirements_html) if p.requirements_html else "",
                 p.posted_at,
                 p.valid_through,
                 fields.salary_min,
                 fields.salary_max,
-                fields.salary_currency[: JOB_MAX["salary_currency"]],
-                fields.salary_period[: JOB_MAX["salary_period"]],
-                p.salary_text[: JOB_MAX["salary_text"]],
+                fields.salary_currency[:currency_max],
+                fields.salary_period[:period_max],
+                p.salary_text[:salary_text_max],
                 status,
                 simhash,
                 chash,
@@ -90,7 +101,7 @@ def upsert_jobs(
                 now,  # first_seen_at
                 now,  # last_seen_at
                 None,  # expired_at
-                run.pk,  # last_run_id
+                run_id,  # last_run_id
                 error_message,
                 now,  # created_at
                 now,  # updated_at

@@ -81,15 +81,17 @@ def _noisy(html: str, rng: random.Random) -> str:
     return "".join(p + (rng.choice(_NOISE) if rng.random() < 0.08 else "") for p in pieces)
 
 
-def test_noisy_realistic_descriptions_match() -> None:
-    sources = [
+def _noisy_realistic() -> list[str]:
+    return [
         _noisy(boards.description_html(seed, size=2000), random.Random(seed))
         if seed % 2
         else _noisy(pages.description_html(seed, seed=seed % 5), random.Random(seed))
         for seed in range(600)
     ]
 
-    assert _mismatches(sources) == []
+
+def test_noisy_realistic_descriptions_match() -> None:
+    assert _mismatches(_noisy_realistic()) == []
 
 
 # --- (b) hand-written traps -------------------------------------------------------------------
@@ -303,13 +305,17 @@ def _nested(context: str, wrapper: str, block: str) -> str:
     return f"x{context.format(inner)}e"
 
 
-def test_blocks_in_unwrapped_elements_match(fallbacks: list[str]) -> None:
-    sources = [
+def _all_nested() -> list[str]:
+    return [
         _nested(context, wrapper, block)
         for context in _CONTEXTS
         for wrapper in _WRAPPERS
         for block in _BLOCKS
     ]
+
+
+def test_blocks_in_unwrapped_elements_match(fallbacks: list[str]) -> None:
+    sources = _all_nested()
 
     assert _mismatches(sources) == []
     assert 0 < len(fallbacks) < len(sources) // 2

@@ -172,14 +172,14 @@ def test_a_near_duplicate_decided_by_the_listing_is_written_skipped_at_once(
 def test_a_job_whose_processing_fails_in_the_listing_is_an_error_retry_failed_redoes(
     boards, work, user, greenhouse_source, monkeypatch
 ):
-    sanitize = normalize.sanitize_html
+    sanitize = normalize.sanitize_html_as_written
 
-    def broken(html: str) -> str:
+    def broken(html: str) -> tuple[str, bool]:
         if "BROKEN" in html:
             raise RuntimeError("sanitizer crashed")
         return sanitize(html)
 
-    monkeypatch.setattr(normalize, "sanitize_html", broken)
+    monkeypatch.setattr(normalize, "sanitize_html_as_written", broken)
     jobs = [
         greenhouse_job(1, "Backend Engineer"),
         greenhouse_job(
@@ -200,7 +200,7 @@ def test_a_job_whose_processing_fails_in_the_listing_is_an_error_retry_failed_re
     assert ("job.updated", "error", "processing", ["2"]) in job_events(run)
     assert not JobFingerprint.objects.filter(job=failed).exists()
 
-    monkeypatch.setattr(normalize, "sanitize_html", sanitize)
+    monkeypatch.setattr(normalize, "sanitize_html_as_written", sanitize)
     retry = work(services.ingest_retry_failed(owner=user, run=run))
     assert retry.status == RunStatus.FINISHED, retry.error_message
     failed.refresh_from_db()
