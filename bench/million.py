@@ -99,6 +99,7 @@ def seed_jobs(owner_id: int, count: int, columns: dict[str, str] | None = None) 
     from django.db import connection
     from django.utils import timezone
 
+    from ingestion.dedupe import company_key
     from ingestion.models import Job, JobFingerprint, Source
 
     began = time.monotonic()
@@ -143,12 +144,23 @@ def seed_jobs(owner_id: int, count: int, columns: dict[str, str] | None = None) 
             {"owner": owner_id, "now": now, "count": count},
         )
         bands = ", ".join(f"((j.simhash >> {16 * band}) & 65535)::int" for band in range(4))
+        # Each company's key as the lookup computes it (ingestion.dedupe.company_key).
+        cursor.execute(
+            f"SELECT DISTINCT company FROM {Job._meta.db_table} WHERE owner_id = %s", [owner_id]
+        )
+        companies = [company for (company,) in cursor.fetchall()]
         cursor.execute(
             f"INSERT INTO {JobFingerprint._meta.db_table} "
-            "(job_id, owner_id, simhash, band0, band1, band2, band3) "
-            f"SELECT j.id, j.owner_id, j.simhash, {bands} FROM {Job._meta.db_table} j "
+            "(job_id, owner_id, simhash, band0, band1, band2, band3, company_key) "
+            f"SELECT j.id, j.owner_id, j.simhash, {bands}, c.key FROM {Job._meta.db_table} j "
+            "JOIN unnest(%(companies)s::text[], %(keys)s::int[]) AS c(company, key) "
+            "ON c.company = j.company "
             "WHERE j.owner_id = %(owner)s AND j.external_id LIKE 'S-%%'",
-            {"owner": owner_id},
+            {
+                "owner": owner_id,
+                "companies": companies,
+                "keys": [company_key(company) for company in companies],
+            },
         )
     # Autovacuum would have visited a table this size by the time anyone looks at it (its
     # visibility map lets counts read the indexes alone); this machine's server runs
