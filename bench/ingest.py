@@ -962,6 +962,35 @@ class SqlTimer:
             )
 
 
+def compare_statements(
+    timers: dict[str, SqlTimer], size: int, top: int = 14, width: int = 90
+) -> None:
+    """Database CPU per posting of each statement under each timer (same postings, e.g.
+    the same ingest into two tables), the heaviest differences first: where the extra
+    database CPU of the last against the first goes."""
+    labels = list(timers)
+    keys = {key for timer in timers.values() for key in timer.stats}
+
+    def cpu(label: str, key: str) -> float:
+        return timers[label].stats.get(key, [0, 0.0, 0.0])[2] / size * 1e6
+
+    def calls(label: str, key: str) -> int:
+        return int(timers[label].stats.get(key, [0, 0.0, 0.0])[0])
+
+    first, last = labels[0], labels[-1]
+    ranked = sorted(keys, key=lambda key: -abs(cpu(last, key) - cpu(first, key)))[:top]
+    head = "".join(f"{label[:12]:>13}" for label in labels)
+    print(f"   database CPU µs/posting{head}   difference  calls ({', '.join(labels)})")
+    totals = "".join(f"{sum(cpu(label, key) for key in keys):13.0f}" for label in labels)
+    total_gap = sum(cpu(last, key) - cpu(first, key) for key in keys)
+    print(f"   {'all statements':<23}{totals}   {total_gap:+10.0f}")
+    for key in ranked:
+        values = "".join(f"{cpu(label, key):13.0f}" for label in labels)
+        counts = "/".join(str(calls(label, key)) for label in labels)
+        print(f"   {'':<23}{values}   {cpu(last, key) - cpu(first, key):+10.0f}  {counts}")
+        print(f"      {key[:width]}")
+
+
 def profile_size(size: int, args: argparse.Namespace, children: Children, work: Path) -> None:
     """Preview and ingest of `size` postings executed in this process under cProfile (the
     code a worker runs; the parts of the ingest are called one after another)."""
@@ -969,9 +998,6 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
     from django.contrib.auth.models import User
 
     from ingestion import services as ingestion_services
-    from ingestion.models import WorkChunk
-    from ingestion.pipeline.chunks import CHUNK_TASK
-    from runs import tasks
 
     out_dir = Path(args.profile)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1006,13 +1032,7 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
             began, cpu_began = time.perf_counter(), time.process_time()
             with timer:
                 profiler.enable()
-                status = tasks.execute_run(run.pk)
-                if status == "deferred":
-                    numbers = WorkChunk.objects.filter(run=run, number__gt=0).values_list(
-                        "number", flat=True
-                    )
-                    for number in list(numbers):
-                        tasks.execute_part(run.pk, CHUNK_TASK, number)
+                execute_in_process(run.pk)
                 profiler.disable()
             seconds = time.perf_counter() - began
             own_cpu = time.process_time() - cpu_began
@@ -1047,6 +1067,21 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
         for proc in helpers:
             children.stop(proc)
         children.stop(board_proc)
+
+
+def execute_in_process(run_id: int) -> None:
+    """Execute run `run_id` in this process, its chunks one after another (the code the
+    workers run, without the queue)."""
+    from ingestion.models import WorkChunk
+    from ingestion.pipeline.chunks import CHUNK_TASK
+    from runs import tasks
+
+    if tasks.execute_run(run_id) == "deferred":
+        numbers = WorkChunk.objects.filter(run_id=run_id, number__gt=0).values_list(
+            "number", flat=True
+        )
+        for number in list(numbers):
+            tasks.execute_part(run_id, CHUNK_TASK, number)
 
 
 def _start_helpers(children: Children, count: int, board_url: str) -> list[Any]:

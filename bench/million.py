@@ -19,12 +19,23 @@ bench database's own backends'), with the ratios (target: the million scenario's
 posting within 1.2× of the empty one's). Then, at the million size, the
 median server time of the jobs browser (several filters and pages) and the admin's job list,
 rendered in this process through Django's test client (target: under 200 ms each).
+
+    .venv/bin/python bench/million.py --seed-db intake_million_seed       # seeded once, kept
+    .venv/bin/python bench/million.py --seed-db intake_million_seed --profile /tmp/prof
+
+`--seed-db NAME` keeps the seeded database (seeding a million jobs takes ~10 minutes): the
+first run seeds it, every run copies it (CREATE DATABASE … TEMPLATE) into `BENCH_DB` and
+migrates the copy, so a branch's new migrations apply. `--profile DIR` runs both timed
+ingests in this process instead of on workers (cProfile dumped to DIR; no pages) and prints
+the database CPU of each statement into the empty table and into the million side by side,
+the largest differences first (bench/ingest.py's SqlTimer).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import csv
 import os
 import signal
@@ -88,6 +99,7 @@ def seed_jobs(owner_id: int, count: int, columns: dict[str, str] | None = None) 
     from django.db import connection
     from django.utils import timezone
 
+    from ingestion.dedupe import company_key
     from ingestion.models import Job, JobFingerprint, Source
 
     began = time.monotonic()
@@ -132,12 +144,23 @@ def seed_jobs(owner_id: int, count: int, columns: dict[str, str] | None = None) 
             {"owner": owner_id, "now": now, "count": count},
         )
         bands = ", ".join(f"((j.simhash >> {16 * band}) & 65535)::int" for band in range(4))
+        # Each company's key as the lookup computes it (ingestion.dedupe.company_key).
+        cursor.execute(
+            f"SELECT DISTINCT company FROM {Job._meta.db_table} WHERE owner_id = %s", [owner_id]
+        )
+        companies = [company for (company,) in cursor.fetchall()]
         cursor.execute(
             f"INSERT INTO {JobFingerprint._meta.db_table} "
-            "(job_id, owner_id, simhash, band0, band1, band2, band3) "
-            f"SELECT j.id, j.owner_id, j.simhash, {bands} FROM {Job._meta.db_table} j "
+            "(job_id, owner_id, simhash, band0, band1, band2, band3, company_key) "
+            f"SELECT j.id, j.owner_id, j.simhash, {bands}, c.key FROM {Job._meta.db_table} j "
+            "JOIN unnest(%(companies)s::text[], %(keys)s::int[]) AS c(company, key) "
+            "ON c.company = j.company "
             "WHERE j.owner_id = %(owner)s AND j.external_id LIKE 'S-%%'",
-            {"owner": owner_id},
+            {
+                "owner": owner_id,
+                "companies": companies,
+                "keys": [company_key(company) for company in companies],
+            },
         )
     # Autovacuum would have visited a table this size by the time anyone looks at it (its
     # visibility map lets counts read the indexes alone); this machine's server runs
@@ -147,6 +170,66 @@ def seed_jobs(owner_id: int, count: int, columns: dict[str, str] | None = None) 
     return time.monotonic() - began
 
 
+def use_database(name: str) -> None:
+    """Point this process's Django connection at database `name` (its next query connects)."""
+    from django.db import connection
+
+    harness._close_django_pool()  # a pool's connections stay on the database they opened
+    connection.settings_dict["NAME"] = name
+
+
+def clone_seeded(seed_db: str, seed: int) -> float:
+    """Make `BENCH_DB` a copy of the kept database `seed_db` (its owner "bench" holding
+    `seed` seeded jobs), seeding `seed_db` first if it does not exist; returns the seconds
+    the seeding took (0 when kept)."""
+    import subprocess
+
+    import psycopg
+
+    server = f"{harness.PG_SERVER}/postgres"
+    seeded = 0.0
+    harness._close_django_pool()
+    with psycopg.connect(server, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [seed_db]).fetchone()
+        if not exists:
+            conn.execute(f"CREATE DATABASE {seed_db}")
+    if not exists:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+            cwd=harness.ROOT,
+            env=harness.child_env(DATABASE_URL=f"{harness.PG_SERVER}/{seed_db}"),
+            check=True,
+        )
+        use_database(seed_db)
+        from django.contrib.auth.models import User
+
+        owner = User.objects.create_superuser("bench", password="bench")
+        seeded = seed_jobs(owner.pk, seed)
+        use_database(harness.DB_NAME)
+    harness._close_django_pool()
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {harness.DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {harness.DB_NAME} TEMPLATE {seed_db}")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+        cwd=harness.ROOT,
+        env=harness.child_env(),
+        check=True,
+    )
+    from django.db import connection
+
+    from ingestion.models import Job
+
+    with connection.cursor() as cursor:
+        # A copy starts without the server's activity counters, which the pipeline reads
+        # to decide whether the job table's statistics are stale: count again, untimed.
+        cursor.execute("VACUUM ANALYZE")
+    stored = Job.objects.count()
+    if stored != seed:
+        print(f"   note: {seed_db} holds {stored:,} jobs, not --seed {seed:,}", flush=True)
+    return seeded
+
+
 def timed_ingest(owner: Any, source_id: int, workers: list[Any], args: argparse.Namespace) -> dict:
     from django.utils import timezone
 
@@ -154,15 +237,28 @@ def timed_ingest(owner: Any, source_id: int, workers: list[Any], args: argparse.
 
     busy = harness.wait_idle(args.wait_idle) if args.wait_idle else harness.busy_cpu(0.5)
     cpu_before = harness.tree_cpu([w.pid for w in workers])
+    own_before = time.process_time()
+    timer = harness.SqlTimer()
     began = timezone.now()
     # The bench database's own backends: the whole server's CPU would count other
     # sessions' queries on a shared machine.
     with DatabaseCpu() as database:
         run = ingestion_services.ingest_start(owner=owner, source_ids=[source_id])
-        run = harness.wait_terminal(run.pk, max(300.0, args.postings / 20))
+        if args.profile:
+            profiler = cProfile.Profile()
+            with timer:
+                profiler.enable()
+                harness.execute_in_process(run.pk)
+                profiler.disable()
+            profiler.dump_stats(Path(args.profile) / f"million-{owner.pk}-{run.pk}.prof")
+            run.refresh_from_db()
+        else:
+            run = harness.wait_terminal(run.pk, max(300.0, args.postings / 20))
     seconds = (run.finished_at - began).total_seconds()
     time.sleep(0.3)
     cpu = harness.tree_cpu([w.pid for w in workers]) - cpu_before
+    if args.profile:
+        cpu = time.process_time() - own_before  # this process's, profiled
     if run.status != "finished":
         raise RuntimeError(f"ingest run #{run.pk} ended {run.status}: {run.error_message}")
     return {
@@ -172,6 +268,7 @@ def timed_ingest(owner: Any, source_id: int, workers: list[Any], args: argparse.
         "db_ms": database.seconds / args.postings * 1000,
         "counts": run.counts(),
         "busy": busy,
+        "timer": timer,
     }
 
 
@@ -180,10 +277,14 @@ def scenario(seed: int, args: argparse.Namespace, children: Any, work: Path) -> 
 
     from ingestion import services as ingestion_services
 
-    harness.recreate_database()
     harness.flush_redis()
-    owner = User.objects.create_superuser("bench", password="bench")
-    seeded = seed_jobs(owner.pk, seed) if seed else 0.0
+    if seed and args.seed_db:
+        seeded = clone_seeded(args.seed_db, seed)
+        owner = User.objects.get(username="bench")
+    else:
+        harness.recreate_database()
+        owner = User.objects.create_superuser("bench", password="bench")
+        seeded = seed_jobs(owner.pk, seed) if seed else 0.0
     third = args.postings // 3
     first = write_file(work / "first.csv", 1, args.postings)
     # Rows 1..third vanish (expired), third+1..2*third unchanged, 2*third+1..postings
@@ -193,10 +294,16 @@ def scenario(seed: int, args: argparse.Namespace, children: Any, work: Path) -> 
         source = ingestion_services.source_create(
             owner=owner, kind="file", company=COMPANY, upload=upload, upload_name=first.name
         )
-    workers = harness.start_workers(children, args.workers, harness.child_env())
+    workers = (
+        [] if args.profile else harness.start_workers(children, args.workers, harness.child_env())
+    )
     try:
         warm = ingestion_services.ingest_start(owner=owner, source_ids=[source.pk])
-        warm = harness.wait_terminal(warm.pk, max(300.0, args.postings / 20))
+        if args.profile:
+            harness.execute_in_process(warm.pk)
+            warm.refresh_from_db()
+        else:
+            warm = harness.wait_terminal(warm.pk, max(300.0, args.postings / 20))
         if warm.status != "finished":
             raise RuntimeError(f"first ingest ended {warm.status}: {warm.error_message}")
         with second.open("rb") as upload:
@@ -206,9 +313,11 @@ def scenario(seed: int, args: argparse.Namespace, children: Any, work: Path) -> 
         for proc in workers:
             children.stop(proc)
     result["seed_seconds"] = seeded
+    if args.profile:
+        harness.flush_redis()  # the queued copies of what ran in this process
     print(
         f"   {seed:>9,} stored: {result['seconds']:6.1f} s {result['rate']:7,.0f} postings/s, "
-        f"worker {result['worker_ms']:.2f} ms/posting"
+        f"{'this process' if args.profile else 'worker'} {result['worker_ms']:.2f} ms/posting"
         + f", database {result['db_ms']:.2f} ms/posting"
         + f", counts {result['counts']} (seeded in {seeded:.0f} s, "
         f"CPUs {result['busy']:.0f}% busy before)",
@@ -259,12 +368,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1_000_000, help="jobs stored beforehand")
     parser.add_argument("--postings", type=int, default=50_000, help="rows of each file")
     parser.add_argument("--workers", type=int, default=2, help="RQ workers for the ingest")
+    parser.add_argument("--top", type=int, default=16, help="statements to print (--profile)")
     parser.add_argument("--page-samples", type=int, default=5, help="requests per page")
     parser.add_argument("--wait-idle", type=float, default=0.0, help="wait up to N s for idle CPUs")
     parser.add_argument(
         "--pages-only", action="store_true", help="seed, then time the pages; no ingest"
     )
     parser.add_argument("--keep-db", action="store_true", help="keep the database at the end")
+    parser.add_argument(
+        "--seed-db",
+        metavar="NAME",
+        help="a kept database of the seeded owner, copied for the million scenario (seeded "
+        "into it first when it does not exist)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="run the ingests in this process (cProfile to DIR) and print the database CPU "
+        "of each statement, into the million against into the empty table; no pages",
+    )
     parser.add_argument(
         "--reuse-db", action="store_true", help="with --pages-only: time a kept database's pages"
     )
@@ -295,10 +417,21 @@ def main(argv: list[str] | None = None) -> int:
             page_times(args)
             return 0
         print(f"== ingest of {args.postings:,} postings (a third each unchanged, changed, new)")
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
         empty = scenario(0, args, children, work)
         million = scenario(args.seed, args, children, work)
-        print(f"\n== pages at {args.seed:,} stored jobs (median of {args.page_samples})")
-        pages = page_times(args)
+        if args.profile:
+            print("\n== database CPU per statement (bench/ingest.py SqlTimer)")
+            harness.compare_statements(
+                {"empty": empty["timer"], f"{args.seed:,} stored": million["timer"]},
+                args.postings,
+                top=args.top,
+            )
+        pages = {}
+        if not args.profile:
+            print(f"\n== pages at {args.seed:,} stored jobs (median of {args.page_samples})")
+            pages = page_times(args)
 
         def cost(result: dict) -> float:
             return result["worker_ms"] + result["db_ms"]
@@ -316,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"   {label + ',':<35} {args.seed:,} stored ÷ empty {value:6.2f}×   "
                 f"target <= {TARGET_COST_RATIO}   {verdict}"
             )
+        if not pages:
+            return 0
         slowest = max((p for p in pages if "floor" not in p), key=pages.__getitem__)
         verdict = "ok" if pages[slowest] <= TARGET_PAGE_MS else "MISSED"
         print(

@@ -3,8 +3,10 @@ id, or on two boards), found by the simhash of its text.
 
 Two simhashes within Hamming distance 3 agree on at least one of their four 16-bit bands
 (pigeonhole: 3 differing bits touch at most 3 bands), so the stored candidates are found with
-the indexed band columns of JobFingerprint (`ingestion_fingerprint_band0..3`) and only they
-are compared exactly — never a scan of the owner's jobs. A fingerprint counts only while its
+the indexed band columns of JobFingerprint (`ingestion_fingerprint_b0_co..b3_co`, each with
+the owner before it and the company's key after it, so a probe within a company reads that
+company's fingerprints alone) and only they are compared exactly — never a scan of the
+owner's jobs. A fingerprint counts only while its
 job is ready with that simhash: the few rows within the distance are checked against the job
 table, so a fingerprint left behind by a job that moved on finds nothing.
 
@@ -18,6 +20,7 @@ duplicates however many workers process it."""
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -180,11 +183,24 @@ def _rank(close: tuple[tuple[float, int], int, Candidate]) -> tuple[float, int]:
     return close[0]
 
 
-def store_fingerprints(owner_id: int, jobs: Sequence[tuple[int, int]]) -> None:
-    """Record (job_id, simhash) of ready jobs of `owner_id` for the lookup, replacing what
-    was recorded for them before. In the caller's transaction, with the jobs' status."""
+def company_key(company: str) -> int:
+    """The company as the lookup's band indexes hold it: a 31-bit hash of the name as
+    `_Rules.alike` compares it (case and outer spaces aside). Postings of one company
+    compare only with its stored jobs, so each probe reads only those, not every job of
+    the owner sharing a band; a collision only adds candidates, which `alike` turns down.
+    Stored in JobFingerprint: changing it means migrating the stored keys."""
+    return zlib.crc32(company.strip().casefold().encode()) & 0x7FFFFFFF
+
+
+def store_fingerprints(owner_id: int, jobs: Sequence[tuple[int, int, str]]) -> None:
+    """Record (job_id, simhash, company) of ready jobs of `owner_id` for the lookup,
+    replacing what was recorded for them before. In the caller's transaction, with the
+    jobs' status."""
     store.store_fingerprints(
-        [store.FingerprintRow(job_id, owner_id, value, *bands(value)) for job_id, value in jobs]
+        [
+            store.FingerprintRow(job_id, owner_id, value, *bands(value), company_key(company))
+            for job_id, value, company in jobs
+        ]
     )
 
 
@@ -193,13 +209,20 @@ def job_label(job_id: int, title: str) -> str:
     return f"job #{job_id} '{title}'"
 
 
-def _stored_index(owner_id: int, simhashes: Sequence[int], ignored: Collection[int]) -> _BandIndex:
-    """The owner's ready jobs within MAX_DISTANCE of any of `simhashes` (but not `ignored`),
-    ranked by (first_seen_at, id): found through the bands they share with them."""
+def _stored_index(
+    owner_id: int, candidates: Sequence[Candidate], ignored: Collection[int], rules: _Rules
+) -> _BandIndex:
+    """The owner's ready jobs within MAX_DISTANCE of any of `candidates` (but not
+    `ignored`), ranked by (first_seen_at, id): found through the bands they share with them,
+    and, unless the rules compare across companies, only those of each candidate's company
+    (all of the owner's when a candidate's company is not known)."""
+    companies: list[int] | None = None
+    if not rules.across_companies and all(c.company is not None for c in candidates):
+        companies = [company_key(c.company or "") for c in candidates]
     index = _BandIndex()
     seen: set[int] = set()
     for job_id, value, first_seen_at, company, title in store.near_fingerprints(
-        owner_id, simhashes, MAX_DISTANCE
+        owner_id, [c.simhash for c in candidates], MAX_DISTANCE, companies
     ):
         if value is not None and job_id not in ignored and job_id not in seen:
             seen.add(job_id)
@@ -235,7 +258,7 @@ class NearDuplicates:
         eligible = [c for c in candidates if self.rules.long_enough(c)]
         if not eligible:
             return [None] * len(candidates)
-        stored = _stored_index(self.owner_id, [c.simhash for c in eligible], self._excluded)
+        stored = _stored_index(self.owner_id, eligible, self._excluded, self.rules)
         matches: list[Match | None] = []
         for candidate in candidates:
             match = None

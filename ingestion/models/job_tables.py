@@ -65,10 +65,17 @@ class JobFingerprint(models.Model):
     band1 = models.IntegerField()
     band2 = models.IntegerField()
     band3 = models.IntegerField()
+    # The job's company as near-duplicates compare it (ingestion.dedupe.company_key): last
+    # in each band's index, so a probe reaches its own company's jobs alone, and, across
+    # companies (INTAKE_DEDUPE_ACROSS_COMPANIES), all of the band's by the same index.
+    company_key = models.IntegerField()
 
     class Meta:
         indexes = [
-            models.Index(fields=["owner", f"band{band}"], name=f"ingestion_fingerprint_band{band}")
+            models.Index(
+                fields=["owner", f"band{band}", "company_key"],
+                name=f"ingestion_fingerprint_b{band}_co",
+            )
             for band in range(4)
         ]
 

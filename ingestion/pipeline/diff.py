@@ -577,7 +577,7 @@ class SourceDiff:
         dedupe.store_fingerprints(
             self.run.owner_id,
             [
-                (pk, candidate.simhash)
+                (pk, candidate.simhash, candidate.company or "")
                 for pk, candidate, _, status in written
                 if status == JobStatus.READY
             ],

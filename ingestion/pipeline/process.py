@@ -390,10 +390,13 @@ class BatchProcessor:
         ]
         written = store.write_processed(self.run.pk, now, jobs, verdicts)
         # The near-duplicate lookup's view of these jobs, for those this batch did move.
-        ready = [(r.job.pk, r.simhash) for r in results if r.status == JobStatus.READY]
         dedupe.store_fingerprints(
             self.run.owner_id,
-            [(pk, value) for pk, value in ready if pk in written and value is not None],
+            [
+                (r.job.pk, r.simhash, r.job.company)
+                for r in results
+                if r.status == JobStatus.READY and r.job.pk in written and r.simhash is not None
+            ],
         )
         store.drop_fingerprints(
             [r.job.pk for r in results if r.status != JobStatus.READY and r.job.pk in written]

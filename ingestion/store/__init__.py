@@ -80,7 +80,11 @@ class Backend(Protocol):
     def store_fingerprints(self, rows: Sequence[FingerprintRow]) -> None: ...
     def drop_fingerprints(self, job_ids: Collection[int]) -> None: ...
     def near_fingerprints(
-        self, owner_id: int, simhashes: Sequence[int], distance: int
+        self,
+        owner_id: int,
+        simhashes: Sequence[int],
+        distance: int,
+        companies: Sequence[int] | None,
     ) -> list[tuple[Any, ...]]: ...
     def set_listed(self, decisions: Sequence[tuple[int, int, int | None]]) -> None: ...
     def text_sizes(self, model: type[Model], column: str, ids: Sequence[int]) -> dict[int, int]: ...
@@ -195,14 +199,18 @@ def drop_fingerprints(job_ids: Collection[int]) -> None:
 
 
 def near_fingerprints(
-    owner_id: int, simhashes: Sequence[int], distance: int
+    owner_id: int,
+    simhashes: Sequence[int],
+    distance: int,
+    companies: Sequence[int] | None = None,
 ) -> list[tuple[Any, ...]]:
     """(job id, simhash, first_seen_at, company, title) of the owner's ready jobs whose
     simhash is within `distance` of one of `simhashes` (found through the bands they share
-    with them)."""
+    with them). `companies`: each simhash's company key (ingestion.dedupe.company_key), to
+    find only jobs of that company; None, of any."""
     if not simhashes:
         return []
-    return backend().near_fingerprints(owner_id, simhashes, distance)
+    return backend().near_fingerprints(owner_id, simhashes, distance, companies)
 
 
 def set_listed(decisions: Sequence[tuple[int, int, int | None]]) -> None:

@@ -192,10 +192,10 @@ def drop_fingerprints(job_ids: Collection[int]) -> None:
 
 
 def near_fingerprints(
-    owner_id: int, simhashes: Sequence[int], distance: int
+    owner_id: int, simhashes: Sequence[int], distance: int, companies: Sequence[int] | None
 ) -> list[tuple[Any, ...]]:
-    """One query per PROBES_PER_QUERY simhashes for the fingerprints sharing a band,
-    compared in numpy."""
+    """One query per PROBES_PER_QUERY simhashes for the fingerprints sharing a band (of
+    the group's companies, if given), compared in numpy."""
     found: list[tuple[Any, ...]] = []
     for start in range(0, len(simhashes), PROBES_PER_QUERY):
         group = simhashes[start : start + PROBES_PER_QUERY]
@@ -204,6 +204,12 @@ def near_fingerprints(
         for band in range(4):
             probe |= Q(**{f"band{band}__in": sorted({b[band] for b in group_bands})})
         sharing = JobFingerprint.objects.filter(owner_id=owner_id).filter(probe)
+        if companies is not None:
+            # Any of the group's companies: a job of another probe's company may come back,
+            # and is turned down by the caller's rules, as one within the distance of
+            # another probe is.
+            keys = set(companies[start : start + PROBES_PER_QUERY])
+            sharing = sharing.filter(company_key__in=sorted(keys))
         # Sharing a band is common (one company's postings cluster); being within the
         # distance is rare. Keep the fingerprints within the distance of some probe
         # (vectorized), and only then read the jobs, if they are still ready.

@@ -35,12 +35,16 @@ _JOB_COLUMNS = ", ".join(JobRow._fields)
 
 # The keys joined as rows, not `external_id = ANY(...)`: on a table the planner has no
 # statistics for yet (a first big ingest) it walks the company's rows by another index and
-# tests each against the whole array, once the statement is prepared (a generic plan).
+# tests each against the whole array, once the statement is prepared (a generic plan). The
+# company is joined with each key too, not compared with a constant: a company the
+# statistics do not know yet (its first ingest into a large table, well under the growth
+# that makes them stale) was estimated at no rows, so the planner hashed all of its jobs
+# for every batch of keys; as a column of the keys, hashing would read all of the owner's.
 STORED_JOBS_SQL = """
 SELECT {columns}
-FROM unnest(%s::text[]) AS k(external_id)
+FROM unnest(%s::text[], array_fill(%s::text, ARRAY[%s::int])) AS k(external_id, company)
 JOIN ingestion_job AS j
-  ON j.owner_id = %s AND j.company = %s AND j.external_id = k.external_id
+  ON j.owner_id = %s AND j.company = k.company AND j.external_id = k.external_id
 """
 
 UPSERT_JOBS_SQL = f"""
@@ -120,11 +124,22 @@ DELETE FROM ingestion_jobfingerprint WHERE job_id = ANY(%b)
 
 # Each band's probes joined to its index, the distance computed by the server, so only the
 # (rare) fingerprints within it come back instead of every one sharing a band (one company's
-# postings share bands often: dozens per probe).
+# postings share bands often: dozens per probe). With each probe's company key, the index
+# (owner, band, company key) reaches only that company's fingerprints: the owner's other
+# companies' jobs sharing the band (~60 a probe at a million jobs) are never read.
 NEAR_FINGERPRINTS_SQL = "\nUNION\n".join(
     f"""SELECT f.job_id, f.simhash
 FROM unnest(%(probes)s::bigint[], %(band{band})s::int[]) AS p(simhash, band)
 JOIN ingestion_jobfingerprint f ON f.owner_id = %(owner)s AND f.band{band} = p.band
+WHERE bit_count((f.simhash # p.simhash)::bit(64)) <= %(distance)s"""
+    for band in range(4)
+)
+NEAR_COMPANY_FINGERPRINTS_SQL = "\nUNION\n".join(
+    f"""SELECT f.job_id, f.simhash
+FROM unnest(%(probes)s::bigint[], %(band{band})s::int[], %(companies)s::int[])
+    AS p(simhash, band, company_key)
+JOIN ingestion_jobfingerprint f
+    ON f.owner_id = %(owner)s AND f.band{band} = p.band AND f.company_key = p.company_key
 WHERE bit_count((f.simhash # p.simhash)::bit(64)) <= %(distance)s"""
     for band in range(4)
 )
@@ -157,9 +172,9 @@ def stored_jobs_query(
     owner_id: int, company: str, keys: list[str], columns: Sequence[str]
 ) -> tuple[str, list[Any]]:
     """The statement `stored_jobs` runs and its parameters: the keys as one array parameter
-    (Django would quote each into an IN list)."""
+    (Django would quote each into an IN list), the company filled in beside each."""
     sql = STORED_JOBS_SQL.format(columns=", ".join(f"j.{column}" for column in columns))
-    return sql, [keys, owner_id, company]
+    return sql, [keys, company, len(keys), owner_id]
 
 
 def upsert_jobs(rows: Sequence[JobRow], new_keys: Collection[str]) -> dict[str, int]:
@@ -265,14 +280,18 @@ def drop_fingerprints(job_ids: Collection[int]) -> None:
 
 
 def near_fingerprints(
-    owner_id: int, simhashes: Sequence[int], distance: int
+    owner_id: int, simhashes: Sequence[int], distance: int, companies: Sequence[int] | None
 ) -> list[tuple[Any, ...]]:
     params: dict[str, Any] = {"probes": list(simhashes), "owner": owner_id, "distance": distance}
     all_bands = [bands(value) for value in simhashes]
     for band in range(4):
         params[f"band{band}"] = [b[band] for b in all_bands]
+    sql = NEAR_FINGERPRINTS_SQL
+    if companies is not None:
+        params["companies"] = list(companies)
+        sql = NEAR_COMPANY_FINGERPRINTS_SQL
     with bulk.bulk_cursor() as cursor:
-        cursor.execute(NEAR_FINGERPRINTS_SQL, params)
+        cursor.execute(sql, params)
         close = dict(cursor.fetchall())
         if not close:
             return []

@@ -87,7 +87,8 @@ ITEM_ROW_OMITS = frozenset({"id", "created_at", "updated_at"})
 
 
 class FingerprintRow(NamedTuple):
-    """A ready job's simhash and its four bands, for the near-duplicate lookup."""
+    """A ready job's simhash, its four bands and its company's key, for the near-duplicate
+    lookup (ingestion.dedupe)."""
 
     job_id: int
     owner_id: int
@@ -96,6 +97,7 @@ class FingerprintRow(NamedTuple):
     band1: int
     band2: int
     band3: int
+    company_key: int
 
 
 @dataclass(slots=True)

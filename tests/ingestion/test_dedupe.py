@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 from datetime import timedelta
 
 import pytest
@@ -12,13 +13,14 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.utils import timezone
 
-from ingestion import dedupe
+from ingestion import dedupe, store
 from ingestion.dedupe import find_near_duplicates, store_fingerprints
 from ingestion.models import Job, JobFingerprint, JobStatus
 from ingestion.normalize import html_to_text
 from ingestion.simhash import bands, company_boilerplate, hamming, simhash_many, to_signed
 from ingestion.store import bulk as sql
 from ingestion.store import drop_fingerprints
+from ingestion.store.postgresql import NEAR_COMPANY_FINGERPRINTS_SQL as _NEAR_COMPANY_SQL
 from ingestion.store.postgresql import NEAR_FINGERPRINTS_SQL as _NEAR_SQL
 
 ABOUT = """
@@ -190,7 +192,7 @@ def make_job(owner, external_id: str, simhash: int, *, status=JobStatus.READY, *
     job = Job.objects.create(
         owner=owner, external_id=external_id, status=status, simhash=simhash, **defaults
     )
-    store_fingerprints(owner.pk, [(job.pk, simhash)])
+    store_fingerprints(owner.pk, [(job.pk, simhash, job.company)])
     return job
 
 
@@ -291,7 +293,7 @@ def test_a_skipped_duplicate_is_never_canonical(user) -> None:  # type: ignore[n
 def test_a_fingerprint_left_behind_under_another_simhash_finds_nothing(user) -> None:  # type: ignore[no-untyped-def]
     value = simhash_many([posting_text("sales")])[0]
     edited = make_job(user, "edited", value ^ 0xFFFF_0000)  # its text changed since
-    store_fingerprints(user.pk, [(edited.pk, value)])
+    store_fingerprints(user.pk, [(edited.pk, value, edited.company)])
     Job.objects.filter(pk=edited.pk).update(simhash=value ^ 0xFFFF_0000)
     job = make_job(user, "new", value, status=JobStatus.PENDING)
 
@@ -301,12 +303,39 @@ def test_a_fingerprint_left_behind_under_another_simhash_finds_nothing(user) -> 
 def test_fingerprints_are_replaced_and_dropped(user) -> None:  # type: ignore[no-untyped-def]
     value = simhash_many([posting_text("sales")])[0]
     job = make_job(user, "a", value)
-    store_fingerprints(user.pk, [(job.pk, value ^ 1)])
+    store_fingerprints(user.pk, [(job.pk, value ^ 1, job.company)])
 
     assert JobFingerprint.objects.get(job=job).simhash == value ^ 1
     assert JobFingerprint.objects.get(job=job).band0 == bands(value ^ 1)[0]
     drop_fingerprints([job.pk])
     assert not JobFingerprint.objects.filter(job=job).exists()
+
+
+def test_a_probe_reads_only_its_companys_fingerprints(user) -> None:  # type: ignore[no-untyped-def]
+    value = simhash_many([posting_text("analyst")])[0]
+    ours = make_job(user, "ours", value ^ 1)
+    theirs = make_job(user, "theirs", value, company="Globex")
+    keys = [dedupe.company_key(" northwind analytics")]  # as compared: case and spaces aside
+
+    found = store.near_fingerprints(user.pk, [value], 3, keys)
+    assert [row[0] for row in found] == [ours.pk]
+    found = store.near_fingerprints(user.pk, [value], 3, None)
+    assert sorted(row[0] for row in found) == sorted([ours.pk, theirs.pk])
+
+
+@pytest.mark.parametrize("across", [False, True])
+def test_stored_jobs_of_other_companies_count_only_across_companies(user, across) -> None:  # type: ignore[no-untyped-def]
+    value = simhash_many([posting_text("analyst")])[0]
+    earlier = timezone.now() - timedelta(days=1)
+    theirs = make_job(user, "theirs", value, company="Globex", title="Analyst")
+    Job.objects.filter(pk=theirs.pk).update(first_seen_at=earlier)
+    ours = make_job(user, "ours", value ^ 1, title="Analyst")
+    decider = dedupe.NearDuplicates(user.pk, across_companies=across)
+
+    candidate = dedupe.Candidate(value, company="Northwind Analytics", title="Analyst")
+    [match] = decider.decide([candidate])
+    assert match is not None
+    assert match.canonical.job_id == (theirs.pk if across else ours.pk)
 
 
 def test_different_owners_never_dedupe(user, other_user) -> None:  # type: ignore[no-untyped-def]
@@ -467,7 +496,7 @@ def test_the_lookup_probes_the_band_indexes(user) -> None:  # type: ignore[no-un
         for i in range(3000)
     ]
     Job.objects.bulk_create(stored)
-    store_fingerprints(user.pk, [(job.pk, job.simhash) for job in stored])
+    store_fingerprints(user.pk, [(job.pk, job.simhash, job.company) for job in stored])
     value = stored[0].simhash
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE ingestion_job")
@@ -486,8 +515,17 @@ def test_the_lookup_probes_the_band_indexes(user) -> None:  # type: ignore[no-un
         cursor.execute("EXPLAIN " + _NEAR_SQL, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     for band in range(4):
-        assert f"ingestion_fingerprint_band{band}" in plan, plan
+        assert f"ingestion_fingerprint_b{band}_co" in plan, plan
     assert "Seq Scan on ingestion_job" not in plan, plan
+    # Within a company, the same indexes reach that company's fingerprints alone.
+    params["companies"] = [dedupe.company_key("Northwind Analytics")]
+    with sql.bulk_cursor() as cursor:
+        cursor.execute("EXPLAIN " + _NEAR_COMPANY_SQL, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    for band in range(4):
+        assert f"ingestion_fingerprint_b{band}_co" in plan, plan
+    conds = re.findall(r"Index Cond: .*company_key = p(?:_\d)?\.company_key", plan)
+    assert len(conds) == 4, plan
     pending = make_job(user, "new", value, status=JobStatus.PENDING)
     assert find_near_duplicates(owner_id=user.pk, candidates=[(pending.pk, value)]) == {
         pending.pk: stored[0].pk

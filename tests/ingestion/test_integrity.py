@@ -33,7 +33,7 @@ def _world(user: Any) -> tuple[Source, IngestionRun, Job, RunItem]:
         first_seen_at=now,
         last_seen_at=now,
     )
-    dedupe.store_fingerprints(user.pk, [(job.pk, 12345)])
+    dedupe.store_fingerprints(user.pk, [(job.pk, 12345, job.company)])
     store.touch_unchanged(now, [job.pk])
     item = RunItem.objects.create(
         run=run, source=source, job=job, external_id="1", outcome=ItemOutcome.NEW

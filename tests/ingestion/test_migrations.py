@@ -82,3 +82,44 @@ def test_ready_jobs_keep_their_band_index_in_job_fingerprints(at_0003) -> None: 
     assert (job.simhash_b0, job.simhash_b1, job.simhash_b2, job.simhash_b3) == bands(
         values["ready"]
     )
+
+
+def test_fingerprints_take_their_jobs_company_key() -> None:
+    # The keys the lookup probes with (ingestion.dedupe.company_key) must be the ones the
+    # migration gave the fingerprints stored before it, or their duplicates go unfound.
+    from ingestion.dedupe import company_key
+
+    before = [("ingestion", "0015_job_statistics_targets")]
+    apps = _migrate(before)
+    try:
+        User = apps.get_model("auth", "User")
+        Job = apps.get_model("ingestion", "Job")
+        Fingerprint = apps.get_model("ingestion", "JobFingerprint")
+        owner = User.objects.create(username="owner")
+        now = timezone.now()
+        companies = ["Northwind", " NORTHWIND ", "Straße GmbH", "Globex"]
+        for n, company in enumerate(companies):
+            job = Job.objects.create(
+                owner=owner,
+                company=company,
+                external_id=str(n),
+                title="Engineer",
+                status="ready",
+                simhash=n,
+                first_seen_at=now,
+                last_seen_at=now,
+            )
+            Fingerprint.objects.create(
+                job_id=job.pk, owner_id=owner.pk, simhash=n, band0=n, band1=0, band2=0, band3=0
+            )
+
+        apps = _migrate([("ingestion", "0016_million_fingerprint_company")])
+        keys = dict(
+            apps.get_model("ingestion", "JobFingerprint").objects.values_list(
+                "job__company", "company_key"
+            )
+        )
+        assert keys == {company: company_key(company) for company in companies}
+        assert keys["Northwind"] == keys[" NORTHWIND "] != keys["Globex"]
+    finally:
+        _migrate(executor_leaves())
