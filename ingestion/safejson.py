@@ -40,6 +40,7 @@ STREAM_STRING_MAX = 16 * 1024 * 1024
 
 _ESCAPE = re.compile(rb"\\.", re.S)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 _STEP = tuple(1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256))
 
 
@@ -94,17 +95,23 @@ class _DepthScanner:
                 data = data[:-1]
                 self._escape = True
             data = _ESCAPE.sub(b"_", data)
-        pieces = data.split(b'"')
         was_in_string = self._in_string
         if (limit := self.string_limit) is not None and self._open + len(data) > limit:
             # Only then can a string have grown past the limit: measure them.
+            pieces = data.split(b'"')
             if was_in_string:
                 first, inside = self._open + len(pieces[0]), pieces[2::2]
             else:
                 first, inside = 0, pieces[1::2]
             if max(first, max(map(len, inside), default=0)) > limit:
                 self.string_too_long = True
-        outside = b"".join(pieces[1::2] if was_in_string else pieces[0::2])
+            outside = b"".join(pieces[1::2] if was_in_string else pieces[0::2])
+            brackets = outside.translate(None, _NOT_BRACKET)
+        else:
+            # The quotes and brackets alone, split at the quotes: the same pieces' brackets,
+            # without a copy of every string and gap between them.
+            pieces = data.translate(None, _NOT_STRUCTURE).split(b'"')
+            brackets = b"".join(pieces[1::2] if was_in_string else pieces[0::2])
         if len(pieces) % 2 == 0:
             self._in_string = not was_in_string
         if not self._in_string:
@@ -112,8 +119,7 @@ class _DepthScanner:
         elif len(pieces) == 1:
             self._open += len(data)
         else:
-            self._open = len(pieces[-1])
-        brackets = outside.translate(None, _NOT_BRACKET)
+            self._open = len(data) - 1 - data.rfind(b'"')
         if not brackets:
             return self.depth
         deepest = max(accumulate(map(_STEP.__getitem__, brackets), initial=self.depth))

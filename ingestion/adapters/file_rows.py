@@ -113,23 +113,44 @@ def _string(value: Any) -> str:
     return str(value).strip()
 
 
+@functools.lru_cache(maxsize=1024)
+def _choice_key(text: str) -> str:
+    return re.sub(r"[\s\-]+", "_", text.lower())
+
+
 def _choice(
-    record: dict[str, Any],
+    raw: Any,
     name: str,
     table: dict[str, str],
     allowed: str,
     error: Callable[[str, str], None],
 ) -> str:
     """The canonical value of an enumerated column ("Full Time" → key "full_time" looked up
-    in `table`), "" when absent; an unknown value is reported on the row's `name` field."""
-    raw = _value(record, name)
+    in `table`), "" when absent (`raw` None); an unknown value is reported on the row's
+    `name` field."""
     if raw is None:
         return ""
-    key = re.sub(r"[\s\-]+", "_", _string(raw).lower())
+    key = _choice_key(raw if type(raw) is str else _string(raw))
     if key in table:
         return table[key]
     error(name, f"{name} {raw!r} is not {allowed}")
     return ""
+
+
+def _cleaned(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` as _value reads each of its fields (strings stripped, "" left out), in one
+    pass: to_posting reads most fields more than once."""
+    cleaned = {}
+    for name, value in record.items():
+        if type(value) is str:
+            value = value.strip()
+            if not value:
+                continue
+        elif isinstance(value, str):
+            value = value.strip()
+        if value is not None and value != "":
+            cleaned[name] = value
+    return cleaned
 
 
 def to_posting(
@@ -137,22 +158,27 @@ def to_posting(
 ) -> tuple[Posting, list[RowError]]:
     """One record (keys already normalized with field_name) as a Posting, and its errors."""
     errors: list[RowError] = []
+    # What _value(record, name) gives, looked up (a record's mapping is a hot path of every
+    # listing of a file).
+    value = _cleaned(record).get
 
     def error(name: str, message: str) -> None:
         errors.append(RowError(row, name, message, label))
 
     def text(name: str) -> str:
-        value = _string(_value(record, name))
+        raw = value(name)
+        # A stripped string is its own _string().
+        text = raw if type(raw) is str else _string(raw)
         limit = _MAX.get(name)
-        if limit and len(value) > limit:
+        if limit and len(text) > limit:
             if name in ("external_id", "title", "url"):
                 error(name, f"{name} is longer than {limit} characters")
-            value = value[:limit]
-        return value
+            text = text[:limit]
+        return text
 
     posting = Posting(external_id=text("external_id"), row=row)
     for name in REQUIRED:
-        if _value(record, name) is None:
+        if value(name) is None:
             error(name, f"{name} is required")
     posting.title = " ".join(text("title").split())
 
@@ -170,13 +196,15 @@ def to_posting(
     posting.employment_type = text("employment_type")
     limit = settings.INTAKE_DESCRIPTION_MAX_CHARS
     for name, attribute in _HTML_FIELDS:
-        value = text(name)
-        if len(value) > limit:  # refused as it is, before copies of it are made as HTML
+        html = text(name)
+        if not html:
+            continue  # as text_to_html("") gives
+        if len(html) > limit:  # refused as it is, before copies of it are made as HTML
             error(name, f"{name} is longer than {limit:,} characters")
             continue
-        setattr(posting, attribute, value if looks_like_html(value) else text_to_html(value))
+        setattr(posting, attribute, html if looks_like_html(html) else text_to_html(html))
 
-    remote = _value(record, "remote")
+    remote = value("remote")
     if isinstance(remote, bool):
         posting.remote = remote
     elif remote is not None:
@@ -187,26 +215,30 @@ def to_posting(
             posting.remote = False
         else:
             error("remote", f"remote {remote!r} is not yes or no")
-    workplace = _choice(record, "workplace_type", _WORKPLACES, "remote, hybrid or onsite", error)
+    workplace = _choice(
+        value("workplace_type"), "workplace_type", _WORKPLACES, "remote, hybrid or onsite", error
+    )
     if workplace:
         posting.workplace_type = workplace
         if posting.remote is None and workplace != "hybrid":
             posting.remote = workplace == "remote"
 
     for name in ("posted_at", "valid_through"):
-        raw = _value(record, name)
-        try:
-            setattr(posting, name, parse_when(raw))
-        except ValueError:
-            error(name, f"{name} {_string(raw)!r} is not a date")
+        raw = value(name)
+        if raw is not None:  # (the parsers read None as None, at a cost)
+            try:
+                setattr(posting, name, parse_when(raw))
+            except ValueError:
+                error(name, f"{name} {_string(raw)!r} is not a date")
 
     for name in ("salary_min", "salary_max"):
-        raw = _value(record, name)
-        try:
-            setattr(posting, name, parse_amount(raw))
-        except ValueError:
-            error(name, f"{name} {_string(raw)!r} is not an amount")
-    salary = _string(_value(record, "salary"))
+        raw = value(name)
+        if raw is not None:
+            try:
+                setattr(posting, name, parse_amount(raw))
+            except ValueError:
+                error(name, f"{name} {_string(raw)!r} is not an amount")
+    salary = _string(value("salary"))
     if salary:
         posting.salary_text = salary[:200]
         if posting.salary_min is None and posting.salary_max is None:
@@ -217,20 +249,27 @@ def to_posting(
         and posting.salary_min > posting.salary_max
     ):
         error("salary_min", "salary_min is greater than salary_max")
-    currency = _string(_value(record, "salary_currency")).upper()
+    currency = _string(value("salary_currency")).upper()
     if currency:
         currency = _CURRENCY_SIGNS.get(currency, currency)
         if _CURRENCY.match(currency):
             posting.salary_currency = currency
         else:
             error("salary_currency", f"salary_currency {currency!r} is not a 3-letter code")
-    period = _choice(record, "salary_period", _PERIODS, "hour, day, week, month or year", error)
+    period = _choice(
+        value("salary_period"),
+        "salary_period",
+        _PERIODS,
+        "hour, day, week, month or year",
+        error,
+    )
     if period:
         posting.salary_period = period
 
     for name, message in posting_problems(posting):
         error(name, message)
-    posting.invalid_reasons = [clean_text(str(e)) for e in errors]
+    if errors:
+        posting.invalid_reasons = [clean_text(str(e)) for e in errors]
     return posting, errors
 
 

@@ -3,8 +3,11 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from hashlib import blake2b
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingestion.adapters.base import Posting
 from ingestion.normalize import (
@@ -17,6 +20,7 @@ from ingestion.normalize import (
     parse_salary,
     sanitize_html,
 )
+from ingestion.normalize.hashing import _HASHED_FIELDS, _canonical
 
 # --- sanitize_html --------------------------------------------------------------------------
 
@@ -481,6 +485,60 @@ def test_content_hash_cannot_be_fooled_by_moving_text_between_fields() -> None:
     b = make_posting(title="Engineer Berlin", department="office")
 
     assert content_hash(a) != content_hash(b)
+
+
+def test_content_hash_values_do_not_change() -> None:
+    # Stored jobs carry these hashes: another value for the same posting would make every
+    # stored job look updated on its next run.
+    assert content_hash(make_posting()) == "b2c1dcc65379ac311fdb8d9bd43b8da3"
+    other = make_posting(
+        remote=None,
+        posted_at=datetime(2024, 5, 1, 9, 30),
+        salary_min=None,
+        salary_max=Decimal("1.50"),
+        requirements_html="",
+        salary_text="x",
+    )
+    assert content_hash(other) == "d3cc393d9bba4b659d5074fd39f775fe"
+
+
+def _content_hash_by_field(posting: Posting) -> str:
+    """content_hash as it was first written: each field read and converted on its own."""
+    parts = []
+    for field in _HASHED_FIELDS:
+        text = _canonical(getattr(posting, field))
+        parts.append(f"{len(text)}:{text}")
+    return blake2b("\x1f".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+_texts = st.text(st.characters(codec="utf-8"), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    title=_texts,
+    description=_texts,
+    remote=st.sampled_from([None, True, False]),
+    posted_at=st.none() | st.datetimes(timezones=st.none() | st.just(UTC)),
+    salary=st.none() | st.decimals(allow_nan=False, allow_infinity=False, places=2),
+)
+def test_content_hash_reads_fields_as_it_always_did(
+    title: str,
+    description: str,
+    remote: bool | None,
+    posted_at: datetime | None,
+    salary: Decimal | None,
+) -> None:
+    posting = make_posting(
+        title=title,
+        description_html=description,
+        remote=remote,
+        posted_at=posted_at,
+        salary_min=salary,
+        valid_through=None,
+    )
+
+    assert content_hash(posting) == _content_hash_by_field(posting)
 
 
 def test_sanitize_html_keeps_no_attribute_but_a_link_href() -> None:

@@ -57,7 +57,7 @@ def _random_value(rnd: random.Random, level: int = 0) -> Any:
     return {f"{rnd.choice(keys)}{i}": _random_value(rnd, level + 1) for i in range(count)}
 
 
-def _scan_in_pieces(data: bytes, size: int, string_limit: int) -> tuple[int, int, bool]:
+def _scan_in_pieces(data: bytes, size: int, string_limit: int | None) -> tuple[int, int, bool]:
     scanner = safejson._DepthScanner(string_limit)
     deepest = 0
     for start in range(0, len(data), size):
@@ -72,9 +72,10 @@ def test_the_measured_depth_and_string_lengths_are_the_texts_whatever_the_pieces
         data = text.encode()
         deepest, longest = _reference(data)
         for size in (1, 2, 3, 7, 64, len(data) or 1):
-            for limit in (longest - 1, longest):
+            for limit in (longest - 1, longest, None):
                 found = _scan_in_pieces(data, size, limit)
-                assert found == (deepest, 0, longest > limit), (text, size, limit)
+                too_long = limit is not None and longest > limit
+                assert found == (deepest, 0, too_long), (text, size, limit)
 
 
 def test_items_refuses_a_string_longer_than_the_limit_in_any_pieces() -> None:

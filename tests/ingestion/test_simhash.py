@@ -230,3 +230,52 @@ def test_boilerplate_lines_give_the_same_simhashes_as_its_fingerprints() -> None
     assert [value for value, _ in by_lines] == [
         simhash_reference(text, boilerplate=boilerplate) for text in texts
     ]
+
+
+def test_common_punctuation_is_no_letter_or_digit() -> None:
+    # Made a space before tokens are read: only right for what separates tokens anyway.
+    assert not any(char.isalnum() or char == "_" for char in simhash_module._COMMON_PUNCTUATION)
+
+
+def _tricky_texts(count: int, seed: int) -> tuple[list[str], list[str]]:
+    """Texts made of boilerplate paragraphs (given back too) and others, spaced and punctuated
+    every which way: lines that are a paragraph but for their spacing, that hold its words
+    with other boundaries ("ab c" for "a bc"), repeat it, or are nothing else."""
+    rng = random.Random(seed)
+    paragraphs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) for _ in range(4)]
+    paragraphs.append("ab cd ef gh")
+    gaps = [" ", "  ", " . ", ", ", "\t", " — ", "…", " €", "\xa0"]
+    texts = []
+    for _ in range(count):
+        lines = []
+        for _ in range(rng.randint(0, 8)):
+            kind = rng.random()
+            if kind < 0.4:
+                words = rng.choice(paragraphs).split()
+            elif kind < 0.5:
+                words = ["abc", "d", "efg", "h"]  # "ab cd ef gh" without its spaces
+            else:
+                words = [rng.choice(WORDS) for _ in range(rng.randint(0, 10))]
+            if rng.random() < 0.3:
+                words = [w.upper() for w in words]
+            line = "".join(w + rng.choice(gaps) for w in words)
+            lines.append(rng.choice(["", " ", "  "]) + line)
+        texts.append(rng.choice(["\n", "\n\n"]).join(lines))
+    return texts, paragraphs
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_boilerplate_lines_split_texts_as_their_fingerprints_do(seed: int) -> None:
+    texts, paragraphs = _tricky_texts(60, seed)
+    lines = frozenset(b" ".join(p.lower().encode().split()) for p in paragraphs)
+    boilerplate = frozenset(simhash_module._line_fingerprint(line) for line in lines)
+
+    for text in texts:
+        by_lines = simhash_module._split(text, boilerplate, lines)
+        by_fingerprints = simhash_module._split(text, boilerplate)
+        assert [part.split() for part in by_lines] == [part.split() for part in by_fingerprints]
+    sized = simhash_module.simhash_many_sized(texts, boilerplate=boilerplate, lines=lines)
+    assert sized == simhash_module.simhash_many_sized(texts, boilerplate=boilerplate)
+    assert [value for value, _ in sized] == [
+        simhash_reference(text, boilerplate=boilerplate) for text in texts
+    ]
