@@ -102,6 +102,30 @@ def test_a_file_is_grouped_by_the_companies_its_rows_name(user) -> None:  # type
     assert aggregator.options[files.UPLOAD_COMPANIES]["names"] == ["globex"]
 
 
+def test_a_files_companies_are_learned_as_it_is_stored_not_by_a_run(user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    a = board(user, "Acme", "a")
+    named = rows(3)
+    named[2]["company"] = "Acme"
+    feed = file_source(user, "Feed", postings_csv(named, columns=FILE_COLUMNS), "feed.csv")
+    feed.refresh_from_db()
+    assert feed.options[files.UPLOAD_COMPANIES]["names"] == ["Acme"]
+
+    def read_again(source: Source) -> None:
+        raise AssertionError("the file was read again for its companies")
+
+    monkeypatch.setattr(files, "_named_companies", read_again)
+    assert grouped([a, feed]) == [[a.pk, feed.pk]]
+    # A replaced file's are learned as it replaces the old one.
+    monkeypatch.undo()
+    services.source_update(
+        feed, upload=io.BytesIO(postings_csv(rows(2), columns=NO_COMPANY)), upload_name="f.csv"
+    )
+    monkeypatch.setattr(files, "_named_companies", read_again)
+    feed.refresh_from_db()
+    assert feed.options[files.UPLOAD_COMPANIES]["names"] == []
+    assert grouped([a, feed]) == [[a.pk], [feed.pk]]
+
+
 def test_a_file_naming_too_many_companies_lists_its_run_in_order(user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(files, "COMPANIES_KNOWN_MAX", 2)
     a = board(user, "Acme", "a")
