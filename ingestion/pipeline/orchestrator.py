@@ -100,10 +100,10 @@ def execute_ingest(ctx: RunContext) -> object:
 
 
 def list_group(ctx: RunContext, group: int, source_ids: list[int], groups: int) -> bool:
-    """RQ part task (runs.tasks.execute_part): list group `group` of the run's sources (of
-    `groups` listed at the same time, ingestion.pipeline.groups), as the run's own worker
-    lists all of them when there is one group. Returns True when this completed the run's
-    last chunk (the run is then finished)."""
+    """List group `group` of the run's sources (of `groups` listed at the same time,
+    ingestion.pipeline.groups), as the run's own worker lists all of them when there is one
+    group: the run's own job lists group 0, an RQ part (runs.tasks.execute_part) each later
+    one. Returns True when this completed the run's last chunk (the run is then finished)."""
     run = ctx.run
     wanted = set(source_ids)
     entries = [e for e in run.config.get("sources") or [] if e.get("id") in wanted]
@@ -178,22 +178,25 @@ def _sources(ctx: RunContext, entries: list[dict[str, Any]]) -> dict[int, Source
 
 
 def _fan_out(ctx: RunContext, groups: list[list[dict[str, Any]]]) -> object:
-    """Queue each group's listing as a part of its own: the groups' listing chunks exist
-    first, so that no group completing its work can finish the run while another has not
-    started. A listing cannot resume where it stopped: its part is not tried again."""
+    """Queue each later group's listing as a part of its own and list the first here: the
+    groups' listing chunks exist first, so that no group completing its work can finish the
+    run while another has not started. A listing cannot resume where it stopped: its part is
+    not tried again (nor is the run's own job)."""
     run = ctx.run
+    ids = [[int(e["id"]) for e in group] for group in groups]
     with transaction.atomic():
         WorkChunk.objects.bulk_create(
             [WorkChunk(run=run, number=listing_chunk(g)) for g in range(len(groups))]
         )
         ctx.enqueue_parts(
             LIST_GROUP_TASK,
-            [
-                (f"listing-{g}", (g, [e.get("id") for e in group], len(groups)))
-                for g, group in enumerate(groups)
-            ],
+            [(f"listing-{g}", (g, ids[g], len(groups))) for g in range(1, len(groups))],
             retries=0,
         )
+    # Listed by the worker already holding the run rather than queued for the next free one:
+    # the run starts listing without waiting for a job to be taken and a work horse forked.
+    if list_group(ctx, 0, ids[0], len(groups)):
+        return None
     return executors.DEFERRED
 
 

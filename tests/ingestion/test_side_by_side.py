@@ -216,7 +216,17 @@ def test_groups_listed_side_by_side_decide_what_one_listing_decides(
     alone = run_kind(work, user, monkeypatch, three_sources, kind, workers=1)
     jobs_alone = job_rows(user)
     Job.objects.filter(owner=user).delete()
+    queued: list[str] = []
+    enqueue_parts = RunContext.enqueue_parts
+
+    def spy(ctx, func_path, parts, **kwargs):  # type: ignore[no-untyped-def]
+        queued.extend(name for name, _ in parts if func_path == orchestrator.LIST_GROUP_TASK)
+        return enqueue_parts(ctx, func_path, parts, **kwargs)
+
+    monkeypatch.setattr(RunContext, "enqueue_parts", spy)
     side = run_kind(work, user, monkeypatch, three_sources, kind, workers=2)
+    # The run's own job lists the first group: only the later ones wait for a worker.
+    assert queued == ["listing-1", "listing-2"]
     assert item_rows(side) == item_rows(alone)
     assert job_rows(user) == jobs_alone
     assert {r[4] for r in item_rows(alone)} >= {"new", "duplicate", "invalid"}
