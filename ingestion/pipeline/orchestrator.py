@@ -27,12 +27,13 @@ from django.utils import timezone
 from ingestion import events, store
 from ingestion.dedupe import NearDuplicates
 from ingestion.fetching import Fetcher
-from ingestion.models import ChunkStatus, ItemOutcome, Job, JobStatus, RunItem, Source, WorkChunk
+from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source, WorkChunk
 from ingestion.pipeline.chunks import (
     ChunkStream,
     claim_listing_chunk,
     complete_chunk,
     listing_chunk,
+    listing_elsewhere,
     live_workers,
 )
 from ingestion.pipeline.diff import SourceDiff
@@ -115,7 +116,12 @@ def list_group(ctx: RunContext, group: int, source_ids: list[int], groups: int) 
     else:
         claim_listing_chunk(run, number)
     outcomes = _list_sources(
-        ctx, entries, sources, write=stream is not None, stream=stream, alongside=groups - 1
+        ctx,
+        entries,
+        sources,
+        write=stream is not None,
+        stream=stream,
+        alongside=lambda: listing_elsewhere(run, group, groups),
     )
     if stream is not None:
         stream.add(_left_pending(ctx, outcomes))
@@ -124,12 +130,7 @@ def list_group(ctx: RunContext, group: int, source_ids: list[int], groups: int) 
         # The run's row locked: of groups ending at the same time, one is the last listed,
         # and it alone says whether the run read anything.
         IngestionRun.objects.select_for_update().filter(pk=run.pk).values_list("pk").first()
-        others = [listing_chunk(g) for g in range(groups) if g != group]
-        if (
-            not WorkChunk.objects.filter(run=run, number__in=others)
-            .exclude(status=ChunkStatus.DONE)
-            .exists()
-        ):
+        if not listing_elsewhere(run, group, groups):
             run.refresh_from_db(fields=["summary"])
             _check_read(ctx, list(run.summary.get("sources", [])))
         if stream is not None:
@@ -325,11 +326,11 @@ def _list_sources(
     *,
     write: bool,
     stream: ChunkStream | None = None,
-    alongside: int = 0,
+    alongside: Callable[[], int] = lambda: 0,
 ) -> list[SourceOutcome]:
     """List `entries`' sources one after another, in order, sharing their near-duplicate
-    decisions; each one's outcome goes into the run's summary as it ends. `alongside`:
-    groups of the run's sources listed at the same time by other workers."""
+    decisions; each one's outcome goes into the run's summary as it ends. `alongside`: how
+    many groups of the run's sources other workers are listing now or will list."""
     run = ctx.run
     outcomes: list[SourceOutcome] = []
     near = NearDuplicates(run.owner_id)

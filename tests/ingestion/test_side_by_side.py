@@ -295,6 +295,22 @@ def test_each_source_being_listed_has_its_own_row_and_count(user) -> None:  # ty
     assert rows_ == {a.pk: ("listing", 120), b.pk: ("waiting", 0), c.pk: ("listing", 40)}
 
 
+def test_a_group_counts_the_others_not_listed_yet_as_busy(user) -> None:  # type: ignore[no-untyped-def]
+    a = board(user, "Acme", "a")
+    run = services.preview_start(owner=user, source_ids=[a.pk])
+    WorkChunk.objects.bulk_create(
+        [WorkChunk(run=run, number=chunks.listing_chunk(g)) for g in range(3)]
+    )
+    assert chunks.listing_elsewhere(run, 0, 3) == 2
+    WorkChunk.objects.filter(run=run, number=chunks.listing_chunk(2)).update(
+        status=ChunkStatus.DONE
+    )
+    # Group 2's worker is free: it can help groups 0 and 1 (ingestion.pipeline.mapping).
+    assert chunks.listing_elsewhere(run, 0, 3) == 1
+    assert chunks.listing_elsewhere(run, 1, 3) == 1
+    assert chunks.listing_elsewhere(run, 2, 3) == 2
+
+
 # --- parts and stages ---------------------------------------------------------------------
 
 
