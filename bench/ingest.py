@@ -480,7 +480,7 @@ def bench_size(
     from ingestion import services as ingestion_services
     from runs.models import OutboxEvent
 
-    file_count = size // 2
+    file_count = round(size * args.file_share)
     board_count = size - file_count
     print(f"\n== {size:,} postings: file {file_count:,} + board {board_count:,}", flush=True)
     t = time.monotonic()
@@ -1001,7 +1001,7 @@ def profile_size(size: int, args: argparse.Namespace, children: Children, work: 
 
     out_dir = Path(args.profile)
     out_dir.mkdir(parents=True, exist_ok=True)
-    file_count = size // 2
+    file_count = round(size * args.file_share)
     csv_path = write_postings_csv(file_count, work / f"postings-{file_count}.csv")
     board_path = write_board_json(size - file_count, work / f"board-{size - file_count}.json")
     recreate_database()
@@ -1203,6 +1203,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         help="comma-separated sizes to run (memory is compared between the smallest and "
         "the largest); default: 10000 and --postings",
+    )
+    parser.add_argument(
+        "--file-share",
+        type=float,
+        default=0.5,
+        metavar="SHARE",
+        help="the uploaded file's share of the postings, the board's the rest (default 0.5: "
+        "two equal listings side by side; 0.9: a big one and a small one)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke check: 1,000 and 2,000")
     parser.add_argument("--workers", type=int, default=2, help="RQ workers for ingest")

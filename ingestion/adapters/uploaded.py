@@ -47,7 +47,14 @@ def upload_company(source: Source) -> str:
 
 def upload_store(*, source: Source, name: str, fileobj: IO[bytes], fmt: str | None = None) -> None:
     """ingestion.uploads.upload_store, the stored file checked by the source's adapter (a URL
-    list of more than INTAKE_URL_LIST_MAX URLs is refused)."""
+    list of more than INTAKE_URL_LIST_MAX URLs is refused), and the companies its rows name
+    learned (Adapter.companies keeps them in the source's options)."""
     reads_upload = registry.reads_upload(source.kind)
-    check = adapter_class(source.kind).check_stored if reads_upload else None
+    adapter = adapter_class(source.kind)
+    check = adapter.check_stored if reads_upload else None
     uploads.upload_store(source=source, name=name, fileobj=fileobj, fmt=fmt, check=check)
+    if reads_upload:
+        # The companies its rows name decide which sources its runs list side by side
+        # (ingestion.pipeline.groups): learned now, with the file just read, rather than
+        # by the first run, whose start would wait for a second read of the whole file.
+        adapter.companies(source)

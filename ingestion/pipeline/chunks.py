@@ -180,6 +180,17 @@ def is_listing_chunk(number: int) -> bool:
     return number % GROUP_STRIDE == 0
 
 
+def listing_elsewhere(run: IngestionRun, group: int, groups: int) -> int:
+    """How many of the run's `groups` listing groups other than `group` are not listed yet:
+    each holds a worker now or will take the next free one."""
+    others = [listing_chunk(g) for g in range(groups) if g != group]
+    return (
+        WorkChunk.objects.filter(run=run, number__in=others)
+        .exclude(status=ChunkStatus.DONE)
+        .count()
+    )
+
+
 def claim_listing_chunk(run: IngestionRun, number: int) -> None:
     """Claim listing chunk `number` for this worker: created when the run is listed by one
     worker, created pending for each group beforehand when its groups are listed at once."""

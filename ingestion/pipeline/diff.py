@@ -101,7 +101,7 @@ class SourceDiff:
         on_processed: Callable[[int], None] | None = None,
         savepoint: Callable[[], Callable[[], None]] | None = None,
         on_batch: Callable[[SourceOutcome], None] | None = None,
-        listing_elsewhere: int = 0,
+        listing_elsewhere: Callable[[], int] = lambda: 0,
     ) -> None:
         self.ctx = ctx
         self.run = ctx.run
@@ -122,8 +122,9 @@ class SourceDiff:
         self.savepoint = savepoint
         # Called with the outcome so far after each batch (how far the listing has come).
         self.on_batch = on_batch
-        # Other workers busy listing other sources of the run at the same time: they cannot
-        # help this listing (ingestion.pipeline.groups).
+        # How many other workers are busy listing other sources of the run at the same time
+        # (ingestion.pipeline.groups), asked as the listing goes: they cannot help it until
+        # they are done.
         self.listing_elsewhere = listing_elsewhere
         self.counters = INGEST_COUNTERS if write else PREVIEW_COUNTERS
         self.now = timezone.now()
@@ -159,11 +160,12 @@ class SourceDiff:
         the source is recorded on the outcome (the run goes on); abort propagates."""
         started = time.monotonic()
         out = self.outcome
-        workers = max(1, live_workers() - self.listing_elsewhere)
+        workers = self._free_workers()
         offers = Offers(
             self.run.pk,
             self.source.pk,
             workers=workers,
+            recount=self._free_workers,
             process=self.write,
             # A preview reads a posting's description only to filter it by keywords and to
             # learn the boilerplate (from the first batch, never offered).
@@ -220,6 +222,10 @@ class SourceDiff:
                 {"sourceId": self.source.pk, "count": unreported},
             )
         return out
+
+    def _free_workers(self) -> int:
+        """The live workers that could help this listing now, itself included."""
+        return max(1, live_workers() - self.listing_elsewhere())
 
     def _mostly_unchanged(self) -> bool:
         """Whether most of what was listed so far was unchanged by its raw hash, never mapped

@@ -212,6 +212,7 @@ class Offers:
         source_id: int,
         *,
         workers: int,
+        recount: Callable[[], int] | None = None,
         process: bool = False,
         slim: bool = False,
     ) -> None:
@@ -219,10 +220,14 @@ class Offers:
         # Whether the helpers also process the postings, or leave out their texts (map_entries).
         self.process = process
         self.slim = slim
-        # One worker is the listing's own: nobody else could take an offer.
-        self.ahead = AHEAD_PER_WORKER * workers if workers > 1 else 0
-        self.slots = workers - 1
-        self.conn = queue.get_queue().connection if self.ahead else None
+        # The workers that could take part (the listing's own among them), counted again
+        # before each batch: a worker that ends its own listing of another group of the run's
+        # sources helps this one from then on (ingestion.pipeline.groups).
+        self.recount = recount
+        self.ahead = 0
+        self.slots = 0
+        self.conn: Any = None
+        self._grow(workers)
         self._seq = 0
         self._jobs: list[str] = []
         # Batches whose result came from another worker, and by whom.
@@ -245,16 +250,17 @@ class Offers:
         if first is None:
             return
         yield first, NOTHING
-        if not self.ahead:
-            for batch in it:
-                yield batch, NOTHING
-            return
-        learned = boilerplate()
+        learned: tuple[frozenset[int], frozenset[bytes] | None] | None = None
         ahead: deque[tuple[list[Entry], int | None]] = deque()
         failure: Exception | None = None
         done = False
         while True:
-            while not done and len(ahead) < self.ahead:
+            if self.recount is not None and (ahead or not done):
+                self._grow(self._recount(self.recount))
+            if self.ahead and learned is None:
+                learned = boilerplate()
+            # Alone (one worker): one batch at a time, nothing offered.
+            while not done and len(ahead) < max(1, self.ahead):
                 try:
                     batch = next(it)
                 except StopIteration:
@@ -265,13 +271,33 @@ class Offers:
                 except Exception as exc:
                     failure, done = exc, True
                     break
-                ahead.append((batch, self._offer(to_map(batch), learned)))
+                offered = self._offer(to_map(batch), learned) if learned is not None else None
+                ahead.append((batch, offered))
             if not ahead:
                 break
             batch, seq = ahead.popleft()
             yield batch, self._take(seq, batch, checkpoint)
         if failure is not None:
             raise failure
+
+    @staticmethod
+    def _recount(recount: Callable[[], int]) -> int:
+        try:
+            return recount()
+        except Exception:
+            logger.warning("Could not count the workers free to help a listing", exc_info=True)
+            return 1
+
+    def _grow(self, workers: int) -> None:
+        """Offer further ahead, with more helper slots, when more workers could take part
+        than before (never fewer: helpers at work keep their slots)."""
+        if workers - 1 <= self.slots:
+            return
+        # One worker is the listing's own: nobody else could take an offer.
+        self.ahead = AHEAD_PER_WORKER * workers
+        self.slots = workers - 1
+        if self.conn is None:
+            self.conn = queue.get_queue().connection
 
     def _offer(
         self,

@@ -27,12 +27,13 @@ from django.utils import timezone
 from ingestion import events, store
 from ingestion.dedupe import NearDuplicates
 from ingestion.fetching import Fetcher
-from ingestion.models import ChunkStatus, ItemOutcome, Job, JobStatus, RunItem, Source, WorkChunk
+from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source, WorkChunk
 from ingestion.pipeline.chunks import (
     ChunkStream,
     claim_listing_chunk,
     complete_chunk,
     listing_chunk,
+    listing_elsewhere,
     live_workers,
 )
 from ingestion.pipeline.diff import SourceDiff
@@ -100,10 +101,10 @@ def execute_ingest(ctx: RunContext) -> object:
 
 
 def list_group(ctx: RunContext, group: int, source_ids: list[int], groups: int) -> bool:
-    """RQ part task (runs.tasks.execute_part): list group `group` of the run's sources (of
-    `groups` listed at the same time, ingestion.pipeline.groups), as the run's own worker
-    lists all of them when there is one group. Returns True when this completed the run's
-    last chunk (the run is then finished)."""
+    """List group `group` of the run's sources (of `groups` listed at the same time,
+    ingestion.pipeline.groups), as the run's own worker lists all of them when there is one
+    group: the run's own job lists group 0, an RQ part (runs.tasks.execute_part) each later
+    one. Returns True when this completed the run's last chunk (the run is then finished)."""
     run = ctx.run
     wanted = set(source_ids)
     entries = [e for e in run.config.get("sources") or [] if e.get("id") in wanted]
@@ -115,7 +116,12 @@ def list_group(ctx: RunContext, group: int, source_ids: list[int], groups: int) 
     else:
         claim_listing_chunk(run, number)
     outcomes = _list_sources(
-        ctx, entries, sources, write=stream is not None, stream=stream, alongside=groups - 1
+        ctx,
+        entries,
+        sources,
+        write=stream is not None,
+        stream=stream,
+        alongside=lambda: listing_elsewhere(run, group, groups),
     )
     if stream is not None:
         stream.add(_left_pending(ctx, outcomes))
@@ -124,12 +130,7 @@ def list_group(ctx: RunContext, group: int, source_ids: list[int], groups: int) 
         # The run's row locked: of groups ending at the same time, one is the last listed,
         # and it alone says whether the run read anything.
         IngestionRun.objects.select_for_update().filter(pk=run.pk).values_list("pk").first()
-        others = [listing_chunk(g) for g in range(groups) if g != group]
-        if (
-            not WorkChunk.objects.filter(run=run, number__in=others)
-            .exclude(status=ChunkStatus.DONE)
-            .exists()
-        ):
+        if not listing_elsewhere(run, group, groups):
             run.refresh_from_db(fields=["summary"])
             _check_read(ctx, list(run.summary.get("sources", [])))
         if stream is not None:
@@ -178,22 +179,25 @@ def _sources(ctx: RunContext, entries: list[dict[str, Any]]) -> dict[int, Source
 
 
 def _fan_out(ctx: RunContext, groups: list[list[dict[str, Any]]]) -> object:
-    """Queue each group's listing as a part of its own: the groups' listing chunks exist
-    first, so that no group completing its work can finish the run while another has not
-    started. A listing cannot resume where it stopped: its part is not tried again."""
+    """Queue each later group's listing as a part of its own and list the first here: the
+    groups' listing chunks exist first, so that no group completing its work can finish the
+    run while another has not started. A listing cannot resume where it stopped: its part is
+    not tried again (nor is the run's own job)."""
     run = ctx.run
+    ids = [[int(e["id"]) for e in group] for group in groups]
     with transaction.atomic():
         WorkChunk.objects.bulk_create(
             [WorkChunk(run=run, number=listing_chunk(g)) for g in range(len(groups))]
         )
         ctx.enqueue_parts(
             LIST_GROUP_TASK,
-            [
-                (f"listing-{g}", (g, [e.get("id") for e in group], len(groups)))
-                for g, group in enumerate(groups)
-            ],
+            [(f"listing-{g}", (g, ids[g], len(groups))) for g in range(1, len(groups))],
             retries=0,
         )
+    # Listed by the worker already holding the run rather than queued for the next free one:
+    # the run starts listing without waiting for a job to be taken and a work horse forked.
+    if list_group(ctx, 0, ids[0], len(groups)):
+        return None
     return executors.DEFERRED
 
 
@@ -322,11 +326,11 @@ def _list_sources(
     *,
     write: bool,
     stream: ChunkStream | None = None,
-    alongside: int = 0,
+    alongside: Callable[[], int] = lambda: 0,
 ) -> list[SourceOutcome]:
     """List `entries`' sources one after another, in order, sharing their near-duplicate
-    decisions; each one's outcome goes into the run's summary as it ends. `alongside`:
-    groups of the run's sources listed at the same time by other workers."""
+    decisions; each one's outcome goes into the run's summary as it ends. `alongside`: how
+    many groups of the run's sources other workers are listing now or will list."""
     run = ctx.run
     outcomes: list[SourceOutcome] = []
     near = NearDuplicates(run.owner_id)

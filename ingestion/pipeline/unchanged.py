@@ -16,6 +16,7 @@ from django.conf import settings
 
 from ingestion import normalize, store
 from ingestion.adapters import Posting, RawRecord
+from ingestion.adapters.base import public_options
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source
 
 # A stored job as the listing compares it: id, content hash, status, raw hash, title, URL.
@@ -43,7 +44,9 @@ def source_raw_hasher(
             "source": source.pk,
             "kind": source.kind,
             "company": source.company,
-            "options": source.options,
+            # Not the code's own: the companies a stored file names change with every new
+            # file, and would make each of its records look new.
+            "options": public_options(source.options or {}),
             "format": source.upload_format,
             "filters": filters,
             "rowCompanies": row_companies,

@@ -353,3 +353,32 @@ def test_a_helper_maps_a_batch_collecting_as_rarely_as_the_listing(monkeypatch) 
         offers.close()
     assert seen == [collector.LISTING_THRESHOLD]
     assert gc.get_threshold()[0] != collector.LISTING_THRESHOLD
+
+
+def test_a_listing_offers_its_batches_once_a_worker_is_free_to_help(
+    work, user, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    # As when another group of the run's sources ends its listing: the worker that listed it
+    # helps this one from then on (ingestion.pipeline.groups).
+    monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", BATCH)
+    source = file_source(user, 40)
+    alone = previewer(work, user, monkeypatch, source)(1)
+    real = mapping.Offers._offer
+
+    def offer_and_help(self, entries, learned):  # type: ignore[no-untyped-def]
+        seq = real(self, entries, learned)
+        if seq is not None:
+            assert mapping.map_batch(self.prefix).endswith(": 1 batches")
+        return seq
+
+    monkeypatch.setattr(mapping, "LINGER_SECONDS", 0)
+    monkeypatch.setattr(mapping.Offers, "_offer", offer_and_help)
+    # Counted at the start and before batches 2 to 4: alone; then a second worker is free.
+    counts = iter([1, 1, 1, 1])
+    monkeypatch.setattr(diff, "live_workers", lambda: next(counts, 2))
+    helped = work(services.preview_start(owner=user, source_ids=[source.pk]))
+    assert helped.status == RunStatus.FINISHED, helped.error_message
+    assert items_of(helped) == items_of(alone)
+    # Batches 5 to 8 were offered and computed by the helper.
+    assert mapped_elsewhere(helped) == 4
+    assert listing_keys() == []

@@ -102,6 +102,30 @@ def test_a_file_is_grouped_by_the_companies_its_rows_name(user) -> None:  # type
     assert aggregator.options[files.UPLOAD_COMPANIES]["names"] == ["globex"]
 
 
+def test_a_files_companies_are_learned_as_it_is_stored_not_by_a_run(user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    a = board(user, "Acme", "a")
+    named = rows(3)
+    named[2]["company"] = "Acme"
+    feed = file_source(user, "Feed", postings_csv(named, columns=FILE_COLUMNS), "feed.csv")
+    feed.refresh_from_db()
+    assert feed.options[files.UPLOAD_COMPANIES]["names"] == ["Acme"]
+
+    def read_again(source: Source) -> None:
+        raise AssertionError("the file was read again for its companies")
+
+    monkeypatch.setattr(files, "_named_companies", read_again)
+    assert grouped([a, feed]) == [[a.pk, feed.pk]]
+    # A replaced file's are learned as it replaces the old one.
+    monkeypatch.undo()
+    services.source_update(
+        feed, upload=io.BytesIO(postings_csv(rows(2), columns=NO_COMPANY)), upload_name="f.csv"
+    )
+    monkeypatch.setattr(files, "_named_companies", read_again)
+    feed.refresh_from_db()
+    assert feed.options[files.UPLOAD_COMPANIES]["names"] == []
+    assert grouped([a, feed]) == [[a.pk], [feed.pk]]
+
+
 def test_a_file_naming_too_many_companies_lists_its_run_in_order(user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(files, "COMPANIES_KNOWN_MAX", 2)
     a = board(user, "Acme", "a")
@@ -192,7 +216,17 @@ def test_groups_listed_side_by_side_decide_what_one_listing_decides(
     alone = run_kind(work, user, monkeypatch, three_sources, kind, workers=1)
     jobs_alone = job_rows(user)
     Job.objects.filter(owner=user).delete()
+    queued: list[str] = []
+    enqueue_parts = RunContext.enqueue_parts
+
+    def spy(ctx, func_path, parts, **kwargs):  # type: ignore[no-untyped-def]
+        queued.extend(name for name, _ in parts if func_path == orchestrator.LIST_GROUP_TASK)
+        return enqueue_parts(ctx, func_path, parts, **kwargs)
+
+    monkeypatch.setattr(RunContext, "enqueue_parts", spy)
     side = run_kind(work, user, monkeypatch, three_sources, kind, workers=2)
+    # The run's own job lists the first group: only the later ones wait for a worker.
+    assert queued == ["listing-1", "listing-2"]
     assert item_rows(side) == item_rows(alone)
     assert job_rows(user) == jobs_alone
     assert {r[4] for r in item_rows(alone)} >= {"new", "duplicate", "invalid"}
@@ -259,6 +293,22 @@ def test_each_source_being_listed_has_its_own_row_and_count(user) -> None:  # ty
     run.summary = {"sources": [], "listing": {str(a.pk): 120, str(c.pk): 40}}
     rows_ = {row.source_id: (row.state, row.listed) for row in vocabulary.listing_rows(run)}
     assert rows_ == {a.pk: ("listing", 120), b.pk: ("waiting", 0), c.pk: ("listing", 40)}
+
+
+def test_a_group_counts_the_others_not_listed_yet_as_busy(user) -> None:  # type: ignore[no-untyped-def]
+    a = board(user, "Acme", "a")
+    run = services.preview_start(owner=user, source_ids=[a.pk])
+    WorkChunk.objects.bulk_create(
+        [WorkChunk(run=run, number=chunks.listing_chunk(g)) for g in range(3)]
+    )
+    assert chunks.listing_elsewhere(run, 0, 3) == 2
+    WorkChunk.objects.filter(run=run, number=chunks.listing_chunk(2)).update(
+        status=ChunkStatus.DONE
+    )
+    # Group 2's worker is free: it can help groups 0 and 1 (ingestion.pipeline.mapping).
+    assert chunks.listing_elsewhere(run, 0, 3) == 1
+    assert chunks.listing_elsewhere(run, 1, 3) == 1
+    assert chunks.listing_elsewhere(run, 2, 3) == 2
 
 
 # --- parts and stages ---------------------------------------------------------------------
