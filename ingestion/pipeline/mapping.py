@@ -236,9 +236,13 @@ class Offers:
         to_map: Callable[[list[Entry]], list[tuple[int, Entry]]],
         boilerplate: Callable[[], tuple[frozenset[int], frozenset[bytes] | None]],
         checkpoint: Callable[[], None],
+        unhelped: Callable[[], bool] = lambda: False,
     ) -> Iterator[tuple[list[Entry], Mapped]]:
         """`batches` in order, each with what was computed ahead for it. The first is the
         listing's alone: the boilerplate every later simhash leaves out is learned from it.
+        While `unhelped()` (asked once the next batch is read: every other worker is busy
+        reading this listing ahead, ingestion.pipeline.readahead) nothing is offered and no
+        batch read ahead, which would only hold the batch back until the others are read.
         A failure reading the source is raised after the batches read before it."""
         it = iter(batches)
         first = next(it, None)
@@ -254,7 +258,7 @@ class Offers:
         failure: Exception | None = None
         done = False
         while True:
-            while not done and len(ahead) < self.ahead:
+            while not done and len(ahead) < (1 if ahead and unhelped() else self.ahead):
                 try:
                     batch = next(it)
                 except StopIteration:
@@ -265,7 +269,8 @@ class Offers:
                 except Exception as exc:
                     failure, done = exc, True
                     break
-                ahead.append((batch, self._offer(to_map(batch), learned)))
+                offered = None if unhelped() else self._offer(to_map(batch), learned)
+                ahead.append((batch, offered))
             if not ahead:
                 break
             batch, seq = ahead.popleft()

@@ -158,6 +158,10 @@ class ReadAhead:
         # The helper's hints, by batch (its id) until asked for (None: offer nothing).
         self._hints: dict[int, list[int] | None] = {}
 
+    def takes_every_worker(self) -> bool:
+        """Whether a helper reads ahead and no other worker is left to map ahead."""
+        return self._job is not None and not self.hinted
+
     def to_map(
         self, fallback: Callable[[list[Entry]], list[tuple[int, Entry]]]
     ) -> Callable[[list[Entry]], list[tuple[int, Entry]]]:

@@ -523,6 +523,51 @@ def test_a_late_read_ahead_helper_starts_after_the_listings_last_batch(rerun, mo
     assert readahead_keys() == []
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_listing_read_ahead_by_its_only_other_worker_applies_each_batch_as_read(
+    rerun, monkeypatch, workers
+) -> None:  # type: ignore[no-untyped-def]
+    """With two workers the read-ahead helper is the only other one: nobody could map a
+    batch offered ahead, so the listing neither looks batches up to offer them nor reads
+    batches ahead of the one it applies (a third worker could map: offers go on)."""
+    _, items = rerun(1)
+    order: list[str] = []
+    real_batches = readahead.ReadAhead.batches
+    real_apply = diff.SourceDiff._apply
+    real_to_map = unchanged.UnchangedRecords.to_map
+    looked_up: list[int] = []
+
+    def batches(self, reader, **kwargs):  # type: ignore[no-untyped-def]
+        for batch in real_batches(self, reader, **kwargs):
+            order.append(f"read {sum(o.startswith('read') for o in order) + 1}")
+            yield batch
+
+    def apply(self, batch):  # type: ignore[no-untyped-def]
+        order.append(f"apply {sum(o.startswith('apply') for o in order) + 1}")
+        return real_apply(self, batch)
+
+    def to_map(self, batch):  # type: ignore[no-untyped-def]
+        looked_up.append(len(batch))
+        return real_to_map(self, batch)
+
+    monkeypatch.setattr(readahead.ReadAhead, "batches", batches)
+    monkeypatch.setattr(diff.SourceDiff, "_apply", apply)
+    monkeypatch.setattr(unchanged.UnchangedRecords, "to_map", to_map)
+    # No helper ever starts: the listing reads every batch itself, as while a helper catches up.
+    monkeypatch.setattr(readahead, "read_ahead", lambda prefix: "")
+    again, again_items = rerun(workers)
+    assert again_items == items
+    batches_read = 40 // READ_BATCH
+    if workers == 2:
+        assert looked_up == []
+        assert order == [
+            f"{step} {n}" for n in range(1, batches_read + 1) for step in ("read", "apply")
+        ]
+    else:
+        assert len(looked_up) == batches_read - 1
+        assert order[:4] == ["read 1", "apply 1", "read 2", "read 3"]
+
+
 def test_a_re_run_that_maps_its_rows_is_not_read_ahead(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # Rows unchanged by content but not by raw hash are mapped: mapping, not reading, is
     # then the listing's work, and the other workers map (ingestion.pipeline.mapping).
