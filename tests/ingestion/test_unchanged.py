@@ -691,17 +691,24 @@ def test_a_files_records_share_one_mapper_pickled_once_a_batch(user) -> None:  #
 
 def test_a_batch_read_ahead_travels_as_plain_tuples_and_reads_back_the_same(user) -> None:  # type: ignore[no-untyped-def]
     """The listing unpickles every batch a helper read: records pickled as themselves are
-    rebuilt through the dataclass's own __setstate__, one Python call per record."""
-    source = _source(user, _rows())
+    rebuilt through the dataclass's own __setstate__, one Python call per record, and a CSV
+    row as its cells is a string per cell and a call to rebuild the row (it travels as one
+    string, cut into cells only when the row is mapped)."""
+    rows = _rows()
+    rows[1]["location"] = ""  # an empty cell in the middle
+    rows[2]["description"] = 'Ünïcode — "quoted", with a comma\nand a line'
+    source = _source(user, rows)
     adapter = get_adapter(source, None)  # type: ignore[arg-type]
     batch = list(adapter.records(lambda text: f"h{len(text)}"))
     batch.append(diff.Posting(external_id="board-1", title="A board's posting"))
     blob = readahead.pickle.dumps(readahead.pack(batch))
     assert b"RawRecord" not in blob
+    assert b"CsvRow" not in blob
     back = readahead.unpack(readahead.pickle.loads(blob))
     assert [type(entry) for entry in back] == [type(entry) for entry in batch]
     for entry, copy in zip(batch, back, strict=True):
         if isinstance(entry, diff.RawRecord):
             assert copy.posting() == entry.posting()
-            copy.mapper = entry.mapper
+            assert files.split_row(copy.record) == entry.record
+            copy.mapper, copy.record = entry.mapper, entry.record
         assert copy == entry
