@@ -210,6 +210,27 @@ class CsvRow(NamedTuple):
         return self.cells[at].strip() if at is not None and at < len(self.cells) else ""
 
 
+# A CsvRow as another worker sends it (ingestion.pipeline.readahead): its header, its cells'
+# lengths and its cells end to end. Three objects to pickle rather than one per cell, and no
+# Python call to rebuild each when unpickled: the listing unpickles every row of a re-run and
+# maps few of them (split_row, when one is mapped).
+JoinedRow = tuple[CsvHeader, str, str]
+
+
+def join_row(row: CsvRow) -> JoinedRow:
+    return row.header, _lengths(row.cells), "".join(row.cells)
+
+
+def split_row(joined: JoinedRow) -> CsvRow:
+    header, lengths, text = joined
+    cells = []
+    at = 0
+    for length in map(int, lengths.split(",")) if lengths else ():
+        cells.append(text[at : at + length])
+        at += length
+    return CsvRow(header, cells)
+
+
 def record_key(record: dict[str, Any] | CsvRow) -> tuple[str, str]:
     """(company, external_id) of a record as to_posting reads them, without mapping the rest."""
     if isinstance(record, CsvRow):
@@ -277,6 +298,8 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
 
 
 def _mapped(record: Any, row: int | None, *, label: str) -> Posting:
+    if type(record) is tuple:
+        record = split_row(record)
     if isinstance(record, CsvRow):
         record = record.record()
     return to_posting(record, row or 0, label=label)[0]

@@ -192,6 +192,7 @@ class SourceDiff:
                     to_map=reading.to_map(self.unchanged.to_map),
                     boilerplate=lambda: (self.boilerplate, self.boilerplate_lines),
                     checkpoint=self.ctx.checkpoint,
+                    unhelped=reading.takes_every_worker,
                 ):
                     self._mapped = mapped
                     self._apply(batch)

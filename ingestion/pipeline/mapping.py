@@ -241,9 +241,13 @@ class Offers:
         to_map: Callable[[list[Entry]], list[tuple[int, Entry]]],
         boilerplate: Callable[[], tuple[frozenset[int], frozenset[bytes] | None]],
         checkpoint: Callable[[], None],
+        unhelped: Callable[[], bool] = lambda: False,
     ) -> Iterator[tuple[list[Entry], Mapped]]:
         """`batches` in order, each with what was computed ahead for it. The first is the
         listing's alone: the boilerplate every later simhash leaves out is learned from it.
+        While `unhelped()` (asked once the next batch is read: every other worker is busy
+        reading this listing ahead, ingestion.pipeline.readahead) nothing is offered and no
+        batch read ahead, which would only hold the batch back until the others are read.
         A failure reading the source is raised after the batches read before it."""
         it = iter(batches)
         first = next(it, None)
@@ -259,8 +263,9 @@ class Offers:
                 self._grow(self._recount(self.recount))
             if self.ahead and learned is None:
                 learned = boilerplate()
-            # Alone (one worker): one batch at a time, nothing offered.
-            while not done and len(ahead) < max(1, self.ahead):
+            # Alone (one worker), or every other worker busy reading this listing ahead
+            # (`unhelped`): one batch at a time, nothing offered.
+            while not done and len(ahead) < (self.ahead if self.ahead and not unhelped() else 1):
                 try:
                     batch = next(it)
                 except StopIteration:
@@ -271,7 +276,9 @@ class Offers:
                 except Exception as exc:
                     failure, done = exc, True
                     break
-                offered = self._offer(to_map(batch), learned) if learned is not None else None
+                offered = None
+                if learned is not None and not unhelped():
+                    offered = self._offer(to_map(batch), learned)
                 ahead.append((batch, offered))
             if not ahead:
                 break

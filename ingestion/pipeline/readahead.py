@@ -36,6 +36,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from ingestion.adapters import Posting, RawRecord
+from ingestion.adapters.files import CsvRow, join_row
 from ingestion.pipeline.mapping import KEY_TTL, LEASE_SECONDS, LISTING, WAIT_SLICE
 from runs import queue
 
@@ -85,13 +86,21 @@ return 1
 
 
 # A record travels as the tuple of its fields: pickle rebuilds a slotted dataclass through its
-# Python-level __setstate__, several times slower than a tuple, on the coordinator's path.
+# Python-level __setstate__, several times slower than a tuple, on the coordinator's path; a
+# CSV row's cells as one string (ingestion.adapters.files.join_row), mapped as they are.
 _RECORD_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(RawRecord)))
+_FIELDS_BEFORE_RECORD = operator.attrgetter("external_id", "company", "raw_hash", "row", "size")
+
+
+def _packed(record: RawRecord) -> tuple[Any, ...]:
+    if type(record.record) is not CsvRow:
+        return _RECORD_FIELDS(record)  # type: ignore[no-any-return]
+    return (*_FIELDS_BEFORE_RECORD(record), join_row(record.record), record.mapper)
 
 
 def pack(batch: list[Entry]) -> list[Entry | tuple[Any, ...]]:
-    """`batch` as the helper pushes it (unpack() gives it back as it was)."""
-    return [_RECORD_FIELDS(e) if type(e) is RawRecord else e for e in batch]
+    """`batch` as the helper pushes it (unpack() gives back records that read as they were)."""
+    return [_packed(e) if type(e) is RawRecord else e for e in batch]
 
 
 def unpack(packed: list[Entry | tuple[Any, ...]]) -> list[Entry]:
@@ -157,6 +166,10 @@ class ReadAhead:
         self.helped = 0
         # The helper's hints, by batch (its id) until asked for (None: offer nothing).
         self._hints: dict[int, list[int] | None] = {}
+
+    def takes_every_worker(self) -> bool:
+        """Whether a helper reads ahead and no other worker is left to map ahead."""
+        return self._job is not None and not self.hinted
 
     def to_map(
         self, fallback: Callable[[list[Entry]], list[tuple[int, Entry]]]

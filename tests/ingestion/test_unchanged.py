@@ -523,6 +523,51 @@ def test_a_late_read_ahead_helper_starts_after_the_listings_last_batch(rerun, mo
     assert readahead_keys() == []
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_listing_read_ahead_by_its_only_other_worker_applies_each_batch_as_read(
+    rerun, monkeypatch, workers
+) -> None:  # type: ignore[no-untyped-def]
+    """With two workers the read-ahead helper is the only other one: nobody could map a
+    batch offered ahead, so the listing neither looks batches up to offer them nor reads
+    batches ahead of the one it applies (a third worker could map: offers go on)."""
+    _, items = rerun(1)
+    order: list[str] = []
+    real_batches = readahead.ReadAhead.batches
+    real_apply = diff.SourceDiff._apply
+    real_to_map = unchanged.UnchangedRecords.to_map
+    looked_up: list[int] = []
+
+    def batches(self, reader, **kwargs):  # type: ignore[no-untyped-def]
+        for batch in real_batches(self, reader, **kwargs):
+            order.append(f"read {sum(o.startswith('read') for o in order) + 1}")
+            yield batch
+
+    def apply(self, batch):  # type: ignore[no-untyped-def]
+        order.append(f"apply {sum(o.startswith('apply') for o in order) + 1}")
+        return real_apply(self, batch)
+
+    def to_map(self, batch):  # type: ignore[no-untyped-def]
+        looked_up.append(len(batch))
+        return real_to_map(self, batch)
+
+    monkeypatch.setattr(readahead.ReadAhead, "batches", batches)
+    monkeypatch.setattr(diff.SourceDiff, "_apply", apply)
+    monkeypatch.setattr(unchanged.UnchangedRecords, "to_map", to_map)
+    # No helper ever starts: the listing reads every batch itself, as while a helper catches up.
+    monkeypatch.setattr(readahead, "read_ahead", lambda prefix: "")
+    again, again_items = rerun(workers)
+    assert again_items == items
+    batches_read = 40 // READ_BATCH
+    if workers == 2:
+        assert looked_up == []
+        assert order == [
+            f"{step} {n}" for n in range(1, batches_read + 1) for step in ("read", "apply")
+        ]
+    else:
+        assert len(looked_up) == batches_read - 1
+        assert order[:4] == ["read 1", "apply 1", "read 2", "read 3"]
+
+
 def test_a_re_run_that_maps_its_rows_is_not_read_ahead(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # Rows unchanged by content but not by raw hash are mapped: mapping, not reading, is
     # then the listing's work, and the other workers map (ingestion.pipeline.mapping).
@@ -646,17 +691,24 @@ def test_a_files_records_share_one_mapper_pickled_once_a_batch(user) -> None:  #
 
 def test_a_batch_read_ahead_travels_as_plain_tuples_and_reads_back_the_same(user) -> None:  # type: ignore[no-untyped-def]
     """The listing unpickles every batch a helper read: records pickled as themselves are
-    rebuilt through the dataclass's own __setstate__, one Python call per record."""
-    source = _source(user, _rows())
+    rebuilt through the dataclass's own __setstate__, one Python call per record, and a CSV
+    row as its cells is a string per cell and a call to rebuild the row (it travels as one
+    string, cut into cells only when the row is mapped)."""
+    rows = _rows()
+    rows[1]["location"] = ""  # an empty cell in the middle
+    rows[2]["description"] = 'Ünïcode — "quoted", with a comma\nand a line'
+    source = _source(user, rows)
     adapter = get_adapter(source, None)  # type: ignore[arg-type]
     batch = list(adapter.records(lambda text: f"h{len(text)}"))
     batch.append(diff.Posting(external_id="board-1", title="A board's posting"))
     blob = readahead.pickle.dumps(readahead.pack(batch))
     assert b"RawRecord" not in blob
+    assert b"CsvRow" not in blob
     back = readahead.unpack(readahead.pickle.loads(blob))
     assert [type(entry) for entry in back] == [type(entry) for entry in batch]
     for entry, copy in zip(batch, back, strict=True):
         if isinstance(entry, diff.RawRecord):
             assert copy.posting() == entry.posting()
-            copy.mapper = entry.mapper
+            assert files.split_row(copy.record) == entry.record
+            copy.mapper, copy.record = entry.mapper, entry.record
         assert copy == entry
