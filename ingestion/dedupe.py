@@ -180,11 +180,16 @@ def _rank(close: tuple[tuple[float, int], int, Candidate]) -> tuple[float, int]:
     return close[0]
 
 
-def store_fingerprints(owner_id: int, jobs: Sequence[tuple[int, int]]) -> None:
+def store_fingerprints(
+    owner_id: int, jobs: Sequence[tuple[int, int]], *, new: bool = False
+) -> None:
     """Record (job_id, simhash) of ready jobs of `owner_id` for the lookup, replacing what
-    was recorded for them before. In the caller's transaction, with the jobs' status."""
+    was recorded for them before (`new`: jobs inserted in this transaction, which have
+    none: see store.store_fingerprints). In the caller's transaction, with the jobs'
+    status."""
     store.store_fingerprints(
-        [store.FingerprintRow(job_id, owner_id, value, *bands(value)) for job_id, value in jobs]
+        [store.FingerprintRow(job_id, owner_id, value, *bands(value)) for job_id, value in jobs],
+        new=new,
     )
 
 
