@@ -192,15 +192,19 @@ def company_key(company: str) -> int:
     return zlib.crc32(company.strip().casefold().encode()) & 0x7FFFFFFF
 
 
-def store_fingerprints(owner_id: int, jobs: Sequence[tuple[int, int, str]]) -> None:
+def store_fingerprints(
+    owner_id: int, jobs: Sequence[tuple[int, int, str]], *, new: bool = False
+) -> None:
     """Record (job_id, simhash, company) of ready jobs of `owner_id` for the lookup,
-    replacing what was recorded for them before. In the caller's transaction, with the
+    replacing what was recorded for them before (`new`: jobs inserted in this transaction,
+    which have none: see store.store_fingerprints). In the caller's transaction, with the
     jobs' status."""
     store.store_fingerprints(
         [
             store.FingerprintRow(job_id, owner_id, value, *bands(value), company_key(company))
             for job_id, value, company in jobs
-        ]
+        ],
+        new=new,
     )
 
 

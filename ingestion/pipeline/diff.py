@@ -581,15 +581,22 @@ class SourceDiff:
                 and match.canonical.job_id is not None
             },
         )
-        dedupe.store_fingerprints(
-            self.run.owner_id,
-            [
-                (pk, candidate.simhash, candidate.company or "")
-                for pk, candidate, _, status in written
-                if status == JobStatus.READY
-            ],
+        # A new posting's job was inserted by this batch (upsert_jobs' new_keys): it has no
+        # fingerprint to replace or drop.
+        new = {item.job_id for item, *_ in final if item.outcome == ItemOutcome.NEW}
+        for is_new in (True, False):
+            dedupe.store_fingerprints(
+                self.run.owner_id,
+                [
+                    (pk, candidate.simhash, candidate.company or "")
+                    for pk, candidate, _, status in written
+                    if status == JobStatus.READY and (pk in new) == is_new
+                ],
+                new=is_new,
+            )
+        store.drop_fingerprints(
+            [pk for pk, _, _, status in written if status != JobStatus.READY and pk not in new]
         )
-        store.drop_fingerprints([pk for pk, _, _, status in written if status != JobStatus.READY])
 
     def _learn_boilerplate(self) -> None:
         """Learn the paragraphs the company repeats from the first batch's sample, before

@@ -77,7 +77,7 @@ class Backend(Protocol):
         verdicts: Sequence[ItemVerdict],
     ) -> set[int]: ...
     def insert_items(self, items: Sequence[ItemRow]) -> None: ...
-    def store_fingerprints(self, rows: Sequence[FingerprintRow]) -> None: ...
+    def store_fingerprints(self, rows: Sequence[FingerprintRow], new: bool) -> None: ...
     def drop_fingerprints(self, job_ids: Collection[int]) -> None: ...
     def near_fingerprints(
         self,
@@ -186,10 +186,14 @@ def analyze_if_stale(model: type[Model]) -> None:
 # --- near-duplicates -------------------------------------------------------------------------
 
 
-def store_fingerprints(rows: Sequence[FingerprintRow]) -> None:
-    """Record these fingerprints, replacing what was recorded for their jobs."""
+def store_fingerprints(rows: Sequence[FingerprintRow], *, new: bool = False) -> None:
+    """Record these fingerprints, replacing what was recorded for their jobs.
+
+    `new`: the jobs were inserted in this transaction, so none has a fingerprint yet; a
+    backend may insert them without a conflict check, and then fails the whole batch
+    (IntegrityError) should one exist after all."""
     if rows:
-        backend().store_fingerprints(rows)
+        backend().store_fingerprints(rows, new)
 
 
 def drop_fingerprints(job_ids: Collection[int]) -> None:

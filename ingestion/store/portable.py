@@ -181,7 +181,7 @@ def insert_items(items: Sequence[ItemRow]) -> None:
     )
 
 
-def store_fingerprints(rows: Sequence[FingerprintRow]) -> None:
+def store_fingerprints(rows: Sequence[FingerprintRow], new: bool) -> None:
     _executemany(STORE_FINGERPRINT_SQL, rows)
 
 

@@ -270,8 +270,13 @@ def insert_items(items: Sequence[ItemRow]) -> None:
     )
 
 
-def store_fingerprints(rows: Sequence[FingerprintRow]) -> None:
-    bulk.execute_unnest(STORE_FINGERPRINTS_SQL, types(JobFingerprint, FingerprintRow._fields), rows)
+def store_fingerprints(rows: Sequence[FingerprintRow], new: bool) -> None:
+    """New jobs' by binary COPY: no conflict to look for, and psycopg formats the rows in C."""
+    row_types = types(JobFingerprint, FingerprintRow._fields)
+    if new:
+        bulk.copy_rows(JobFingerprint, FingerprintRow._fields, row_types, rows)
+    else:
+        bulk.execute_unnest(STORE_FINGERPRINTS_SQL, row_types, rows)
 
 
 def drop_fingerprints(job_ids: Collection[int]) -> None:

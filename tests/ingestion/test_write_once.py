@@ -251,3 +251,38 @@ def test_a_listing_with_some_descriptions_writes_those_once_and_chunks_the_rest(
     # The fixture board's detail page has no description for it: processed, in its chunk.
     assert "description" in statuses["6"]
     assert counts(run)[:3] == (RunStatus.FINISHED, 5, 5)
+
+
+def test_a_new_jobs_fingerprint_is_inserted_and_an_updated_jobs_replaced(
+    boards, work, user, greenhouse_source, monkeypatch
+):
+    # A new posting's job was inserted by the same transaction: its fingerprint goes in
+    # without a conflict check (store_fingerprints' `new`); an updated job's replaces the
+    # one it had.
+    from ingestion import store
+    from tests.ingestion.boards import edited_board
+
+    stored: list[tuple[str, bool]] = []
+    original = store.store_fingerprints
+
+    def spy(rows, *, new=False):  # type: ignore[no-untyped-def]
+        names = dict(
+            Job.objects.filter(pk__in=[r.job_id for r in rows]).values_list("id", "external_id")
+        )
+        stored.extend((names[r.job_id], new) for r in rows)
+        return original(rows, new=new)
+
+    monkeypatch.setattr(store, "store_fingerprints", spy)
+    mount_greenhouse(boards, "acme", [greenhouse_job(i, f"Role {i} Engineer") for i in range(1, 6)])
+    work(services.ingest_start(owner=user))
+    assert sorted(stored) == [(str(i), True) for i in range(1, 6)]
+
+    stored.clear()
+    mount_greenhouse(boards, "acme", edited_board())  # 1 gone, 2 edited, 7 new
+    work(services.ingest_start(owner=user))
+    assert sorted(stored) == [("2", False), ("7", True)]
+    ready = Job.objects.filter(owner=user, status=JobStatus.READY)
+    assert sorted(ready.values_list("external_id", flat=True)) == ["2", "3", "4", "5", "7"]
+    assert {(f.job_id, f.simhash) for f in JobFingerprint.objects.filter(owner=user)} == set(
+        ready.values_list("id", "simhash")
+    )
