@@ -470,17 +470,18 @@ def bench_size(
     children: Children,
     work: Path,
     kinds: tuple[str, ...] = ("preview", "ingest"),
+    file_share: float = 0.5,
 ) -> dict:
-    """Fresh database, two sources holding `size` postings between them, a preview run on a
-    worker and an ingest run on `args.workers` workers (or only the `kinds` given). Returns
-    the figures."""
+    """Fresh database, two sources holding `size` postings between them (`file_share` of
+    them in the file), a preview run on a worker and an ingest run on `args.workers` workers
+    (or only the `kinds` given). Returns the figures."""
     from django.contrib.auth.models import User
     from django.utils import timezone
 
     from ingestion import services as ingestion_services
     from runs.models import OutboxEvent
 
-    file_count = round(size * args.file_share)
+    file_count = round(size * file_share)
     board_count = size - file_count
     print(f"\n== {size:,} postings: file {file_count:,} + board {board_count:,}", flush=True)
     t = time.monotonic()
@@ -1293,7 +1294,9 @@ def main(argv: list[str] | None = None) -> int:
             profile_size(args.postings, args, children, work)
             return
         for size in args.size_list:
-            results["sizes"].append(bench_size(size, args, children, work))
+            results["sizes"].append(
+                bench_size(size, args, children, work, file_share=args.file_share)
+            )
             if size == max(args.size_list):
                 results["baselines"] = bench_baselines(
                     size, args, results["sizes"][-1]["ingest"]["run"]
