@@ -35,16 +35,12 @@ _JOB_COLUMNS = ", ".join(JobRow._fields)
 
 # The keys joined as rows, not `external_id = ANY(...)`: on a table the planner has no
 # statistics for yet (a first big ingest) it walks the company's rows by another index and
-# tests each against the whole array, once the statement is prepared (a generic plan). The
-# company is joined with each key too, not compared with a constant: a company the
-# statistics do not know yet (its first ingest into a large table, well under the growth
-# that makes them stale) was estimated at no rows, so the planner hashed all of its jobs
-# for every batch of keys; as a column of the keys, hashing would read all of the owner's.
+# tests each against the whole array, once the statement is prepared (a generic plan).
 STORED_JOBS_SQL = """
 SELECT {columns}
-FROM unnest(%s::text[], array_fill(%s::text, ARRAY[%s::int])) AS k(external_id, company)
+FROM unnest(%s::text[]) AS k(external_id)
 JOIN ingestion_job AS j
-  ON j.owner_id = %s AND j.company = k.company AND j.external_id = k.external_id
+  ON j.owner_id = %s AND j.company = %s AND j.external_id = k.external_id
 """
 
 UPSERT_JOBS_SQL = f"""
@@ -172,9 +168,9 @@ def stored_jobs_query(
     owner_id: int, company: str, keys: list[str], columns: Sequence[str]
 ) -> tuple[str, list[Any]]:
     """The statement `stored_jobs` runs and its parameters: the keys as one array parameter
-    (Django would quote each into an IN list), the company filled in beside each."""
+    (Django would quote each into an IN list)."""
     sql = STORED_JOBS_SQL.format(columns=", ".join(f"j.{column}" for column in columns))
-    return sql, [keys, company, len(keys), owner_id]
+    return sql, [keys, owner_id, company]
 
 
 def upsert_jobs(rows: Sequence[JobRow], new_keys: Collection[str]) -> dict[str, int]:
