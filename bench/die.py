@@ -16,7 +16,7 @@ as there. Timed:
 and, in this process, over the same postings as the adapters read them (untimed), each into
 an emptied job table:
 
-    naive         per-row Job.objects.update_or_create (bench/ingest.py's loop)
+    naive         per-row Job.objects.update_or_create (bench/baselines.py)
     DIE default   a ModelResource over the job's columns, keyed by the job's unique key
                   (owner, company, external id): per row a lookup, a diff, a save, and a
                   query per foreign key (`--sample` rows, extrapolated)
@@ -42,7 +42,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import ingest as base  # noqa: E402  (the path above first)
+from bench import harness  # noqa: E402  (the path above first)
+from bench import ingest as base  # noqa: E402
+from bench.baselines import RAW_COLUMNS, bench_naive, raw_tuples, truncate_jobs  # noqa: E402
+from bench.postings import mixed_postings  # noqa: E402
 
 # What each baseline writes: the columns the listing writes for a new job.
 COLUMNS = (
@@ -59,13 +62,13 @@ TARGET = 1.5  # ingest ÷ DIE tuned, at least (issue 15)
 
 def dataset(rows: list[tuple[Any, Any, str]], owner: Any, run: Any) -> Any:
     """The postings as a tablib Dataset of COLUMNS, foreign keys as ids: the values the raw
-    baselines of bench/ingest.py write."""
+    baselines of bench/baselines.py write."""
     import tablib
 
-    raw = {name: n for n, name in enumerate(base._RAW_COLUMNS)}
+    raw = {name: n for n, name in enumerate(RAW_COLUMNS)}
     picks = [raw[f"{c}_id" if c in FOREIGN_KEYS else c] for c in COLUMNS]
     data = tablib.Dataset(headers=list(COLUMNS))
-    for values in base.raw_tuples(rows, owner.pk, run.pk):
+    for values in raw_tuples(rows, owner.pk, run.pk):
         data.append(tuple(values[n] for n in picks))
     return data
 
@@ -113,7 +116,9 @@ def die_import(resource_class: type, data: Any) -> float:
     return seconds
 
 
-def baselines(args: argparse.Namespace, ingest_run_id: int) -> dict[str, dict[str, float]]:
+def baselines(
+    args: argparse.Namespace, ingest_run_id: int, work: Path
+) -> dict[str, dict[str, float]]:
     from django.contrib.auth.models import User
 
     from ingestion.models import Job
@@ -121,21 +126,21 @@ def baselines(args: argparse.Namespace, ingest_run_id: int) -> dict[str, dict[st
 
     owner = User.objects.get(username="bench")
     run = IngestionRun.objects.get(pk=ingest_run_id)
-    rows = base.mixed_postings(owner, run)
+    rows = mixed_postings(owner, run, work)
     sample = rows[: min(args.sample, len(rows))]
     default_class, tuned_class = resources()
     # Built untimed, as the naive loop gets its postings already read.
     default_data, tuned_data = dataset(sample, owner, run), dataset(rows, owner, run)
     timed: list[tuple[str, int, Any]] = [
-        ("naive", len(sample), lambda: base.bench_naive(sample, owner, run)),
+        ("naive", len(sample), lambda: bench_naive(sample, owner, run)),
         ("die_default", len(sample), lambda: die_import(default_class, default_data)),
         ("die_tuned", len(rows), lambda: die_import(tuned_class, tuned_data)),
     ]
     out: dict[str, dict[str, float]] = {}
     print(f"\n== baselines over the same {len(rows):,} postings (this process)", flush=True)
     for name, count, func in timed:
-        busy = base.wait_idle(args.wait_idle) if args.wait_idle else base.busy_cpu(0.5)
-        base.truncate_jobs()
+        busy = harness.wait_idle(args.wait_idle) if args.wait_idle else harness.busy_cpu(0.5)
+        truncate_jobs()
         cpu = time.process_time()
         seconds = func()
         cpu = time.process_time() - cpu
@@ -185,21 +190,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, base._raise_on_sigterm)
+    signal.signal(signal.SIGTERM, harness.raise_on_sigterm)
     work = Path(tempfile.mkdtemp(prefix="intake-die-"))
-    base.run_work_dir = str(work)
-    base.use_bench_environment(work)
-    children = base.Children(work)
+    harness.use_bench_environment(work)
+    children = harness.Children(work)
 
     def body() -> None:
-        base.recreate_database()
+        harness.recreate_database()
         import django
 
         django.setup()
         result = base.bench_size(args.postings, args, children, work, kinds=("ingest",))
-        report(result["ingest"], baselines(args, result["ingest"]["run"]))
+        report(result["ingest"], baselines(args, result["ingest"]["run"], work))
 
-    return base.run_bench(children, work, body, keep_db=args.keep_db)
+    return harness.run_bench(children, work, body, keep_db=args.keep_db)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ already holds 1,000,000 jobs as when the table is nearly empty?
     cd /work/main && .venv/bin/python bench/million.py                 # 1,000,000 + 50,000
     .venv/bin/python bench/million.py --seed 200000 --postings 10000   # a quicker look
 
-Two scenarios, each in a fresh throwaway database (`BENCH_DB`, as bench/ingest.py) on real
+Two scenarios, each in a fresh throwaway database (`BENCH_DB`, as bench/harness.py) on real
 `manage.py rqworker` processes:
 
     empty     one file source of `--postings` rows is ingested (untimed), then the same
@@ -28,7 +28,7 @@ first run seeds it, every run copies it (CREATE DATABASE … TEMPLATE) into `BEN
 migrates the copy, so a branch's new migrations apply. `--profile DIR` runs both timed
 ingests in this process instead of on workers (cProfile dumped to DIR; no pages) and prints
 the database CPU of each statement into the empty table and into the million side by side,
-the largest differences first (bench/ingest.py's SqlTimer).
+the largest differences first (bench/sql_timer.py).
 """
 
 from __future__ import annotations
@@ -46,10 +46,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import ingest as harness  # noqa: E402  (bench/ingest.py: processes, database, workers)
-from rerun import DatabaseCpu  # noqa: E402  (the bench database's own backends' CPU)
+from bench import harness  # noqa: E402  (the path above first)
+from bench.rerun import DatabaseCpu  # noqa: E402  (the bench database's own backends' CPU)
+from bench.sql_timer import SqlTimer, compare_statements  # noqa: E402
 
 COMPANY = "Acme Files"
 SEED_SOURCES = 20
@@ -174,7 +175,7 @@ def use_database(name: str) -> None:
     """Point this process's Django connection at database `name` (its next query connects)."""
     from django.db import connection
 
-    harness._close_django_pool()  # a pool's connections stay on the database they opened
+    harness.close_django_pool()  # a pool's connections stay on the database they opened
     connection.settings_dict["NAME"] = name
 
 
@@ -188,7 +189,7 @@ def clone_seeded(seed_db: str, seed: int) -> float:
 
     server = f"{harness.PG_SERVER}/postgres"
     seeded = 0.0
-    harness._close_django_pool()
+    harness.close_django_pool()
     with psycopg.connect(server, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [seed_db]).fetchone()
         if not exists:
@@ -206,7 +207,7 @@ def clone_seeded(seed_db: str, seed: int) -> float:
         owner = User.objects.create_superuser("bench", password="bench")
         seeded = seed_jobs(owner.pk, seed)
         use_database(harness.DB_NAME)
-    harness._close_django_pool()
+    harness.close_django_pool()
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {harness.DB_NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {harness.DB_NAME} TEMPLATE {seed_db}")
@@ -238,7 +239,7 @@ def timed_ingest(owner: Any, source_id: int, workers: list[Any], args: argparse.
     busy = harness.wait_idle(args.wait_idle) if args.wait_idle else harness.busy_cpu(0.5)
     cpu_before = harness.tree_cpu([w.pid for w in workers])
     own_before = time.process_time()
-    timer = harness.SqlTimer()
+    timer = SqlTimer()
     began = timezone.now()
     # The bench database's own backends: the whole server's CPU would count other
     # sessions' queries on a shared machine.
@@ -392,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    signal.signal(signal.SIGTERM, harness._raise_on_sigterm)
+    signal.signal(signal.SIGTERM, harness.raise_on_sigterm)
     work = Path(tempfile.mkdtemp(prefix="intake-million-"))
     os.environ.update(
         DATABASE_URL=harness.DATABASE_URL,
@@ -422,8 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         empty = scenario(0, args, children, work)
         million = scenario(args.seed, args, children, work)
         if args.profile:
-            print("\n== database CPU per statement (bench/ingest.py SqlTimer)")
-            harness.compare_statements(
+            print("\n== database CPU per statement (bench/sql_timer.py)")
+            compare_statements(
                 {"empty": empty["timer"], f"{args.seed:,} stored": million["timer"]},
                 args.postings,
                 top=args.top,

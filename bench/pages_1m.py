@@ -35,10 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import ingest as harness  # noqa: E402  (bench/ingest.py: database, Redis)
-import million  # noqa: E402  (seed_jobs)
+from bench import harness, million  # noqa: E402  (the path above first; million: seed_jobs)
 
 TARGET_PAGE_MS = 200.0
 RUNS = 20

@@ -6,7 +6,7 @@ as it did before rows were told by their raw hash, in the same process.
     cd /work/main && .venv/bin/python bench/rerun.py                  # 20,000 rows, 2 workers
     .venv/bin/python bench/rerun.py --rows 5000 --repeat 1            # a quicker look
 
-In a fresh throwaway database (`BENCH_DB`, as bench/ingest.py) on real `manage.py rqworker`
+In a fresh throwaway database (`BENCH_DB`, as bench/harness.py) on real `manage.py rqworker`
 processes: one file source of `--rows` rows (~2 KB of HTML each) is ingested once, untimed;
 then, `--repeat` times each, back to back:
 
@@ -40,9 +40,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import ingest as harness  # noqa: E402  (bench/ingest.py: processes, database, workers)
+from bench import harness  # noqa: E402  (the path above first)
+from bench.postings import write_postings_csv  # noqa: E402
+from bench.sql_timer import SqlTimer  # noqa: E402
 
 COMPANY = "Acme Files"
 GOAL_ROWS_PER_S = 20_000
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=30, help="with --profile: lines to print")
     args = parser.parse_args(argv)
 
-    signal.signal(signal.SIGTERM, harness._raise_on_sigterm)
+    signal.signal(signal.SIGTERM, harness.raise_on_sigterm)
     work = Path(tempfile.mkdtemp(prefix="intake-rerun-"))
     harness.use_bench_environment(work)
     children = harness.Children(work)
@@ -213,7 +215,7 @@ def profile(args: argparse.Namespace, children: Any, work: Path) -> None:
         queue.get_queue().empty()  # the queued copy of what ran here
 
     owner = User.objects.create_superuser("bench", password="bench")
-    path = harness.write_postings_csv(args.rows, work / "rows.csv")
+    path = write_postings_csv(args.rows, work / "rows.csv")
     with path.open("rb") as upload:
         source = ingestion_services.source_create(
             owner=owner, kind="file", company=COMPANY, upload=upload, upload_name=path.name
@@ -226,7 +228,7 @@ def profile(args: argparse.Namespace, children: Any, work: Path) -> None:
     run = ingestion_services.ingest_start(owner=owner, source_ids=[source.pk])
     queue.get_queue().empty()
     profiler = cProfile.Profile()
-    timer = harness.SqlTimer()
+    timer = SqlTimer()
     helpers_cpu = harness.tree_cpu([h.pid for h in helpers])
     began, cpu_began = time.perf_counter(), time.process_time()
     with timer:
@@ -268,7 +270,7 @@ def bench(args: argparse.Namespace, children: Any, work: Path) -> None:
     from ingestion import services as ingestion_services
 
     owner = User.objects.create_superuser("bench", password="bench")
-    path = harness.write_postings_csv(args.rows, work / "rows.csv")
+    path = write_postings_csv(args.rows, work / "rows.csv")
     with path.open("rb") as upload:
         source = ingestion_services.source_create(
             owner=owner, kind="file", company=COMPANY, upload=upload, upload_name=path.name

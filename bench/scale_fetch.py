@@ -38,12 +38,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("BENCH_DB", "intake_scale_fetch")
 
-from bench.ingest import (  # noqa: E402  (BENCH_DB is read at import)
+from bench.harness import (  # noqa: E402  (BENCH_DB is read at import)
     Children,
-    _raise_on_sigterm,
     busy_cpu,
     child_env,
     flush_redis,
+    raise_on_sigterm,
     recreate_database,
     run_bench,
     serve_until_stopped,
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve_boards(args.postings, args.cpu_postings, args.delay, args.serve)
         return 0
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    signal.signal(signal.SIGTERM, raise_on_sigterm)
     work = Path(tempfile.mkdtemp(prefix="intake-scale-"))
     use_bench_environment(work, INTAKE_ALLOW_PRIVATE_NETWORK="1")
     children = Children(work)

@@ -22,8 +22,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import ingest
-from bench.ingest import busy_cpu  # noqa: F401  (the benchmarks print it)
+from bench import harness
+from bench.harness import busy_cpu  # noqa: F401  (the benchmarks print it)
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -36,9 +36,9 @@ REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/10")
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """bench/ingest.py's environment for child processes, on this module's database and
+    """bench/harness.py's environment for child processes, on this module's database and
     Redis db."""
-    return ingest.child_env(DATABASE_URL=DATABASE_URL, REDIS_URL=REDIS_URL, **extra)
+    return harness.child_env(DATABASE_URL=DATABASE_URL, REDIS_URL=REDIS_URL, **extra)
 
 
 def setup_django() -> None:
