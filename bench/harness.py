@@ -25,9 +25,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 PG_SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
-DB_NAME = os.environ.get("BENCH_DB", "intake_bench")
-DATABASE_URL = f"{PG_SERVER}/{DB_NAME}"
-REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/9")
+
+
+def bench_stores(default_db: str, default_redis: str) -> tuple[str, str, str]:
+    """(database name, database URL, Redis URL) of a benchmark: BENCH_DB and BENCH_REDIS,
+    or the script's own defaults, so two scripts' defaults never share a store."""
+    name = os.environ.get("BENCH_DB", default_db)
+    return name, f"{PG_SERVER}/{name}", os.environ.get("BENCH_REDIS", default_redis)
+
+
+DB_NAME, DATABASE_URL, REDIS_URL = bench_stores("intake_bench", "redis://127.0.0.1:6379/9")
 
 
 # --- child processes -------------------------------------------------------------------------
@@ -132,11 +139,13 @@ def recreate_database() -> None:
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB_NAME}")
+    migrate(child_env())
+
+
+def migrate(env: dict[str, str]) -> None:
+    """`manage.py migrate` on the database `env` names, in a child process."""
     subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
-        cwd=ROOT,
-        env=child_env(),
-        check=True,
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True
     )
 
 

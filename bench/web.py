@@ -23,16 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
-from bench.harness import busy_cpu  # noqa: F401  (the benchmarks print it)
+from bench.harness import (
+    PG_SERVER,
+    ROOT,
+    busy_cpu,  # noqa: F401  (the benchmarks print it)
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-PG_SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
-DB_NAME = os.environ.get("BENCH_DB", "intake_bench_web")
-DATABASE_URL = f"{PG_SERVER}/{DB_NAME}"
-REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/10")
+DB_NAME, DATABASE_URL, REDIS_URL = harness.bench_stores(
+    "intake_bench_web", "redis://127.0.0.1:6379/10"
+)
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -50,12 +49,7 @@ def setup_django() -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone()
         if not exists:
             conn.execute(f"CREATE DATABASE {DB_NAME}")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
-        cwd=ROOT,
-        env=child_env(),
-        check=True,
-    )
+    harness.migrate(child_env())
     os.environ.update(child_env())
     import django
 
