@@ -11,6 +11,7 @@ twice) and a small sample of descriptions (to learn the company's boilerplate).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -51,6 +52,12 @@ logger = logging.getLogger(__name__)
 # Postings per transaction of the listing stage (and jobs per transaction of its expiry):
 # a batch commits whole, with its items and counters.
 LISTING_BATCH_SIZE = 1000
+# A batch that writes no job (every posting unchanged, a duplicate, filtered or invalid) of a
+# source read from its upload is held, and up to this many go into one transaction: the items'
+# COPY, the seen stamps' upsert, the run's progress and the commit once, not once a batch.
+HELD_BATCHES_MAX = 5
+# Nor held longer than this (the run's progress and heartbeat wait for them).
+HELD_SECONDS_MAX = 1.0
 # Descriptions kept per source to find the paragraphs its company repeats in every posting.
 BOILERPLATE_SAMPLE = 200
 # Longer descriptions stay out of the sample (it is kept for the whole listing): they are
@@ -85,6 +92,20 @@ INGEST_COUNTERS = {
 # A job the listing writes processed: its item, its near-duplicate candidate and match, its
 # status and its processed fields.
 Final = tuple[store.ItemRow, dedupe.Candidate, "dedupe.Match | None", str, Content]
+
+
+@dataclasses.dataclass
+class Held:
+    """What the batches held for one transaction write: their items, the unchanged jobs'
+    ids and new raw hashes, and the run's counters they add to."""
+
+    items: list[store.ItemRow] = dataclasses.field(default_factory=list)
+    unchanged_ids: list[int] = dataclasses.field(default_factory=list)
+    rehashed: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    increments: Counter[str] = dataclasses.field(default_factory=Counter)
+    outcomes: Counter[str] = dataclasses.field(default_factory=Counter)
+    batches: int = 0
+    since: float = 0.0
 
 
 class SourceDiff:
@@ -154,6 +175,10 @@ class SourceDiff:
         self.boilerplate_lines: frozenset[bytes] | None = None
         # What other workers computed ahead for the batch being applied.
         self._mapped = NOTHING
+        # Batches that write no job, applied but not written yet (HELD_BATCHES_MAX): only
+        # while reading an upload, which never waits on a remote site between batches.
+        self._holds = adapter_class(source.kind).reads_upload
+        self._held = Held()
 
     def run_diff(self) -> SourceOutcome:
         """List the source and record every posting; returns what happened. A failure of
@@ -187,17 +212,22 @@ class SourceDiff:
         )
         try:
             with collector.fewer_collections():
-                for batch, mapped in offers.batches(
-                    batches,
-                    to_map=reading.to_map(self.unchanged.to_map),
-                    boilerplate=lambda: (self.boilerplate, self.boilerplate_lines),
-                    checkpoint=self.ctx.checkpoint,
-                    unhelped=reading.takes_every_worker,
-                ):
-                    self._mapped = mapped
-                    self._apply(batch)
-                    if self.on_batch is not None:
-                        self.on_batch(out)
+                try:
+                    for batch, mapped in offers.batches(
+                        batches,
+                        to_map=reading.to_map(self.unchanged.to_map),
+                        boilerplate=lambda: (self.boilerplate, self.boilerplate_lines),
+                        checkpoint=self.ctx.checkpoint,
+                        unhelped=reading.takes_every_worker,
+                    ):
+                        self._mapped = mapped
+                        self._apply(batch)
+                        if self.on_batch is not None:
+                            self.on_batch(out)
+                finally:
+                    # However the listing ends, the batches applied before are written, as
+                    # they would have been one by one (nothing is held once writing failed).
+                    self._write_held()
             out.complete = True
         except (RunAborted, RunGone):
             raise
@@ -328,6 +358,12 @@ class SourceDiff:
             for _, _, _, status, _ in final:
                 name = {"ready": "ready", "skipped": "skipped"}.get(status, "failed")
                 increments[name] = increments.get(name, 0) + 1
+        outcomes = Counter(str(item.outcome) for item in items)
+        if not upserts and self._holds:
+            # No job to write (so nothing near-duplicate or processed either): held.
+            self._hold(items, unchanged_ids, rehashed, increments, outcomes)
+            return
+        self._write_held()
         processed = {item.external_id: (status, done) for item, _, _, status, done in final}
 
         # The batch's transaction (_write_batch runs it, and again should the database
@@ -430,9 +466,7 @@ class SourceDiff:
                     self.on_processed(len(final))
             store.insert_items(items)
             failed_before = self.run.jobs_failed
-            self.ctx.progress(
-                increments=increments, outcomes=Counter(str(item.outcome) for item in items)
-            )
+            self.ctx.progress(increments=increments, outcomes=outcomes)
             announce_failures(
                 self.ctx,
                 (
@@ -453,6 +487,47 @@ class SourceDiff:
                     self._report_item(item)
 
         self._write_batch(write, items, [candidate for _, candidate, _ in near])
+
+    def _hold(
+        self,
+        items: list[store.ItemRow],
+        unchanged_ids: list[int],
+        rehashed: list[tuple[int, str]],
+        increments: dict[str, int],
+        outcomes: Counter[str],
+    ) -> None:
+        """Hold a batch that writes no job; write what is held once it is enough batches,
+        or held long enough."""
+        held = self._held
+        if not held.batches:
+            held.since = time.monotonic()
+        held.items.extend(items)
+        held.unchanged_ids.extend(unchanged_ids)
+        held.rehashed.extend(rehashed)
+        held.increments.update(increments)
+        held.outcomes.update(outcomes)
+        held.batches += 1
+        if held.batches >= HELD_BATCHES_MAX or time.monotonic() - held.since >= HELD_SECONDS_MAX:
+            self._write_held()
+
+    def _write_held(self) -> None:
+        """Write the batches held, in one transaction: what each batch's own would have
+        written, in the same order (none of them writes a job, so no later batch's lookup
+        depends on it)."""
+        held, self._held = self._held, Held()
+        if not held.batches:
+            return
+
+        def write() -> None:
+            if self.write:
+                store.touch_unchanged(self.now, held.unchanged_ids, held.rehashed)
+            store.insert_items(held.items)
+            self.ctx.progress(increments=dict(held.increments), outcomes=held.outcomes)
+            for item in held.items:
+                if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
+                    self._report_item(item)
+
+        self._write_batch(write, held.items, [])
 
     def _write_batch(
         self,
