@@ -22,7 +22,7 @@ from ingestion import services, store
 from ingestion.adapters import files, get_adapter
 from ingestion.models import ItemOutcome, Job, JobSeen, JobStatus, RunItem
 from ingestion.normalize import hashing
-from ingestion.pipeline import diff, readahead, unchanged
+from ingestion.pipeline import batchwrite, diff, readahead, unchanged
 from ingestion.selectors import outcome_counts
 from runs.models import IngestionRun, RunStatus
 from tests.ingestion.pages import posting_row, postings_csv, postings_jsonl
@@ -740,10 +740,10 @@ def _run_counters(run: Any) -> tuple[Any, ...]:
 
 
 def test_batches_that_write_no_job_are_written_together(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(diff, "HELD_BATCHES_MAX", 1)  # each batch its own transaction
+    monkeypatch.setattr(batchwrite, "HELD_BATCHES_MAX", 1)  # each batch its own transaction
     one_by_one, items = rerun(1)
     writes = _counting_item_writes(monkeypatch)
-    monkeypatch.setattr(diff, "HELD_BATCHES_MAX", 3)
+    monkeypatch.setattr(batchwrite, "HELD_BATCHES_MAX", 3)
 
     held, held_items = rerun(1)
 
@@ -761,7 +761,7 @@ def test_a_batch_that_writes_jobs_first_writes_the_batches_held_before_it(
     work, user, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", READ_BATCH)
-    monkeypatch.setattr(diff, "HELD_BATCHES_MAX", 10)
+    monkeypatch.setattr(batchwrite, "HELD_BATCHES_MAX", 10)
     rows = [posting_row(n) for n in range(1, 31)]
     source = _source(user, rows)
     _ingest(work, user, source)
@@ -779,7 +779,7 @@ def test_a_batch_that_writes_jobs_first_writes_the_batches_held_before_it(
 
 def test_a_reading_failure_after_held_batches_writes_them_first(work, user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", READ_BATCH)
-    monkeypatch.setattr(diff, "HELD_BATCHES_MAX", 10)
+    monkeypatch.setattr(batchwrite, "HELD_BATCHES_MAX", 10)
     source = _source(user, [posting_row(n) for n in range(1, 31)])
     _ingest(work, user, source)
     real = diff.listing_batches
