@@ -18,20 +18,23 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
-from django.db import connection, transaction
 from django.utils import timezone
 
 from ingestion import dedupe, events, normalize, simhash, store
 from ingestion.adapters import Posting, RawRecord, SourceFailed, adapter_class, get_adapter
 from ingestion.fetching import Fetcher, FetchError
-from ingestion.models import ItemOutcome, JobStatus, RunItem, Source
+from ingestion.models import ItemOutcome, JobStatus, Source
 from ingestion.pipeline import collector
 from ingestion.pipeline.batching import batched
+from ingestion.pipeline.batchwrite import BatchWriter, Held
 from ingestion.pipeline.chunks import live_workers
-from ingestion.pipeline.content import JOB_MAX, Content, announce_failures
+from ingestion.pipeline.classify import Classifier
+from ingestion.pipeline.content import JOB_MAX, announce_failures
 from ingestion.pipeline.filters import PostingFilter
-from ingestion.pipeline.jobrows import upsert_jobs
+from ingestion.pipeline.finishing import Final, final_jobs, finish
+from ingestion.pipeline.jobwrites import write_jobs
 from ingestion.pipeline.mapping import NOTHING, Offers
+from ingestion.pipeline.neardup import Decided, listed_decisions, near_duplicates
 from ingestion.pipeline.outcome import SourceOutcome, source_label
 from ingestion.pipeline.readahead import ReadAhead
 from ingestion.pipeline.unchanged import (
@@ -42,7 +45,6 @@ from ingestion.pipeline.unchanged import (
     source_raw_hasher,
     to_map_ahead,
 )
-from runs import dbretry
 from runs.context import RunContext
 from runs.exceptions import RunAborted, RunGone
 
@@ -60,8 +62,6 @@ BOILERPLATE_MIN_SAMPLE = 3
 # Each invalid or unreadable posting of a source gets a feed event up to this many; the rest
 # are counted in one closing event (and every one is in the run's items and report).
 ITEM_EVENTS_MAX = 10
-# Invalid reasons that mean "we could not read it" rather than "it is malformed".
-FETCH_FAILED_PREFIX = "fetch failed"
 
 # Which snapshot counter each outcome also feeds, per run kind (every outcome is counted in
 # the run's outcome counts). An ingest's ready/skipped/failed count jobs, as the ingesting
@@ -80,11 +80,6 @@ INGEST_COUNTERS = {
     ItemOutcome.UPDATED: "updated",
     ItemOutcome.EXPIRED: "expired",
 }
-
-
-# A job the listing writes processed: its item, its near-duplicate candidate and match, its
-# status and its processed fields.
-Final = tuple[store.ItemRow, dedupe.Candidate, "dedupe.Match | None", str, Content]
 
 
 class SourceDiff:
@@ -140,12 +135,14 @@ class SourceDiff:
         self._contents: dict[tuple[str, str], str] = {}
         self.source_rows_companies = adapter_class(source.kind).row_companies
         self._item_events = 0
-        # The items of this source's batches committed so far.
-        self._items_written = 0
+        self.writer = BatchWriter(
+            self.run, source.pk, label=self.outcome.label, savepoint=self._savepoint
+        )
         # Records told unchanged by their raw hash (ingestion.pipeline.unchanged).
         self.unchanged = UnchangedRecords(
             source, self.run.owner_id, keys=self._keys, contents=self._contents
         )
+        self.classifier = Classifier(self.filter, keys=self._keys, contents=self._contents)
         # Whether the company's boilerplate has been learned in this run (after the first
         # batch), and what it is.
         self._learned = False
@@ -154,6 +151,10 @@ class SourceDiff:
         self.boilerplate_lines: frozenset[bytes] | None = None
         # What other workers computed ahead for the batch being applied.
         self._mapped = NOTHING
+        # Batches that write no job, applied but not written yet (batchwrite.Held): only
+        # while reading an upload, which never waits on a remote site between batches.
+        self._holds = adapter_class(source.kind).reads_upload
+        self._held = Held()
 
     def run_diff(self) -> SourceOutcome:
         """List the source and record every posting; returns what happened. A failure of
@@ -187,17 +188,22 @@ class SourceDiff:
         )
         try:
             with collector.fewer_collections():
-                for batch, mapped in offers.batches(
-                    batches,
-                    to_map=reading.to_map(self.unchanged.to_map),
-                    boilerplate=lambda: (self.boilerplate, self.boilerplate_lines),
-                    checkpoint=self.ctx.checkpoint,
-                    unhelped=reading.takes_every_worker,
-                ):
-                    self._mapped = mapped
-                    self._apply(batch)
-                    if self.on_batch is not None:
-                        self.on_batch(out)
+                try:
+                    for batch, mapped in offers.batches(
+                        batches,
+                        to_map=reading.to_map(self.unchanged.to_map),
+                        boilerplate=lambda: (self.boilerplate, self.boilerplate_lines),
+                        checkpoint=self.ctx.checkpoint,
+                        unhelped=reading.takes_every_worker,
+                    ):
+                        self._mapped = mapped
+                        self._apply(batch)
+                        if self.on_batch is not None:
+                            self.on_batch(out)
+                finally:
+                    # However the listing ends, the batches applied before are written, as
+                    # they would have been one by one (nothing is held once writing failed).
+                    self._write_held()
             out.complete = True
         except (RunAborted, RunGone):
             raise
@@ -269,7 +275,9 @@ class SourceDiff:
                 unchanged_ids.append(stored[key][0])
                 continue
             posting = self._mapped.posting(index, entry) if isinstance(entry, RawRecord) else entry
-            outcome, reason, chash = self._classify(posting, stored, company)
+            outcome, reason, chash = self.classifier.classify(
+                posting, stored, company, self._mapped.content_hash
+            )
             item = store.ItemRow(
                 run_id=self.run.pk,
                 source_id=self.source.pk,
@@ -310,10 +318,19 @@ class SourceDiff:
             outcome: {id(i) for i in items if i.outcome == outcome}
             for outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED)
         }
-        near = self._near_duplicates(item_postings, items)
+        near = near_duplicates(
+            item_postings,
+            items,
+            source=self.source,
+            near=self.near,
+            fingerprints=self._mapped.fingerprints,
+            boilerplate=self.boilerplate,
+            lines=self.boilerplate_lines,
+            counts=self.outcome.counts,
+        )
         # An ingest writes the jobs the listing decided (it had their description) processed,
         # in their final state: (item, candidate, match, status, processed fields).
-        final = self._process(near, item_postings, items) if self.write else []
+        final = final_jobs(near, item_postings, items, self._mapped.content) if self.write else []
 
         # A preview's progress is postings read; an ingest's is jobs processed (the chunks
         # count them), its total growing as the listing finds new and updated postings.
@@ -328,275 +345,142 @@ class SourceDiff:
             for _, _, _, status, _ in final:
                 name = {"ready": "ready", "skipped": "skipped"}.get(status, "failed")
                 increments[name] = increments.get(name, 0) + 1
-        processed = {item.external_id: (status, done) for item, _, _, status, done in final}
-
-        # The batch's transaction (_write_batch runs it, and again should the database
+        outcomes = Counter(str(item.outcome) for item in items)
+        if not upserts and self._holds:
+            # No job to write (so nothing near-duplicate or processed either): held.
+            if self._held.add(items, unchanged_ids, rehashed, increments, outcomes):
+                self._write_held()
+            return
+        self._write_held()
+        # The batch's transaction (the writer runs it, and again should the database
         # connection break).
+        write = functools.partial(
+            self._write,
+            items=items,
+            companies=companies,
+            upserts=upserts,
+            near=near,
+            final=final,
+            unchanged_ids=unchanged_ids,
+            rehashed=rehashed,
+            listed_as=listed_as,
+            increments=increments,
+            outcomes=outcomes,
+        )
+        self.writer.write(write, items, [candidate for _, candidate, _ in near])
+
+    def _write(
+        self,
+        *,
+        items: list[store.ItemRow],
+        companies: list[str],
+        upserts: list[tuple[Posting, str]],
+        near: list[Decided],
+        final: list[Final],
+        unchanged_ids: list[int],
+        rehashed: list[tuple[int, str]],
+        listed_as: dict[ItemOutcome, set[int]],
+        increments: dict[str, int],
+        outcomes: Counter[str],
+    ) -> None:
+        """A batch's writes, in its transaction: its jobs and items, the run's counters and
+        the batch's events."""
+        processed = {item.external_id: (status, done) for item, _, _, status, done in final}
+        if self.write:
+            unresolved = write_jobs(
+                self.run,
+                self.source,
+                now=self.now,
+                upserts=upserts,
+                items=items,
+                companies=companies,
+                near=near,
+                processed=processed,
+                stored=self.unchanged.stored,
+                exclude=self.near.exclude,
+            )
+            store.set_listed(listed_decisions(unresolved))
+            store.touch_unchanged(self.now, unchanged_ids, rehashed)
+            pending = []
+            written = {id(item) for item, _, _ in near}
+            done = {id(item) for item, *_ in final}
+            for item in items:
+                if id(item) in done:
+                    continue
+                if item.outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED) or (id(item) in written):
+                    item.job_status = JobStatus.PENDING
+                    if item.job_id is not None:
+                        pending.append(item.job_id)
+            if pending and self.on_pending is not None:
+                self.on_pending(pending)
+            for event_type, outcome in (
+                (events.JOB_CREATED, ItemOutcome.NEW),
+                (events.JOB_UPDATED, ItemOutcome.UPDATED),
+            ):
+                events.jobs_changed(
+                    event_type,
+                    run_id=self.run.pk,
+                    job_ids=[i.job_id for i in items if id(i) in listed_as[outcome] and i.job_id],
+                    status=JobStatus.PENDING,
+                    sourceId=self.source.pk,
+                    stage="listing",
+                )
+            finish(self.run.pk, self.run.owner_id, final)
+            if final and self.on_processed is not None:
+                self.on_processed(len(final))
+        store.insert_items(items)
+        failed_before = self.run.jobs_failed
+        self.ctx.progress(increments=increments, outcomes=outcomes)
+        announce_failures(
+            self.ctx,
+            (
+                (
+                    item.job_id,
+                    item.external_id,
+                    candidate.company,
+                    (candidate.title or "")[: JOB_MAX["title"]],
+                    done_.error,
+                )
+                for item, candidate, _, status, done_ in final
+                if status == JobStatus.ERROR
+            ),
+            failed_before=failed_before,
+        )
+        for item in items:
+            if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
+                self._report_item(item)
+
+    def _write_held(self) -> None:
+        """Write the batches held, in one transaction: what each batch's own would have
+        written, in the same order (none of them writes a job, so no later batch's lookup
+        depends on it)."""
+        held, self._held = self._held, Held()
+        if not held.batches:
+            return
+
         def write() -> None:
             if self.write:
-                # The listing's decisions go into the rows it writes (each job written once);
-                # those whose canonical is a new job of this batch without an id when its row
-                # is built are set once every row is written.
-                for item, candidate, _ in near:
-                    if item.job_id:
-                        candidate.job_id = item.job_id
-                unresolved: list[tuple[store.ItemRow, dedupe.Candidate, dedupe.Match | None]] = []
-                for company, group in _by_company(upserts, self.source).items():
-                    new_keys = {
-                        item.external_id
-                        for item, item_company in zip(items, companies, strict=True)
-                        if item.outcome == ItemOutcome.NEW and item_company == company
-                    }
-                    # New postings the listing found to be near-duplicates are stored too
-                    # (skipped, pointing at the job they duplicate).
-                    new_keys.update(
-                        item.external_id
-                        for item, candidate, _ in near
-                        if not item.job_id and candidate.company == company
-                    )
-                    listed: dict[str, tuple[int, int | None]] = {}
-                    for item, candidate, match in near:
-                        if candidate.company != company:
-                            continue
-                        canonical = match.canonical.job_id if match is not None else None
-                        if match is not None and canonical is None:
-                            unresolved.append((item, candidate, match))
-                        listed[item.external_id] = (candidate.simhash, canonical)
-                    ids = upsert_jobs(
-                        self.run,
-                        self.source,
-                        group,
-                        now=self.now,
-                        new_keys=new_keys,
-                        listed=listed,
-                        processed=processed,
-                    )
-                    missing = [p.external_id.strip() for p, _ in group]
-                    missing = [key for key in missing if key not in ids]
-                    if missing:
-                        ids.update(
-                            self.unchanged.stored(missing, ("external_id", "id"), company=company)
-                        )
-                    for item, item_company in zip(items, companies, strict=True):
-                        if (
-                            item.job_id is None
-                            and item.outcome == ItemOutcome.NEW
-                            and item_company == company
-                        ):
-                            item.job_id = ids.get(item.external_id)
-                    for item, candidate, _ in near:
-                        if candidate.company != company:
-                            continue
-                        if item.job_id is None:
-                            item.job_id = ids.get(item.external_id)
-                        candidate.job_id = item.job_id
-                    self.near.exclude(ids.values())
-                # The jobs they duplicate have ids now: the reasons link them.
-                for item, _, match in near:
-                    if match is not None:
-                        item.reason = match.reason
-                store.set_listed(_listed(unresolved))
-                store.touch_unchanged(self.now, unchanged_ids, rehashed)
-                pending = []
-                written = {id(item) for item, _, _ in near}
-                done = {id(item) for item, *_ in final}
-                for item in items:
-                    if id(item) in done:
-                        continue
-                    if item.outcome in (ItemOutcome.NEW, ItemOutcome.UPDATED) or (
-                        id(item) in written
-                    ):
-                        item.job_status = JobStatus.PENDING
-                        if item.job_id is not None:
-                            pending.append(item.job_id)
-                if pending and self.on_pending is not None:
-                    self.on_pending(pending)
-                for event_type, outcome in (
-                    (events.JOB_CREATED, ItemOutcome.NEW),
-                    (events.JOB_UPDATED, ItemOutcome.UPDATED),
-                ):
-                    events.jobs_changed(
-                        event_type,
-                        run_id=self.run.pk,
-                        job_ids=[
-                            i.job_id for i in items if id(i) in listed_as[outcome] and i.job_id
-                        ],
-                        status=JobStatus.PENDING,
-                        sourceId=self.source.pk,
-                        stage="listing",
-                    )
-                self._finish(final)
-                if final and self.on_processed is not None:
-                    self.on_processed(len(final))
-            store.insert_items(items)
-            failed_before = self.run.jobs_failed
-            self.ctx.progress(
-                increments=increments, outcomes=Counter(str(item.outcome) for item in items)
-            )
-            announce_failures(
-                self.ctx,
-                (
-                    (
-                        item.job_id,
-                        item.external_id,
-                        candidate.company,
-                        (candidate.title or "")[: JOB_MAX["title"]],
-                        done_.error,
-                    )
-                    for item, candidate, _, status, done_ in final
-                    if status == JobStatus.ERROR
-                ),
-                failed_before=failed_before,
-            )
-            for item in items:
+                store.touch_unchanged(self.now, held.unchanged_ids, held.rehashed)
+            store.insert_items(held.items)
+            self.ctx.progress(increments=dict(held.increments), outcomes=held.outcomes)
+            for item in held.items:
                 if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
                     self._report_item(item)
 
-        self._write_batch(write, items, [candidate for _, candidate, _ in near])
+        self.writer.write(write, held.items, [])
 
-    def _write_batch(
-        self,
-        write: Callable[[], None],
-        items: list[store.ItemRow],
-        candidates: list[dedupe.Candidate],
-    ) -> None:
-        """Run `write`, a batch's writes, in one transaction; when the database connection
-        breaks (runs.dbretry), again on a new connection, from the state as it was before
-        the first try: what `write` changes in memory (the items' and the candidates' job
-        ids, reasons and statuses, the item events told, the run's counters, the chunk
-        stream) is put back, and what it wrote was rolled back with its transaction (ids
-        drawn for new jobs included: the retry draws its own; publishing and queueing wait
-        for the commit).
-
-        A COMMIT whose answer was lost may have happened: then every item of the batch is
-        stored, and the try that wrote it left the memory as committed. The retry sees that
-        and, instead of writing the batch again (its new jobs would collide), runs the
-        commit's hooks (the events' broadcasts, the chunks' queueing) that Django dropped
-        with the broken connection. The jobs excluded from the near-duplicate lookup are
-        not put back: a failed try excluded only this batch's jobs, which the retry
-        excludes again, and ids it drew that become no job or one of those."""
-        saved_items = [(i.job_id, i.reason, i.job_status, i.attempts) for i in items]
-        saved_candidates = [c.job_id for c in candidates]
+    def _savepoint(self) -> Callable[[], None]:
+        """What puts the item events told and the callbacks' memory (the chunk stream)
+        back as they are now (ingestion.pipeline.batchwrite)."""
         item_events = self._item_events
         restore_stream = self.savepoint() if self.savepoint is not None else None
-        expected = self._items_written + len(items)
-        hooks: list[tuple[Callable[[], None], bool]] = []
-        tries = 0
 
-        def attempt() -> None:
-            nonlocal tries
-            tries += 1
-            if tries > 1:
-                self.run.refresh_from_db()
-                if self._items_stored() >= expected:
-                    for hook, robust in hooks:
-                        _run_hook(hook, robust=robust)
-                    return
-                for item, (job_id, reason, job_status, attempts) in zip(
-                    items, saved_items, strict=True
-                ):
-                    item.job_id, item.reason = job_id, reason
-                    item.job_status, item.attempts = job_status, attempts
-                for candidate, job_id in zip(candidates, saved_candidates, strict=True):
-                    candidate.job_id = job_id
-                self._item_events = item_events
-                if restore_stream is not None:
-                    restore_stream()
-            hooks.clear()
-            with transaction.atomic():
-                write()
-                # Django drops them when the COMMIT fails: kept for a retry that finds the
-                # batch committed all the same.
-                # (Django's entries are (savepoint ids, hook, robust); its stubs omit robust.)
-                pending: list[tuple[Any, ...]] = list(connection.run_on_commit)
-                hooks.extend((func, robust) for _, func, robust in pending)
+        def restore() -> None:
+            self._item_events = item_events
+            if restore_stream is not None:
+                restore_stream()
 
-        dbretry.retry_transient(
-            attempt, what=f"a batch of the listing of {self.outcome.label} in run {self.run.pk}"
-        )
-        self._items_written = expected
-
-    def _items_stored(self) -> int:
-        """The run's items of this source in the database: those of the batches this
-        listing committed (a run lists each of its sources once)."""
-        return RunItem.objects.filter(run_id=self.run.pk, source_id=self.source.pk).count()
-
-    def _process(
-        self,
-        near: list[tuple[store.ItemRow, dedupe.Candidate, dedupe.Match | None]],
-        postings: list[Posting | None],
-        items: list[store.ItemRow],
-    ) -> list[Final]:
-        """The jobs the listing decided (ingestion.pipeline.content), each with the status
-        the ingesting stage would give it: skipped when a near-duplicate, error when its
-        processing failed, else ready."""
-        if not near:
-            return []
-        posting_of = {id(item): posting for posting, item in zip(postings, items, strict=True)}
-        final: list[Final] = []
-        for item, candidate, match in near:
-            posting = posting_of[id(item)]
-            assert posting is not None  # decided postings are never unmapped records
-            done = self._mapped.content(posting)
-            if match is not None:
-                status = JobStatus.SKIPPED
-            elif done.error:
-                status = JobStatus.ERROR
-            else:
-                status = JobStatus.READY
-            final.append((item, candidate, match, status, done))
-        return final
-
-    def _finish(self, final: list[Final]) -> None:
-        """What the ingesting stage does once it has written a batch's jobs, for those the
-        listing wrote processed (in its transaction): their items' verdicts, the jobs'
-        events, and the near-duplicate lookup's fingerprints."""
-        if not final:
-            return
-        for item, _, _, status, done in final:
-            item.job_status = status
-            item.attempts = 1
-            if done.error:
-                item.reason = done.error
-        written = [
-            (item.job_id, candidate, match, status)
-            for item, candidate, match, status, _ in final
-            if item.job_id is not None
-        ]
-        for status in (JobStatus.READY, JobStatus.ERROR):
-            events.jobs_changed(
-                events.JOB_UPDATED,
-                run_id=self.run.pk,
-                job_ids=[pk for pk, _, _, s in written if s == status],
-                status=status,
-                stage="processing",
-            )
-        events.duplicates_found(
-            run_id=self.run.pk,
-            originals={
-                pk: match.canonical.job_id
-                for pk, _, match, status in written
-                if status == JobStatus.SKIPPED
-                and match is not None
-                and match.canonical.job_id is not None
-            },
-        )
-        # A new posting's job was inserted by this batch (upsert_jobs' new_keys): it has no
-        # fingerprint to replace or drop.
-        new = {item.job_id for item, *_ in final if item.outcome == ItemOutcome.NEW}
-        for is_new in (True, False):
-            dedupe.store_fingerprints(
-                self.run.owner_id,
-                [
-                    (pk, candidate.simhash, candidate.company or "")
-                    for pk, candidate, _, status in written
-                    if status == JobStatus.READY and (pk in new) == is_new
-                ],
-                new=is_new,
-            )
-        store.drop_fingerprints(
-            [pk for pk, _, _, status in written if status != JobStatus.READY and pk not in new]
-        )
+        return restore
 
     def _learn_boilerplate(self) -> None:
         """Learn the paragraphs the company repeats from the first batch's sample, before
@@ -614,56 +498,6 @@ class SourceDiff:
             # update(), not save(): the source's own settings may be edited meanwhile.
             Source.objects.filter(pk=self.source.pk).update(boilerplate=learned)
 
-    def _near_duplicates(
-        self, batch: list[Posting | None], items: list[store.ItemRow]
-    ) -> list[tuple[store.ItemRow, dedupe.Candidate, dedupe.Match | None]]:
-        """Decide which new and updated postings of the batch are near-duplicates, in
-        listing order (ingestion.dedupe.NearDuplicates), and mark their items `duplicate`
-        with the reason. Returns (item, candidate, match) of every posting decided here
-        (those the listing has the text of); the ingesting stage decides the others."""
-        decided: list[tuple[store.ItemRow, dedupe.Candidate, Posting]] = []
-        texts: list[str] = []
-        # Those whose simhash was not computed ahead (ingestion.pipeline.mapping).
-        unsized: list[dedupe.Candidate] = []
-        for posting, item in zip(batch, items, strict=True):
-            if item.outcome not in (ItemOutcome.NEW, ItemOutcome.UPDATED) or posting is None:
-                continue
-            if posting.needs_detail:
-                continue
-            title = posting.title.strip()
-            if item.outcome == ItemOutcome.UPDATED and item.job_id:
-                label = dedupe.job_label(item.job_id, title)
-            else:
-                label = f"'{title}' ({_posting_where(posting)})"
-            company = job_company(posting, self.source)
-            candidate = dedupe.Candidate(0, company=company, title=title, label=label)
-            decided.append((item, candidate, posting))
-            ahead = self._mapped.fingerprints.get(id(posting))
-            if ahead is not None:
-                candidate.simhash, candidate.words = ahead
-                continue
-            # The same words on the same lines as the ingesting stage's sanitized text, without
-            # sanitizing: the listing is the run's critical path (ingestion.normalize.plaintext).
-            texts.append(normalize.fingerprint_text(posting.description_html))
-            unsized.append(candidate)
-        if not decided:
-            return []
-        sized = simhash.simhash_many_sized(
-            texts, boilerplate=self.boilerplate, lines=self.boilerplate_lines
-        )
-        for candidate, (value, words) in zip(unsized, sized, strict=True):
-            candidate.simhash, candidate.words = value, words
-        matches = self.near.decide([candidate for _, candidate, _ in decided])
-        results = []
-        for (item, candidate, _), match in zip(decided, matches, strict=True):
-            if match is not None:
-                self.outcome.counts[item.outcome] -= 1
-                self.outcome.counts[ItemOutcome.DUPLICATE] += 1
-                item.outcome = ItemOutcome.DUPLICATE
-                item.reason = match.reason
-            results.append((item, candidate, match))
-        return results
-
     def _report_item(self, item: store.ItemRow) -> None:
         if self._item_events >= ITEM_EVENTS_MAX:
             return
@@ -675,71 +509,6 @@ class SourceDiff:
             f"{self.outcome.label}: posting {where} {verb}: {item.reason}",
             {"sourceId": self.source.pk, "externalId": item.external_id, "row": item.row},
         )
-
-    def _classify(
-        self, posting: Posting, stored: dict[tuple[str, str], Stored], company: str
-    ) -> tuple[str, str, str]:
-        """(outcome, reason, content hash) of one posting whose job is `company`'s."""
-        key = posting.external_id.strip()
-        label = _posting_label(posting)
-        if posting.invalid_reasons:
-            reasons = "; ".join(posting.invalid_reasons)
-            fetch_failed = any(
-                r.lower().startswith(FETCH_FAILED_PREFIX) for r in posting.invalid_reasons
-            )
-            return (ItemOutcome.ERROR if fetch_failed else ItemOutcome.INVALID), reasons, ""
-        if not key:
-            return ItemOutcome.INVALID, "the posting has no id", ""
-        if posting.duplicate_of:
-            return ItemOutcome.DUPLICATE, posting.duplicate_of, ""
-        # The same id under two companies is two postings; the same content under two
-        # companies too (an aggregator's companies may share a template).
-        if (company, key) in self._keys:
-            return (
-                ItemOutcome.DUPLICATE,
-                f"listed twice: same id as {self._keys[company, key]}",
-                "",
-            )
-        self._keys[company, key] = label
-        chash = self._mapped.content_hash(posting)
-        if (company, chash) in self._contents:
-            return (
-                ItemOutcome.DUPLICATE,
-                f"same content as posting '{self._contents[company, chash]}' under another id",
-                chash,
-            )
-        self._contents[company, chash] = key
-        reason = self.filter.reason(posting)
-        if reason:
-            return ItemOutcome.FILTERED, reason, chash
-        if (company, key) not in stored:
-            return ItemOutcome.NEW, "", chash
-        _, stored_hash, status, *_ = stored[company, key]
-        if status == JobStatus.EXPIRED:
-            return ItemOutcome.UPDATED, "listed again after it expired", chash
-        if stored_hash == chash:
-            return ItemOutcome.UNCHANGED, "", chash
-        return ItemOutcome.UPDATED, "content changed", chash
-
-
-def _run_hook(hook: Callable[[], None], *, robust: bool) -> None:
-    """Run an on-commit hook as Django would have (a robust one's error is logged)."""
-    if not robust:
-        hook()
-        return
-    try:
-        hook()
-    except Exception:
-        logger.exception("An on-commit hook of a listing batch failed")
-
-
-def _by_company(
-    upserts: list[tuple[Posting, str]], source: Source
-) -> dict[str, list[tuple[Posting, str]]]:
-    groups: dict[str, list[tuple[Posting, str]]] = {}
-    for posting, chash in upserts:
-        groups.setdefault(job_company(posting, source), []).append((posting, chash))
-    return groups
 
 
 def listing_batches(
@@ -758,26 +527,3 @@ def posting_text_size(posting: Posting | RawRecord) -> int:
     if isinstance(posting, RawRecord):
         return posting.size
     return len(posting.description_html) + len(posting.requirements_html)
-
-
-def _listed(
-    decided: list[tuple[store.ItemRow, dedupe.Candidate, dedupe.Match | None]],
-) -> list[tuple[int, int, int | None]]:
-    """(job id, simhash, the job it duplicates or None) of the postings the listing decided."""
-    return [
-        (item.job_id, candidate.simhash, match.canonical.job_id if match is not None else None)
-        for item, candidate, match in decided
-        if item.job_id is not None
-    ]
-
-
-def _posting_where(posting: Posting) -> str:
-    if posting.row is not None:
-        return f"row {posting.row}"
-    return f"id {posting.external_id.strip()}"
-
-
-def _posting_label(posting: Posting) -> str:
-    if posting.row is not None:
-        return f"row {posting.row}"
-    return f"'{posting.external_id}'"

@@ -22,7 +22,7 @@ from ingestion import services, store
 from ingestion.adapters import files, get_adapter
 from ingestion.models import ItemOutcome, Job, JobSeen, JobStatus, RunItem
 from ingestion.normalize import hashing
-from ingestion.pipeline import diff, readahead, unchanged
+from ingestion.pipeline import batchwrite, diff, readahead, unchanged
 from ingestion.selectors import outcome_counts
 from runs.models import IngestionRun, RunStatus
 from tests.ingestion.pages import posting_row, postings_csv, postings_jsonl
@@ -712,3 +712,90 @@ def test_a_batch_read_ahead_travels_as_plain_tuples_and_reads_back_the_same(user
             assert files.split_row(copy.record) == entry.record
             copy.mapper, copy.record = entry.mapper, entry.record
         assert copy == entry
+
+
+def _counting_item_writes(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
+    """The items each transaction of the listing writes (store.insert_items' calls)."""
+    writes: list[int] = []
+    real = store.insert_items
+
+    def insert_items(items):  # type: ignore[no-untyped-def]
+        writes.append(len(items))
+        return real(items)
+
+    monkeypatch.setattr(store, "insert_items", insert_items)
+    return writes
+
+
+def _run_counters(run: Any) -> tuple[Any, ...]:
+    return (
+        run.items_done,
+        run.total_jobs,
+        run.jobs_new,
+        run.jobs_updated,
+        run.jobs_skipped,
+        run.jobs_failed,
+        outcome_counts(run),
+    )
+
+
+def test_batches_that_write_no_job_are_written_together(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(batchwrite, "HELD_BATCHES_MAX", 1)  # each batch its own transaction
+    one_by_one, items = rerun(1)
+    writes = _counting_item_writes(monkeypatch)
+    monkeypatch.setattr(batchwrite, "HELD_BATCHES_MAX", 3)
+
+    held, held_items = rerun(1)
+
+    assert writes == [3 * READ_BATCH, 3 * READ_BATCH, 2 * READ_BATCH]
+    assert held_items == items
+    assert {i[5] for i in items} == {"unchanged", "invalid", "duplicate"}
+    assert _run_counters(held) == _run_counters(one_by_one)
+    # The invalid row's feed event, told once as before.
+    invalid = [e for e in held.events.all() if e.type == "item.invalid"]
+    assert [e.payload["row"] for e in invalid] == [13]
+    assert JobSeen.objects.filter(last_seen_at__gte=held.started_at).count() == 38
+
+
+def test_a_batch_that_writes_jobs_first_writes_the_batches_held_before_it(
+    work, user, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", READ_BATCH)
+    monkeypatch.setattr(batchwrite, "HELD_BATCHES_MAX", 10)
+    rows = [posting_row(n) for n in range(1, 31)]
+    source = _source(user, rows)
+    _ingest(work, user, source)
+    rows[16]["title"] = "Principal Gardener"  # batch 4 writes a job
+    services.source_update(source, upload=io.BytesIO(postings_csv(rows)), upload_name="v2.csv")
+    writes = _counting_item_writes(monkeypatch)
+
+    again = _ingest(work, user, source)
+
+    assert writes == [3 * READ_BATCH, READ_BATCH, 2 * READ_BATCH]
+    items = list(RunItem.objects.filter(run=again).order_by("id").values_list("row", "outcome"))
+    assert items == [(n, "updated" if n == 17 else "unchanged") for n in range(1, 31)]
+    assert Job.objects.get(external_id=rows[16]["external_id"]).title == "Principal Gardener"
+
+
+def test_a_reading_failure_after_held_batches_writes_them_first(work, user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", READ_BATCH)
+    monkeypatch.setattr(batchwrite, "HELD_BATCHES_MAX", 10)
+    source = _source(user, [posting_row(n) for n in range(1, 31)])
+    _ingest(work, user, source)
+    real = diff.listing_batches
+
+    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for number, batch in enumerate(real(*args, **kwargs), 1):
+            if number == 4:
+                raise files.SourceFailed("The file went away.")
+            yield batch
+
+    monkeypatch.setattr(diff, "listing_batches", failing)
+    writes = _counting_item_writes(monkeypatch)
+
+    again = work(services.ingest_start(owner=user, source_ids=[source.pk]))
+
+    assert writes == [3 * READ_BATCH]
+    assert RunItem.objects.filter(run=again, outcome="unchanged").count() == 3 * READ_BATCH
+    assert outcome_counts(again)["unchanged"] == 3 * READ_BATCH
+    assert "The file went away." in str(again.summary)
