@@ -200,10 +200,14 @@ class SourceDiff:
                         self._apply(batch)
                         if self.on_batch is not None:
                             self.on_batch(out)
-                finally:
-                    # However the listing ends, the batches applied before are written, as
-                    # they would have been one by one (nothing is held once writing failed).
+                except RunGone:
+                    raise  # the run is no longer this worker's to write to: nothing held is
+                except BaseException:
+                    # However else the listing ends, the batches applied before are written,
+                    # as they would have been one by one (nothing is held once writing failed).
                     self._write_held()
+                    raise
+                self._write_held()
             out.complete = True
         except (RunAborted, RunGone):
             raise

@@ -24,6 +24,7 @@ from ingestion.models import ItemOutcome, Job, JobSeen, JobStatus, RunItem
 from ingestion.normalize import hashing
 from ingestion.pipeline import batchwrite, diff, readahead, unchanged
 from ingestion.selectors import outcome_counts
+from runs.exceptions import RunGone
 from runs.models import IngestionRun, RunStatus
 from tests.ingestion.pages import posting_row, postings_csv, postings_jsonl
 from tests.support import start_worker, wait_for
@@ -799,3 +800,27 @@ def test_a_reading_failure_after_held_batches_writes_them_first(work, user, monk
     assert RunItem.objects.filter(run=again, outcome="unchanged").count() == 3 * READ_BATCH
     assert outcome_counts(again)["unchanged"] == 3 * READ_BATCH
     assert "The file went away." in str(again.summary)
+
+
+def test_batches_held_when_the_run_is_gone_are_not_written(work, user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A worker whose run was ended elsewhere (RunGone) stops without changing anything, as
+    it did when each batch was written at once: what it held is dropped, not written."""
+    monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", READ_BATCH)
+    monkeypatch.setattr(batchwrite, "HELD_BATCHES_MAX", 10)
+    source = _source(user, [posting_row(n) for n in range(1, 31)])
+    _ingest(work, user, source)
+    real = diff.listing_batches
+
+    def gone(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for number, batch in enumerate(real(*args, **kwargs), 1):
+            if number == 4:
+                raise RunGone("the run was ended elsewhere")
+            yield batch
+
+    monkeypatch.setattr(diff, "listing_batches", gone)
+    writes = _counting_item_writes(monkeypatch)
+
+    again = work(services.ingest_start(owner=user, source_ids=[source.pk]))
+
+    assert writes == []
+    assert not RunItem.objects.filter(run=again).exists()
