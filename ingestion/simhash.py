@@ -26,6 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from hashlib import blake2b
+from itertools import compress
 
 import numpy as np
 
@@ -265,19 +266,11 @@ def _split_lines(
     are no boilerplate: the lines are looked up without their spaces, in C, and only those
     found so are collapsed and looked up as they are."""
     flat = separated.replace(b" ", b"").split(b"\n")
-    candidates = keys.intersection(flat)
-    if not candidates:
+    # Which lines may be boilerplate, in order, in one C pass of set lookups (a scan of the
+    # lines per candidate, list.index, costs a comparison per line and candidate).
+    at = list(compress(range(len(flat)), map(keys.__contains__, flat)))
+    if not at:
         return separated, b""
-    at: list[int] = []
-    for key in candidates:
-        index = -1
-        try:
-            while True:  # every line it is, in a few C scans
-                index = flat.index(key, index + 1)
-                at.append(index)
-        except ValueError:
-            pass
-    at.sort()
     raw = separated.split(b"\n")
     found: list[bytes] = []
     for index in at:
