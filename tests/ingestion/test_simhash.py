@@ -7,19 +7,21 @@ import sys
 
 import pytest
 
-from ingestion import simhash as simhash_module
 from ingestion.simhash import (
     bands,
     company_boilerplate,
     hamming,
+    learn_boilerplate,
     paragraph_fingerprints,
     simhash,
     simhash_many,
+    simhash_many_sized,
     simhash_reference,
     to_signed,
     to_unsigned,
     tokenize,
 )
+from ingestion.simhash import text as simhash_text
 
 _VOCABULARY = (
     "we build data platform logistics teams plan move track freight engineer design python "
@@ -62,7 +64,7 @@ def test_the_vectorized_simhash_equals_the_reference_with_boilerplate() -> None:
 def test_texts_beyond_one_numpy_pass_are_hashed_in_several_and_stay_exact(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from ingestion import simhash as module
+    from ingestion.simhash import vectorized as module
 
     texts = random_texts(300)
     expected = [simhash_reference(t) for t in texts]
@@ -220,13 +222,13 @@ def test_boilerplate_lines_give_the_same_simhashes_as_its_fingerprints() -> None
         "Acme builds tools for teams.  We value clear writing!\nBenefits: health, dental and vision"
     )
     texts = [f"Role {n}: you will own service number {n} end to end\n{shared}" for n in range(8)]
-    learned, lines = simhash_module.learn_boilerplate(texts)
+    learned, lines = learn_boilerplate(texts)
     boilerplate = frozenset(learned)
     assert learned == company_boilerplate(texts)
 
     assert len(lines) == 2
-    by_lines = simhash_module.simhash_many_sized(texts, boilerplate=boilerplate, lines=lines)
-    assert by_lines == simhash_module.simhash_many_sized(texts, boilerplate=boilerplate)
+    by_lines = simhash_many_sized(texts, boilerplate=boilerplate, lines=lines)
+    assert by_lines == simhash_many_sized(texts, boilerplate=boilerplate)
     assert [value for value, _ in by_lines] == [
         simhash_reference(text, boilerplate=boilerplate) for text in texts
     ]
@@ -234,7 +236,7 @@ def test_boilerplate_lines_give_the_same_simhashes_as_its_fingerprints() -> None
 
 def test_common_punctuation_is_no_letter_or_digit() -> None:
     # Made a space before tokens are read: only right for what separates tokens anyway.
-    assert not any(char.isalnum() or char == "_" for char in simhash_module._COMMON_PUNCTUATION)
+    assert not any(char.isalnum() or char == "_" for char in simhash_text._COMMON_PUNCTUATION)
 
 
 def _tricky_texts(count: int, seed: int) -> tuple[list[str], list[str]]:
@@ -268,14 +270,14 @@ def _tricky_texts(count: int, seed: int) -> tuple[list[str], list[str]]:
 def test_boilerplate_lines_split_texts_as_their_fingerprints_do(seed: int) -> None:
     texts, paragraphs = _tricky_texts(60, seed)
     lines = frozenset(b" ".join(p.lower().encode().split()) for p in paragraphs)
-    boilerplate = frozenset(simhash_module._line_fingerprint(line) for line in lines)
+    boilerplate = frozenset(simhash_text._line_fingerprint(line) for line in lines)
 
     for text in texts:
-        by_lines = simhash_module._split(text, boilerplate, lines)
-        by_fingerprints = simhash_module._split(text, boilerplate)
+        by_lines = simhash_text._split(text, boilerplate, lines)
+        by_fingerprints = simhash_text._split(text, boilerplate)
         assert [part.split() for part in by_lines] == [part.split() for part in by_fingerprints]
-    sized = simhash_module.simhash_many_sized(texts, boilerplate=boilerplate, lines=lines)
-    assert sized == simhash_module.simhash_many_sized(texts, boilerplate=boilerplate)
+    sized = simhash_many_sized(texts, boilerplate=boilerplate, lines=lines)
+    assert sized == simhash_many_sized(texts, boilerplate=boilerplate)
     assert [value for value, _ in sized] == [
         simhash_reference(text, boilerplate=boilerplate) for text in texts
     ]

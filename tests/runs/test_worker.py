@@ -63,13 +63,13 @@ def test_the_warm_up_hooks_load_what_every_work_horse_would(settings):
     code = (
         "import sys, django; django.setup()\n"
         "assert 'ingestion.pipeline.process' not in sys.modules\n"
-        "from ingestion import simhash\n"
+        "from ingestion.simhash import text, vectorized\n"
         "from runs.worker import warm_up\n"
         "warm_up()\n"
         "assert 'ingestion.pipeline.process' in sys.modules\n"
         "assert 'ingestion.adapters.greenhouse' in sys.modules\n"
-        "assert len(simhash._powers) >= 2 * simhash._PASS_BYTES, len(simhash._powers)\n"
-        "assert simhash._bmp_alnum.cache_info().currsize == 1\n"
+        "assert len(vectorized._powers) >= 2 * vectorized._PASS_BYTES, len(vectorized._powers)\n"
+        "assert text._bmp_alnum.cache_info().currsize == 1\n"
         "from ingestion.fetching import guard\n"
         "assert guard._ssl_context is not None\n"
     )
