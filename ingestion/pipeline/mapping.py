@@ -99,7 +99,7 @@ NOTHING = Mapped()
 
 
 def hashable(posting: Posting) -> bool:
-    """Whether the listing reads the posting's content hash (SourceDiff._classify)."""
+    """Whether the listing reads the posting's content hash (pipeline.classify.Classifier)."""
     return (
         not posting.invalid_reasons
         and bool(posting.external_id.strip())
