@@ -27,6 +27,7 @@ from ingestion.store.records import (
     types,
 )
 from runs.models import IngestionRun
+from tests.ingestion.test_views_jobs import make_job
 
 
 def test_the_backend_is_chosen_once_by_the_connections_vendor() -> None:
@@ -263,3 +264,33 @@ def test_job_rows_carry_the_listings_decisions_and_processed_fields(
             error_message="boom",
         ),
     }
+
+
+def _lz4_available() -> bool:
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+@pytest.mark.django_db
+def test_a_jobs_long_texts_are_compressed_by_lz4(user) -> None:  # type: ignore[no-untyped-def]
+    # pglz, the default, spent more of a job's write than any one index (migration 0017).
+    if not _lz4_available():
+        pytest.skip("PostgreSQL built with lz4 only")
+    text = "<p>Build and run the data platform with the team.</p>\n" * 200
+    job = make_job(
+        user, raw_description=text, description=text, description_text=text, requirements=text
+    )
+    texts = ("raw_description", "description", "description_text", "requirements")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(f'pg_column_compression({c})' for c in texts)} "
+            "FROM ingestion_job WHERE id = %s",
+            [job.pk],
+        )
+        assert cursor.fetchone() == ("lz4",) * len(texts)
