@@ -36,11 +36,18 @@ _JOB_COLUMNS = ", ".join(JobRow._fields)
 # The keys joined as rows, not `external_id = ANY(...)`: on a table the planner has no
 # statistics for yet (a first big ingest) it walks the company's rows by another index and
 # tests each against the whole array, once the statement is prepared (a generic plan).
+# The company comes through a subquery, so the planner does not see its value: a company
+# the statistics do not know yet (its first ingests into a large table, well under the
+# growth that makes them stale) is estimated at no rows when named, and all of its jobs
+# were hashed for every batch of keys. Unseen, it is estimated as the average company of
+# the table, whose rows outnumber a batch's keys: each key is probed by the unique key.
+# Where the statistics know nothing of the column (a table analyzed while empty) the
+# estimate is the same as with the value named.
 STORED_JOBS_SQL = """
 SELECT {columns}
 FROM unnest(%s::text[]) AS k(external_id)
 JOIN ingestion_job AS j
-  ON j.owner_id = %s AND j.company = %s AND j.external_id = k.external_id
+  ON j.owner_id = %s AND j.company = (SELECT %s::text) AND j.external_id = k.external_id
 """
 
 UPSERT_JOBS_SQL = f"""

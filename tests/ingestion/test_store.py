@@ -13,7 +13,7 @@ from ingestion.adapters import Posting
 from ingestion.models import Job, JobFingerprint, JobStatus, RunItem
 from ingestion.pipeline.content import Content
 from ingestion.pipeline.jobrows import upsert_jobs
-from ingestion.store import portable, postgresql
+from ingestion.store import bulk, portable, postgresql
 from ingestion.store.records import (
     ITEM_ROW_OMITS,
     JOB_ROW_OMITS,
@@ -105,6 +105,51 @@ def test_the_stored_jobs_lookup_probes_keys_on_a_table_without_statistics(user) 
         cursor.execute("DEALLOCATE stored_lookup")
         cursor.execute("DROP TABLE pg_temp.ingestion_job")
     assert "ANY" not in plan, plan
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's planner")
+def test_the_stored_jobs_lookup_probes_keys_of_a_company_the_statistics_do_not_know(user) -> None:  # type: ignore[no-untyped-def]
+    # A new company's jobs in a table analyzed before them (they are too few to make its
+    # statistics stale): estimated at no rows, the company's jobs were hashed whole for
+    # every batch of keys (at a million jobs, 20 times the probes' cost). A few keys
+    # against a few thousand jobs: probing is the cheaper plan by far, as 1,000 keys
+    # against a million jobs are. Both the plan made for the values (the statement's first
+    # executions) and the generic one the server may keep once it is prepared.
+    now = timezone.now()
+
+    def jobs(company: str, count: int) -> None:
+        Job.objects.bulk_create(
+            Job(
+                owner=user,
+                company=company,
+                external_id=str(n),
+                first_seen_at=now,
+                last_seen_at=now,
+            )
+            for n in range(count)
+        )
+
+    jobs("Known", 10000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE ingestion_job")
+    jobs("New", 5000)
+    keys = [str(n) for n in range(0, 5000, 250)]
+    sql, params = postgresql.stored_jobs_query(user.pk, "New", keys, ["id", "external_id"])
+    custom = "\n".join(row[0] for row in bulk.fetch_all("EXPLAIN " + sql, params))
+    for number in range(1, len(params) + 1):
+        sql = sql.replace("%s", f"${number}", 1)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE stored_lookup AS {sql}")
+        cursor.execute(f"EXPLAIN EXECUTE stored_lookup({', '.join(['%s'] * len(params))})", params)
+        generic = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("DEALLOCATE stored_lookup")
+    for plan in (custom, generic):
+        assert "Hash" not in plan, plan
+        assert "Index Cond" in plan and "k.external_id" in plan.split("Index Cond")[1], plan
+    found = postgresql.stored_jobs(user.pk, "New", keys, ["external_id"])
+    assert sorted(row[0] for row in found) == sorted(keys)
 
 
 # The columns of a job row the listing decides (not its ids, times or source).
