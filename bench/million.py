@@ -183,7 +183,6 @@ def clone_seeded(seed_db: str, seed: int) -> float:
     """Make `BENCH_DB` a copy of the kept database `seed_db` (its owner "bench" holding
     `seed` seeded jobs), seeding `seed_db` first if it does not exist; returns the seconds
     the seeding took (0 when kept)."""
-    import subprocess
 
     import psycopg
 
@@ -195,12 +194,7 @@ def clone_seeded(seed_db: str, seed: int) -> float:
         if not exists:
             conn.execute(f"CREATE DATABASE {seed_db}")
     if not exists:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
-            cwd=harness.ROOT,
-            env=harness.child_env(DATABASE_URL=f"{harness.PG_SERVER}/{seed_db}"),
-            check=True,
-        )
+        harness.migrate(harness.child_env(DATABASE_URL=f"{harness.PG_SERVER}/{seed_db}"))
         use_database(seed_db)
         from django.contrib.auth.models import User
 
@@ -211,12 +205,7 @@ def clone_seeded(seed_db: str, seed: int) -> float:
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {harness.DB_NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {harness.DB_NAME} TEMPLATE {seed_db}")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
-        cwd=harness.ROOT,
-        env=harness.child_env(),
-        check=True,
-    )
+    harness.migrate(harness.child_env())
     from django.db import connection
 
     from ingestion.models import Job

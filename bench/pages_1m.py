@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -77,12 +76,7 @@ def prepare(name: str, jobs: int, *, reseed: bool) -> None:
             conn.execute(f"CREATE DATABASE {name}")
     env = harness.child_env() | {"DATABASE_URL": database_url(name)}
     began = time.monotonic()
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
-        cwd=harness.ROOT,
-        env=env,
-        check=True,
-    )
+    harness.migrate(env)
     migrated = time.monotonic() - began
     use(name)
     from django.contrib.auth.models import User
