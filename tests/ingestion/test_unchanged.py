@@ -778,7 +778,10 @@ def test_a_batch_that_writes_jobs_first_writes_the_batches_held_before_it(
     assert Job.objects.get(external_id=rows[16]["external_id"]).title == "Principal Gardener"
 
 
-def test_a_reading_failure_after_held_batches_writes_them_first(work, user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def _rerun_failing_at_batch_4(work, user, monkeypatch, error: Exception) -> tuple[Any, list[int]]:  # type: ignore[no-untyped-def]
+    """A 30-row upload ingested, then ingested again unchanged with up to 10 batches held,
+    its listing raising `error` as it reads the 4th batch: the second run, and the items
+    each of its transactions wrote."""
     monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", READ_BATCH)
     monkeypatch.setattr(batchwrite, "HELD_BATCHES_MAX", 10)
     source = _source(user, [posting_row(n) for n in range(1, 31)])
@@ -788,13 +791,18 @@ def test_a_reading_failure_after_held_batches_writes_them_first(work, user, monk
     def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
         for number, batch in enumerate(real(*args, **kwargs), 1):
             if number == 4:
-                raise files.SourceFailed("The file went away.")
+                raise error
             yield batch
 
     monkeypatch.setattr(diff, "listing_batches", failing)
     writes = _counting_item_writes(monkeypatch)
+    return work(services.ingest_start(owner=user, source_ids=[source.pk])), writes
 
-    again = work(services.ingest_start(owner=user, source_ids=[source.pk]))
+
+def test_a_reading_failure_after_held_batches_writes_them_first(work, user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    again, writes = _rerun_failing_at_batch_4(
+        work, user, monkeypatch, files.SourceFailed("The file went away.")
+    )
 
     assert writes == [3 * READ_BATCH]
     assert RunItem.objects.filter(run=again, outcome="unchanged").count() == 3 * READ_BATCH
@@ -805,22 +813,9 @@ def test_a_reading_failure_after_held_batches_writes_them_first(work, user, monk
 def test_batches_held_when_the_run_is_gone_are_not_written(work, user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A worker whose run was ended elsewhere (RunGone) stops without changing anything, as
     it did when each batch was written at once: what it held is dropped, not written."""
-    monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", READ_BATCH)
-    monkeypatch.setattr(batchwrite, "HELD_BATCHES_MAX", 10)
-    source = _source(user, [posting_row(n) for n in range(1, 31)])
-    _ingest(work, user, source)
-    real = diff.listing_batches
-
-    def gone(*args, **kwargs):  # type: ignore[no-untyped-def]
-        for number, batch in enumerate(real(*args, **kwargs), 1):
-            if number == 4:
-                raise RunGone("the run was ended elsewhere")
-            yield batch
-
-    monkeypatch.setattr(diff, "listing_batches", gone)
-    writes = _counting_item_writes(monkeypatch)
-
-    again = work(services.ingest_start(owner=user, source_ids=[source.pk]))
+    again, writes = _rerun_failing_at_batch_4(
+        work, user, monkeypatch, RunGone("the run was ended elsewhere")
+    )
 
     assert writes == []
     assert not RunItem.objects.filter(run=again).exists()
