@@ -432,6 +432,18 @@ class SourceDiff:
             finish(self.run.pk, self.run.owner_id, final)
             if final and self.on_processed is not None:
                 self.on_processed(len(final))
+        self._write_items(items, increments, outcomes, final)
+
+    def _write_items(
+        self,
+        items: list[store.ItemRow],
+        increments: dict[str, int],
+        outcomes: Counter[str],
+        final: list[Final],
+    ) -> None:
+        """The items of one transaction's batches, the run's counters, and the feed's events
+        of its failed jobs and invalid or failed items: the last of every batch's writes,
+        held or not."""
         store.insert_items(items)
         failed_before = self.run.jobs_failed
         self.ctx.progress(increments=increments, outcomes=outcomes)
@@ -465,11 +477,7 @@ class SourceDiff:
         def write() -> None:
             if self.write:
                 store.touch_unchanged(self.now, held.unchanged_ids, held.rehashed)
-            store.insert_items(held.items)
-            self.ctx.progress(increments=dict(held.increments), outcomes=held.outcomes)
-            for item in held.items:
-                if item.outcome in (ItemOutcome.INVALID, ItemOutcome.ERROR):
-                    self._report_item(item)
+            self._write_items(held.items, dict(held.increments), held.outcomes, [])
 
         self.writer.write(write, held.items, [])
 
