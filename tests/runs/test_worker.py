@@ -76,6 +76,25 @@ def test_the_warm_up_hooks_load_what_every_work_horse_would(settings):
     run_as_a_starting_worker(code, settings)
 
 
+@pytest.mark.skipif(
+    not connection.settings_dict.get("OPTIONS", {}).get("pool"), reason="a pooled database"
+)
+def test_the_warm_up_imports_the_connection_pool_without_opening_it(settings):
+    # Django imports psycopg's pool when the first connection is opened: in the worker
+    # once, rather than in every work horse before its first query.
+    code = (
+        "import sys, django; django.setup()\n"
+        "assert 'psycopg_pool' not in sys.modules\n"
+        "from runs.worker import warm_up\n"
+        "warm_up()\n"
+        "assert 'psycopg_pool' in sys.modules\n"
+        "from django.db import connection\n"
+        "assert connection.connection is None\n"
+        "assert not connection._connection_pools, 'a pool made before the fork'\n"
+    )
+    run_as_a_starting_worker(code, settings)
+
+
 def test_the_warm_up_freezes_what_the_worker_holds_out_of_the_collector(settings):
     # A fresh interpreter, as a worker starts; what it loaded is then left alone by the
     # collector of every work horse forked from it.
