@@ -221,12 +221,13 @@ def profile(args: argparse.Namespace, children: Any, work: Path) -> None:
             owner=owner, kind="file", company=COMPANY, upload=upload, upload_name=path.name
         )
     execute(ingestion_services.ingest_start(owner=owner, source_ids=[source.pk]).pk)
+    run = ingestion_services.ingest_start(owner=owner, source_ids=[source.pk])
+    # Emptied before the helpers start: a helper started first could take the run's job.
+    queue.get_queue().empty()
     helpers = []
     if args.workers > 1:
         helpers = harness.start_workers(children, args.workers - 1, harness.child_env())
         diff.live_workers = lambda: args.workers  # type: ignore[assignment]
-    run = ingestion_services.ingest_start(owner=owner, source_ids=[source.pk])
-    queue.get_queue().empty()
     profiler = cProfile.Profile()
     timer = SqlTimer()
     helpers_cpu = harness.tree_cpu([h.pid for h in helpers])

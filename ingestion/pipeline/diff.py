@@ -41,7 +41,6 @@ from ingestion.pipeline.unchanged import (
     ITEM_MAX,
     Stored,
     UnchangedRecords,
-    job_company,
     source_raw_hasher,
     to_map_ahead,
 )
@@ -253,27 +252,36 @@ class SourceDiff:
         # mapped; the rest are mapped to postings and compared as a whole.
         stored: dict[tuple[str, str], Stored] = {}
         asked: set[tuple[str, str]] = set()
-        self.unchanged.look_up(stored, asked, [r for r in batch if isinstance(r, RawRecord)])
+        unchanged = self.unchanged
+        keys = unchanged.keys(batch)
+        unchanged.look_up(stored, asked, keys)
+        if self._holds and batch and self._hold_unchanged(batch, keys, stored):
+            return
         entries: list[Posting | RawRecord] = [
             r
-            if isinstance(r, Posting) or self.unchanged.is_unchanged(r, stored)
+            if type(r) is not RawRecord or unchanged.is_unchanged(r, key, stored)
             else self._mapped.posting(i, r)
-            for i, r in enumerate(batch)
+            for i, (r, key) in enumerate(zip(batch, keys, strict=True))
         ]
-        self.unchanged.look_up(stored, asked, [p for p in entries if isinstance(p, Posting)])
-        companies = [job_company(p, self.source) for p in entries]
+        # A record mapped here is keyed as its posting reads.
+        mapped = [i for i, (e, r) in enumerate(zip(entries, batch, strict=True)) if e is not r]
+        if mapped:
+            for i, key in zip(mapped, unchanged.keys([entries[i] for i in mapped]), strict=True):
+                keys[i] = key
+            unchanged.look_up(stored, asked, [keys[i] for i in mapped])
+        companies = [company for company, _ in keys]
         items: list[store.ItemRow] = []
         upserts: list[tuple[Posting, str]] = []
         unchanged_ids: list[int] = []
         rehashed: list[tuple[int, str]] = []
         # Each item's posting (None: a record unchanged without being mapped).
         item_postings: list[Posting | None] = []
-        for index, (entry, company) in enumerate(zip(entries, companies, strict=True)):
+        for index, (entry, key) in enumerate(zip(entries, keys, strict=True)):
+            company = key[0]
             if self.source_rows_companies:
                 self.outcome.companies[company] += 1
-            key = (company, entry.external_id.strip())
-            if isinstance(entry, RawRecord) and self.unchanged.claim(entry, key, stored):
-                items.append(self.unchanged.item(self.run.pk, entry, key, stored[key]))
+            if type(entry) is RawRecord and unchanged.claim(entry, key, stored):
+                items.append(unchanged.item(self.run.pk, entry, key, stored[key]))
                 item_postings.append(None)
                 self.outcome.counts[ItemOutcome.UNCHANGED] += 1
                 unchanged_ids.append(stored[key][0])
@@ -285,6 +293,7 @@ class SourceDiff:
             item = store.ItemRow(
                 run_id=self.run.pk,
                 source_id=self.source.pk,
+                job_id=stored[key][0] if key in stored else None,
                 external_id=key[1][: ITEM_MAX["external_id"]],
                 title=posting.title[: ITEM_MAX["title"]],
                 url=posting.url[: ITEM_MAX["url"]],
@@ -292,8 +301,6 @@ class SourceDiff:
                 outcome=outcome,
                 reason=reason,
             )
-            if key in stored:
-                item.job_id = stored[key][0]
             items.append(item)
             item_postings.append(posting)
             self.outcome.counts[outcome] += 1
@@ -372,6 +379,36 @@ class SourceDiff:
             outcomes=outcomes,
         )
         self.writer.write(write, items, [candidate for _, candidate, _ in near])
+
+    def _hold_unchanged(
+        self,
+        batch: list[Posting | RawRecord],
+        keys: list[tuple[str, str]],
+        stored: dict[tuple[str, str], Stored],
+    ) -> bool:
+        """Apply a batch whose every entry is a record unchanged by its raw hash and listed
+        for the first time (UnchangedRecords.claim_all), as the comparing entry by entry
+        would, and hold it: it writes no job, so none of the comparing's later steps (near
+        duplicates, jobs written processed, counters of other outcomes) has anything to do.
+        False, having done nothing, for any other batch."""
+        claimed = self.unchanged.claim_all(self.run.pk, batch, keys, stored)
+        if claimed is None:
+            return False
+        items, unchanged_ids = claimed
+        out = self.outcome
+        if self.source_rows_companies:
+            out.companies.update([company for company, _ in keys])
+        out.counts[ItemOutcome.UNCHANGED] += len(items)
+        out.listed += len(batch)
+        if not self._learned:
+            self._learned = True
+            self._learn_boilerplate()
+        # A preview's progress is postings read; an unchanged posting feeds no other counter.
+        increments = {} if self.write else {"items_done": len(batch)}
+        outcomes = Counter({str(ItemOutcome.UNCHANGED): len(items)})
+        if self._held.add(items, unchanged_ids, [], increments, outcomes):
+            self._write_held()
+        return True
 
     def _write(
         self,

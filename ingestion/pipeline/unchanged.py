@@ -25,6 +25,7 @@ Stored = tuple[int, str, str, str, str, str]
 # Text columns' lengths of the items, read from the model: a posting's values are cut to fit.
 ITEM_MAX = {f.name: f.max_length for f in RunItem._meta.concrete_fields if f.max_length}
 _COMPANY_MAX = Job._meta.get_field("company").max_length
+_EXTERNAL_ID_MAX, _TITLE_MAX, _URL_MAX = ITEM_MAX["external_id"], ITEM_MAX["title"], ITEM_MAX["url"]
 
 
 def job_company(posting: Posting | RawRecord, source: Source) -> str:
@@ -75,24 +76,34 @@ class UnchangedRecords:
         # Records claimed unchanged so far.
         self.claimed = 0
 
+    def keys(self, entries: Sequence[Posting | RawRecord]) -> list[tuple[str, str]]:
+        """(company, external id) of each entry's job, its unique key (job_company): worked
+        out once per entry of a batch."""
+        default = self.source.company
+        return [
+            (
+                (entry.company.strip()[:_COMPANY_MAX] or default) if entry.company else default,
+                entry.external_id.strip(),
+            )
+            for entry in entries
+        ]
+
     def look_up(
         self,
         stored: dict[tuple[str, str], Stored],
         asked: set[tuple[str, str]],
-        entries: Sequence[Posting | RawRecord],
+        keys: Sequence[tuple[str, str]],
     ) -> None:
-        """Add the stored jobs of these entries' keys not `asked` yet to `stored` (one query
-        per company: an aggregator's file names many, a board one)."""
-        keys_of: dict[str, set[str]] = {}
-        for entry in entries:
-            key = entry.external_id.strip()
-            company = job_company(entry, self.source)
-            if key and (company, key) not in asked:
-                asked.add((company, key))
-                keys_of.setdefault(company, set()).add(key)
-        for company, keys in keys_of.items():
-            for ext, *job in self.stored(list(keys), STORED_COLUMNS, company=company):
-                stored[company, ext] = tuple(job)  # type: ignore[assignment]
+        """Add the stored jobs of these keys (self.keys) not `asked` yet to `stored` (one
+        query per company: an aggregator's file names many, a board one)."""
+        keys_of: dict[str, list[str]] = {}
+        for key in keys:
+            if key[1] and key not in asked:
+                asked.add(key)
+                keys_of.setdefault(key[0], []).append(key[1])
+        for company, wanted in keys_of.items():
+            rows = self.stored(wanted, STORED_COLUMNS, company=company)
+            stored.update(((company, row[0]), row[1:]) for row in rows)  # type: ignore[misc]
 
     def stored(
         self, keys: list[str], columns: tuple[str, ...], *, company: str
@@ -105,18 +116,25 @@ class UnchangedRecords:
         the records unchanged as the jobs stand now (the batch is compared again when its
         turn comes; mapping more than it needs changes nothing)."""
         stored: dict[tuple[str, str], Stored] = {}
+        keys = self.keys(batch)
         # A record without a raw hash (a board's job) is never unchanged: not looked up.
-        self.look_up(stored, set(), [r for r in batch if isinstance(r, RawRecord) and r.raw_hash])
+        self.look_up(
+            stored,
+            set(),
+            [k for r, k in zip(batch, keys, strict=True) if type(r) is RawRecord and r.raw_hash],
+        )
         return [
             (i, r)
-            for i, r in enumerate(batch)
-            if not isinstance(r, RawRecord) or not self.is_unchanged(r, stored)
+            for i, (r, key) in enumerate(zip(batch, keys, strict=True))
+            if type(r) is not RawRecord or not self.is_unchanged(r, key, stored)
         ]
 
-    def is_unchanged(self, record: RawRecord, stored: dict[tuple[str, str], Stored]) -> bool:
-        """Whether `record` is its stored job as it was read last (an expired job listed
-        again is an update, whatever its content)."""
-        job = stored.get((job_company(record, self.source), record.external_id.strip()))
+    def is_unchanged(
+        self, record: RawRecord, key: tuple[str, str], stored: dict[tuple[str, str], Stored]
+    ) -> bool:
+        """Whether `record`, its job's key `key`, is its stored job as it was read last (an
+        expired job listed again is an update, whatever its content)."""
+        job = stored.get(key)
         return (
             job is not None
             and bool(record.raw_hash)
@@ -133,7 +151,7 @@ class UnchangedRecords:
         chash = stored[key][1]
         if key in self._keys or (key[0], chash) in self._contents:
             return False
-        self._keys[key] = f"row {record.row}" if record.row is not None else f"'{key[1]}'"
+        self._keys[key] = _label(record, key)
         self._contents[key[0], chash] = key[1]
         self.claimed += 1
         return True
@@ -144,16 +162,71 @@ class UnchangedRecords:
         """The `unchanged` item of a claimed record, from its stored job."""
         pk, _chash, _status, _raw, title, url = job
         return store.ItemRow(
-            run_id=run_id,
-            source_id=self.source.pk,
-            job_id=pk,
-            external_id=key[1][: ITEM_MAX["external_id"]],
-            title=title[: ITEM_MAX["title"]],
-            url=url[: ITEM_MAX["url"]],
-            row=record.row,
-            outcome=ItemOutcome.UNCHANGED,
-            reason="",
+            run_id,
+            self.source.pk,
+            pk,
+            key[1][:_EXTERNAL_ID_MAX],
+            title[:_TITLE_MAX],
+            url[:_URL_MAX],
+            record.row,
+            ItemOutcome.UNCHANGED,
         )
+
+    def claim_all(
+        self,
+        run_id: int,
+        batch: Sequence[Posting | RawRecord],
+        keys: Sequence[tuple[str, str]],
+        stored: dict[tuple[str, str], Stored],
+    ) -> tuple[list[store.ItemRow], list[int]] | None:
+        """Claim every record of `batch` (`keys`: its jobs' keys) at once, as claim() one
+        after another would, when each is a record unchanged that claim() would take: then
+        their items (item()) and their jobs' ids. None, claiming nothing, when any entry is
+        not (the batch is then compared entry by entry). A re-run's batches are mostly such
+        batches: one loop instead of the comparing's steps per entry."""
+        taken, contents = self._keys, self._contents
+        labels: dict[tuple[str, str], str] = {}
+        hashes: dict[tuple[str, str], str] = {}
+        source_id = self.source.pk
+        items: list[store.ItemRow] = []
+        ids: list[int] = []
+        for record, key in zip(batch, keys, strict=True):
+            job = stored.get(key)
+            if job is None or type(record) is not RawRecord:
+                return None
+            raw_hash = record.raw_hash
+            pk, chash, status, stored_raw, title, url = job
+            if not raw_hash or stored_raw != raw_hash or status == JobStatus.EXPIRED:
+                return None
+            content = (key[0], chash)
+            if key in taken or key in labels or content in contents or content in hashes:
+                return None  # listed earlier (a duplicate): compared entry by entry
+            row = record.row
+            labels[key] = f"row {row}" if row is not None else f"'{key[1]}'"
+            hashes[content] = key[1]
+            ids.append(pk)
+            items.append(
+                store.ItemRow(
+                    run_id,
+                    source_id,
+                    pk,
+                    key[1][:_EXTERNAL_ID_MAX],
+                    title[:_TITLE_MAX],
+                    url[:_URL_MAX],
+                    row,
+                    ItemOutcome.UNCHANGED,
+                )
+            )
+        taken.update(labels)
+        contents.update(hashes)
+        self.claimed += len(items)
+        return items, ids
+
+
+def _label(record: RawRecord, key: tuple[str, str]) -> str:
+    """How a claimed record is named to a later posting with its key (as the classifying
+    names a posting: ingestion.pipeline.classify)."""
+    return f"row {record.row}" if record.row is not None else f"'{key[1]}'"
 
 
 def to_map_ahead(source: Source, owner_id: int, batch: list[Posting | RawRecord]) -> list[int]:

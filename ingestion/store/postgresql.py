@@ -4,6 +4,7 @@ cursor. Each statement is a constant below; the column lists come from the recor
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -241,6 +242,8 @@ def write_processed(
 
 
 _ITEM_COLUMNS = (*ItemRow.__slots__, "created_at", "updated_at")
+# An item's values in its columns' order, read in C (an item per row of the listing).
+_item_values = operator.attrgetter(*ItemRow.__slots__)
 
 
 def insert_items(items: Sequence[ItemRow]) -> None:
@@ -248,28 +251,12 @@ def insert_items(items: Sequence[ItemRow]) -> None:
     building their SQL than the database spent storing them; a text COPY quotes every value
     (docs/performance.md)."""
     now = timezone.now()
+    stamps = (now, now)
     bulk.copy_rows(
         RunItem,
         _ITEM_COLUMNS,
         types(RunItem, _ITEM_COLUMNS),
-        [
-            (
-                item.run_id,
-                item.source_id,
-                item.job_id,
-                item.external_id,
-                item.title,
-                item.url,
-                item.row,
-                item.outcome,
-                item.job_status,
-                item.reason,
-                item.attempts,
-                now,
-                now,
-            )
-            for item in items
-        ],
+        [_item_values(item) + stamps for item in items],
     )
 
 

@@ -64,23 +64,25 @@ class JobRow(NamedTuple):
 JOB_ROW_OMITS = frozenset({"id"})
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class ItemRow:
     """A RunItem to insert, as a plain object: the listing makes one per posting, and a model
     instance (with its foreign-key descriptors) costs more to build than the COPY to store.
-    The fields follow RunItem's columns; id and the two timestamps the store sets."""
+    The fields follow RunItem's columns; id and the two timestamps the store sets. Those up
+    to `outcome` may be passed by position (an unchanged row's item is built that way, a
+    keyword call costing several times more), the rest only by name."""
 
     run_id: int
     source_id: int | None
-    job_id: int | None = None
+    job_id: int | None
     external_id: str
     title: str
     url: str
     row: int | None
     outcome: str
-    job_status: str = ""
-    reason: str
-    attempts: int = 0
+    job_status: str = field(default="", kw_only=True)
+    reason: str = field(default="", kw_only=True)
+    attempts: int = field(default=0, kw_only=True)
 
 
 ITEM_ROW_OMITS = frozenset({"id", "created_at", "updated_at"})

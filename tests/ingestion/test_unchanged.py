@@ -95,6 +95,42 @@ def test_an_unchanged_re_run_reports_every_row_unchanged_without_mapping_one(
     assert _row_versions() == rows_before
 
 
+def test_an_unchanged_re_run_claims_each_batch_at_once(work, user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    source = _source(user, _rows())
+    _ingest(work, user, source)
+    one_by_one: list[str] = []
+    real = unchanged.UnchangedRecords.claim
+
+    def claim(self, record, key, stored):  # type: ignore[no-untyped-def]
+        one_by_one.append(key[1])
+        return real(self, record, key, stored)
+
+    monkeypatch.setattr(unchanged.UnchangedRecords, "claim", claim)
+
+    again = _ingest(work, user, source)
+
+    assert outcome_counts(again)["unchanged"] == ROWS
+    assert one_by_one == []
+
+
+def test_a_re_run_of_rows_naming_companies_keeps_each_rows_company(work, user, mapped) -> None:  # type: ignore[no-untyped-def]
+    companies = ["Globex", " Initech ", "", "Globex"]
+    rows = [posting_row(n, company=companies[n % 4]) for n in range(1, ROWS + 1)]
+    rows.append(posting_row(1, company="Hooli"))  # row 1's id, under another company: new
+    source = _source(user, rows)
+    first = _ingest(work, user, source)
+    mapped.clear()
+
+    again = _ingest(work, user, source)
+
+    assert mapped == []
+    assert outcome_counts(again)["unchanged"] == ROWS + 1
+    listed = again.summary["sources"][0]["companies"]
+    assert listed == first.summary["sources"][0]["companies"]
+    assert {c["company"] for c in listed} == {"Globex", "Initech", "Hooli"}
+    assert Job.objects.filter(company="Hooli").count() == 1
+
+
 def _row_versions() -> dict[int, Any]:
     """Each job row's version: on PostgreSQL its xmin (the transaction that wrote that
     version of the row; any UPDATE makes a new one), elsewhere its columns."""
