@@ -76,6 +76,7 @@ class ResilientRedisListener:
                 wake_all_streams()
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
+                    _raise_if_cancelled()
                     if message is None:
                         await pubsub.ping()  # a dead connection raises here
                         continue
@@ -84,6 +85,7 @@ class ResilientRedisListener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                _raise_if_cancelled()
                 if not was_down:
                     logger.warning("Event listener lost Redis (%s); reconnecting", exc)
                     last_wake = 0.0
@@ -101,6 +103,7 @@ class ResilientRedisListener:
             if now - last_wake >= DEGRADED_POLL_SECONDS:
                 wake_all_streams()
                 last_wake = now
+            _raise_if_cancelled()
             await asyncio.sleep(RECONNECT_SECONDS)
 
     def _dispatch(self, raw: bytes | str) -> None:
@@ -122,6 +125,19 @@ class ResilientRedisListener:
         if self._coalescer is None:
             self._coalescer = Coalescer()
         self._coalescer.add(event)
+
+
+def _raise_if_cancelled() -> None:
+    """Stop if this task is being cancelled, even where redis-py let the cancellation go by.
+
+    Cancelled as a read returned, get_message handed back the reply and the CancelledError
+    never reached this loop; the next read's asyncio.timeout (Python 3.11) then took the
+    still-counted cancellation for its own expiry, every 5 s, and get_message returned None:
+    the listener read on forever, and whoever awaited its end hung.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def install_resilient_listener() -> None:

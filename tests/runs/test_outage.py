@@ -5,7 +5,6 @@ Redis is away neither holds the run up nor fills the log."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from datetime import datetime
 
 import pytest
 import redis
+from redis.asyncio.client import PubSub
 
 from ingestion.models import Job, JobStatus, Source
 from project.settings import redis_kwargs
@@ -206,8 +206,8 @@ def test_the_event_listener_polls_while_redis_is_down_and_resubscribes_promptly(
             return during, (time.monotonic() - back) / poll
         finally:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            done, _ = await asyncio.wait({task}, timeout=10)
+            assert done, "the listener did not stop when cancelled"
 
     try:
         during, resubscribed = asyncio.run(outage())
@@ -215,6 +215,50 @@ def test_the_event_listener_polls_while_redis_is_down_and_resubscribes_promptly(
         valkey.stop()
     assert during >= 3, f"{during} re-reads in an outage of 3 poll intervals"
     assert resubscribed < 0.5, f"resubscribed {resubscribed:.2f} poll intervals after Redis"
+
+
+def test_the_event_listener_stops_when_cancelled_even_if_redis_py_lets_it_go_by(
+    settings, tmp_path, monkeypatch
+):
+    """Cancelled as a read returned, redis-py's get_message gave back the reply instead of
+    raising CancelledError (1 run in 4 of the test above hung for 300 s, loaded): the
+    listener must still stop."""
+    valkey = ValkeyServer(tmp_path / "valkey")
+    valkey.start()
+    settings.EVENTSTREAM_REDIS = redis_kwargs(valkey.url)
+    monkeypatch.setattr(runs_listener, "wake_all_streams", lambda: None)
+    get_message = PubSub.get_message
+    let_go = []
+
+    async def letting_one_cancellation_go(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return await get_message(self, *args, **kwargs)
+        except asyncio.CancelledError:
+            if let_go:
+                raise
+            let_go.append(True)
+            return None
+
+    monkeypatch.setattr(PubSub, "get_message", letting_one_cancellation_go)
+
+    async def cancel() -> bool:
+        listener = runs_listener.ResilientRedisListener()
+        task = asyncio.create_task(listener.start())
+        deadline = time.monotonic() + 10
+        while not listener.connected:
+            assert time.monotonic() < deadline, "the listener never subscribed"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # reading now
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=8)
+        return bool(done)
+
+    try:
+        stopped = asyncio.run(cancel())
+    finally:
+        valkey.stop()
+    assert let_go, "the cancellation did not land in get_message"
+    assert stopped, "the listener went on reading after it was cancelled"
 
 
 def test_an_ingest_that_queues_its_chunks_while_redis_is_down_finishes_once_it_is_back(
