@@ -216,6 +216,10 @@ def grip_key(url: str, key: str) -> str:
 
 
 INTAKE_GRIP_KEY = grip_key(INTAKE_GRIP_URL, env_str("INTAKE_GRIP_KEY"))
+# Seconds of a held stream's silence after which Pushpin asks its next link anyway: an event
+# it never got (published while it was unreachable) with no later one to reveal the gap, such
+# as a run's terminal event, reaches the stream then.
+INTAKE_GRIP_RECHECK_SECONDS = int(env_float("INTAKE_GRIP_RECHECK_SECONDS", 30.0, minimum=1))
 
 # --- Runs -----------------------------------------------------------------------------------
 # An active run whose heartbeat is older than this is ended as `error` by the reaper.

@@ -87,7 +87,11 @@ def hold_response(run_id: int, *, after_id: int, user_id: int, first: bool) -> H
     channel = feed.channel_for(run_id)
     response["Grip-Hold"] = "stream"
     response["Grip-Channel"] = f"{channel}; prev-id={last_seq}"
-    response["Grip-Link"] = f"<{next_link(run_id, user_id)}>; rel=next"
+    # With a timeout Pushpin also asks the link when the stream has been silent that long:
+    # a lost terminal event has no later event whose prev-id would reveal it.
+    response["Grip-Link"] = (
+        f"<{next_link(run_id, user_id)}>; rel=next; timeout={settings.INTAKE_GRIP_RECHECK_SECONDS}"
+    )
     keep_alive = KEEP_ALIVE.replace("\n", "\\n")
     response["Grip-Keep-Alive"] = (
         f"{keep_alive}; format=cstring; timeout={int(stream.KEEPALIVE_SECONDS)}"

@@ -37,6 +37,11 @@ needs_pushpin = pytest.mark.skipif(
 )
 
 
+# How long a held stream's silence lasts before Pushpin asks its next link anyway (in the web
+# process: INTAKE_GRIP_RECHECK_SECONDS), short here so a lost last event shows quickly.
+RECHECK_SECONDS = 2
+
+
 @pytest.fixture
 def proxy(
     procs: list[Proc], tmp_path: Path, redis_client, settings
@@ -45,7 +50,11 @@ def proxy(
     (which publishes a run's first event) and the worker publish to Pushpin too."""
     port = free_port()
     proxy = pushpin.Pushpin(f"127.0.0.1:{port}", directory=tmp_path / "pushpin")
-    env = {"INTAKE_GRIP_URL": proxy.control_url, "INTAKE_GRIP_KEY": pushpin.SIG_KEY}
+    env = {
+        "INTAKE_GRIP_URL": proxy.control_url,
+        "INTAKE_GRIP_KEY": pushpin.SIG_KEY,
+        "INTAKE_GRIP_RECHECK_SECONDS": str(RECHECK_SECONDS),
+    }
     settings.INTAKE_GRIP_URL, settings.INTAKE_GRIP_KEY = env["INTAKE_GRIP_URL"], pushpin.SIG_KEY
     try:
         web, _ = start_asgi(tmp_path, port=port, **env)
@@ -156,6 +165,32 @@ def test_a_missed_publish_is_recovered_from_the_database_in_order(user, proxy, s
         client.close()
     assert [e["type"] for e in got] == ["test.missed", "test.next"]
     assert [e["seq"] for e in [opened, *got]] == [1, 2, 3]
+
+
+@needs_pushpin
+def test_a_lost_terminal_event_reaches_the_stream_when_pushpin_asks_again(user, proxy, settings):
+    """The run's terminal event never reached Pushpin, and no later event's prev-id reveals
+    the gap: after the stream's silence (the Grip-Link's timeout) Pushpin asks the next link
+    anyway, writes the event and ends the stream."""
+    proxy_, _ = proxy
+    run = services.run_start(owner=user, kind=DIAGNOSTIC, config={"items": 1})
+    client = SSEClient(proxy_.url, f"/runs/{run.pk}/stream/", cookies=session_cookies(user))
+    try:
+        client.next_message(timeout=15)
+        wait_for(lambda: next_links_answered(proxy_) >= 1, timeout=15, what="the first recovery")
+        transitions.publish_event(run, type="test.reached")
+        assert client.next_message(timeout=15)["type"] == "test.reached"
+        url = settings.INTAKE_GRIP_URL
+        settings.INTAKE_GRIP_URL = ""  # the run ends without a word to Pushpin
+        services.run_request_abort(run)
+        stale.run_end_if_stale(run)
+        settings.INTAKE_GRIP_URL = url
+        got = client.messages_until(lambda e: e["run"]["terminal"], timeout=RECHECK_SECONDS + 20)
+        assert client.closed.wait(10), "the stream stayed open after the run ended"
+    finally:
+        client.close()
+    assert got[-1]["id"] == stored(run)[-1].pk
+    assert got[-1]["run"]["status"] == "aborted"
 
 
 @needs_pushpin
