@@ -127,8 +127,9 @@ class Job(models.Model):
         indexes = [
             # A run's jobs by status (chunking, the run's items, retry failed).
             models.Index(fields=["last_run", "status"], name="ingestion_job_run_status"),
-            # The pending work of a source, and expiry of a source's vanished jobs.
-            models.Index(fields=["source", "status"], name="ingestion_job_source_status"),
+            # The pending work of a source, and expiry of a source's vanished jobs: with the
+            # id, the expiry's anti-join reads this index alone, not every job row.
+            models.Index(fields=["source", "status", "id"], name="ingestion_job_source_status"),
             # A job's near-duplicates (its page; SET NULL when it is deleted).
             models.Index(
                 fields=["duplicate_of"],

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from ingestion import services
 from ingestion.models import ItemOutcome, Job, JobStatus, RunItem, Source, WorkChunk
@@ -858,3 +859,30 @@ def test_chunk_sizes_give_every_worker_two_chunks_and_stay_few_for_a_large_run(s
     # 100,000 postings: a few dozen RQ jobs, not thousands.
     large = next(n for n, total in enumerate(accumulate(sizes), 1) if total >= 100_000)
     assert large <= 25 + 8 * workers
+
+
+def test_a_run_never_expires_another_owners_job_that_names_its_source(work, user, other_user):
+    # Expiry finds a source's unlisted jobs by the source alone (an index holds the answer);
+    # a job of someone else that names the source (set by hand in the admin) is not the
+    # run's to expire.
+    source = _aggregator_source(user)
+    work(services.ingest_start(owner=user))
+    now = timezone.now()
+    stranger = Job.objects.create(
+        owner=other_user,
+        source=source,
+        company="Globex",
+        external_id="elsewhere",
+        first_seen_at=now,
+        last_seen_at=now,
+    )
+    rows = [row for row in _aggregator_rows() if row["company"] != "Globex"]
+    services.source_update(source, upload=io.BytesIO(postings_csv(rows)), upload_name="export.csv")
+
+    run = work(services.ingest_start(owner=user))
+
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert outcome_counts(run)["expired"] == 1
+    stranger.refresh_from_db()
+    assert stranger.status != JobStatus.EXPIRED
+    assert not RunItem.objects.filter(run=run, job=stranger).exists()
