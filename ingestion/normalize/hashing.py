@@ -76,6 +76,7 @@ _READING_MODULES = (
     "adapters/base.py",
     "adapters/file_rows.py",
     "adapters/files.py",
+    "adapters/files_scan.py",
     "adapters/readers.py",
     "normalize/hashing.py",
     "htmlbounds.py",
@@ -93,8 +94,9 @@ def _reading_code_digest() -> str:
 
 
 def raw_hasher(salt: Any) -> Callable[[str], str]:
-    """A function from a raw record's text (fixed by its content: a CSV row's header and
-    cells, length-prefixed; the repr of a JSON or JSONL row as a dict) to 32 hex characters
+    """A function from a raw record's text (fixed by its content: a CSV row's header and its
+    text as read, or its cells, length-prefixed, when the csv module read it; the repr of a
+    JSON or JSONL row as a dict) to 32 hex characters
     (blake2b, 16 bytes), salted with the reading code (RAW_HASH_VERSION and a digest of the
     modules that read records) and `salt` (JSON: whatever else a record's reading depends on,
     its source's company and options, the run's filters). Equal hashes: the record reads as
