@@ -14,8 +14,9 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple
+from collections.abc import Callable, Generator, Iterator
+from io import BufferedReader
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple, cast
 
 from django.db import transaction
 
@@ -28,8 +29,11 @@ from ingestion.adapters.base import (
     SourceFailed,
 )
 from ingestion.adapters.file_rows import _MAX, REQUIRED, _string, _value, field_name, to_posting
+from ingestion.adapters.files_scan import scan, split_record
 from ingestion.adapters.readers import (
+    ROW_MAX,
     BrokenRow,
+    _Rejoined,
     company_from_url,
     csv_rows,
     json_rows,
@@ -52,9 +56,12 @@ def _csv_records(fileobj: IO[bytes]) -> Iterator[tuple[int, Any]]:
 
 def _csv_cells(fileobj: IO[bytes], *, raw: bool) -> Iterator[tuple[int, Any, str]]:
     """(row, record or BrokenRow, raw text) of each CSV row; the raw text (with `raw`, else
-    "") stands for the row's header and cells, whatever their characters: equal texts, equal
+    "") stands for the row's header and text, whatever their characters: equal texts, equal
     records, without the cost of a repr of each."""
-    rows = csv_rows(fileobj)
+    # With `raw`, the header is read through _Lines: whether the csv module left the file at
+    # the start of a line (the rest can be scanned) or within one it split at a bare CR.
+    lines = _Lines(fileobj) if raw else fileobj
+    rows = csv_rows(cast(IO[bytes], lines))
     try:
         header = next(rows, None)
         while isinstance(header, list) and not any(cell.strip() for cell in header):
@@ -65,8 +72,9 @@ def _csv_cells(fileobj: IO[bytes], *, raw: bool) -> Iterator[tuple[int, Any, str
             raise SourceFailed(f"The file's header row is {header}.")
         names = [field_name(cell) for cell in header]
         unique = len(set(names)) == len(names)
-        # The header once, length-prefixed; each row adds its cells' lengths, then the cells
-        # end to end: no cell's characters can stand for a boundary.
+        # The header once, length-prefixed; then a row scanned as "raw" and its text, or
+        # its cells' lengths and the cells end to end: no cell's characters can stand for a
+        # boundary.
         head = f"{len(names)}:{len(header)}:{header!r}" if raw else ""
         for required in REQUIRED:
             if required not in names:
@@ -75,10 +83,18 @@ def _csv_cells(fileobj: IO[bytes], *, raw: bool) -> Iterator[tuple[int, Any, str
                 raise SourceFailed(
                     f"The file has no {required!r} column{also}; found: {found or 'nothing'}."
                 )
-        # With `raw` and the usual header, a row stays its cells (CsvRow) until it is mapped:
-        # the listing tells most rows of a re-run unchanged by their key and raw hash alone.
+        # With `raw` and the usual header, a row stays its text or cells (CsvText, CsvRow)
+        # until it is mapped: the listing tells most rows of a re-run unchanged by their key
+        # and raw hash alone.
         lazy = CsvHeader.of(names) if raw and unique else None
-        for row, cells in enumerate(rows, 1):
+        first = 1
+        if lazy is not None and isinstance(lines, _Lines) and lines.at_line_start:
+            rows.close()
+            rest, first = yield from _scanned_rows(fileobj, lazy, f"{head}|raw|")
+            if not rest:
+                return
+            rows = csv_rows(BufferedReader(_Rejoined(rest, fileobj)), bom=False)
+        for row, cells in enumerate(rows, first):
             if isinstance(cells, str):
                 yield row, BrokenRow(cells), ""
                 continue
@@ -106,6 +122,46 @@ def _csv_cells(fileobj: IO[bytes], *, raw: bool) -> Iterator[tuple[int, Any, str
         ) from exc
     finally:
         rows.close()  # now, while the caller's file is open
+
+
+def _scanned_rows(
+    fileobj: IO[bytes], header: CsvHeader, head: str
+) -> Generator[tuple[int, CsvText, str], None, tuple[bytes, int]]:
+    """The rows files_scan.scan is sure of, as CsvText; returns where it stopped (scan's)."""
+    width = len(header.names)
+    company_at, id_at = header.company, header.external_id
+    scanner = scan(fileobj, 1)
+    while True:
+        try:
+            row, text, cells = next(scanner)
+        except StopIteration as stop:
+            return cast(tuple[bytes, int], stop.value)
+        external_id = cells[id_at].strip() if id_at is not None and id_at < len(cells) else ""
+        # A row of empty cells (within the header's columns) is no posting.
+        if external_id or any(c.strip() for c in cells[:width]):
+            company = (
+                cells[company_at].strip()
+                if company_at is not None and company_at < len(cells)
+                else ""
+            )
+            key = " ".join(company[: _MAX["company"]].split()), external_id[: _MAX["external_id"]]
+            yield row, (header, text, *key), head + text
+
+
+class _Lines:
+    """A binary file's readline, noting whether the last line read ended where the csv
+    module's reading of it ends: not a line it cuts at a bare CR, nor one too long to read."""
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._fileobj = fileobj
+        self.at_line_start = True
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self._fileobj.readline(size)
+        self.at_line_start = len(line) <= ROW_MAX and b"\r" not in line[:-2]
+        if line.endswith(b"\r") and not line.endswith(b"\r\n"):
+            self.at_line_start = False
+        return line
 
 
 def _named_companies(source: Source) -> list[str] | None:
@@ -217,6 +273,20 @@ class CsvRow(NamedTuple):
 JoinedRow = tuple[CsvHeader, str, str]
 
 
+# A CSV row the scan was sure of (ingestion.adapters.files_scan): its header, its text as read
+# and its key (company, external_id), cut into cells only when it is mapped. A plain tuple:
+# it is pickled as it is to the listing (ingestion.pipeline.readahead), its key the very
+# strings of its RawRecord's (written once).
+CsvText = tuple[CsvHeader, str, str, str]
+
+
+def text_row(text: CsvText) -> CsvRow:
+    header, raw = text[0], text[1]
+    cells = split_record(raw)
+    assert cells is not None  # the scan yields only records it could split
+    return CsvRow(header, cells)
+
+
 def join_row(row: CsvRow) -> JoinedRow:
     return row.header, _lengths(row.cells), "".join(row.cells)
 
@@ -231,12 +301,14 @@ def split_row(joined: JoinedRow) -> CsvRow:
     return CsvRow(header, cells)
 
 
-def record_key(record: dict[str, Any] | CsvRow) -> tuple[str, str]:
+def record_key(record: dict[str, Any] | CsvRow | CsvText) -> tuple[str, str]:
     """(company, external_id) of a record as to_posting reads them, without mapping the rest."""
     if isinstance(record, CsvRow):
         company = record.cell(record.header.company)[: _MAX["company"]]
         external_id = record.cell(record.header.external_id)[: _MAX["external_id"]]
         return " ".join(company.split()), external_id
+    if isinstance(record, tuple):  # CsvText: read with the row
+        return record[2], record[3]
     company = _string(_value(record, "company"))[: _MAX["company"]]
     return " ".join(company.split()), _string(_value(record, "external_id"))[: _MAX["external_id"]]
 
@@ -245,13 +317,13 @@ def _records(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[int, dict[str, Any]
     """Each row of a postings file: its record (keys normalized with field_name), or the
     RowError of a row that is no record at all."""
     for row, record, _text in _raw_records(fileobj, fmt, raw=False):
-        assert not isinstance(record, CsvRow)  # rows stay cells only with `raw`
+        assert not isinstance(record, CsvRow | tuple)  # rows stay as read only with `raw`
         yield row, record
 
 
 def _raw_records(
     fileobj: IO[bytes], fmt: str, *, raw: bool
-) -> Iterator[tuple[int, dict[str, Any] | CsvRow | RowError, str]]:
+) -> Iterator[tuple[int, dict[str, Any] | CsvRow | CsvText | RowError, str]]:
     """As _records, with each record's raw text (with `raw`, else ""): what its raw hash is
     taken over, equal only for rows that read as equal records."""
     label = row_label(fmt)
@@ -265,7 +337,7 @@ def _raw_records(
     else:
         raise SourceFailed(f"Unknown file format {fmt!r}.")
     for row, record, text in records:
-        if isinstance(record, CsvRow):  # a CSV row left as its cells (_csv_cells)
+        if type(record) is tuple or isinstance(record, CsvRow):  # left as read (_csv_cells)
             yield row, record, text
             continue
         if isinstance(record, BrokenRow):
@@ -298,8 +370,8 @@ def parse_postings(fileobj: IO[bytes], fmt: str) -> Iterator[tuple[Posting, list
 
 
 def _mapped(record: Any, row: int | None, *, label: str) -> Posting:
-    if type(record) is tuple:
-        record = split_row(record)
+    if type(record) is tuple:  # as read (CsvText), or as sent (JoinedRow)
+        record = text_row(record) if len(record) == 4 else split_row(record)
     if isinstance(record, CsvRow):
         record = record.record()
     return to_posting(record, row or 0, label=label)[0]

@@ -278,10 +278,11 @@ def _too_long_row(unit: str) -> str:
 _BARE_CR = re.compile(rb"(?<=\r)(?!\n)")
 
 
-def csv_rows(fileobj: IO[bytes]) -> Generator[list[str] | str, None, None]:
+def csv_rows(fileobj: IO[bytes], *, bom: bool = True) -> Generator[list[str] | str, None, None]:
     """Each record of a UTF-8 CSV file as its cells, or, for a record that cannot be read, why
     (a line longer than ROW_MAX bytes, read past without being held whole; a cell the csv
-    module refuses), the reading going on with the next record. A BOM is dropped; lines may
+    module refuses), the reading going on with the next record. A BOM is dropped (unless
+    `bom` is false: the file is read on from a record, not from its start); lines may
     end in LF, CRLF or CR, and quoted cells span lines, as the csv module reads them from a
     file opened with newline="". UnicodeDecodeError propagates. The caller's file stays open.
 
@@ -303,7 +304,7 @@ def csv_rows(fileobj: IO[bytes]) -> Generator[list[str] | str, None, None]:
 
     def lines() -> Iterator[str]:
         nonlocal long_line, long_line_odd
-        first = True
+        first = bom
         while line := fileobj.readline(ROW_MAX + 1):
             if len(line) > ROW_MAX:
                 long_line, long_line_odd = True, read_past(line)
