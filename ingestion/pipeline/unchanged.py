@@ -79,14 +79,8 @@ class UnchangedRecords:
     def keys(self, entries: Sequence[Posting | RawRecord]) -> list[tuple[str, str]]:
         """(company, external id) of each entry's job, its unique key (job_company): worked
         out once per entry of a batch."""
-        default = self.source.company
-        return [
-            (
-                (entry.company.strip()[:_COMPANY_MAX] or default) if entry.company else default,
-                entry.external_id.strip(),
-            )
-            for entry in entries
-        ]
+        source = self.source
+        return [(job_company(entry, source), entry.external_id.strip()) for entry in entries]
 
     def look_up(
         self,
@@ -187,36 +181,19 @@ class UnchangedRecords:
         taken, contents = self._keys, self._contents
         labels: dict[tuple[str, str], str] = {}
         hashes: dict[tuple[str, str], str] = {}
-        source_id = self.source.pk
         items: list[store.ItemRow] = []
         ids: list[int] = []
         for record, key in zip(batch, keys, strict=True):
-            job = stored.get(key)
-            if job is None or type(record) is not RawRecord:
+            if type(record) is not RawRecord or not self.is_unchanged(record, key, stored):
                 return None
-            raw_hash = record.raw_hash
-            pk, chash, status, stored_raw, title, url = job
-            if not raw_hash or stored_raw != raw_hash or status == JobStatus.EXPIRED:
-                return None
-            content = (key[0], chash)
+            job = stored[key]
+            content = (key[0], job[1])
             if key in taken or key in labels or content in contents or content in hashes:
                 return None  # listed earlier (a duplicate): compared entry by entry
-            row = record.row
-            labels[key] = f"row {row}" if row is not None else f"'{key[1]}'"
+            labels[key] = _label(record, key)
             hashes[content] = key[1]
-            ids.append(pk)
-            items.append(
-                store.ItemRow(
-                    run_id,
-                    source_id,
-                    pk,
-                    key[1][:_EXTERNAL_ID_MAX],
-                    title[:_TITLE_MAX],
-                    url[:_URL_MAX],
-                    row,
-                    ItemOutcome.UNCHANGED,
-                )
-            )
+            ids.append(job[0])
+            items.append(self.item(run_id, record, key, job))
         taken.update(labels)
         contents.update(hashes)
         self.claimed += len(items)
