@@ -39,12 +39,14 @@ class RunItem(models.Model):
         db_index=False,
         db_constraint=False,
     )
+    # No single-column index on source: (source, run, …) below leads with it.
     source = models.ForeignKey(
         Source,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,
         db_constraint=False,
     )
     # No single-column index on job: (job, run) below leads with it.
@@ -81,7 +83,10 @@ class RunItem(models.Model):
         indexes = [
             # The diff table filtered by outcome (and paginated by id) on 50,000 items.
             models.Index(fields=["run", "outcome", "id"], name="ingestion_runitem_outcome"),
-            models.Index(fields=["run", "source", "id"], name="ingestion_runitem_source"),
+            # A run's items of one source (the diff table's source filter, a source's listing
+            # counting and expiring its items). Leading with the source, it also serves the
+            # SET NULL of a deleted source's items: one index written per item, not two.
+            models.Index(fields=["source", "run", "id"], name="ingestion_runitem_source"),
             # The admin's outcome filter over every run: newest first, an outcome that is one
             # item in a thousand would read the whole table. Partial, so the outcomes most
             # items have cost an ingest no index write (and read fast without it).

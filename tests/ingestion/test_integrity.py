@@ -92,3 +92,41 @@ def test_deleting_the_owner_deletes_everything(user: Any) -> None:
 
     for model in (Source, IngestionRun, Job, RunItem, JobFingerprint, JobSeen):
         assert not model.objects.exists(), model
+
+
+def test_an_item_writes_one_index_led_by_its_source(user: Any) -> None:
+    # An entry per item in each index: the source's items are found by one index leading
+    # with it, which also serves a run's items of one source (not a second, single-column
+    # index written for every item as well).
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "ingestion_runitem")
+    led_by_source = {
+        name: c["columns"]
+        for name, c in constraints.items()
+        if c["index"] and c["columns"][0] == "source_id"
+    }
+    assert led_by_source == {"ingestion_runitem_source": ["source_id", "run_id", "id"]}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's planner")
+def test_a_sources_items_are_found_by_its_index(user: Any) -> None:
+    source, run, _, _ = _world(user)
+    queries = [
+        # The SET NULL of a deleted source's items (Django's, as source.delete() runs it).
+        (
+            'UPDATE "ingestion_runitem" SET "source_id" = NULL WHERE "source_id" IN (%s)',
+            [source.pk],
+        ),
+        # A run's items of one source, in order (the diff table's filter).
+        (
+            'SELECT * FROM "ingestion_runitem" WHERE "run_id" = %s AND "source_id" = %s'
+            ' ORDER BY "id"',
+            [run.pk, source.pk],
+        ),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a small table: plans as at scale
+        for sql, params in queries:
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert "ingestion_runitem_source " in plan and "Sort" not in plan, (sql, plan)
