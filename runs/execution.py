@@ -132,7 +132,21 @@ def run_execute(
         services.run_finish(run)
     except RunGone as exc:
         return "error" if _end_left_active(run, exc) else "gone"
+    _after_finish(run)
     return "finished"
+
+
+def _after_finish(run: IngestionRun) -> None:
+    """The kind's upkeep after the run is finished (executors.register): the run's end is
+    stamped already, so nothing here holds it up, and a failure here is not the run's."""
+    upkeep = executors.after_finish(run.kind)
+    if upkeep is None:
+        return
+    try:
+        upkeep(run)
+    except Exception:
+        logger.exception("Run %s: the upkeep after it finished failed", run.pk)
+        dbretry.reset_connection()
 
 
 def _end_left_active(run: IngestionRun, exc: RunGone) -> bool:

@@ -38,6 +38,7 @@ class Kind:
     executor: Executor
     order: int = 0
     phases: Mapping[str, str] = field(default_factory=dict)
+    after_finish: Callable[..., object] | None = None
 
 
 _KINDS: dict[str, Kind] = {}
@@ -47,20 +48,32 @@ DEFAULT_PHASES = {"pending": "Queued", "initializing": "Starting", "ingesting": 
 
 
 def register(
-    kind: str, *, label: str, order: int = 0, phases: Mapping[str, str] | None = None
+    kind: str,
+    *,
+    label: str,
+    order: int = 0,
+    phases: Mapping[str, str] | None = None,
+    after_finish: Callable[..., object] | None = None,
 ) -> Callable[[E], E]:
     """Declare the run kind `kind`, shown as `label`, executed by the decorated function.
     Lists show kinds by `order`, then in the order they were declared: the apps' own kinds
     first, an operator's tool (the diagnostic run) after them, whichever app starts first.
     `phases` names what a run of this kind does in an active status ("initializing":
     "Listing sources"): the page, the summary bar and the feed say it instead of the
-    status."""
+    status. `after_finish(run)` is called by the worker that finished a run of this kind,
+    once the run is finished: upkeep that must not hold up the run's end (its errors are
+    logged, never the run's)."""
     if not 0 < len(kind) <= KIND_MAX_LENGTH:
         raise ValueError(f"A run kind is 1 to {KIND_MAX_LENGTH} characters: {kind!r}")
 
     def decorator(func: E) -> E:
         _KINDS[kind] = Kind(
-            value=kind, label=label, executor=func, order=order, phases=dict(phases or {})
+            value=kind,
+            label=label,
+            executor=func,
+            order=order,
+            phases=dict(phases or {}),
+            after_finish=after_finish,
         )
         return func
 
@@ -71,6 +84,12 @@ def get_executor(kind: str) -> Executor | None:
     """The function that executes runs of `kind`; None when no app declared that kind."""
     declared = _KINDS.get(kind)
     return declared.executor if declared else None
+
+
+def after_finish(kind: str) -> Callable[..., object] | None:
+    """What the worker that finished a run of `kind` does next (see `register`)."""
+    declared = _KINDS.get(kind)
+    return declared.after_finish if declared else None
 
 
 def phase(kind: str, status: str) -> str | None:

@@ -134,18 +134,21 @@ def warm_up() -> None:
     copy each page holding one out of the shared memory, per horse (docs/performance.md)."""
     for path in settings.INTAKE_WORKER_WARM_UP:
         import_string(path)()
-    _import_connection_pools()
+    _prepare_connections()
     connections.close_all()
     gc.collect()  # what the hooks left as garbage goes now, not frozen forever
     gc.freeze()
 
 
-def _import_connection_pools() -> None:
-    """Import psycopg's pool, which Django imports when a pooled database's first connection
-    is opened: every work horse opens its own, and would import it again before the run's
-    first query. Nothing is opened here (a horse must not inherit a connection or a pool)."""
+def _prepare_connections() -> None:
+    """What a PostgreSQL connection is opened with, prepared without opening one (a horse
+    must not inherit a connection or a pool): psycopg's pool, which Django imports when a
+    pooled database's first connection is opened, and the adapters Django builds for the
+    first (its connection parameters). Every work horse opens its own connection, and would
+    build them again before the run's first query."""
     for connection in connections.all():
+        if connection.vendor != "postgresql":
+            continue
         if connection.settings_dict.get("OPTIONS", {}).get("pool"):
             import psycopg_pool  # noqa: F401
-
-            return
+        connection.get_connection_params()

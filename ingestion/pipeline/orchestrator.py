@@ -73,10 +73,19 @@ def execute_preview(ctx: RunContext) -> object:
     return None
 
 
+def _after_ingest(run: IngestionRun) -> None:
+    """Once an ingest is finished: the job table analyzed when it grew past its statistics
+    (a first ingest analyzes it after its first thousand jobs, then writes the rest), so
+    that the next listing, a re-run a moment later, does not analyze it before its first
+    batch. The listing still checks (another owner's ingest, an ingest that failed)."""
+    store.analyze_if_stale(Job)
+
+
 @executors.register(
     INGEST,
     label="Ingest",
     phases={"initializing": "Listing, comparing and writing", "ingesting": "Processing jobs"},
+    after_finish=_after_ingest,
 )
 def execute_ingest(ctx: RunContext) -> object:
     run = ctx.run
@@ -164,7 +173,8 @@ def _start_listing(
     )
     # The listing looks its keys up in the job table batch after batch: without statistics
     # (the last big ingest not analyzed yet) the planner hashes all of a company's jobs for
-    # each batch of keys instead of probing the unique key.
+    # each batch of keys instead of probing the unique key. An ingest that finished analyzed
+    # what it grew (_after_ingest): this is the check, and the catch-up for what did not.
     store.analyze_if_stale(Job)
     return groups, sources
 

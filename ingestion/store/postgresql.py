@@ -315,13 +315,14 @@ def analyze(model: type[Model]) -> None:
 # depend on how many rows there are, not on how many were rewritten (a re-run rewrites many).
 # The live rows reach the statistics views up to seconds late, the table's size at once: a
 # file more than three times its analyzed size has grown as well (a rewrite of every row
-# leaves a dead version of each until vacuumed: twice the size, for one re-run).
+# leaves a dead version of each until vacuumed: twice the size, for one re-run). The live
+# rows are read by the function behind pg_stat_user_tables, for this table alone: the view
+# joins every table's statistics, and a work horse's new session plans it from scratch.
 STALE_STATISTICS_SQL = """
 SELECT c.reltuples < 0
-    OR ABS(COALESCE(s.n_live_tup, 0) - c.reltuples) > 50 + 0.1 * c.reltuples
+    OR ABS(pg_stat_get_live_tuples(c.oid) - c.reltuples) > 50 + 0.1 * c.reltuples
     OR pg_relation_size(c.oid) / current_setting('block_size')::int > 10 + 3 * c.relpages
 FROM pg_class AS c
-LEFT JOIN pg_stat_user_tables AS s ON s.relid = c.oid
 WHERE c.oid = %s::regclass
 """
 

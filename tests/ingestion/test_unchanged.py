@@ -675,6 +675,22 @@ def test_a_listing_first_analyzes_a_job_table_changed_since_its_statistics(work,
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's statistics")
+def test_an_ingest_that_grew_the_job_table_leaves_it_analyzed_for_a_re_run(work, user) -> None:  # type: ignore[no-untyped-def]
+    # A first ingest analyzes the table after its first thousand jobs and writes the rest:
+    # once it is finished, the re-run that follows finds the statistics fresh.
+    from django.test.utils import CaptureQueriesContext
+
+    rows = [posting_row(n) for n in range(1, 3 * diff.LISTING_BATCH_SIZE + 1)]
+    _ingest(work, user, _source(user, rows))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+    time.sleep(0.2)
+    with CaptureQueriesContext(connection) as queries:
+        store.analyze_if_stale(Job)
+    assert not [q for q in queries.captured_queries if q["sql"].startswith("ANALYZE")]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's statistics")
 def test_a_job_table_whose_rows_were_rewritten_in_place_is_not_analyzed_again(user) -> None:  # type: ignore[no-untyped-def]
     # A re-run rewrites many rows (their raw hashes): the plans depend on how many there are.
     from django.contrib.auth.models import User

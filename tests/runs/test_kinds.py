@@ -83,3 +83,24 @@ def test_the_kinds_users_start_are_listed_before_the_diagnostic_run() -> None:
     listed = executors.kinds()
     assert listed.index("preview") < listed.index("ingest") < listed.index("diagnostic")
     assert [value for value, _ in executors.kind_choices()] == listed
+
+
+def test_a_kinds_upkeep_runs_once_its_run_is_finished_and_cannot_fail_it(user, redis_client):
+    seen: list[tuple[str, bool]] = []
+
+    def upkeep(run: IngestionRun) -> None:
+        stored = IngestionRun.objects.get(pk=run.pk)
+        seen.append((stored.status, stored.finished_at is not None))
+        raise RuntimeError("upkeep broke")
+
+    with mock.patch.dict(executors._KINDS):
+
+        @executors.register("upkept", label="Upkept", after_finish=upkeep)
+        def upkept(ctx: RunContext) -> None:
+            ctx.progress(done=1, total=1)
+
+        run = services.run_start(owner=user, kind="upkept")
+        assert tasks.execute_run(run.pk) == "finished"
+    assert seen == [(RunStatus.FINISHED, True)]
+    run.refresh_from_db()
+    assert (run.status, run.error_message) == (RunStatus.FINISHED, "")

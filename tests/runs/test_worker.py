@@ -95,6 +95,24 @@ def test_the_warm_up_imports_the_connection_pool_without_opening_it(settings):
     run_as_a_starting_worker(code, settings)
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="psycopg's adapters")
+def test_the_warm_up_builds_the_connections_adapters_without_connecting(settings):
+    # Django builds them when the first connection is opened: in the worker once, rather
+    # than in every work horse before its first query.
+    code = (
+        "import django; django.setup()\n"
+        "from django.db.backends.postgresql.psycopg_any import get_adapters_template\n"
+        "assert get_adapters_template.cache_info().currsize == 0\n"
+        "from runs.worker import warm_up\n"
+        "warm_up()\n"
+        "assert get_adapters_template.cache_info().currsize == 1\n"
+        "from django.db import connection\n"
+        "assert connection.connection is None\n"
+        "assert not connection._connection_pools, 'a pool made before the fork'\n"
+    )
+    run_as_a_starting_worker(code, settings)
+
+
 def test_the_warm_up_freezes_what_the_worker_holds_out_of_the_collector(settings):
     # A fresh interpreter, as a worker starts; what it loaded is then left alone by the
     # collector of every work horse forked from it.
