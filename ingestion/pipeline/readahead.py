@@ -12,8 +12,9 @@ a batch never changes an outcome.
 
 Who reads which batch is decided in Redis, one step at a time (scripts): before each batch the
 coordinator reads it itself unless the helper holds the read (a claim with a lease the helper
-renews with every batch it pushes); the helper, when it starts, takes the read from the batch
-after the coordinator's last. A helper that dies is noticed when its lease lapses, one that
+renews with every batch it pushes); the helper, when it starts, takes the read from
+HEAD_START batches after the coordinator's last, which the coordinator still reads itself
+while the helper reads its way there. A helper that dies is noticed when its lease lapses, one that
 fails to read pushes FAILED: either way the coordinator reads the rest itself from where the
 helper stopped (reading its own way to that batch again), so a file that cannot be read fails
 as it would have, after the batches read before it. Every key is deleted when the listing of
@@ -45,6 +46,11 @@ logger = logging.getLogger(__name__)
 READ_AHEAD = "ingestion.pipeline.readahead.read_ahead"
 # Batches the helper keeps pushed ahead of the coordinator at most (bounded memory in Redis).
 AHEAD = 4
+# Batches the coordinator still reads itself once a helper takes the read: a helper just
+# started needs about as long to read its way past the batches before its first (a work horse
+# forked, the source opened, each batch read again) as the coordinator needs to read and apply
+# these, so neither waits for the other.
+HEAD_START = 4
 # How often a helper that is that far ahead looks again.
 FULL_SLICE = 0.02
 # Pushed after the last batch; pushed when the helper's reading failed (the coordinator reads
@@ -60,19 +66,26 @@ Reader = Callable[[], Iterator[list[Entry]]]
 Hint = Callable[[list[Entry]], list[int]]
 
 # The coordinator's step before each batch: it reads the batch itself (and the helper, should
-# it start later, begins after it) unless a helper holds the read. Returns 1 to read it here.
+# it start later, begins after it) unless a helper holds the read from this batch on (the
+# second key then holds the helper's first batch). Returns 1 to read it here.
 _READ_HERE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    if tonumber(ARGV[1]) < tonumber(redis.call('GET', KEYS[2]) or 0) then return 1 end
+    return 0
+end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 return 1
 """
-# The helper's start: the read, from the batch after the coordinator's last, unless the
-# coordinator took it back or ended. Returns that batch's number, or -1.
+# The helper's start: the read, from the batch `head start` after the coordinator's last (the
+# second key, which then holds the helper's first batch), unless the coordinator took it back
+# or ended. Returns the number of the batch before the helper's first, or -1.
 _TAKE_READ = """
 local after = redis.call('GET', KEYS[2])
 if not after or redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return tonumber(after)
+local start = tonumber(after) + tonumber(ARGV[3])
+redis.call('SET', KEYS[2], start + 1, 'KEEPTTL')
+return start
 """
 # The helper's push, only while it holds the read (the coordinator may have taken it back
 # after the lease lapsed); renews the lease. Returns 1 if pushed.
@@ -108,8 +121,8 @@ def unpack(packed: list[Entry | tuple[Any, ...]]) -> list[Entry]:
 
 
 def _keys(prefix: str) -> tuple[str, str, str, str]:
-    """The read's claim, the number of the coordinator's last batch, the pushed batches,
-    the reader (pickled)."""
+    """The read's claim, the number of the coordinator's last batch (once a helper holds the
+    read: of the helper's first), the pushed batches, the reader (pickled)."""
     return f"{prefix}:claim", f"{prefix}:last", f"{prefix}:out", f"{prefix}:reader"
 
 
@@ -123,7 +136,9 @@ def read_ahead(prefix: str) -> str:
     blob = conn.get(reader_key)
     if blob is None:
         return f"{me}: the listing ended"
-    start = conn.register_script(_TAKE_READ)(keys=[claim, last], args=[me, LEASE_SECONDS])
+    start = conn.register_script(_TAKE_READ)(
+        keys=[claim, last], args=[me, LEASE_SECONDS, HEAD_START]
+    )
     if start < 0:
         return f"{me}: the listing read it"
     push = conn.register_script(_PUSH)

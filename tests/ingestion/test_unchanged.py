@@ -433,8 +433,10 @@ READ_BATCH = 5
 @pytest.fixture
 def rerun(work, user, monkeypatch) -> Callable[[int], Any]:  # type: ignore[no-untyped-def]
     """Re-runs of a 40-row file ingested once, in batches of 5, the listing told there are
-    `workers` live workers; each returns the run and its items."""
+    `workers` live workers; each returns the run and its items. A helper reads from the
+    batch after the listing's last (no head start) unless a test says otherwise."""
     monkeypatch.setattr(diff, "LISTING_BATCH_SIZE", READ_BATCH)
+    monkeypatch.setattr(readahead, "HEAD_START", 0)
     rows = [posting_row(n) for n in range(1, 41)]
     rows[12]["title"] = ""  # an invalid row, re-run as invalid
     rows[20] = dict(rows[3])  # row 21 repeats row 4: a duplicate on every run
@@ -544,8 +546,15 @@ def test_a_read_ahead_helper_whose_reading_failed_is_read_on_by_the_listing(
     assert readahead_keys() == []
 
 
-def test_a_late_read_ahead_helper_starts_after_the_listings_last_batch(rerun, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("head_start", "helper_at"), [(0, 3), (1, 2)])
+def test_a_helper_reads_from_its_head_start_after_the_listings_last_batch(
+    rerun, monkeypatch, head_start, helper_at
+) -> None:  # type: ignore[no-untyped-def]
+    # A helper that starts while the listing reads batch `helper_at` reads from `head_start`
+    # batches after it (batch 4 here): the listing reads those itself meanwhile, as a helper
+    # just forked reads its way to its first.
     _, items = rerun(1)
+    monkeypatch.setattr(readahead, "HEAD_START", head_start)
     helpers: list[str] = []
     asked = 0
     real_batches = readahead.ReadAhead.batches
@@ -554,7 +563,7 @@ def test_a_late_read_ahead_helper_starts_after_the_listings_last_batch(rerun, mo
         nonlocal asked
         for batch in real_batches(self, reader, **kwargs):
             asked += 1
-            if asked == 3:  # the helper starts only now: it reads from batch 4 on
+            if asked == helper_at:
                 helpers.append(readahead.read_ahead(self.prefix))
             yield batch
 
@@ -633,7 +642,9 @@ def test_a_second_real_worker_reads_an_unchanged_re_run_ahead(
     queue = django_rq.get_queue("default")
     procs.append(start_worker(tmp_path, name="w1"))
     wait_for(lambda: Worker.count(queue=queue) >= 2, timeout=60, what="live workers")
-    rows = [posting_row(n) for n in range(1, 4 * diff.LISTING_BATCH_SIZE + 1)]
+    # Past the helper's head start, with four batches to spare for a helper that starts late.
+    batches = 1 + readahead.HEAD_START + 4
+    rows = [posting_row(n) for n in range(1, batches * diff.LISTING_BATCH_SIZE + 1)]
     source = _source(user, rows)
 
     def ingest() -> IngestionRun:
