@@ -93,23 +93,31 @@ def start_board_server(children: Children, board_file: Path, work: Path) -> tupl
     return start_server(children, "board", [*argv, "--ready-file", str(ready)], ready)
 
 
+def file_postings(source: Any, run: Any) -> list[tuple[Any, Any, str]]:
+    """(source, posting, content hash) of every posting of an uploaded file's source, as its
+    adapter reads them."""
+    from ingestion import normalize
+    from ingestion.adapters import get_adapter
+    from ingestion.fetching import Fetcher
+
+    with Fetcher(run_id=run.pk, store=False) as fetcher:
+        return [
+            (source, posting, normalize.content_hash(posting))
+            for posting in get_adapter(source, fetcher).list_postings()
+        ]
+
+
 def load_postings(owner: Any, run: Any, work: Path) -> list[tuple[Any, Any, str]]:
     """(source, posting, content hash) of every posting of both sources, as the adapters
     read them (the listing, not the write, so none of this is timed)."""
     import ijson
 
     from ingestion import normalize
-    from ingestion.adapters import get_adapter
     from ingestion.adapters.greenhouse import to_posting
-    from ingestion.fetching import Fetcher
     from ingestion.models import Source
 
-    rows: list[tuple[Any, Any, str]] = []
-    file_source = Source.objects.get(owner=owner, kind="file")
+    rows = file_postings(Source.objects.get(owner=owner, kind="file"), run)
     board_source = Source.objects.get(owner=owner, kind="greenhouse")
-    with Fetcher(run_id=run.pk, store=False) as fetcher:
-        for posting in get_adapter(file_source, fetcher).list_postings():
-            rows.append((file_source, posting, normalize.content_hash(posting)))
     board_file = sorted(work.glob("board-*.json"), key=lambda p: p.stat().st_size)
     with board_file[-1].open("rb") as handle:
         for item in ijson.items(handle, "jobs.item"):

@@ -48,7 +48,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness  # noqa: E402  (the path above first)
-from bench.postings import write_postings_csv  # noqa: E402
+from bench.postings import file_postings, write_postings_csv  # noqa: E402
 from bench.sql_timer import SqlTimer  # noqa: E402
 
 COMPANY = "Acme Files"
@@ -176,7 +176,7 @@ def settle() -> None:
         cursor.execute("VACUUM (ANALYZE) ingestion_job, ingestion_jobseen, ingestion_runitem")
 
 
-def die_rerun(owner: Any, source: Any, run_id: int) -> dict[str, float]:
+def die_rerun(owner: Any, source: Any, run: Any) -> dict[str, float]:
     """The issue's baseline, in this process: django-import-export tuned as bench/die.py
     tunes it (bulk, cached loader, ids as they are), with skip_unchanged (which needs its
     diff: skip_diff off, the HTML diff skipped) over the file's rows as the adapter maps
@@ -185,15 +185,8 @@ def die_rerun(owner: Any, source: Any, run_id: int) -> dict[str, float]:
     bench/die.py builds it: DIE reads no file here."""
     from bench.baselines import truncate_jobs
     from bench.die import dataset, resources
-    from ingestion import normalize
-    from ingestion.adapters import get_adapter
-    from ingestion.fetching import Fetcher
 
-    with Fetcher(run_id=run_id, store=False) as fetcher:
-        rows = [
-            (source, posting, normalize.content_hash(posting))
-            for posting in get_adapter(source, fetcher).list_postings()
-        ]
+    rows = file_postings(source, run)
     _, tuned = resources()
 
     class SkipUnchanged(tuned):  # type: ignore[misc, valid-type]
@@ -203,10 +196,7 @@ def die_rerun(owner: Any, source: Any, run_id: int) -> dict[str, float]:
             skip_html_diff = True
             report_skipped = False
 
-    class Run:  # dataset() takes the run for its id
-        pk = run_id
-
-    data = dataset(rows, owner, Run)
+    data = dataset(rows, owner, run)
     truncate_jobs()
     SkipUnchanged().import_data(data, dry_run=False, raise_errors=True)
     settle()
@@ -371,7 +361,7 @@ def bench(args: argparse.Namespace, children: Any, work: Path) -> None:
         )
     rate = best["raw hash"]["rate"]
     print(f"   raw hash ÷ read all {rate / best['read all']['rate']:5.2f}×")
-    die = die_rerun(owner, source, first.pk)
+    die = die_rerun(owner, source, first)
     ratio = rate / die["rate"]
     print(
         f"   DIE tuned + skip_unchanged, this process {die['rate']:8,.0f} rows/s, "
