@@ -14,11 +14,11 @@ Who reads which batch is decided in Redis, one step at a time (scripts): before 
 coordinator reads it itself unless the helper holds the read (a claim with a lease the helper
 renews with every batch it pushes); the helper, when it starts, takes the read from
 HEAD_START batches after the coordinator's last, which the coordinator still reads itself
-while the helper reads its way there. A helper that dies is noticed when its lease lapses, one that
-fails to read pushes FAILED: either way the coordinator reads the rest itself from where the
-helper stopped (reading its own way to that batch again), so a file that cannot be read fails
-as it would have, after the batches read before it. Every key is deleted when the listing of
-the source ends, however it ends, and a helper still queued is cancelled.
+while the helper reads its way there. A helper that dies is noticed when its lease lapses,
+one that fails to read pushes FAILED: either way the coordinator reads the rest itself from
+where the helper stopped (reading its own way to that batch again), so a file that cannot be
+read fails as it would have, after the batches read before it. Every key is deleted when the
+listing of the source ends, however it ends, and a helper still queued is cancelled.
 """
 
 from __future__ import annotations
